@@ -1,0 +1,140 @@
+//! The service config file (`pcsync serve --config FILE`): its types, which generate
+//! `schemas/config.schema.json`. Keys are a stable contract: operators and scripts
+//! rely on these names.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// pcsync's service configuration. `${VAR}` anywhere in a value is replaced from the
+/// environment (`${VAR:-default}` gives a default); unknown keys are errors.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The address the HTTP listener binds to.
+    #[serde(default = "listen_default")]
+    pub listen: String,
+    /// The public base URL HubSpot calls. Webhook signatures (v3) are computed over
+    /// `public_url` + path + query, so this must be exactly what HubSpot has.
+    #[schemars(url)]
+    pub public_url: String,
+    /// The rule-pack directory, watched for changes.
+    #[serde(default = "rules_default")]
+    pub rules: String,
+    /// The SQLite state file (inbox, dead letters, last-known state).
+    #[serde(default = "state_default")]
+    pub state: String,
+    /// HubSpot connection.
+    pub hubspot: HubSpotConfig,
+    /// Partner Central connection. AWS credentials come from the standard AWS chain
+    /// (environment, profile, role).
+    pub partner_central: PartnerCentralConfig,
+    /// Outbound notifications.
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
+    /// Inbound Partner Central events forwarded by an EventBridge API destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eventbridge: Option<EventBridgeConfig>,
+}
+
+fn listen_default() -> String {
+    "127.0.0.1:8080".into()
+}
+
+fn rules_default() -> String {
+    "./rules".into()
+}
+
+fn state_default() -> String {
+    "./pcsync.db".into()
+}
+
+/// HubSpot connection settings.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HubSpotConfig {
+    /// The CRM API base URL.
+    #[serde(default = "hubspot_base_url_default")]
+    #[schemars(url)]
+    pub base_url: String,
+    /// The private-app access token (sent as a Bearer token). Use `${HUBSPOT_TOKEN}`.
+    #[schemars(length(min = 1))]
+    pub token: String,
+    /// The app's client secret, which verifies webhook signatures. Use
+    /// `${HUBSPOT_CLIENT_SECRET}`.
+    #[schemars(length(min = 1))]
+    pub client_secret: String,
+    /// The app's id: events caused by this app's own writes are ignored (echo
+    /// suppression).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<u64>,
+    /// Requests allowed per rolling 10 seconds (HubSpot's limit for the account's
+    /// tier: 100, 190 or 250).
+    #[serde(default = "rate_limit_default")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub rate_limit_per_10s: u32,
+    /// Also accept the older v1 webhook signature (without timestamp). Off by default:
+    /// v1 cannot reject replays.
+    #[serde(default)]
+    pub accept_v1_signatures: bool,
+}
+
+fn hubspot_base_url_default() -> String {
+    "https://api.hubapi.com".into()
+}
+
+fn rate_limit_default() -> u32 {
+    100
+}
+
+/// Partner Central connection settings.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerCentralConfig {
+    /// `AWS` for production or `Sandbox` for AWS's test catalog.
+    pub catalog: Catalog,
+    /// The AWS region. The Selling API exists only in us-east-1.
+    #[serde(default = "region_default")]
+    pub region: String,
+    /// Override the endpoint, e.g. `http://127.0.0.1:4567` for the local sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(url)]
+    pub endpoint_url: Option<String>,
+}
+
+fn region_default() -> String {
+    "us-east-1".into()
+}
+
+/// A Partner Central catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Catalog {
+    /// Production.
+    #[serde(rename = "AWS")]
+    Aws,
+    /// AWS's test catalog.
+    Sandbox,
+}
+
+/// Outbound notification settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// The SNS topic for notification rules' `sns` channel; unset disables it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"))]
+    pub sns_topic_arn: Option<String>,
+    /// Override the SNS endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(url)]
+    pub sns_endpoint_url: Option<String>,
+}
+
+/// EventBridge ingest settings.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventBridgeConfig {
+    /// The secret the API destination sends in the `X-Pcsync-Secret` header. Use
+    /// `${EVENTBRIDGE_SECRET}`.
+    #[schemars(length(min = 16))]
+    pub shared_secret: String,
+}

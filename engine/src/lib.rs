@@ -1,0 +1,11 @@
+//! pcsync's engine: the rule-pack language (model), its loader and checker, and the
+//! compiled rule set. Pure: no tokio, no HTTP, no AWS types, no clock.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod diagnostic;
+pub mod model;
+pub mod partner_central;
+pub mod schema;
+pub mod source;

@@ -1,0 +1,75 @@
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Rhai, Template};
+
+/// Effects run after the pack's writes: properties to set on the deal and a note.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Effects {
+    /// Deal properties to set, each a template (`aws_sync_status: synced`,
+    /// `aws_last_sync_date: "{{ now }}"`).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub set_deal: IndexMap<String, Template>,
+    /// A note to add to the deal. After a sync, `changes` lists what changed
+    /// (`field`, `old`, `new`); after a failure, `error.message` says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<Template>,
+}
+
+/// How the pack creates an opportunity (CreateOpportunity).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOpportunity {
+    /// The idempotency token: the same deal must always give the same token, so that
+    /// a redelivered webhook never creates a second opportunity.
+    #[serde(default = "client_token_default")]
+    pub client_token: Template,
+    /// Solutions (`S-…`) to associate with the new opportunity (AssociateOpportunity).
+    /// Empty values are ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub associate_solutions: Vec<Template>,
+    /// Submit the opportunity to AWS (StartEngagementFromOpportunityTask).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_engagement: Option<StartEngagement>,
+}
+
+fn client_token_default() -> Template {
+    Template("hubspot-deal-{{ deal.id }}".to_string())
+}
+
+/// Submission to AWS after creation.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartEngagement {
+    /// Submit only when this Rhai condition holds (e.g. `settings.submit_to_aws`).
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Rhai>,
+    /// `Co-Sell` or `For Visibility Only`.
+    pub involvement_type: InvolvementType,
+    /// `Full` or `Limited`.
+    #[serde(default)]
+    pub visibility: Visibility,
+}
+
+/// Partner Central's `SalesInvolvementType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum InvolvementType {
+    /// Ask AWS to co-sell.
+    #[serde(rename = "Co-Sell")]
+    CoSell,
+    /// Share for visibility only.
+    #[serde(rename = "For Visibility Only")]
+    ForVisibilityOnly,
+}
+
+/// Partner Central's `Visibility`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Visibility {
+    /// Full visibility.
+    #[default]
+    Full,
+    /// Limited visibility.
+    Limited,
+}
