@@ -103,6 +103,8 @@ pub struct Diagnostic {
     pub label: Option<String>,
     /// How to fix it.
     pub help: Option<String>,
+    /// The JSON pointer of the offending node, when the problem is about one.
+    pub pointer: Option<String>,
 }
 
 impl Diagnostic {
@@ -116,6 +118,7 @@ impl Diagnostic {
             span: None,
             label: None,
             help: None,
+            pointer: None,
         }
     }
 
@@ -143,6 +146,12 @@ impl Diagnostic {
     /// Adds a help line.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+
+    /// Records the JSON pointer of the offending node.
+    pub fn with_pointer(mut self, pointer: impl Into<String>) -> Self {
+        self.pointer = Some(pointer.into());
         self
     }
 
@@ -307,6 +316,8 @@ pub struct JsonDiagnostic<'a> {
     pub end_column: Option<usize>,
     /// How to fix it.
     pub help: Option<&'a str>,
+    /// The JSON pointer of the offending node, if known (`/map/dealstage/to`).
+    pub pointer: Option<&'a str>,
 }
 
 /// The whole document `pcsync check --format json` prints.
@@ -343,6 +354,7 @@ pub fn render_json(sources: &Sources, diagnostics: &[Diagnostic], files_checked:
                     end_line: end.map(|p| p.line),
                     end_column: end.map(|p| p.column),
                     help: d.help.as_deref(),
+                    pointer: d.pointer.as_deref(),
                 }
             })
             .collect(),

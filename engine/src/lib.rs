@@ -9,3 +9,14 @@ pub mod model;
 pub mod partner_central;
 pub mod schema;
 pub mod source;
+pub mod check;
+pub mod compile;
+pub mod embed;
+pub mod load;
+pub mod script;
+pub mod template;
+
+pub use compile::CompiledPack;
+pub use diagnostic::{Code, Diagnostic, Format, Severity, Sources};
+pub use load::{Loaded, MissingEnv, RuleSet, load_config, load_rules};
+pub use model::RulePack;

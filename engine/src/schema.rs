@@ -100,7 +100,8 @@ fn convert(root: &Value, file: FileId, doc: &Document, error: &ValidationError<'
             for key in unexpected {
                 let at = pointer_join(&pointer, key);
                 let mut d = Diagnostic::error(Code::UnknownField, format!("unknown field `{key}`"))
-                    .at(file, doc.key_span(&at));
+                    .at(file, doc.key_span(&at))
+                    .with_pointer(at.clone());
                 d.help = did_you_mean(key, allowed.iter().map(String::as_str))
                     .or_else(|| Some(expected_one_of(allowed.iter().map(String::as_str))));
                 out.push(d);
@@ -188,8 +189,32 @@ fn convert_alternatives(
             e.instance_path().as_str() == pointer && matches!(e.kind(), ValidationErrorKind::Type { .. })
         })
     };
-    let candidates: Vec<&Vec<ValidationError<'static>>> =
-        context.iter().filter(|errors| !type_mismatch(errors)).collect();
+    // Alternatives that are single fixed values (unit variants such as `date`): a
+    // miss on each is one "unknown value" with the values as suggestions.
+    let constant_miss = |errors: &Vec<ValidationError<'static>>| -> Option<String> {
+        match errors.as_slice() {
+            [e] if e.instance_path().as_str() == pointer => match e.kind() {
+                ValidationErrorKind::Constant { expected_value } => expected_value.as_str().map(str::to_string),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let constants: Vec<String> = context.iter().filter_map(constant_miss).collect();
+    let candidates: Vec<&Vec<ValidationError<'static>>> = context
+        .iter()
+        .filter(|errors| !type_mismatch(errors) && constant_miss(errors).is_none())
+        .collect();
+    if candidates.is_empty() && !constants.is_empty() {
+        let mut d = Diagnostic::error(Code::InvalidValue, format!("unknown value {}", display_value(instance)))
+            .at(file, doc.value_span(pointer));
+        d.help = instance
+            .as_str()
+            .and_then(|s| did_you_mean(s, constants.iter().map(String::as_str)))
+            .or_else(|| Some(expected_one_of(constants.iter().map(String::as_str))));
+        out.push(d);
+        return;
+    }
     if candidates.is_empty() {
         let mut kinds = BTreeSet::new();
         for errors in context {
@@ -330,6 +355,20 @@ fn expand<'a>(root: &'a Value, schema: &'a Value, out: &mut Vec<&'a Value>) {
         }
     }
     out.push(schema);
+}
+
+/// Removes the keys named by `unknown-field` diagnostics from `doc`, so that a pack
+/// whose only structural problems are misspelt keys can still be checked further.
+pub fn prune_unknown_fields(doc: &mut Document, pointers: &[String]) {
+    for pointer in pointers {
+        let Some((parent, key)) = pointer.rsplit_once('/') else {
+            continue;
+        };
+        let key = key.replace("~1", "/").replace("~0", "~");
+        if let Some(obj) = doc.value.pointer_mut(parent).and_then(Value::as_object_mut) {
+            obj.shift_remove(&key);
+        }
+    }
 }
 
 /// Deserializes a document that passed schema validation. A failure here means the

@@ -1,0 +1,512 @@
+//! Compiles a pack's embedded code once per load: Rhai guards and scripts, templates
+//! and JSONPaths. Every piece is checked against the variables its place in the pack
+//! provides, so a template that names `opportunity` in a pack that never loads it is
+//! caught by `pcsync check`, not in production.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use jsonpath_rust::parser::model::JpQuery;
+use minijinja::Environment;
+use rhai::{AST, Dynamic, Engine, ParseErrorType, Scope};
+use serde_json::Value;
+
+use crate::diagnostic::{Code, Diagnostic, FileId, Sources, Span, did_you_mean};
+use crate::embed;
+use crate::model::{RulePack, Template};
+use crate::partner_central::{self, PathError};
+use crate::source::{Document, pointer_join};
+use crate::template;
+
+/// A pack with its code compiled, ready to evaluate.
+pub struct CompiledPack {
+    /// The pack as written.
+    pub pack: RulePack,
+    /// The file it came from.
+    pub file: FileId,
+    /// Its path on disk.
+    pub path: PathBuf,
+    /// Rhai code, keyed by the JSON pointer of where it is written (`/when/0/if`).
+    pub scripts: HashMap<String, AST>,
+    /// Templates, each registered under the JSON pointer of where it is written.
+    pub templates: Environment<'static>,
+    /// Watched JSONPaths by watch name.
+    pub watches: IndexMap<String, JpQuery>,
+    /// `.rhai` files the pack refers to (watched for reload too).
+    pub script_files: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for CompiledPack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPack")
+            .field("pack", &self.pack.pack)
+            .field("path", &self.path)
+            .field("scripts", &self.scripts.len())
+            .field("watches", &self.watches.len())
+            .finish()
+    }
+}
+
+/// Context variables a pack loads through `needs`, and how to ask for each.
+const NEEDED_VARIABLES: &[(&str, &str)] = &[
+    ("opportunity", "add `opportunity: true` under `needs`"),
+    ("aws_summary", "add `aws_summary: true` under `needs`"),
+    ("previous", "add `previous: true` under `needs`"),
+    (
+        "snapshots",
+        "list snapshot templates under `needs.snapshots`, e.g. `[OpportunitySummaryView]`",
+    ),
+];
+
+/// Variables that exist only in some places of a pack, and where.
+const PLACE_VARIABLES: &[(&str, &str)] = &[
+    ("value", "`value` exists in mapping scripts and `unmapped_note`"),
+    (
+        "item",
+        "`item` exists in notification rules that have `for_each`, and in channel templates",
+    ),
+    ("changes", "`changes` exists in `on_success`"),
+    ("result", "`result` exists in `on_success`"),
+    ("error", "`error` exists in `on_error`"),
+    ("priority", "`priority` exists in notification templates and channels"),
+    ("title", "`title` exists in channel templates"),
+    ("body", "`body` exists in channel templates"),
+    ("notification", "`notification` exists in channel templates"),
+];
+
+/// Template globals that minijinja provides.
+const TEMPLATE_GLOBALS: &[&str] = &["range", "dict", "namespace", "loop", "self", "super", "varargs", "kwargs"];
+
+/// Where a piece of embedded code stands, and what it may refer to.
+struct Site {
+    pointer: String,
+    vars: Vec<String>,
+}
+
+/// Compiles one pack. Returns the compiled pack when there were no errors.
+pub fn compile(
+    engine: &Engine,
+    sources: &mut Sources,
+    file: FileId,
+    path: &Path,
+    doc: &Document,
+    pack: RulePack,
+) -> (Option<CompiledPack>, Vec<Diagnostic>) {
+    let mut c = Compiler {
+        engine,
+        file,
+        text: sources.text(file).to_string(),
+        doc,
+        pack: &pack,
+        dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        diagnostics: Vec::new(),
+        scripts: HashMap::new(),
+        templates: template::environment(),
+        watches: IndexMap::new(),
+        script_files: Vec::new(),
+    };
+    c.run(sources);
+    let Compiler {
+        diagnostics,
+        scripts,
+        templates,
+        watches,
+        script_files,
+        ..
+    } = c;
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return (None, diagnostics);
+    }
+    let compiled = CompiledPack {
+        pack,
+        file,
+        path: path.to_path_buf(),
+        scripts,
+        templates,
+        watches,
+        script_files,
+    };
+    (Some(compiled), diagnostics)
+}
+
+struct Compiler<'a> {
+    engine: &'a Engine,
+    file: FileId,
+    text: String,
+    doc: &'a Document,
+    pack: &'a RulePack,
+    dir: PathBuf,
+    diagnostics: Vec<Diagnostic>,
+    scripts: HashMap<String, AST>,
+    templates: Environment<'static>,
+    watches: IndexMap<String, JpQuery>,
+    script_files: Vec<PathBuf>,
+}
+
+impl Compiler<'_> {
+    fn run(&mut self, sources: &mut Sources) {
+        let pack = self.pack;
+        let base = self.base_vars();
+        let with = |extra: &[&str]| -> Vec<String> {
+            let mut v = base.clone();
+            v.extend(extra.iter().map(|s| s.to_string()));
+            v
+        };
+
+        for (i, _) in pack.when.iter().enumerate() {
+            self.rhai(&Site { pointer: format!("/when/{i}/if"), vars: base.clone() }, true);
+        }
+
+        for (prop, mapping) in &pack.map {
+            let at = pointer_join("/map", prop);
+            let vars = with(&["value"]);
+            if mapping.script.is_some() {
+                self.rhai(&Site { pointer: format!("{at}/script"), vars: vars.clone() }, false);
+            }
+            if let Some(file) = &mapping.script_file {
+                self.rhai_file(sources, &format!("{at}/script_file"), file, &vars);
+            }
+            if let Some(note) = &mapping.unmapped_note {
+                self.template(&Site { pointer: format!("{at}/unmapped_note"), vars }, note);
+            }
+        }
+
+        for (field, value) in &pack.set {
+            if let Value::String(s) = value {
+                if template::is_template(s) {
+                    let site = Site { pointer: pointer_join("/set", field), vars: base.clone() };
+                    self.template(&site, &Template(s.clone()));
+                }
+            }
+        }
+
+        if let Some(create) = &pack.create {
+            let site = Site { pointer: "/create/client_token".into(), vars: base.clone() };
+            self.template(&site, &create.client_token);
+            for (i, t) in create.associate_solutions.iter().enumerate() {
+                let site = Site { pointer: format!("/create/associate_solutions/{i}"), vars: base.clone() };
+                self.template(&site, t);
+            }
+            if let Some(start) = &create.start_engagement {
+                if start.condition.is_some() {
+                    self.rhai(&Site { pointer: "/create/start_engagement/if".into(), vars: base.clone() }, true);
+                }
+            }
+        }
+
+        for (name, path) in &pack.watch {
+            self.jsonpath(&pointer_join("/watch", name), path.as_str());
+        }
+
+        let watch_names: Vec<&str> = pack.watch.keys().map(String::as_str).collect();
+        let any_for_each = pack.notify.iter().any(|n| n.for_each.is_some());
+        for (i, rule) in pack.notify.iter().enumerate() {
+            let at = format!("/notify/{i}");
+            let mut vars = with(&watch_names);
+            if rule.for_each.is_some() {
+                vars.push("item".into());
+            }
+            if let Some(when) = &rule.when {
+                if when.condition.is_some() {
+                    self.rhai(&Site { pointer: format!("{at}/when/if"), vars: vars.clone() }, true);
+                }
+            }
+            if let crate::model::PrioritySpec::Computed(rules) = &rule.priority {
+                for (level, cond) in [("high", &rules.high), ("medium", &rules.medium), ("low", &rules.low)] {
+                    if cond.is_some() {
+                        self.rhai(&Site { pointer: format!("{at}/priority/{level}"), vars: vars.clone() }, true);
+                    }
+                }
+            }
+            vars.push("priority".into());
+            if let Some(key) = &rule.key {
+                self.template(&Site { pointer: format!("{at}/key"), vars: vars.clone() }, key);
+            }
+            self.template(&Site { pointer: format!("{at}/title"), vars: vars.clone() }, &rule.title);
+            if let Some(body) = &rule.body {
+                self.template(&Site { pointer: format!("{at}/body"), vars: vars.clone() }, body);
+            }
+        }
+
+        let mut channel_vars = with(&watch_names);
+        channel_vars.extend(["priority", "title", "body", "notification"].map(String::from));
+        if any_for_each {
+            channel_vars.push("item".into());
+        }
+        let ch = &pack.channels;
+        let mut channel_templates: Vec<(String, &Template)> = Vec::new();
+        if let Some(task) = &ch.task {
+            channel_templates.push(("/channels/task/assign_to".into(), &task.assign_to));
+            if let Some(b) = &task.body {
+                channel_templates.push(("/channels/task/body".into(), b));
+            }
+        }
+        if let Some(b) = ch.note.as_ref().and_then(|n| n.body.as_ref()) {
+            channel_templates.push(("/channels/note/body".into(), b));
+        }
+        if let Some(sns) = &ch.sns {
+            if let Some(s) = &sns.subject {
+                channel_templates.push(("/channels/sns/subject".into(), s));
+            }
+            if let Some(m) = &sns.message {
+                channel_templates.push(("/channels/sns/message".into(), m));
+            }
+            for (k, t) in &sns.attributes {
+                channel_templates.push((pointer_join("/channels/sns/attributes", k), t));
+            }
+        }
+        for (pointer, t) in channel_templates {
+            self.template(&Site { pointer, vars: channel_vars.clone() }, t);
+        }
+
+        for (section, extra) in [("on_success", &["changes", "result"][..]), ("on_error", &["error"][..])] {
+            let effects = if section == "on_success" { &pack.on_success } else { &pack.on_error };
+            let vars = with(extra);
+            for (prop, t) in &effects.set_deal {
+                let at = pointer_join(&format!("/{section}/set_deal"), prop);
+                self.template(&Site { pointer: at, vars: vars.clone() }, t);
+            }
+            if let Some(note) = &effects.note {
+                self.template(&Site { pointer: format!("/{section}/note"), vars: vars.clone() }, note);
+            }
+        }
+    }
+
+    /// Variables every place in the pack sees.
+    fn base_vars(&self) -> Vec<String> {
+        let needs = &self.pack.needs;
+        let mut v: Vec<String> = ["deal", "event", "settings", "thresholds", "now"].map(String::from).into();
+        for (name, loaded) in [
+            ("opportunity", needs.opportunity),
+            ("aws_summary", needs.aws_summary),
+            ("previous", needs.previous),
+            ("snapshots", !needs.snapshots.is_empty()),
+        ] {
+            if loaded {
+                v.push(name.into());
+            }
+        }
+        v
+    }
+
+    fn scope(vars: &[String]) -> Scope<'static> {
+        let mut scope = Scope::new();
+        for v in vars {
+            scope.push_dynamic(v.clone(), Dynamic::UNIT);
+        }
+        scope
+    }
+
+    fn rhai(&mut self, site: &Site, expression: bool) {
+        let Some(code) = self.doc.value.pointer(&site.pointer).and_then(Value::as_str) else {
+            return;
+        };
+        let scope = Self::scope(&site.vars);
+        let result = if expression {
+            self.engine.compile_expression_with_scope(&scope, code)
+        } else {
+            self.engine.compile_with_scope(&scope, code)
+        };
+        match result {
+            Ok(ast) => {
+                self.scripts.insert(site.pointer.clone(), ast);
+            }
+            Err(err) => {
+                let value_span = self.doc.value_span(&site.pointer);
+                let (line, col) = (err.1.line().unwrap_or(1), err.1.position().unwrap_or(1).saturating_sub(1));
+                let (text, file) = (self.text.clone(), self.file);
+                let d = rhai_diagnostic(&err.0, &site.vars);
+                let len = match &*err.0 {
+                    ParseErrorType::VariableUndefined(name) => name.chars().count(),
+                    _ => 1,
+                };
+                self.diagnostics.push(d.at(file, embed::span(&text, value_span, line, col, len)));
+            }
+        }
+    }
+
+    fn rhai_file(&mut self, sources: &mut Sources, pointer: &str, relative: &str, vars: &[String]) {
+        let path = self.dir.join(relative);
+        let code = match std::fs::read_to_string(&path) {
+            Ok(code) => code,
+            Err(e) => {
+                self.diagnostics.push(
+                    Diagnostic::error(Code::ScriptFile, format!("cannot read script file `{relative}`: {e}"))
+                        .at(self.file, self.doc.value_span(pointer))
+                        .with_help(format!("the path is relative to the pack's folder: {}", self.dir.display())),
+                );
+                return;
+            }
+        };
+        self.script_files.push(path.clone());
+        let script_file = sources.add(path.display().to_string(), code.clone());
+        match self.engine.compile_with_scope(&Self::scope(vars), &code) {
+            Ok(ast) => {
+                self.scripts.insert(pointer.to_string(), ast);
+            }
+            Err(err) => {
+                let (line, col) = (err.1.line().unwrap_or(1), err.1.position().unwrap_or(1).saturating_sub(1));
+                // A .rhai file has no YAML around it: lines map one to one.
+                let at = line_offset(&code, line, col);
+                self.diagnostics
+                    .push(rhai_diagnostic(&err.0, vars).at(script_file, Span::new(at, (at + 1).min(code.len().max(at + 1)))));
+            }
+        }
+    }
+
+    fn template(&mut self, site: &Site, template: &Template) {
+        let source = template.as_str();
+        let value_span = self.doc.value_span(&site.pointer);
+        if let Err(e) = self.templates.add_template_owned(site.pointer.clone(), source.to_string()) {
+            let (line, col) = match e.range() {
+                Some(r) => embed::line_col(source, r.start),
+                None => (e.line().unwrap_or(1), 0),
+            };
+            let detail = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+            self.diagnostics.push(
+                Diagnostic::error(Code::TemplateSyntax, format!("template syntax error: {detail}"))
+                    .at(self.file, embed::span(&self.text, value_span, line, col, 2))
+                    .with_help("templates use Jinja syntax: `{{ deal.dealname }}`, `{% if … %}…{% endif %}`"),
+            );
+            return;
+        }
+        let tmpl = self.templates.get_template(&site.pointer).expect("just added");
+        let mut names: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
+        names.sort();
+        for name in names {
+            if let Some(mut d) = self.check_reference(&name, &site.vars) {
+                let at = source.find(&name).unwrap_or(0);
+                let (line, col) = embed::line_col(source, at);
+                d = d.at(self.file, embed::span(&self.text, value_span, line, col, name.chars().count()));
+                self.diagnostics.push(d);
+            }
+        }
+    }
+
+    /// Checks a dotted variable reference (`deal.dealname`, `opportunity.LifeCycle.Stage`).
+    fn check_reference(&self, dotted: &str, vars: &[String]) -> Option<Diagnostic> {
+        let mut parts = dotted.split('.');
+        let root = parts.next().unwrap_or_default();
+        let rest: Vec<&str> = parts.collect();
+        if TEMPLATE_GLOBALS.contains(&root) {
+            return None;
+        }
+        if !vars.iter().any(|v| v == root) {
+            return Some(unknown_variable(Code::TemplateUnknownVariable, root, vars));
+        }
+        let needs = &self.pack.needs;
+        match (root, rest.first()) {
+            ("deal", Some(prop)) => {
+                let loaded = *prop == "id" || *prop == needs.link_property || needs.deal.iter().any(|p| p == prop);
+                (!loaded).then(|| {
+                    Diagnostic::error(Code::MissingContext, format!("deal property `{prop}` is not loaded"))
+                        .with_help(format!("add `{prop}` to `needs.deal`"))
+                })
+            }
+            ("opportunity", Some(_)) => model_path(partner_central::OPPORTUNITY, "opportunity", &rest),
+            ("aws_summary", Some(_)) => model_path(partner_central::AWS_SUMMARY, "aws_summary", &rest),
+            ("settings", Some(key)) => (!self.pack.settings.contains_key(*key)).then(|| {
+                let mut d = Diagnostic::error(Code::UnknownReference, format!("no setting named `{key}`"));
+                d.help = did_you_mean(key, self.pack.settings.keys().map(String::as_str))
+                    .or_else(|| Some("declare it under `settings`".into()));
+                d
+            }),
+            ("thresholds", Some(key)) => (!self.pack.thresholds.contains_key(*key)).then(|| {
+                let mut d = Diagnostic::error(Code::UnknownReference, format!("no threshold named `{key}`"));
+                d.help = did_you_mean(key, self.pack.thresholds.keys().map(String::as_str))
+                    .or_else(|| Some("declare it under `thresholds`".into()));
+                d
+            }),
+            _ => None,
+        }
+    }
+
+    fn jsonpath(&mut self, pointer: &str, path: &str) {
+        match jsonpath_rust::parser::parse_json_path(path) {
+            Ok(query) => {
+                let name = pointer.rsplit('/').next().unwrap_or_default().to_string();
+                self.watches.insert(name, query);
+            }
+            Err(e) => {
+                let text = e.to_string();
+                let col = regex::Regex::new(r"--> \d+:(\d+)")
+                    .expect("valid regex")
+                    .captures(&text)
+                    .and_then(|c| c[1].parse::<usize>().ok())
+                    .unwrap_or(1);
+                let expected = text
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("= expected "))
+                    .map(|w| w.replace('_', " "))
+                    .unwrap_or_else(|| "a valid expression".into());
+                let help = if col <= 1 {
+                    "a JSONPath starts at `$`, e.g. `$.aws_summary.Insights.EngagementScore`".to_string()
+                } else {
+                    format!("expected {expected} here; JSONPath syntax is RFC 9535, e.g. `$.aws_summary.OpportunityTeam[?@.BusinessTitle == 'AWSSalesRep']`")
+                };
+                let span = embed::span(&self.text, self.doc.value_span(pointer), 1, col - 1, 1);
+                self.diagnostics.push(
+                    Diagnostic::error(Code::JsonPathSyntax, format!("invalid JSONPath `{path}`"))
+                        .at(self.file, span)
+                        .with_help(help),
+                );
+            }
+        }
+    }
+}
+
+fn line_offset(code: &str, line: usize, col: usize) -> usize {
+    let start: usize = code.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let line_text = code[start..].split('\n').next().unwrap_or("");
+    start + line_text.char_indices().nth(col).map_or(line_text.len(), |(i, _)| i)
+}
+
+fn rhai_diagnostic(err: &ParseErrorType, vars: &[String]) -> Diagnostic {
+    match err {
+        ParseErrorType::VariableUndefined(name) => unknown_variable(Code::RhaiUnknownVariable, name, vars),
+        other => {
+            let text = other.to_string();
+            let mut chars = text.chars();
+            let message: String = match chars.next() {
+                Some(c) => c.to_lowercase().chain(chars).collect(),
+                None => text,
+            };
+            Diagnostic::error(Code::RhaiSyntax, format!("rhai: {message}"))
+                .with_help("Rhai syntax: https://rhai.rs/book/language/")
+        }
+    }
+}
+
+/// A variable that is not in scope: not loaded, not available here, or unknown.
+fn unknown_variable(code: Code, name: &str, vars: &[String]) -> Diagnostic {
+    if let Some((_, how)) = NEEDED_VARIABLES.iter().find(|(n, _)| *n == name) {
+        return Diagnostic::error(Code::MissingContext, format!("`{name}` is not loaded by this pack"))
+            .with_help(*how);
+    }
+    if let Some((_, where_)) = PLACE_VARIABLES.iter().find(|(n, _)| *n == name) {
+        return Diagnostic::error(code, format!("`{name}` is not available here")).with_help(*where_);
+    }
+    let mut d = Diagnostic::error(code, format!("unknown variable `{name}`"));
+    d.help = did_you_mean(name, vars.iter().map(String::as_str))
+        .or_else(|| Some(format!("available here: {}", vars.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "))));
+    d
+}
+
+/// Checks `root.A.B` against the Partner Central model.
+fn model_path(shape: &str, root: &str, rest: &[&str]) -> Option<Diagnostic> {
+    let path = rest.join(".");
+    match partner_central::resolve(shape, &path) {
+        Ok(_) => None,
+        Err(PathError::UnknownMember { member, shape, candidates }) => {
+            let mut d = Diagnostic::error(
+                Code::UnknownFieldPath,
+                format!("`{root}.{path}`: `{member}` is not a field of `{shape}`"),
+            );
+            d.help = did_you_mean(&member, candidates.iter().copied());
+            Some(d)
+        }
+        // Indexing and deeper access into scalars are left to run time.
+        Err(_) => None,
+    }
+}

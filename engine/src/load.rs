@@ -1,0 +1,297 @@
+//! Loading: reads rule packs (a directory of `*.yaml` files, or files named one by
+//! one) and the service config, and runs every pass: YAML with positions, the JSON
+//! Schema, semantic checks and compilation. All problems of all files are collected;
+//! a rule set is produced only when there is no error.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::check;
+use crate::compile::{self, CompiledPack};
+use crate::config::ServiceConfig;
+use crate::diagnostic::{self, Code, Diagnostic, FileId, Severity, Sources};
+use crate::model::RulePack;
+use crate::schema::{self, SchemaKind};
+use crate::script;
+use crate::source::{self, Document};
+
+/// A loaded, checked and compiled set of packs: what the service runs.
+pub struct RuleSet {
+    /// The packs, in file-name order.
+    pub packs: Vec<CompiledPack>,
+    /// The Rhai engine the packs' scripts were compiled for.
+    pub engine: Arc<rhai::Engine>,
+    /// A short hash of every file's content: changes whenever any pack changes.
+    pub version: String,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("version", &self.version)
+            .field("packs", &self.packs)
+            .finish()
+    }
+}
+
+impl RuleSet {
+    /// The pack with this name.
+    pub fn pack(&self, name: &str) -> Option<&CompiledPack> {
+        self.packs.iter().find(|p| p.pack.pack == name)
+    }
+}
+
+/// The outcome of loading: every diagnostic, the sources to render them, and the
+/// rule set if nothing was an error.
+pub struct Loaded<T> {
+    /// Files read, for rendering diagnostics.
+    pub sources: Sources,
+    /// Every problem found, sorted by file and position.
+    pub diagnostics: Vec<Diagnostic>,
+    /// How many files were checked.
+    pub files_checked: usize,
+    /// The result, when there was no error.
+    pub value: Option<T>,
+}
+
+impl<T> Loaded<T> {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// The pack files under `paths`: each directory's `*.yaml` and `*.yml` files (not
+/// its subdirectories, where golden tests live), and each file as given.
+pub fn pack_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, (PathBuf, std::io::Error)> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|e| (path.clone(), e))?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Loads, checks and compiles the packs under `paths`.
+pub fn load_rules(paths: &[PathBuf]) -> Loaded<RuleSet> {
+    let mut sources = Sources::default();
+    let mut diagnostics = Vec::new();
+    let files = match pack_files(paths) {
+        Ok(files) => files,
+        Err((path, e)) => {
+            let file = sources.add(path.display().to_string(), String::new());
+            diagnostics.push(Diagnostic::error(Code::Io, format!("cannot read `{}`: {e}", path.display())).in_file(file));
+            return Loaded { sources, diagnostics, files_checked: 0, value: None };
+        }
+    };
+    let engine = Arc::new(script::engine());
+    let mut hasher = Sha256::new();
+    let mut parsed: Vec<(FileId, PathBuf, Document, RulePack)> = Vec::new();
+    for path in &files {
+        let Some((file, doc)) = read_document(&mut sources, &mut diagnostics, path) else {
+            continue;
+        };
+        hasher.update(path.display().to_string().as_bytes());
+        hasher.update(sources.text(file).as_bytes());
+        let Some(doc) = validate_structure(SchemaKind::RulePack, file, doc, &mut diagnostics) else {
+            continue;
+        };
+        match schema::deserialize::<RulePack>(file, &doc) {
+            Ok(pack) => {
+                diagnostics.extend(check::check_pack(file, &doc, &pack));
+                parsed.push((file, path.clone(), doc, pack));
+            }
+            Err(d) => diagnostics.push(d),
+        }
+    }
+    let set_view: Vec<(FileId, &Document, &RulePack)> = parsed.iter().map(|(f, _, d, p)| (*f, d, p)).collect();
+    diagnostics.extend(check::check_set(&sources, &set_view));
+    let mut packs = Vec::new();
+    for (file, path, doc, pack) in parsed {
+        let (compiled, found) = compile::compile(&engine, &mut sources, file, &path, &doc, pack);
+        diagnostics.extend(found);
+        packs.extend(compiled);
+    }
+    for pack in &packs {
+        for script in &pack.script_files {
+            if let Ok(text) = std::fs::read(script) {
+                hasher.update(&text);
+            }
+        }
+    }
+    diagnostic::sort(&mut diagnostics);
+    let failed = diagnostics.iter().any(Diagnostic::is_error);
+    let version = hasher.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    Loaded {
+        sources,
+        diagnostics,
+        files_checked: files.len(),
+        value: (!failed).then(|| RuleSet { packs, engine, version }),
+    }
+}
+
+/// Runs the schema over `doc`. Misspelt keys alone do not stop the later passes: they
+/// are reported, dropped, and the rest of the file is checked too.
+fn validate_structure(kind: SchemaKind, file: FileId, mut doc: Document, diagnostics: &mut Vec<Diagnostic>) -> Option<Document> {
+    let errors = schema::validate(kind, file, &doc);
+    if errors.is_empty() {
+        return Some(doc);
+    }
+    let only_unknown_keys = errors.iter().all(|d| d.code == Code::UnknownField && d.pointer.is_some());
+    let pointers: Vec<String> = errors.iter().filter_map(|d| d.pointer.clone()).collect();
+    diagnostics.extend(errors);
+    if !only_unknown_keys {
+        return None;
+    }
+    schema::prune_unknown_fields(&mut doc, &pointers);
+    schema::validate(kind, file, &doc).is_empty().then_some(doc)
+}
+
+fn read_document(sources: &mut Sources, diagnostics: &mut Vec<Diagnostic>, path: &Path) -> Option<(FileId, Document)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            let file = sources.add(path.display().to_string(), String::new());
+            diagnostics.push(Diagnostic::error(Code::Io, format!("cannot read `{}`: {e}", path.display())).in_file(file));
+            return None;
+        }
+    };
+    let file = sources.add(path.display().to_string(), text);
+    let (doc, found) = source::parse(file, sources.text(file));
+    let syntax_failed = doc.is_none();
+    diagnostics.extend(found);
+    if syntax_failed {
+        return None;
+    }
+    doc.map(|d| (file, d))
+}
+
+/// How a `${VAR}` that is not set is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingEnv {
+    /// An error: the service cannot start without it.
+    Error,
+    /// A warning: `pcsync check` validates configs in CI, where secrets are absent.
+    Warning,
+}
+
+/// Loads and validates the service config at `path`. `env` looks up environment
+/// variables for `${VAR}` interpolation.
+pub fn load_config(path: &Path, env: &dyn Fn(&str) -> Option<String>, missing: MissingEnv) -> Loaded<ServiceConfig> {
+    let mut sources = Sources::default();
+    let mut diagnostics = Vec::new();
+    let Some((file, mut doc)) = read_document(&mut sources, &mut diagnostics, path) else {
+        return Loaded { sources, diagnostics, files_checked: 1, value: None };
+    };
+    let severity = match missing {
+        MissingEnv::Error => Severity::Error,
+        MissingEnv::Warning => Severity::Warning,
+    };
+    let mut unset = Vec::new();
+    interpolate(&mut doc.value, String::new(), env, &mut unset);
+    for (pointer, var) in unset {
+        let mut d = Diagnostic::error(Code::EnvVar, format!("environment variable `{var}` is not set"))
+            .at(file, doc.value_span(&pointer))
+            .with_help(format!("set `{var}`, or write `${{{var}:-default}}` to give a default"));
+        d.severity = severity;
+        diagnostics.push(d);
+    }
+    let mut value = None;
+    if let Some(doc) = validate_structure(SchemaKind::Config, file, doc, &mut diagnostics) {
+        match schema::deserialize::<ServiceConfig>(file, &doc) {
+            Ok(config) => {
+                if config.listen.parse::<std::net::SocketAddr>().is_err() {
+                    diagnostics.push(
+                        Diagnostic::error(Code::InvalidValue, format!("`{}` is not an address to listen on", config.listen))
+                            .at(file, doc.value_span("/listen"))
+                            .with_help("write an IP address and a port, e.g. `127.0.0.1:8080` or `0.0.0.0:8080`"),
+                    );
+                }
+                value = Some(config);
+            }
+            Err(d) => diagnostics.push(d),
+        }
+    }
+    diagnostic::sort(&mut diagnostics);
+    let failed = diagnostics.iter().any(Diagnostic::is_error);
+    Loaded { sources, diagnostics, files_checked: 1, value: value.filter(|_| !failed) }
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` in every string; `$$` stands for `$`.
+/// Records the pointer and name of each variable that is not set.
+fn interpolate(
+    value: &mut serde_json::Value,
+    pointer: String,
+    env: &dyn Fn(&str) -> Option<String>,
+    unset: &mut Vec<(String, String)>,
+) {
+    match value {
+        serde_json::Value::String(s) => {
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find('$') {
+                out.push_str(&rest[..i]);
+                rest = &rest[i..];
+                if let Some(after) = rest.strip_prefix("$$") {
+                    out.push('$');
+                    rest = after;
+                } else if let Some(end) = rest.strip_prefix("${").and_then(|r| r.find('}')) {
+                    let inner = &rest[2..2 + end];
+                    let (name, default) = match inner.split_once(":-") {
+                        Some((n, d)) => (n, Some(d)),
+                        None => (inner, None),
+                    };
+                    match env(name).or_else(|| default.map(str::to_string)) {
+                        Some(v) => out.push_str(&v),
+                        None => unset.push((pointer.clone(), name.to_string())),
+                    }
+                    rest = &rest[3 + end..];
+                } else {
+                    out.push('$');
+                    rest = &rest[1..];
+                }
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate(item, format!("{pointer}/{i}"), env, unset);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                interpolate(v, source::pointer_join(&pointer, k), env, unset);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn interpolation_replaces_defaults_and_escapes() {
+        let env = |name: &str| (name == "TOKEN").then(|| "secret".to_string());
+        let mut v = json!({"a": "${TOKEN}", "b": "x-${MISSING:-dflt}", "c": "$$5", "d": "${NOPE}"});
+        let mut unset = Vec::new();
+        interpolate(&mut v, String::new(), &env, &mut unset);
+        assert_eq!(v, json!({"a": "secret", "b": "x-dflt", "c": "$5", "d": ""}));
+        assert_eq!(unset, vec![("/d".to_string(), "NOPE".to_string())]);
+    }
+}

@@ -1,0 +1,147 @@
+//! The command line: every command of the `pcsync` interface contract.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Keeps HubSpot deals and AWS Partner Central opportunities in step, driven by YAML
+/// rule packs.
+#[derive(Debug, Parser)]
+#[command(name = "pcsync", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: webhooks and EventBridge in, Partner Central and HubSpot out.
+    Serve {
+        /// The service config (YAML).
+        #[arg(long, required_unless_present = "sandbox")]
+        config: Option<PathBuf>,
+        /// Wire the service to an embedded sandbox with demo data; needs no config or
+        /// credentials.
+        #[arg(long)]
+        sandbox: bool,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate rule packs and the service config.
+    ///
+    /// Exit status: 0 clean (warnings allowed), 1 errors found, 2 usage or I/O error.
+    Check {
+        /// Rule-pack files or directories (default: `rules`, or the config's `rules`).
+        paths: Vec<PathBuf>,
+        /// Also validate this service config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+        format: CheckFormat,
+    },
+    /// Run rule-pack golden tests.
+    Test {
+        /// Test files or directories (default: `rules/tests`).
+        paths: Vec<PathBuf>,
+        /// Rewrite expectations from the actual output.
+        #[arg(long)]
+        bless: bool,
+        /// Only run cases whose name matches this regular expression.
+        #[arg(long, value_name = "REGEX")]
+        run: Option<String>,
+        /// Write a JUnit XML report to this file.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+    /// Print the plan one event would produce, without side effects.
+    Eval {
+        /// The event (YAML or JSON).
+        #[arg(long)]
+        event: PathBuf,
+        /// The context: deal, opportunity, AWS summary, last-known state.
+        #[arg(long)]
+        context: Option<PathBuf>,
+        /// The time to evaluate at (RFC 3339; default: now).
+        #[arg(long, value_name = "RFC3339")]
+        now: Option<String>,
+        /// Also print which rule decided what.
+        #[arg(long)]
+        trace: bool,
+        /// The rule-pack directory.
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+    },
+    /// Write the JSON Schemas for rule packs and the service config.
+    Schema {
+        /// The directory to write into.
+        #[arg(long, default_value = "schemas")]
+        out: PathBuf,
+    },
+    /// Prepare an external system for pcsync.
+    Setup {
+        #[command(subcommand)]
+        target: SetupTarget,
+    },
+    /// Inspect and replay dead letters.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+    /// Run the local HubSpot and Partner Central sandbox on its own.
+    Sandbox {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:4567")]
+        listen: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SetupTarget {
+    /// Create the custom deal properties the rule packs use (idempotent).
+    Hubspot {
+        /// The service config.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// List dead letters with their reasons.
+    List {
+        /// The service config.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Put a dead letter back in the inbox.
+    Retry {
+        /// The dead letter's id.
+        id: String,
+        /// The service config.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Delete a dead letter.
+    Drop {
+        /// The dead letter's id.
+        id: String,
+        /// The service config.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CheckFormat {
+    Human,
+    Json,
+    Github,
+}
