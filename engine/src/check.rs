@@ -8,9 +8,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::diagnostic::{Code, Diagnostic, FileId, Sources, Span, did_you_mean};
-use crate::model::{
-    ChannelKind, Condition, HubSpotEvent, NumberRef, RulePack, Transform, Trigger,
-};
+use crate::model::{ChannelKind, Condition, HubSpotEvent, NumberRef, RulePack, Transform, Trigger};
 use crate::partner_central::{self, PathError, Shape, ShapeKind};
 use crate::source::{Document, pointer_join};
 use crate::template;
@@ -23,7 +21,12 @@ const LISTS: &[(&str, &str)] = &[(
 
 /// Checks one pack. `doc` gives positions for the pack's parts.
 pub fn check_pack(file: FileId, doc: &Document, pack: &RulePack) -> Vec<Diagnostic> {
-    let mut c = Checker { file, doc, pack, out: Vec::new() };
+    let mut c = Checker {
+        file,
+        doc,
+        pack,
+        out: Vec::new(),
+    };
     c.triggers();
     c.mappings();
     c.set_values();
@@ -65,11 +68,19 @@ impl Checker<'_> {
     fn triggers(&mut self) {
         let many = matches!(self.pack.on, crate::model::Triggers::Many(_));
         for (i, t) in self.pack.on.as_slice().iter().enumerate() {
-            let at = if many { format!("/on/{i}") } else { "/on".to_string() };
-            let sources = [t.hubspot.is_some(), t.partnercentral.is_some(), t.schedule.is_some()]
-                .iter()
-                .filter(|b| **b)
-                .count();
+            let at = if many {
+                format!("/on/{i}")
+            } else {
+                "/on".to_string()
+            };
+            let sources = [
+                t.hubspot.is_some(),
+                t.partnercentral.is_some(),
+                t.schedule.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
             if sources != 1 {
                 let message = if sources == 0 {
                     "trigger names no source"
@@ -84,8 +95,11 @@ impl Checker<'_> {
             }
             if !t.properties.is_empty() && t.hubspot != Some(HubSpotEvent::DealPropertyChange) {
                 self.push(
-                    Diagnostic::error(Code::TriggerShape, "`properties` only filters `deal.propertyChange` events")
-                        .with_help("remove `properties`, or use `hubspot: deal.propertyChange`"),
+                    Diagnostic::error(
+                        Code::TriggerShape,
+                        "`properties` only filters `deal.propertyChange` events",
+                    )
+                    .with_help("remove `properties`, or use `hubspot: deal.propertyChange`"),
                     self.at_key(&format!("{at}/properties")),
                 );
             }
@@ -109,8 +123,11 @@ impl Checker<'_> {
             }
             if m.script.is_some() && m.script_file.is_some() {
                 self.push(
-                    Diagnostic::error(Code::MappingShape, format!("mapping `{prop}` has both `script` and `script_file`"))
-                        .with_help("keep one of them"),
+                    Diagnostic::error(
+                        Code::MappingShape,
+                        format!("mapping `{prop}` has both `script` and `script_file`"),
+                    )
+                    .with_help("keep one of them"),
                     self.at_key(&format!("{at}/script_file")),
                 );
             }
@@ -119,15 +136,30 @@ impl Checker<'_> {
                     let values = enum_values_of(shape);
                     if let Some(table) = &m.table {
                         for (k, v) in table {
-                            self.enum_value(values, shape, v, &format!("{at}/table/{}", escape(k)), to.as_str());
+                            self.enum_value(
+                                values,
+                                shape,
+                                v,
+                                &format!("{at}/table/{}", escape(k)),
+                                to.as_str(),
+                            );
                         }
                     }
                     if let Some(allow) = &m.allow {
                         for (i, v) in allow.iter().enumerate() {
-                            self.enum_value(values, shape, v, &format!("{at}/allow/{i}"), to.as_str());
+                            self.enum_value(
+                                values,
+                                shape,
+                                v,
+                                &format!("{at}/allow/{i}"),
+                                to.as_str(),
+                            );
                         }
                     }
-                    let translated = m.table.is_some() || m.allow.is_some() || m.script.is_some() || m.script_file.is_some();
+                    let translated = m.table.is_some()
+                        || m.allow.is_some()
+                        || m.script.is_some()
+                        || m.script_file.is_some();
                     if !values.is_empty() && !translated {
                         self.push(
                             Diagnostic::warning(
@@ -174,11 +206,19 @@ impl Checker<'_> {
             let Some(shape) = self.field_path_at_key(root, field, &at) else {
                 continue;
             };
-            if let Value::String(s) = value {
-                if !template::is_template(s) {
-                    let values = enum_values_of(shape);
-                    self.enum_value(values, shape, s, &at, field);
+            let values = enum_values_of(shape);
+            match value {
+                Value::String(s) if !template::is_template(s) => {
+                    self.enum_value(values, shape, s, &at, field)
                 }
+                Value::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        if let Some(s) = item.as_str().filter(|s| !template::is_template(s)) {
+                            self.enum_value(values, shape, s, &format!("{at}/{i}"), field);
+                        }
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -188,7 +228,11 @@ impl Checker<'_> {
             let at = format!("/immutable/{i}");
             for (list, name) in [(&rule.only, "only"), (&rule.locked, "locked")] {
                 for (j, f) in list.iter().enumerate() {
-                    self.field_path(partner_central::UPDATE_OPPORTUNITY, f.as_str(), &format!("{at}/{name}/{j}"));
+                    self.field_path(
+                        partner_central::UPDATE_OPPORTUNITY,
+                        f.as_str(),
+                        &format!("{at}/{name}/{j}"),
+                    );
                 }
             }
             if !rule.only.is_empty() && !rule.locked.is_empty() {
@@ -206,7 +250,10 @@ impl Checker<'_> {
                 );
             }
         }
-        if !self.pack.immutable.is_empty() && !self.pack.needs.opportunity && self.pack.create.is_none() {
+        if !self.pack.immutable.is_empty()
+            && !self.pack.needs.opportunity
+            && self.pack.create.is_none()
+        {
             self.push(
                 Diagnostic::error(Code::MissingContext, "immutability rules need the opportunity's review status, but the pack does not load the opportunity")
                     .with_help("add `opportunity: true` under `needs`"),
@@ -224,21 +271,32 @@ impl Checker<'_> {
             let (root, members) = jsonpath_members(path.as_str());
             let mut resolved = None;
             let loaded = match root.as_deref() {
-                Some("opportunity") => Some((self.pack.needs.opportunity, partner_central::OPPORTUNITY)),
-                Some("aws_summary") => Some((self.pack.needs.aws_summary, partner_central::AWS_SUMMARY)),
+                Some("opportunity") => {
+                    Some((self.pack.needs.opportunity, partner_central::OPPORTUNITY))
+                }
+                Some("aws_summary") => {
+                    Some((self.pack.needs.aws_summary, partner_central::AWS_SUMMARY))
+                }
                 _ => None,
             };
             if let (Some(root), Some((is_loaded, shape_root))) = (root.as_deref(), loaded) {
                 if !is_loaded {
                     self.push(
-                        Diagnostic::error(Code::MissingContext, format!("watch `{name}` reads `{root}`, which this pack does not load"))
-                            .with_help(format!("add `{root}: true` under `needs`")),
+                        Diagnostic::error(
+                            Code::MissingContext,
+                            format!("watch `{name}` reads `{root}`, which this pack does not load"),
+                        )
+                        .with_help(format!("add `{root}: true` under `needs`")),
                         self.at_value(&at),
                     );
                 } else if !members.is_empty() {
                     match partner_central::resolve(shape_root, &members.join(".")) {
                         Ok(shape) => resolved = Some(shape),
-                        Err(PathError::UnknownMember { member, shape, candidates }) => {
+                        Err(PathError::UnknownMember {
+                            member,
+                            shape,
+                            candidates,
+                        }) => {
                             let mut d = Diagnostic::error(
                                 Code::UnknownFieldPath,
                                 format!("`{member}` is not a field of `{shape}`"),
@@ -280,30 +338,58 @@ impl Checker<'_> {
             for (j, ch) in rule.channels.iter().enumerate() {
                 if !configured.contains(ch) {
                     self.push(
-                        Diagnostic::error(Code::UnknownReference, format!("channel `{}` is not configured in this pack", ch.as_str()))
-                            .with_help(format!("add `{}: {{}}` under `channels`, or remove it here", ch.as_str())),
+                        Diagnostic::error(
+                            Code::UnknownReference,
+                            format!("channel `{}` is not configured in this pack", ch.as_str()),
+                        )
+                        .with_help(format!(
+                            "add `{}: {{}}` under `channels`, or remove it here",
+                            ch.as_str()
+                        )),
                         self.at_value(&format!("{at}/channels/{j}")),
                     );
                 }
             }
             if rule.channels.is_empty() && configured.is_empty() {
                 self.push(
-                    Diagnostic::error(Code::UnknownReference, format!("notification `{}` has nowhere to go", rule.name))
-                        .with_help("configure at least one of `task`, `note`, `sns` under `channels`"),
+                    Diagnostic::error(
+                        Code::UnknownReference,
+                        format!("notification `{}` has nowhere to go", rule.name),
+                    )
+                    .with_help("configure at least one of `task`, `note`, `sns` under `channels`"),
                     self.at_key(&at),
                 );
             }
             if let Some(list) = &rule.for_each {
                 match LISTS.iter().find(|(n, _)| n == list) {
                     None => {
-                        let mut d = Diagnostic::error(Code::UnknownReference, format!("`for_each` names `{list}`, which is not a list pcsync provides"));
-                        d.help = did_you_mean(list, LISTS.iter().map(|(n, _)| *n))
-                            .or_else(|| Some(format!("lists: {}", LISTS.iter().map(|(n, _)| format!("`{n}`")).collect::<Vec<_>>().join(", "))));
+                        let mut d = Diagnostic::error(
+                            Code::UnknownReference,
+                            format!(
+                                "`for_each` names `{list}`, which is not a list pcsync provides"
+                            ),
+                        );
+                        d.help = did_you_mean(list, LISTS.iter().map(|(n, _)| *n)).or_else(|| {
+                            Some(format!(
+                                "lists: {}",
+                                LISTS
+                                    .iter()
+                                    .map(|(n, _)| format!("`{n}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ))
+                        });
                         self.push(d, self.at_value(&format!("{at}/for_each")));
                     }
-                    Some((name, how)) if *name == "snapshots" && self.pack.needs.snapshots.is_empty() => {
+                    Some((name, how))
+                        if *name == "snapshots" && self.pack.needs.snapshots.is_empty() =>
+                    {
                         self.push(
-                            Diagnostic::error(Code::MissingContext, "`snapshots` is not loaded by this pack").with_help(*how),
+                            Diagnostic::error(
+                                Code::MissingContext,
+                                "`snapshots` is not loaded by this pack",
+                            )
+                            .with_help(*how),
                             self.at_value(&format!("{at}/for_each")),
                         );
                     }
@@ -322,7 +408,12 @@ impl Checker<'_> {
         }
     }
 
-    fn condition(&mut self, c: &Condition, at: &str, watch_shapes: &[(String, Option<&'static Shape>)]) {
+    fn condition(
+        &mut self,
+        c: &Condition,
+        at: &str,
+        watch_shapes: &[(String, Option<&'static Shape>)],
+    ) {
         let change_parts = c.changed.is_some()
             || !c.changed_to.is_empty()
             || !c.changed_from.is_empty()
@@ -352,7 +443,9 @@ impl Checker<'_> {
             None if change_parts => {
                 self.push(
                     Diagnostic::error(Code::MissingField, "a change condition needs `watch`")
-                        .with_help("name the watched value the change is about, e.g. `watch: score`"),
+                        .with_help(
+                            "name the watched value the change is about, e.g. `watch: score`",
+                        ),
                     self.at_key(at),
                 );
                 return;
@@ -361,7 +454,10 @@ impl Checker<'_> {
             Some(name) => match watch_shapes.iter().find(|(n, _)| n == name) {
                 Some((_, shape)) => *shape,
                 None => {
-                    let mut d = Diagnostic::error(Code::UnknownReference, format!("no watch named `{name}`"));
+                    let mut d = Diagnostic::error(
+                        Code::UnknownReference,
+                        format!("no watch named `{name}`"),
+                    );
                     d.help = did_you_mean(name, watch_shapes.iter().map(|(n, _)| n.as_str()))
                         .or_else(|| Some("declare it under `watch`".into()));
                     self.push(d, self.at_value(&format!("{at}/watch")));
@@ -372,7 +468,10 @@ impl Checker<'_> {
         if let Some(shape) = shape {
             let values = enum_values_of(shape);
             let field = c.watch.clone().unwrap_or_default();
-            for (list, key) in [(&c.changed_to, "changed_to"), (&c.changed_from, "changed_from")] {
+            for (list, key) in [
+                (&c.changed_to, "changed_to"),
+                (&c.changed_from, "changed_from"),
+            ] {
                 for (i, v) in list.iter().enumerate() {
                     self.enum_value(values, shape, v, &format!("{at}/{key}/{i}"), &field);
                 }
@@ -394,7 +493,10 @@ impl Checker<'_> {
     fn number_ref(&mut self, r: &NumberRef, at: &str) {
         if let NumberRef::Name(name) = r {
             if !self.pack.thresholds.contains_key(name) {
-                let mut d = Diagnostic::error(Code::UnknownReference, format!("no threshold named `{name}`"));
+                let mut d = Diagnostic::error(
+                    Code::UnknownReference,
+                    format!("no threshold named `{name}`"),
+                );
                 d.help = did_you_mean(name, self.pack.thresholds.keys().map(String::as_str))
                     .or_else(|| Some("declare it under `thresholds`, or write a number".into()));
                 self.push(d, self.at_value(at));
@@ -409,7 +511,12 @@ impl Checker<'_> {
     }
 
     /// Resolves a field path written as a key at `pointer`.
-    fn field_path_at_key(&mut self, root: &str, path: &str, pointer: &str) -> Option<&'static Shape> {
+    fn field_path_at_key(
+        &mut self,
+        root: &str,
+        path: &str,
+        pointer: &str,
+    ) -> Option<&'static Shape> {
         let span = self.at_key(pointer);
         self.resolve_reporting(root, path, span)
     }
@@ -418,17 +525,26 @@ impl Checker<'_> {
         match partner_central::resolve(root, path) {
             Ok(shape) => Some(shape),
             Err(e) => {
-                let mut d = Diagnostic::error(Code::UnknownFieldPath, format!("`{path}` is not a Partner Central opportunity field"));
+                let mut d = Diagnostic::error(
+                    Code::UnknownFieldPath,
+                    format!("`{path}` is not a Partner Central opportunity field"),
+                );
                 d.help = match &e {
-                    PathError::UnknownMember { member, shape, candidates } => Some(
-                        match did_you_mean(member, candidates.iter().copied()) {
-                            Some(s) => format!("`{member}` is not a field of `{shape}`; {s}"),
-                            None => format!(
-                                "`{shape}` has: {}",
-                                candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
-                            ),
-                        },
-                    ),
+                    PathError::UnknownMember {
+                        member,
+                        shape,
+                        candidates,
+                    } => Some(match did_you_mean(member, candidates.iter().copied()) {
+                        Some(s) => format!("`{member}` is not a field of `{shape}`; {s}"),
+                        None => format!(
+                            "`{shape}` has: {}",
+                            candidates
+                                .iter()
+                                .map(|c| format!("`{c}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    }),
                     other => Some(other.to_string()),
                 };
                 self.push(d, span);
@@ -437,7 +553,14 @@ impl Checker<'_> {
         }
     }
 
-    fn enum_value(&mut self, values: &[&str], shape: &Shape, value: &str, pointer: &str, field: &str) {
+    fn enum_value(
+        &mut self,
+        values: &[&str],
+        shape: &Shape,
+        value: &str,
+        pointer: &str,
+        field: &str,
+    ) {
         if values.is_empty() || values.contains(&value) {
             return;
         }
@@ -455,7 +578,10 @@ fn invalid_enum(value: &str, shape: &Shape, field: &str) -> Diagnostic {
         Code::InvalidEnumValue,
         format!("`{value}` is not a valid `{}` for `{field}`", shape.name),
     )
-    .with_help(format!("Partner Central accepts {}{more}", shown.join(", ")))
+    .with_help(format!(
+        "Partner Central accepts {}{more}",
+        shown.join(", ")
+    ))
 }
 
 fn enum_values_of(shape: &Shape) -> &'static [&'static str] {
@@ -478,7 +604,10 @@ fn jsonpath_members(path: &str) -> (Option<String>, Vec<String>) {
     };
     let mut names = Vec::new();
     for part in rest.split('.') {
-        let name: String = part.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let name: String = part
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
         if name.is_empty() {
             break;
         }
@@ -488,7 +617,11 @@ fn jsonpath_members(path: &str) -> (Option<String>, Vec<String>) {
             break;
         }
     }
-    let root = if names.is_empty() { None } else { Some(names.remove(0)) };
+    let root = if names.is_empty() {
+        None
+    } else {
+        Some(names.remove(0))
+    };
     (root, names)
 }
 
@@ -504,19 +637,33 @@ struct Writes<'a> {
 pub fn check_set(sources: &Sources, packs: &[(FileId, &Document, &RulePack)]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for (i, (file, doc, pack)) in packs.iter().enumerate() {
-        if let Some((other_file, other_doc, _)) = packs[..i].iter().find(|(_, _, p)| p.pack == pack.pack) {
-            let line = sources.position(*other_file, other_doc.value_span("/pack").start).line;
+        if let Some((other_file, other_doc, _)) =
+            packs[..i].iter().find(|(_, _, p)| p.pack == pack.pack)
+        {
+            let line = sources
+                .position(*other_file, other_doc.value_span("/pack").start)
+                .line;
             out.push(
-                Diagnostic::error(Code::DuplicatePack, format!("a pack named `{}` is already loaded", pack.pack))
-                    .at(*file, doc.value_span("/pack"))
-                    .with_help(format!("{}:{line} has the same name; pack names must be unique", sources.name(*other_file))),
+                Diagnostic::error(
+                    Code::DuplicatePack,
+                    format!("a pack named `{}` is already loaded", pack.pack),
+                )
+                .at(*file, doc.value_span("/pack"))
+                .with_help(format!(
+                    "{}:{line} has the same name; pack names must be unique",
+                    sources.name(*other_file)
+                )),
             );
         }
     }
     let writes: Vec<Writes> = packs
         .iter()
         .filter(|(_, _, p)| p.enabled)
-        .map(|(file, doc, pack)| Writes { pack, file: *file, doc })
+        .map(|(file, doc, pack)| Writes {
+            pack,
+            file: *file,
+            doc,
+        })
         .collect();
     for (i, later) in writes.iter().enumerate() {
         for earlier in &writes[..i] {
@@ -525,7 +672,9 @@ pub fn check_set(sources: &Sources, packs: &[(FileId, &Document, &RulePack)]) ->
             }
             let earlier_fields = written_fields(earlier.pack);
             for (field, pointer, at_key) in written_fields(later.pack) {
-                let Some((_, first_pointer, first_at_key)) = earlier_fields.iter().find(|(f, _, _)| *f == field) else {
+                let Some((_, first_pointer, first_at_key)) =
+                    earlier_fields.iter().find(|(f, _, _)| *f == field)
+                else {
                     continue;
                 };
                 let first_span = span_of(earlier.doc, first_pointer, *first_at_key);
@@ -548,7 +697,11 @@ pub fn check_set(sources: &Sources, packs: &[(FileId, &Document, &RulePack)]) ->
 }
 
 fn span_of(doc: &Document, pointer: &str, at_key: bool) -> Span {
-    if at_key { doc.key_span(pointer) } else { doc.value_span(pointer) }
+    if at_key {
+        doc.key_span(pointer)
+    } else {
+        doc.value_span(pointer)
+    }
 }
 
 /// Fields a pack writes: Partner Central fields (`to` mappings, `set`) and deal
@@ -618,7 +771,14 @@ mod tests {
     fn jsonpath_members_stop_at_filters() {
         assert_eq!(
             jsonpath_members("$.aws_summary.Insights.OpportunityQuality.Score"),
-            (Some("aws_summary".into()), vec!["Insights".into(), "OpportunityQuality".into(), "Score".into()])
+            (
+                Some("aws_summary".into()),
+                vec![
+                    "Insights".into(),
+                    "OpportunityQuality".into(),
+                    "Score".into()
+                ]
+            )
         );
         assert_eq!(
             jsonpath_members("$.aws_summary.OpportunityTeam[?@.BusinessTitle == 'AWSSalesRep']"),
@@ -628,6 +788,9 @@ mod tests {
 
     #[test]
     fn list_indexes_do_not_change_the_field_for_conflicts() {
-        assert_eq!(normalize("Project.ExpectedCustomerSpend[0].Amount"), "Project.ExpectedCustomerSpend.Amount");
+        assert_eq!(
+            normalize("Project.ExpectedCustomerSpend[0].Amount"),
+            "Project.ExpectedCustomerSpend.Amount"
+        );
     }
 }

@@ -61,7 +61,10 @@ const NEEDED_VARIABLES: &[(&str, &str)] = &[
 
 /// Variables that exist only in some places of a pack, and where.
 const PLACE_VARIABLES: &[(&str, &str)] = &[
-    ("value", "`value` exists in mapping scripts and `unmapped_note`"),
+    (
+        "value",
+        "`value` exists in mapping scripts and `unmapped_note`",
+    ),
     (
         "item",
         "`item` exists in notification rules that have `for_each`, and in channel templates",
@@ -69,14 +72,26 @@ const PLACE_VARIABLES: &[(&str, &str)] = &[
     ("changes", "`changes` exists in `on_success`"),
     ("result", "`result` exists in `on_success`"),
     ("error", "`error` exists in `on_error`"),
-    ("priority", "`priority` exists in notification templates and channels"),
+    (
+        "priority",
+        "`priority` exists in notification templates and channels",
+    ),
     ("title", "`title` exists in channel templates"),
     ("body", "`body` exists in channel templates"),
     ("notification", "`notification` exists in channel templates"),
 ];
 
 /// Template globals that minijinja provides.
-const TEMPLATE_GLOBALS: &[&str] = &["range", "dict", "namespace", "loop", "self", "super", "varargs", "kwargs"];
+const TEMPLATE_GLOBALS: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "loop",
+    "self",
+    "super",
+    "varargs",
+    "kwargs",
+];
 
 /// Where a piece of embedded code stands, and what it may refer to.
 struct Site {
@@ -155,42 +170,75 @@ impl Compiler<'_> {
         };
 
         for (i, _) in pack.when.iter().enumerate() {
-            self.rhai(&Site { pointer: format!("/when/{i}/if"), vars: base.clone() }, true);
+            self.rhai(
+                &Site {
+                    pointer: format!("/when/{i}/if"),
+                    vars: base.clone(),
+                },
+                true,
+            );
         }
 
         for (prop, mapping) in &pack.map {
             let at = pointer_join("/map", prop);
             let vars = with(&["value"]);
             if mapping.script.is_some() {
-                self.rhai(&Site { pointer: format!("{at}/script"), vars: vars.clone() }, false);
+                self.rhai(
+                    &Site {
+                        pointer: format!("{at}/script"),
+                        vars: vars.clone(),
+                    },
+                    false,
+                );
             }
             if let Some(file) = &mapping.script_file {
                 self.rhai_file(sources, &format!("{at}/script_file"), file, &vars);
             }
             if let Some(note) = &mapping.unmapped_note {
-                self.template(&Site { pointer: format!("{at}/unmapped_note"), vars }, note);
+                self.template(
+                    &Site {
+                        pointer: format!("{at}/unmapped_note"),
+                        vars,
+                    },
+                    note,
+                );
             }
         }
 
         for (field, value) in &pack.set {
             if let Value::String(s) = value {
                 if template::is_template(s) {
-                    let site = Site { pointer: pointer_join("/set", field), vars: base.clone() };
+                    let site = Site {
+                        pointer: pointer_join("/set", field),
+                        vars: base.clone(),
+                    };
                     self.template(&site, &Template(s.clone()));
                 }
             }
         }
 
         if let Some(create) = &pack.create {
-            let site = Site { pointer: "/create/client_token".into(), vars: base.clone() };
+            let site = Site {
+                pointer: "/create/client_token".into(),
+                vars: base.clone(),
+            };
             self.template(&site, &create.client_token);
             for (i, t) in create.associate_solutions.iter().enumerate() {
-                let site = Site { pointer: format!("/create/associate_solutions/{i}"), vars: base.clone() };
+                let site = Site {
+                    pointer: format!("/create/associate_solutions/{i}"),
+                    vars: base.clone(),
+                };
                 self.template(&site, t);
             }
             if let Some(start) = &create.start_engagement {
                 if start.condition.is_some() {
-                    self.rhai(&Site { pointer: "/create/start_engagement/if".into(), vars: base.clone() }, true);
+                    self.rhai(
+                        &Site {
+                            pointer: "/create/start_engagement/if".into(),
+                            vars: base.clone(),
+                        },
+                        true,
+                    );
                 }
             }
         }
@@ -209,23 +257,57 @@ impl Compiler<'_> {
             }
             if let Some(when) = &rule.when {
                 if when.condition.is_some() {
-                    self.rhai(&Site { pointer: format!("{at}/when/if"), vars: vars.clone() }, true);
+                    self.rhai(
+                        &Site {
+                            pointer: format!("{at}/when/if"),
+                            vars: vars.clone(),
+                        },
+                        true,
+                    );
                 }
             }
             if let crate::model::PrioritySpec::Computed(rules) = &rule.priority {
-                for (level, cond) in [("high", &rules.high), ("medium", &rules.medium), ("low", &rules.low)] {
+                for (level, cond) in [
+                    ("high", &rules.high),
+                    ("medium", &rules.medium),
+                    ("low", &rules.low),
+                ] {
                     if cond.is_some() {
-                        self.rhai(&Site { pointer: format!("{at}/priority/{level}"), vars: vars.clone() }, true);
+                        self.rhai(
+                            &Site {
+                                pointer: format!("{at}/priority/{level}"),
+                                vars: vars.clone(),
+                            },
+                            true,
+                        );
                     }
                 }
             }
             vars.push("priority".into());
             if let Some(key) = &rule.key {
-                self.template(&Site { pointer: format!("{at}/key"), vars: vars.clone() }, key);
+                self.template(
+                    &Site {
+                        pointer: format!("{at}/key"),
+                        vars: vars.clone(),
+                    },
+                    key,
+                );
             }
-            self.template(&Site { pointer: format!("{at}/title"), vars: vars.clone() }, &rule.title);
+            self.template(
+                &Site {
+                    pointer: format!("{at}/title"),
+                    vars: vars.clone(),
+                },
+                &rule.title,
+            );
             if let Some(body) = &rule.body {
-                self.template(&Site { pointer: format!("{at}/body"), vars: vars.clone() }, body);
+                self.template(
+                    &Site {
+                        pointer: format!("{at}/body"),
+                        vars: vars.clone(),
+                    },
+                    body,
+                );
             }
         }
 
@@ -257,18 +339,43 @@ impl Compiler<'_> {
             }
         }
         for (pointer, t) in channel_templates {
-            self.template(&Site { pointer, vars: channel_vars.clone() }, t);
+            self.template(
+                &Site {
+                    pointer,
+                    vars: channel_vars.clone(),
+                },
+                t,
+            );
         }
 
-        for (section, extra) in [("on_success", &["changes", "result"][..]), ("on_error", &["error"][..])] {
-            let effects = if section == "on_success" { &pack.on_success } else { &pack.on_error };
+        for (section, extra) in [
+            ("on_success", &["changes", "result"][..]),
+            ("on_error", &["error"][..]),
+        ] {
+            let effects = if section == "on_success" {
+                &pack.on_success
+            } else {
+                &pack.on_error
+            };
             let vars = with(extra);
             for (prop, t) in &effects.set_deal {
                 let at = pointer_join(&format!("/{section}/set_deal"), prop);
-                self.template(&Site { pointer: at, vars: vars.clone() }, t);
+                self.template(
+                    &Site {
+                        pointer: at,
+                        vars: vars.clone(),
+                    },
+                    t,
+                );
             }
             if let Some(note) = &effects.note {
-                self.template(&Site { pointer: format!("/{section}/note"), vars: vars.clone() }, note);
+                self.template(
+                    &Site {
+                        pointer: format!("/{section}/note"),
+                        vars: vars.clone(),
+                    },
+                    note,
+                );
             }
         }
     }
@@ -276,7 +383,9 @@ impl Compiler<'_> {
     /// Variables every place in the pack sees.
     fn base_vars(&self) -> Vec<String> {
         let needs = &self.pack.needs;
-        let mut v: Vec<String> = ["deal", "event", "settings", "thresholds", "now"].map(String::from).into();
+        let mut v: Vec<String> = ["deal", "event", "settings", "thresholds", "now"]
+            .map(String::from)
+            .into();
         for (name, loaded) in [
             ("opportunity", needs.opportunity),
             ("aws_summary", needs.aws_summary),
@@ -299,7 +408,12 @@ impl Compiler<'_> {
     }
 
     fn rhai(&mut self, site: &Site, expression: bool) {
-        let Some(code) = self.doc.value.pointer(&site.pointer).and_then(Value::as_str) else {
+        let Some(code) = self
+            .doc
+            .value
+            .pointer(&site.pointer)
+            .and_then(Value::as_str)
+        else {
             return;
         };
         let scope = Self::scope(&site.vars);
@@ -314,14 +428,18 @@ impl Compiler<'_> {
             }
             Err(err) => {
                 let value_span = self.doc.value_span(&site.pointer);
-                let (line, col) = (err.1.line().unwrap_or(1), err.1.position().unwrap_or(1).saturating_sub(1));
+                let (line, col) = (
+                    err.1.line().unwrap_or(1),
+                    err.1.position().unwrap_or(1).saturating_sub(1),
+                );
                 let (text, file) = (self.text.clone(), self.file);
                 let d = rhai_diagnostic(&err.0, &site.vars);
                 let len = match &*err.0 {
                     ParseErrorType::VariableUndefined(name) => name.chars().count(),
                     _ => 1,
                 };
-                self.diagnostics.push(d.at(file, embed::span(&text, value_span, line, col, len)));
+                self.diagnostics
+                    .push(d.at(file, embed::span(&text, value_span, line, col, len)));
             }
         }
     }
@@ -332,9 +450,15 @@ impl Compiler<'_> {
             Ok(code) => code,
             Err(e) => {
                 self.diagnostics.push(
-                    Diagnostic::error(Code::ScriptFile, format!("cannot read script file `{relative}`: {e}"))
-                        .at(self.file, self.doc.value_span(pointer))
-                        .with_help(format!("the path is relative to the pack's folder: {}", self.dir.display())),
+                    Diagnostic::error(
+                        Code::ScriptFile,
+                        format!("cannot read script file `{relative}`: {e}"),
+                    )
+                    .at(self.file, self.doc.value_span(pointer))
+                    .with_help(format!(
+                        "the path is relative to the pack's folder: {}",
+                        self.dir.display()
+                    )),
                 );
                 return;
             }
@@ -346,11 +470,16 @@ impl Compiler<'_> {
                 self.scripts.insert(pointer.to_string(), ast);
             }
             Err(err) => {
-                let (line, col) = (err.1.line().unwrap_or(1), err.1.position().unwrap_or(1).saturating_sub(1));
+                let (line, col) = (
+                    err.1.line().unwrap_or(1),
+                    err.1.position().unwrap_or(1).saturating_sub(1),
+                );
                 // A .rhai file has no YAML around it: lines map one to one.
                 let at = line_offset(&code, line, col);
-                self.diagnostics
-                    .push(rhai_diagnostic(&err.0, vars).at(script_file, Span::new(at, (at + 1).min(code.len().max(at + 1)))));
+                self.diagnostics.push(rhai_diagnostic(&err.0, vars).at(
+                    script_file,
+                    Span::new(at, (at + 1).min(code.len().max(at + 1))),
+                ));
             }
         }
     }
@@ -358,27 +487,44 @@ impl Compiler<'_> {
     fn template(&mut self, site: &Site, template: &Template) {
         let source = template.as_str();
         let value_span = self.doc.value_span(&site.pointer);
-        if let Err(e) = self.templates.add_template_owned(site.pointer.clone(), source.to_string()) {
+        if let Err(e) = self
+            .templates
+            .add_template_owned(site.pointer.clone(), source.to_string())
+        {
             let (line, col) = match e.range() {
                 Some(r) => embed::line_col(source, r.start),
                 None => (e.line().unwrap_or(1), 0),
             };
-            let detail = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
+            let detail = e
+                .detail()
+                .map(str::to_string)
+                .unwrap_or_else(|| e.kind().to_string());
             self.diagnostics.push(
-                Diagnostic::error(Code::TemplateSyntax, format!("template syntax error: {detail}"))
-                    .at(self.file, embed::span(&self.text, value_span, line, col, 2))
-                    .with_help("templates use Jinja syntax: `{{ deal.dealname }}`, `{% if … %}…{% endif %}`"),
+                Diagnostic::error(
+                    Code::TemplateSyntax,
+                    format!("template syntax error: {detail}"),
+                )
+                .at(self.file, embed::span(&self.text, value_span, line, col, 2))
+                .with_help(
+                    "templates use Jinja syntax: `{{ deal.dealname }}`, `{% if … %}…{% endif %}`",
+                ),
             );
             return;
         }
-        let tmpl = self.templates.get_template(&site.pointer).expect("just added");
+        let tmpl = self
+            .templates
+            .get_template(&site.pointer)
+            .expect("just added");
         let mut names: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
         names.sort();
         for name in names {
             if let Some(mut d) = self.check_reference(&name, &site.vars) {
                 let at = source.find(&name).unwrap_or(0);
                 let (line, col) = embed::line_col(source, at);
-                d = d.at(self.file, embed::span(&self.text, value_span, line, col, name.chars().count()));
+                d = d.at(
+                    self.file,
+                    embed::span(&self.text, value_span, line, col, name.chars().count()),
+                );
                 self.diagnostics.push(d);
             }
         }
@@ -398,22 +544,35 @@ impl Compiler<'_> {
         let needs = &self.pack.needs;
         match (root, rest.first()) {
             ("deal", Some(prop)) => {
-                let loaded = *prop == "id" || *prop == needs.link_property || needs.deal.iter().any(|p| p == prop);
+                let loaded = *prop == "id"
+                    || *prop == needs.link_property
+                    || needs.deal.iter().any(|p| p == prop);
                 (!loaded).then(|| {
-                    Diagnostic::error(Code::MissingContext, format!("deal property `{prop}` is not loaded"))
-                        .with_help(format!("add `{prop}` to `needs.deal`"))
+                    Diagnostic::error(
+                        Code::MissingContext,
+                        format!("deal property `{prop}` is not loaded"),
+                    )
+                    .with_help(format!("add `{prop}` to `needs.deal`"))
                 })
             }
-            ("opportunity", Some(_)) => model_path(partner_central::OPPORTUNITY, "opportunity", &rest),
-            ("aws_summary", Some(_)) => model_path(partner_central::AWS_SUMMARY, "aws_summary", &rest),
+            ("opportunity", Some(_)) => {
+                model_path(partner_central::OPPORTUNITY, "opportunity", &rest)
+            }
+            ("aws_summary", Some(_)) => {
+                model_path(partner_central::AWS_SUMMARY, "aws_summary", &rest)
+            }
             ("settings", Some(key)) => (!self.pack.settings.contains_key(*key)).then(|| {
-                let mut d = Diagnostic::error(Code::UnknownReference, format!("no setting named `{key}`"));
+                let mut d =
+                    Diagnostic::error(Code::UnknownReference, format!("no setting named `{key}`"));
                 d.help = did_you_mean(key, self.pack.settings.keys().map(String::as_str))
                     .or_else(|| Some("declare it under `settings`".into()));
                 d
             }),
             ("thresholds", Some(key)) => (!self.pack.thresholds.contains_key(*key)).then(|| {
-                let mut d = Diagnostic::error(Code::UnknownReference, format!("no threshold named `{key}`"));
+                let mut d = Diagnostic::error(
+                    Code::UnknownReference,
+                    format!("no threshold named `{key}`"),
+                );
                 d.help = did_you_mean(key, self.pack.thresholds.keys().map(String::as_str))
                     .or_else(|| Some("declare it under `thresholds`".into()));
                 d
@@ -441,9 +600,12 @@ impl Compiler<'_> {
                     .map(|w| w.replace('_', " "))
                     .unwrap_or_else(|| "a valid expression".into());
                 let help = if col <= 1 {
-                    "a JSONPath starts at `$`, e.g. `$.aws_summary.Insights.EngagementScore`".to_string()
+                    "a JSONPath starts at `$`, e.g. `$.aws_summary.Insights.EngagementScore`"
+                        .to_string()
                 } else {
-                    format!("expected {expected} here; JSONPath syntax is RFC 9535, e.g. `$.aws_summary.OpportunityTeam[?@.BusinessTitle == 'AWSSalesRep']`")
+                    format!(
+                        "expected {expected} here; JSONPath syntax is RFC 9535, e.g. `$.aws_summary.OpportunityTeam[?@.BusinessTitle == 'AWSSalesRep']`"
+                    )
                 };
                 let span = embed::span(&self.text, self.doc.value_span(pointer), 1, col - 1, 1);
                 self.diagnostics.push(
@@ -457,14 +619,24 @@ impl Compiler<'_> {
 }
 
 fn line_offset(code: &str, line: usize, col: usize) -> usize {
-    let start: usize = code.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let start: usize = code
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
     let line_text = code[start..].split('\n').next().unwrap_or("");
-    start + line_text.char_indices().nth(col).map_or(line_text.len(), |(i, _)| i)
+    start
+        + line_text
+            .char_indices()
+            .nth(col)
+            .map_or(line_text.len(), |(i, _)| i)
 }
 
 fn rhai_diagnostic(err: &ParseErrorType, vars: &[String]) -> Diagnostic {
     match err {
-        ParseErrorType::VariableUndefined(name) => unknown_variable(Code::RhaiUnknownVariable, name, vars),
+        ParseErrorType::VariableUndefined(name) => {
+            unknown_variable(Code::RhaiUnknownVariable, name, vars)
+        }
         other => {
             let text = other.to_string();
             let mut chars = text.chars();
@@ -481,15 +653,26 @@ fn rhai_diagnostic(err: &ParseErrorType, vars: &[String]) -> Diagnostic {
 /// A variable that is not in scope: not loaded, not available here, or unknown.
 fn unknown_variable(code: Code, name: &str, vars: &[String]) -> Diagnostic {
     if let Some((_, how)) = NEEDED_VARIABLES.iter().find(|(n, _)| *n == name) {
-        return Diagnostic::error(Code::MissingContext, format!("`{name}` is not loaded by this pack"))
-            .with_help(*how);
+        return Diagnostic::error(
+            Code::MissingContext,
+            format!("`{name}` is not loaded by this pack"),
+        )
+        .with_help(*how);
     }
     if let Some((_, where_)) = PLACE_VARIABLES.iter().find(|(n, _)| *n == name) {
-        return Diagnostic::error(code, format!("`{name}` is not available here")).with_help(*where_);
+        return Diagnostic::error(code, format!("`{name}` is not available here"))
+            .with_help(*where_);
     }
     let mut d = Diagnostic::error(code, format!("unknown variable `{name}`"));
-    d.help = did_you_mean(name, vars.iter().map(String::as_str))
-        .or_else(|| Some(format!("available here: {}", vars.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "))));
+    d.help = did_you_mean(name, vars.iter().map(String::as_str)).or_else(|| {
+        Some(format!(
+            "available here: {}",
+            vars.iter()
+                .map(|v| format!("`{v}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    });
     d
 }
 
@@ -498,7 +681,11 @@ fn model_path(shape: &str, root: &str, rest: &[&str]) -> Option<Diagnostic> {
     let path = rest.join(".");
     match partner_central::resolve(shape, &path) {
         Ok(_) => None,
-        Err(PathError::UnknownMember { member, shape, candidates }) => {
+        Err(PathError::UnknownMember {
+            member,
+            shape,
+            candidates,
+        }) => {
             let mut d = Diagnostic::error(
                 Code::UnknownFieldPath,
                 format!("`{root}.{path}`: `{member}` is not a field of `{shape}`"),

@@ -36,6 +36,17 @@ pub struct ServiceConfig {
     pub eventbridge: Option<EventBridgeConfig>,
 }
 
+impl ServiceConfig {
+    /// The rule-pack directory; a relative `rules` is taken from the config file's folder.
+    pub fn rules_dir(&self, config_file: &std::path::Path) -> std::path::PathBuf {
+        let rules = std::path::Path::new(&self.rules);
+        match config_file.parent() {
+            Some(dir) if rules.is_relative() => dir.join(rules),
+            _ => rules.to_path_buf(),
+        }
+    }
+}
+
 fn listen_default() -> String {
     "127.0.0.1:8080".into()
 }
@@ -121,7 +132,9 @@ pub enum Catalog {
 pub struct NotificationsConfig {
     /// The SNS topic for notification rules' `sns` channel; unset disables it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"))]
+    #[schemars(regex(
+        pattern = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
+    ))]
     pub sns_topic_arn: Option<String>,
     /// Override the SNS endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -168,7 +168,10 @@ impl Diagnostic {
 }
 
 /// `did you mean `x`?` for the closest candidate to `input`, if one is close enough.
-pub fn did_you_mean<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub fn did_you_mean<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     closest(input, candidates).map(|c| format!("did you mean `{c}`?"))
 }
 
@@ -207,7 +210,9 @@ impl Sources {
 
     /// The file's display name.
     pub fn name(&self, file: FileId) -> &str {
-        self.files.get(file.0).map_or("<unknown>", |f| f.name().as_str())
+        self.files
+            .get(file.0)
+            .map_or("<unknown>", |f| f.name().as_str())
     }
 
     /// The file's text.
@@ -266,8 +271,16 @@ pub fn render_human(sources: &Sources, diagnostics: &[Diagnostic]) -> String {
             .with_message(&d.message);
         match (d.file, d.span) {
             (Some(file), Some(span)) => {
+                // Underline within the first line: a caret under a whole block says less.
+                let text = sources.text(file);
+                let start = span.start.min(text.len());
+                let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+                let end = span
+                    .end
+                    .min(line_end)
+                    .max(start + usize::from(start < line_end));
                 cs = cs.with_labels(vec![
-                    Label::primary(file.0, span.start..span.end)
+                    Label::primary(file.0, start..end)
                         .with_message(d.label.clone().unwrap_or_default()),
                 ]);
             }
@@ -281,7 +294,12 @@ pub fn render_human(sources: &Sources, diagnostics: &[Diagnostic]) -> String {
         }
         match term::emit_into_string(&config, &sources.files, &cs) {
             Ok(text) => out.push_str(&text),
-            Err(_) => out.push_str(&format!("{}[{}]: {}\n", severity_word(d), d.code.as_str(), d.message)),
+            Err(_) => out.push_str(&format!(
+                "{}[{}]: {}\n",
+                severity_word(d),
+                d.code.as_str(),
+                d.message
+            )),
         }
         out.push('\n');
     }
@@ -342,7 +360,10 @@ pub fn render_json(sources: &Sources, diagnostics: &[Diagnostic], files_checked:
         diagnostics: diagnostics
             .iter()
             .map(|d| {
-                let start = d.file.zip(d.span).map(|(f, s)| sources.position(f, s.start));
+                let start = d
+                    .file
+                    .zip(d.span)
+                    .map(|(f, s)| sources.position(f, s.start));
                 let end = d.file.zip(d.span).map(|(f, s)| sources.position(f, s.end));
                 JsonDiagnostic {
                     severity: d.severity,
@@ -391,7 +412,9 @@ pub fn render_github(sources: &Sources, diagnostics: &[Diagnostic]) -> String {
 
 // GitHub's workflow-command escaping (actions/toolkit `command.ts`).
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {
@@ -400,7 +423,14 @@ fn escape_property(s: &str) -> String {
 
 /// Sorts diagnostics by file and position so output is stable.
 pub fn sort(diagnostics: &mut [Diagnostic]) {
-    diagnostics.sort_by_key(|d| (d.file, d.span.map(|s| s.start), d.severity, d.message.clone()));
+    diagnostics.sort_by_key(|d| {
+        (
+            d.file,
+            d.span.map(|s| s.start),
+            d.severity,
+            d.message.clone(),
+        )
+    });
 }
 
 #[cfg(test)]
@@ -420,7 +450,10 @@ mod tests {
     fn human_output_shows_location_line_caret_and_help() {
         let (sources, diags) = sample();
         let text = render_human(&sources, &diags);
-        assert!(text.contains("error[unknown-field]: unknown field `thresold`"), "{text}");
+        assert!(
+            text.contains("error[unknown-field]: unknown field `thresold`"),
+            "{text}"
+        );
         assert!(text.contains("rules/x.yaml:2:1"), "{text}");
         assert!(text.contains("thresold: 3"), "{text}");
         assert!(text.contains("^^^^^^^^"), "{text}");
@@ -438,14 +471,21 @@ mod tests {
 
     #[test]
     fn suggestions_need_a_close_match() {
-        assert_eq!(closest("thresold", ["thresholds", "notify"]), Some("thresholds"));
+        assert_eq!(
+            closest("thresold", ["thresholds", "notify"]),
+            Some("thresholds")
+        );
         assert_eq!(closest("zzz", ["thresholds", "notify"]), None);
     }
 
     #[test]
     fn codes_are_unique_kebab_case() {
         let mut names: Vec<_> = Code::ALL.iter().map(|c| c.as_str()).collect();
-        assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '-')));
+        assert!(
+            names
+                .iter()
+                .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        );
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Code::ALL.len());

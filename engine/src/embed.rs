@@ -40,7 +40,11 @@ pub fn offset(text: &str, span: Span, line: usize, col: usize) -> usize {
                 None => break,
             }
         }
-        return column(text, line_start + indent.min(line_len(text, line_start)), col);
+        return column(
+            text,
+            line_start + indent.min(line_len(text, line_start)),
+            col,
+        );
     }
     let quoted = head.starts_with('"') || head.starts_with('\'');
     if line == 1 {
@@ -57,7 +61,8 @@ pub fn span(text: &str, scalar: Span, line: usize, col: usize, len: usize) -> Sp
     let end_of_line = text[from..].find('\n').map_or(text.len(), |i| from + i);
     if from == end_of_line && from > scalar.start {
         // Past the end of the text (an unfinished expression): point at its last character.
-        from = text[..from].char_indices().next_back().map_or(from, |(i, _)| i);
+        let trimmed = text[scalar.start.min(from)..from].trim_end();
+        from = scalar.start.min(from) + trimmed.char_indices().next_back().map_or(0, |(i, _)| i);
     }
     let to = text[from..end_of_line]
         .char_indices()
@@ -92,7 +97,9 @@ fn block_content_indent(text: &str, start: usize) -> Option<usize> {
 }
 
 fn line_len(text: &str, line_start: usize) -> usize {
-    text[line_start..].find('\n').unwrap_or(text.len() - line_start)
+    text[line_start..]
+        .find('\n')
+        .unwrap_or(text.len() - line_start)
 }
 
 fn column(text: &str, line_start: usize, col: usize) -> usize {
@@ -111,7 +118,7 @@ mod tests {
     fn maps_into_block_scalars_past_their_indentation() {
         let text = "script: |\n  let v = 1;\n  v +* 2\n";
         let value_start = text.find('|').unwrap();
-        let at = offset(text, Span::new(value_start, value_start + 1), 2, 4);
+        let at = offset(text, Span::new(value_start, value_start + 1), 2, 2);
         assert_eq!(&text[at..at + 2], "+*");
     }
 
@@ -119,7 +126,7 @@ mod tests {
     fn maps_into_block_scalars_marked_at_their_content() {
         let text = "script: |\n  let v = 1;\n  v +* 2\n";
         let content = text.find("let").unwrap();
-        let at = offset(text, Span::new(content, content + 1), 2, 4);
+        let at = offset(text, Span::new(content, content + 1), 2, 2);
         assert_eq!(&text[at..at + 2], "+*");
     }
 

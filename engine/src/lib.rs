@@ -3,17 +3,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod check;
+pub mod compile;
 pub mod config;
 pub mod diagnostic;
+pub mod embed;
+pub mod load;
 pub mod model;
 pub mod partner_central;
 pub mod schema;
-pub mod source;
-pub mod check;
-pub mod compile;
-pub mod embed;
-pub mod load;
 pub mod script;
+pub mod source;
 pub mod template;
 
 pub use compile::CompiledPack;

@@ -73,7 +73,10 @@ pub fn pack_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, (PathBuf, std::io::
             let mut found: Vec<PathBuf> = entries
                 .filter_map(Result::ok)
                 .map(|e| e.path())
-                .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                .filter(|p| {
+                    p.is_file()
+                        && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                })
                 .collect();
             found.sort();
             files.extend(found);
@@ -92,8 +95,16 @@ pub fn load_rules(paths: &[PathBuf]) -> Loaded<RuleSet> {
         Ok(files) => files,
         Err((path, e)) => {
             let file = sources.add(path.display().to_string(), String::new());
-            diagnostics.push(Diagnostic::error(Code::Io, format!("cannot read `{}`: {e}", path.display())).in_file(file));
-            return Loaded { sources, diagnostics, files_checked: 0, value: None };
+            diagnostics.push(
+                Diagnostic::error(Code::Io, format!("cannot read `{}`: {e}", path.display()))
+                    .in_file(file),
+            );
+            return Loaded {
+                sources,
+                diagnostics,
+                files_checked: 0,
+                value: None,
+            };
         }
     };
     let engine = Arc::new(script::engine());
@@ -105,7 +116,8 @@ pub fn load_rules(paths: &[PathBuf]) -> Loaded<RuleSet> {
         };
         hasher.update(path.display().to_string().as_bytes());
         hasher.update(sources.text(file).as_bytes());
-        let Some(doc) = validate_structure(SchemaKind::RulePack, file, doc, &mut diagnostics) else {
+        let Some(doc) = validate_structure(SchemaKind::RulePack, file, doc, &mut diagnostics)
+        else {
             continue;
         };
         match schema::deserialize::<RulePack>(file, &doc) {
@@ -116,7 +128,8 @@ pub fn load_rules(paths: &[PathBuf]) -> Loaded<RuleSet> {
             Err(d) => diagnostics.push(d),
         }
     }
-    let set_view: Vec<(FileId, &Document, &RulePack)> = parsed.iter().map(|(f, _, d, p)| (*f, d, p)).collect();
+    let set_view: Vec<(FileId, &Document, &RulePack)> =
+        parsed.iter().map(|(f, _, d, p)| (*f, d, p)).collect();
     diagnostics.extend(check::check_set(&sources, &set_view));
     let mut packs = Vec::new();
     for (file, path, doc, pack) in parsed {
@@ -133,23 +146,39 @@ pub fn load_rules(paths: &[PathBuf]) -> Loaded<RuleSet> {
     }
     diagnostic::sort(&mut diagnostics);
     let failed = diagnostics.iter().any(Diagnostic::is_error);
-    let version = hasher.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let version = hasher
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Loaded {
         sources,
         diagnostics,
         files_checked: files.len(),
-        value: (!failed).then(|| RuleSet { packs, engine, version }),
+        value: (!failed).then(|| RuleSet {
+            packs,
+            engine,
+            version,
+        }),
     }
 }
 
 /// Runs the schema over `doc`. Misspelt keys alone do not stop the later passes: they
 /// are reported, dropped, and the rest of the file is checked too.
-fn validate_structure(kind: SchemaKind, file: FileId, mut doc: Document, diagnostics: &mut Vec<Diagnostic>) -> Option<Document> {
+fn validate_structure(
+    kind: SchemaKind,
+    file: FileId,
+    mut doc: Document,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Document> {
     let errors = schema::validate(kind, file, &doc);
     if errors.is_empty() {
         return Some(doc);
     }
-    let only_unknown_keys = errors.iter().all(|d| d.code == Code::UnknownField && d.pointer.is_some());
+    let only_unknown_keys = errors
+        .iter()
+        .all(|d| d.code == Code::UnknownField && d.pointer.is_some());
     let pointers: Vec<String> = errors.iter().filter_map(|d| d.pointer.clone()).collect();
     diagnostics.extend(errors);
     if !only_unknown_keys {
@@ -159,12 +188,19 @@ fn validate_structure(kind: SchemaKind, file: FileId, mut doc: Document, diagnos
     schema::validate(kind, file, &doc).is_empty().then_some(doc)
 }
 
-fn read_document(sources: &mut Sources, diagnostics: &mut Vec<Diagnostic>, path: &Path) -> Option<(FileId, Document)> {
+fn read_document(
+    sources: &mut Sources,
+    diagnostics: &mut Vec<Diagnostic>,
+    path: &Path,
+) -> Option<(FileId, Document)> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
             let file = sources.add(path.display().to_string(), String::new());
-            diagnostics.push(Diagnostic::error(Code::Io, format!("cannot read `{}`: {e}", path.display())).in_file(file));
+            diagnostics.push(
+                Diagnostic::error(Code::Io, format!("cannot read `{}`: {e}", path.display()))
+                    .in_file(file),
+            );
             return None;
         }
     };
@@ -189,11 +225,20 @@ pub enum MissingEnv {
 
 /// Loads and validates the service config at `path`. `env` looks up environment
 /// variables for `${VAR}` interpolation.
-pub fn load_config(path: &Path, env: &dyn Fn(&str) -> Option<String>, missing: MissingEnv) -> Loaded<ServiceConfig> {
+pub fn load_config(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    missing: MissingEnv,
+) -> Loaded<ServiceConfig> {
     let mut sources = Sources::default();
     let mut diagnostics = Vec::new();
     let Some((file, mut doc)) = read_document(&mut sources, &mut diagnostics, path) else {
-        return Loaded { sources, diagnostics, files_checked: 1, value: None };
+        return Loaded {
+            sources,
+            diagnostics,
+            files_checked: 1,
+            value: None,
+        };
     };
     let severity = match missing {
         MissingEnv::Error => Severity::Error,
@@ -202,9 +247,14 @@ pub fn load_config(path: &Path, env: &dyn Fn(&str) -> Option<String>, missing: M
     let mut unset = Vec::new();
     interpolate(&mut doc.value, String::new(), env, &mut unset);
     for (pointer, var) in unset {
-        let mut d = Diagnostic::error(Code::EnvVar, format!("environment variable `{var}` is not set"))
-            .at(file, doc.value_span(&pointer))
-            .with_help(format!("set `{var}`, or write `${{{var}:-default}}` to give a default"));
+        let mut d = Diagnostic::error(
+            Code::EnvVar,
+            format!("environment variable `{var}` is not set"),
+        )
+        .at(file, doc.value_span(&pointer))
+        .with_help(format!(
+            "set `{var}`, or write `${{{var}:-default}}` to give a default"
+        ));
         d.severity = severity;
         diagnostics.push(d);
     }
@@ -219,6 +269,22 @@ pub fn load_config(path: &Path, env: &dyn Fn(&str) -> Option<String>, missing: M
                             .with_help("write an IP address and a port, e.g. `127.0.0.1:8080` or `0.0.0.0:8080`"),
                     );
                 }
+                let rules = config.rules_dir(path);
+                if !rules.is_dir() {
+                    let span = if doc.value.get("rules").is_some() {
+                        doc.value_span("/rules")
+                    } else {
+                        doc.key_span("")
+                    };
+                    diagnostics.push(
+                        Diagnostic::error(
+                            Code::Io,
+                            format!("rules directory `{}` does not exist", rules.display()),
+                        )
+                        .at(file, span)
+                        .with_help("`rules` is taken relative to the config file's folder"),
+                    );
+                }
                 value = Some(config);
             }
             Err(d) => diagnostics.push(d),
@@ -226,7 +292,12 @@ pub fn load_config(path: &Path, env: &dyn Fn(&str) -> Option<String>, missing: M
     }
     diagnostic::sort(&mut diagnostics);
     let failed = diagnostics.iter().any(Diagnostic::is_error);
-    Loaded { sources, diagnostics, files_checked: 1, value: value.filter(|_| !failed) }
+    Loaded {
+        sources,
+        diagnostics,
+        files_checked: 1,
+        value: value.filter(|_| !failed),
+    }
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` in every string; `$$` stands for `$`.
@@ -255,7 +326,11 @@ fn interpolate(
                     };
                     match env(name).or_else(|| default.map(str::to_string)) {
                         Some(v) => out.push_str(&v),
-                        None => unset.push((pointer.clone(), name.to_string())),
+                        None => {
+                            // Left as written, so the rest of the checks see a value.
+                            out.push_str(&rest[..3 + end]);
+                            unset.push((pointer.clone(), name.to_string()));
+                        }
                     }
                     rest = &rest[3 + end..];
                 } else {
@@ -291,7 +366,10 @@ mod tests {
         let mut v = json!({"a": "${TOKEN}", "b": "x-${MISSING:-dflt}", "c": "$$5", "d": "${NOPE}"});
         let mut unset = Vec::new();
         interpolate(&mut v, String::new(), &env, &mut unset);
-        assert_eq!(v, json!({"a": "secret", "b": "x-dflt", "c": "$5", "d": ""}));
+        assert_eq!(
+            v,
+            json!({"a": "secret", "b": "x-dflt", "c": "$5", "d": "${NOPE}"})
+        );
         assert_eq!(unset, vec![("/d".to_string(), "NOPE".to_string())]);
     }
 }

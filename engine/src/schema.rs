@@ -37,7 +37,17 @@ impl SchemaKind {
         static CONFIG: OnceLock<Value> = OnceLock::new();
         match self {
             SchemaKind::RulePack => PACK.get_or_init(|| generate::<RulePack>("pcsync rule pack")),
-            SchemaKind::Config => CONFIG.get_or_init(|| generate::<ServiceConfig>("pcsync service config")),
+            SchemaKind::Config => {
+                CONFIG.get_or_init(|| generate::<ServiceConfig>("pcsync service config"))
+            }
+        }
+    }
+
+    /// What the document is called in messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            SchemaKind::RulePack => "the pack",
+            SchemaKind::Config => "the config",
         }
     }
 
@@ -81,16 +91,22 @@ pub fn schema_text(kind: SchemaKind) -> String {
 
 /// Validates `doc` against the schema and returns one diagnostic per problem.
 pub fn validate(kind: SchemaKind, file: FileId, doc: &Document) -> Vec<Diagnostic> {
-    let root = kind.schema();
     let mut out = Vec::new();
     for error in kind.validator().iter_errors(&doc.value) {
-        convert(root, file, doc, &error, &mut out);
+        convert(kind, file, doc, &error, &mut out);
     }
     out.dedup_by(|a, b| a.message == b.message && a.span == b.span);
     out
 }
 
-fn convert(root: &Value, file: FileId, doc: &Document, error: &ValidationError<'_>, out: &mut Vec<Diagnostic>) {
+fn convert(
+    kind: SchemaKind,
+    file: FileId,
+    doc: &Document,
+    error: &ValidationError<'_>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let root = kind.schema();
     let pointer = error.instance_path().as_str().to_string();
     let instance = error.instance();
     match error.kind() {
@@ -110,13 +126,17 @@ fn convert(root: &Value, file: FileId, doc: &Document, error: &ValidationError<'
         ValidationErrorKind::Required { property } => {
             let name = property.as_str().unwrap_or_default();
             let what = if pointer.is_empty() {
-                "the pack".to_string()
+                kind.noun().to_string()
             } else {
                 format!("`{}`", last_segment(&pointer))
             };
             out.push(
-                Diagnostic::error(Code::MissingField, format!("missing field `{name}` in {what}"))
-                    .at(file, doc.key_span(&pointer)),
+                Diagnostic::error(
+                    Code::MissingField,
+                    format!("missing field `{name}` in {what}"),
+                )
+                .at(file, doc.key_span(&pointer))
+                .with_help(format!("add `{name}:`")),
             );
         }
         ValidationErrorKind::Enum { options } => {
@@ -152,13 +172,16 @@ fn convert(root: &Value, file: FileId, doc: &Document, error: &ValidationError<'
                 format!("the value must match `{pattern}`")
             };
             out.push(
-                Diagnostic::error(Code::InvalidValue, format!("{} is not in the expected format", display_value(instance)))
-                    .at(file, doc.value_span(&pointer))
-                    .with_help(help),
+                Diagnostic::error(
+                    Code::InvalidValue,
+                    format!("{} is not in the expected format", display_value(instance)),
+                )
+                .at(file, doc.value_span(&pointer))
+                .with_help(help),
             );
         }
         ValidationErrorKind::AnyOf { context } | ValidationErrorKind::OneOfNotValid { context } => {
-            convert_alternatives(root, file, doc, &pointer, instance, context, out);
+            convert_alternatives(kind, file, doc, &pointer, instance, context, out);
         }
         _ => {
             let text = error.to_string();
@@ -167,7 +190,9 @@ fn convert(root: &Value, file: FileId, doc: &Document, error: &ValidationError<'
                 Some(c) => c.to_lowercase().chain(chars).collect(),
                 None => text,
             };
-            out.push(Diagnostic::error(Code::InvalidValue, message).at(file, doc.value_span(&pointer)));
+            out.push(
+                Diagnostic::error(Code::InvalidValue, message).at(file, doc.value_span(&pointer)),
+            );
         }
     }
 }
@@ -176,7 +201,7 @@ fn convert(root: &Value, file: FileId, doc: &Document, error: &ValidationError<'
 /// likely meant, which is one whose type matched (its errors are about content, not
 /// kind). When no alternative's type matched, say which kinds would do.
 fn convert_alternatives(
-    root: &Value,
+    kind: SchemaKind,
     file: FileId,
     doc: &Document,
     pointer: &str,
@@ -186,7 +211,8 @@ fn convert_alternatives(
 ) {
     let type_mismatch = |errors: &Vec<ValidationError<'static>>| {
         errors.iter().any(|e| {
-            e.instance_path().as_str() == pointer && matches!(e.kind(), ValidationErrorKind::Type { .. })
+            e.instance_path().as_str() == pointer
+                && matches!(e.kind(), ValidationErrorKind::Type { .. })
         })
     };
     // Alternatives that are single fixed values (unit variants such as `date`): a
@@ -194,7 +220,9 @@ fn convert_alternatives(
     let constant_miss = |errors: &Vec<ValidationError<'static>>| -> Option<String> {
         match errors.as_slice() {
             [e] if e.instance_path().as_str() == pointer => match e.kind() {
-                ValidationErrorKind::Constant { expected_value } => expected_value.as_str().map(str::to_string),
+                ValidationErrorKind::Constant { expected_value } => {
+                    expected_value.as_str().map(str::to_string)
+                }
                 _ => None,
             },
             _ => None,
@@ -206,8 +234,11 @@ fn convert_alternatives(
         .filter(|errors| !type_mismatch(errors) && constant_miss(errors).is_none())
         .collect();
     if candidates.is_empty() && !constants.is_empty() {
-        let mut d = Diagnostic::error(Code::InvalidValue, format!("unknown value {}", display_value(instance)))
-            .at(file, doc.value_span(pointer));
+        let mut d = Diagnostic::error(
+            Code::InvalidValue,
+            format!("unknown value {}", display_value(instance)),
+        )
+        .at(file, doc.value_span(pointer));
         d.help = instance
             .as_str()
             .and_then(|s| did_you_mean(s, constants.iter().map(String::as_str)))
@@ -235,11 +266,14 @@ fn convert_alternatives(
         return;
     }
     let fewest = candidates.iter().map(|e| e.len()).min().unwrap_or(0);
-    let best: Vec<_> = candidates.into_iter().filter(|e| e.len() == fewest).collect();
+    let best: Vec<_> = candidates
+        .into_iter()
+        .filter(|e| e.len() == fewest)
+        .collect();
     let mut found = Vec::new();
     for errors in &best {
         for e in errors.iter() {
-            convert(root, file, doc, e, &mut found);
+            convert(kind, file, doc, e, &mut found);
         }
     }
     // Several alternatives fit equally (the variants of a transform, say): a key that
@@ -373,9 +407,11 @@ pub fn prune_unknown_fields(doc: &mut Document, pointers: &[String]) {
 
 /// Deserializes a document that passed schema validation. A failure here means the
 /// schema and the types disagree, which is a bug, but it is still reported.
-pub fn deserialize<T: serde::de::DeserializeOwned>(file: FileId, doc: &Document) -> Result<T, Diagnostic> {
+pub fn deserialize<T: serde::de::DeserializeOwned>(
+    file: FileId,
+    doc: &Document,
+) -> Result<T, Diagnostic> {
     serde_json::from_value(doc.value.clone()).map_err(|e| {
         Diagnostic::error(Code::InvalidValue, e.to_string()).at(file, doc.value_span(""))
     })
 }
-

@@ -39,8 +39,13 @@ mod tests {
     #[test]
     fn an_endless_loop_is_stopped_by_the_operation_limit() {
         let engine = engine();
-        let err = engine.eval::<i64>("let x = 0; loop { x += 1; }").unwrap_err();
-        assert!(matches!(*err, rhai::EvalAltResult::ErrorTooManyOperations(_)), "{err}");
+        let err = engine
+            .eval::<i64>("let x = 0; loop { x += 1; }")
+            .unwrap_err();
+        assert!(
+            matches!(*err, rhai::EvalAltResult::ErrorTooManyOperations(_)),
+            "{err}"
+        );
     }
 
     #[test]

@@ -35,7 +35,18 @@ impl Document {
     /// for list items and the root.
     pub fn key_span(&self, pointer: &str) -> Span {
         let spans = self.lookup(pointer);
-        spans.key.unwrap_or(spans.value)
+        match spans.key {
+            Some(key) => key,
+            // The root has no key: point at its first key, not at all of it.
+            None if pointer.is_empty() => self
+                .spans
+                .iter()
+                .filter(|(p, _)| p.matches('/').count() == 1)
+                .filter_map(|(_, s)| s.key)
+                .min_by_key(|s| s.start)
+                .unwrap_or(Span::new(spans.value.start, spans.value.start + 1)),
+            None => spans.value,
+        }
     }
 
     fn lookup(&self, pointer: &str) -> NodeSpans {
@@ -75,7 +86,8 @@ pub fn parse(file: FileId, text: &str) -> (Option<Document>, Vec<Diagnostic>) {
             None,
             vec![
                 Diagnostic::error(Code::YamlSyntax, format!("invalid YAML: {message}"))
-                    .at(file, Span::new(at, at + 1)),
+                    .at(file, Span::new(at, at + 1))
+                    .with_help("look above this point for an unclosed bracket or quote, or a line indented differently from its neighbours"),
             ],
         );
     }
@@ -282,9 +294,7 @@ fn scalar_end(text: &str, start: usize, value: &str, style: TScalarStyle) -> usi
     let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
     let rest = &text[start..line_end];
     let end = match style {
-        TScalarStyle::Plain if rest.starts_with(value) && !value.is_empty() => {
-            start + value.len()
-        }
+        TScalarStyle::Plain if rest.starts_with(value) && !value.is_empty() => start + value.len(),
         TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => {
             let quote = if style == TScalarStyle::SingleQuoted {
                 '\''

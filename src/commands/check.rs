@@ -1,7 +1,7 @@
 //! `pcsync check`: validates rule packs and the service config, printing every
 //! problem like a compiler. Exit 0 clean, 1 errors, 2 usage or I/O error.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use pcsync_engine::diagnostic::{self, Diagnostic, Sources};
@@ -16,14 +16,18 @@ struct Report {
 }
 
 pub fn run(paths: Vec<PathBuf>, config: Option<PathBuf>, format: CheckFormat) -> ExitCode {
-    let mut report = Report { sources: Vec::new(), diagnostics: Vec::new(), files: 0 };
+    let mut report = Report {
+        sources: Vec::new(),
+        diagnostics: Vec::new(),
+        files: 0,
+    };
     let mut rule_paths = paths;
     if let Some(config_path) = &config {
         let env = |name: &str| std::env::var(name).ok();
         let loaded = load_config(config_path, &env, MissingEnv::Warning);
         if rule_paths.is_empty() {
             if let Some(cfg) = &loaded.value {
-                rule_paths.push(relative_to(config_path, Path::new(&cfg.rules)));
+                rule_paths.push(cfg.rules_dir(config_path));
             }
         }
         report.files += loaded.files_checked;
@@ -46,7 +50,11 @@ pub fn run(paths: Vec<PathBuf>, config: Option<PathBuf>, format: CheckFormat) ->
     let all: Vec<&Diagnostic> = report.diagnostics.iter().flatten().collect();
     let errors = all.iter().filter(|d| d.is_error()).count();
     let warnings = all.len() - errors;
-    let io_only = errors > 0 && all.iter().filter(|d| d.is_error()).all(|d| d.code == Code::Io);
+    let io_only = errors > 0
+        && all
+            .iter()
+            .filter(|d| d.is_error())
+            .all(|d| d.code == Code::Io);
     match format {
         CheckFormat::Human => {
             for (sources, diags) in report.sources.iter().zip(&report.diagnostics) {
@@ -56,7 +64,10 @@ pub fn run(paths: Vec<PathBuf>, config: Option<PathBuf>, format: CheckFormat) ->
             if errors == 0 && warnings == 0 {
                 eprintln!("checked {} {noun}: no problems", report.files);
             } else {
-                eprintln!("checked {} {noun}: {errors} error(s), {warnings} warning(s)", report.files);
+                eprintln!(
+                    "checked {} {noun}: {errors} error(s), {warnings} warning(s)",
+                    report.files
+                );
             }
         }
         CheckFormat::Json => {
@@ -69,12 +80,19 @@ pub fn run(paths: Vec<PathBuf>, config: Option<PathBuf>, format: CheckFormat) ->
             });
             for (sources, diags) in report.sources.iter().zip(&report.diagnostics) {
                 let part: serde_json::Value =
-                    serde_json::from_str(&diagnostic::render_json(sources, diags, 0)).expect("render_json emits JSON");
-                if let (Some(all), Some(new)) = (merged["diagnostics"].as_array_mut(), part["diagnostics"].as_array()) {
+                    serde_json::from_str(&diagnostic::render_json(sources, diags, 0))
+                        .expect("render_json emits JSON");
+                if let (Some(all), Some(new)) = (
+                    merged["diagnostics"].as_array_mut(),
+                    part["diagnostics"].as_array(),
+                ) {
                     all.extend(new.iter().cloned());
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&merged).expect("plain JSON"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&merged).expect("plain JSON")
+            );
         }
         CheckFormat::Github => {
             for (sources, diags) in report.sources.iter().zip(&report.diagnostics) {
@@ -89,12 +107,4 @@ pub fn run(paths: Vec<PathBuf>, config: Option<PathBuf>, format: CheckFormat) ->
     } else {
         ExitCode::SUCCESS
     }
-}
-
-/// A path from the config, taken relative to the config file's folder.
-fn relative_to(config: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        return path.to_path_buf();
-    }
-    config.parent().map_or_else(|| path.to_path_buf(), |dir| dir.join(path))
 }

@@ -12,12 +12,18 @@ pub const EXIT_USAGE: u8 = 2;
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Check { paths, config, format } => check::run(paths, config, format),
+        Command::Check {
+            paths,
+            config,
+            format,
+        } => check::run(paths, config, format),
         Command::Schema { out } => schema::run(&out),
         Command::Serve { .. } => not_yet("serve", "the service runtime"),
         Command::Test { .. } => not_yet("test", "golden-file tests"),
         Command::Eval { .. } => not_yet("eval", "rule evaluation"),
-        Command::Setup { target: SetupTarget::Hubspot { .. } } => not_yet("setup hubspot", "HubSpot property setup"),
+        Command::Setup {
+            target: SetupTarget::Hubspot { .. },
+        } => not_yet("setup hubspot", "HubSpot property setup"),
         Command::Dlq { action } => {
             let name = match action {
                 DlqAction::List { .. } => "dlq list",

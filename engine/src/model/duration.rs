@@ -68,10 +68,22 @@ mod tests {
 
     #[test]
     fn parses_the_units_rule_packs_use() {
-        assert_eq!(DurationSpec::parse("30m").unwrap().0, Duration::from_secs(1800));
-        assert_eq!(DurationSpec::parse("4h").unwrap().0, Duration::from_secs(4 * 3600));
-        assert_eq!(DurationSpec::parse("3d").unwrap().0, Duration::from_secs(3 * 86400));
-        assert_eq!(DurationSpec::parse("1h 30m").unwrap().0, Duration::from_secs(5400));
+        assert_eq!(
+            DurationSpec::parse("30m").unwrap().0,
+            Duration::from_secs(1800)
+        );
+        assert_eq!(
+            DurationSpec::parse("4h").unwrap().0,
+            Duration::from_secs(4 * 3600)
+        );
+        assert_eq!(
+            DurationSpec::parse("3d").unwrap().0,
+            Duration::from_secs(3 * 86400)
+        );
+        assert_eq!(
+            DurationSpec::parse("1h 30m").unwrap().0,
+            Duration::from_secs(5400)
+        );
     }
 
     #[test]

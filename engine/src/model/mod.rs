@@ -19,8 +19,8 @@ pub use immutability::{ImmutabilityRule, ImmutableAction};
 pub use mapping::{Mapping, NumberRef, Transform, Unmapped};
 pub use needs::Needs;
 pub use notify::{
-    ChannelKind, Channels, DueTimes, Notification, NoteChannel, Priority, PrioritySpec,
-    PriorityRules, SnsChannel, TaskChannel,
+    ChannelKind, Channels, DueTimes, NoteChannel, Notification, Priority, PriorityRules,
+    PrioritySpec, SnsChannel, TaskChannel,
 };
 pub use pack::{Guard, RulePack};
 pub use text::{FieldPath, JsonPathExpr, ReviewStatus, Rhai, Stage, Template};

@@ -88,10 +88,7 @@ pub fn parse_path(path: &str) -> Result<Vec<PathStep>, PathError> {
                 }
                 None => (part, None),
             };
-            let valid = name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic())
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
                 return Err(syntax());
@@ -143,18 +140,22 @@ mod tests {
 
     #[test]
     fn shapes_are_sorted_for_binary_search() {
-        assert!(
-            generated::SHAPES
-                .windows(2)
-                .all(|w| w[0].name < w[1].name)
-        );
+        assert!(generated::SHAPES.windows(2).all(|w| w[0].name < w[1].name));
     }
 
     #[test]
     fn resolves_nested_list_paths_to_their_scalar_shape() {
-        let amount = resolve(UPDATE_OPPORTUNITY, "Project.ExpectedCustomerSpend[0].Amount").unwrap();
+        let amount = resolve(
+            UPDATE_OPPORTUNITY,
+            "Project.ExpectedCustomerSpend[0].Amount",
+        )
+        .unwrap();
         assert_eq!(amount.name, "Amount");
-        let currency = resolve(UPDATE_OPPORTUNITY, "Project.ExpectedCustomerSpend.CurrencyCode").unwrap();
+        let currency = resolve(
+            UPDATE_OPPORTUNITY,
+            "Project.ExpectedCustomerSpend.CurrencyCode",
+        )
+        .unwrap();
         assert!(enum_values(currency.name).contains(&"EUR"));
     }
 
@@ -178,7 +179,9 @@ mod tests {
     #[test]
     fn unknown_member_names_the_shape_and_offers_candidates() {
         match resolve(UPDATE_OPPORTUNITY, "LifeCycle.Stag") {
-            Err(PathError::UnknownMember { shape, candidates, .. }) => {
+            Err(PathError::UnknownMember {
+                shape, candidates, ..
+            }) => {
                 assert_eq!(shape, "LifeCycle");
                 assert!(candidates.contains(&"Stage"));
             }
@@ -192,6 +195,9 @@ mod tests {
             resolve(UPDATE_OPPORTUNITY, "LifeCycle.Stage[0]").unwrap_err(),
             PathError::NotAList("Stage".into())
         );
-        assert!(matches!(parse_path("Project..Title"), Err(PathError::Syntax(_))));
+        assert!(matches!(
+            parse_path("Project..Title"),
+            Err(PathError::Syntax(_))
+        ));
     }
 }
