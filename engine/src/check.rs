@@ -131,37 +131,32 @@ impl Checker<'_> {
                     self.at_key(&format!("{at}/script_file")),
                 );
             }
-            if let Some(to) = &m.to {
-                if let Some(shape) = self.field_path(root, to.as_str(), &format!("{at}/to")) {
-                    let values = enum_values_of(shape);
-                    if let Some(table) = &m.table {
-                        for (k, v) in table {
-                            self.enum_value(
-                                values,
-                                shape,
-                                v,
-                                &format!("{at}/table/{}", escape(k)),
-                                to.as_str(),
-                            );
-                        }
+            if let Some(to) = &m.to
+                && let Some(shape) = self.field_path(root, to.as_str(), &format!("{at}/to"))
+            {
+                let values = enum_values_of(shape);
+                if let Some(table) = &m.table {
+                    for (k, v) in table {
+                        self.enum_value(
+                            values,
+                            shape,
+                            v,
+                            &format!("{at}/table/{}", escape(k)),
+                            to.as_str(),
+                        );
                     }
-                    if let Some(allow) = &m.allow {
-                        for (i, v) in allow.iter().enumerate() {
-                            self.enum_value(
-                                values,
-                                shape,
-                                v,
-                                &format!("{at}/allow/{i}"),
-                                to.as_str(),
-                            );
-                        }
+                }
+                if let Some(allow) = &m.allow {
+                    for (i, v) in allow.iter().enumerate() {
+                        self.enum_value(values, shape, v, &format!("{at}/allow/{i}"), to.as_str());
                     }
-                    let translated = m.table.is_some()
-                        || m.allow.is_some()
-                        || m.script.is_some()
-                        || m.script_file.is_some();
-                    if !values.is_empty() && !translated {
-                        self.push(
+                }
+                let translated = m.table.is_some()
+                    || m.allow.is_some()
+                    || m.script.is_some()
+                    || m.script_file.is_some();
+                if !values.is_empty() && !translated {
+                    self.push(
                             Diagnostic::warning(
                                 Code::MappingShape,
                                 format!("`{prop}` is sent unchanged to `{to}`, which accepts only fixed values", to = to.as_str()),
@@ -169,7 +164,6 @@ impl Checker<'_> {
                             .with_help("add a `table` translating HubSpot values, or an `allow` list"),
                             self.at_value(&format!("{at}/to")),
                         );
-                    }
                 }
             }
             if let Some(from) = &m.from {
@@ -396,14 +390,19 @@ impl Checker<'_> {
                     Some(_) => {}
                 }
             }
-            if let Some(prop) = &rule.remember_in {
-                if !self.pack.needs.deal.contains(prop) {
-                    self.push(
-                        Diagnostic::error(Code::MissingContext, format!("deal property `{prop}` is not loaded"))
-                            .with_help(format!("add `{prop}` to `needs.deal`: pcsync reads the keys already sent from it")),
-                        self.at_value(&format!("{at}/remember_in")),
-                    );
-                }
+            if let Some(prop) = &rule.remember_in
+                && !self.pack.needs.deal.contains(prop)
+            {
+                self.push(
+                    Diagnostic::error(
+                        Code::MissingContext,
+                        format!("deal property `{prop}` is not loaded"),
+                    )
+                    .with_help(format!(
+                        "add `{prop}` to `needs.deal`: pcsync reads the keys already sent from it"
+                    )),
+                    self.at_value(&format!("{at}/remember_in")),
+                );
             }
         }
     }
@@ -491,16 +490,16 @@ impl Checker<'_> {
     }
 
     fn number_ref(&mut self, r: &NumberRef, at: &str) {
-        if let NumberRef::Name(name) = r {
-            if !self.pack.thresholds.contains_key(name) {
-                let mut d = Diagnostic::error(
-                    Code::UnknownReference,
-                    format!("no threshold named `{name}`"),
-                );
-                d.help = did_you_mean(name, self.pack.thresholds.keys().map(String::as_str))
-                    .or_else(|| Some("declare it under `thresholds`, or write a number".into()));
-                self.push(d, self.at_value(at));
-            }
+        if let NumberRef::Name(name) = r
+            && !self.pack.thresholds.contains_key(name)
+        {
+            let mut d = Diagnostic::error(
+                Code::UnknownReference,
+                format!("no threshold named `{name}`"),
+            );
+            d.help = did_you_mean(name, self.pack.thresholds.keys().map(String::as_str))
+                .or_else(|| Some("declare it under `thresholds`, or write a number".into()));
+            self.push(d, self.at_value(at));
         }
     }
 

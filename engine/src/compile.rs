@@ -206,14 +206,14 @@ impl Compiler<'_> {
         }
 
         for (field, value) in &pack.set {
-            if let Value::String(s) = value {
-                if template::is_template(s) {
-                    let site = Site {
-                        pointer: pointer_join("/set", field),
-                        vars: base.clone(),
-                    };
-                    self.template(&site, &Template(s.clone()));
-                }
+            if let Value::String(s) = value
+                && template::is_template(s)
+            {
+                let site = Site {
+                    pointer: pointer_join("/set", field),
+                    vars: base.clone(),
+                };
+                self.template(&site, &Template(s.clone()));
             }
         }
 
@@ -230,16 +230,16 @@ impl Compiler<'_> {
                 };
                 self.template(&site, t);
             }
-            if let Some(start) = &create.start_engagement {
-                if start.condition.is_some() {
-                    self.rhai(
-                        &Site {
-                            pointer: "/create/start_engagement/if".into(),
-                            vars: base.clone(),
-                        },
-                        true,
-                    );
-                }
+            if let Some(start) = &create.start_engagement
+                && start.condition.is_some()
+            {
+                self.rhai(
+                    &Site {
+                        pointer: "/create/start_engagement/if".into(),
+                        vars: base.clone(),
+                    },
+                    true,
+                );
             }
         }
 
@@ -255,16 +255,16 @@ impl Compiler<'_> {
             if rule.for_each.is_some() {
                 vars.push("item".into());
             }
-            if let Some(when) = &rule.when {
-                if when.condition.is_some() {
-                    self.rhai(
-                        &Site {
-                            pointer: format!("{at}/when/if"),
-                            vars: vars.clone(),
-                        },
-                        true,
-                    );
-                }
+            if let Some(when) = &rule.when
+                && when.condition.is_some()
+            {
+                self.rhai(
+                    &Site {
+                        pointer: format!("{at}/when/if"),
+                        vars: vars.clone(),
+                    },
+                    true,
+                );
             }
             if let crate::model::PrioritySpec::Computed(rules) = &rule.priority {
                 for (level, cond) in [

@@ -125,7 +125,7 @@ pub fn load_rules(paths: &[PathBuf]) -> Loaded<RuleSet> {
                 diagnostics.extend(check::check_pack(file, &doc, &pack));
                 parsed.push((file, path.clone(), doc, pack));
             }
-            Err(d) => diagnostics.push(d),
+            Err(d) => diagnostics.push(*d),
         }
     }
     let set_view: Vec<(FileId, &Document, &RulePack)> =
@@ -287,7 +287,7 @@ pub fn load_config(
                 }
                 value = Some(config);
             }
-            Err(d) => diagnostics.push(d),
+            Err(d) => diagnostics.push(*d),
         }
     }
     diagnostic::sort(&mut diagnostics);

@@ -376,10 +376,10 @@ fn allowed_keys(root: &Value, pointer: &str) -> Vec<String> {
 }
 
 fn expand<'a>(root: &'a Value, schema: &'a Value, out: &mut Vec<&'a Value>) {
-    if let Some(target) = schema.get("$ref").and_then(Value::as_str) {
-        if let Some(resolved) = target.strip_prefix('#').and_then(|p| root.pointer(p)) {
-            expand(root, resolved, out);
-        }
+    if let Some(target) = schema.get("$ref").and_then(Value::as_str)
+        && let Some(resolved) = target.strip_prefix('#').and_then(|p| root.pointer(p))
+    {
+        expand(root, resolved, out);
     }
     for key in ["anyOf", "oneOf", "allOf"] {
         if let Some(branches) = schema.get(key).and_then(Value::as_array) {
@@ -410,8 +410,8 @@ pub fn prune_unknown_fields(doc: &mut Document, pointers: &[String]) {
 pub fn deserialize<T: serde::de::DeserializeOwned>(
     file: FileId,
     doc: &Document,
-) -> Result<T, Diagnostic> {
+) -> Result<T, Box<Diagnostic>> {
     serde_json::from_value(doc.value.clone()).map_err(|e| {
-        Diagnostic::error(Code::InvalidValue, e.to_string()).at(file, doc.value_span(""))
+        Box::new(Diagnostic::error(Code::InvalidValue, e.to_string()).at(file, doc.value_span("")))
     })
 }

@@ -369,24 +369,20 @@ fn resolve_plain(text: &str) -> Value {
         .unwrap_or(text)
         .chars()
         .all(|c| c.is_ascii_digit());
-    if int_like {
-        if let Ok(i) = text.parse::<i64>() {
-            return Value::Number(i.into());
-        }
+    if int_like && let Ok(i) = text.parse::<i64>() {
+        return Value::Number(i.into());
     }
-    if let Some(hex) = text.strip_prefix("0x") {
-        if let Ok(i) = i64::from_str_radix(hex, 16) {
-            return Value::Number(i.into());
-        }
+    if let Some(hex) = text.strip_prefix("0x")
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return Value::Number(i.into());
     }
     let float_like = text.chars().any(|c| c.is_ascii_digit())
         && text
             .chars()
             .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'));
-    if float_like {
-        if let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
-            return Value::Number(n);
-        }
+    if float_like && let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64) {
+        return Value::Number(n);
     }
     Value::String(text.to_string())
 }

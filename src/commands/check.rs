@@ -25,10 +25,10 @@ pub fn run(paths: Vec<PathBuf>, config: Option<PathBuf>, format: CheckFormat) ->
     if let Some(config_path) = &config {
         let env = |name: &str| std::env::var(name).ok();
         let loaded = load_config(config_path, &env, MissingEnv::Warning);
-        if rule_paths.is_empty() {
-            if let Some(cfg) = &loaded.value {
-                rule_paths.push(cfg.rules_dir(config_path));
-            }
+        if rule_paths.is_empty()
+            && let Some(cfg) = &loaded.value
+        {
+            rule_paths.push(cfg.rules_dir(config_path));
         }
         report.files += loaded.files_checked;
         report.diagnostics.push(loaded.diagnostics);

@@ -1,0 +1,3 @@
+//! HubSpot: webhook signature verification.
+
+pub mod signature;
