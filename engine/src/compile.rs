@@ -28,7 +28,7 @@ pub struct CompiledPack {
     /// Its path on disk.
     pub path: PathBuf,
     /// Rhai code, keyed by the JSON pointer of where it is written (`/when/0/if`).
-    pub scripts: HashMap<String, AST>,
+    pub scripts: HashMap<String, CompiledScript>,
     /// Templates, each registered under the JSON pointer of where it is written.
     pub templates: Environment<'static>,
     /// Watched JSONPaths by watch name.
@@ -46,6 +46,24 @@ impl std::fmt::Debug for CompiledPack {
             .field("watches", &self.watches.len())
             .finish()
     }
+}
+
+/// A compiled Rhai script and the variables it refers to (only those are converted
+/// into Rhai values when it runs).
+pub struct CompiledScript {
+    /// The compiled code.
+    pub ast: AST,
+    /// The context variables the code mentions.
+    pub uses: Vec<String>,
+}
+
+/// The variables of `vars` that `code` mentions as whole words.
+fn uses(code: &str, vars: &[String]) -> Vec<String> {
+    let words: std::collections::HashSet<&str> = code
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    vars.iter().filter(|v| words.contains(v.as_str())).cloned().collect()
 }
 
 /// Context variables a pack loads through `needs`, and how to ask for each.
@@ -153,7 +171,7 @@ struct Compiler<'a> {
     pack: &'a RulePack,
     dir: PathBuf,
     diagnostics: Vec<Diagnostic>,
-    scripts: HashMap<String, AST>,
+    scripts: HashMap<String, CompiledScript>,
     templates: Environment<'static>,
     watches: IndexMap<String, JpQuery>,
     script_files: Vec<PathBuf>,
@@ -424,7 +442,8 @@ impl Compiler<'_> {
         };
         match result {
             Ok(ast) => {
-                self.scripts.insert(site.pointer.clone(), ast);
+                let uses = uses(code, &site.vars);
+                self.scripts.insert(site.pointer.clone(), CompiledScript { ast, uses });
             }
             Err(err) => {
                 let value_span = self.doc.value_span(&site.pointer);
@@ -467,7 +486,8 @@ impl Compiler<'_> {
         let script_file = sources.add(path.display().to_string(), code.clone());
         match self.engine.compile_with_scope(&Self::scope(vars), &code) {
             Ok(ast) => {
-                self.scripts.insert(pointer.to_string(), ast);
+                let uses = uses(&code, vars);
+                self.scripts.insert(pointer.to_string(), CompiledScript { ast, uses });
             }
             Err(err) => {
                 let (line, col) = (

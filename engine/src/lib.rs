@@ -20,3 +20,11 @@ pub use compile::CompiledPack;
 pub use diagnostic::{Code, Diagnostic, Format, Severity, Sources};
 pub use load::{Loaded, MissingEnv, RuleSet, load_config, load_rules};
 pub use model::RulePack;
+pub mod context;
+pub mod event;
+pub mod plan;
+
+pub use context::{Context, DealSnapshot, PackState};
+pub use event::{Event, Source};
+pub use plan::{Effect, Outcome, Plan, plan, settle, simulate};
+pub mod golden;

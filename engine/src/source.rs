@@ -164,7 +164,14 @@ impl Builder<'_> {
         let start = self.lines.offset(self.text, mark);
         let (node, anchor) = match event {
             Event::Scalar(text, style, anchor, tag) => {
-                let end = scalar_end(self.text, start, &text, style);
+                let mut end = scalar_end(self.text, start, &text, style);
+                if matches!(style, TScalarStyle::Literal | TScalarStyle::Folded) {
+                    // A block scalar runs until the next node, less trailing blank lines.
+                    if let Some((_, next)) = self.events.get(self.pos) {
+                        let next = self.lines.offset(self.text, *next).max(start);
+                        end = start + self.text[start..next].trim_end().len().max(1);
+                    }
+                }
                 let forced_string = tag.is_some_and(|t| t.handle == "!!" && t.suffix == "str");
                 let plain = style == TScalarStyle::Plain && !forced_string;
                 (
@@ -453,6 +460,14 @@ mod tests {
         assert_eq!(&text[v.start..v.end], "\"🎯 Score\"");
         let b = d.key_span("/body");
         assert_eq!(&text[b.start..b.end], "body");
+    }
+
+    #[test]
+    fn block_scalars_span_all_their_lines() {
+        let text = "a: |\n  one\n  two\nb: 1\n";
+        let d = doc(text);
+        let v = d.value_span("/a");
+        assert!(text[v.start..v.end].ends_with("two"), "{:?}", &text[v.start..v.end]);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! One module per command.
 
 mod check;
+mod eval;
 mod schema;
+mod test;
 
 use std::process::ExitCode;
 
@@ -19,8 +21,8 @@ pub fn run(cli: Cli) -> ExitCode {
         } => check::run(paths, config, format),
         Command::Schema { out } => schema::run(&out),
         Command::Serve { .. } => not_yet("serve", "the service runtime"),
-        Command::Test { .. } => not_yet("test", "golden-file tests"),
-        Command::Eval { .. } => not_yet("eval", "rule evaluation"),
+        Command::Test { paths, bless, run, junit } => test::run(paths, bless, run, junit),
+        Command::Eval { event, context, now, trace, rules } => eval::run(&event, context.as_deref(), now.as_deref(), trace, &rules),
         Command::Setup {
             target: SetupTarget::Hubspot { .. },
         } => not_yet("setup hubspot", "HubSpot property setup"),

@@ -1,0 +1,266 @@
+//! Events: what starts a pack, built from the real payload shapes. A HubSpot webhook
+//! event (one object of the batch HubSpot POSTs; `objectId` is a number, property
+//! values are strings), an EventBridge event from `aws.partnercentral-selling`, or a
+//! scheduled run of one pack.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Where an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// A HubSpot webhook.
+    Hubspot,
+    /// A Partner Central EventBridge event.
+    Partnercentral,
+    /// A pack's schedule.
+    Schedule,
+}
+
+/// One event, normalised from its wire shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// A stable id for deduplication: the same delivery always gives the same id.
+    pub id: String,
+    /// Where it came from.
+    pub source: Source,
+    /// `deal.propertyChange`, `Opportunity Updated`, `schedule`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When it happened (RFC 3339), if the payload says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<String>,
+    /// The HubSpot deal, when known from the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deal_id: Option<String>,
+    /// The Partner Central opportunity, when known from the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opportunity_id: Option<String>,
+    /// For `deal.propertyChange`: the property and its new value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property: Option<PropertyChange>,
+    /// HubSpot's `changeSource` (`CRM_UI`, `INTEGRATION`…).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_source: Option<String>,
+    /// HubSpot's `sourceId` (`userId:…`, or an app id for integration writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<String>,
+    /// For scheduled runs: the pack the run belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<String>,
+    /// The payload as received.
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// A property change carried by a HubSpot event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PropertyChange {
+    /// The property's internal name.
+    pub name: String,
+    /// The new value, as HubSpot sends it (always text).
+    pub value: Option<String>,
+}
+
+/// Why a payload is not an event pcsync understands.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    /// A required member is absent or of the wrong type.
+    #[error("{kind} event: `{field}` is missing or not {expected}")]
+    Field {
+        /// Which kind of event.
+        kind: &'static str,
+        /// The member.
+        field: &'static str,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// The value is not any known event shape.
+    #[error("not an event: expected a HubSpot webhook event (with `subscriptionType`), an EventBridge event (with `detail-type`), or `schedule: PACK`")]
+    Unknown,
+}
+
+impl Event {
+    /// Reads any supported shape: `{hubspot: {...}}`, `{eventbridge: {...}}`,
+    /// `{schedule: pack, deal_id?, opportunity_id?}`, a bare HubSpot event or webhook
+    /// body (an array; its first event), or a bare EventBridge event.
+    pub fn from_value(value: &Value, now: Timestamp) -> Result<Event, EventError> {
+        if let Some(h) = value.get("hubspot") {
+            return Event::from_hubspot(h);
+        }
+        if let Some(e) = value.get("eventbridge") {
+            return Event::from_eventbridge(e);
+        }
+        if let Some(pack) = value.get("schedule").and_then(Value::as_str) {
+            return Ok(Event::schedule(
+                pack,
+                value.get("deal_id").and_then(id_text),
+                value.get("opportunity_id").and_then(Value::as_str).map(str::to_string),
+                now,
+            ));
+        }
+        if let Some(first) = value.as_array().and_then(|a| a.first()) {
+            return Event::from_value(first, now);
+        }
+        if value.get("subscriptionType").is_some() || value.get("eventType").is_some() {
+            return Event::from_hubspot(value);
+        }
+        if value.get("detail-type").is_some() {
+            return Event::from_eventbridge(value);
+        }
+        Err(EventError::Unknown)
+    }
+
+    /// One event of a HubSpot webhook batch.
+    pub fn from_hubspot(v: &Value) -> Result<Event, EventError> {
+        let field = |field, expected| EventError::Field { kind: "HubSpot", field, expected };
+        let kind = v
+            .get("subscriptionType")
+            .or_else(|| v.get("eventType"))
+            .and_then(Value::as_str)
+            .ok_or(field("subscriptionType", "a string"))?
+            .to_string();
+        let object_id = v.get("objectId").and_then(id_text).ok_or(field("objectId", "a number"))?;
+        let occurred_ms = v.get("occurredAt").and_then(Value::as_i64);
+        let occurred_at = occurred_ms
+            .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+            .map(|t| t.to_string());
+        let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let property = text("propertyName").map(|name| PropertyChange { name, value: text("propertyValue") });
+        if kind.ends_with(".propertyChange") && property.is_none() {
+            return Err(field("propertyName", "a string"));
+        }
+        let event_id = v.get("eventId").map(|e| e.to_string()).unwrap_or_default();
+        let portal = v.get("portalId").map(|e| e.to_string()).unwrap_or_default();
+        // HubSpot says eventId "is not guaranteed to be unique": the id combines it
+        // with what identifies the change itself.
+        let id = format!(
+            "hubspot:{portal}:{event_id}:{kind}:{object_id}:{}:{}",
+            property.as_ref().map_or("", |p| p.name.as_str()),
+            occurred_ms.unwrap_or_default()
+        );
+        Ok(Event {
+            id,
+            source: Source::Hubspot,
+            kind,
+            occurred_at,
+            deal_id: Some(object_id),
+            opportunity_id: None,
+            property,
+            change_source: text("changeSource"),
+            source_id: text("sourceId"),
+            pack: None,
+            payload: v.clone(),
+        })
+    }
+
+    /// An EventBridge event from `aws.partnercentral-selling`.
+    pub fn from_eventbridge(v: &Value) -> Result<Event, EventError> {
+        let field = |field, expected| EventError::Field { kind: "EventBridge", field, expected };
+        let kind = v.get("detail-type").and_then(Value::as_str).ok_or(field("detail-type", "a string"))?;
+        let id = v.get("id").and_then(Value::as_str).ok_or(field("id", "a string"))?;
+        let detail = v.get("detail").ok_or(field("detail", "an object"))?;
+        // `Opportunity *` events name the opportunity; snapshot events name their
+        // resource, which is an opportunity (ResourceType is only `Opportunity`).
+        let opportunity_id = detail
+            .pointer("/opportunity/identifier")
+            .or_else(|| detail.pointer("/resourceSnapshot/resourceId"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        Ok(Event {
+            id: format!("eventbridge:{id}"),
+            source: Source::Partnercentral,
+            kind: kind.to_string(),
+            occurred_at: v.get("time").and_then(Value::as_str).map(str::to_string),
+            deal_id: None,
+            opportunity_id,
+            property: None,
+            change_source: None,
+            source_id: None,
+            pack: None,
+            payload: v.clone(),
+        })
+    }
+
+    /// A scheduled run of `pack` for one deal or opportunity.
+    pub fn schedule(pack: &str, deal_id: Option<String>, opportunity_id: Option<String>, now: Timestamp) -> Event {
+        let subject = deal_id.clone().or_else(|| opportunity_id.clone()).unwrap_or_default();
+        Event {
+            id: format!("schedule:{pack}:{subject}:{now}"),
+            source: Source::Schedule,
+            kind: "schedule".into(),
+            occurred_at: Some(now.to_string()),
+            deal_id,
+            opportunity_id,
+            property: None,
+            change_source: None,
+            source_id: None,
+            pack: Some(pack.to_string()),
+            payload: Value::Null,
+        }
+    }
+}
+
+/// HubSpot ids are numbers in webhooks and strings in the REST API.
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hubspot_property_change_from_a_real_payload() {
+        // A captured deal.propertyChange (reference §1.2).
+        let v = json!({"attemptNumber":0,"sourceId":"39522895","eventId":2995724042u64,"changeSource":"INTEGRATION","occurredAt":1782371972438u64,
+            "subscriptionType":"deal.propertyChange","propertyName":"amount","portalId":48975575,"appId":39522895,
+            "propertyValue":"2000","subscriptionId":6547123,"objectId":332507367156u64});
+        let e = Event::from_hubspot(&v).unwrap();
+        assert_eq!(e.kind, "deal.propertyChange");
+        assert_eq!(e.deal_id.as_deref(), Some("332507367156"));
+        assert_eq!(e.property, Some(PropertyChange { name: "amount".into(), value: Some("2000".into()) }));
+        assert_eq!(e.occurred_at.as_deref(), Some("2026-06-25T07:19:32.438Z"));
+        assert_eq!(e.source_id.as_deref(), Some("39522895"));
+    }
+
+    #[test]
+    fn hubspot_event_type_is_accepted_as_an_alias() {
+        let v = json!([{"objectId":1,"eventType":"deal.creation","eventId":3,"occurredAt":0}]);
+        let e = Event::from_value(&v, Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!(e.kind, "deal.creation");
+    }
+
+    #[test]
+    fn property_change_without_property_is_an_error() {
+        let v = json!({"objectId":1,"subscriptionType":"deal.propertyChange"});
+        assert_eq!(
+            Event::from_hubspot(&v).unwrap_err(),
+            EventError::Field { kind: "HubSpot", field: "propertyName", expected: "a string" }
+        );
+    }
+
+    #[test]
+    fn eventbridge_opportunity_and_snapshot_events_name_the_opportunity() {
+        let updated = json!({"version":"1","id":"e-1","source":"aws.partnercentral-selling","detail-type":"Opportunity Updated",
+            "time":"2023-04-16T15:23:45Z","region":"us-east-1","account":"123456789012",
+            "detail":{"schemaVersion":"1","catalog":"Sandbox","opportunity":{"identifier":"O1234567"}}});
+        let e = Event::from_value(&updated, Timestamp::UNIX_EPOCH).unwrap();
+        assert_eq!((e.source, e.opportunity_id.as_deref()), (Source::Partnercentral, Some("O1234567")));
+        let snapshot = json!({"id":"e-2","detail-type":"Engagement Resource Snapshot Created","detail":{"catalog":"AWS",
+            "resourceSnapshot":{"engagementId":"eng-v7p8z56whnauo","resourceType":"Opportunity","resourceId":"O123211231"}}});
+        assert_eq!(Event::from_eventbridge(&snapshot).unwrap().opportunity_id.as_deref(), Some("O123211231"));
+    }
+
+    #[test]
+    fn unknown_shapes_are_refused() {
+        assert_eq!(Event::from_value(&json!({"x": 1}), Timestamp::UNIX_EPOCH), Err(EventError::Unknown));
+    }
+}

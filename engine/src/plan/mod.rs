@@ -1,0 +1,531 @@
+//! `plan(event, context, rules, now)`: the pure evaluator. It matches packs by
+//! trigger, runs guards, applies mappings, enforces immutability for the
+//! opportunity's review status, compares watched values with the last-known state,
+//! chooses notifications and renders their text. It performs no I/O and reads no
+//! clock: the same inputs always give the same plan.
+
+mod effect;
+mod immutability;
+mod mapping;
+mod notify;
+mod scope;
+mod trace;
+
+use indexmap::IndexMap;
+use jiff::Timestamp;
+use serde_json::Value;
+
+pub use effect::{Effect, FieldChange, Plan, Submission};
+pub use mapping::{to_date, to_timestamp};
+pub use trace::TraceStep;
+
+use crate::compile::CompiledPack;
+use crate::context::Context;
+use crate::event::{Event, Source};
+use crate::load::RuleSet;
+use crate::model::{HubSpotEvent, ImmutableAction, RulePack};
+use crate::partner_central;
+use crate::source::pointer_join;
+use mapping::Mapped;
+use scope::Vars;
+
+/// Plans `event` against every enabled pack of `rules`.
+pub fn plan(event: &Event, ctx: &Context, rules: &RuleSet, now: Timestamp) -> Plan {
+    let mut plan = Plan::default();
+    for pack in triggered_packs(rules, event) {
+        let mut one = plan_pack(pack, rules, event, ctx, now);
+        plan.effects.append(&mut one.effects);
+        plan.trace.append(&mut one.trace);
+    }
+    plan
+}
+
+/// The enabled packs `event` starts, in file order.
+pub fn triggered_packs<'a>(rules: &'a RuleSet, event: &Event) -> impl Iterator<Item = &'a CompiledPack> {
+    rules.packs.iter().filter(move |p| p.pack.enabled && triggered(&p.pack, event))
+}
+
+/// Plans one pack (which `event` triggers).
+pub fn plan_pack(pack: &CompiledPack, rules: &RuleSet, event: &Event, ctx: &Context, now: Timestamp) -> Plan {
+    let mut run = PackRun::new(pack, rules, event, ctx, now);
+    run.step("/on", "triggered", None, None);
+    run.run();
+    Plan { effects: run.effects, trace: run.trace }
+}
+
+/// What the runtime does for `event` when every write ends as `outcome` says: each
+/// triggered pack's plan, followed by its `on_success` effects, or its `on_error`
+/// effects when the pack failed (a `Fail` effect, or an `outcome` failure). Packs
+/// that skipped or deferred settle nothing.
+pub fn simulate(event: &Event, ctx: &Context, rules: &RuleSet, now: Timestamp, outcome: &Outcome) -> Plan {
+    let mut out = Plan::default();
+    for pack in triggered_packs(rules, event) {
+        let mut one = plan_pack(pack, rules, event, ctx, now);
+        let stopped = one.effects.iter().any(|e| matches!(e, Effect::Skip { .. } | Effect::Defer { .. }));
+        let failed = one.effects.iter().find_map(|e| match e {
+            Effect::Fail { reason, .. } => Some(reason.clone()),
+            _ => None,
+        });
+        let settle_with = match (failed, stopped) {
+            (Some(message), _) => Some(Outcome::Failure { message }),
+            (None, false) => Some(outcome.clone()),
+            (None, true) => None,
+        };
+        let mut settled = match settle_with {
+            Some(o) => settle(pack, rules, event, ctx, &one.effects, &o, now),
+            None => Plan::default(),
+        };
+        out.effects.append(&mut one.effects);
+        out.effects.append(&mut settled.effects);
+        out.trace.append(&mut one.trace);
+        out.trace.append(&mut settled.trace);
+    }
+    out
+}
+
+/// How a pack's writes ended, for [`settle`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every effect succeeded; `result` is what the write returned (CreateOpportunity's
+    /// `Id`, say).
+    Success {
+        /// The response of the write.
+        result: Value,
+    },
+    /// The writes failed for good.
+    Failure {
+        /// Why.
+        message: String,
+    },
+}
+
+/// The pack's `on_success` or `on_error` effects, once the runtime knows how its
+/// planned effects ended. `planned` are the effects the pack planned (their changes
+/// become `changes` in templates).
+pub fn settle(
+    pack: &CompiledPack,
+    rules: &RuleSet,
+    event: &Event,
+    ctx: &Context,
+    planned: &[Effect],
+    outcome: &Outcome,
+    now: Timestamp,
+) -> Plan {
+    let mut run = PackRun::new(pack, rules, event, ctx, now);
+    let changes: Vec<Value> = planned
+        .iter()
+        .filter(|e| e.pack() == pack.pack.pack)
+        .flat_map(|e| match e {
+            Effect::UpdateOpportunity { changes, .. } => changes.clone(),
+            Effect::CreateOpportunity { fields, .. } => fields.clone(),
+            _ => Vec::new(),
+        })
+        .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
+        .collect();
+    let changes = Value::Array(changes);
+    let (section, effects, extras): (&str, _, Vec<(&str, Value)>) = match outcome {
+        Outcome::Success { result } => (
+            "on_success",
+            &pack.pack.on_success,
+            vec![("changes", changes), ("result", result.clone())],
+        ),
+        Outcome::Failure { message } => (
+            "on_error",
+            &pack.pack.on_error,
+            vec![("error", serde_json::json!({ "message": message }))],
+        ),
+    };
+    let extras: Vec<(&str, &Value)> = extras.iter().map(|(k, v)| (*k, v)).collect();
+    let Some(deal_id) = run.deal_id() else {
+        if !effects.set_deal.is_empty() || effects.note.is_some() {
+            run.step(&format!("/{section}"), "no deal to update", None, None);
+        }
+        return Plan { effects: run.effects, trace: run.trace };
+    };
+    let mut properties = IndexMap::new();
+    for prop in effects.set_deal.keys() {
+        let at = pointer_join(&format!("/{section}/set_deal"), prop);
+        match run.vars.render(&at, &extras) {
+            Ok(v) => {
+                properties.insert(prop.clone(), v);
+            }
+            Err(e) => run.step(&at, &format!("not rendered: {e}"), None, None),
+        }
+    }
+    if !properties.is_empty() {
+        run.push(Effect::UpdateDeal { pack: run.name(), deal_id: deal_id.clone(), properties });
+    }
+    if effects.note.is_some() {
+        let at = format!("/{section}/note");
+        match run.vars.render(&at, &extras) {
+            Ok(body) => run.push(Effect::CreateNote { pack: run.name(), deal_id, body }),
+            Err(e) => run.step(&at, &format!("not rendered: {e}"), None, None),
+        }
+    }
+    Plan { effects: run.effects, trace: run.trace }
+}
+
+/// Whether `event` starts `pack`.
+pub fn triggered(pack: &RulePack, event: &Event) -> bool {
+    pack.on.as_slice().iter().any(|t| match event.source {
+        Source::Hubspot => t.hubspot.is_some_and(|h| {
+            h.as_str() == event.kind
+                && (h != HubSpotEvent::DealPropertyChange
+                    || t.properties.is_empty()
+                    || event.property.as_ref().is_some_and(|p| t.properties.contains(&p.name)))
+        }),
+        Source::Partnercentral => t.partnercentral.is_some_and(|p| p.as_str() == event.kind),
+        Source::Schedule => t.schedule.is_some() && event.pack.as_deref() == Some(pack.pack.as_str()),
+    })
+}
+
+/// The evaluation of one pack for one event.
+struct PackRun<'a> {
+    pack: &'a CompiledPack,
+    event: &'a Event,
+    ctx: &'a Context,
+    now: Timestamp,
+    vars: Vars<'a>,
+    effects: Vec<Effect>,
+    trace: Vec<TraceStep>,
+}
+
+impl<'a> PackRun<'a> {
+    fn new(pack: &'a CompiledPack, rules: &'a RuleSet, event: &'a Event, ctx: &'a Context, now: Timestamp) -> Self {
+        PackRun {
+            pack,
+            event,
+            ctx,
+            now,
+            vars: Vars::new(pack, &rules.engine, event, ctx, now),
+            effects: Vec::new(),
+            trace: Vec::new(),
+        }
+    }
+
+    fn name(&self) -> String {
+        self.pack.pack.pack.clone()
+    }
+
+    fn p(&self) -> &'a RulePack {
+        &self.pack.pack
+    }
+
+    fn step(&mut self, at: &str, decision: &str, input: Option<Value>, output: Option<Value>) {
+        self.trace.push(TraceStep { pack: self.name(), at: at.to_string(), decision: decision.to_string(), input, output });
+    }
+
+    fn push(&mut self, effect: Effect) {
+        self.effects.push(effect);
+    }
+
+    fn skip(&mut self, at: &str, reason: &str) {
+        self.step(at, &format!("skip: {reason}"), None, None);
+        self.push(Effect::Skip { pack: self.name(), reason: reason.to_string() });
+    }
+
+    fn fail(&mut self, at: &str, reason: &str) {
+        self.step(at, &format!("fail: {reason}"), None, None);
+        self.push(Effect::Fail { pack: self.name(), reason: reason.to_string() });
+    }
+
+    fn deal_id(&self) -> Option<String> {
+        self.ctx
+            .deal
+            .as_ref()
+            .map(|d| d.id.clone())
+            .or_else(|| self.event.deal_id.clone())
+            .filter(|id| !id.is_empty())
+    }
+
+    fn opportunity_id(&self) -> Option<String> {
+        self.event
+            .opportunity_id
+            .clone()
+            .or_else(|| self.ctx.opportunity.as_ref().and_then(|o| o.get("Id")).and_then(Value::as_str).map(str::to_string))
+            .or_else(|| {
+                self.ctx.deal.as_ref().and_then(|d| d.property(&self.p().needs.link_property))
+            })
+            .filter(|id| !id.is_empty())
+    }
+
+    fn run(&mut self) {
+        let p = self.p();
+        for (i, guard) in p.when.iter().enumerate() {
+            let at = format!("/when/{i}/if");
+            match self.vars.eval_bool(&at, &[]) {
+                Ok(true) => return self.skip(&at, &guard.skip),
+                Ok(false) => self.step(&at, "guard passed", None, None),
+                Err(e) => return self.fail(&at, &e),
+            }
+        }
+        let needed_missing = [
+            (p.needs.opportunity && self.ctx.opportunity.is_none() && p.create.is_none(), "the opportunity"),
+            (p.needs.aws_summary && self.ctx.aws_summary.is_none(), "the AWS summary"),
+        ];
+        for (missing, what) in needed_missing {
+            if missing {
+                return self.skip("/needs", &format!("{what} is not available"));
+            }
+        }
+        if !self.writes() {
+            return;
+        }
+        self.reverse_mappings();
+        self.notifications();
+    }
+
+    /// `map … to:` and `set`: the opportunity write. Returns false when the pack
+    /// stops (deferred, skipped, failed).
+    fn writes(&mut self) -> bool {
+        let p = self.p();
+        let creating = p.create.is_some();
+        let root = if creating { partner_central::CREATE_OPPORTUNITY } else { partner_central::UPDATE_OPPORTUNITY };
+        let has_writes = p.map.values().any(|m| m.to.is_some()) || !p.set.is_empty();
+        if !has_writes {
+            return true;
+        }
+        let mut changes: Vec<FieldChange> = Vec::new();
+        for (prop, m) in &p.map {
+            let Some(to) = &m.to else { continue };
+            let at = pointer_join("/map", prop);
+            let shape = partner_central::resolve(root, to.as_str()).ok();
+            let input = self.vars.get("deal").get(prop).cloned();
+            match mapping::apply(&self.vars, &at, m, input.clone(), shape, &p.thresholds) {
+                Mapped::Value(v) => self.change(&mut changes, &at, to.as_str(), input, v, creating),
+                Mapped::Skip(reason) => self.step(&at, &format!("field skipped: {reason}"), input, None),
+                Mapped::Unmapped(reason) => {
+                    self.step(&at, &format!("unmapped, field skipped: {reason}"), input.clone(), None);
+                    // Note it when this property is what changed (or on creation and
+                    // schedules), not on every later sync of other properties.
+                    let about_this = self.event.property.as_ref().is_none_or(|c| c.name == *prop);
+                    if m.unmapped_note.is_some() && about_this {
+                        let note_at = format!("{at}/unmapped_note");
+                        let value = input.unwrap_or(Value::Null);
+                        match self.vars.render(&note_at, &[("value", &value)]) {
+                            Ok(body) => {
+                                if let Some(deal_id) = self.deal_id() {
+                                    self.push(Effect::CreateNote { pack: self.name(), deal_id, body });
+                                }
+                            }
+                            Err(e) => self.step(&note_at, &format!("not rendered: {e}"), None, None),
+                        }
+                    }
+                }
+                Mapped::Error(reason) => {
+                    self.fail(&at, &format!("`{prop}`: {reason}"));
+                    return false;
+                }
+            }
+        }
+        for (field, value) in &p.set {
+            let at = pointer_join("/set", field);
+            let rendered = match value {
+                Value::String(s) if crate::template::is_template(s) => match self.vars.render(&at, &[]) {
+                    Ok(text) => Value::String(text),
+                    Err(e) => {
+                        self.fail(&at, &e);
+                        return false;
+                    }
+                },
+                other => other.clone(),
+            };
+            let conformed = match partner_central::resolve(root, field) {
+                Ok(shape) if !rendered.is_array() => mapping::conform(rendered.clone(), shape),
+                _ => Ok(rendered.clone()),
+            };
+            match conformed {
+                Ok(v) => self.change(&mut changes, &at, field, None, v, creating),
+                Err(reason) => {
+                    self.fail(&at, &format!("`{field}`: {reason}"));
+                    return false;
+                }
+            }
+        }
+
+        if creating {
+            return self.create(changes);
+        }
+        let Some(id) = self.opportunity_id() else {
+            self.skip("/map", "no linked opportunity");
+            return false;
+        };
+        match immutability::apply(self, changes) {
+            immutability::Verdict::Proceed(changes) if changes.is_empty() => {
+                self.step("/map", "nothing to change", None, None);
+                self.push(Effect::Skip { pack: self.name(), reason: "no field changed".into() });
+                false
+            }
+            immutability::Verdict::Proceed(changes) => {
+                self.push(Effect::UpdateOpportunity { pack: self.name(), id, changes });
+                true
+            }
+            immutability::Verdict::Stop(action, reason, at) => {
+                let status = self.review_status();
+                match action {
+                    ImmutableAction::Defer => {
+                        self.step(&at, &format!("defer: {reason}"), None, None);
+                        self.push(Effect::Defer { pack: self.name(), reason, while_status: status.into_iter().collect() });
+                    }
+                    ImmutableAction::Fail => self.fail(&at, &reason),
+                    _ => self.skip(&at, &reason),
+                }
+                false
+            }
+        }
+    }
+
+    fn review_status(&self) -> Option<String> {
+        self.ctx
+            .opportunity
+            .as_ref()
+            .and_then(|o| o.pointer("/LifeCycle/ReviewStatus"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+
+    /// Records one field change, unless the opportunity already holds the value.
+    fn change(&mut self, changes: &mut Vec<FieldChange>, at: &str, field: &str, input: Option<Value>, new: Value, creating: bool) {
+        let old = if creating { None } else { self.current(field) };
+        if old.as_ref().is_some_and(|o| same_value(o, &new)) {
+            self.step(at, "unchanged", input, Some(new));
+            return;
+        }
+        self.step(at, &format!("mapped to {field}"), input, Some(new.clone()));
+        changes.retain(|c| c.field != field);
+        changes.push(FieldChange { field: field.to_string(), old: if creating { None } else { Some(old.unwrap_or(Value::Null)) }, new });
+    }
+
+    /// The opportunity's current value at a field path.
+    fn current(&self, field: &str) -> Option<Value> {
+        let opportunity = self.ctx.opportunity.as_ref()?;
+        let steps = partner_central::parse_path(field).ok()?;
+        let mut v = opportunity;
+        for step in steps {
+            v = v.get(&step.name)?;
+            if let Some(i) = step.index {
+                v = v.get(i)?;
+            }
+        }
+        Some(v.clone())
+    }
+
+    fn create(&mut self, changes: Vec<FieldChange>) -> bool {
+        let create = self.p().create.as_ref().expect("only called for create packs");
+        let Some(deal_id) = self.deal_id() else {
+            self.skip("/create", "no deal to create an opportunity for");
+            return false;
+        };
+        let client_token = match self.vars.render("/create/client_token", &[]) {
+            Ok(t) if !t.trim().is_empty() => t,
+            Ok(_) => {
+                self.fail("/create/client_token", "the client token rendered empty");
+                return false;
+            }
+            Err(e) => {
+                self.fail("/create/client_token", &e);
+                return false;
+            }
+        };
+        let mut solutions = Vec::new();
+        for i in 0..create.associate_solutions.len() {
+            let at = format!("/create/associate_solutions/{i}");
+            match self.vars.render(&at, &[]) {
+                Ok(s) if s.trim().is_empty() => self.step(&at, "empty, not associated", None, None),
+                Ok(s) => solutions.push(s.trim().to_string()),
+                Err(e) => {
+                    self.fail(&at, &e);
+                    return false;
+                }
+            }
+        }
+        let start_engagement = match &create.start_engagement {
+            None => None,
+            Some(start) => {
+                let submit = if start.condition.is_some() {
+                    match self.vars.eval_bool("/create/start_engagement/if", &[]) {
+                        Ok(b) => b,
+                        Err(e) => {
+                            self.fail("/create/start_engagement/if", &e);
+                            return false;
+                        }
+                    }
+                } else {
+                    true
+                };
+                self.step("/create/start_engagement", if submit { "submit to AWS" } else { "not submitted" }, None, None);
+                submit.then(|| Submission {
+                    involvement_type: serde_json::to_value(start.involvement_type).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                    visibility: serde_json::to_value(start.visibility).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                })
+            }
+        };
+        self.push(Effect::CreateOpportunity {
+            pack: self.name(),
+            client_token,
+            deal_id,
+            fields: changes,
+            associate_solutions: solutions,
+            start_engagement,
+        });
+        true
+    }
+
+    /// `map … from:`: Partner Central fields into deal properties.
+    fn reverse_mappings(&mut self) {
+        let p = self.p();
+        let mut properties = IndexMap::new();
+        for (prop, m) in &p.map {
+            let Some(from) = &m.from else { continue };
+            let at = pointer_join("/map", prop);
+            let (source, path) = match from.as_str().strip_prefix("aws_summary.") {
+                Some(rest) => ("aws_summary", rest),
+                None => ("opportunity", from.as_str()),
+            };
+            let mut v = self.vars.get(source);
+            for step in partner_central::parse_path(path).unwrap_or_default() {
+                v = v.get(&step.name).unwrap_or(&Value::Null);
+                if let Some(i) = step.index {
+                    v = v.get(i).unwrap_or(&Value::Null);
+                }
+            }
+            let input = Some(v.clone());
+            match mapping::apply(&self.vars, &at, m, input.clone(), None, &p.thresholds) {
+                Mapped::Value(v) => {
+                    let text = mapping::text_of(&v);
+                    let current = self.ctx.deal.as_ref().and_then(|d| d.property(prop)).unwrap_or_default();
+                    if current == text {
+                        self.step(&at, "unchanged", input, Some(v));
+                    } else {
+                        self.step(&at, &format!("mapped to deal property {prop}"), input, Some(v));
+                        properties.insert(prop.clone(), text);
+                    }
+                }
+                Mapped::Skip(reason) | Mapped::Unmapped(reason) => self.step(&at, &format!("property skipped: {reason}"), input, None),
+                Mapped::Error(reason) => return self.fail(&at, &format!("`{prop}`: {reason}")),
+            }
+        }
+        if !properties.is_empty() {
+            if let Some(deal_id) = self.deal_id() {
+                self.push(Effect::UpdateDeal { pack: self.name(), deal_id, properties });
+            }
+        }
+    }
+
+    fn notifications(&mut self) {
+        notify::run(self);
+    }
+}
+
+/// Whether two field values are the same for change detection: equal JSON, or the
+/// same number written differently (`"2000"` and `"2000.00"`).
+fn same_value(a: &Value, b: &Value) -> bool {
+    if a == b {
+        return true;
+    }
+    let (x, y) = (mapping::text_of(a), mapping::text_of(b));
+    match (x.parse::<rust_decimal::Decimal>(), y.parse::<rust_decimal::Decimal>()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => x == y && !a.is_object() && !a.is_array(),
+    }
+}

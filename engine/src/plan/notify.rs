@@ -1,0 +1,348 @@
+//! Watches and notifications: compare watched values with the last-known state,
+//! decide which notification rules fire (once per change), and render them into
+//! tasks, notes and messages.
+
+use indexmap::IndexMap;
+use jsonpath_rust::query::js_path_process;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{Effect, PackRun};
+use crate::model::{ChannelKind, Condition, Notification, NumberRef, Priority, PrioritySpec};
+
+/// Runs the pack's watches and notification rules.
+pub fn run(run: &mut PackRun<'_>) {
+    let p = run.p();
+    if p.watch.is_empty() && p.notify.is_empty() {
+        return;
+    }
+    let root = run.vars.root();
+    let mut now_values: IndexMap<String, Value> = IndexMap::new();
+    for (name, query) in &run.pack.watches {
+        let text = p.watch.get(name).map(|w| w.as_str()).unwrap_or_default();
+        let found: Vec<Value> = js_path_process(query, &root)
+            .map(|r| r.into_iter().map(|q| q.val.clone()).collect())
+            .unwrap_or_default();
+        let value = if singular(text) { found.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(found) };
+        now_values.insert(name.clone(), value);
+    }
+    let previous = run.ctx.previous.get(&p.pack);
+    let opportunity_id = run.opportunity_id();
+    if !p.watch.is_empty() && previous.is_none() {
+        // First sighting: record a baseline, notify nothing (no flood on first deploy).
+        run.step("/watch", "first sighting: baseline recorded, nothing notified", None, Some(Value::Object(now_values.clone().into_iter().collect())));
+        if let Some(id) = opportunity_id {
+            run.push(Effect::RecordState { pack: run.name(), opportunity_id: id, watches: now_values, sent: Vec::new() });
+        }
+        return;
+    }
+    let before = |name: &str| previous.and_then(|s| s.watches.get(name)).cloned().unwrap_or(Value::Null);
+    let watch_vars: Vec<(String, Value)> = now_values
+        .iter()
+        .map(|(name, now)| (name.clone(), watch_var(&before(name), now)))
+        .collect();
+
+    let mut sent: Vec<String> = previous.map(|s| s.sent.clone()).unwrap_or_default();
+    let mut new_keys: Vec<String> = Vec::new();
+    let mut remembered: IndexMap<String, Vec<String>> = IndexMap::new();
+    for (i, rule) in p.notify.iter().enumerate() {
+        let at = format!("/notify/{i}");
+        let items: Vec<Option<Value>> = match &rule.for_each {
+            Some(list) => match run.vars.get(list) {
+                Value::Array(items) => items.iter().cloned().map(Some).collect(),
+                _ => Vec::new(),
+            },
+            None => vec![None],
+        };
+        for item in items {
+            let mut extras: Vec<(&str, &Value)> = watch_vars.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            if let Some(item) = &item {
+                extras.push(("item", item));
+            }
+            let fires = match &rule.when {
+                None => Ok(true),
+                Some(c) => condition(run, &at, c, &watch_vars, &extras),
+            };
+            match fires {
+                Ok(false) => {
+                    run.step(&at, "not fired", None, None);
+                    continue;
+                }
+                Err(e) => return run.fail(&at, &e),
+                Ok(true) => {}
+            }
+            let key = match dedupe_key(run, &at, rule, &watch_vars, item.as_ref(), &extras) {
+                Ok(k) => k,
+                Err(e) => return run.fail(&format!("{at}/key"), &e),
+            };
+            let remembered_in_deal = rule.remember_in.as_ref().is_some_and(|prop| {
+                run.ctx
+                    .deal
+                    .as_ref()
+                    .and_then(|d| d.property(prop))
+                    .is_some_and(|list| list.split(',').any(|k| k.trim() == key))
+            });
+            if sent.contains(&key) || remembered_in_deal || new_keys.contains(&key) {
+                run.step(&at, &format!("already sent ({key})"), None, None);
+                continue;
+            }
+            let priority = match priority(run, &at, &rule.priority, &extras) {
+                Ok(p) => p,
+                Err(e) => return run.fail(&format!("{at}/priority"), &e),
+            };
+            let priority_value = Value::String(priority.as_str().into());
+            extras.push(("priority", &priority_value));
+            let title = match run.vars.render(&format!("{at}/title"), &extras) {
+                Ok(t) => t,
+                Err(e) => return run.fail(&format!("{at}/title"), &e),
+            };
+            let body = match &rule.body {
+                Some(_) => match run.vars.render(&format!("{at}/body"), &extras) {
+                    Ok(b) => b,
+                    Err(e) => return run.fail(&format!("{at}/body"), &e),
+                },
+                None => String::new(),
+            };
+            run.step(&at, &format!("fired ({}, key {key})", priority.as_str()), None, Some(Value::String(title.clone())));
+            if let Err(e) = deliver(run, rule, priority, &title, &body, &extras) {
+                return run.fail(&format!("{at}/channels"), &e);
+            }
+            if let Some(prop) = &rule.remember_in {
+                remembered.entry(prop.clone()).or_default().push(key.clone());
+            }
+            new_keys.push(key);
+        }
+    }
+    sent.extend(new_keys.iter().cloned());
+    for (prop, keys) in remembered {
+        let Some(deal_id) = run.deal_id() else { continue };
+        let existing = run.ctx.deal.as_ref().and_then(|d| d.property(&prop)).unwrap_or_default();
+        let mut all: Vec<String> = existing.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_string).collect();
+        all.extend(keys);
+        let mut properties = IndexMap::new();
+        properties.insert(prop, all.join(","));
+        run.push(Effect::UpdateDeal { pack: run.name(), deal_id, properties });
+    }
+    let changed_watches = previous.is_none_or(|s| s.watches != now_values);
+    if let Some(id) = opportunity_id {
+        if changed_watches || !new_keys.is_empty() {
+            run.push(Effect::RecordState { pack: run.name(), opportunity_id: id, watches: now_values, sent: new_keys });
+        }
+    }
+}
+
+/// Whether a JSONPath names at most one value (no filter, wildcard, slice or
+/// descendant step): its watch holds that value, not a list.
+fn singular(path: &str) -> bool {
+    !(path.contains("[?") || path.contains('*') || path.contains("..") || path.contains(':'))
+}
+
+fn present(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Array(a) => !a.is_empty(),
+        _ => true,
+    }
+}
+
+/// The variable a watch is in conditions and templates: `now`, `before`, `changed`,
+/// `delta` (for numbers), `appeared`, `disappeared`.
+fn watch_var(before: &Value, now: &Value) -> Value {
+    let mut m = Map::new();
+    m.insert("now".into(), now.clone());
+    m.insert("before".into(), before.clone());
+    m.insert("changed".into(), Value::Bool(before != now));
+    let delta = match (before.as_f64(), now.as_f64()) {
+        (Some(b), Some(n)) => serde_json::Number::from_f64(n - b).map(|d| {
+            if d.as_f64().is_some_and(|f| f.fract() == 0.0) { Value::from(d.as_f64().unwrap_or_default() as i64) } else { Value::Number(d) }
+        }),
+        _ => None,
+    };
+    m.insert("delta".into(), delta.unwrap_or(Value::Null));
+    m.insert("appeared".into(), Value::Bool(!present(before) && present(now)));
+    m.insert("disappeared".into(), Value::Bool(present(before) && !present(now)));
+    Value::Object(m)
+}
+
+fn number(run: &PackRun<'_>, r: &NumberRef) -> f64 {
+    match r {
+        NumberRef::Number(n) => *n,
+        NumberRef::Name(name) => run.p().thresholds.get(name).copied().unwrap_or(f64::NAN),
+    }
+}
+
+fn condition(
+    run: &PackRun<'_>,
+    at: &str,
+    c: &Condition,
+    watches: &[(String, Value)],
+    extras: &[(&str, &Value)],
+) -> Result<bool, String> {
+    if let Some(name) = &c.watch {
+        let w = watches.iter().find(|(n, _)| n == name).map(|(_, v)| v).ok_or_else(|| format!("no watch `{name}`"))?;
+        let (before, now) = (&w["before"], &w["now"]);
+        let changed = before != now;
+        let text = |v: &Value| super::mapping::text_of(v);
+        let (b, n) = (before.as_f64(), now.as_f64());
+        let checks = [
+            c.changed.map(|want| changed == want),
+            (!c.changed_to.is_empty()).then(|| changed && c.changed_to.contains(&text(now))),
+            (!c.changed_from.is_empty()).then(|| changed && c.changed_from.contains(&text(before))),
+            c.increased_by.as_ref().map(|r| matches!((b, n), (Some(b), Some(n)) if n - b >= number(run, r))),
+            c.decreased_by.as_ref().map(|r| matches!((b, n), (Some(b), Some(n)) if b - n >= number(run, r))),
+            c.crossed.as_ref().map(|r| {
+                let t = number(run, r);
+                matches!((b, n), (Some(b), Some(n)) if (b < t && n >= t) || (b >= t && n < t))
+            }),
+            c.crossed_above.as_ref().map(|r| matches!((b, n), (Some(b), Some(n)) if b < number(run, r) && n >= number(run, r))),
+            c.crossed_below.as_ref().map(|r| matches!((b, n), (Some(b), Some(n)) if b >= number(run, r) && n < number(run, r))),
+            c.appeared.map(|want| (!present(before) && present(now)) == want),
+            c.disappeared.map(|want| (present(before) && !present(now)) == want),
+        ];
+        if checks.iter().flatten().any(|ok| !ok) {
+            return Ok(false);
+        }
+    }
+    if c.condition.is_some() {
+        return run.vars.eval_bool(&format!("{at}/when/if"), extras);
+    }
+    Ok(true)
+}
+
+fn dedupe_key(
+    run: &PackRun<'_>,
+    at: &str,
+    rule: &Notification,
+    watches: &[(String, Value)],
+    item: Option<&Value>,
+    extras: &[(&str, &Value)],
+) -> Result<String, String> {
+    if rule.key.is_some() {
+        return run.vars.render(&format!("{at}/key"), extras);
+    }
+    let mut key = rule.name.clone();
+    if let Some(name) = rule.when.as_ref().and_then(|c| c.watch.as_ref()) {
+        if let Some((_, w)) = watches.iter().find(|(n, _)| n == name) {
+            key.push_str(&format!(":{}->{}", compact(&w["before"]), compact(&w["now"])));
+        }
+    }
+    if let Some(item) = item {
+        let digest = Sha256::digest(item.to_string().as_bytes());
+        key.push(':');
+        key.extend(digest.iter().take(6).map(|b| format!("{b:02x}")));
+    }
+    Ok(key)
+}
+
+fn compact(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(a) if a.len() > 3 => format!("{} items", a.len()),
+        other => other.to_string(),
+    }
+}
+
+fn priority(run: &PackRun<'_>, at: &str, spec: &PrioritySpec, extras: &[(&str, &Value)]) -> Result<Priority, String> {
+    match spec {
+        PrioritySpec::Fixed(p) => Ok(*p),
+        PrioritySpec::Computed(rules) => {
+            for (level, cond, p) in [
+                ("high", &rules.high, Priority::High),
+                ("medium", &rules.medium, Priority::Medium),
+                ("low", &rules.low, Priority::Low),
+            ] {
+                if cond.is_some() && run.vars.eval_bool(&format!("{at}/priority/{level}"), extras)? {
+                    return Ok(p);
+                }
+            }
+            Ok(rules.otherwise)
+        }
+    }
+}
+
+fn deliver(
+    run: &mut PackRun<'_>,
+    rule: &Notification,
+    priority: Priority,
+    title: &str,
+    body: &str,
+    extras: &[(&str, &Value)],
+) -> Result<(), String> {
+    let channels = &run.p().channels;
+    let wanted: Vec<ChannelKind> = if rule.channels.is_empty() {
+        [
+            channels.task.as_ref().map(|_| ChannelKind::Task),
+            channels.note.as_ref().map(|_| ChannelKind::Note),
+            channels.sns.as_ref().map(|_| ChannelKind::Sns),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    } else {
+        rule.channels.clone()
+    };
+    let title_v = Value::String(title.to_string());
+    let body_v = Value::String(body.to_string());
+    let name_v = Value::String(rule.name.clone());
+    let mut vars: Vec<(&str, &Value)> = extras.to_vec();
+    vars.extend([("title", &title_v), ("body", &body_v), ("notification", &name_v)]);
+    let deal_id = run.deal_id();
+    for channel in wanted {
+        match channel {
+            ChannelKind::Task => {
+                let Some(task) = &channels.task else { continue };
+                let Some(deal_id) = deal_id.clone() else { return Err("no deal to put the task on".into()) };
+                let owner = run.vars.render("/channels/task/assign_to", &vars)?;
+                let task_body = if task.body.is_some() { run.vars.render("/channels/task/body", &vars)? } else { body.to_string() };
+                let wait = match priority {
+                    Priority::High => task.due.high,
+                    Priority::Medium => task.due.medium,
+                    Priority::Low => task.due.low,
+                };
+                let due = run
+                    .now
+                    .checked_add(jiff::SignedDuration::try_from(wait.0).map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+                run.push(Effect::CreateTask {
+                    pack: run.name(),
+                    deal_id,
+                    owner: owner.trim().to_string(),
+                    priority: priority.as_str().into(),
+                    due: due.to_string(),
+                    subject: title.to_string(),
+                    body: task_body,
+                });
+            }
+            ChannelKind::Note => {
+                let Some(note) = &channels.note else { continue };
+                let Some(deal_id) = deal_id.clone() else { return Err("no deal to put the note on".into()) };
+                let text = if note.body.is_some() {
+                    run.vars.render("/channels/note/body", &vars)?
+                } else if body.is_empty() {
+                    title.to_string()
+                } else {
+                    format!("{title}\n\n{body}")
+                };
+                run.push(Effect::CreateNote { pack: run.name(), deal_id, body: text });
+            }
+            ChannelKind::Sns => {
+                let Some(sns) = &channels.sns else { continue };
+                let subject = if sns.subject.is_some() { run.vars.render("/channels/sns/subject", &vars)? } else { title.to_string() };
+                let message = if sns.message.is_some() {
+                    run.vars.render("/channels/sns/message", &vars)?
+                } else if body.is_empty() {
+                    title.to_string()
+                } else {
+                    body.to_string()
+                };
+                let mut attributes = IndexMap::new();
+                for name in sns.attributes.keys() {
+                    let at = crate::source::pointer_join("/channels/sns/attributes", name);
+                    attributes.insert(name.clone(), run.vars.render(&at, &vars)?);
+                }
+                run.push(Effect::Publish { pack: run.name(), channel: "sns".into(), subject, message, attributes });
+            }
+        }
+    }
+    Ok(())
+}
