@@ -531,6 +531,15 @@ impl Compiler<'_> {
             );
             return;
         }
+        for (at, name) in template::filters_used(source) {
+            if !template::filters().any(|f| f == name) {
+                let (line, col) = embed::line_col(source, at);
+                let mut d = Diagnostic::error(Code::TemplateSyntax, format!("unknown filter `{name}`"))
+                    .at(self.file, embed::span(&self.text, value_span, line, col, name.chars().count()));
+                d.help = did_you_mean(&name, template::filters()).or_else(|| Some("see the filters in the README".into()));
+                self.diagnostics.push(d);
+            }
+        }
         let tmpl = self
             .templates
             .get_template(&site.pointer)

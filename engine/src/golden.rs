@@ -26,6 +26,9 @@ struct CaseFile {
     /// The pack directory, relative to the file. Default: the folder above `tests/`.
     #[serde(default)]
     rules: Option<String>,
+    /// Shared YAML (anchors) for the cases to refer to; not read otherwise.
+    #[serde(default, rename = "fixtures")]
+    _fixtures: Option<Value>,
     cases: Vec<CaseSpec>,
 }
 
@@ -353,7 +356,8 @@ pub fn bless(text: &str, results: &[CaseResult]) -> String {
         if step.actual.is_empty() && step.plan.effects.is_empty() && step.plan.trace.is_empty() {
             continue; // the step did not run (bad event, bad time): nothing to record
         }
-        edits.push(expect_edit(text, &doc, &step.pointer, &step.actual));
+        let kept = doc.value.pointer(&format!("{}/trace_contains", step.pointer)).cloned();
+        edits.push(expect_edit(text, &doc, &step.pointer, &step.actual, kept));
     }
     edits.sort_by_key(|e| std::cmp::Reverse(e.0));
     let mut out = text.to_string();
@@ -365,8 +369,12 @@ pub fn bless(text: &str, results: &[CaseResult]) -> String {
 
 /// The text range of a step's `expect` (key to end of value) and its replacement; an
 /// absent `expect` is inserted after the step's last key.
-fn expect_edit(text: &str, doc: &Document, pointer: &str, actual: &[Value]) -> (usize, usize, String) {
-    let body = yaml(&serde_json::json!({ "effects": actual }));
+fn expect_edit(text: &str, doc: &Document, pointer: &str, actual: &[Value], trace_contains: Option<Value>) -> (usize, usize, String) {
+    let mut expect = serde_json::json!({ "effects": actual });
+    if let Some(t) = trace_contains {
+        expect["trace_contains"] = t;
+    }
+    let body = yaml(&expect);
     let line_start = |at: usize| text[..at].rfind('\n').map_or(0, |i| i + 1);
     let line_end = |at: usize| text[at..].find('\n').map_or(text.len(), |i| at + i);
     if doc.value.pointer(pointer).is_some() {

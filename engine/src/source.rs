@@ -183,7 +183,16 @@ impl Builder<'_> {
                 )
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().unwrap_or(Node {
+                // The alias stands where it is written; what it holds keeps the
+                // anchor's positions (errors inside point at the definition).
+                let len = self.text[start..]
+                    .find(|c: char| c.is_whitespace() || matches!(c, ',' | ']' | '}'))
+                    .unwrap_or(self.text.len() - start);
+                let node = self.anchors.get(&id).cloned().map(|mut n| {
+                    n.span = Span::new(start, start + len.max(1));
+                    n
+                });
+                let node = node.unwrap_or(Node {
                     kind: NodeKind::Scalar {
                         text: String::new(),
                         plain: true,
@@ -197,8 +206,8 @@ impl Builder<'_> {
                 while !matches!(self.peek(), Some(Event::SequenceEnd) | None) {
                     items.push(self.node());
                 }
+                let end = self.collection_end(start, items.last().map(|n| n.span.end), ']');
                 self.pos += 1;
-                let end = items.last().map_or(start + 1, |n| n.span.end);
                 (
                     Node {
                         kind: NodeKind::Seq(items),
@@ -215,6 +224,9 @@ impl Builder<'_> {
                     let value = self.node();
                     self.push_entry(&mut entries, &mut merged, key, value);
                 }
+                // Merged entries stand elsewhere in the file: the end is that of the
+                // entries written here.
+                let end = self.collection_end(start, entries.last().map(|(_, v)| v.span.end), '}');
                 self.pos += 1;
                 // Keys written in the mapping itself win over merged ones.
                 for (k, v) in merged {
@@ -222,7 +234,6 @@ impl Builder<'_> {
                         entries.push((k, v));
                     }
                 }
-                let end = entries.last().map_or(start + 1, |(_, v)| v.span.end);
                 (
                     Node {
                         kind: NodeKind::Map(entries),
@@ -237,6 +248,18 @@ impl Builder<'_> {
             self.anchors.insert(anchor, node.clone());
         }
         node
+    }
+
+    /// Where a collection ends: after its closing bracket when it is a flow
+    /// collection, else at the end of its last item.
+    fn collection_end(&self, start: usize, last_item_end: Option<usize>, close: char) -> usize {
+        if let Some((_, mark)) = self.events.get(self.pos) {
+            let at = self.lines.offset(self.text, *mark);
+            if self.text[at..].starts_with(close) {
+                return at + 1;
+            }
+        }
+        last_item_end.unwrap_or(start + 1)
     }
 
     fn push_entry(

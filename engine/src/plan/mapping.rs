@@ -198,7 +198,15 @@ pub fn conform(value: Value, shape: &Shape) -> Result<Value, String> {
             if let Some(max) = rules.max.filter(|m| len > *m) {
                 return Err(format!("text has {len} characters; Partner Central accepts at most {max}"));
             }
-            if let Some(pattern) = rules.pattern {
+            if let Some((min, max)) = rules.pattern.and_then(length_pattern) {
+                // AWS writes many length limits as `(?s).{20,2000}`: say them as lengths.
+                if len < min {
+                    return Err(format!("`{}` has {len} characters; Partner Central needs at least {min}", short(&text)));
+                }
+                if len > max {
+                    return Err(format!("text has {len} characters; Partner Central accepts at most {max}"));
+                }
+            } else if let Some(pattern) = rules.pattern {
                 if let Some(re) = pattern_regex(pattern) {
                     if !re.is_match(&text) {
                         return Err(format!("`{}` is not in the format Partner Central accepts for `{}`", short(&text), shape.name));
@@ -222,6 +230,13 @@ pub fn conform(value: Value, shape: &Shape) -> Result<Value, String> {
         ShapeKind::Timestamp => Ok(Value::String(to_timestamp(&text_of(&value))?.to_string())),
         _ => Ok(value),
     }
+}
+
+/// The bounds of a pure length pattern such as `(?s).{20,2000}`.
+fn length_pattern(pattern: &str) -> Option<(u64, u64)> {
+    let inner = pattern.strip_prefix("(?s).{")?.strip_suffix('}')?;
+    let (min, max) = inner.split_once(',')?;
+    Some((min.parse().ok()?, max.parse().ok()?))
 }
 
 fn short(text: &str) -> String {
