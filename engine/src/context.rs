@@ -60,6 +60,11 @@ pub struct PackState {
     /// The watched values when last seen.
     #[serde(default)]
     pub watches: IndexMap<String, Value>,
+    /// Per watch, the value when a notification about it last fired (or the first
+    /// value seen). Thresholds such as `increased_by` measure from here, so a score
+    /// that climbs a little at every poll still notifies once it has climbed enough.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub marks: IndexMap<String, Value>,
     /// Keys of notifications already sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sent: Vec<String>,
@@ -73,9 +78,10 @@ impl Context {
         use crate::plan::Effect;
         for effect in effects {
             match effect {
-                Effect::RecordState { pack, watches, sent, .. } => {
+                Effect::RecordState { pack, watches, marks, sent, .. } => {
                     let state = self.previous.entry(pack.clone()).or_default();
                     state.watches = watches.clone();
+                    state.marks = marks.clone();
                     for key in sent {
                         if !state.sent.contains(key) {
                             state.sent.push(key.clone());

@@ -20,10 +20,12 @@ pub struct Condition {
     /// The value changed and was one of these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub changed_from: Vec<String>,
-    /// The number went up by at least this much.
+    /// The number went up by at least this much since pcsync last notified about this
+    /// watch (or first saw it): a slow climb notifies once it adds up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub increased_by: Option<NumberRef>,
-    /// The number went down by at least this much.
+    /// The number went down by at least this much since pcsync last notified about
+    /// this watch (or first saw it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decreased_by: Option<NumberRef>,
     /// The number moved past this value, in either direction.
@@ -41,8 +43,9 @@ pub struct Condition {
     /// The value was present and now is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disappeared: Option<bool>,
-    /// A Rhai boolean expression. Each watch is a variable with `now`, `before`,
-    /// `delta` and `changed`, e.g. `score.now >= thresholds.high_score`.
+    /// A Rhai boolean expression. Each watch is a variable with `now`, `before` (last
+    /// seen), `since` (last notified), `delta` (`now - since`) and `changed`, e.g.
+    /// `score.now >= thresholds.high_score`.
     #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
     pub condition: Option<Rhai>,
 }

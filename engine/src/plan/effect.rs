@@ -149,6 +149,9 @@ pub enum Effect {
         opportunity_id: String,
         /// Watched values now.
         watches: IndexMap<String, Value>,
+        /// Per watch, the value thresholds measure from next time.
+        #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+        marks: IndexMap<String, Value>,
         /// Notification keys sent by this plan.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         sent: Vec<String>,

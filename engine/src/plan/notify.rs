@@ -32,15 +32,23 @@ pub fn run(run: &mut PackRun<'_>) {
         // First sighting: record a baseline, notify nothing (no flood on first deploy).
         run.step("/watch", "first sighting: baseline recorded, nothing notified", None, Some(Value::Object(now_values.clone().into_iter().collect())));
         if let Some(id) = opportunity_id {
-            run.push(Effect::RecordState { pack: run.name(), opportunity_id: id, watches: now_values, sent: Vec::new() });
+            run.push(Effect::RecordState {
+                pack: run.name(),
+                opportunity_id: id,
+                marks: now_values.clone(),
+                watches: now_values,
+                sent: Vec::new(),
+            });
         }
         return;
     }
     let before = |name: &str| previous.and_then(|s| s.watches.get(name)).cloned().unwrap_or(Value::Null);
+    let mark = |name: &str| previous.and_then(|s| s.marks.get(name)).cloned().unwrap_or_else(|| before(name));
     let watch_vars: Vec<(String, Value)> = now_values
         .iter()
-        .map(|(name, now)| (name.clone(), watch_var(&before(name), now)))
+        .map(|(name, now)| (name.clone(), watch_var(&before(name), now, &mark(name))))
         .collect();
+    let mut marks: IndexMap<String, Value> = now_values.keys().map(|name| (name.clone(), mark(name))).collect();
 
     let mut sent: Vec<String> = previous.map(|s| s.sent.clone()).unwrap_or_default();
     let mut new_keys: Vec<String> = Vec::new();
@@ -110,6 +118,11 @@ pub fn run(run: &mut PackRun<'_>) {
             if let Some(prop) = &rule.remember_in {
                 remembered.entry(prop.clone()).or_default().push(key.clone());
             }
+            if let Some(watch) = rule.when.as_ref().and_then(|c| c.watch.as_ref()) {
+                if let Some(now) = now_values.get(watch) {
+                    marks.insert(watch.clone(), now.clone());
+                }
+            }
             new_keys.push(key);
         }
     }
@@ -123,10 +136,10 @@ pub fn run(run: &mut PackRun<'_>) {
         properties.insert(prop, all.join(","));
         run.push(Effect::UpdateDeal { pack: run.name(), deal_id, properties });
     }
-    let changed_watches = previous.is_none_or(|s| s.watches != now_values);
+    let changed = previous.is_none_or(|s| s.watches != now_values || s.marks != marks);
     if let Some(id) = opportunity_id {
-        if changed_watches || !new_keys.is_empty() {
-            run.push(Effect::RecordState { pack: run.name(), opportunity_id: id, watches: now_values, sent: new_keys });
+        if changed || !new_keys.is_empty() {
+            run.push(Effect::RecordState { pack: run.name(), opportunity_id: id, watches: now_values, marks, sent: new_keys });
         }
     }
 }
@@ -145,14 +158,16 @@ fn present(v: &Value) -> bool {
     }
 }
 
-/// The variable a watch is in conditions and templates: `now`, `before`, `changed`,
-/// `delta` (for numbers), `appeared`, `disappeared`.
-fn watch_var(before: &Value, now: &Value) -> Value {
+/// The variable a watch is in conditions and templates: `now`, `before` (last seen),
+/// `since` (when last notified about, or first seen), `changed`, `delta` (`now -
+/// since`, for numbers), `appeared`, `disappeared`.
+fn watch_var(before: &Value, now: &Value, since: &Value) -> Value {
     let mut m = Map::new();
     m.insert("now".into(), now.clone());
     m.insert("before".into(), before.clone());
+    m.insert("since".into(), since.clone());
     m.insert("changed".into(), Value::Bool(before != now));
-    let delta = match (before.as_f64(), now.as_f64()) {
+    let delta = match (since.as_f64(), now.as_f64()) {
         (Some(b), Some(n)) => serde_json::Number::from_f64(n - b).map(|d| {
             if d.as_f64().is_some_and(|f| f.fract() == 0.0) { Value::from(d.as_f64().unwrap_or_default() as i64) } else { Value::Number(d) }
         }),
@@ -184,12 +199,13 @@ fn condition(
         let changed = before != now;
         let text = |v: &Value| super::mapping::text_of(v);
         let (b, n) = (before.as_f64(), now.as_f64());
+        let since = w["since"].as_f64();
         let checks = [
             c.changed.map(|want| changed == want),
             (!c.changed_to.is_empty()).then(|| changed && c.changed_to.contains(&text(now))),
             (!c.changed_from.is_empty()).then(|| changed && c.changed_from.contains(&text(before))),
-            c.increased_by.as_ref().map(|r| matches!((b, n), (Some(b), Some(n)) if n - b >= number(run, r))),
-            c.decreased_by.as_ref().map(|r| matches!((b, n), (Some(b), Some(n)) if b - n >= number(run, r))),
+            c.increased_by.as_ref().map(|r| matches!((since, n), (Some(s), Some(n)) if n - s >= number(run, r))),
+            c.decreased_by.as_ref().map(|r| matches!((since, n), (Some(s), Some(n)) if s - n >= number(run, r))),
             c.crossed.as_ref().map(|r| {
                 let t = number(run, r);
                 matches!((b, n), (Some(b), Some(n)) if (b < t && n >= t) || (b >= t && n < t))
@@ -234,10 +250,16 @@ fn dedupe_key(
     Ok(key)
 }
 
+/// A short, stable text for a watched value in a dedupe key: scalars as written,
+/// lists and objects by a digest of their JSON (`[]` stays `[]`).
 fn compact(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Array(a) if a.len() > 3 => format!("{} items", a.len()),
+        Value::Array(a) if a.is_empty() => "[]".into(),
+        Value::Array(_) | Value::Object(_) => {
+            let digest = Sha256::digest(v.to_string().as_bytes());
+            digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+        }
         other => other.to_string(),
     }
 }
