@@ -63,7 +63,10 @@ fn uses(code: &str, vars: &[String]) -> Vec<String> {
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|w| !w.is_empty())
         .collect();
-    vars.iter().filter(|v| words.contains(v.as_str())).cloned().collect()
+    vars.iter()
+        .filter(|v| words.contains(v.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// Context variables a pack loads through `needs`, and how to ask for each.
@@ -443,7 +446,8 @@ impl Compiler<'_> {
         match result {
             Ok(ast) => {
                 let uses = uses(code, &site.vars);
-                self.scripts.insert(site.pointer.clone(), CompiledScript { ast, uses });
+                self.scripts
+                    .insert(site.pointer.clone(), CompiledScript { ast, uses });
             }
             Err(err) => {
                 let value_span = self.doc.value_span(&site.pointer);
@@ -487,7 +491,8 @@ impl Compiler<'_> {
         match self.engine.compile_with_scope(&Self::scope(vars), &code) {
             Ok(ast) => {
                 let uses = uses(&code, vars);
-                self.scripts.insert(pointer.to_string(), CompiledScript { ast, uses });
+                self.scripts
+                    .insert(pointer.to_string(), CompiledScript { ast, uses });
             }
             Err(err) => {
                 let (line, col) = (
@@ -534,9 +539,13 @@ impl Compiler<'_> {
         for (at, name) in template::filters_used(source) {
             if !template::filters().any(|f| f == name) {
                 let (line, col) = embed::line_col(source, at);
-                let mut d = Diagnostic::error(Code::TemplateSyntax, format!("unknown filter `{name}`"))
-                    .at(self.file, embed::span(&self.text, value_span, line, col, name.chars().count()));
-                d.help = did_you_mean(&name, template::filters()).or_else(|| Some("see the filters in the README".into()));
+                let mut d =
+                    Diagnostic::error(Code::TemplateSyntax, format!("unknown filter `{name}`")).at(
+                        self.file,
+                        embed::span(&self.text, value_span, line, col, name.chars().count()),
+                    );
+                d.help = did_you_mean(&name, template::filters())
+                    .or_else(|| Some("see the filters in the README".into()));
                 self.diagnostics.push(d);
             }
         }

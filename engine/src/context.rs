@@ -78,7 +78,13 @@ impl Context {
         use crate::plan::Effect;
         for effect in effects {
             match effect {
-                Effect::RecordState { pack, watches, marks, sent, .. } => {
+                Effect::RecordState {
+                    pack,
+                    watches,
+                    marks,
+                    sent,
+                    ..
+                } => {
                     let state = self.previous.entry(pack.clone()).or_default();
                     state.watches = watches.clone();
                     state.marks = marks.clone();

@@ -78,7 +78,9 @@ pub enum EventError {
         expected: &'static str,
     },
     /// The value is not any known event shape.
-    #[error("not an event: expected a HubSpot webhook event (with `subscriptionType`), an EventBridge event (with `detail-type`), or `schedule: PACK`")]
+    #[error(
+        "not an event: expected a HubSpot webhook event (with `subscriptionType`), an EventBridge event (with `detail-type`), or `schedule: PACK`"
+    )]
     Unknown,
 }
 
@@ -97,7 +99,10 @@ impl Event {
             return Ok(Event::schedule(
                 pack,
                 value.get("deal_id").and_then(id_text),
-                value.get("opportunity_id").and_then(Value::as_str).map(str::to_string),
+                value
+                    .get("opportunity_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 now,
             ));
         }
@@ -115,20 +120,30 @@ impl Event {
 
     /// One event of a HubSpot webhook batch.
     pub fn from_hubspot(v: &Value) -> Result<Event, EventError> {
-        let field = |field, expected| EventError::Field { kind: "HubSpot", field, expected };
+        let field = |field, expected| EventError::Field {
+            kind: "HubSpot",
+            field,
+            expected,
+        };
         let kind = v
             .get("subscriptionType")
             .or_else(|| v.get("eventType"))
             .and_then(Value::as_str)
             .ok_or(field("subscriptionType", "a string"))?
             .to_string();
-        let object_id = v.get("objectId").and_then(id_text).ok_or(field("objectId", "a number"))?;
+        let object_id = v
+            .get("objectId")
+            .and_then(id_text)
+            .ok_or(field("objectId", "a number"))?;
         let occurred_ms = v.get("occurredAt").and_then(Value::as_i64);
         let occurred_at = occurred_ms
             .and_then(|ms| Timestamp::from_millisecond(ms).ok())
             .map(|t| t.to_string());
         let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-        let property = text("propertyName").map(|name| PropertyChange { name, value: text("propertyValue") });
+        let property = text("propertyName").map(|name| PropertyChange {
+            name,
+            value: text("propertyValue"),
+        });
         if kind.ends_with(".propertyChange") && property.is_none() {
             return Err(field("propertyName", "a string"));
         }
@@ -158,9 +173,19 @@ impl Event {
 
     /// An EventBridge event from `aws.partnercentral-selling`.
     pub fn from_eventbridge(v: &Value) -> Result<Event, EventError> {
-        let field = |field, expected| EventError::Field { kind: "EventBridge", field, expected };
-        let kind = v.get("detail-type").and_then(Value::as_str).ok_or(field("detail-type", "a string"))?;
-        let id = v.get("id").and_then(Value::as_str).ok_or(field("id", "a string"))?;
+        let field = |field, expected| EventError::Field {
+            kind: "EventBridge",
+            field,
+            expected,
+        };
+        let kind = v
+            .get("detail-type")
+            .and_then(Value::as_str)
+            .ok_or(field("detail-type", "a string"))?;
+        let id = v
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or(field("id", "a string"))?;
         let detail = v.get("detail").ok_or(field("detail", "an object"))?;
         // `Opportunity *` events name the opportunity; snapshot events name their
         // resource, which is an opportunity (ResourceType is only `Opportunity`).
@@ -185,8 +210,16 @@ impl Event {
     }
 
     /// A scheduled run of `pack` for one deal or opportunity.
-    pub fn schedule(pack: &str, deal_id: Option<String>, opportunity_id: Option<String>, now: Timestamp) -> Event {
-        let subject = deal_id.clone().or_else(|| opportunity_id.clone()).unwrap_or_default();
+    pub fn schedule(
+        pack: &str,
+        deal_id: Option<String>,
+        opportunity_id: Option<String>,
+        now: Timestamp,
+    ) -> Event {
+        let subject = deal_id
+            .clone()
+            .or_else(|| opportunity_id.clone())
+            .unwrap_or_default();
         Event {
             id: format!("schedule:{pack}:{subject}:{now}"),
             source: Source::Schedule,
@@ -226,7 +259,13 @@ mod tests {
         let e = Event::from_hubspot(&v).unwrap();
         assert_eq!(e.kind, "deal.propertyChange");
         assert_eq!(e.deal_id.as_deref(), Some("332507367156"));
-        assert_eq!(e.property, Some(PropertyChange { name: "amount".into(), value: Some("2000".into()) }));
+        assert_eq!(
+            e.property,
+            Some(PropertyChange {
+                name: "amount".into(),
+                value: Some("2000".into())
+            })
+        );
         assert_eq!(e.occurred_at.as_deref(), Some("2026-06-25T07:19:32.438Z"));
         assert_eq!(e.source_id.as_deref(), Some("39522895"));
     }
@@ -243,7 +282,11 @@ mod tests {
         let v = json!({"objectId":1,"subscriptionType":"deal.propertyChange"});
         assert_eq!(
             Event::from_hubspot(&v).unwrap_err(),
-            EventError::Field { kind: "HubSpot", field: "propertyName", expected: "a string" }
+            EventError::Field {
+                kind: "HubSpot",
+                field: "propertyName",
+                expected: "a string"
+            }
         );
     }
 
@@ -253,14 +296,26 @@ mod tests {
             "time":"2023-04-16T15:23:45Z","region":"us-east-1","account":"123456789012",
             "detail":{"schemaVersion":"1","catalog":"Sandbox","opportunity":{"identifier":"O1234567"}}});
         let e = Event::from_value(&updated, Timestamp::UNIX_EPOCH).unwrap();
-        assert_eq!((e.source, e.opportunity_id.as_deref()), (Source::Partnercentral, Some("O1234567")));
+        assert_eq!(
+            (e.source, e.opportunity_id.as_deref()),
+            (Source::Partnercentral, Some("O1234567"))
+        );
         let snapshot = json!({"id":"e-2","detail-type":"Engagement Resource Snapshot Created","detail":{"catalog":"AWS",
             "resourceSnapshot":{"engagementId":"eng-v7p8z56whnauo","resourceType":"Opportunity","resourceId":"O123211231"}}});
-        assert_eq!(Event::from_eventbridge(&snapshot).unwrap().opportunity_id.as_deref(), Some("O123211231"));
+        assert_eq!(
+            Event::from_eventbridge(&snapshot)
+                .unwrap()
+                .opportunity_id
+                .as_deref(),
+            Some("O123211231")
+        );
     }
 
     #[test]
     fn unknown_shapes_are_refused() {
-        assert_eq!(Event::from_value(&json!({"x": 1}), Timestamp::UNIX_EPOCH), Err(EventError::Unknown));
+        assert_eq!(
+            Event::from_value(&json!({"x": 1}), Timestamp::UNIX_EPOCH),
+            Err(EventError::Unknown)
+        );
     }
 }

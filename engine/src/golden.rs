@@ -125,17 +125,25 @@ pub struct FileResult {
     pub error: Option<String>,
 }
 
-/// Test files under `paths`: each directory's `*.yaml` (recursively), each file as given.
+/// Test files under `paths`: each directory's `*.yaml` test files (recursively), each
+/// file as given.
 pub fn test_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?.filter_map(Result::ok).map(|e| e.path()).collect();
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .collect();
             entries.sort();
             for entry in entries {
                 if entry.is_dir() {
                     out.extend(test_files(&[entry])?);
-                } else if matches!(entry.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                } else if matches!(
+                    entry.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml")
+                ) && is_test_file(&entry)
+                {
                     out.push(entry);
                 }
             }
@@ -144,6 +152,15 @@ pub fn test_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+/// Whether a YAML file found in a directory is a test file (it has top-level
+/// `cases:`) rather than, say, a rule pack kept beside the tests.
+fn is_test_file(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|t| {
+        t.lines()
+            .any(|l| l.trim_end() == "cases:" || l.starts_with("cases: "))
+    })
 }
 
 /// Loaded rule sets by directory, so files sharing a directory load it once.
@@ -158,9 +175,14 @@ impl RuleCache {
             let loaded = load_rules(&[dir.to_path_buf()]);
             if loaded.has_errors() {
                 let text = crate::diagnostic::render_human(&loaded.sources, &loaded.diagnostics);
-                return Err(format!("the packs in {} do not load:\n{text}", dir.display()));
+                return Err(format!(
+                    "the packs in {} do not load:\n{text}",
+                    dir.display()
+                ));
             }
-            loaded.value.ok_or_else(|| format!("no packs in {}", dir.display()))
+            loaded
+                .value
+                .ok_or_else(|| format!("no packs in {}", dir.display()))
         });
         entry.as_ref().map_err(Clone::clone)
     }
@@ -168,14 +190,21 @@ impl RuleCache {
 
 /// Runs one test file; `filter` selects cases by `file-stem/case name`.
 pub fn run_file(path: &Path, filter: Option<&regex::Regex>, rules: &mut RuleCache) -> FileResult {
-    let fail = |error: String| FileResult { path: path.to_path_buf(), cases: Vec::new(), error: Some(error) };
+    let fail = |error: String| FileResult {
+        path: path.to_path_buf(),
+        cases: Vec::new(),
+        error: Some(error),
+    };
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => return fail(format!("cannot read: {e}")),
     };
     let (doc, diags) = source::parse(crate::diagnostic::FileId(0), &text);
     let Some(doc) = doc.filter(|_| diags.is_empty()) else {
-        return fail(format!("not valid YAML: {}", diags.first().map_or("", |d| d.message.as_str())));
+        return fail(format!(
+            "not valid YAML: {}",
+            diags.first().map_or("", |d| d.message.as_str())
+        ));
     };
     let file: CaseFile = match serde_json::from_value(doc.value.clone()) {
         Ok(f) => f,
@@ -184,14 +213,19 @@ pub fn run_file(path: &Path, filter: Option<&regex::Regex>, rules: &mut RuleCach
     let dir = path.parent().unwrap_or(Path::new("."));
     let rules_dir = match &file.rules {
         Some(r) => dir.join(r),
-        None if dir.file_name().is_some_and(|n| n == "tests") => dir.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        None if dir.file_name().is_some_and(|n| n == "tests") => {
+            dir.parent().unwrap_or(Path::new(".")).to_path_buf()
+        }
         None => dir.to_path_buf(),
     };
     let rule_set = match rules.get(&rules_dir) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut cases = Vec::new();
     for (i, case) in file.cases.iter().enumerate() {
         if filter.is_some_and(|f| !f.is_match(&format!("{stem}/{}", case.name))) {
@@ -199,7 +233,11 @@ pub fn run_file(path: &Path, filter: Option<&regex::Regex>, rules: &mut RuleCach
         }
         cases.push(run_case(rule_set, i, case));
     }
-    FileResult { path: path.to_path_buf(), cases, error: None }
+    FileResult {
+        path: path.to_path_buf(),
+        cases,
+        error: None,
+    }
 }
 
 fn run_case(rules: &RuleSet, index: usize, case: &CaseSpec) -> CaseResult {
@@ -207,7 +245,12 @@ fn run_case(rules: &RuleSet, index: usize, case: &CaseSpec) -> CaseResult {
     let single = case.step();
     let steps: Vec<(String, &StepSpec)> = match (&single, case.timeline.is_empty()) {
         (Some(step), true) => vec![(format!("{base}/expect"), step)],
-        (None, false) => case.timeline.iter().enumerate().map(|(j, s)| (format!("{base}/timeline/{j}/expect"), s)).collect(),
+        (None, false) => case
+            .timeline
+            .iter()
+            .enumerate()
+            .map(|(j, s)| (format!("{base}/timeline/{j}/expect"), s))
+            .collect(),
         _ => {
             return CaseResult {
                 name: case.name.clone(),
@@ -226,11 +269,24 @@ fn run_case(rules: &RuleSet, index: usize, case: &CaseSpec) -> CaseResult {
         let result = run_step(rules, &pointer, step, &mut carried);
         results.push(result);
     }
-    CaseResult { name: case.name.clone(), steps: results }
+    CaseResult {
+        name: case.name.clone(),
+        steps: results,
+    }
 }
 
-fn run_step(rules: &RuleSet, pointer: &str, step: &StepSpec, carried: &mut Option<Context>) -> StepResult {
-    let broken = |failure: String| StepResult { pointer: pointer.to_string(), actual: Vec::new(), plan: Plan::default(), failure: Some(failure) };
+fn run_step(
+    rules: &RuleSet,
+    pointer: &str,
+    step: &StepSpec,
+    carried: &mut Option<Context>,
+) -> StepResult {
+    let broken = |failure: String| StepResult {
+        pointer: pointer.to_string(),
+        actual: Vec::new(),
+        plan: Plan::default(),
+        failure: Some(failure),
+    };
     let now = match Timestamp::from_str(&step.now) {
         Ok(t) => t,
         Err(e) => return broken(format!("`now` is not an RFC 3339 time: {e}")),
@@ -257,12 +313,25 @@ fn run_step(rules: &RuleSet, pointer: &str, step: &StepSpec, carried: &mut Optio
         }
     }
     let outcome = match &step.outcome {
-        Some(OutcomeSpec { error: Some(message), .. }) => Outcome::Failure { message: message.clone() },
-        Some(OutcomeSpec { result, .. }) => Outcome::Success { result: result.clone().unwrap_or(Value::Object(Default::default())) },
-        None => Outcome::Success { result: Value::Object(Default::default()) },
+        Some(OutcomeSpec {
+            error: Some(message),
+            ..
+        }) => Outcome::Failure {
+            message: message.clone(),
+        },
+        Some(OutcomeSpec { result, .. }) => Outcome::Success {
+            result: result.clone().unwrap_or(Value::Object(Default::default())),
+        },
+        None => Outcome::Success {
+            result: Value::Object(Default::default()),
+        },
     };
     let plan = simulate(&event, &ctx, rules, now, &outcome);
-    let actual: Vec<Value> = plan.effects.iter().map(|e| serde_json::to_value(e).unwrap_or(Value::Null)).collect();
+    let actual: Vec<Value> = plan
+        .effects
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
+        .collect();
     let mut next = ctx.clone();
     next.apply(&plan.effects);
     *carried = Some(next);
@@ -270,7 +339,12 @@ fn run_step(rules: &RuleSet, pointer: &str, step: &StepSpec, carried: &mut Optio
         None => Some("no `expect`: run with --bless to record the actual effects".to_string()),
         Some(expect) => check(expect, &actual, &plan),
     };
-    StepResult { pointer: pointer.to_string(), actual, plan, failure }
+    StepResult {
+        pointer: pointer.to_string(),
+        actual,
+        plan,
+        failure,
+    }
 }
 
 /// Compares the expectation with the actual effects; `None` when they agree.
@@ -278,7 +352,11 @@ fn check(expect: &Value, actual: &[Value], plan: &Plan) -> Option<String> {
     let mut problems = Vec::new();
     if let Some(expected) = expect.get("effects") {
         let actual_v = Value::Array(actual.to_vec());
-        let expected = if expected.is_null() { Value::Array(Vec::new()) } else { expected.clone() };
+        let expected = if expected.is_null() {
+            Value::Array(Vec::new())
+        } else {
+            expected.clone()
+        };
         if expected != actual_v {
             problems.push(diff(&yaml(&expected), &yaml(&actual_v)));
         }
@@ -297,21 +375,32 @@ fn check(expect: &Value, actual: &[Value], plan: &Plan) -> Option<String> {
     if let Some(wanted) = expect.get("trace_contains").and_then(Value::as_array) {
         for w in wanted.iter().filter_map(Value::as_str) {
             if !plan.trace.iter().any(|t| t.decision.contains(w)) {
-                let decisions: Vec<String> = plan.trace.iter().map(|t| format!("  {} {}: {}", t.pack, t.at, t.decision)).collect();
-                problems.push(format!("no trace step says `{w}`; the trace:\n{}", decisions.join("\n")));
+                let decisions: Vec<String> = plan
+                    .trace
+                    .iter()
+                    .map(|t| format!("  {} {}: {}", t.pack, t.at, t.decision))
+                    .collect();
+                problems.push(format!(
+                    "no trace step says `{w}`; the trace:\n{}",
+                    decisions.join("\n")
+                ));
             }
         }
     }
     let known = ["effects", "contains", "trace_contains"];
     if let Some(obj) = expect.as_object() {
         if let Some(k) = obj.keys().find(|k| !known.contains(&k.as_str())) {
-            problems.push(format!("unknown key `{k}` in `expect` (use `effects`, `contains` or `trace_contains`)"));
+            problems.push(format!(
+                "unknown key `{k}` in `expect` (use `effects`, `contains` or `trace_contains`)"
+            ));
         }
         if obj.is_empty() {
             problems.push("`expect` is empty".into());
         }
     } else {
-        problems.push("`expect` must be a mapping with `effects`, `contains` or `trace_contains`".into());
+        problems.push(
+            "`expect` must be a mapping with `effects`, `contains` or `trace_contains`".into(),
+        );
     }
     (!problems.is_empty()).then(|| problems.join("\n"))
 }
@@ -320,8 +409,12 @@ fn check(expect: &Value, actual: &[Value], plan: &Plan) -> Option<String> {
 /// (same length), scalars equal.
 pub fn subset(want: &Value, have: &Value) -> bool {
     match (want, have) {
-        (Value::Object(w), Value::Object(h)) => w.iter().all(|(k, v)| h.get(k).is_some_and(|hv| subset(v, hv))),
-        (Value::Array(w), Value::Array(h)) => w.len() == h.len() && w.iter().zip(h).all(|(a, b)| subset(a, b)),
+        (Value::Object(w), Value::Object(h)) => w
+            .iter()
+            .all(|(k, v)| h.get(k).is_some_and(|hv| subset(v, hv))),
+        (Value::Array(w), Value::Array(h)) => {
+            w.len() == h.len() && w.iter().zip(h).all(|(a, b)| subset(a, b))
+        }
         (w, h) => w == h,
     }
 }
@@ -332,7 +425,10 @@ pub fn yaml(v: &Value) -> String {
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A unified diff of expected against actual YAML.
@@ -352,11 +448,18 @@ pub fn bless(text: &str, results: &[CaseResult]) -> String {
         return text.to_string();
     };
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
-    for step in results.iter().flat_map(|c| &c.steps).filter(|s| s.failure.is_some()) {
+    for step in results
+        .iter()
+        .flat_map(|c| &c.steps)
+        .filter(|s| s.failure.is_some())
+    {
         if step.actual.is_empty() && step.plan.effects.is_empty() && step.plan.trace.is_empty() {
             continue; // the step did not run (bad event, bad time): nothing to record
         }
-        let kept = doc.value.pointer(&format!("{}/trace_contains", step.pointer)).cloned();
+        let kept = doc
+            .value
+            .pointer(&format!("{}/trace_contains", step.pointer))
+            .cloned();
         edits.push(expect_edit(text, &doc, &step.pointer, &step.actual, kept));
     }
     edits.sort_by_key(|e| std::cmp::Reverse(e.0));
@@ -369,7 +472,13 @@ pub fn bless(text: &str, results: &[CaseResult]) -> String {
 
 /// The text range of a step's `expect` (key to end of value) and its replacement; an
 /// absent `expect` is inserted after the step's last key.
-fn expect_edit(text: &str, doc: &Document, pointer: &str, actual: &[Value], trace_contains: Option<Value>) -> (usize, usize, String) {
+fn expect_edit(
+    text: &str,
+    doc: &Document,
+    pointer: &str,
+    actual: &[Value],
+    trace_contains: Option<Value>,
+) -> (usize, usize, String) {
     let mut expect = serde_json::json!({ "effects": actual });
     if let Some(t) = trace_contains {
         expect["trace_contains"] = t;
@@ -383,16 +492,33 @@ fn expect_edit(text: &str, doc: &Document, pointer: &str, actual: &[Value], trac
         let col = key.start - start;
         let end = line_end(doc.value_span(pointer).end.saturating_sub(1).max(key.start));
         let prefix = &text[start..key.start];
-        return (start, end, format!("{prefix}expect:\n{}", indent_by(&body, col + 2).trim_end()));
+        return (
+            start,
+            end,
+            format!("{prefix}expect:\n{}", indent_by(&body, col + 2).trim_end()),
+        );
     }
     // No `expect` yet: add one after the step's content, aligned with its keys.
     let step = pointer.trim_end_matches("/expect");
     let span = doc.value_span(step);
-    let first_key = doc.value.pointer(step).and_then(Value::as_object).and_then(|o| o.keys().next().cloned()).unwrap_or_default();
+    let first_key = doc
+        .value
+        .pointer(step)
+        .and_then(Value::as_object)
+        .and_then(|o| o.keys().next().cloned())
+        .unwrap_or_default();
     let key = doc.key_span(&source::pointer_join(step, &first_key));
     let col = key.start - line_start(key.start);
     let end = line_end(span.end.saturating_sub(1));
-    (end, end, format!("\n{}expect:\n{}", " ".repeat(col), indent_by(&body, col + 2).trim_end()))
+    (
+        end,
+        end,
+        format!(
+            "\n{}expect:\n{}",
+            " ".repeat(col),
+            indent_by(&body, col + 2).trim_end()
+        ),
+    )
 }
 
 fn indent_by(text: &str, n: usize) -> String {
@@ -410,7 +536,10 @@ mod tests {
         let have = json!({"UpdateOpportunity": {"pack": "p", "id": "O1", "changes": [{"field": "LifeCycle.Stage", "new": "Launched"}]}});
         assert!(subset(&json!({"UpdateOpportunity": {"id": "O1"}}), &have));
         assert!(!subset(&json!({"UpdateOpportunity": {"id": "O2"}}), &have));
-        assert!(!subset(&json!({"UpdateOpportunity": {"changes": []}}), &have));
+        assert!(!subset(
+            &json!({"UpdateOpportunity": {"changes": []}}),
+            &have
+        ));
     }
 
     #[test]
@@ -419,10 +548,25 @@ mod tests {
         let step = StepResult {
             pointer: "/cases/0/expect".into(),
             actual: vec![json!({"Skip": {"pack": "p", "reason": "new"}})],
-            plan: Plan { effects: Vec::new(), trace: vec![crate::plan::TraceStep { pack: "p".into(), at: "/".into(), decision: "x".into(), input: None, output: None }] },
+            plan: Plan {
+                effects: Vec::new(),
+                trace: vec![crate::plan::TraceStep {
+                    pack: "p".into(),
+                    at: "/".into(),
+                    decision: "x".into(),
+                    input: None,
+                    output: None,
+                }],
+            },
             failure: Some("differs".into()),
         };
-        let out = bless(text, &[CaseResult { name: "a".into(), steps: vec![step] }]);
+        let out = bless(
+            text,
+            &[CaseResult {
+                name: "a".into(),
+                steps: vec![step],
+            }],
+        );
         assert!(out.contains("reason: new"), "{out}");
         assert!(!out.contains("reason: old"), "{out}");
         assert!(out.contains("# keep this comment\n  - name: b"), "{out}");

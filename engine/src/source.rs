@@ -490,7 +490,11 @@ mod tests {
         let text = "a: |\n  one\n  two\nb: 1\n";
         let d = doc(text);
         let v = d.value_span("/a");
-        assert!(text[v.start..v.end].ends_with("two"), "{:?}", &text[v.start..v.end]);
+        assert!(
+            text[v.start..v.end].ends_with("two"),
+            "{:?}",
+            &text[v.start..v.end]
+        );
     }
 
     #[test]

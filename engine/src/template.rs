@@ -11,11 +11,55 @@ pub const FUEL: u64 = 100_000;
 
 /// Filters minijinja provides (its `builtins`).
 const BUILTIN_FILTERS: &[&str] = &[
-    "safe", "escape", "e", "lower", "upper", "title", "capitalize", "replace", "length", "count", "dictsort",
-    "items", "reverse", "trim", "join", "split", "lines", "default", "d", "round", "abs", "int", "float",
-    "attr", "first", "last", "min", "max", "sort", "list", "string", "bool", "batch", "slice", "sum",
-    "indent", "select", "reject", "selectattr", "rejectattr", "map", "groupby", "unique", "chain", "zip",
-    "pprint", "format", "tojson", "urlencode",
+    "safe",
+    "escape",
+    "e",
+    "lower",
+    "upper",
+    "title",
+    "capitalize",
+    "replace",
+    "length",
+    "count",
+    "dictsort",
+    "items",
+    "reverse",
+    "trim",
+    "join",
+    "split",
+    "lines",
+    "default",
+    "d",
+    "round",
+    "abs",
+    "int",
+    "float",
+    "attr",
+    "first",
+    "last",
+    "min",
+    "max",
+    "sort",
+    "list",
+    "string",
+    "bool",
+    "batch",
+    "slice",
+    "sum",
+    "indent",
+    "select",
+    "reject",
+    "selectattr",
+    "rejectattr",
+    "map",
+    "groupby",
+    "unique",
+    "chain",
+    "zip",
+    "pprint",
+    "format",
+    "tojson",
+    "urlencode",
 ];
 
 /// Filters pcsync adds.
@@ -53,7 +97,10 @@ pub fn filters_used(source: &str) -> Vec<(usize, String)> {
         }
         let rest = &source[i + 1..];
         let trimmed = rest.trim_start();
-        let name: String = trimmed.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let name: String = trimmed
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
         if !name.is_empty() {
             out.push((i + 1 + (rest.len() - trimmed.len()), name));
         }
@@ -63,7 +110,12 @@ pub fn filters_used(source: &str) -> Vec<(usize, String)> {
 
 /// `truncate(length=255, killwords=false, end="...")` as in Jinja: text longer than
 /// `length` is cut so that with `end` it fits.
-fn truncate(value: String, length: Option<usize>, killwords: Option<bool>, end: Option<String>) -> String {
+fn truncate(
+    value: String,
+    length: Option<usize>,
+    killwords: Option<bool>,
+    end: Option<String>,
+) -> String {
     let length = length.unwrap_or(255);
     let end = end.unwrap_or_else(|| "...".into());
     if value.chars().count() <= length {
@@ -84,7 +136,8 @@ fn truncate(value: String, length: Option<usize>, killwords: Option<bool>, end: 
 /// `strftime` format, e.g. `{{ now | date("%Y-%m-%d %H:%M UTC") }}`.
 fn date(value: Value, format: Option<String>) -> Result<String, Error> {
     let text = value.to_string();
-    let ts = crate::plan::to_timestamp(&text).map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
+    let ts =
+        crate::plan::to_timestamp(&text).map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
     let zoned = ts.to_zoned_datetime(jiff::tz::TimeZone::UTC);
     Ok(match format {
         Some(f) => zoned.strftime(&f).to_string(),
@@ -98,7 +151,11 @@ mod tests {
 
     fn render(source: &str) -> String {
         let env = environment();
-        env.render_str(source, minijinja::context! { s => "the quick brown fox", now => "2026-11-28T12:34:56Z" }).unwrap()
+        env.render_str(
+            source,
+            minijinja::context! { s => "the quick brown fox", now => "2026-11-28T12:34:56Z" },
+        )
+        .unwrap()
     }
 
     #[test]
@@ -111,18 +168,27 @@ mod tests {
     #[test]
     fn date_formats_timestamps() {
         assert_eq!(render("{{ now | date }}"), "2026-11-28");
-        assert_eq!(render("{{ now | date('%Y-%m-%d %H:%M UTC') }}"), "2026-11-28 12:34 UTC");
+        assert_eq!(
+            render("{{ now | date('%Y-%m-%d %H:%M UTC') }}"),
+            "2026-11-28 12:34 UTC"
+        );
     }
 
     #[test]
     fn strict_undefined_is_an_error() {
         let env = environment();
-        assert!(env.render_str("{{ missing }}", minijinja::context! {}).is_err());
+        assert!(
+            env.render_str("{{ missing }}", minijinja::context! {})
+                .is_err()
+        );
     }
 
     #[test]
     fn finds_the_filters_a_template_uses() {
-        let used: Vec<String> = filters_used("{{ a | truncate(3) }} {{ b|upper }} {% if x or y %}").into_iter().map(|(_, n)| n).collect();
+        let used: Vec<String> = filters_used("{{ a | truncate(3) }} {{ b|upper }} {% if x or y %}")
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
         assert_eq!(used, ["truncate", "upper"]);
     }
 }

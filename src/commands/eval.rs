@@ -9,7 +9,13 @@ use jiff::Timestamp;
 use pcsync_engine::diagnostic::{FileId, render_human};
 use pcsync_engine::{Context, Event, Outcome, golden, load_rules, simulate, source};
 
-pub fn run(event: &Path, context: Option<&Path>, now: Option<&str>, trace: bool, rules: &Path) -> ExitCode {
+pub fn run(
+    event: &Path,
+    context: Option<&Path>,
+    now: Option<&str>,
+    trace: bool,
+    rules: &Path,
+) -> ExitCode {
     let now = match now.map(Timestamp::from_str).transpose() {
         Ok(t) => t.unwrap_or_else(Timestamp::now),
         Err(e) => return usage(&format!("--now is not an RFC 3339 time: {e}")),
@@ -32,16 +38,32 @@ pub fn run(event: &Path, context: Option<&Path>, now: Option<&str>, trace: bool,
     };
     let ctx: Context = match context {
         None => Context::default(),
-        Some(path) => match read_yaml(path).and_then(|v| serde_json::from_value(v).map_err(|e| format!("{}: {e}", path.display()))) {
+        Some(path) => match read_yaml(path)
+            .and_then(|v| serde_json::from_value(v).map_err(|e| format!("{}: {e}", path.display())))
+        {
             Ok(c) => c,
             Err(e) => return usage(&e),
         },
     };
-    let plan = simulate(&event, &ctx, &rule_set, now, &Outcome::Success { result: serde_json::json!({}) });
+    let plan = simulate(
+        &event,
+        &ctx,
+        &rule_set,
+        now,
+        &Outcome::Success {
+            result: serde_json::json!({}),
+        },
+    );
     let mut out = serde_json::Map::new();
-    out.insert("effects".into(), serde_json::to_value(&plan.effects).unwrap_or_default());
+    out.insert(
+        "effects".into(),
+        serde_json::to_value(&plan.effects).unwrap_or_default(),
+    );
     if trace {
-        out.insert("trace".into(), serde_json::to_value(&plan.trace).unwrap_or_default());
+        out.insert(
+            "trace".into(),
+            serde_json::to_value(&plan.trace).unwrap_or_default(),
+        );
     }
     print!("{}", golden::yaml(&serde_json::Value::Object(out)));
     ExitCode::SUCCESS
@@ -52,14 +74,17 @@ fn event_display(path: &Path) -> String {
 }
 
 fn read_yaml(path: &Path) -> Result<serde_json::Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let (doc, diags) = source::parse(FileId(0), &text);
     match doc {
         Some(d) if diags.is_empty() => Ok(d.value),
         _ => Err(format!(
             "{}: {}",
             path.display(),
-            diags.first().map_or("not valid YAML or JSON".to_string(), |d| d.message.clone())
+            diags
+                .first()
+                .map_or("not valid YAML or JSON".to_string(), |d| d.message.clone())
         )),
     }
 }

@@ -21,8 +21,19 @@ pub fn run(cli: Cli) -> ExitCode {
         } => check::run(paths, config, format),
         Command::Schema { out } => schema::run(&out),
         Command::Serve { .. } => not_yet("serve", "the service runtime"),
-        Command::Test { paths, bless, run, junit } => test::run(paths, bless, run, junit),
-        Command::Eval { event, context, now, trace, rules } => eval::run(&event, context.as_deref(), now.as_deref(), trace, &rules),
+        Command::Test {
+            paths,
+            bless,
+            run,
+            junit,
+        } => test::run(paths, bless, run, junit),
+        Command::Eval {
+            event,
+            context,
+            now,
+            trace,
+            rules,
+        } => eval::run(&event, context.as_deref(), now.as_deref(), trace, &rules),
         Command::Setup {
             target: SetupTarget::Hubspot { .. },
         } => not_yet("setup hubspot", "HubSpot property setup"),

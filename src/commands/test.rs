@@ -8,8 +8,17 @@ use std::process::ExitCode;
 use pcsync_engine::golden::{self, FileResult, RuleCache};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-pub fn run(paths: Vec<PathBuf>, bless: bool, filter: Option<String>, junit: Option<PathBuf>) -> ExitCode {
-    let paths = if paths.is_empty() { vec![PathBuf::from("rules/tests")] } else { paths };
+pub fn run(
+    paths: Vec<PathBuf>,
+    bless: bool,
+    filter: Option<String>,
+    junit: Option<PathBuf>,
+) -> ExitCode {
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from("rules/tests")]
+    } else {
+        paths
+    };
     let filter = match filter.as_deref().map(regex::Regex::new).transpose() {
         Ok(f) => f,
         Err(e) => {
@@ -90,15 +99,26 @@ pub fn run(paths: Vec<PathBuf>, bless: bool, filter: Option<String>, junit: Opti
     }
     println!();
     println!("{} passed, {failed} failed", passed + blessed);
-    if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn paint(text: &str, code: &str, color: bool) -> String {
-    if color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    if color {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
 }
 
 /// Colours a unified diff: removed lines red, added lines green.
@@ -135,7 +155,11 @@ fn write_junit(path: &std::path::Path, results: &[FileResult]) -> Result<(), Str
                 TestCaseStatus::success()
             } else {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                let why: Vec<&str> = case.steps.iter().filter_map(|s| s.failure.as_deref()).collect();
+                let why: Vec<&str> = case
+                    .steps
+                    .iter()
+                    .filter_map(|s| s.failure.as_deref())
+                    .collect();
                 s.set_description(why.join("\n"));
                 s
             };

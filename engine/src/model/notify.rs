@@ -20,7 +20,9 @@ pub struct Notification {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_each: Option<String>,
     /// What makes two notifications the same, so the second is not sent, e.g.
-    /// `{{ item.EngagementId }}/{{ item.Revision }}`.
+    /// `{{ item.EngagementId }}/{{ item.Revision }}`. By default: the rule's name,
+    /// the watched value's change (`approved:Submitted->Approved`) and, with
+    /// `for_each`, the item; a rule with neither a watch nor `for_each` fires once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<Template>,
     /// Keep the sent keys in this deal property (comma-separated) as well as in

@@ -29,7 +29,8 @@ pub fn apply(run: &mut PackRun<'_>, mut changes: Vec<FieldChange>) -> Verdict {
     let stage = lifecycle("Stage").unwrap_or_default();
     for (i, rule) in run.p().immutable.iter().enumerate() {
         let at = format!("/immutable/{i}");
-        let status_match = rule.review_status.is_empty() || rule.review_status.iter().any(|s| s.as_str() == status);
+        let status_match = rule.review_status.is_empty()
+            || rule.review_status.iter().any(|s| s.as_str() == status);
         let stage_match = rule.stage.is_empty() || rule.stage.iter().any(|s| s.as_str() == stage);
         if !(status_match && stage_match) {
             continue;
@@ -43,18 +44,35 @@ pub fn apply(run: &mut PackRun<'_>, mut changes: Vec<FieldChange>) -> Verdict {
                 true
             }
         };
-        let covered: Vec<String> = changes.iter().filter(|c| covers(&c.field)).map(|c| c.field.clone()).collect();
+        let covered: Vec<String> = changes
+            .iter()
+            .filter(|c| covers(&c.field))
+            .map(|c| c.field.clone())
+            .collect();
         if covered.is_empty() {
-            run.step(&at, &format!("applies ({status}), covers none of the changes"), None, None);
+            run.step(
+                &at,
+                &format!("applies ({status}), covers none of the changes"),
+                None,
+                None,
+            );
             continue;
         }
         let reason = rule.reason.clone().unwrap_or_else(|| {
-            format!("opportunity is `{status}`; {} may not change", covered.join(", "))
+            format!(
+                "opportunity is `{status}`; {} may not change",
+                covered.join(", ")
+            )
         });
         match rule.then {
             ImmutableAction::SkipField => {
                 for field in &covered {
-                    run.step(&at, &format!("field skipped: {field} ({reason})"), None, None);
+                    run.step(
+                        &at,
+                        &format!("field skipped: {field} ({reason})"),
+                        None,
+                        None,
+                    );
                 }
                 changes.retain(|c| !covered.contains(&c.field));
             }
@@ -91,8 +109,14 @@ mod tests {
 
     #[test]
     fn a_path_covers_itself_and_what_is_inside_it() {
-        assert!(covers_path("Project.ExpectedCustomerSpend", "Project.ExpectedCustomerSpend[0].Amount"));
-        assert!(covers_path("LifeCycle.TargetCloseDate", "LifeCycle.TargetCloseDate"));
+        assert!(covers_path(
+            "Project.ExpectedCustomerSpend",
+            "Project.ExpectedCustomerSpend[0].Amount"
+        ));
+        assert!(covers_path(
+            "LifeCycle.TargetCloseDate",
+            "LifeCycle.TargetCloseDate"
+        ));
         assert!(!covers_path("Project.Title", "Project.TitleX"));
         assert!(!covers_path("LifeCycle.Stage", "LifeCycle.TargetCloseDate"));
     }

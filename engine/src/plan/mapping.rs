@@ -44,7 +44,9 @@ pub fn apply(
         Unmapped::Keep => Mapped::Value(raw.clone()),
         Unmapped::Error => Mapped::Error(reason),
     };
-    let empty = input.as_ref().is_none_or(|v| v.is_null() || v.as_str() == Some(""));
+    let empty = input
+        .as_ref()
+        .is_none_or(|v| v.is_null() || v.as_str() == Some(""));
     let mut value = match input {
         Some(v) if !empty => v,
         _ => match m.transform.iter().find_map(|t| match t {
@@ -110,10 +112,18 @@ pub fn text_of(v: &Value) -> String {
 }
 
 fn list(items: &[String]) -> String {
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-fn transform(t: &Transform, value: Value, thresholds: &indexmap::IndexMap<String, f64>) -> Result<Value, String> {
+fn transform(
+    t: &Transform,
+    value: Value,
+    thresholds: &indexmap::IndexMap<String, f64>,
+) -> Result<Value, String> {
     let text = text_of(&value);
     Ok(match t {
         Transform::Date => Value::String(to_date(&text)?),
@@ -122,9 +132,12 @@ fn transform(t: &Transform, value: Value, thresholds: &indexmap::IndexMap<String
         Transform::Ratio(r) => {
             let ratio = match r {
                 NumberRef::Number(n) => *n,
-                NumberRef::Name(name) => *thresholds.get(name).ok_or_else(|| format!("no threshold `{name}`"))?,
+                NumberRef::Name(name) => *thresholds
+                    .get(name)
+                    .ok_or_else(|| format!("no threshold `{name}`"))?,
             };
-            let ratio = Decimal::try_from(ratio).map_err(|_| format!("ratio {ratio} is not a usable number"))?;
+            let ratio = Decimal::try_from(ratio)
+                .map_err(|_| format!("ratio {ratio} is not a usable number"))?;
             Value::String(decimal_text(parse_decimal(&text)? * ratio))
         }
         Transform::Trim => Value::String(text.trim().to_string()),
@@ -143,7 +156,10 @@ pub fn to_date(text: &str) -> Result<String, String> {
         return Ok(date.to_string());
     }
     let ts = to_timestamp(text)?;
-    Ok(ts.to_zoned_datetime(jiff::tz::TimeZone::UTC).date().to_string())
+    Ok(ts
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string())
 }
 
 /// A HubSpot datetime (ISO 8601 or epoch milliseconds) as a timestamp.
@@ -151,7 +167,8 @@ pub fn to_timestamp(text: &str) -> Result<Timestamp, String> {
     let t = text.trim();
     if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
         let ms: i64 = t.parse().map_err(|_| format!("`{t}` is not a date"))?;
-        return Timestamp::from_millisecond(ms).map_err(|_| format!("`{t}` is out of range for a date"));
+        return Timestamp::from_millisecond(ms)
+            .map_err(|_| format!("`{t}` is out of range for a date"));
     }
     if let Ok(ts) = Timestamp::from_str(t) {
         return Ok(ts);
@@ -162,7 +179,9 @@ pub fn to_timestamp(text: &str) -> Result<Timestamp, String> {
             .map(|z| z.timestamp())
             .map_err(|e| e.to_string());
     }
-    Err(format!("`{t}` is not a date (expected YYYY-MM-DD, ISO 8601 or epoch milliseconds)"))
+    Err(format!(
+        "`{t}` is not a date (expected YYYY-MM-DD, ISO 8601 or epoch milliseconds)"
+    ))
 }
 
 fn parse_decimal(text: &str) -> Result<Decimal, String> {
@@ -188,35 +207,66 @@ pub fn conform(value: Value, shape: &Shape) -> Result<Value, String> {
                 other => return Err(format!("`{other}` is not text")),
             };
             if !rules.enum_values.is_empty() && !rules.enum_values.contains(&text.as_str()) {
-                let shown: Vec<String> = rules.enum_values.iter().take(10).map(|v| format!("`{v}`")).collect();
-                return Err(format!("`{text}` is not a valid `{}` ({}{})", shape.name, shown.join(", "), if rules.enum_values.len() > 10 { ", …" } else { "" }));
+                let shown: Vec<String> = rules
+                    .enum_values
+                    .iter()
+                    .take(10)
+                    .map(|v| format!("`{v}`"))
+                    .collect();
+                return Err(format!(
+                    "`{text}` is not a valid `{}` ({}{})",
+                    shape.name,
+                    shown.join(", "),
+                    if rules.enum_values.len() > 10 {
+                        ", …"
+                    } else {
+                        ""
+                    }
+                ));
             }
             let len = text.chars().count() as u64;
             if let Some(min) = rules.min.filter(|m| len < *m) {
-                return Err(format!("`{}` has {len} characters; Partner Central needs at least {min}", short(&text)));
+                return Err(format!(
+                    "`{}` has {len} characters; Partner Central needs at least {min}",
+                    short(&text)
+                ));
             }
             if let Some(max) = rules.max.filter(|m| len > *m) {
-                return Err(format!("text has {len} characters; Partner Central accepts at most {max}"));
+                return Err(format!(
+                    "text has {len} characters; Partner Central accepts at most {max}"
+                ));
             }
             if let Some((min, max)) = rules.pattern.and_then(length_pattern) {
                 // AWS writes many length limits as `(?s).{20,2000}`: say them as lengths.
                 if len < min {
-                    return Err(format!("`{}` has {len} characters; Partner Central needs at least {min}", short(&text)));
+                    return Err(format!(
+                        "`{}` has {len} characters; Partner Central needs at least {min}",
+                        short(&text)
+                    ));
                 }
                 if len > max {
-                    return Err(format!("text has {len} characters; Partner Central accepts at most {max}"));
+                    return Err(format!(
+                        "text has {len} characters; Partner Central accepts at most {max}"
+                    ));
                 }
             } else if let Some(pattern) = rules.pattern {
                 if let Some(re) = pattern_regex(pattern) {
                     if !re.is_match(&text) {
-                        return Err(format!("`{}` is not in the format Partner Central accepts for `{}`", short(&text), shape.name));
+                        return Err(format!(
+                            "`{}` is not in the format Partner Central accepts for `{}`",
+                            short(&text),
+                            shape.name
+                        ));
                     }
                 }
             }
             Ok(Value::String(text))
         }
         ShapeKind::Integer { min, max } => {
-            let n: i64 = text_of(&value).trim().parse().map_err(|_| format!("`{}` is not a whole number", text_of(&value)))?;
+            let n: i64 = text_of(&value)
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{}` is not a whole number", text_of(&value)))?;
             if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
                 return Err(format!("{n} is out of range"));
             }
@@ -251,7 +301,10 @@ fn short(text: &str) -> String {
 /// compile is not enforced here (the API still enforces it).
 fn pattern_regex(pattern: &'static str) -> Option<Regex> {
     static CACHE: OnceLock<Mutex<HashMap<&'static str, Option<Regex>>>> = OnceLock::new();
-    let mut cache = CACHE.get_or_init(Default::default).lock().expect("the pattern cache is never poisoned");
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .expect("the pattern cache is never poisoned");
     cache
         .entry(pattern)
         .or_insert_with(|| Regex::new(&format!("^(?:{pattern})$")).ok())
@@ -274,9 +327,28 @@ mod tests {
     #[test]
     fn numbers_round_to_cents_without_floating_point_noise() {
         let t = indexmap::IndexMap::new();
-        assert_eq!(transform(&Transform::Number, Value::from("1,500.00"), &t).unwrap(), "1500");
-        assert_eq!(transform(&Transform::Ratio(NumberRef::Number(0.1)), Value::from("0.3"), &t).unwrap(), "0.03");
-        assert_eq!(transform(&Transform::Ratio(NumberRef::Number(0.0833)), Value::from("120000"), &t).unwrap(), "9996");
+        assert_eq!(
+            transform(&Transform::Number, Value::from("1,500.00"), &t).unwrap(),
+            "1500"
+        );
+        assert_eq!(
+            transform(
+                &Transform::Ratio(NumberRef::Number(0.1)),
+                Value::from("0.3"),
+                &t
+            )
+            .unwrap(),
+            "0.03"
+        );
+        assert_eq!(
+            transform(
+                &Transform::Ratio(NumberRef::Number(0.0833)),
+                Value::from("120000"),
+                &t
+            )
+            .unwrap(),
+            "9996"
+        );
     }
 
     #[test]
@@ -285,8 +357,16 @@ mod tests {
         assert!(conform(Value::from("Closed Won"), stage).is_err());
         assert_eq!(conform(Value::from("Launched"), stage).unwrap(), "Launched");
         let problem = resolve(UPDATE_OPPORTUNITY, "Project.CustomerBusinessProblem").unwrap();
-        assert!(conform(Value::from("too short"), problem).unwrap_err().contains("at least 20"));
-        let amount = resolve(UPDATE_OPPORTUNITY, "Project.ExpectedCustomerSpend[0].Amount").unwrap();
+        assert!(
+            conform(Value::from("too short"), problem)
+                .unwrap_err()
+                .contains("at least 20")
+        );
+        let amount = resolve(
+            UPDATE_OPPORTUNITY,
+            "Project.ExpectedCustomerSpend[0].Amount",
+        )
+        .unwrap();
         assert_eq!(conform(Value::from(2000), amount).unwrap(), "2000");
         assert!(conform(Value::from("-5"), amount).is_err());
     }

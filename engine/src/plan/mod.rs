@@ -41,27 +41,51 @@ pub fn plan(event: &Event, ctx: &Context, rules: &RuleSet, now: Timestamp) -> Pl
 }
 
 /// The enabled packs `event` starts, in file order.
-pub fn triggered_packs<'a>(rules: &'a RuleSet, event: &Event) -> impl Iterator<Item = &'a CompiledPack> {
-    rules.packs.iter().filter(move |p| p.pack.enabled && triggered(&p.pack, event))
+pub fn triggered_packs<'a>(
+    rules: &'a RuleSet,
+    event: &Event,
+) -> impl Iterator<Item = &'a CompiledPack> {
+    rules
+        .packs
+        .iter()
+        .filter(move |p| p.pack.enabled && triggered(&p.pack, event))
 }
 
 /// Plans one pack (which `event` triggers).
-pub fn plan_pack(pack: &CompiledPack, rules: &RuleSet, event: &Event, ctx: &Context, now: Timestamp) -> Plan {
+pub fn plan_pack(
+    pack: &CompiledPack,
+    rules: &RuleSet,
+    event: &Event,
+    ctx: &Context,
+    now: Timestamp,
+) -> Plan {
     let mut run = PackRun::new(pack, rules, event, ctx, now);
     run.step("/on", "triggered", None, None);
     run.run();
-    Plan { effects: run.effects, trace: run.trace }
+    Plan {
+        effects: run.effects,
+        trace: run.trace,
+    }
 }
 
 /// What the runtime does for `event` when every write ends as `outcome` says: each
 /// triggered pack's plan, followed by its `on_success` effects, or its `on_error`
 /// effects when the pack failed (a `Fail` effect, or an `outcome` failure). Packs
 /// that skipped or deferred settle nothing.
-pub fn simulate(event: &Event, ctx: &Context, rules: &RuleSet, now: Timestamp, outcome: &Outcome) -> Plan {
+pub fn simulate(
+    event: &Event,
+    ctx: &Context,
+    rules: &RuleSet,
+    now: Timestamp,
+    outcome: &Outcome,
+) -> Plan {
     let mut out = Plan::default();
     for pack in triggered_packs(rules, event) {
         let mut one = plan_pack(pack, rules, event, ctx, now);
-        let stopped = one.effects.iter().any(|e| matches!(e, Effect::Skip { .. } | Effect::Defer { .. }));
+        let stopped = one
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::Skip { .. } | Effect::Defer { .. }));
         let failed = one.effects.iter().find_map(|e| match e {
             Effect::Fail { reason, .. } => Some(reason.clone()),
             _ => None,
@@ -140,7 +164,10 @@ pub fn settle(
         if !effects.set_deal.is_empty() || effects.note.is_some() {
             run.step(&format!("/{section}"), "no deal to update", None, None);
         }
-        return Plan { effects: run.effects, trace: run.trace };
+        return Plan {
+            effects: run.effects,
+            trace: run.trace,
+        };
     };
     let mut properties = IndexMap::new();
     for prop in effects.set_deal.keys() {
@@ -153,16 +180,27 @@ pub fn settle(
         }
     }
     if !properties.is_empty() {
-        run.push(Effect::UpdateDeal { pack: run.name(), deal_id: deal_id.clone(), properties });
+        run.push(Effect::UpdateDeal {
+            pack: run.name(),
+            deal_id: deal_id.clone(),
+            properties,
+        });
     }
     if effects.note.is_some() {
         let at = format!("/{section}/note");
         match run.vars.render(&at, &extras) {
-            Ok(body) => run.push(Effect::CreateNote { pack: run.name(), deal_id, body }),
+            Ok(body) => run.push(Effect::CreateNote {
+                pack: run.name(),
+                deal_id,
+                body,
+            }),
             Err(e) => run.step(&at, &format!("not rendered: {e}"), None, None),
         }
     }
-    Plan { effects: run.effects, trace: run.trace }
+    Plan {
+        effects: run.effects,
+        trace: run.trace,
+    }
 }
 
 /// Whether `event` starts `pack`.
@@ -172,10 +210,15 @@ pub fn triggered(pack: &RulePack, event: &Event) -> bool {
             h.as_str() == event.kind
                 && (h != HubSpotEvent::DealPropertyChange
                     || t.properties.is_empty()
-                    || event.property.as_ref().is_some_and(|p| t.properties.contains(&p.name)))
+                    || event
+                        .property
+                        .as_ref()
+                        .is_some_and(|p| t.properties.contains(&p.name)))
         }),
         Source::Partnercentral => t.partnercentral.is_some_and(|p| p.as_str() == event.kind),
-        Source::Schedule => t.schedule.is_some() && event.pack.as_deref() == Some(pack.pack.as_str()),
+        Source::Schedule => {
+            t.schedule.is_some() && event.pack.as_deref() == Some(pack.pack.as_str())
+        }
     })
 }
 
@@ -191,7 +234,13 @@ struct PackRun<'a> {
 }
 
 impl<'a> PackRun<'a> {
-    fn new(pack: &'a CompiledPack, rules: &'a RuleSet, event: &'a Event, ctx: &'a Context, now: Timestamp) -> Self {
+    fn new(
+        pack: &'a CompiledPack,
+        rules: &'a RuleSet,
+        event: &'a Event,
+        ctx: &'a Context,
+        now: Timestamp,
+    ) -> Self {
         PackRun {
             pack,
             event,
@@ -212,7 +261,13 @@ impl<'a> PackRun<'a> {
     }
 
     fn step(&mut self, at: &str, decision: &str, input: Option<Value>, output: Option<Value>) {
-        self.trace.push(TraceStep { pack: self.name(), at: at.to_string(), decision: decision.to_string(), input, output });
+        self.trace.push(TraceStep {
+            pack: self.name(),
+            at: at.to_string(),
+            decision: decision.to_string(),
+            input,
+            output,
+        });
     }
 
     fn push(&mut self, effect: Effect) {
@@ -221,12 +276,18 @@ impl<'a> PackRun<'a> {
 
     fn skip(&mut self, at: &str, reason: &str) {
         self.step(at, &format!("skip: {reason}"), None, None);
-        self.push(Effect::Skip { pack: self.name(), reason: reason.to_string() });
+        self.push(Effect::Skip {
+            pack: self.name(),
+            reason: reason.to_string(),
+        });
     }
 
     fn fail(&mut self, at: &str, reason: &str) {
         self.step(at, &format!("fail: {reason}"), None, None);
-        self.push(Effect::Fail { pack: self.name(), reason: reason.to_string() });
+        self.push(Effect::Fail {
+            pack: self.name(),
+            reason: reason.to_string(),
+        });
     }
 
     fn deal_id(&self) -> Option<String> {
@@ -242,9 +303,19 @@ impl<'a> PackRun<'a> {
         self.event
             .opportunity_id
             .clone()
-            .or_else(|| self.ctx.opportunity.as_ref().and_then(|o| o.get("Id")).and_then(Value::as_str).map(str::to_string))
             .or_else(|| {
-                self.ctx.deal.as_ref().and_then(|d| d.property(&self.p().needs.link_property))
+                self.ctx
+                    .opportunity
+                    .as_ref()
+                    .and_then(|o| o.get("Id"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .or_else(|| {
+                self.ctx
+                    .deal
+                    .as_ref()
+                    .and_then(|d| d.property(&self.p().needs.link_property))
             })
             .filter(|id| !id.is_empty())
     }
@@ -260,8 +331,14 @@ impl<'a> PackRun<'a> {
             }
         }
         let needed_missing = [
-            (p.needs.opportunity && self.ctx.opportunity.is_none() && p.create.is_none(), "the opportunity"),
-            (p.needs.aws_summary && self.ctx.aws_summary.is_none(), "the AWS summary"),
+            (
+                p.needs.opportunity && self.ctx.opportunity.is_none() && p.create.is_none(),
+                "the opportunity",
+            ),
+            (
+                p.needs.aws_summary && self.ctx.aws_summary.is_none(),
+                "the AWS summary",
+            ),
         ];
         for (missing, what) in needed_missing {
             if missing {
@@ -280,7 +357,11 @@ impl<'a> PackRun<'a> {
     fn writes(&mut self) -> bool {
         let p = self.p();
         let creating = p.create.is_some();
-        let root = if creating { partner_central::CREATE_OPPORTUNITY } else { partner_central::UPDATE_OPPORTUNITY };
+        let root = if creating {
+            partner_central::CREATE_OPPORTUNITY
+        } else {
+            partner_central::UPDATE_OPPORTUNITY
+        };
         let has_writes = p.map.values().any(|m| m.to.is_some()) || !p.set.is_empty();
         if !has_writes {
             return true;
@@ -293,9 +374,16 @@ impl<'a> PackRun<'a> {
             let input = self.vars.get("deal").get(prop).cloned();
             match mapping::apply(&self.vars, &at, m, input.clone(), shape, &p.thresholds) {
                 Mapped::Value(v) => self.change(&mut changes, &at, to.as_str(), input, v, creating),
-                Mapped::Skip(reason) => self.step(&at, &format!("field skipped: {reason}"), input, None),
+                Mapped::Skip(reason) => {
+                    self.step(&at, &format!("field skipped: {reason}"), input, None)
+                }
                 Mapped::Unmapped(reason) => {
-                    self.step(&at, &format!("unmapped, field skipped: {reason}"), input.clone(), None);
+                    self.step(
+                        &at,
+                        &format!("unmapped, field skipped: {reason}"),
+                        input.clone(),
+                        None,
+                    );
                     // Note it when this property is what changed (or on creation and
                     // schedules), not on every later sync of other properties.
                     let about_this = self.event.property.as_ref().is_none_or(|c| c.name == *prop);
@@ -305,10 +393,16 @@ impl<'a> PackRun<'a> {
                         match self.vars.render(&note_at, &[("value", &value)]) {
                             Ok(body) => {
                                 if let Some(deal_id) = self.deal_id() {
-                                    self.push(Effect::CreateNote { pack: self.name(), deal_id, body });
+                                    self.push(Effect::CreateNote {
+                                        pack: self.name(),
+                                        deal_id,
+                                        body,
+                                    });
                                 }
                             }
-                            Err(e) => self.step(&note_at, &format!("not rendered: {e}"), None, None),
+                            Err(e) => {
+                                self.step(&note_at, &format!("not rendered: {e}"), None, None)
+                            }
                         }
                     }
                 }
@@ -321,13 +415,15 @@ impl<'a> PackRun<'a> {
         for (field, value) in &p.set {
             let at = pointer_join("/set", field);
             let rendered = match value {
-                Value::String(s) if crate::template::is_template(s) => match self.vars.render(&at, &[]) {
-                    Ok(text) => Value::String(text),
-                    Err(e) => {
-                        self.fail(&at, &e);
-                        return false;
+                Value::String(s) if crate::template::is_template(s) => {
+                    match self.vars.render(&at, &[]) {
+                        Ok(text) => Value::String(text),
+                        Err(e) => {
+                            self.fail(&at, &e);
+                            return false;
+                        }
                     }
-                },
+                }
                 other => other.clone(),
             };
             let conformed = match partner_central::resolve(root, field) {
@@ -353,11 +449,18 @@ impl<'a> PackRun<'a> {
         match immutability::apply(self, changes) {
             immutability::Verdict::Proceed(changes) if changes.is_empty() => {
                 self.step("/map", "nothing to change", None, None);
-                self.push(Effect::Skip { pack: self.name(), reason: "no field changed".into() });
+                self.push(Effect::Skip {
+                    pack: self.name(),
+                    reason: "no field changed".into(),
+                });
                 false
             }
             immutability::Verdict::Proceed(changes) => {
-                self.push(Effect::UpdateOpportunity { pack: self.name(), id, changes });
+                self.push(Effect::UpdateOpportunity {
+                    pack: self.name(),
+                    id,
+                    changes,
+                });
                 true
             }
             immutability::Verdict::Stop(action, reason, at) => {
@@ -365,7 +468,11 @@ impl<'a> PackRun<'a> {
                 match action {
                     ImmutableAction::Defer => {
                         self.step(&at, &format!("defer: {reason}"), None, None);
-                        self.push(Effect::Defer { pack: self.name(), reason, while_status: status.into_iter().collect() });
+                        self.push(Effect::Defer {
+                            pack: self.name(),
+                            reason,
+                            while_status: status.into_iter().collect(),
+                        });
                     }
                     ImmutableAction::Fail => self.fail(&at, &reason),
                     _ => self.skip(&at, &reason),
@@ -385,7 +492,15 @@ impl<'a> PackRun<'a> {
     }
 
     /// Records one field change, unless the opportunity already holds the value.
-    fn change(&mut self, changes: &mut Vec<FieldChange>, at: &str, field: &str, input: Option<Value>, new: Value, creating: bool) {
+    fn change(
+        &mut self,
+        changes: &mut Vec<FieldChange>,
+        at: &str,
+        field: &str,
+        input: Option<Value>,
+        new: Value,
+        creating: bool,
+    ) {
         let old = if creating { None } else { self.current(field) };
         if old.as_ref().is_some_and(|o| same_value(o, &new)) {
             self.step(at, "unchanged", input, Some(new));
@@ -393,7 +508,15 @@ impl<'a> PackRun<'a> {
         }
         self.step(at, &format!("mapped to {field}"), input, Some(new.clone()));
         changes.retain(|c| c.field != field);
-        changes.push(FieldChange { field: field.to_string(), old: if creating { None } else { Some(old.unwrap_or(Value::Null)) }, new });
+        changes.push(FieldChange {
+            field: field.to_string(),
+            old: if creating {
+                None
+            } else {
+                Some(old.unwrap_or(Value::Null))
+            },
+            new,
+        });
     }
 
     /// The opportunity's current value at a field path.
@@ -411,7 +534,11 @@ impl<'a> PackRun<'a> {
     }
 
     fn create(&mut self, changes: Vec<FieldChange>) -> bool {
-        let create = self.p().create.as_ref().expect("only called for create packs");
+        let create = self
+            .p()
+            .create
+            .as_ref()
+            .expect("only called for create packs");
         let Some(deal_id) = self.deal_id() else {
             self.skip("/create", "no deal to create an opportunity for");
             return false;
@@ -453,10 +580,25 @@ impl<'a> PackRun<'a> {
                 } else {
                     true
                 };
-                self.step("/create/start_engagement", if submit { "submit to AWS" } else { "not submitted" }, None, None);
+                self.step(
+                    "/create/start_engagement",
+                    if submit {
+                        "submit to AWS"
+                    } else {
+                        "not submitted"
+                    },
+                    None,
+                    None,
+                );
                 submit.then(|| Submission {
-                    involvement_type: serde_json::to_value(start.involvement_type).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-                    visibility: serde_json::to_value(start.visibility).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                    involvement_type: serde_json::to_value(start.involvement_type)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    visibility: serde_json::to_value(start.visibility)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
                 })
             }
         };
@@ -493,21 +635,37 @@ impl<'a> PackRun<'a> {
             match mapping::apply(&self.vars, &at, m, input.clone(), None, &p.thresholds) {
                 Mapped::Value(v) => {
                     let text = mapping::text_of(&v);
-                    let current = self.ctx.deal.as_ref().and_then(|d| d.property(prop)).unwrap_or_default();
+                    let current = self
+                        .ctx
+                        .deal
+                        .as_ref()
+                        .and_then(|d| d.property(prop))
+                        .unwrap_or_default();
                     if current == text {
                         self.step(&at, "unchanged", input, Some(v));
                     } else {
-                        self.step(&at, &format!("mapped to deal property {prop}"), input, Some(v));
+                        self.step(
+                            &at,
+                            &format!("mapped to deal property {prop}"),
+                            input,
+                            Some(v),
+                        );
                         properties.insert(prop.clone(), text);
                     }
                 }
-                Mapped::Skip(reason) | Mapped::Unmapped(reason) => self.step(&at, &format!("property skipped: {reason}"), input, None),
+                Mapped::Skip(reason) | Mapped::Unmapped(reason) => {
+                    self.step(&at, &format!("property skipped: {reason}"), input, None)
+                }
                 Mapped::Error(reason) => return self.fail(&at, &format!("`{prop}`: {reason}")),
             }
         }
         if !properties.is_empty() {
             if let Some(deal_id) = self.deal_id() {
-                self.push(Effect::UpdateDeal { pack: self.name(), deal_id, properties });
+                self.push(Effect::UpdateDeal {
+                    pack: self.name(),
+                    deal_id,
+                    properties,
+                });
             }
         }
     }
@@ -524,7 +682,10 @@ fn same_value(a: &Value, b: &Value) -> bool {
         return true;
     }
     let (x, y) = (mapping::text_of(a), mapping::text_of(b));
-    match (x.parse::<rust_decimal::Decimal>(), y.parse::<rust_decimal::Decimal>()) {
+    match (
+        x.parse::<rust_decimal::Decimal>(),
+        y.parse::<rust_decimal::Decimal>(),
+    ) {
         (Ok(x), Ok(y)) => x == y,
         _ => x == y && !a.is_object() && !a.is_array(),
     }

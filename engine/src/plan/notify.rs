@@ -23,14 +23,23 @@ pub fn run(run: &mut PackRun<'_>) {
         let found: Vec<Value> = js_path_process(query, &root)
             .map(|r| r.into_iter().map(|q| q.val.clone()).collect())
             .unwrap_or_default();
-        let value = if singular(text) { found.into_iter().next().unwrap_or(Value::Null) } else { Value::Array(found) };
+        let value = if singular(text) {
+            found.into_iter().next().unwrap_or(Value::Null)
+        } else {
+            Value::Array(found)
+        };
         now_values.insert(name.clone(), value);
     }
     let previous = run.ctx.previous.get(&p.pack);
     let opportunity_id = run.opportunity_id();
     if !p.watch.is_empty() && previous.is_none() {
         // First sighting: record a baseline, notify nothing (no flood on first deploy).
-        run.step("/watch", "first sighting: baseline recorded, nothing notified", None, Some(Value::Object(now_values.clone().into_iter().collect())));
+        run.step(
+            "/watch",
+            "first sighting: baseline recorded, nothing notified",
+            None,
+            Some(Value::Object(now_values.clone().into_iter().collect())),
+        );
         if let Some(id) = opportunity_id {
             run.push(Effect::RecordState {
                 pack: run.name(),
@@ -42,13 +51,26 @@ pub fn run(run: &mut PackRun<'_>) {
         }
         return;
     }
-    let before = |name: &str| previous.and_then(|s| s.watches.get(name)).cloned().unwrap_or(Value::Null);
-    let mark = |name: &str| previous.and_then(|s| s.marks.get(name)).cloned().unwrap_or_else(|| before(name));
+    let before = |name: &str| {
+        previous
+            .and_then(|s| s.watches.get(name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let mark = |name: &str| {
+        previous
+            .and_then(|s| s.marks.get(name))
+            .cloned()
+            .unwrap_or_else(|| before(name))
+    };
     let watch_vars: Vec<(String, Value)> = now_values
         .iter()
         .map(|(name, now)| (name.clone(), watch_var(&before(name), now, &mark(name))))
         .collect();
-    let mut marks: IndexMap<String, Value> = now_values.keys().map(|name| (name.clone(), mark(name))).collect();
+    let mut marks: IndexMap<String, Value> = now_values
+        .keys()
+        .map(|name| (name.clone(), mark(name)))
+        .collect();
 
     let mut sent: Vec<String> = previous.map(|s| s.sent.clone()).unwrap_or_default();
     let mut new_keys: Vec<String> = Vec::new();
@@ -63,7 +85,8 @@ pub fn run(run: &mut PackRun<'_>) {
             None => vec![None],
         };
         for item in items {
-            let mut extras: Vec<(&str, &Value)> = watch_vars.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            let mut extras: Vec<(&str, &Value)> =
+                watch_vars.iter().map(|(k, v)| (k.as_str(), v)).collect();
             if let Some(item) = &item {
                 extras.push(("item", item));
             }
@@ -111,12 +134,20 @@ pub fn run(run: &mut PackRun<'_>) {
                 },
                 None => String::new(),
             };
-            run.step(&at, &format!("fired ({}, key {key})", priority.as_str()), None, Some(Value::String(title.clone())));
+            run.step(
+                &at,
+                &format!("fired ({}, key {key})", priority.as_str()),
+                None,
+                Some(Value::String(title.clone())),
+            );
             if let Err(e) = deliver(run, rule, priority, &title, &body, &extras) {
                 return run.fail(&format!("{at}/channels"), &e);
             }
             if let Some(prop) = &rule.remember_in {
-                remembered.entry(prop.clone()).or_default().push(key.clone());
+                remembered
+                    .entry(prop.clone())
+                    .or_default()
+                    .push(key.clone());
             }
             if let Some(watch) = rule.when.as_ref().and_then(|c| c.watch.as_ref()) {
                 if let Some(now) = now_values.get(watch) {
@@ -128,18 +159,40 @@ pub fn run(run: &mut PackRun<'_>) {
     }
     sent.extend(new_keys.iter().cloned());
     for (prop, keys) in remembered {
-        let Some(deal_id) = run.deal_id() else { continue };
-        let existing = run.ctx.deal.as_ref().and_then(|d| d.property(&prop)).unwrap_or_default();
-        let mut all: Vec<String> = existing.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_string).collect();
+        let Some(deal_id) = run.deal_id() else {
+            continue;
+        };
+        let existing = run
+            .ctx
+            .deal
+            .as_ref()
+            .and_then(|d| d.property(&prop))
+            .unwrap_or_default();
+        let mut all: Vec<String> = existing
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect();
         all.extend(keys);
         let mut properties = IndexMap::new();
         properties.insert(prop, all.join(","));
-        run.push(Effect::UpdateDeal { pack: run.name(), deal_id, properties });
+        run.push(Effect::UpdateDeal {
+            pack: run.name(),
+            deal_id,
+            properties,
+        });
     }
     let changed = previous.is_none_or(|s| s.watches != now_values || s.marks != marks);
     if let Some(id) = opportunity_id {
         if changed || !new_keys.is_empty() {
-            run.push(Effect::RecordState { pack: run.name(), opportunity_id: id, watches: now_values, marks, sent: new_keys });
+            run.push(Effect::RecordState {
+                pack: run.name(),
+                opportunity_id: id,
+                watches: now_values,
+                marks,
+                sent: new_keys,
+            });
         }
     }
 }
@@ -169,13 +222,23 @@ fn watch_var(before: &Value, now: &Value, since: &Value) -> Value {
     m.insert("changed".into(), Value::Bool(before != now));
     let delta = match (since.as_f64(), now.as_f64()) {
         (Some(b), Some(n)) => serde_json::Number::from_f64(n - b).map(|d| {
-            if d.as_f64().is_some_and(|f| f.fract() == 0.0) { Value::from(d.as_f64().unwrap_or_default() as i64) } else { Value::Number(d) }
+            if d.as_f64().is_some_and(|f| f.fract() == 0.0) {
+                Value::from(d.as_f64().unwrap_or_default() as i64)
+            } else {
+                Value::Number(d)
+            }
         }),
         _ => None,
     };
     m.insert("delta".into(), delta.unwrap_or(Value::Null));
-    m.insert("appeared".into(), Value::Bool(!present(before) && present(now)));
-    m.insert("disappeared".into(), Value::Bool(present(before) && !present(now)));
+    m.insert(
+        "appeared".into(),
+        Value::Bool(!present(before) && present(now)),
+    );
+    m.insert(
+        "disappeared".into(),
+        Value::Bool(present(before) && !present(now)),
+    );
     Value::Object(m)
 }
 
@@ -194,7 +257,11 @@ fn condition(
     extras: &[(&str, &Value)],
 ) -> Result<bool, String> {
     if let Some(name) = &c.watch {
-        let w = watches.iter().find(|(n, _)| n == name).map(|(_, v)| v).ok_or_else(|| format!("no watch `{name}`"))?;
+        let w = watches
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| format!("no watch `{name}`"))?;
         let (before, now) = (&w["before"], &w["now"]);
         let changed = before != now;
         let text = |v: &Value| super::mapping::text_of(v);
@@ -239,7 +306,11 @@ fn dedupe_key(
     let mut key = rule.name.clone();
     if let Some(name) = rule.when.as_ref().and_then(|c| c.watch.as_ref()) {
         if let Some((_, w)) = watches.iter().find(|(n, _)| n == name) {
-            key.push_str(&format!(":{}->{}", compact(&w["before"]), compact(&w["now"])));
+            key.push_str(&format!(
+                ":{}->{}",
+                compact(&w["before"]),
+                compact(&w["now"])
+            ));
         }
     }
     if let Some(item) = item {
@@ -264,7 +335,12 @@ fn compact(v: &Value) -> String {
     }
 }
 
-fn priority(run: &PackRun<'_>, at: &str, spec: &PrioritySpec, extras: &[(&str, &Value)]) -> Result<Priority, String> {
+fn priority(
+    run: &PackRun<'_>,
+    at: &str,
+    spec: &PrioritySpec,
+    extras: &[(&str, &Value)],
+) -> Result<Priority, String> {
     match spec {
         PrioritySpec::Fixed(p) => Ok(*p),
         PrioritySpec::Computed(rules) => {
@@ -273,7 +349,11 @@ fn priority(run: &PackRun<'_>, at: &str, spec: &PrioritySpec, extras: &[(&str, &
                 ("medium", &rules.medium, Priority::Medium),
                 ("low", &rules.low, Priority::Low),
             ] {
-                if cond.is_some() && run.vars.eval_bool(&format!("{at}/priority/{level}"), extras)? {
+                if cond.is_some()
+                    && run
+                        .vars
+                        .eval_bool(&format!("{at}/priority/{level}"), extras)?
+                {
                     return Ok(p);
                 }
             }
@@ -307,15 +387,25 @@ fn deliver(
     let body_v = Value::String(body.to_string());
     let name_v = Value::String(rule.name.clone());
     let mut vars: Vec<(&str, &Value)> = extras.to_vec();
-    vars.extend([("title", &title_v), ("body", &body_v), ("notification", &name_v)]);
+    vars.extend([
+        ("title", &title_v),
+        ("body", &body_v),
+        ("notification", &name_v),
+    ]);
     let deal_id = run.deal_id();
     for channel in wanted {
         match channel {
             ChannelKind::Task => {
                 let Some(task) = &channels.task else { continue };
-                let Some(deal_id) = deal_id.clone() else { return Err("no deal to put the task on".into()) };
+                let Some(deal_id) = deal_id.clone() else {
+                    return Err("no deal to put the task on".into());
+                };
                 let owner = run.vars.render("/channels/task/assign_to", &vars)?;
-                let task_body = if task.body.is_some() { run.vars.render("/channels/task/body", &vars)? } else { body.to_string() };
+                let task_body = if task.body.is_some() {
+                    run.vars.render("/channels/task/body", &vars)?
+                } else {
+                    body.to_string()
+                };
                 let wait = match priority {
                     Priority::High => task.due.high,
                     Priority::Medium => task.due.medium,
@@ -337,7 +427,9 @@ fn deliver(
             }
             ChannelKind::Note => {
                 let Some(note) = &channels.note else { continue };
-                let Some(deal_id) = deal_id.clone() else { return Err("no deal to put the note on".into()) };
+                let Some(deal_id) = deal_id.clone() else {
+                    return Err("no deal to put the note on".into());
+                };
                 let text = if note.body.is_some() {
                     run.vars.render("/channels/note/body", &vars)?
                 } else if body.is_empty() {
@@ -345,11 +437,19 @@ fn deliver(
                 } else {
                     format!("{title}\n\n{body}")
                 };
-                run.push(Effect::CreateNote { pack: run.name(), deal_id, body: text });
+                run.push(Effect::CreateNote {
+                    pack: run.name(),
+                    deal_id,
+                    body: text,
+                });
             }
             ChannelKind::Sns => {
                 let Some(sns) = &channels.sns else { continue };
-                let subject = if sns.subject.is_some() { run.vars.render("/channels/sns/subject", &vars)? } else { title.to_string() };
+                let subject = if sns.subject.is_some() {
+                    run.vars.render("/channels/sns/subject", &vars)?
+                } else {
+                    title.to_string()
+                };
                 let message = if sns.message.is_some() {
                     run.vars.render("/channels/sns/message", &vars)?
                 } else if body.is_empty() {
@@ -362,7 +462,13 @@ fn deliver(
                     let at = crate::source::pointer_join("/channels/sns/attributes", name);
                     attributes.insert(name.clone(), run.vars.render(&at, &vars)?);
                 }
-                run.push(Effect::Publish { pack: run.name(), channel: "sns".into(), subject, message, attributes });
+                run.push(Effect::Publish {
+                    pack: run.name(),
+                    channel: "sns".into(),
+                    subject,
+                    message,
+                    attributes,
+                });
             }
         }
     }

@@ -24,21 +24,33 @@ pub struct Vars<'a> {
 impl<'a> Vars<'a> {
     /// The base variables: `deal`, `opportunity`, `aws_summary`, `previous`,
     /// `snapshots`, `event`, `settings`, `thresholds`, `now`.
-    pub fn new(pack: &'a CompiledPack, engine: &'a Engine, event: &Event, ctx: &Context, now: Timestamp) -> Self {
+    pub fn new(
+        pack: &'a CompiledPack,
+        engine: &'a Engine,
+        event: &Event,
+        ctx: &Context,
+        now: Timestamp,
+    ) -> Self {
         let p = &pack.pack;
         let mut base = Map::new();
         let mut deal = Map::new();
         if let Some(d) = &ctx.deal {
             deal.insert("id".into(), Value::String(d.id.clone()));
             for name in d.properties.keys() {
-                deal.insert(name.clone(), d.property(name).map_or(Value::String(String::new()), Value::String));
+                deal.insert(
+                    name.clone(),
+                    d.property(name)
+                        .map_or(Value::String(String::new()), Value::String),
+                );
             }
         } else if let Some(id) = &event.deal_id {
             deal.insert("id".into(), Value::String(id.clone()));
         }
         // The changed value from the webhook fills in for a snapshot that lacks it.
         if let Some(change) = &event.property {
-            let missing = deal.get(&change.name).is_none_or(|v| v.as_str() == Some(""));
+            let missing = deal
+                .get(&change.name)
+                .is_none_or(|v| v.as_str() == Some(""));
             if missing {
                 if let Some(v) = &change.value {
                     deal.insert(change.name.clone(), Value::String(v.clone()));
@@ -46,17 +58,32 @@ impl<'a> Vars<'a> {
             }
         }
         // Unset properties read as empty text, so `deal.x == ""` tests for "unset".
-        for name in p.needs.deal.iter().chain(std::iter::once(&p.needs.link_property)) {
-            deal.entry(name.clone()).or_insert(Value::String(String::new()));
+        for name in p
+            .needs
+            .deal
+            .iter()
+            .chain(std::iter::once(&p.needs.link_property))
+        {
+            deal.entry(name.clone())
+                .or_insert(Value::String(String::new()));
         }
         deal.entry("id").or_insert(Value::String(String::new()));
         base.insert("deal".into(), Value::Object(deal));
-        base.insert("opportunity".into(), ctx.opportunity.clone().unwrap_or(Value::Null));
-        base.insert("aws_summary".into(), ctx.aws_summary.clone().unwrap_or(Value::Null));
+        base.insert(
+            "opportunity".into(),
+            ctx.opportunity.clone().unwrap_or(Value::Null),
+        );
+        base.insert(
+            "aws_summary".into(),
+            ctx.aws_summary.clone().unwrap_or(Value::Null),
+        );
         base.insert("snapshots".into(), Value::Array(ctx.snapshots.clone()));
         let previous = ctx.previous.get(&p.pack).map_or(Value::Null, |state| {
             let mut m = Map::new();
-            m.insert("watches".into(), Value::Object(state.watches.clone().into_iter().collect()));
+            m.insert(
+                "watches".into(),
+                Value::Object(state.watches.clone().into_iter().collect()),
+            );
             m.insert("sent".into(), Value::from(state.sent.clone()));
             for (k, v) in &state.watches {
                 m.entry(k.clone()).or_insert(v.clone());
@@ -64,14 +91,31 @@ impl<'a> Vars<'a> {
             Value::Object(m)
         });
         base.insert("previous".into(), previous);
-        base.insert("event".into(), serde_json::to_value(event).unwrap_or(Value::Null));
-        base.insert("settings".into(), Value::Object(p.settings.clone().into_iter().collect()));
+        base.insert(
+            "event".into(),
+            serde_json::to_value(event).unwrap_or(Value::Null),
+        );
+        base.insert(
+            "settings".into(),
+            Value::Object(p.settings.clone().into_iter().collect()),
+        );
         base.insert(
             "thresholds".into(),
-            Value::Object(p.thresholds.iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect()),
+            Value::Object(
+                p.thresholds
+                    .iter()
+                    .map(|(k, v)| (k.clone(), number_value(*v)))
+                    .collect(),
+            ),
         );
         base.insert("now".into(), Value::String(now.to_string()));
-        Vars { pack, engine, base, rhai_cache: RefCell::new(BTreeMap::new()), jinja_cache: RefCell::new(None) }
+        Vars {
+            pack,
+            engine,
+            base,
+            rhai_cache: RefCell::new(BTreeMap::new()),
+            jinja_cache: RefCell::new(None),
+        }
     }
 
     /// A base variable.
@@ -120,7 +164,9 @@ impl<'a> Vars<'a> {
     pub fn eval_bool(&self, pointer: &str, extras: &[(&str, &Value)]) -> Result<bool, String> {
         match self.eval(pointer, extras)? {
             Value::Bool(b) => Ok(b),
-            other => Err(format!("Rhai at {pointer}: expected true or false, got {other}")),
+            other => Err(format!(
+                "Rhai at {pointer}: expected true or false, got {other}"
+            )),
         }
     }
 
@@ -135,7 +181,12 @@ impl<'a> Vars<'a> {
         let base = cache.get_or_insert_with(|| {
             self.base
                 .iter()
-                .map(|(k, v)| (k.clone(), minijinja::Value::from(minijinja::value::Serde(v))))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        minijinja::Value::from(minijinja::value::Serde(v)),
+                    )
+                })
                 .collect()
         });
         let ctx = if extras.is_empty() {
@@ -143,7 +194,10 @@ impl<'a> Vars<'a> {
         } else {
             let mut all = base.clone();
             for (k, v) in extras {
-                all.insert((*k).to_string(), minijinja::Value::from(minijinja::value::Serde(v)));
+                all.insert(
+                    (*k).to_string(),
+                    minijinja::Value::from(minijinja::value::Serde(v)),
+                );
             }
             minijinja::Value::from_object(all)
         };
@@ -155,6 +209,15 @@ impl<'a> Vars<'a> {
             }
             text
         })
+    }
+}
+
+/// A threshold as JSON: whole numbers stay whole (`80`, not `80.0`, in templates).
+fn number_value(n: f64) -> Value {
+    if n.fract() == 0.0 && n.abs() < 9.0e15 {
+        Value::from(n as i64)
+    } else {
+        Value::from(n)
     }
 }
 
