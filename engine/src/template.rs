@@ -123,10 +123,10 @@ fn truncate(
     }
     let keep = length.saturating_sub(end.chars().count());
     let mut cut: String = value.chars().take(keep).collect();
-    if !killwords.unwrap_or(false) {
-        if let Some(space) = cut.rfind(' ') {
-            cut.truncate(space);
-        }
+    if !killwords.unwrap_or(false)
+        && let Some(space) = cut.rfind(' ')
+    {
+        cut.truncate(space);
     }
     cut.push_str(&end);
     cut

@@ -88,11 +88,11 @@ pub fn run(
         }
         results.push(result);
     }
-    if let Some(path) = junit {
-        if let Err(e) = write_junit(&path, &results) {
-            eprintln!("pcsync test: cannot write {}: {e}", path.display());
-            return ExitCode::from(super::EXIT_USAGE);
-        }
+    if let Some(path) = junit
+        && let Err(e) = write_junit(&path, &results)
+    {
+        eprintln!("pcsync test: cannot write {}: {e}", path.display());
+        return ExitCode::from(super::EXIT_USAGE);
     }
     if bless && blessed > 0 {
         println!("blessed {blessed} case(s): expectations rewritten from the actual output");

@@ -69,7 +69,7 @@ pub fn apply(
     }
     if let Some(allow) = &m.allow {
         let now = text_of(&value);
-        if !allow.iter().any(|a| *a == now) {
+        if !allow.contains(&now) {
             return unmapped(format!("`{now}` is not one of {}", list(allow)), &raw);
         }
     }
@@ -249,16 +249,15 @@ pub fn conform(value: Value, shape: &Shape) -> Result<Value, String> {
                         "text has {len} characters; Partner Central accepts at most {max}"
                     ));
                 }
-            } else if let Some(pattern) = rules.pattern {
-                if let Some(re) = pattern_regex(pattern) {
-                    if !re.is_match(&text) {
-                        return Err(format!(
-                            "`{}` is not in the format Partner Central accepts for `{}`",
-                            short(&text),
-                            shape.name
-                        ));
-                    }
-                }
+            } else if let Some(pattern) = rules.pattern
+                && let Some(re) = pattern_regex(pattern)
+                && !re.is_match(&text)
+            {
+                return Err(format!(
+                    "`{}` is not in the format Partner Central accepts for `{}`",
+                    short(&text),
+                    shape.name
+                ));
             }
             Ok(Value::String(text))
         }

@@ -659,14 +659,14 @@ impl<'a> PackRun<'a> {
                 Mapped::Error(reason) => return self.fail(&at, &format!("`{prop}`: {reason}")),
             }
         }
-        if !properties.is_empty() {
-            if let Some(deal_id) = self.deal_id() {
-                self.push(Effect::UpdateDeal {
-                    pack: self.name(),
-                    deal_id,
-                    properties,
-                });
-            }
+        if !properties.is_empty()
+            && let Some(deal_id) = self.deal_id()
+        {
+            self.push(Effect::UpdateDeal {
+                pack: self.name(),
+                deal_id,
+                properties,
+            });
         }
     }
 

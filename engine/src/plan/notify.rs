@@ -149,10 +149,10 @@ pub fn run(run: &mut PackRun<'_>) {
                     .or_default()
                     .push(key.clone());
             }
-            if let Some(watch) = rule.when.as_ref().and_then(|c| c.watch.as_ref()) {
-                if let Some(now) = now_values.get(watch) {
-                    marks.insert(watch.clone(), now.clone());
-                }
+            if let Some(watch) = rule.when.as_ref().and_then(|c| c.watch.as_ref())
+                && let Some(now) = now_values.get(watch)
+            {
+                marks.insert(watch.clone(), now.clone());
             }
             new_keys.push(key);
         }
@@ -184,16 +184,16 @@ pub fn run(run: &mut PackRun<'_>) {
         });
     }
     let changed = previous.is_none_or(|s| s.watches != now_values || s.marks != marks);
-    if let Some(id) = opportunity_id {
-        if changed || !new_keys.is_empty() {
-            run.push(Effect::RecordState {
-                pack: run.name(),
-                opportunity_id: id,
-                watches: now_values,
-                marks,
-                sent: new_keys,
-            });
-        }
+    if let Some(id) = opportunity_id
+        && (changed || !new_keys.is_empty())
+    {
+        run.push(Effect::RecordState {
+            pack: run.name(),
+            opportunity_id: id,
+            watches: now_values,
+            marks,
+            sent: new_keys,
+        });
     }
 }
 
@@ -304,14 +304,14 @@ fn dedupe_key(
         return run.vars.render(&format!("{at}/key"), extras);
     }
     let mut key = rule.name.clone();
-    if let Some(name) = rule.when.as_ref().and_then(|c| c.watch.as_ref()) {
-        if let Some((_, w)) = watches.iter().find(|(n, _)| n == name) {
-            key.push_str(&format!(
-                ":{}->{}",
-                compact(&w["before"]),
-                compact(&w["now"])
-            ));
-        }
+    if let Some(name) = rule.when.as_ref().and_then(|c| c.watch.as_ref())
+        && let Some((_, w)) = watches.iter().find(|(n, _)| n == name)
+    {
+        key.push_str(&format!(
+            ":{}->{}",
+            compact(&w["before"]),
+            compact(&w["now"])
+        ));
     }
     if let Some(item) = item {
         let digest = Sha256::digest(item.to_string().as_bytes());

@@ -51,10 +51,8 @@ impl<'a> Vars<'a> {
             let missing = deal
                 .get(&change.name)
                 .is_none_or(|v| v.as_str() == Some(""));
-            if missing {
-                if let Some(v) = &change.value {
-                    deal.insert(change.name.clone(), Value::String(v.clone()));
-                }
+            if missing && let Some(v) = &change.value {
+                deal.insert(change.name.clone(), Value::String(v.clone()));
             }
         }
         // Unset properties read as empty text, so `deal.x == ""` tests for "unset".
