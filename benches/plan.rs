@@ -39,10 +39,12 @@ fn bench(c: &mut Criterion) {
     let summary = json!({"Catalog": "Sandbox", "RelatedOpportunityId": "O1234567",
         "Insights": {"EngagementScore": "High", "OpportunityQuality": {"Score": 82, "Trend": "Improving"}},
         "OpportunityTeam": [{"FirstName": "Sam", "LastName": "Seller", "Email": "sam@amazon.example", "BusinessTitle": "AWSSalesRep"}]});
-    let snapshot = |rev: u32| json!({"Catalog": "Sandbox", "EngagementId": "eng-abcdefghijklmn", "ResourceType": "Opportunity",
+    let snapshot = |rev: u32| {
+        json!({"Catalog": "Sandbox", "EngagementId": "eng-abcdefghijklmn", "ResourceType": "Opportunity",
         "ResourceId": "O1234567", "ResourceSnapshotTemplateName": "OpportunitySummaryView", "Revision": rev,
         "CreatedAt": "2026-11-28T09:00:00Z", "CreatedBy": "aws",
-        "Payload": {"OpportunitySummary": {"Lifecycle": {"Stage": "Qualified", "ReviewStatus": "Approved"}}}});
+        "Payload": {"OpportunitySummary": {"Lifecycle": {"Stage": "Qualified", "ReviewStatus": "Approved"}}}})
+    };
     let opportunity_updated = json!({"version": "0", "id": "e-1", "source": "aws.partnercentral-selling",
         "detail-type": "Opportunity Updated", "time": "2026-11-28T12:00:00Z",
         "detail": {"catalog": "Sandbox", "opportunity": {"identifier": "O1234567"}}});
@@ -81,11 +83,16 @@ fn bench(c: &mut Criterion) {
     for (name, event, ctx) in &cases {
         let produced = plan(event, ctx, &rules, now);
         assert!(
-            produced.effects.iter().all(|e| !matches!(e, pcsync_engine::Effect::Fail { .. } | pcsync_engine::Effect::Skip { .. })),
+            produced.effects.iter().all(|e| !matches!(
+                e,
+                pcsync_engine::Effect::Fail { .. } | pcsync_engine::Effect::Skip { .. }
+            )),
             "{name}: the benchmark event must do real work: {:#?}",
             produced.effects
         );
-        group.bench_function(*name, |b| b.iter(|| plan(black_box(event), black_box(ctx), black_box(&rules), now)));
+        group.bench_function(*name, |b| {
+            b.iter(|| plan(black_box(event), black_box(ctx), black_box(&rules), now))
+        });
     }
     group.finish();
 }

@@ -35,6 +35,8 @@ pub struct CompiledPack {
     pub watches: IndexMap<String, JpQuery>,
     /// `.rhai` files the pack refers to (watched for reload too).
     pub script_files: Vec<PathBuf>,
+    /// The model shape of each Partner Central field the pack writes, resolved once.
+    pub targets: HashMap<String, &'static crate::partner_central::Shape>,
 }
 
 impl std::fmt::Debug for CompiledPack {
@@ -55,6 +57,40 @@ pub struct CompiledScript {
     pub ast: AST,
     /// The context variables the code mentions.
     pub uses: Vec<String>,
+    /// The deal properties the code reads as `deal.NAME`, when that is the only way
+    /// it uses `deal` (then only those are converted); `None` for all of them.
+    pub deal_fields: Option<Vec<String>>,
+}
+
+/// The properties `code` reads as `deal.NAME`, or `None` when it uses `deal` in any
+/// other way (`deal["x"]`, `deal.keys()`, passing `deal` along).
+fn deal_fields(code: &str) -> Option<Vec<String>> {
+    let mut fields = Vec::new();
+    let bytes = code.as_bytes();
+    for (i, _) in code.match_indices("deal") {
+        let before_ok = i == 0
+            || !(bytes[i - 1].is_ascii_alphanumeric()
+                || bytes[i - 1] == b'_'
+                || bytes[i - 1] == b'.');
+        let after = &code[i + 4..];
+        let after_ok = !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+        if !(before_ok && after_ok) {
+            continue;
+        }
+        let name: String = after
+            .strip_prefix('.')?
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let rest = &after[1 + name.len()..];
+        if name.is_empty() || rest.trim_start().starts_with('(') {
+            return None;
+        }
+        if !fields.contains(&name) {
+            fields.push(name);
+        }
+    }
+    Some(fields)
 }
 
 /// The variables of `vars` that `code` mentions as whole words.
@@ -67,6 +103,22 @@ fn uses(code: &str, vars: &[String]) -> Vec<String> {
         .filter(|v| words.contains(v.as_str()))
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::deal_fields;
+
+    #[test]
+    fn deal_fields_lists_dotted_reads_only() {
+        assert_eq!(
+            deal_fields(r#"deal.aws_opportunity_id == "" || deal.amount > 1"#),
+            Some(vec!["aws_opportunity_id".into(), "amount".into()])
+        );
+        assert_eq!(deal_fields("ideal.x + deal_name"), Some(vec![]));
+        assert_eq!(deal_fields("deal.keys().len() > 0"), None);
+        assert_eq!(deal_fields("deal[\"x\"]"), None);
+    }
 }
 
 /// Context variables a pack loads through `needs`, and how to ask for each.
@@ -154,7 +206,24 @@ pub fn compile(
     if diagnostics.iter().any(Diagnostic::is_error) {
         return (None, diagnostics);
     }
+    let root = if pack.create.is_some() {
+        partner_central::CREATE_OPPORTUNITY
+    } else {
+        partner_central::UPDATE_OPPORTUNITY
+    };
+    let targets = pack
+        .map
+        .values()
+        .filter_map(|m| m.to.as_ref().map(|t| t.0.clone()))
+        .chain(pack.set.keys().cloned())
+        .filter_map(|path| {
+            partner_central::resolve(root, &path)
+                .ok()
+                .map(|shape| (path, shape))
+        })
+        .collect();
     let compiled = CompiledPack {
+        targets,
         pack,
         file,
         path: path.to_path_buf(),
@@ -446,8 +515,14 @@ impl Compiler<'_> {
         match result {
             Ok(ast) => {
                 let uses = uses(code, &site.vars);
-                self.scripts
-                    .insert(site.pointer.clone(), CompiledScript { ast, uses });
+                self.scripts.insert(
+                    site.pointer.clone(),
+                    CompiledScript {
+                        deal_fields: deal_fields(code),
+                        ast,
+                        uses,
+                    },
+                );
             }
             Err(err) => {
                 let value_span = self.doc.value_span(&site.pointer);
@@ -491,8 +566,14 @@ impl Compiler<'_> {
         match self.engine.compile_with_scope(&Self::scope(vars), &code) {
             Ok(ast) => {
                 let uses = uses(&code, vars);
-                self.scripts
-                    .insert(pointer.to_string(), CompiledScript { ast, uses });
+                self.scripts.insert(
+                    pointer.to_string(),
+                    CompiledScript {
+                        deal_fields: deal_fields(&code),
+                        ast,
+                        uses,
+                    },
+                );
             }
             Err(err) => {
                 let (line, col) = (

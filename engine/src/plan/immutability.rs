@@ -86,21 +86,21 @@ pub fn apply(run: &mut PackRun<'_>, mut changes: Vec<FieldChange>) -> Verdict {
 /// it. List indexes are ignored (`Project.ExpectedCustomerSpend` covers
 /// `Project.ExpectedCustomerSpend[0].Amount`).
 pub fn covers_path(rule_path: &str, field: &str) -> bool {
-    let strip = |p: &str| -> String {
-        let mut out = String::new();
-        let mut skipping = false;
-        for c in p.chars() {
-            match c {
-                '[' => skipping = true,
-                ']' => skipping = false,
-                _ if !skipping => out.push(c),
-                _ => {}
-            }
+    // Compare segment by segment, ignoring `[N]`, without allocating.
+    let mut rule = rule_path.split('.').map(strip_index);
+    let mut field = field.split('.').map(strip_index);
+    loop {
+        match (rule.next(), field.next()) {
+            (None, _) => return true,
+            (Some(_), None) => return false,
+            (Some(r), Some(f)) if r != f => return false,
+            _ => {}
         }
-        out
-    };
-    let (rule, field) = (strip(rule_path), strip(field));
-    field == rule || field.starts_with(&format!("{rule}."))
+    }
+}
+
+fn strip_index(segment: &str) -> &str {
+    segment.split_once('[').map_or(segment, |(name, _)| name)
 }
 
 #[cfg(test)]
@@ -119,5 +119,9 @@ mod tests {
         ));
         assert!(!covers_path("Project.Title", "Project.TitleX"));
         assert!(!covers_path("LifeCycle.Stage", "LifeCycle.TargetCloseDate"));
+        assert!(!covers_path(
+            "Project.ExpectedCustomerSpend.Amount",
+            "Project.ExpectedCustomerSpend"
+        ));
     }
 }

@@ -296,18 +296,20 @@ fn short(text: &str) -> String {
     }
 }
 
-/// Partner Central's patterns, compiled once each. A pattern the regex crate cannot
-/// compile is not enforced here (the API still enforces it).
-fn pattern_regex(pattern: &'static str) -> Option<Regex> {
-    static CACHE: OnceLock<Mutex<HashMap<&'static str, Option<Regex>>>> = OnceLock::new();
+/// Partner Central's patterns, compiled once each for the life of the process (a
+/// fixed set from the model, so keeping them costs a bounded amount). A pattern the
+/// regex crate cannot compile is not enforced here (the API still enforces it).
+fn pattern_regex(pattern: &'static str) -> Option<&'static Regex> {
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, Option<&'static Regex>>>> = OnceLock::new();
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
         .expect("the pattern cache is never poisoned");
-    cache
-        .entry(pattern)
-        .or_insert_with(|| Regex::new(&format!("^(?:{pattern})$")).ok())
-        .clone()
+    *cache.entry(pattern).or_insert_with(|| {
+        Regex::new(&format!("^(?:{pattern})$"))
+            .ok()
+            .map(|re| &*Box::leak(Box::new(re)))
+    })
 }
 
 #[cfg(test)]

@@ -357,11 +357,6 @@ impl<'a> PackRun<'a> {
     fn writes(&mut self) -> bool {
         let p = self.p();
         let creating = p.create.is_some();
-        let root = if creating {
-            partner_central::CREATE_OPPORTUNITY
-        } else {
-            partner_central::UPDATE_OPPORTUNITY
-        };
         let has_writes = p.map.values().any(|m| m.to.is_some()) || !p.set.is_empty();
         if !has_writes {
             return true;
@@ -370,8 +365,8 @@ impl<'a> PackRun<'a> {
         for (prop, m) in &p.map {
             let Some(to) = &m.to else { continue };
             let at = pointer_join("/map", prop);
-            let shape = partner_central::resolve(root, to.as_str()).ok();
-            let input = self.vars.get("deal").get(prop).cloned();
+            let shape = self.pack.targets.get(to.as_str()).copied();
+            let input = Some(Value::String(self.vars.deal_property(prop)));
             match mapping::apply(&self.vars, &at, m, input.clone(), shape, &p.thresholds) {
                 Mapped::Value(v) => self.change(&mut changes, &at, to.as_str(), input, v, creating),
                 Mapped::Skip(reason) => {
@@ -426,8 +421,8 @@ impl<'a> PackRun<'a> {
                 }
                 other => other.clone(),
             };
-            let conformed = match partner_central::resolve(root, field) {
-                Ok(shape) if !rendered.is_array() => mapping::conform(rendered.clone(), shape),
+            let conformed = match self.pack.targets.get(field) {
+                Some(shape) if !rendered.is_array() => mapping::conform(rendered.clone(), shape),
                 _ => Ok(rendered.clone()),
             };
             match conformed {

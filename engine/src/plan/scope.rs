@@ -1,7 +1,7 @@
 //! The variables a pack's Rhai and templates see, built once per pack and event and
 //! converted to each language's values only when a script or template uses them.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
@@ -12,29 +12,184 @@ use crate::compile::CompiledPack;
 use crate::context::Context;
 use crate::event::Event;
 
-/// The variables of one pack evaluation.
+/// The variables of one pack evaluation. Each is built the first time something
+/// reads it: a pack whose only script reads `deal` never copies the opportunity.
 pub struct Vars<'a> {
     pack: &'a CompiledPack,
     engine: &'a Engine,
-    base: Map<String, Value>,
+    event: &'a Event,
+    ctx: &'a Context,
+    now: Timestamp,
+    built: [OnceCell<Value>; NAMES.len()],
     rhai_cache: RefCell<BTreeMap<String, Dynamic>>,
     jinja_cache: RefCell<Option<BTreeMap<String, minijinja::Value>>>,
 }
 
+/// The variables every script and template may read.
+pub const NAMES: [&str; 9] = [
+    "deal",
+    "opportunity",
+    "aws_summary",
+    "snapshots",
+    "previous",
+    "event",
+    "settings",
+    "thresholds",
+    "now",
+];
+
+static NULL: Value = Value::Null;
+
 impl<'a> Vars<'a> {
-    /// The base variables: `deal`, `opportunity`, `aws_summary`, `previous`,
-    /// `snapshots`, `event`, `settings`, `thresholds`, `now`.
+    /// The variables for `pack` evaluating `event` in `ctx` at `now`.
     pub fn new(
         pack: &'a CompiledPack,
         engine: &'a Engine,
-        event: &Event,
-        ctx: &Context,
+        event: &'a Event,
+        ctx: &'a Context,
         now: Timestamp,
     ) -> Self {
-        let p = &pack.pack;
-        let mut base = Map::new();
+        Vars {
+            pack,
+            engine,
+            event,
+            ctx,
+            now,
+            built: Default::default(),
+            rhai_cache: RefCell::new(BTreeMap::new()),
+            jinja_cache: RefCell::new(None),
+        }
+    }
+
+    /// A base variable (`Null` for names that are not variables).
+    pub fn get(&self, name: &str) -> &Value {
+        match name {
+            "opportunity" => return self.ctx.opportunity.as_ref().unwrap_or(&NULL),
+            "aws_summary" => return self.ctx.aws_summary.as_ref().unwrap_or(&NULL),
+            _ => {}
+        }
+        match NAMES.iter().position(|n| *n == name) {
+            Some(i) => self.built[i].get_or_init(|| self.build(name)),
+            None => &NULL,
+        }
+    }
+
+    fn build(&self, name: &str) -> Value {
+        let p = &self.pack.pack;
+        match name {
+            "deal" => self.deal(),
+            "snapshots" => Value::Array(self.ctx.snapshots.clone()),
+            "previous" => self.ctx.previous.get(&p.pack).map_or(Value::Null, |state| {
+                let mut m = Map::new();
+                m.insert(
+                    "watches".into(),
+                    Value::Object(state.watches.clone().into_iter().collect()),
+                );
+                m.insert("sent".into(), Value::from(state.sent.clone()));
+                for (k, v) in &state.watches {
+                    m.entry(k.clone()).or_insert(v.clone());
+                }
+                Value::Object(m)
+            }),
+            "event" => serde_json::to_value(self.event).unwrap_or(Value::Null),
+            "settings" => Value::Object(p.settings.clone().into_iter().collect()),
+            "thresholds" => Value::Object(
+                p.thresholds
+                    .iter()
+                    .map(|(k, v)| (k.clone(), number_value(*v)))
+                    .collect(),
+            ),
+            "now" => Value::String(self.now.to_string()),
+            _ => Value::Null,
+        }
+    }
+
+    /// One deal property as `deal.NAME` reads it: the snapshot's value, else the
+    /// webhook's new value, else empty text (`deal.x == ""` tests for "unset").
+    pub fn deal_property(&self, name: &str) -> String {
+        let from_snapshot = self
+            .ctx
+            .deal
+            .as_ref()
+            .and_then(|d| d.property(name))
+            .filter(|v| !v.is_empty());
+        from_snapshot
+            .or_else(|| {
+                self.event
+                    .property
+                    .as_ref()
+                    .filter(|c| c.name == name)
+                    .and_then(|c| c.value.clone())
+            })
+            .or_else(|| (name == "id").then(|| self.deal_id()).flatten())
+            .unwrap_or_default()
+    }
+
+    fn deal_id(&self) -> Option<String> {
+        self.ctx
+            .deal
+            .as_ref()
+            .map(|d| d.id.clone())
+            .or_else(|| self.event.deal_id.clone())
+    }
+
+    /// `deal` as a Rhai map, built straight from the snapshot (no JSON in between:
+    /// guards read the deal on every event), with just `fields` when the script's
+    /// reads are known.
+    fn deal_dynamic(&self, fields: Option<&[String]>) -> Dynamic {
+        let p = &self.pack.pack;
+        let mut map = rhai::Map::new();
+        if let Some(fields) = fields {
+            for name in fields {
+                map.insert(
+                    name.as_str().into(),
+                    Dynamic::from(self.deal_property(name)),
+                );
+            }
+            return Dynamic::from_map(map);
+        }
+        if let Some(d) = &self.ctx.deal {
+            for name in d.properties.keys() {
+                map.insert(
+                    name.as_str().into(),
+                    Dynamic::from(self.deal_property(name)),
+                );
+            }
+        }
+        for name in p
+            .needs
+            .deal
+            .iter()
+            .chain(std::iter::once(&p.needs.link_property))
+        {
+            if !map.contains_key(name.as_str()) {
+                map.insert(
+                    name.as_str().into(),
+                    Dynamic::from(self.deal_property(name)),
+                );
+            }
+        }
+        if let Some(change) = &self.event.property {
+            if !map.contains_key(change.name.as_str()) {
+                map.insert(
+                    change.name.as_str().into(),
+                    Dynamic::from(self.deal_property(&change.name)),
+                );
+            }
+        }
+        map.insert(
+            "id".into(),
+            Dynamic::from(self.deal_id().unwrap_or_default()),
+        );
+        Dynamic::from_map(map)
+    }
+
+    /// `deal`: its id and properties as text; unset properties the pack needs read
+    /// as empty text, so `deal.x == ""` tests for "unset".
+    fn deal(&self) -> Value {
+        let p = &self.pack.pack;
         let mut deal = Map::new();
-        if let Some(d) = &ctx.deal {
+        if let Some(d) = &self.ctx.deal {
             deal.insert("id".into(), Value::String(d.id.clone()));
             for name in d.properties.keys() {
                 deal.insert(
@@ -43,11 +198,11 @@ impl<'a> Vars<'a> {
                         .map_or(Value::String(String::new()), Value::String),
                 );
             }
-        } else if let Some(id) = &event.deal_id {
+        } else if let Some(id) = &self.event.deal_id {
             deal.insert("id".into(), Value::String(id.clone()));
         }
         // The changed value from the webhook fills in for a snapshot that lacks it.
-        if let Some(change) = &event.property {
+        if let Some(change) = &self.event.property {
             let missing = deal
                 .get(&change.name)
                 .is_none_or(|v| v.as_str() == Some(""));
@@ -55,7 +210,6 @@ impl<'a> Vars<'a> {
                 deal.insert(change.name.clone(), Value::String(v.clone()));
             }
         }
-        // Unset properties read as empty text, so `deal.x == ""` tests for "unset".
         for name in p
             .needs
             .deal
@@ -66,69 +220,30 @@ impl<'a> Vars<'a> {
                 .or_insert(Value::String(String::new()));
         }
         deal.entry("id").or_insert(Value::String(String::new()));
-        base.insert("deal".into(), Value::Object(deal));
-        base.insert(
-            "opportunity".into(),
-            ctx.opportunity.clone().unwrap_or(Value::Null),
-        );
-        base.insert(
-            "aws_summary".into(),
-            ctx.aws_summary.clone().unwrap_or(Value::Null),
-        );
-        base.insert("snapshots".into(), Value::Array(ctx.snapshots.clone()));
-        let previous = ctx.previous.get(&p.pack).map_or(Value::Null, |state| {
-            let mut m = Map::new();
-            m.insert(
-                "watches".into(),
-                Value::Object(state.watches.clone().into_iter().collect()),
-            );
-            m.insert("sent".into(), Value::from(state.sent.clone()));
-            for (k, v) in &state.watches {
-                m.entry(k.clone()).or_insert(v.clone());
-            }
-            Value::Object(m)
-        });
-        base.insert("previous".into(), previous);
-        base.insert(
-            "event".into(),
-            serde_json::to_value(event).unwrap_or(Value::Null),
-        );
-        base.insert(
-            "settings".into(),
-            Value::Object(p.settings.clone().into_iter().collect()),
-        );
-        base.insert(
-            "thresholds".into(),
-            Value::Object(
-                p.thresholds
-                    .iter()
-                    .map(|(k, v)| (k.clone(), number_value(*v)))
-                    .collect(),
-            ),
-        );
-        base.insert("now".into(), Value::String(now.to_string()));
-        Vars {
-            pack,
-            engine,
-            base,
-            rhai_cache: RefCell::new(BTreeMap::new()),
-            jinja_cache: RefCell::new(None),
-        }
-    }
-
-    /// A base variable.
-    pub fn get(&self, name: &str) -> &Value {
-        self.base.get(name).unwrap_or(&Value::Null)
+        Value::Object(deal)
     }
 
     /// The whole root, for JSONPath.
     pub fn root(&self) -> Value {
-        Value::Object(self.base.clone())
+        Value::Object(
+            NAMES
+                .iter()
+                .map(|n| (n.to_string(), self.get(n).clone()))
+                .collect(),
+        )
     }
 
-    fn scope(&self, uses: &[String], extras: &[(&str, &Value)]) -> Scope<'static> {
+    fn scope(
+        &self,
+        script: &crate::compile::CompiledScript,
+        extras: &[(&str, &Value)],
+    ) -> Scope<'static> {
         let mut scope = Scope::new();
-        for name in uses {
+        for name in &script.uses {
+            if name == "deal" && !extras.iter().any(|(n, _)| *n == "deal") {
+                scope.push_dynamic("deal", self.deal_dynamic(script.deal_fields.as_deref()));
+                continue;
+            }
             if let Some((_, v)) = extras.iter().find(|(n, _)| n == name) {
                 scope.push_dynamic(name.clone(), to_dynamic(v));
                 continue;
@@ -136,7 +251,7 @@ impl<'a> Vars<'a> {
             let mut cache = self.rhai_cache.borrow_mut();
             let dynamic = cache
                 .entry(name.clone())
-                .or_insert_with(|| to_dynamic(self.base.get(name).unwrap_or(&Value::Null)))
+                .or_insert_with(|| to_dynamic(self.get(name)))
                 .clone();
             scope.push_dynamic(name.clone(), dynamic);
         }
@@ -150,7 +265,7 @@ impl<'a> Vars<'a> {
             .scripts
             .get(pointer)
             .ok_or_else(|| format!("no compiled script at {pointer}"))?;
-        let mut scope = self.scope(&script.uses, extras);
+        let mut scope = self.scope(script, extras);
         let out: Dynamic = self
             .engine
             .eval_ast_with_scope(&mut scope, &script.ast)
@@ -177,12 +292,12 @@ impl<'a> Vars<'a> {
             .map_err(|e| format!("template at {pointer}: {e}"))?;
         let mut cache = self.jinja_cache.borrow_mut();
         let base = cache.get_or_insert_with(|| {
-            self.base
+            NAMES
                 .iter()
-                .map(|(k, v)| {
+                .map(|k| {
                     (
-                        k.clone(),
-                        minijinja::Value::from(minijinja::value::Serde(v)),
+                        k.to_string(),
+                        minijinja::Value::from(minijinja::value::Serde(self.get(k))),
                     )
                 })
                 .collect()
