@@ -105,22 +105,6 @@ fn uses(code: &str, vars: &[String]) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::deal_fields;
-
-    #[test]
-    fn deal_fields_lists_dotted_reads_only() {
-        assert_eq!(
-            deal_fields(r#"deal.aws_opportunity_id == "" || deal.amount > 1"#),
-            Some(vec!["aws_opportunity_id".into(), "amount".into()])
-        );
-        assert_eq!(deal_fields("ideal.x + deal_name"), Some(vec![]));
-        assert_eq!(deal_fields("deal.keys().len() > 0"), None);
-        assert_eq!(deal_fields("deal[\"x\"]"), None);
-    }
-}
-
 /// Context variables a pack loads through `needs`, and how to ask for each.
 const NEEDED_VARIABLES: &[(&str, &str)] = &[
     ("opportunity", "add `opportunity: true` under `needs`"),
@@ -814,5 +798,21 @@ fn model_path(shape: &str, root: &str, rest: &[&str]) -> Option<Diagnostic> {
         }
         // Indexing and deeper access into scalars are left to run time.
         Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::deal_fields;
+
+    #[test]
+    fn deal_fields_lists_dotted_reads_only() {
+        assert_eq!(
+            deal_fields(r#"deal.aws_opportunity_id == "" || deal.amount > 1"#),
+            Some(vec!["aws_opportunity_id".into(), "amount".into()])
+        );
+        assert_eq!(deal_fields("ideal.x + deal_name"), Some(vec![]));
+        assert_eq!(deal_fields("deal.keys().len() > 0"), None);
+        assert_eq!(deal_fields("deal[\"x\"]"), None);
     }
 }

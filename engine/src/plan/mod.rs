@@ -384,7 +384,7 @@ impl<'a> PackRun<'a> {
                     let about_this = self.event.property.as_ref().is_none_or(|c| c.name == *prop);
                     if m.unmapped_note.is_some() && about_this {
                         let note_at = format!("{at}/unmapped_note");
-                        let value = input.unwrap_or(Value::Null);
+                        let value = input.clone().unwrap_or_default();
                         match self.vars.render(&note_at, &[("value", &value)]) {
                             Ok(body) => {
                                 if let Some(deal_id) = self.deal_id() {

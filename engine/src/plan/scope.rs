@@ -169,13 +169,13 @@ impl<'a> Vars<'a> {
                 );
             }
         }
-        if let Some(change) = &self.event.property {
-            if !map.contains_key(change.name.as_str()) {
-                map.insert(
-                    change.name.as_str().into(),
-                    Dynamic::from(self.deal_property(&change.name)),
-                );
-            }
+        if let Some(change) = &self.event.property
+            && !map.contains_key(change.name.as_str())
+        {
+            map.insert(
+                change.name.as_str().into(),
+                Dynamic::from(self.deal_property(&change.name)),
+            );
         }
         map.insert(
             "id".into(),
