@@ -37,6 +37,9 @@ pub struct CompiledPack {
     pub script_files: Vec<PathBuf>,
     /// The model shape of each Partner Central field the pack writes, resolved once.
     pub targets: HashMap<String, &'static crate::partner_central::Shape>,
+    /// The variables each template reads, by template pointer (only those are
+    /// converted when it renders).
+    pub template_uses: HashMap<String, Vec<String>>,
 }
 
 impl std::fmt::Debug for CompiledPack {
@@ -177,6 +180,7 @@ pub fn compile(
         templates: template::environment(),
         watches: IndexMap::new(),
         script_files: Vec::new(),
+        template_uses: HashMap::new(),
     };
     c.run(sources);
     let Compiler {
@@ -185,6 +189,7 @@ pub fn compile(
         templates,
         watches,
         script_files,
+        template_uses,
         ..
     } = c;
     if diagnostics.iter().any(Diagnostic::is_error) {
@@ -207,6 +212,7 @@ pub fn compile(
         })
         .collect();
     let compiled = CompiledPack {
+        template_uses,
         targets,
         pack,
         file,
@@ -231,6 +237,7 @@ struct Compiler<'a> {
     templates: Environment<'static>,
     watches: IndexMap<String, JpQuery>,
     script_files: Vec<PathBuf>,
+    template_uses: HashMap<String, Vec<String>>,
 }
 
 impl Compiler<'_> {
@@ -620,6 +627,12 @@ impl Compiler<'_> {
             .expect("just added");
         let mut names: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
         names.sort();
+        let mut roots: Vec<String> = names
+            .iter()
+            .map(|n| n.split('.').next().unwrap_or_default().to_string())
+            .collect();
+        roots.dedup();
+        self.template_uses.insert(site.pointer.clone(), roots);
         for name in names {
             if let Some(mut d) = self.check_reference(&name, &site.vars) {
                 let at = source.find(&name).unwrap_or(0);

@@ -290,30 +290,29 @@ impl<'a> Vars<'a> {
             .templates
             .get_template(pointer)
             .map_err(|e| format!("template at {pointer}: {e}"))?;
+        // Convert only what this template reads: base variables once per pack run,
+        // place variables (`value`, `item`, watches…) per render.
+        let uses = self.pack.template_uses.get(pointer);
         let mut cache = self.jinja_cache.borrow_mut();
-        let base = cache.get_or_insert_with(|| {
-            NAMES
-                .iter()
-                .map(|k| {
-                    (
-                        k.to_string(),
-                        minijinja::Value::from(minijinja::value::Serde(self.get(k))),
-                    )
-                })
-                .collect()
-        });
-        let ctx = if extras.is_empty() {
-            minijinja::Value::from_object(base.clone())
-        } else {
-            let mut all = base.clone();
-            for (k, v) in extras {
-                all.insert(
-                    (*k).to_string(),
+        let cache = cache.get_or_insert_with(BTreeMap::new);
+        let mut vars: BTreeMap<String, minijinja::Value> = BTreeMap::new();
+        for name in uses.into_iter().flatten() {
+            if let Some((_, v)) = extras.iter().find(|(n, _)| n == name) {
+                vars.insert(
+                    name.clone(),
                     minijinja::Value::from(minijinja::value::Serde(v)),
                 );
+            } else if NAMES.contains(&name.as_str()) {
+                let v = cache
+                    .entry(name.clone())
+                    .or_insert_with(|| {
+                        minijinja::Value::from(minijinja::value::Serde(self.get(name)))
+                    })
+                    .clone();
+                vars.insert(name.clone(), v);
             }
-            minijinja::Value::from_object(all)
-        };
+        }
+        let ctx = minijinja::Value::from_object(vars);
         template.render(ctx).map_err(|e| {
             let mut text = format!("template at {pointer}: {}", e.kind());
             if let Some(detail) = e.detail() {
