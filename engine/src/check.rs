@@ -291,11 +291,7 @@ impl Checker<'_> {
                             shape,
                             candidates,
                         }) => {
-                            let mut d = Diagnostic::error(
-                                Code::UnknownFieldPath,
-                                format!("`{member}` is not a field of `{shape}`"),
-                            );
-                            d.help = did_you_mean(&member, candidates.iter().copied());
+                            let d = unknown_member(None, &member, &shape, &candidates);
                             self.push(d, self.at_value(&at));
                         }
                         Err(_) => {}
@@ -567,6 +563,23 @@ impl Checker<'_> {
         d.help = did_you_mean(value, values.iter().copied()).or(d.help);
         self.push(d, self.at_value(pointer));
     }
+}
+
+/// "`member` is not a field of `Shape`", with a suggestion; `path` names the whole
+/// path written, when it helps.
+pub(crate) fn unknown_member(
+    path: Option<&str>,
+    member: &str,
+    shape: &str,
+    candidates: &[&'static str],
+) -> Diagnostic {
+    let message = match path {
+        Some(path) => format!("`{path}`: `{member}` is not a field of `{shape}`"),
+        None => format!("`{member}` is not a field of `{shape}`"),
+    };
+    let mut d = Diagnostic::error(Code::UnknownFieldPath, message);
+    d.help = did_you_mean(member, candidates.iter().copied());
+    d
 }
 
 fn invalid_enum(value: &str, shape: &Shape, field: &str) -> Diagnostic {

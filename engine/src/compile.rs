@@ -801,14 +801,12 @@ fn model_path(shape: &str, root: &str, rest: &[&str]) -> Option<Diagnostic> {
             member,
             shape,
             candidates,
-        }) => {
-            let mut d = Diagnostic::error(
-                Code::UnknownFieldPath,
-                format!("`{root}.{path}`: `{member}` is not a field of `{shape}`"),
-            );
-            d.help = did_you_mean(&member, candidates.iter().copied());
-            Some(d)
-        }
+        }) => Some(crate::check::unknown_member(
+            Some(&format!("{root}.{path}")),
+            &member,
+            &shape,
+            &candidates,
+        )),
         // Indexing and deeper access into scalars are left to run time.
         Err(_) => None,
     }

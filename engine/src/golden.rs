@@ -96,6 +96,9 @@ pub struct StepResult {
     pub plan: Plan,
     /// Why it failed: a diff or an error. `None` when it passed.
     pub failure: Option<String>,
+    /// Whether the step was evaluated (false when its event or time was unusable,
+    /// so there is no actual output to bless).
+    pub ran: bool,
 }
 
 /// The result of one case.
@@ -111,6 +114,11 @@ impl CaseResult {
     /// Whether every step passed.
     pub fn passed(&self) -> bool {
         self.steps.iter().all(|s| s.failure.is_none())
+    }
+
+    /// Whether `--bless` can fix the case: every failing step produced output.
+    pub fn blessable(&self) -> bool {
+        self.steps.iter().all(|s| s.failure.is_none() || s.ran)
     }
 }
 
@@ -259,6 +267,7 @@ fn run_case(rules: &RuleSet, index: usize, case: &CaseSpec) -> CaseResult {
                     actual: Vec::new(),
                     plan: Plan::default(),
                     failure: Some("a case has either `now`/`event`/`expect` or a `timeline`, not both or neither".into()),
+                    ran: false,
                 }],
             };
         }
@@ -286,6 +295,7 @@ fn run_step(
         actual: Vec::new(),
         plan: Plan::default(),
         failure: Some(failure),
+        ran: false,
     };
     let now = match Timestamp::from_str(&step.now) {
         Ok(t) => t,
@@ -344,6 +354,7 @@ fn run_step(
         actual,
         plan,
         failure,
+        ran: true,
     }
 }
 
@@ -559,6 +570,7 @@ mod tests {
                 }],
             },
             failure: Some("differs".into()),
+            ran: true,
         };
         let out = bless(
             text,

@@ -49,7 +49,8 @@ pub fn run(
         }
         for case in &result.cases {
             let ok = case.passed();
-            let status = match (ok, bless) {
+            let blessing = bless && case.blessable();
+            let status = match (ok, blessing) {
                 (true, _) => paint("ok", "32", color),
                 (false, true) => paint("blessed", "33", color),
                 (false, false) => paint("FAILED", "31", color),
@@ -57,7 +58,7 @@ pub fn run(
             println!("test {} :: {} ... {status}", file.display(), case.name);
             if ok {
                 passed += 1;
-            } else if bless {
+            } else if blessing {
                 blessed += 1;
             } else {
                 failed += 1;

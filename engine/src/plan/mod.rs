@@ -291,12 +291,7 @@ impl<'a> PackRun<'a> {
     }
 
     fn deal_id(&self) -> Option<String> {
-        self.ctx
-            .deal
-            .as_ref()
-            .map(|d| d.id.clone())
-            .or_else(|| self.event.deal_id.clone())
-            .filter(|id| !id.is_empty())
+        self.vars.deal_id()
     }
 
     fn opportunity_id(&self) -> Option<String> {

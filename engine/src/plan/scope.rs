@@ -125,12 +125,14 @@ impl<'a> Vars<'a> {
             .unwrap_or_default()
     }
 
-    fn deal_id(&self) -> Option<String> {
+    /// The deal the event is about: the loaded deal's id, else the event's.
+    pub fn deal_id(&self) -> Option<String> {
         self.ctx
             .deal
             .as_ref()
             .map(|d| d.id.clone())
             .or_else(|| self.event.deal_id.clone())
+            .filter(|id| !id.is_empty())
     }
 
     /// `deal` as a Rhai map, built straight from the snapshot (no JSON in between:
