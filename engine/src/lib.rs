@@ -10,7 +10,8 @@ pub mod diagnostic;
 pub mod embed;
 pub mod load;
 pub mod model;
-pub mod partner_central;
+/// The Partner Central model table (generated from AWS's service model).
+pub use pcsync_pc_model as partner_central;
 pub mod schema;
 pub mod script;
 pub mod source;

@@ -1,6 +1,10 @@
-//! The Partner Central Selling API's data model, as a table generated from the service
-//! model: field paths, enum values and string constraints. The checker uses it to
-//! reject paths and values Partner Central would refuse, before anything is sent.
+//! The Partner Central Selling API's data model, as a table generated from AWS's
+//! service model: shapes, members, enum values and string constraints, plus field
+//! path resolution. It is AWS's data, not pcsync's reading of it, which is why both
+//! the engine (to check packs) and the sandbox (to validate requests) use it while
+//! sharing no code otherwise.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 #[rustfmt::skip]
 mod generated;
