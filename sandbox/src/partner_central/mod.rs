@@ -1,0 +1,264 @@
+//! Partner Central Selling API over AWS JSON 1.0: `POST /`, the operation in
+//! `X-Amz-Target: AWSPartnerCentralSelling.<Op>`, `application/x-amz-json-1.0`
+//! bodies, errors as `{"__type": …, "Message": …}` with the model's HTTP status
+//! (reference §1, §2, §10). Every rule enforced here is one Partner Central states;
+//! each cites its source.
+
+mod opportunity;
+mod validate;
+
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::{Value, json};
+
+pub use opportunity::Store;
+pub use validate::{FieldError, validate};
+
+/// The service's request quotas (developer guide "Quotas": writes 1/s, reads 10/s
+/// per partner account). `None` switches a quota off, for tests that are not about
+/// throttling.
+#[derive(Debug, Clone, Copy)]
+pub struct Quotas {
+    /// Write operations per second.
+    pub writes_per_second: Option<u32>,
+    /// Read operations per second.
+    pub reads_per_second: Option<u32>,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            writes_per_second: Some(1),
+            reads_per_second: Some(10),
+        }
+    }
+}
+
+/// An error as the service returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceError {
+    /// The exception's short name (`ConflictException`).
+    pub kind: &'static str,
+    /// The HTTP status the model gives it.
+    pub status: StatusCode,
+    /// The message.
+    pub message: String,
+    /// For `ValidationException`: `Reason` and `ErrorList`.
+    pub validation: Option<(&'static str, Vec<FieldError>)>,
+}
+
+impl ServiceError {
+    /// `ValidationException` (400) with `REQUEST_VALIDATION_FAILED` or
+    /// `BUSINESS_VALIDATION_FAILED` and the field errors.
+    pub fn validation(
+        reason: &'static str,
+        message: impl Into<String>,
+        errors: Vec<FieldError>,
+    ) -> Self {
+        ServiceError {
+            kind: "ValidationException",
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            validation: Some((reason, errors)),
+        }
+    }
+
+    /// `ConflictException` (409).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ServiceError {
+            kind: "ConflictException",
+            status: StatusCode::CONFLICT,
+            message: message.into(),
+            validation: None,
+        }
+    }
+
+    /// `ResourceNotFoundException` (404).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ServiceError {
+            kind: "ResourceNotFoundException",
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+            validation: None,
+        }
+    }
+
+    /// `ThrottlingException` (429): retried by the SDK.
+    pub fn throttled(message: impl Into<String>) -> Self {
+        ServiceError {
+            kind: "ThrottlingException",
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: message.into(),
+            validation: None,
+        }
+    }
+
+    fn body(&self) -> Value {
+        let mut body = json!({ "__type": self.kind, "Message": self.message });
+        if let Some((reason, errors)) = &self.validation {
+            body["Reason"] = json!(reason);
+            body["ErrorList"] = errors
+                .iter()
+                .map(|e| json!({ "FieldName": e.field, "Message": e.message, "Code": e.code }))
+                .collect();
+        }
+        body
+    }
+}
+
+/// The Partner Central side of the sandbox.
+pub struct PartnerCentral {
+    store: Mutex<Store>,
+    writes: Option<DefaultDirectRateLimiter>,
+    reads: Option<DefaultDirectRateLimiter>,
+}
+
+/// Operations counted against the write quota (developer guide "Quotas").
+const WRITES: &[&str] = &[
+    "CreateOpportunity",
+    "UpdateOpportunity",
+    "AssociateOpportunity",
+    "DisassociateOpportunity",
+    "RejectEngagementInvitation",
+    "AssignOpportunity",
+    "StartEngagementFromOpportunityTask",
+    "StartEngagementByAcceptingInvitationTask",
+];
+
+impl PartnerCentral {
+    /// A Partner Central with no data and these quotas.
+    pub fn new(quotas: Quotas) -> Arc<Self> {
+        let limiter = |n: Option<u32>| {
+            n.and_then(NonZeroU32::new)
+                .map(|n| RateLimiter::direct(Quota::per_second(n)))
+        };
+        Arc::new(PartnerCentral {
+            store: Mutex::new(Store::default()),
+            writes: limiter(quotas.writes_per_second),
+            reads: limiter(quotas.reads_per_second),
+        })
+    }
+
+    /// The HTTP routes.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/", post(handle))
+            .with_state(Arc::clone(self))
+    }
+
+    /// Direct access to the data, for the control API and tests.
+    pub fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        f(&mut self.store.lock().expect("the store lock is never poisoned"))
+    }
+
+    /// Runs one operation on a parsed request body.
+    pub fn call(&self, operation: &str, input: &Value) -> Result<Value, ServiceError> {
+        let limiter = if WRITES.contains(&operation) {
+            &self.writes
+        } else {
+            &self.reads
+        };
+        if limiter.as_ref().is_some_and(|l| l.check().is_err()) {
+            return Err(ServiceError::throttled("Rate exceeded"));
+        }
+        let input_shape = pcsync_pc_model::operation(operation).map(|o| o.input);
+        let Some(input_shape) = input_shape else {
+            return Err(ServiceError {
+                kind: "UnknownOperationException",
+                status: StatusCode::BAD_REQUEST,
+                message: format!("operation {operation} is not supported by this sandbox"),
+                validation: None,
+            });
+        };
+        let errors = validate(input_shape, input);
+        if !errors.is_empty() {
+            return Err(ServiceError::validation(
+                "REQUEST_VALIDATION_FAILED",
+                "Request validation failed",
+                errors,
+            ));
+        }
+        let catalog = input["Catalog"].as_str().unwrap_or_default();
+        if !matches!(catalog, "AWS" | "Sandbox") {
+            // Catalog: "Value space is validated at runtime against an allowlist" (model).
+            return Err(ServiceError::validation(
+                "REQUEST_VALIDATION_FAILED",
+                "Request validation failed",
+                vec![FieldError {
+                    field: "Catalog".into(),
+                    message: format!("`{catalog}` is not a catalog"),
+                    code: "INVALID_ENUM_VALUE",
+                }],
+            ));
+        }
+        let mut store = self.store.lock().expect("the store lock is never poisoned");
+        match operation {
+            "CreateOpportunity" => store.create(input),
+            "GetOpportunity" => store.get(input),
+            "UpdateOpportunity" => store.update(input),
+            "ListOpportunities" => store.list(input),
+            other => Err(ServiceError {
+                kind: "UnknownOperationException",
+                status: StatusCode::BAD_REQUEST,
+                message: format!("operation {other} is not supported by this sandbox"),
+                validation: None,
+            }),
+        }
+    }
+}
+
+async fn handle(
+    State(pc): State<Arc<PartnerCentral>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let result = match target.strip_prefix("AWSPartnerCentralSelling.") {
+        None => Err(ServiceError {
+            kind: "UnknownOperationException",
+            status: StatusCode::BAD_REQUEST,
+            message: format!("unknown X-Amz-Target `{target}`"),
+            validation: None,
+        }),
+        Some(operation) => match serde_json::from_slice::<Value>(&body) {
+            Ok(input) => pc.call(operation, &input),
+            Err(e) => Err(ServiceError {
+                kind: "SerializationException",
+                status: StatusCode::BAD_REQUEST,
+                message: format!("the body is not JSON: {e}"),
+                validation: None,
+            }),
+        },
+    };
+    let (status, body) = match result {
+        Ok(out) => (StatusCode::OK, out),
+        Err(e) => (e.status, e.body()),
+    };
+    let mut response = (status, body.to_string()).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    if let Ok(id) = HeaderValue::from_str(&request_id()) {
+        h.insert("x-amzn-requestid", id);
+    }
+    response
+}
+
+fn request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("sandbox-{:012}", NEXT.fetch_add(1, Ordering::Relaxed))
+}

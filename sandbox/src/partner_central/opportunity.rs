@@ -1,0 +1,689 @@
+//! Opportunities: creation with ClientToken idempotency, reads, full-replacement
+//! updates with optimistic locking and the review-status rules, listing.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use super::{FieldError, ServiceError};
+
+/// The partner account the sandbox plays.
+pub const ACCOUNT: &str = "123456789012";
+
+/// Members of an opportunity the partner writes (UpdateOpportunityRequest minus
+/// `Catalog`, `Identifier`, `LastModifiedDate`; reference §4.2).
+const CLIENT_MEMBERS: &[&str] = &[
+    "PrimaryNeedsFromAws",
+    "NationalSecurity",
+    "PartnerOpportunityIdentifier",
+    "Customer",
+    "Project",
+    "OpportunityType",
+    "Marketing",
+    "SoftwareRevenue",
+    "LifeCycle",
+];
+
+/// LifeCycle members AWS owns: an update does not clear them.
+const AWS_LIFECYCLE: &[&str] = &[
+    "ReviewStatus",
+    "ReviewComments",
+    "ReviewStatusReason",
+    "NextStepsHistory",
+];
+
+/// Editable while `Action Required` (developer guide "working with opportunity
+/// updates", reference §7 item 3; `Country` there is the model's `CountryCode`).
+const ACTION_REQUIRED_EDITABLE: &[&str] = &[
+    "Customer.Account.Address.City",
+    "Customer.Account.Address.CountryCode",
+    "Customer.Account.Address.PostalCode",
+    "Customer.Account.Address.StateOrRegion",
+    "Customer.Account.Address.StreetAddress",
+    "Customer.Account.WebsiteUrl",
+    "LifeCycle.TargetCloseDate",
+    "Project.ExpectedCustomerSpend",
+    "Project.CustomerBusinessProblem",
+    "PartnerOpportunityIdentifier",
+];
+
+/// Not updatable once `Approved` (reference §7 item 4).
+const APPROVED_LOCKED: &[&str] = &[
+    "Customer.Account.Address.CountryCode",
+    "Customer.Account.Address.PostalCode",
+    "Customer.Account.Industry",
+    "Customer.Account.WebsiteUrl",
+    "Project.CustomerBusinessProblem",
+    "PartnerOpportunityIdentifier",
+    "Project.Title",
+];
+
+/// One stored opportunity.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The record as GetOpportunity returns it.
+    pub record: Value,
+    /// `Origin` (not returned by GetOpportunity).
+    pub origin: String,
+}
+
+/// All opportunities, by id.
+#[derive(Debug, Default)]
+pub struct Store {
+    opportunities: BTreeMap<String, Stored>,
+    tokens: HashMap<String, (Value, Value)>,
+    next_id: u64,
+    last_modified: i64,
+}
+
+impl Store {
+    /// A stored opportunity.
+    pub fn opportunity(&self, id: &str) -> Option<&Stored> {
+        self.opportunities.get(id)
+    }
+
+    /// Every stored opportunity.
+    pub fn opportunities(&self) -> impl Iterator<Item = &Stored> {
+        self.opportunities.values()
+    }
+
+    /// A modification time strictly after the previous one, at millisecond
+    /// precision (the SDK re-serialises at microseconds, so never emit finer).
+    fn tick(&mut self) -> Timestamp {
+        let now = Timestamp::now()
+            .as_millisecond()
+            .max(self.last_modified + 1);
+        self.last_modified = now;
+        Timestamp::from_millisecond(now).expect("a current time is in range")
+    }
+
+    /// CreateOpportunity (model doc: idempotent on `ClientToken`; starts at
+    /// `Pending Submission`; `Origin` must be `Partner Referral` in the AWS catalog).
+    pub fn create(&mut self, input: &Value) -> Result<Value, ServiceError> {
+        let token = input["ClientToken"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut body = input.clone();
+        if let Some(obj) = body.as_object_mut() {
+            obj.remove("ClientToken");
+        }
+        if let Some((earlier, response)) = self.tokens.get(&token) {
+            return if *earlier == body {
+                Ok(response.clone())
+            } else {
+                // CreateOpportunity `ClientToken` doc.
+                Err(ServiceError::conflict(
+                    "Conflicting client token submitted for a new request body.",
+                ))
+            };
+        }
+        let catalog = input["Catalog"].as_str().unwrap_or_default().to_string();
+        let origin = input["Origin"]
+            .as_str()
+            .unwrap_or("Partner Referral")
+            .to_string();
+        if catalog == "AWS" && origin != "Partner Referral" {
+            return Err(business(
+                "Origin",
+                "must be `Partner Referral` in the AWS catalog",
+                "INVALID_VALUE",
+            ));
+        }
+        business_rules(input, None)?;
+        self.next_id += 1;
+        let id = format!("O{}", 5_000_000 + self.next_id);
+        let now = self.tick().to_string();
+        let mut record = Map::new();
+        record.insert("Catalog".into(), json!(catalog));
+        record.insert("Id".into(), json!(id));
+        record.insert(
+            "Arn".into(),
+            json!(format!(
+                "arn:aws:partnercentral:us-east-1:{ACCOUNT}:catalog/{catalog}/opportunity/{id}"
+            )),
+        );
+        record.insert("CreatedDate".into(), json!(now));
+        record.insert("LastModifiedDate".into(), json!(now));
+        record.insert("RelatedEntityIdentifiers".into(), json!({}));
+        for member in CLIENT_MEMBERS.iter().chain(&["OpportunityTeam"]) {
+            if let Some(v) = input.get(*member).filter(|v| !v.is_null()) {
+                record.insert((*member).to_string(), v.clone());
+            }
+        }
+        let lifecycle = record.entry("LifeCycle").or_insert_with(|| json!({}));
+        lifecycle["ReviewStatus"] = json!("Pending Submission");
+        let mut record = Value::Object(record);
+        coerce_target_company(&mut record);
+        let response = json!({
+            "Id": id,
+            "PartnerOpportunityIdentifier": input.get("PartnerOpportunityIdentifier").cloned().unwrap_or(Value::Null),
+            "LastModifiedDate": now,
+        });
+        self.opportunities.insert(id, Stored { record, origin });
+        self.tokens.insert(token, (body, response.clone()));
+        Ok(strip_nulls(response))
+    }
+
+    /// GetOpportunity.
+    pub fn get(&self, input: &Value) -> Result<Value, ServiceError> {
+        let stored = self.find(input, "Identifier")?;
+        Ok(stored.record.clone())
+    }
+
+    fn find(&self, input: &Value, key: &str) -> Result<&Stored, ServiceError> {
+        let id = input[key].as_str().unwrap_or_default();
+        let catalog = input["Catalog"].as_str().unwrap_or_default();
+        self.opportunities
+            .get(id)
+            .filter(|s| s.record["Catalog"] == catalog)
+            .ok_or_else(|| {
+                ServiceError::not_found(format!(
+                    "Opportunity {id} was not found in catalog {catalog}"
+                ))
+            })
+    }
+
+    /// UpdateOpportunity: a full replacement ("If any field is omitted, the API
+    /// assumes that the field is set to null", model doc) guarded by
+    /// `LastModifiedDate` (best practices, "Implementing optimistic locking").
+    pub fn update(&mut self, input: &Value) -> Result<Value, ServiceError> {
+        let stored = self.find(input, "Identifier")?.clone();
+        let given: Timestamp = input["LastModifiedDate"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|_| {
+                ServiceError::validation(
+                    "REQUEST_VALIDATION_FAILED",
+                    "Request validation failed",
+                    vec![],
+                )
+            })?;
+        let current: Timestamp = stored.record["LastModifiedDate"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or_default();
+        if given != current {
+            return Err(ServiceError::conflict(format!(
+                "The opportunity was modified at {current}; LastModifiedDate {given} is stale. Fetch it again with GetOpportunity."
+            )));
+        }
+        let status = stored
+            .record
+            .pointer("/LifeCycle/ReviewStatus")
+            .and_then(Value::as_str)
+            .unwrap_or("Pending Submission")
+            .to_string();
+        let catalog = stored.record["Catalog"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+
+        let mut next = stored.record.clone();
+        let next_obj = next.as_object_mut().expect("records are objects");
+        for member in CLIENT_MEMBERS {
+            match input.get(*member).filter(|v| !v.is_null()) {
+                Some(v) => next_obj.insert((*member).to_string(), v.clone()),
+                None => next_obj.remove(*member),
+            };
+        }
+        // AWS-owned lifecycle members survive a replacement; in the Sandbox catalog
+        // an update may set ReviewStatus to simulate AWS's review (testing-sandbox).
+        let requested_status = input
+            .pointer("/LifeCycle/ReviewStatus")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let lifecycle = next_obj.entry("LifeCycle").or_insert_with(|| json!({}));
+        for key in AWS_LIFECYCLE {
+            match stored.record.pointer(&format!("/LifeCycle/{key}")) {
+                Some(v) => lifecycle[*key] = v.clone(),
+                None => {
+                    if let Some(obj) = lifecycle.as_object_mut() {
+                        obj.remove(*key);
+                    }
+                }
+            }
+        }
+        let mut new_status = status.clone();
+        if let Some(requested) = requested_status.filter(|r| *r != status) {
+            if catalog == "Sandbox"
+                && matches!(
+                    requested.as_str(),
+                    "Approved" | "Action Required" | "Rejected"
+                )
+            {
+                new_status = requested;
+            } else {
+                return Err(business(
+                    "LifeCycle.ReviewStatus",
+                    "is set by AWS and cannot be updated",
+                    "ACTION_NOT_PERMITTED",
+                ));
+            }
+        }
+        lifecycle["ReviewStatus"] = json!(new_status);
+        if new_status != status {
+            if let Some(reason) = input.pointer("/LifeCycle/ReviewStatusReason") {
+                lifecycle["ReviewStatusReason"] = reason.clone();
+            }
+            if let Some(comments) = input.pointer("/LifeCycle/ReviewComments") {
+                lifecycle["ReviewComments"] = comments.clone();
+            }
+        }
+        coerce_target_company(&mut next);
+
+        // A status change alone (Sandbox simulation) is always allowed; other
+        // changes follow the review-status rules (reference §7).
+        let changed = changed_fields(&stored.record, &next);
+        if !changed.is_empty() {
+            let blocked = |fields: Vec<String>, why: &str| {
+                ServiceError::validation(
+                    "BUSINESS_VALIDATION_FAILED",
+                    format!("Opportunity is {status}: {why}"),
+                    fields
+                        .into_iter()
+                        .map(|f| FieldError {
+                            message: format!(
+                                "{f} cannot be updated while the opportunity is {status}"
+                            ),
+                            field: f,
+                            code: "ACTION_NOT_PERMITTED",
+                        })
+                        .collect(),
+                )
+            };
+            match status.as_str() {
+                "Submitted" | "In review" => {
+                    return Err(blocked(changed, "updates are blocked during AWS review"));
+                }
+                "Rejected" => return Err(blocked(changed, "a rejected opportunity is read-only")),
+                "Action Required" => {
+                    let bad: Vec<String> = changed
+                        .into_iter()
+                        .filter(|f| !covered(ACTION_REQUIRED_EDITABLE, f))
+                        .collect();
+                    if !bad.is_empty() {
+                        return Err(blocked(bad, "only the fields AWS asked about may change"));
+                    }
+                }
+                "Approved" => {
+                    let bad: Vec<String> = changed
+                        .into_iter()
+                        .filter(|f| covered(APPROVED_LOCKED, f))
+                        .collect();
+                    if !bad.is_empty() {
+                        return Err(blocked(bad, "these fields are locked after approval"));
+                    }
+                }
+                _ => {}
+            }
+            business_rules(input, Some(&stored.record))?;
+        }
+        let now = self.tick().to_string();
+        next["LastModifiedDate"] = json!(now);
+        let id = stored.record["Id"].clone();
+        if let Some(s) = self.opportunities.get_mut(id.as_str().unwrap_or_default()) {
+            s.record = next;
+        }
+        Ok(json!({ "Id": id, "LastModifiedDate": now }))
+    }
+
+    /// ListOpportunities: filters, sort (default LastModifiedDate descending),
+    /// `MaxResults` 1–100 (default 20), opaque `NextToken`, summaries only
+    /// (reference §4.4).
+    pub fn list(&self, input: &Value) -> Result<Value, ServiceError> {
+        let catalog = input["Catalog"].as_str().unwrap_or_default();
+        let strings = |key: &str| -> Option<Vec<&str>> {
+            input
+                .get(key)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+        };
+        let ids = strings("Identifier");
+        let stages = strings("LifeCycleStage");
+        let statuses = strings("LifeCycleReviewStatus");
+        let companies = strings("CustomerCompanyName");
+        let time = |v: Option<&Value>| {
+            v.and_then(Value::as_str)
+                .and_then(|s| s.parse::<Timestamp>().ok())
+        };
+        let after = time(input.pointer("/LastModifiedDate/AfterLastModifiedDate"));
+        let before = time(input.pointer("/LastModifiedDate/BeforeLastModifiedDate"));
+        let mut found: Vec<&Stored> = self
+            .opportunities
+            .values()
+            .filter(|s| s.record["Catalog"] == catalog)
+            .filter(|s| {
+                ids.as_ref()
+                    .is_none_or(|ids| ids.contains(&s.record["Id"].as_str().unwrap_or_default()))
+            })
+            .filter(|s| {
+                stages.as_ref().is_none_or(|v| {
+                    v.contains(
+                        &s.record
+                            .pointer("/LifeCycle/Stage")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default(),
+                    )
+                })
+            })
+            .filter(|s| {
+                statuses.as_ref().is_none_or(|v| {
+                    v.contains(
+                        &s.record
+                            .pointer("/LifeCycle/ReviewStatus")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default(),
+                    )
+                })
+            })
+            .filter(|s| {
+                companies.as_ref().is_none_or(|v| {
+                    v.contains(
+                        &s.record
+                            .pointer("/Customer/Account/CompanyName")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default(),
+                    )
+                })
+            })
+            .filter(|s| {
+                let modified = time(s.record.get("LastModifiedDate"));
+                // "returns opportunities created or updated on or after that date"
+                after.is_none_or(|a| modified.is_some_and(|m| m >= a))
+                    && before.is_none_or(|b| modified.is_some_and(|m| m <= b))
+            })
+            .collect();
+        let sort_by = input
+            .pointer("/Sort/SortBy")
+            .and_then(Value::as_str)
+            .unwrap_or("LastModifiedDate");
+        let ascending =
+            input.pointer("/Sort/SortOrder").and_then(Value::as_str) == Some("ASCENDING");
+        // Times sort as instants, not as text (fractional digits vary in length).
+        let key = |s: &Stored| -> (Option<Timestamp>, String) {
+            let r = &s.record;
+            let text = match sort_by {
+                "Identifier" => r.pointer("/Id"),
+                "CustomerCompanyName" => r.pointer("/Customer/Account/CompanyName"),
+                "CreatedDate" => r.pointer("/CreatedDate"),
+                "TargetCloseDate" => r.pointer("/LifeCycle/TargetCloseDate"),
+                _ => r.pointer("/LastModifiedDate"),
+            };
+            let text = text.and_then(Value::as_str).unwrap_or_default().to_string();
+            (text.parse::<Timestamp>().ok(), text)
+        };
+        found.sort_by_key(|s| key(s));
+        if !ascending {
+            found.reverse();
+        }
+        let max = input["MaxResults"].as_u64().unwrap_or(20) as usize;
+        let start = match input
+            .get("NextToken")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
+            None => 0,
+            Some(token) => token
+                .strip_prefix("page-")
+                .and_then(|n| n.parse::<usize>().ok())
+                .filter(|n| *n <= found.len())
+                .ok_or_else(|| {
+                    ServiceError::validation(
+                        "REQUEST_VALIDATION_FAILED",
+                        "Invalid NextToken",
+                        vec![FieldError {
+                            field: "NextToken".into(),
+                            message: "not a token this service issued".into(),
+                            code: "INVALID_VALUE",
+                        }],
+                    )
+                })?,
+        };
+        let page: Vec<Value> = found
+            .iter()
+            .skip(start)
+            .take(max)
+            .map(|s| summary(&s.record))
+            .collect();
+        let end = start + page.len();
+        let mut out = json!({ "OpportunitySummaries": page });
+        if end < found.len() {
+            out["NextToken"] = json!(format!("page-{end}"));
+        }
+        Ok(out)
+    }
+
+    /// Sets an opportunity's review status as AWS would (control API and tests).
+    pub fn set_review(
+        &mut self,
+        id: &str,
+        status: &str,
+        comments: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<Value, ServiceError> {
+        let now = self.tick().to_string();
+        let stored = self
+            .opportunities
+            .get_mut(id)
+            .ok_or_else(|| ServiceError::not_found(format!("Opportunity {id} was not found")))?;
+        let lifecycle = stored
+            .record
+            .as_object_mut()
+            .expect("records are objects")
+            .entry("LifeCycle")
+            .or_insert_with(|| json!({}));
+        lifecycle["ReviewStatus"] = json!(status);
+        for (key, value) in [("ReviewComments", comments), ("ReviewStatusReason", reason)] {
+            match value {
+                Some(v) => lifecycle[key] = json!(v),
+                None => {
+                    if let Some(obj) = lifecycle.as_object_mut() {
+                        obj.remove(key);
+                    }
+                }
+            }
+        }
+        stored.record["LastModifiedDate"] = json!(now);
+        Ok(stored.record.clone())
+    }
+}
+
+/// A `ValidationException` for a business rule on one field.
+fn business(field: &str, message: &str, code: &'static str) -> ServiceError {
+    ServiceError::validation(
+        "BUSINESS_VALIDATION_FAILED",
+        format!("{field} {message}"),
+        vec![FieldError {
+            field: field.into(),
+            message: format!("{field} {message}"),
+            code,
+        }],
+    )
+}
+
+/// Rules the documentation states beyond the model's shapes.
+fn business_rules(input: &Value, before: Option<&Value>) -> Result<(), ServiceError> {
+    let mut errors = Vec::new();
+    // ExpectedCustomerSpend.CurrencyCode: "Accepted values are USD and EUR."
+    if let Some(spend) = input
+        .pointer("/Project/ExpectedCustomerSpend")
+        .and_then(Value::as_array)
+    {
+        for (i, item) in spend.iter().enumerate() {
+            let code = item["CurrencyCode"].as_str().unwrap_or_default();
+            if !matches!(code, "USD" | "EUR") {
+                errors.push(FieldError {
+                    field: format!("Project.ExpectedCustomerSpend[{i}].CurrencyCode"),
+                    message: format!("`{code}` is not accepted; use USD or EUR"),
+                    code: "INVALID_VALUE",
+                });
+            }
+        }
+    }
+    // LifeCycle.TargetCloseDate must not be in the past (checked when it is set or
+    // changed, so an old opportunity can still be edited otherwise).
+    let date = input
+        .pointer("/LifeCycle/TargetCloseDate")
+        .and_then(Value::as_str);
+    let unchanged = before
+        .and_then(|b| b.pointer("/LifeCycle/TargetCloseDate"))
+        .and_then(Value::as_str)
+        == date;
+    if let Some(date) = date.filter(|_| !unchanged) {
+        let today = Timestamp::now()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .date();
+        if date.parse::<jiff::civil::Date>().is_ok_and(|d| d < today) {
+            errors.push(FieldError {
+                field: "LifeCycle.TargetCloseDate".into(),
+                message: "must not be in the past".into(),
+                code: "INVALID_VALUE",
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ServiceError::validation(
+            "BUSINESS_VALIDATION_FAILED",
+            "Business validation failed",
+            errors,
+        ))
+    }
+}
+
+/// `TargetCompany` "only accepts the value AWS. If any other value is provided, the
+/// system will automatically set it to AWS" (model doc), except `Self` with an
+/// `ExpectedContractDuration`.
+fn coerce_target_company(record: &mut Value) {
+    let has_duration = record
+        .pointer("/Project/ExpectedContractDuration")
+        .is_some();
+    if let Some(items) = record
+        .pointer_mut("/Project/ExpectedCustomerSpend")
+        .and_then(Value::as_array_mut)
+    {
+        for item in items {
+            if !(has_duration && item["TargetCompany"] == "Self") {
+                item["TargetCompany"] = json!("AWS");
+            }
+        }
+    }
+}
+
+/// Paths (dotted, with `[i]`) whose value differs between two records, among the
+/// members the partner writes.
+fn changed_fields(old: &Value, new: &Value) -> Vec<String> {
+    let mut a = BTreeMap::new();
+    let mut b = BTreeMap::new();
+    for member in CLIENT_MEMBERS {
+        leaves(old.get(*member).unwrap_or(&Value::Null), member, &mut a);
+        leaves(new.get(*member).unwrap_or(&Value::Null), member, &mut b);
+    }
+    for key in AWS_LIFECYCLE {
+        a.remove(&format!("LifeCycle.{key}"));
+        b.remove(&format!("LifeCycle.{key}"));
+        a.retain(|k, _| {
+            !k.starts_with(&format!("LifeCycle.{key}["))
+                && !k.starts_with(&format!("LifeCycle.{key}."))
+        });
+        b.retain(|k, _| {
+            !k.starts_with(&format!("LifeCycle.{key}["))
+                && !k.starts_with(&format!("LifeCycle.{key}."))
+        });
+    }
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect()
+}
+
+fn leaves(v: &Value, path: &str, out: &mut BTreeMap<String, Value>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                leaves(v, &format!("{path}.{k}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                leaves(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        Value::Null => {}
+        other => {
+            out.insert(path.to_string(), other.clone());
+        }
+    }
+}
+
+/// Whether a changed path is one of `fields` or inside one (indexes ignored).
+fn covered(fields: &[&str], path: &str) -> bool {
+    let plain: String = {
+        let mut out = String::new();
+        let mut skipping = false;
+        for c in path.chars() {
+            match c {
+                '[' => skipping = true,
+                ']' => skipping = false,
+                _ if !skipping => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    };
+    fields
+        .iter()
+        .any(|f| plain == *f || plain.starts_with(&format!("{f}.")))
+}
+
+/// The `OpportunitySummary` ListOpportunities returns (reference §4.4).
+fn summary(r: &Value) -> Value {
+    let pick = |src: Option<&Value>, keys: &[&str]| -> Value {
+        let mut m = Map::new();
+        if let Some(obj) = src.and_then(Value::as_object) {
+            for k in keys {
+                if let Some(v) = obj.get(*k) {
+                    m.insert((*k).to_string(), v.clone());
+                }
+            }
+        }
+        Value::Object(m)
+    };
+    let mut account = pick(
+        r.pointer("/Customer/Account"),
+        &["Industry", "OtherIndustry", "CompanyName", "WebsiteUrl"],
+    );
+    if let Some(address) = r.pointer("/Customer/Account/Address") {
+        account["Address"] = pick(
+            Some(address),
+            &["City", "PostalCode", "StateOrRegion", "CountryCode"],
+        );
+    }
+    strip_nulls(json!({
+        "Catalog": r["Catalog"],
+        "Id": r["Id"],
+        "Arn": r["Arn"],
+        "PartnerOpportunityIdentifier": r.get("PartnerOpportunityIdentifier"),
+        "OpportunityType": r.get("OpportunityType"),
+        "LastModifiedDate": r["LastModifiedDate"],
+        "CreatedDate": r["CreatedDate"],
+        "LifeCycle": pick(r.get("LifeCycle"), &["Stage", "ClosedLostReason", "NextSteps", "TargetCloseDate", "ReviewStatus", "ReviewComments", "ReviewStatusReason"]),
+        "Customer": { "Account": account },
+        "Project": pick(r.get("Project"), &["DeliveryModels", "ExpectedCustomerSpend", "ExpectedContractDuration"]),
+    }))
+}
+
+fn strip_nulls(mut v: Value) -> Value {
+    if let Some(obj) = v.as_object_mut() {
+        obj.retain(|_, v| !v.is_null());
+    }
+    v
+}

@@ -1,0 +1,557 @@
+//! Conformance: the real `aws-sdk-partnercentralselling` client against the
+//! sandbox over HTTP on 127.0.0.1, for each operation and each error path.
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_partnercentralselling as pc;
+use aws_sdk_partnercentralselling::config::Credentials;
+use aws_sdk_partnercentralselling::error::ProvideErrorMetadata;
+use pc::types::*;
+use pcsync_sandbox::{Options, Quotas, Sandbox};
+
+async fn sandbox(quotas: Quotas) -> Sandbox {
+    Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Options {
+            partner_central_quotas: quotas,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn no_quotas() -> Quotas {
+    Quotas {
+        writes_per_second: None,
+        reads_per_second: None,
+    }
+}
+
+async fn client(sandbox: &Sandbox, max_attempts: u32) -> pc::Client {
+    let conf = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&sandbox.partner_central_url)
+        .credentials_provider(Credentials::new(
+            "AKIDEXAMPLE",
+            "sandbox-secret",
+            None,
+            None,
+            "sandbox",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))
+        .load()
+        .await;
+    pc::Client::new(&conf)
+}
+
+fn project(problem: &str) -> Project {
+    Project::builder()
+        .title("Acme data platform")
+        .customer_business_problem(problem)
+        .expected_customer_spend(
+            ExpectedCustomerSpend::builder()
+                .amount("12500")
+                .currency_code(CurrencyCode::Usd)
+                .frequency(PaymentFrequency::Monthly)
+                .target_company("Acme")
+                .build()
+                .unwrap(),
+        )
+        .build()
+}
+
+fn customer() -> Customer {
+    Customer::builder()
+        .account(
+            Account::builder()
+                .company_name("Acme")
+                .industry(Industry::SoftwareInternet)
+                .website_url("https://acme.example")
+                .build()
+                .unwrap(),
+        )
+        .build()
+}
+
+async fn create(client: &pc::Client, token: &str) -> String {
+    client
+        .create_opportunity()
+        .catalog("Sandbox")
+        .client_token(token)
+        .origin(OpportunityOrigin::PartnerReferral)
+        .partner_opportunity_identifier("hubspot-101")
+        .customer(customer())
+        .project(project(
+            "Acme needs to consolidate five data silos into one lake",
+        ))
+        .life_cycle(
+            LifeCycle::builder()
+                .stage(Stage::Prospect)
+                .target_close_date("2030-12-31")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create succeeds")
+        .id
+}
+
+/// Sends back what GetOpportunity returned, changed by `edit` (full replacement).
+async fn update_with(
+    client: &pc::Client,
+    id: &str,
+    edit: impl FnOnce(
+        pc::types::builders::LifeCycleBuilder,
+        pc::types::builders::ProjectBuilder,
+    ) -> (LifeCycle, Project),
+) -> Result<
+    pc::operation::update_opportunity::UpdateOpportunityOutput,
+    pc::error::SdkError<pc::operation::update_opportunity::UpdateOpportunityError>,
+> {
+    let got = client
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier(id)
+        .send()
+        .await
+        .unwrap();
+    let lc = got.life_cycle().cloned().unwrap();
+    let pr = got.project().cloned().unwrap();
+    let lc_builder = LifeCycle::builder()
+        .set_stage(lc.stage().cloned())
+        .set_target_close_date(lc.target_close_date().map(str::to_string));
+    let pr_builder = Project::builder()
+        .set_title(pr.title().map(str::to_string))
+        .set_customer_business_problem(pr.customer_business_problem().map(str::to_string))
+        .set_expected_customer_spend(Some(pr.expected_customer_spend().to_vec()));
+    let (lc, pr) = edit(lc_builder, pr_builder);
+    client
+        .update_opportunity()
+        .catalog("Sandbox")
+        .identifier(id)
+        .last_modified_date(got.last_modified_date)
+        .set_customer(got.customer().cloned())
+        .partner_opportunity_identifier(got.partner_opportunity_identifier().unwrap_or_default())
+        .life_cycle(lc)
+        .project(pr)
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn create_then_get_returns_the_record_pending_submission() {
+    let sb = sandbox(no_quotas()).await;
+    let c = client(&sb, 1).await;
+    let id = create(&c, "t-1").await;
+    assert!(
+        id.starts_with('O') && id[1..].chars().all(|c| c.is_ascii_digit()),
+        "{id}"
+    );
+    let got = c
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.id, id);
+    assert_eq!(
+        got.life_cycle().unwrap().review_status(),
+        Some(&ReviewStatus::PendingSubmission)
+    );
+    assert_eq!(got.life_cycle().unwrap().stage(), Some(&Stage::Prospect));
+    // TargetCompany "only accepts the value AWS" and is coerced.
+    assert_eq!(
+        got.project().unwrap().expected_customer_spend()[0].target_company(),
+        "AWS"
+    );
+    assert!(
+        got.arn()
+            .unwrap()
+            .ends_with(&format!("catalog/Sandbox/opportunity/{id}"))
+    );
+}
+
+#[tokio::test]
+async fn client_token_makes_create_idempotent_and_rejects_a_different_body() {
+    let sb = sandbox(no_quotas()).await;
+    let c = client(&sb, 1).await;
+    let first = create(&c, "hubspot-deal-101").await;
+    let again = create(&c, "hubspot-deal-101").await;
+    assert_eq!(first, again);
+    let err = c
+        .create_opportunity()
+        .catalog("Sandbox")
+        .client_token("hubspot-deal-101")
+        .customer(customer())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ConflictException"));
+    assert_eq!(
+        err.message(),
+        Some("Conflicting client token submitted for a new request body.")
+    );
+    assert_eq!(
+        sb.partner_central.with_store(|s| s.opportunities().count()),
+        1
+    );
+}
+
+#[tokio::test]
+async fn update_replaces_the_whole_record_and_bumps_last_modified() {
+    let sb = sandbox(no_quotas()).await;
+    let c = client(&sb, 1).await;
+    let id = create(&c, "t-2").await;
+    let before = c
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    // Send only Project: Customer, LifeCycle and the identifier become null.
+    let out = c
+        .update_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .last_modified_date(before.last_modified_date)
+        .project(project("A different business problem, long enough"))
+        .send()
+        .await
+        .unwrap();
+    assert!(out.last_modified_date > before.last_modified_date);
+    let after = c
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert!(after.customer().is_none(), "omitted members become null");
+    assert!(after.partner_opportunity_identifier().is_none());
+    assert_eq!(
+        after.project().unwrap().customer_business_problem(),
+        Some("A different business problem, long enough")
+    );
+    assert_eq!(
+        after.life_cycle().unwrap().review_status(),
+        Some(&ReviewStatus::PendingSubmission),
+        "AWS-owned status survives"
+    );
+    assert_eq!(after.last_modified_date, out.last_modified_date);
+}
+
+#[tokio::test]
+async fn stale_last_modified_date_is_a_conflict_and_a_refetch_succeeds() {
+    let sb = sandbox(no_quotas()).await;
+    let c = client(&sb, 1).await;
+    let id = create(&c, "t-3").await;
+    let stale = c
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .send()
+        .await
+        .unwrap()
+        .last_modified_date;
+    update_with(&c, &id, |l, p| {
+        (l.stage(Stage::Qualified).build(), p.build())
+    })
+    .await
+    .unwrap();
+    let err = c
+        .update_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .last_modified_date(stale)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err.into_service_error(),
+        pc::operation::update_opportunity::UpdateOpportunityError::ConflictException(_)
+    ));
+    update_with(&c, &id, |l, p| {
+        (l.stage(Stage::TechnicalValidation).build(), p.build())
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn updates_are_blocked_while_submitted_or_in_review() {
+    let sb = sandbox(no_quotas()).await;
+    let c = client(&sb, 1).await;
+    let id = create(&c, "t-4").await;
+    for status in ["Submitted", "In review", "Rejected"] {
+        sb.partner_central
+            .with_store(|s| s.set_review(&id, status, None, None))
+            .unwrap();
+        let err = update_with(&c, &id, |l, p| {
+            (l.stage(Stage::Committed).build(), p.build())
+        })
+        .await
+        .unwrap_err();
+        match err.into_service_error() {
+            pc::operation::update_opportunity::UpdateOpportunityError::ValidationException(v) => {
+                assert_eq!(
+                    v.reason(),
+                    &ValidationExceptionReason::BusinessValidationFailed,
+                    "{status}"
+                );
+                assert_eq!(
+                    v.error_list()[0].field_name(),
+                    Some("LifeCycle.Stage"),
+                    "{status}"
+                );
+                assert_eq!(
+                    v.error_list()[0].code(),
+                    &ValidationExceptionErrorCode::ActionNotPermitted
+                );
+            }
+            other => panic!("{status}: expected a ValidationException, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn action_required_allows_only_the_listed_fields() {
+    let sb = sandbox(no_quotas()).await;
+    let c = client(&sb, 1).await;
+    let id = create(&c, "t-5").await;
+    sb.partner_central
+        .with_store(|s| {
+            s.set_review(
+                &id,
+                "Action Required",
+                Some("Add the website"),
+                Some("Missing info"),
+            )
+        })
+        .unwrap();
+    update_with(&c, &id, |l, p| {
+        (l.target_close_date("2031-01-31").build(), p.build())
+    })
+    .await
+    .expect("close date is editable");
+    let err = update_with(&c, &id, |l, p| {
+        (l.stage(Stage::Committed).build(), p.build())
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Some("ValidationException"));
+    let got = c
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.life_cycle().unwrap().review_comments(),
+        Some("Add the website"),
+        "AWS comments survive updates"
+    );
+}
+
+#[tokio::test]
+async fn approved_locks_title_but_not_stage() {
+    let sb = sandbox(no_quotas()).await;
+    let c = client(&sb, 1).await;
+    let id = create(&c, "t-6").await;
+    sb.partner_central
+        .with_store(|s| s.set_review(&id, "Approved", None, None))
+        .unwrap();
+    update_with(&c, &id, |l, p| {
+        (l.stage(Stage::Committed).build(), p.build())
+    })
+    .await
+    .expect("stage stays editable");
+    let err = update_with(&c, &id, |l, p| (l.build(), p.title("A new title").build()))
+        .await
+        .unwrap_err();
+    match err.into_service_error() {
+        pc::operation::update_opportunity::UpdateOpportunityError::ValidationException(v) => {
+            assert_eq!(v.error_list()[0].field_name(), Some("Project.Title"));
+        }
+        other => panic!("expected a ValidationException, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sandbox_catalog_simulates_review_through_update() {
+    let sb = sandbox(no_quotas()).await;
+    let c = client(&sb, 1).await;
+    let id = create(&c, "t-7").await;
+    update_with(&c, &id, |l, p| {
+        (l.review_status(ReviewStatus::Approved).build(), p.build())
+    })
+    .await
+    .unwrap();
+    let got = c
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.life_cycle().unwrap().review_status(),
+        Some(&ReviewStatus::Approved)
+    );
+}
+
+#[tokio::test]
+async fn validation_lists_every_bad_field() {
+    let sb = sandbox(no_quotas()).await;
+    let c = client(&sb, 1).await;
+    let err = c
+        .create_opportunity()
+        .catalog("Sandbox")
+        .client_token("t-8")
+        .project(project("too short"))
+        .life_cycle(
+            LifeCycle::builder()
+                .stage(Stage::from("Closed Won"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    match err.into_service_error() {
+        pc::operation::create_opportunity::CreateOpportunityError::ValidationException(v) => {
+            assert_eq!(
+                v.reason(),
+                &ValidationExceptionReason::RequestValidationFailed
+            );
+            let fields: Vec<(&str, &ValidationExceptionErrorCode)> = v
+                .error_list()
+                .iter()
+                .map(|e| (e.field_name().unwrap_or_default(), e.code()))
+                .collect();
+            assert!(
+                fields.contains(&(
+                    "Project.CustomerBusinessProblem",
+                    &ValidationExceptionErrorCode::InvalidStringFormat
+                )),
+                "{fields:?}"
+            );
+            assert!(
+                fields.contains(&(
+                    "LifeCycle.Stage",
+                    &ValidationExceptionErrorCode::InvalidEnumValue
+                )),
+                "{fields:?}"
+            );
+        }
+        other => panic!("expected a ValidationException, got {other:?}"),
+    }
+    // The SDK does not check required inputs; the service does.
+    let err = c
+        .get_opportunity()
+        .identifier("O1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ValidationException"));
+}
+
+#[tokio::test]
+async fn unknown_opportunity_is_not_found() {
+    let sb = sandbox(no_quotas()).await;
+    let c = client(&sb, 1).await;
+    let err = c
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier("O999")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err.into_service_error(),
+        pc::operation::get_opportunity::GetOpportunityError::ResourceNotFoundException(_)
+    ));
+}
+
+#[tokio::test]
+async fn writes_over_one_per_second_are_throttled_and_the_sdk_retries_them() {
+    let sb = sandbox(Quotas {
+        writes_per_second: Some(1),
+        reads_per_second: Some(10),
+    })
+    .await;
+    let no_retry = client(&sb, 1).await;
+    create(&no_retry, "t-9").await;
+    let err = no_retry
+        .create_opportunity()
+        .catalog("Sandbox")
+        .client_token("t-10")
+        .customer(customer())
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err.into_service_error(),
+        pc::operation::create_opportunity::CreateOpportunityError::ThrottlingException(_)
+    ));
+    // With the SDK's standard retries (exponential backoff with jitter) the write
+    // goes through once the quota allows it.
+    let retrying = client(&sb, 6).await;
+    create(&retrying, "t-11").await;
+}
+
+#[tokio::test]
+async fn list_pages_sorts_and_filters_by_modification_time() {
+    let sb = sandbox(no_quotas()).await;
+    let c = client(&sb, 1).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(create(&c, &format!("list-{i}")).await);
+    }
+    let items: Vec<OpportunitySummary> = c
+        .list_opportunities()
+        .catalog("Sandbox")
+        .max_results(2)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap();
+    let listed: Vec<String> = items
+        .iter()
+        .filter_map(|s| s.id().map(str::to_string))
+        .collect();
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(
+        listed, newest_first,
+        "default sort is LastModifiedDate descending"
+    );
+    assert!(items[0].project().is_some() && items[0].life_cycle().is_some());
+
+    let third = c
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&ids[2])
+        .send()
+        .await
+        .unwrap()
+        .last_modified_date;
+    let since = c
+        .list_opportunities()
+        .catalog("Sandbox")
+        .last_modified_date(
+            LastModifiedDate::builder()
+                .after_last_modified_date(third)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        since.opportunity_summaries().len(),
+        3,
+        "AfterLastModifiedDate is inclusive"
+    );
+}
