@@ -96,13 +96,13 @@ fn check(shape_name: &str, value: &Value, path: &str, errors: &mut Vec<FieldErro
                     "INVALID_STRING_FORMAT",
                 );
             }
-            if let Some(re) = rules.pattern.and_then(pattern) {
-                if !re.is_match(text) {
-                    fail(
-                        format!("does not match {}", rules.pattern.unwrap_or_default()),
-                        "INVALID_STRING_FORMAT",
-                    );
-                }
+            if let Some(re) = rules.pattern.and_then(pattern)
+                && !re.is_match(text)
+            {
+                fail(
+                    format!("does not match {}", rules.pattern.unwrap_or_default()),
+                    "INVALID_STRING_FORMAT",
+                );
             }
         }
         ShapeKind::Integer { min, max } => match value.as_i64() {
