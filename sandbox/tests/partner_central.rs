@@ -555,3 +555,289 @@ async fn list_pages_sorts_and_filters_by_modification_time() {
         "AfterLastModifiedDate is inclusive"
     );
 }
+
+#[tokio::test]
+async fn solutions_list_filters_pages_and_associate_checks_existence() {
+    let sb = sandbox(no_quotas()).await;
+    sb.partner_central.with_store(|s| {
+        for i in 1..=5 {
+            let category = if i % 2 == 0 {
+                "Consulting Service"
+            } else {
+                "Software Product"
+            };
+            s.add_solution(
+                "Sandbox",
+                &format!("S-000000{i}"),
+                &format!("Solution {i}"),
+                category,
+                "Active",
+            );
+        }
+        s.add_solution(
+            "Sandbox",
+            "S-0000009",
+            "Retired",
+            "Software Product",
+            "Inactive",
+        );
+    });
+    let c = client(&sb, 1).await;
+    let active: Vec<SolutionBase> = c
+        .list_solutions()
+        .catalog("Sandbox")
+        .status(SolutionStatus::Active)
+        .max_results(2)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap();
+    assert_eq!(active.len(), 5);
+    assert_eq!(
+        active[0].id(),
+        "S-0000005",
+        "default sort: Identifier descending"
+    );
+    let consulting = c
+        .list_solutions()
+        .catalog("Sandbox")
+        .category("Consulting Service")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(consulting.solution_summaries().len(), 2);
+
+    let id = create(&c, "assoc").await;
+    c.associate_opportunity()
+        .catalog("Sandbox")
+        .opportunity_identifier(&id)
+        .related_entity_type(RelatedEntityType::Solutions)
+        .related_entity_identifier("S-0000001")
+        .send()
+        .await
+        .unwrap();
+    let got = c
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.related_entity_identifiers().unwrap().solutions(),
+        ["S-0000001"]
+    );
+    let err = c
+        .associate_opportunity()
+        .catalog("Sandbox")
+        .opportunity_identifier(&id)
+        .related_entity_type(RelatedEntityType::Solutions)
+        .related_entity_identifier("S-7777777")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ResourceNotFoundException"));
+}
+
+#[tokio::test]
+async fn submission_creates_engagement_summary_and_snapshots() {
+    let sb = sandbox(no_quotas()).await;
+    let c = client(&sb, 1).await;
+    let id = create(&c, "submit").await;
+    let err = c
+        .get_aws_opportunity_summary()
+        .catalog("Sandbox")
+        .related_opportunity_identifier(&id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some("ResourceNotFoundException"),
+        "no AWS view before submission"
+    );
+
+    let task = c
+        .start_engagement_from_opportunity_task()
+        .catalog("Sandbox")
+        .client_token("submit-1")
+        .identifier(&id)
+        .aws_submission(
+            AwsSubmission::builder()
+                .involvement_type(SalesInvolvementType::CoSell)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(task.task_status(), Some(&TaskStatus::Complete));
+    let engagement = task.engagement_id().unwrap().to_string();
+    assert!(
+        regex::Regex::new("^eng-[0-9a-z]{14}$")
+            .unwrap()
+            .is_match(&engagement),
+        "{engagement}"
+    );
+    assert!(task.task_id().unwrap().starts_with("task-"));
+    let again = c
+        .start_engagement_from_opportunity_task()
+        .catalog("Sandbox")
+        .client_token("submit-1")
+        .identifier(&id)
+        .aws_submission(
+            AwsSubmission::builder()
+                .involvement_type(SalesInvolvementType::CoSell)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.engagement_id(),
+        Some(engagement.as_str()),
+        "the client token makes it idempotent"
+    );
+
+    let got = c
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.life_cycle().unwrap().review_status(),
+        Some(&ReviewStatus::Submitted)
+    );
+    let summary = c
+        .get_aws_opportunity_summary()
+        .catalog("Sandbox")
+        .related_opportunity_identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.involvement_type(),
+        Some(&SalesInvolvementType::CoSell)
+    );
+    assert_eq!(
+        summary.insights().unwrap().engagement_score(),
+        Some(&EngagementScore::Low)
+    );
+
+    let assoc = c
+        .list_engagement_resource_associations()
+        .catalog("Sandbox")
+        .resource_identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        assoc.engagement_resource_association_summaries()[0].engagement_id(),
+        Some(engagement.as_str())
+    );
+
+    // AWS assigns a seller and scores it: a new snapshot revision each time.
+    sb.partner_central
+        .with_store(|s| {
+            s.edit_summary(&id, |v| {
+                v["OpportunityTeam"] = serde_json::json!([{"FirstName": "Sam", "LastName": "Seller", "Email": "sam@amazon.example", "BusinessTitle": "AWSSalesRep"}]);
+                v["Insights"]["OpportunityQuality"] = serde_json::json!({"Score": 82, "Trend": "Improving"});
+            })
+        })
+        .unwrap();
+    let summary = c
+        .get_aws_opportunity_summary()
+        .catalog("Sandbox")
+        .related_opportunity_identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.opportunity_team()[0].business_title(),
+        Some(&AwsMemberBusinessTitle::AwsSalesRep)
+    );
+    assert_eq!(
+        summary
+            .insights()
+            .unwrap()
+            .opportunity_quality()
+            .unwrap()
+            .score(),
+        Some(82)
+    );
+
+    let snapshots = c
+        .list_resource_snapshots()
+        .catalog("Sandbox")
+        .engagement_identifier(&engagement)
+        .resource_snapshot_template_identifier("OpportunitySummaryView")
+        .send()
+        .await
+        .unwrap();
+    let revisions: Vec<i32> = snapshots
+        .resource_snapshot_summaries()
+        .iter()
+        .filter_map(|s| s.revision())
+        .collect();
+    assert_eq!(revisions, [1, 2]);
+    let latest = c
+        .get_resource_snapshot()
+        .catalog("Sandbox")
+        .engagement_identifier(&engagement)
+        .resource_type(ResourceType::Opportunity)
+        .resource_identifier(&id)
+        .resource_snapshot_template_identifier("OpportunitySummaryView")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(latest.revision(), Some(2));
+    match latest.payload() {
+        Some(ResourceSnapshotPayload::OpportunitySummary(view)) => {
+            assert_eq!(
+                view.lifecycle().unwrap().review_status(),
+                Some(&ReviewStatus::Submitted)
+            );
+        }
+        other => panic!("expected an OpportunitySummary payload, got {other:?}"),
+    }
+    let first = c
+        .get_resource_snapshot()
+        .catalog("Sandbox")
+        .engagement_identifier(&engagement)
+        .resource_type(ResourceType::Opportunity)
+        .resource_identifier(&id)
+        .resource_snapshot_template_identifier("AwsOpportunitySummaryFullView")
+        .revision(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(
+        first.payload(),
+        Some(ResourceSnapshotPayload::AwsOpportunitySummaryFullView(_))
+    ));
+
+    let err = c
+        .start_engagement_from_opportunity_task()
+        .catalog("Sandbox")
+        .client_token("submit-2")
+        .identifier(&id)
+        .aws_submission(
+            AwsSubmission::builder()
+                .involvement_type(SalesInvolvementType::CoSell)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some("ConflictException"),
+        "a submitted opportunity cannot be submitted again"
+    );
+}

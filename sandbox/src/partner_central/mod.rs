@@ -4,6 +4,7 @@
 //! (reference §1, §2, §10). Every rule enforced here is one Partner Central states;
 //! each cites its source.
 
+mod engagement;
 mod opportunity;
 mod validate;
 
@@ -19,6 +20,7 @@ use axum::routing::post;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Value, json};
 
+pub use engagement::Engagement;
 pub use opportunity::Store;
 pub use validate::{FieldError, validate};
 
@@ -205,6 +207,13 @@ impl PartnerCentral {
             "GetOpportunity" => store.get(input),
             "UpdateOpportunity" => store.update(input),
             "ListOpportunities" => store.list(input),
+            "AssociateOpportunity" => store.associate(input),
+            "StartEngagementFromOpportunityTask" => store.start_engagement(input),
+            "GetAwsOpportunitySummary" => store.aws_summary(input),
+            "ListSolutions" => store.list_solutions(input),
+            "ListEngagementResourceAssociations" => store.list_associations(input),
+            "ListResourceSnapshots" => store.list_snapshots(input),
+            "GetResourceSnapshot" => store.get_snapshot(input),
             other => Err(ServiceError {
                 kind: "UnknownOperationException",
                 status: StatusCode::BAD_REQUEST,

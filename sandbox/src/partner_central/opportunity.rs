@@ -68,13 +68,17 @@ pub struct Stored {
     pub origin: String,
 }
 
-/// All opportunities, by id.
+/// All Partner Central data of the sandbox.
 #[derive(Debug, Default)]
 pub struct Store {
-    opportunities: BTreeMap<String, Stored>,
-    tokens: HashMap<String, (Value, Value)>,
-    next_id: u64,
-    last_modified: i64,
+    pub(super) opportunities: BTreeMap<String, Stored>,
+    pub(super) tokens: HashMap<String, (Value, Value)>,
+    pub(super) next_id: u64,
+    pub(super) last_modified: i64,
+    pub(super) solutions: Vec<Value>,
+    pub(super) summaries: HashMap<String, Value>,
+    pub(super) engagements: Vec<super::engagement::Engagement>,
+    pub(super) task_tokens: HashMap<String, Value>,
 }
 
 impl Store {
@@ -90,7 +94,7 @@ impl Store {
 
     /// A modification time strictly after the previous one, at millisecond
     /// precision (the SDK re-serialises at microseconds, so never emit finer).
-    fn tick(&mut self) -> Timestamp {
+    pub(super) fn tick(&mut self) -> Timestamp {
         let now = Timestamp::now()
             .as_millisecond()
             .max(self.last_modified + 1);
@@ -172,7 +176,7 @@ impl Store {
         Ok(stored.record.clone())
     }
 
-    fn find(&self, input: &Value, key: &str) -> Result<&Stored, ServiceError> {
+    pub(super) fn find(&self, input: &Value, key: &str) -> Result<&Stored, ServiceError> {
         let id = input[key].as_str().unwrap_or_default();
         let catalog = input["Catalog"].as_str().unwrap_or_default();
         self.opportunities
@@ -325,9 +329,13 @@ impl Store {
         let now = self.tick().to_string();
         next["LastModifiedDate"] = json!(now);
         let id = stored.record["Id"].clone();
-        if let Some(s) = self.opportunities.get_mut(id.as_str().unwrap_or_default()) {
+        let id_text = id.as_str().unwrap_or_default().to_string();
+        if let Some(s) = self.opportunities.get_mut(&id_text) {
             s.record = next;
         }
+        // "You update an opportunity: … Snapshot Created if a ResourceSnapshotJob is
+        // set up" (developer guide, event table): submitted opportunities have one.
+        self.snapshot_if_engaged(&id_text, "partner");
         Ok(json!({ "Id": id, "LastModifiedDate": now }))
     }
 
@@ -488,12 +496,15 @@ impl Store {
             }
         }
         stored.record["LastModifiedDate"] = json!(now);
-        Ok(stored.record.clone())
+        let record = stored.record.clone();
+        // AWS's review actions each add a snapshot revision (event table).
+        self.snapshot_if_engaged(id, "aws");
+        Ok(record)
     }
 }
 
 /// A `ValidationException` for a business rule on one field.
-fn business(field: &str, message: &str, code: &'static str) -> ServiceError {
+pub(super) fn business(field: &str, message: &str, code: &'static str) -> ServiceError {
     ServiceError::validation(
         "BUSINESS_VALIDATION_FAILED",
         format!("{field} {message}"),
@@ -681,7 +692,7 @@ fn summary(r: &Value) -> Value {
     }))
 }
 
-fn strip_nulls(mut v: Value) -> Value {
+pub(super) fn strip_nulls(mut v: Value) -> Value {
     if let Some(obj) = v.as_object_mut() {
         obj.retain(|_, v| !v.is_null());
     }

@@ -1,0 +1,442 @@
+//! Solutions, associations, submission (StartEngagementFromOpportunityTask), the AWS
+//! summary, engagements and their resource snapshots.
+
+use serde_json::{Value, json};
+
+use super::opportunity::{ACCOUNT, Store, business, strip_nulls};
+use super::{FieldError, ServiceError};
+
+/// An engagement created by submitting an opportunity.
+#[derive(Debug, Clone)]
+pub struct Engagement {
+    /// `eng-` + 14 characters.
+    pub id: String,
+    /// The opportunity it is about.
+    pub opportunity_id: String,
+    /// Its resource snapshots, oldest first.
+    pub snapshots: Vec<Value>,
+}
+
+/// Lower-case base-36 ids of a fixed length, distinct per counter value.
+fn id36(n: u64, len: usize) -> String {
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5bd1_e995;
+    (0..len)
+        .map(|_| {
+            let d = digits[(x % 36) as usize] as char;
+            x /= 36;
+            if x == 0 {
+                x = n.wrapping_add(0x2545_F491_4F6C_DD1D);
+            }
+            d
+        })
+        .collect()
+}
+
+fn page(
+    items: Vec<Value>,
+    input: &Value,
+    key: &str,
+    default_max: u64,
+) -> Result<Value, ServiceError> {
+    let max = input["MaxResults"].as_u64().unwrap_or(default_max) as usize;
+    let start = match input
+        .get("NextToken")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+    {
+        None => 0,
+        Some(token) => token
+            .strip_prefix("page-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| *n <= items.len())
+            .ok_or_else(|| {
+                ServiceError::validation(
+                    "REQUEST_VALIDATION_FAILED",
+                    "Invalid NextToken",
+                    vec![FieldError {
+                        field: "NextToken".into(),
+                        message: "not a token this service issued".into(),
+                        code: "INVALID_VALUE",
+                    }],
+                )
+            })?,
+    };
+    let end = (start + max).min(items.len());
+    let mut out = json!({ key: items[start..end].to_vec() });
+    if end < items.len() {
+        out["NextToken"] = json!(format!("page-{end}"));
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Adds a solution to the catalog (control API, demo data).
+    pub fn add_solution(
+        &mut self,
+        catalog: &str,
+        id: &str,
+        name: &str,
+        category: &str,
+        status: &str,
+    ) {
+        let created = self.tick().to_string();
+        self.solutions
+            .retain(|s| s["Id"] != id || s["Catalog"] != catalog);
+        self.solutions.push(json!({
+            "Catalog": catalog, "Id": id, "Arn": format!("arn:aws:partnercentral:us-east-1:{ACCOUNT}:catalog/{catalog}/solution/{id}"),
+            "Name": name, "Status": status, "Category": category, "CreatedDate": created,
+        }));
+    }
+
+    /// ListSolutions: filters Status, Identifier, Category; sort (default Identifier,
+    /// descending per the doc); `MaxResults` 1–100, default 20 (reference §4.8).
+    pub fn list_solutions(&self, input: &Value) -> Result<Value, ServiceError> {
+        let catalog = input["Catalog"].as_str().unwrap_or_default();
+        let filter = |key: &str, s: &Value, field: &str| -> bool {
+            input
+                .get(key)
+                .and_then(Value::as_array)
+                .is_none_or(|want| want.iter().any(|w| *w == s[field]))
+        };
+        let mut items: Vec<Value> = self
+            .solutions
+            .iter()
+            .filter(|s| s["Catalog"] == catalog)
+            .filter(|s| {
+                filter("Status", s, "Status")
+                    && filter("Identifier", s, "Id")
+                    && filter("Category", s, "Category")
+            })
+            .cloned()
+            .collect();
+        let sort_by = match input
+            .pointer("/Sort/SortBy")
+            .and_then(Value::as_str)
+            .unwrap_or("Identifier")
+        {
+            "Name" => "Name",
+            "Status" => "Status",
+            "Category" => "Category",
+            "CreatedDate" => "CreatedDate",
+            _ => "Id",
+        };
+        items.sort_by(|a, b| a[sort_by].as_str().cmp(&b[sort_by].as_str()));
+        if input.pointer("/Sort/SortOrder").and_then(Value::as_str) != Some("ASCENDING") {
+            items.reverse();
+        }
+        page(items, input, "SolutionSummaries", 20)
+    }
+
+    /// AssociateOpportunity: links a solution, AWS product or Marketplace entity
+    /// (reference §4.6; quotas: Solutions 10, AwsProducts 20, …).
+    pub fn associate(&mut self, input: &Value) -> Result<Value, ServiceError> {
+        let stored = self.find(input, "OpportunityIdentifier")?.clone();
+        let id = stored.record["Id"].as_str().unwrap_or_default().to_string();
+        let kind = input["RelatedEntityType"].as_str().unwrap_or_default();
+        let entity = input["RelatedEntityIdentifier"]
+            .as_str()
+            .unwrap_or_default();
+        let catalog = stored.record["Catalog"].as_str().unwrap_or_default();
+        if kind == "Solutions"
+            && entity != "Other"
+            && !self
+                .solutions
+                .iter()
+                .any(|s| s["Id"] == entity && s["Catalog"] == catalog)
+        {
+            return Err(ServiceError::not_found(format!(
+                "Solution {entity} was not found in catalog {catalog}"
+            )));
+        }
+        let limit = match kind {
+            "AwsProducts" => 20,
+            "AwsMarketplaceOffers" => 1,
+            _ => 10,
+        };
+        let stage = stored
+            .record
+            .pointer("/LifeCycle/Stage")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if kind == "Solutions"
+            && entity == "Other"
+            && matches!(stage, "Committed" | "Launched" | "Closed Lost")
+        {
+            return Err(business(
+                "RelatedEntityIdentifier",
+                "`Other` is not accepted at stage Committed or beyond",
+                "INVALID_VALUE",
+            ));
+        }
+        let now = self.tick().to_string();
+        let record = &mut self.opportunities.get_mut(&id).expect("found above").record;
+        let list = &mut record["RelatedEntityIdentifiers"][kind];
+        if !list.is_array() {
+            *list = json!([]);
+        }
+        let items = list.as_array_mut().expect("just made a list");
+        if !items.iter().any(|v| v == entity) {
+            if items.len() >= limit {
+                return Err(business(
+                    "RelatedEntityIdentifier",
+                    &format!("at most {limit} {kind} per opportunity"),
+                    "TOO_MANY_VALUES",
+                ));
+            }
+            items.push(json!(entity));
+        }
+        record["LastModifiedDate"] = json!(now);
+        self.snapshot_if_engaged(&id, "partner");
+        Ok(json!({}))
+    }
+
+    /// StartEngagementFromOpportunityTask: submits the opportunity (ReviewStatus
+    /// `Submitted`), creating the engagement, an invitation, a snapshot job and the
+    /// first snapshot (model doc; reference §4.5). Completes at once.
+    pub fn start_engagement(&mut self, input: &Value) -> Result<Value, ServiceError> {
+        let token = input["ClientToken"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Some(done) = self.task_tokens.get(&token) {
+            return Ok(done.clone());
+        }
+        let stored = self.find(input, "Identifier")?.clone();
+        let id = stored.record["Id"].as_str().unwrap_or_default().to_string();
+        let status = stored
+            .record
+            .pointer("/LifeCycle/ReviewStatus")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if status != "Pending Submission" {
+            return Err(ServiceError::conflict(format!(
+                "Opportunity {id} is {status}; only Pending Submission opportunities can be submitted"
+            )));
+        }
+        let catalog = stored.record["Catalog"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let involvement = input
+            .pointer("/AwsSubmission/InvolvementType")
+            .cloned()
+            .unwrap_or(json!("Co-Sell"));
+        let visibility = input
+            .pointer("/AwsSubmission/Visibility")
+            .cloned()
+            .unwrap_or(json!("Full"));
+        self.next_id += 1;
+        let n = self.next_id;
+        let engagement_id = format!("eng-{}", id36(n, 14));
+        let now = self.tick().to_string();
+        if let Some(s) = self.opportunities.get_mut(&id) {
+            s.record["LifeCycle"]["ReviewStatus"] = json!("Submitted");
+            s.record["LastModifiedDate"] = json!(now);
+        }
+        self.summaries.insert(
+            id.clone(),
+            json!({
+                "Catalog": catalog, "RelatedOpportunityId": id, "Origin": stored.origin,
+                "InvolvementType": involvement, "Visibility": visibility,
+                "LifeCycle": { "Stage": "Prospect", "TargetCloseDate": stored.record.pointer("/LifeCycle/TargetCloseDate") },
+                "OpportunityTeam": [],
+                "Insights": { "EngagementScore": "Low" },
+                "Project": { "ExpectedCustomerSpend": stored.record.pointer("/Project/ExpectedCustomerSpend").cloned().unwrap_or(json!([])) },
+            }),
+        );
+        self.engagements.push(Engagement {
+            id: engagement_id.clone(),
+            opportunity_id: id.clone(),
+            snapshots: Vec::new(),
+        });
+        self.snapshot_if_engaged(&id, "partner");
+        let task_id = format!("task-{}", id36(n, 13));
+        let out = strip_nulls(json!({
+            "TaskId": task_id,
+            "TaskArn": format!("arn:aws:partnercentral:us-east-1:{ACCOUNT}:catalog/{catalog}/engagement-from-opportunity-task/{task_id}"),
+            "StartTime": now, "TaskStatus": "COMPLETE", "OpportunityId": id,
+            "ResourceSnapshotJobId": format!("job-{}", id36(n + 1, 13)),
+            "EngagementId": engagement_id,
+            "EngagementInvitationId": format!("engi-{}", id36(n + 2, 13)),
+        }));
+        self.task_tokens.insert(token, out.clone());
+        Ok(out)
+    }
+
+    /// GetAwsOpportunitySummary: the AWS-side view (reference §4.7). Before
+    /// submission AWS has none: `ResourceNotFoundException`.
+    pub fn aws_summary(&self, input: &Value) -> Result<Value, ServiceError> {
+        let stored = self.find(input, "RelatedOpportunityIdentifier")?;
+        let id = stored.record["Id"].as_str().unwrap_or_default();
+        self.summaries.get(id).cloned().ok_or_else(|| {
+            ServiceError::not_found(format!(
+                "No AWS summary for {id}: it has not been submitted"
+            ))
+        })
+    }
+
+    /// Edits the AWS summary as AWS would (control API): `f` gets the summary.
+    pub fn edit_summary(
+        &mut self,
+        id: &str,
+        f: impl FnOnce(&mut Value),
+    ) -> Result<Value, ServiceError> {
+        let summary = self.summaries.get_mut(id).ok_or_else(|| {
+            ServiceError::not_found(format!(
+                "No AWS summary for {id}: it has not been submitted"
+            ))
+        })?;
+        f(summary);
+        let out = summary.clone();
+        let now = self.tick().to_string();
+        if let Some(s) = self.opportunities.get_mut(id) {
+            s.record["LastModifiedDate"] = json!(now);
+        }
+        self.snapshot_if_engaged(id, "aws");
+        Ok(out)
+    }
+
+    /// A new revision of each template's snapshot, for an engaged opportunity.
+    pub fn snapshot_if_engaged(&mut self, opportunity_id: &str, by: &str) {
+        let Some(record) = self
+            .opportunities
+            .get(opportunity_id)
+            .map(|s| s.record.clone())
+        else {
+            return;
+        };
+        let summary = self.summaries.get(opportunity_id).cloned();
+        let now = self.tick().to_string();
+        let catalog = record["Catalog"].as_str().unwrap_or_default().to_string();
+        let created_by = if by == "aws" {
+            "aws".to_string()
+        } else {
+            ACCOUNT.to_string()
+        };
+        for engagement in self
+            .engagements
+            .iter_mut()
+            .filter(|e| e.opportunity_id == opportunity_id)
+        {
+            let mut views = vec![(
+                "OpportunitySummaryView",
+                json!({ "OpportunitySummary": opportunity_view(&record) }),
+            )];
+            if let Some(s) = &summary {
+                let mut full = s.clone();
+                if let Some(obj) = full.as_object_mut() {
+                    obj.remove("Catalog");
+                }
+                views.push((
+                    "AwsOpportunitySummaryFullView",
+                    json!({ "AwsOpportunitySummaryFullView": full }),
+                ));
+            }
+            for (template, payload) in views {
+                let revision = engagement
+                    .snapshots
+                    .iter()
+                    .filter(|s| s["ResourceSnapshotTemplateName"] == template)
+                    .count()
+                    + 1;
+                engagement.snapshots.push(json!({
+                    "Catalog": catalog,
+                    "Arn": format!("arn:aws:partnercentral:us-east-1::catalog/{catalog}/engagement/{}/resource/Opportunity/{opportunity_id}/template/{template}/snapshot/{revision}", engagement.id),
+                    "CreatedBy": created_by, "CreatedAt": now, "EngagementId": engagement.id,
+                    "ResourceType": "Opportunity", "ResourceId": opportunity_id,
+                    "ResourceSnapshotTemplateName": template, "Revision": revision,
+                    "TargetMemberAccounts": [ACCOUNT, "aws"], "Payload": payload,
+                }));
+            }
+        }
+    }
+
+    /// ListEngagementResourceAssociations: how to go from an opportunity to its
+    /// engagements (reference §4.9).
+    pub fn list_associations(&self, input: &Value) -> Result<Value, ServiceError> {
+        let catalog = input["Catalog"].as_str().unwrap_or_default();
+        let items: Vec<Value> = self
+            .engagements
+            .iter()
+            .filter(|e| self.opportunities.get(&e.opportunity_id).is_some_and(|s| s.record["Catalog"] == catalog))
+            .filter(|e| input.get("EngagementIdentifier").and_then(Value::as_str).is_none_or(|id| id == e.id))
+            .filter(|e| input.get("ResourceIdentifier").and_then(Value::as_str).is_none_or(|id| id == e.opportunity_id))
+            .map(|e| json!({ "Catalog": catalog, "EngagementId": e.id, "ResourceType": "Opportunity", "ResourceId": e.opportunity_id, "CreatedBy": ACCOUNT }))
+            .collect();
+        page(items, input, "EngagementResourceAssociationSummaries", 100)
+    }
+
+    fn engagement(&self, input: &Value) -> Result<&Engagement, ServiceError> {
+        let id = input["EngagementIdentifier"].as_str().unwrap_or_default();
+        self.engagements
+            .iter()
+            .find(|e| e.id == id)
+            .ok_or_else(|| ServiceError::not_found(format!("Engagement {id} was not found")))
+    }
+
+    /// ListResourceSnapshots of one engagement (reference §4.10).
+    pub fn list_snapshots(&self, input: &Value) -> Result<Value, ServiceError> {
+        let engagement = self.engagement(input)?;
+        let items: Vec<Value> = engagement
+            .snapshots
+            .iter()
+            .filter(|s| input.get("ResourceIdentifier").and_then(Value::as_str).is_none_or(|id| s["ResourceId"] == id))
+            .filter(|s| input.get("ResourceSnapshotTemplateIdentifier").and_then(Value::as_str).is_none_or(|t| s["ResourceSnapshotTemplateName"] == t))
+            .map(|s| json!({ "Arn": s["Arn"], "Revision": s["Revision"], "ResourceType": s["ResourceType"], "ResourceId": s["ResourceId"], "ResourceSnapshotTemplateName": s["ResourceSnapshotTemplateName"], "CreatedBy": s["CreatedBy"] }))
+            .collect();
+        page(items, input, "ResourceSnapshotSummaries", 100)
+    }
+
+    /// GetResourceSnapshot: one revision (the latest when `Revision` is omitted).
+    pub fn get_snapshot(&self, input: &Value) -> Result<Value, ServiceError> {
+        let engagement = self.engagement(input)?;
+        let template = input["ResourceSnapshotTemplateIdentifier"]
+            .as_str()
+            .unwrap_or_default();
+        let resource = input["ResourceIdentifier"].as_str().unwrap_or_default();
+        let mut matching = engagement.snapshots.iter().filter(|s| {
+            s["ResourceSnapshotTemplateName"] == template && s["ResourceId"] == resource
+        });
+        let found = match input.get("Revision").and_then(Value::as_u64) {
+            Some(rev) => matching.rfind(|s| s["Revision"] == rev),
+            None => matching.next_back(),
+        };
+        found.cloned().ok_or_else(|| {
+            ServiceError::not_found(format!(
+                "No snapshot of {resource} with template {template}"
+            ))
+        })
+    }
+}
+
+/// The `OpportunitySummaryView` of a record (note the spelling `Lifecycle`).
+fn opportunity_view(r: &Value) -> Value {
+    let lc = &r["LifeCycle"];
+    let project = &r["Project"];
+    strip_nulls(json!({
+        "OpportunityType": r.get("OpportunityType"),
+        "Lifecycle": strip_nulls(json!({ "TargetCloseDate": lc.get("TargetCloseDate"), "ReviewStatus": lc.get("ReviewStatus"), "Stage": lc.get("Stage"), "NextSteps": lc.get("NextSteps") })),
+        "OpportunityTeam": r.get("OpportunityTeam"),
+        "PrimaryNeedsFromAws": r.get("PrimaryNeedsFromAws"),
+        "Customer": r.get("Customer"),
+        "Project": strip_nulls(json!({ "DeliveryModels": project.get("DeliveryModels"), "ExpectedCustomerSpend": project.get("ExpectedCustomerSpend"), "CustomerUseCase": project.get("CustomerUseCase"), "SalesActivities": project.get("SalesActivities"), "OtherSolutionDescription": project.get("OtherSolutionDescription") })),
+        "RelatedEntityIdentifiers": r.get("RelatedEntityIdentifiers"),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id36;
+
+    #[test]
+    fn ids_have_the_model_patterns() {
+        let re = regex::Regex::new("^[0-9a-z]{14}$").unwrap();
+        let ids: Vec<String> = (1..50).map(|n| id36(n, 14)).collect();
+        assert!(ids.iter().all(|i| re.is_match(i)));
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len());
+    }
+}
