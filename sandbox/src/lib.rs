@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod control;
 pub mod partner_central;
 
 use std::net::SocketAddr;
@@ -33,16 +34,21 @@ pub struct Sandbox {
     pub partner_central_url: String,
     /// The Partner Central state, for the control API and tests.
     pub partner_central: Arc<PartnerCentral>,
+    /// Recorded calls and injected faults.
+    pub journal: Arc<control::Journal>,
     task: JoinHandle<()>,
 }
 
 impl Sandbox {
     /// Starts the sandbox on `addr` (port 0 picks a free port).
     pub async fn start(addr: SocketAddr, options: Options) -> std::io::Result<Sandbox> {
-        let pc = PartnerCentral::new(options.partner_central_quotas);
+        let journal = Arc::new(control::Journal::default());
+        let pc = PartnerCentral::new(options.partner_central_quotas, Arc::clone(&journal));
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
-        let app = pc.router();
+        let app = pc
+            .router()
+            .merge(control::router(Arc::clone(&journal), Arc::clone(&pc)));
         let task = tokio::spawn(async move {
             // The server runs until the sandbox is dropped.
             let _ = axum::serve(listener, app).await;
@@ -50,6 +56,7 @@ impl Sandbox {
         Ok(Sandbox {
             partner_central_url: format!("http://{local}"),
             partner_central: pc,
+            journal,
             task,
         })
     }

@@ -118,6 +118,7 @@ impl ServiceError {
 
 /// The Partner Central side of the sandbox.
 pub struct PartnerCentral {
+    journal: Arc<crate::control::Journal>,
     store: Mutex<Store>,
     writes: Option<DefaultDirectRateLimiter>,
     reads: Option<DefaultDirectRateLimiter>,
@@ -136,13 +137,14 @@ const WRITES: &[&str] = &[
 ];
 
 impl PartnerCentral {
-    /// A Partner Central with no data and these quotas.
-    pub fn new(quotas: Quotas) -> Arc<Self> {
+    /// A Partner Central with no data and these quotas, recording into `journal`.
+    pub fn new(quotas: Quotas, journal: Arc<crate::control::Journal>) -> Arc<Self> {
         let limiter = |n: Option<u32>| {
             n.and_then(NonZeroU32::new)
                 .map(|n| RateLimiter::direct(Quota::per_second(n)))
         };
         Arc::new(PartnerCentral {
+            journal,
             store: Mutex::new(Store::default()),
             writes: limiter(quotas.writes_per_second),
             reads: limiter(quotas.reads_per_second),
@@ -233,6 +235,43 @@ async fn handle(
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    let operation = target
+        .strip_prefix("AWSPartnerCentralSelling.")
+        .unwrap_or(target)
+        .to_string();
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let record = |status: StatusCode, request: Value| {
+        pc.journal.record(crate::control::Call {
+            service: "partnercentral".into(),
+            operation: operation.clone(),
+            status: status.as_u16(),
+            request,
+        });
+    };
+    if let Some(fault) = pc.journal.take_fault("partnercentral", &operation) {
+        let error_body = |status: u16| {
+            let kind = match status {
+                429 => "ThrottlingException",
+                403 => "AccessDeniedException",
+                404 => "ResourceNotFoundException",
+                409 => "ConflictException",
+                500.. => "InternalServerException",
+                _ => "ValidationException",
+            };
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let err = ServiceError {
+                kind,
+                status,
+                message: "injected fault".into(),
+                validation: None,
+            };
+            json_response(err.status, err.body())
+        };
+        if let Some(response) = crate::control::apply_fault(&fault, error_body).await {
+            record(response.status(), request);
+            return response;
+        }
+    }
     let result = match target.strip_prefix("AWSPartnerCentralSelling.") {
         None => Err(ServiceError {
             kind: "UnknownOperationException",
@@ -254,6 +293,11 @@ async fn handle(
         Ok(out) => (StatusCode::OK, out),
         Err(e) => (e.status, e.body()),
     };
+    record(status, request);
+    json_response(status, body)
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let h = response.headers_mut();
     h.insert(

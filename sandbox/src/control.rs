@@ -1,0 +1,371 @@
+//! The control API under `/_sandbox`, for tests and demos: seed data, act as AWS
+//! (review, seller, scores, snapshots), inject faults, and read the recorded calls.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::partner_central::{PartnerCentral, ServiceError};
+
+/// One call the sandbox answered.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Call {
+    /// `partnercentral`, `hubspot`, `sns`.
+    pub service: String,
+    /// The operation (`UpdateOpportunity`) or `METHOD /path`.
+    pub operation: String,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// The request body, parsed when it is JSON.
+    pub request: Value,
+}
+
+/// A fault to inject into the next matching requests.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Fault {
+    /// The service (`partnercentral`, `hubspot`, `sns`).
+    pub service: String,
+    /// The operation, or a `METHOD /path` prefix; empty matches any.
+    #[serde(default)]
+    pub operation: String,
+    /// How many requests it affects.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Answer with this HTTP status (and an error body for the service).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Wait this long before answering.
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    /// Close the connection without an answer.
+    #[serde(default)]
+    pub drop: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Calls and faults, shared by every service of one sandbox.
+#[derive(Debug, Default)]
+pub struct Journal {
+    calls: Mutex<Vec<Call>>,
+    faults: Mutex<Vec<Fault>>,
+}
+
+impl Journal {
+    /// Records a call.
+    pub fn record(&self, call: Call) {
+        self.calls.lock().expect("journal lock").push(call);
+    }
+
+    /// Every recorded call, oldest first.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("journal lock").clone()
+    }
+
+    /// Adds a fault.
+    pub fn inject(&self, fault: Fault) {
+        self.faults.lock().expect("journal lock").push(fault);
+    }
+
+    /// Takes one use of the first fault matching this request, if any.
+    pub fn take_fault(&self, service: &str, operation: &str) -> Option<Fault> {
+        let mut faults = self.faults.lock().expect("journal lock");
+        let i = faults.iter().position(|f| {
+            f.service == service && f.count > 0 && operation.starts_with(&f.operation)
+        })?;
+        faults[i].count -= 1;
+        let fault = faults[i].clone();
+        if faults[i].count == 0 {
+            faults.remove(i);
+        }
+        Some(fault)
+    }
+}
+
+/// Applies a fault's delay; returns the response that replaces the real one, if any.
+pub async fn apply_fault(
+    fault: &Fault,
+    error_body: impl FnOnce(u16) -> Response,
+) -> Option<Response> {
+    if let Some(ms) = fault.delay_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if fault.drop {
+        return Some(dropped_connection());
+    }
+    fault.status.map(error_body)
+}
+
+/// A response whose body fails at once, so the server closes the connection
+/// without a complete answer (the client sees a dropped connection).
+fn dropped_connection() -> Response {
+    struct Broken;
+    impl http_body::Body for Broken {
+        type Data = axum::body::Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+            std::task::Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "injected fault",
+            ))))
+        }
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-length", "100")
+        .body(axum::body::Body::new(Broken))
+        .expect("a static response")
+}
+
+#[derive(Clone)]
+struct Control {
+    journal: Arc<Journal>,
+    pc: Arc<PartnerCentral>,
+}
+
+/// The `/_sandbox` routes.
+pub fn router(journal: Arc<Journal>, pc: Arc<PartnerCentral>) -> Router {
+    Router::new()
+        .route("/_sandbox/calls", get(calls))
+        .route("/_sandbox/faults", post(fault))
+        .route(
+            "/_sandbox/partnercentral/opportunities",
+            get(opportunities).post(seed_opportunity),
+        )
+        .route("/_sandbox/partnercentral/solutions", post(seed_solution))
+        .route(
+            "/_sandbox/partnercentral/opportunities/{id}/review",
+            post(review),
+        )
+        .route(
+            "/_sandbox/partnercentral/opportunities/{id}/seller",
+            post(seller),
+        )
+        .route(
+            "/_sandbox/partnercentral/opportunities/{id}/insights",
+            post(insights),
+        )
+        .route(
+            "/_sandbox/partnercentral/opportunities/{id}/snapshot",
+            post(snapshot),
+        )
+        .with_state(Control { journal, pc })
+}
+
+fn answer(result: Result<Value, ServiceError>) -> Response {
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => (
+            e.status,
+            Json(json!({ "error": e.kind, "message": e.message })),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct CallFilter {
+    service: Option<String>,
+    operation: Option<String>,
+}
+
+async fn calls(State(c): State<Control>, Query(f): Query<CallFilter>) -> Response {
+    let calls: Vec<Call> = c
+        .journal
+        .calls()
+        .into_iter()
+        .filter(|call| f.service.as_ref().is_none_or(|s| *s == call.service))
+        .filter(|call| f.operation.as_ref().is_none_or(|o| *o == call.operation))
+        .collect();
+    Json(json!({ "calls": calls })).into_response()
+}
+
+async fn fault(State(c): State<Control>, Json(fault): Json<Fault>) -> Response {
+    c.journal.inject(fault.clone());
+    Json(json!({ "injected": fault })).into_response()
+}
+
+async fn opportunities(State(c): State<Control>) -> Response {
+    let all: Vec<Value> =
+        c.pc.with_store(|s| s.opportunities().map(|o| o.record.clone()).collect());
+    Json(json!({ "opportunities": all })).into_response()
+}
+
+/// Seeds an opportunity: a CreateOpportunity body (without quotas or a token).
+async fn seed_opportunity(State(c): State<Control>, Json(mut body): Json<Value>) -> Response {
+    if body.get("ClientToken").is_none() {
+        body["ClientToken"] = json!(format!("seed-{}", c.journal.calls().len()));
+    }
+    if body.get("Catalog").is_none() {
+        body["Catalog"] = json!("Sandbox");
+    }
+    answer(c.pc.with_store(|s| s.create(&body)))
+}
+
+#[derive(Deserialize)]
+struct SolutionSeed {
+    #[serde(default = "sandbox_catalog")]
+    catalog: String,
+    id: String,
+    name: String,
+    category: String,
+    #[serde(default = "active")]
+    status: String,
+}
+
+fn sandbox_catalog() -> String {
+    "Sandbox".into()
+}
+
+fn active() -> String {
+    "Active".into()
+}
+
+async fn seed_solution(State(c): State<Control>, Json(s): Json<SolutionSeed>) -> Response {
+    c.pc.with_store(|store| store.add_solution(&s.catalog, &s.id, &s.name, &s.category, &s.status));
+    Json(json!({ "Id": s.id })).into_response()
+}
+
+#[derive(Deserialize)]
+struct Review {
+    status: String,
+    comments: Option<String>,
+    reason: Option<String>,
+}
+
+/// AWS reviews the opportunity: `Approved`, `Action Required`, `Rejected`, …
+async fn review(
+    State(c): State<Control>,
+    Path(id): Path<String>,
+    Json(r): Json<Review>,
+) -> Response {
+    const STATUSES: &[&str] = &[
+        "Pending Submission",
+        "Submitted",
+        "In review",
+        "Approved",
+        "Rejected",
+        "Action Required",
+    ];
+    if !STATUSES.contains(&r.status.as_str()) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "unknown review status", "allowed": STATUSES })),
+        )
+            .into_response();
+    }
+    answer(
+        c.pc.with_store(|s| {
+            s.set_review(&id, &r.status, r.comments.as_deref(), r.reason.as_deref())
+        }),
+    )
+}
+
+#[derive(Deserialize)]
+struct Seller {
+    first_name: String,
+    last_name: String,
+    email: String,
+    #[serde(default = "sales_rep")]
+    business_title: String,
+}
+
+fn sales_rep() -> String {
+    "AWSSalesRep".into()
+}
+
+/// AWS assigns a member of its team (an `AWSSalesRep` by default).
+async fn seller(
+    State(c): State<Control>,
+    Path(id): Path<String>,
+    Json(s): Json<Seller>,
+) -> Response {
+    answer(c.pc.with_store(|store| {
+        store.edit_summary(&id, |v| {
+            let member = json!({ "FirstName": s.first_name, "LastName": s.last_name, "Email": s.email, "BusinessTitle": s.business_title });
+            match v["OpportunityTeam"].as_array_mut() {
+                Some(team) => team.push(member),
+                None => v["OpportunityTeam"] = json!([member]),
+            }
+        })
+    }))
+}
+
+#[derive(Deserialize)]
+struct Insights {
+    engagement_score: Option<String>,
+    quality_score: Option<i64>,
+    trend: Option<String>,
+}
+
+/// AWS rescores the opportunity: `EngagementScore` (High/Medium/Low) and/or the
+/// numeric `OpportunityQuality.Score` (0–100).
+async fn insights(
+    State(c): State<Control>,
+    Path(id): Path<String>,
+    Json(i): Json<Insights>,
+) -> Response {
+    if i.engagement_score
+        .as_deref()
+        .is_some_and(|e| !matches!(e, "High" | "Medium" | "Low"))
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "engagement_score is High, Medium or Low" })),
+        )
+            .into_response();
+    }
+    if i.quality_score.is_some_and(|q| !(0..=100).contains(&q)) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "quality_score is 0 to 100" })),
+        )
+            .into_response();
+    }
+    answer(c.pc.with_store(|store| {
+        store.edit_summary(&id, |v| {
+            if let Some(e) = &i.engagement_score {
+                v["Insights"]["EngagementScore"] = json!(e);
+            }
+            if let Some(q) = i.quality_score {
+                let previous = v
+                    .pointer("/Insights/OpportunityQuality/Score")
+                    .and_then(Value::as_i64);
+                let trend = i.trend.clone().unwrap_or_else(|| {
+                    match previous.map(|p| q.cmp(&p)) {
+                        Some(std::cmp::Ordering::Greater) => "Improving",
+                        Some(std::cmp::Ordering::Less) => "Declining",
+                        _ => "No Change",
+                    }
+                    .to_string()
+                });
+                v["Insights"]["OpportunityQuality"] = json!({ "Score": q, "Trend": trend });
+            }
+        })
+    }))
+}
+
+/// AWS publishes a new snapshot revision of the opportunity.
+async fn snapshot(State(c): State<Control>, Path(id): Path<String>) -> Response {
+    answer(c.pc.with_store(|store| {
+        if store.opportunity(&id).is_none() {
+            return Err(ServiceError::not_found(format!(
+                "Opportunity {id} was not found"
+            )));
+        }
+        store.snapshot_if_engaged(&id, "aws");
+        Ok(json!({ "opportunity": id }))
+    }))
+}

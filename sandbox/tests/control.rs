@@ -1,0 +1,254 @@
+//! The control API: acting as AWS, injected faults and recorded calls, seen through
+//! the real SDK client and plain HTTP.
+
+use std::time::Instant;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_partnercentralselling as pc;
+use aws_sdk_partnercentralselling::config::Credentials;
+use pc::types::*;
+use pcsync_sandbox::{Options, Quotas, Sandbox};
+use serde_json::{Value, json};
+
+async fn sandbox() -> Sandbox {
+    let quotas = Quotas {
+        writes_per_second: None,
+        reads_per_second: None,
+    };
+    Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Options {
+            partner_central_quotas: quotas,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn client(sb: &Sandbox, attempts: u32) -> pc::Client {
+    let conf = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(&sb.partner_central_url)
+        .credentials_provider(Credentials::new(
+            "AKIDEXAMPLE",
+            "sandbox-secret",
+            None,
+            None,
+            "sandbox",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(attempts))
+        .load()
+        .await;
+    pc::Client::new(&conf)
+}
+
+async fn post(sb: &Sandbox, path: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("{}{path}", sb.partner_central_url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn get(sb: &Sandbox, path: &str) -> Value {
+    reqwest::get(format!("{}{path}", sb.partner_central_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn seeded(sb: &Sandbox) -> String {
+    let (status, created) = post(
+        sb,
+        "/_sandbox/partnercentral/opportunities",
+        json!({"Origin": "Partner Referral", "LifeCycle": {"Stage": "Qualified"},
+               "Customer": {"Account": {"CompanyName": "Acme", "WebsiteUrl": "https://acme.example"}}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    created["Id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn aws_actions_change_what_the_api_returns() {
+    let sb = sandbox().await;
+    let c = client(&sb, 1).await;
+    let id = seeded(&sb).await;
+    c.start_engagement_from_opportunity_task()
+        .catalog("Sandbox")
+        .client_token("go")
+        .identifier(&id)
+        .aws_submission(
+            AwsSubmission::builder()
+                .involvement_type(SalesInvolvementType::CoSell)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, _) = post(&sb, &format!("/_sandbox/partnercentral/opportunities/{id}/review"), json!({"status": "Action Required", "comments": "Add the website", "reason": "Missing information"})).await;
+    assert_eq!(status, 200);
+    let (status, _) = post(
+        &sb,
+        &format!("/_sandbox/partnercentral/opportunities/{id}/seller"),
+        json!({"first_name": "Sam", "last_name": "Seller", "email": "sam@amazon.example"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for score in [60, 82] {
+        let (status, _) = post(
+            &sb,
+            &format!("/_sandbox/partnercentral/opportunities/{id}/insights"),
+            json!({"engagement_score": "High", "quality_score": score}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+
+    let got = c
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    let lc = got.life_cycle().unwrap();
+    assert_eq!(lc.review_status(), Some(&ReviewStatus::ActionRequired));
+    assert_eq!(lc.review_comments(), Some("Add the website"));
+    assert_eq!(lc.review_status_reason(), Some("Missing information"));
+    let summary = c
+        .get_aws_opportunity_summary()
+        .catalog("Sandbox")
+        .related_opportunity_identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        summary.opportunity_team()[0].email(),
+        Some("sam@amazon.example")
+    );
+    assert_eq!(
+        summary.insights().unwrap().engagement_score(),
+        Some(&EngagementScore::High)
+    );
+    assert_eq!(
+        summary
+            .insights()
+            .unwrap()
+            .opportunity_quality()
+            .unwrap()
+            .trend(),
+        Some("Improving")
+    );
+
+    let (status, body) = post(
+        &sb,
+        &format!("/_sandbox/partnercentral/opportunities/{id}/insights"),
+        json!({"engagement_score": "Huge"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test]
+async fn injected_server_errors_are_retried_by_the_sdk_and_recorded() {
+    let sb = sandbox().await;
+    let id = seeded(&sb).await;
+    post(&sb, "/_sandbox/faults", json!({"service": "partnercentral", "operation": "GetOpportunity", "count": 2, "status": 500})).await;
+    let c = client(&sb, 3).await;
+    let got = c
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.id, id);
+    let calls = get(
+        &sb,
+        "/_sandbox/calls?service=partnercentral&operation=GetOpportunity",
+    )
+    .await;
+    let statuses: Vec<u64> = calls["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [500, 500, 200]);
+    assert_eq!(calls["calls"][2]["request"]["Identifier"], id);
+}
+
+#[tokio::test]
+async fn an_injected_client_error_is_not_retried() {
+    let sb = sandbox().await;
+    let id = seeded(&sb).await;
+    post(
+        &sb,
+        "/_sandbox/faults",
+        json!({"service": "partnercentral", "operation": "GetOpportunity", "status": 400}),
+    )
+    .await;
+    let c = client(&sb, 3).await;
+    let err = c
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err.into_service_error(),
+        pc::operation::get_opportunity::GetOpportunityError::ValidationException(_)
+    ));
+    c.get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .send()
+        .await
+        .expect("the fault was used up");
+}
+
+#[tokio::test]
+async fn delays_and_dropped_connections_can_be_injected() {
+    let sb = sandbox().await;
+    let id = seeded(&sb).await;
+    let c = client(&sb, 1).await;
+    post(
+        &sb,
+        "/_sandbox/faults",
+        json!({"service": "partnercentral", "operation": "GetOpportunity", "delay_ms": 300}),
+    )
+    .await;
+    let started = Instant::now();
+    c.get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert!(started.elapsed().as_millis() >= 300);
+
+    post(
+        &sb,
+        "/_sandbox/faults",
+        json!({"service": "partnercentral", "operation": "GetOpportunity", "drop": true}),
+    )
+    .await;
+    let err = c
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_service_error().is_none(),
+        "a dropped connection is not a service answer: {err:?}"
+    );
+}
