@@ -211,7 +211,6 @@ fn commands_of_later_stages_say_so_and_fail() {
         &["serve", "--sandbox"][..],
         &["setup", "hubspot", "--config", "c.yaml"],
         &["dlq", "list", "--config", "c.yaml"],
-        &["sandbox"],
     ] {
         let out = pcsync(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

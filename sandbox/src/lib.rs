@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod control;
+pub mod demo;
 pub mod partner_central;
 
 use std::net::SocketAddr;

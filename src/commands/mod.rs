@@ -2,6 +2,7 @@
 
 mod check;
 mod eval;
+mod sandbox;
 mod schema;
 mod test;
 
@@ -45,7 +46,7 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             not_yet(name, "the dead-letter list")
         }
-        Command::Sandbox { .. } => not_yet("sandbox", "the local sandbox"),
+        Command::Sandbox { listen } => sandbox::run(&listen),
     }
 }
 
