@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::hubspot::HubSpot;
 use crate::partner_central::{PartnerCentral, ServiceError};
 
 /// One call the sandbox answered.
@@ -133,11 +134,22 @@ fn dropped_connection() -> Response {
 struct Control {
     journal: Arc<Journal>,
     pc: Arc<PartnerCentral>,
+    hs: Arc<HubSpot>,
 }
 
 /// The `/_sandbox` routes.
-pub fn router(journal: Arc<Journal>, pc: Arc<PartnerCentral>) -> Router {
+pub fn router(journal: Arc<Journal>, pc: Arc<PartnerCentral>, hs: Arc<HubSpot>) -> Router {
     Router::new()
+        .route(
+            "/_sandbox/hubspot/deals",
+            get(hubspot_deals).post(hubspot_create_deal),
+        )
+        .route(
+            "/_sandbox/hubspot/deals/{id}",
+            axum::routing::patch(hubspot_edit_deal),
+        )
+        .route("/_sandbox/hubspot/{kind}", get(hubspot_objects))
+        .route("/_sandbox/hubspot/owners", post(hubspot_owner))
         .route("/_sandbox/calls", get(calls))
         .route("/_sandbox/faults", post(fault))
         .route(
@@ -161,7 +173,7 @@ pub fn router(journal: Arc<Journal>, pc: Arc<PartnerCentral>) -> Router {
             "/_sandbox/partnercentral/opportunities/{id}/snapshot",
             post(snapshot),
         )
-        .with_state(Control { journal, pc })
+        .with_state(Control { journal, pc, hs })
 }
 
 fn answer(result: Result<Value, ServiceError>) -> Response {
@@ -368,4 +380,93 @@ async fn snapshot(State(c): State<Control>, Path(id): Path<String>) -> Response 
         store.snapshot_if_engaged(&id, "aws");
         Ok(json!({ "opportunity": id }))
     }))
+}
+
+fn full(o: &crate::hubspot::store::Object, kind: &str) -> Value {
+    let mut v = o.to_json(&o.properties.keys().cloned().collect::<Vec<_>>(), kind);
+    v["associations"] = json!(o.associations);
+    v
+}
+
+async fn hubspot_deals(State(c): State<Control>) -> Response {
+    let deals: Vec<Value> =
+        c.hs.with_store(|s| s.deals.values().map(|d| full(d, "deals")).collect());
+    Json(json!({ "deals": deals })).into_response()
+}
+
+async fn hubspot_objects(State(c): State<Control>, Path(kind): Path<String>) -> Response {
+    if !matches!(kind.as_str(), "notes" | "tasks") {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "deals, notes or tasks" })),
+        )
+            .into_response();
+    }
+    let objects: Vec<Value> =
+        c.hs.with_store(|s| s.table(&kind).values().map(|o| full(o, &kind)).collect());
+    Json(json!({ kind: objects })).into_response()
+}
+
+fn properties(body: &Value) -> std::collections::BTreeMap<String, String> {
+    body["properties"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A sales rep creates a deal in HubSpot's UI.
+async fn hubspot_create_deal(State(c): State<Control>, Json(body): Json<Value>) -> Response {
+    let mut props = properties(&body);
+    props
+        .entry("pipeline".into())
+        .or_insert_with(|| "default".into());
+    let deal = c.hs.with_store(|s| s.insert("deals", props));
+    (StatusCode::CREATED, Json(full(&deal, "deals"))).into_response()
+}
+
+/// A sales rep edits a deal in HubSpot's UI.
+async fn hubspot_edit_deal(
+    State(c): State<Control>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    let props = properties(&body);
+    let edited = c.hs.with_store(|s| {
+        let deal = s.deals.get_mut(&id)?;
+        deal.properties.extend(props);
+        deal.updated_at = jiff::Timestamp::now();
+        Some(deal.clone())
+    });
+    match edited {
+        Some(d) => Json(full(&d, "deals")).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no deal {id}") })),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Owner {
+    id: String,
+    email: String,
+    first_name: String,
+    last_name: String,
+}
+
+async fn hubspot_owner(State(c): State<Control>, Json(o): Json<Owner>) -> Response {
+    c.hs.with_store(|s| s.add_owner(&o.id, &o.email, &o.first_name, &o.last_name));
+    Json(json!({ "id": o.id })).into_response()
 }

@@ -12,6 +12,7 @@
 
 pub mod control;
 pub mod demo;
+pub mod hubspot;
 pub mod partner_central;
 
 use std::net::SocketAddr;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use hubspot::{HubSpot, HubSpotOptions};
 pub use partner_central::{PartnerCentral, Quotas};
 
 /// What the sandbox serves with.
@@ -27,6 +29,8 @@ pub use partner_central::{PartnerCentral, Quotas};
 pub struct Options {
     /// Partner Central's quotas.
     pub partner_central_quotas: Quotas,
+    /// HubSpot's token and rate limits.
+    pub hubspot: HubSpotOptions,
 }
 
 /// A running sandbox.
@@ -35,36 +39,59 @@ pub struct Sandbox {
     pub partner_central_url: String,
     /// The Partner Central state, for the control API and tests.
     pub partner_central: Arc<PartnerCentral>,
+    /// The HubSpot API base URL (`http://127.0.0.1:PORT`), in place of
+    /// `https://api.hubapi.com`.
+    pub hubspot_url: String,
+    /// The HubSpot state, for the control API and tests.
+    pub hubspot: Arc<HubSpot>,
     /// Recorded calls and injected faults.
     pub journal: Arc<control::Journal>,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Sandbox {
-    /// Starts the sandbox on `addr` (port 0 picks a free port).
+    /// Starts the sandbox: Partner Central on `addr` (port 0 picks a free port) and
+    /// HubSpot on the next port (or another free one). The control API answers on
+    /// both.
     pub async fn start(addr: SocketAddr, options: Options) -> std::io::Result<Sandbox> {
         let journal = Arc::new(control::Journal::default());
         let pc = PartnerCentral::new(options.partner_central_quotas, Arc::clone(&journal));
-        let listener = TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
-        let app = pc
-            .router()
-            .merge(control::router(Arc::clone(&journal), Arc::clone(&pc)));
-        let task = tokio::spawn(async move {
-            // The server runs until the sandbox is dropped.
-            let _ = axum::serve(listener, app).await;
-        });
+        let hs = HubSpot::new(options.hubspot.clone(), Arc::clone(&journal));
+        let control = control::router(Arc::clone(&journal), Arc::clone(&pc), Arc::clone(&hs));
+        let pc_listener = TcpListener::bind(addr).await?;
+        let pc_local = pc_listener.local_addr()?;
+        let mut hs_addr = addr;
+        if addr.port() != 0 {
+            hs_addr.set_port(addr.port() + 1);
+        }
+        let hs_listener = TcpListener::bind(hs_addr).await?;
+        let hs_local = hs_listener.local_addr()?;
+        let pc_app = pc.router().merge(control.clone());
+        let hs_app = hs.router().merge(control);
+        // The servers run until the sandbox is dropped.
+        let tasks = vec![
+            tokio::spawn(async move {
+                let _ = axum::serve(pc_listener, pc_app).await;
+            }),
+            tokio::spawn(async move {
+                let _ = axum::serve(hs_listener, hs_app).await;
+            }),
+        ];
         Ok(Sandbox {
-            partner_central_url: format!("http://{local}"),
+            partner_central_url: format!("http://{pc_local}"),
             partner_central: pc,
+            hubspot_url: format!("http://{hs_local}"),
+            hubspot: hs,
             journal,
-            task,
+            tasks,
         })
     }
 }
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }

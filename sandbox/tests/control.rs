@@ -19,6 +19,7 @@ async fn sandbox() -> Sandbox {
         "127.0.0.1:0".parse().unwrap(),
         Options {
             partner_central_quotas: quotas,
+            ..Options::default()
         },
     )
     .await

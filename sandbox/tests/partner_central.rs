@@ -13,6 +13,7 @@ async fn sandbox(quotas: Quotas) -> Sandbox {
         "127.0.0.1:0".parse().unwrap(),
         Options {
             partner_central_quotas: quotas,
+            ..Options::default()
         },
     )
     .await

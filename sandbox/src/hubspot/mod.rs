@@ -1,0 +1,216 @@
+//! HubSpot CRM v3 over HTTP: deals, notes, tasks, deal properties, owners and
+//! pipelines, with Bearer authentication, HubSpot's error bodies and its rate limits
+//! (reference §3–§5; §8 is the checklist this follows).
+
+mod crm;
+mod limits;
+pub mod store;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+pub use limits::RollingWindow;
+pub use store::Store;
+
+use crate::control::Journal;
+
+/// HubSpot settings of the sandbox.
+#[derive(Debug, Clone)]
+pub struct HubSpotOptions {
+    /// The private-app token clients must send as `Authorization: Bearer …`.
+    pub token: String,
+    /// Requests per rolling 10 seconds (100, 190 or 250 by tier); `None` for no limit.
+    pub rate_limit_per_10s: Option<u32>,
+    /// CRM search requests per second (5); `None` for no limit.
+    pub search_per_second: Option<u32>,
+    /// Requests allowed per day, reported in `X-HubSpot-RateLimit-Daily`.
+    pub daily_limit: u32,
+}
+
+impl Default for HubSpotOptions {
+    fn default() -> Self {
+        HubSpotOptions {
+            token: "sandbox-token".into(),
+            rate_limit_per_10s: Some(100),
+            search_per_second: Some(5),
+            daily_limit: 250_000,
+        }
+    }
+}
+
+/// The HubSpot side of the sandbox.
+pub struct HubSpot {
+    pub(crate) store: Mutex<Store>,
+    pub(crate) journal: Arc<Journal>,
+    options: HubSpotOptions,
+    window: Option<RollingWindow>,
+    search: Option<RollingWindow>,
+    daily_used: Mutex<u32>,
+}
+
+/// A HubSpot error response (reference §4.3).
+pub fn error(status: StatusCode, category: &str, message: &str, errors: Value) -> Response {
+    let mut body = json!({ "status": "error", "message": message, "correlationId": correlation_id(), "category": category });
+    if !errors.is_null() {
+        body["errors"] = errors;
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+fn correlation_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("00000000-0000-4000-8000-{n:012x}")
+}
+
+impl HubSpot {
+    /// A HubSpot account with the default pipeline, its deal properties and no data.
+    pub fn new(options: HubSpotOptions, journal: Arc<Journal>) -> Arc<Self> {
+        let window = options
+            .rate_limit_per_10s
+            .map(|n| RollingWindow::new(n, Duration::from_secs(10)));
+        let search = options
+            .search_per_second
+            .map(|n| RollingWindow::new(n, Duration::from_secs(1)));
+        Arc::new(HubSpot {
+            store: Mutex::new(Store::default()),
+            journal,
+            options,
+            window,
+            search,
+            daily_used: Mutex::new(0),
+        })
+    }
+
+    /// Direct access to the data, for the control API and tests.
+    pub fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        f(&mut self.store.lock().expect("the store lock is never poisoned"))
+    }
+
+    /// The HTTP routes.
+    pub fn router(self: &Arc<Self>) -> Router {
+        crm::routes()
+            .layer(middleware::from_fn_with_state(Arc::clone(self), guard))
+            .with_state(Arc::clone(self))
+    }
+}
+
+/// Authentication, rate limits and their headers, faults and the call journal, for
+/// every CRM request.
+async fn guard(State(hs): State<Arc<HubSpot>>, request: Request, next: Next) -> Response {
+    let operation = format!("{} {}", request.method(), request.uri().path());
+    let is_search = request.uri().path().ends_with("/search");
+    let record = |status: StatusCode| {
+        hs.journal.record(crate::control::Call {
+            service: "hubspot".into(),
+            operation: operation.clone(),
+            status: status.as_u16(),
+            request: Value::Null,
+        });
+    };
+    if let Some(fault) = hs.journal.take_fault("hubspot", &operation) {
+        let error_body = |status: u16| {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            error(status, "INTERNAL_ERROR", "injected fault", Value::Null)
+        };
+        if let Some(response) = crate::control::apply_fault(&fault, error_body).await {
+            record(response.status());
+            return response;
+        }
+    }
+    let token_ok = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t == hs.options.token);
+    if !token_ok {
+        record(StatusCode::UNAUTHORIZED);
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_AUTHENTICATION",
+            "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+            Value::Null,
+        );
+    }
+    // Search has its own 5/s limit and sends no rate-limit headers (reference §5.2).
+    if is_search {
+        if hs.search.as_ref().is_some_and(|w| w.hit().is_none()) {
+            record(StatusCode::TOO_MANY_REQUESTS);
+            return rate_limited("You have reached your secondly limit.", "SECONDLY");
+        }
+        let response = next.run(request).await;
+        record(response.status());
+        return response;
+    }
+    let remaining = match &hs.window {
+        None => None,
+        Some(w) => match w.hit() {
+            Some(left) => Some((w.max(), left, w.window())),
+            None => {
+                record(StatusCode::TOO_MANY_REQUESTS);
+                let mut response = rate_limited(
+                    "You have reached your ten_secondly_rolling limit.",
+                    "TEN_SECONDLY_ROLLING",
+                );
+                add_headers(&mut response, w.max(), 0, w.window(), &hs);
+                return response;
+            }
+        },
+    };
+    {
+        let mut used = hs.daily_used.lock().expect("daily counter lock");
+        *used = used.saturating_add(1);
+    }
+    let mut response = next.run(request).await;
+    if let Some((max, left, window)) = remaining {
+        add_headers(&mut response, max, left, window, &hs);
+    }
+    record(response.status());
+    response
+}
+
+fn add_headers(response: &mut Response, max: u32, left: u32, window: Duration, hs: &HubSpot) {
+    let used = *hs.daily_used.lock().expect("daily counter lock");
+    let h = response.headers_mut();
+    for (name, value) in [
+        ("x-hubspot-ratelimit-max", max.to_string()),
+        ("x-hubspot-ratelimit-remaining", left.to_string()),
+        (
+            "x-hubspot-ratelimit-interval-milliseconds",
+            window.as_millis().to_string(),
+        ),
+        (
+            "x-hubspot-ratelimit-daily",
+            hs.options.daily_limit.to_string(),
+        ),
+        (
+            "x-hubspot-ratelimit-daily-remaining",
+            hs.options.daily_limit.saturating_sub(used).to_string(),
+        ),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+}
+
+/// A 429 in HubSpot's shape (`errorType`, `policyName`; reference §5.3).
+fn rate_limited(message: &str, policy: &str) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        axum::Json(json!({
+            "status": "error", "message": message, "errorType": "RATE_LIMIT",
+            "correlationId": correlation_id(), "policyName": policy, "requestId": correlation_id(),
+        })),
+    )
+        .into_response()
+}

@@ -1,0 +1,276 @@
+//! HubSpot's CRM data: deals, notes, tasks, property definitions, owners and the
+//! default pipeline, in the CRM v3 object shape (reference §3.1).
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+/// Association type ids (HUBSPOT_DEFINED) from HubSpot's SDK enum (reference §3.8).
+pub const NOTE_TO_DEAL: i64 = 214;
+/// Task → deal.
+pub const TASK_TO_DEAL: i64 = 216;
+
+/// A CRM object (deal, note, task).
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// Numeric id, as text.
+    pub id: String,
+    /// Property values (text).
+    pub properties: BTreeMap<String, String>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// Associated object ids by object type (`notes`, `tasks`, `deals`).
+    pub associations: BTreeMap<String, Vec<String>>,
+}
+
+/// A property definition.
+#[derive(Debug, Clone)]
+pub struct Property {
+    /// Internal name.
+    pub name: String,
+    /// The definition as the API returns it.
+    pub definition: Value,
+    /// Whether clients may write it.
+    pub read_only: bool,
+}
+
+/// The sandbox's HubSpot account.
+#[derive(Debug)]
+pub struct Store {
+    /// Deals by id.
+    pub deals: BTreeMap<String, Object>,
+    /// Notes by id.
+    pub notes: BTreeMap<String, Object>,
+    /// Tasks by id.
+    pub tasks: BTreeMap<String, Object>,
+    /// Deal property definitions by name.
+    pub deal_properties: BTreeMap<String, Property>,
+    /// Owners by id.
+    pub owners: BTreeMap<String, Value>,
+    next_id: u64,
+}
+
+/// The default deal pipeline's stages: id, label, probability (reference §6).
+pub const DEFAULT_STAGES: &[(&str, &str, &str)] = &[
+    ("appointmentscheduled", "Appointment scheduled", "0.2"),
+    ("qualifiedtobuy", "Qualified to buy", "0.4"),
+    ("presentationscheduled", "Presentation scheduled", "0.6"),
+    ("decisionmakerboughtin", "Decision maker bought in", "0.8"),
+    ("contractsent", "Contract sent", "0.9"),
+    ("closedwon", "Closed won", "1.0"),
+    ("closedlost", "Closed lost", "0.0"),
+];
+
+/// Note and task properties clients may set.
+pub const NOTE_PROPERTIES: &[&str] = &[
+    "hs_timestamp",
+    "hs_note_body",
+    "hubspot_owner_id",
+    "hs_attachment_ids",
+];
+/// Task properties clients may set.
+pub const TASK_PROPERTIES: &[&str] = &[
+    "hs_timestamp",
+    "hs_task_subject",
+    "hs_task_body",
+    "hs_task_status",
+    "hs_task_priority",
+    "hs_task_type",
+    "hs_task_reminders",
+    "hubspot_owner_id",
+];
+
+impl Default for Store {
+    fn default() -> Self {
+        let mut store = Store {
+            deals: BTreeMap::new(),
+            notes: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            deal_properties: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            next_id: 0,
+        };
+        for (name, label, kind, field, read_only) in [
+            ("dealname", "Deal Name", "string", "text", false),
+            ("amount", "Amount", "number", "number", false),
+            ("closedate", "Close Date", "datetime", "date", false),
+            ("dealstage", "Deal Stage", "enumeration", "radio", false),
+            ("pipeline", "Pipeline", "enumeration", "select", false),
+            (
+                "hubspot_owner_id",
+                "Deal owner",
+                "enumeration",
+                "select",
+                false,
+            ),
+            (
+                "deal_currency_code",
+                "Currency",
+                "enumeration",
+                "select",
+                false,
+            ),
+            (
+                "description",
+                "Deal Description",
+                "string",
+                "textarea",
+                false,
+            ),
+            ("dealtype", "Deal Type", "enumeration", "radio", false),
+            ("createdate", "Create Date", "datetime", "date", true),
+            (
+                "hs_lastmodifieddate",
+                "Last Modified Date",
+                "datetime",
+                "date",
+                true,
+            ),
+            ("hs_object_id", "Record ID", "number", "number", true),
+        ] {
+            store.deal_properties.insert(
+                name.into(),
+                property(name, label, kind, field, "dealinformation", read_only, true),
+            );
+        }
+        store
+    }
+}
+
+/// A property definition in the API's shape.
+pub fn property(
+    name: &str,
+    label: &str,
+    kind: &str,
+    field: &str,
+    group: &str,
+    read_only: bool,
+    hubspot_defined: bool,
+) -> Property {
+    Property {
+        name: name.into(),
+        read_only,
+        definition: json!({
+            "name": name, "label": label, "type": kind, "fieldType": field, "groupName": group,
+            "description": "", "options": [], "displayOrder": -1, "calculated": false, "externalOptions": false,
+            "hasUniqueValue": false, "hidden": false, "hubspotDefined": hubspot_defined, "formField": true,
+            "modificationMetadata": { "archivable": !hubspot_defined, "readOnlyDefinition": hubspot_defined, "readOnlyValue": read_only },
+            "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-01T00:00:00.000Z", "archived": false,
+        }),
+    }
+}
+
+/// Milliseconds-precision UTC time, as HubSpot writes it (`…T16:50:06.678Z`).
+pub fn iso(t: Timestamp) -> String {
+    let ms = t.as_millisecond();
+    let whole = Timestamp::from_millisecond(ms - ms.rem_euclid(1000)).unwrap_or(t);
+    let text = whole.to_string();
+    format!("{}.{:03}Z", text.trim_end_matches('Z'), ms.rem_euclid(1000))
+}
+
+impl Store {
+    /// A new numeric id above 2^32, so clients never fit ids in 32 bits.
+    pub fn next_id(&mut self) -> String {
+        self.next_id += 1;
+        (40_000_000_000 + self.next_id).to_string()
+    }
+
+    /// Creates an object in `kind` (`deals`, `notes`, `tasks`).
+    pub fn insert(&mut self, kind: &str, properties: BTreeMap<String, String>) -> Object {
+        let id = self.next_id();
+        let now = Timestamp::now();
+        let object = Object {
+            id: id.clone(),
+            properties,
+            created_at: now,
+            updated_at: now,
+            associations: BTreeMap::new(),
+        };
+        self.table(kind).insert(id, object.clone());
+        object
+    }
+
+    /// The table for an object type.
+    pub fn table(&mut self, kind: &str) -> &mut BTreeMap<String, Object> {
+        match kind {
+            "notes" => &mut self.notes,
+            "tasks" => &mut self.tasks,
+            _ => &mut self.deals,
+        }
+    }
+
+    /// Adds an owner (control API, demo data).
+    pub fn add_owner(&mut self, id: &str, email: &str, first: &str, last: &str) {
+        self.owners.insert(
+            id.into(),
+            json!({ "id": id, "email": email, "firstName": first, "lastName": last, "userId": id.parse::<u64>().unwrap_or(0) + 1,
+                    "type": "PERSON", "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": "2026-01-01T00:00:00.000Z", "archived": false, "teams": [] }),
+        );
+    }
+}
+
+impl Object {
+    /// The object in the API's shape with the requested properties (`null` for
+    /// requested but unset ones; reference §3.1), or the given defaults.
+    pub fn to_json(&self, requested: &[String], kind: &str) -> Value {
+        let mut props = Map::new();
+        let names: Vec<String> = if requested.is_empty() {
+            let defaults: &[&str] = match kind {
+                "deals" => &[
+                    "dealname",
+                    "amount",
+                    "closedate",
+                    "pipeline",
+                    "dealstage",
+                    "createdate",
+                    "hs_lastmodifieddate",
+                    "hs_object_id",
+                ],
+                "notes" => &[
+                    "hs_timestamp",
+                    "hs_note_body",
+                    "createdate",
+                    "hs_lastmodifieddate",
+                    "hs_object_id",
+                ],
+                _ => &[
+                    "hs_timestamp",
+                    "hs_task_subject",
+                    "hs_task_status",
+                    "createdate",
+                    "hs_lastmodifieddate",
+                    "hs_object_id",
+                ],
+            };
+            defaults.iter().map(|s| s.to_string()).collect()
+        } else {
+            requested.to_vec()
+        };
+        for name in names {
+            props.insert(
+                name.clone(),
+                self.value(&name).map_or(Value::Null, Value::String),
+            );
+        }
+        json!({
+            "id": self.id,
+            "properties": props,
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+            "archived": false,
+        })
+    }
+
+    /// A property's value, including the ones HubSpot maintains itself.
+    pub fn value(&self, name: &str) -> Option<String> {
+        match name {
+            "hs_object_id" => Some(self.id.clone()),
+            "createdate" => Some(iso(self.created_at)),
+            "hs_lastmodifieddate" => Some(iso(self.updated_at)),
+            _ => self.properties.get(name).cloned().filter(|v| !v.is_empty()),
+        }
+    }
+}
