@@ -150,6 +150,10 @@ pub fn router(journal: Arc<Journal>, pc: Arc<PartnerCentral>, hs: Arc<HubSpot>) 
         )
         .route("/_sandbox/hubspot/{kind}", get(hubspot_objects))
         .route("/_sandbox/hubspot/owners", post(hubspot_owner))
+        .route(
+            "/_sandbox/hubspot/webhooks",
+            post(hubspot_webhooks).delete(hubspot_webhooks_off),
+        )
         .route("/_sandbox/calls", get(calls))
         .route("/_sandbox/faults", post(fault))
         .route(
@@ -432,6 +436,7 @@ async fn hubspot_create_deal(State(c): State<Control>, Json(body): Json<Value>) 
         .entry("pipeline".into())
         .or_insert_with(|| "default".into());
     let deal = c.hs.with_store(|s| s.insert("deals", props));
+    c.hs.webhooks.deal_created(&deal.id, &user());
     (StatusCode::CREATED, Json(full(&deal, "deals"))).into_response()
 }
 
@@ -444,12 +449,20 @@ async fn hubspot_edit_deal(
     let props = properties(&body);
     let edited = c.hs.with_store(|s| {
         let deal = s.deals.get_mut(&id)?;
+        let changes: Vec<(String, String)> = props
+            .iter()
+            .filter(|(k, v)| deal.properties.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         deal.properties.extend(props);
         deal.updated_at = jiff::Timestamp::now();
-        Some(deal.clone())
+        Some((deal.clone(), changes))
     });
     match edited {
-        Some(d) => Json(full(&d, "deals")).into_response(),
+        Some((d, changes)) => {
+            c.hs.webhooks.deal_changed(&d.id, &changes, &user());
+            Json(full(&d, "deals")).into_response()
+        }
         None => (
             StatusCode::NOT_FOUND,
             Json(json!({ "error": format!("no deal {id}") })),
@@ -469,4 +482,50 @@ struct Owner {
 async fn hubspot_owner(State(c): State<Control>, Json(o): Json<Owner>) -> Response {
     c.hs.with_store(|s| s.add_owner(&o.id, &o.email, &o.first_name, &o.last_name));
     Json(json!({ "id": o.id })).into_response()
+}
+
+/// A sales rep in HubSpot's UI.
+fn user() -> crate::hubspot::ChangeSource {
+    crate::hubspot::ChangeSource {
+        change_source: "CRM_UI".into(),
+        source_id: "userId:47812075".into(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Webhooks {
+    url: String,
+    client_secret: String,
+    app_id: u64,
+    #[serde(default)]
+    properties: Vec<String>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    #[serde(default)]
+    retry_base_ms: Option<u64>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+/// Subscribes an app: its target URL, client secret and id (and, for tests, a
+/// compressed retry schedule).
+async fn hubspot_webhooks(State(c): State<Control>, Json(w): Json<Webhooks>) -> Response {
+    let mut target = crate::hubspot::WebhookTarget::new(&w.url, &w.client_secret, w.app_id);
+    target.properties = w.properties;
+    if let Some(n) = w.max_attempts {
+        target.max_attempts = n.clamp(1, 10);
+    }
+    if let Some(ms) = w.retry_base_ms {
+        target.retry_base = Duration::from_millis(ms);
+    }
+    if let Some(ms) = w.timeout_ms {
+        target.timeout = Duration::from_millis(ms);
+    }
+    c.hs.webhooks.set_target(Some(target));
+    Json(json!({ "subscribed": w.url })).into_response()
+}
+
+async fn hubspot_webhooks_off(State(c): State<Control>) -> Response {
+    c.hs.webhooks.set_target(None);
+    Json(json!({ "subscribed": null })).into_response()
 }

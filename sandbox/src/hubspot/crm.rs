@@ -251,6 +251,7 @@ async fn create_deal(State(hs): Hs, body: Bytes) -> Response {
             .or_insert_with(|| "default".into());
         s.insert("deals", props)
     });
+    hs.webhooks.deal_created(&object.id, &hs.api_source());
     (
         StatusCode::CREATED,
         axum::Json(object.to_json(&[], "deals")),
@@ -295,6 +296,17 @@ async fn patch_deal(State(hs): Hs, Path(id): Path<String>, body: Bytes) -> Respo
         Err(r) => return r,
     };
     let names: Vec<String> = props.keys().cloned().collect();
+    let before = hs.with_store(|s| {
+        s.deals
+            .get(&id)
+            .map(|d| d.properties.clone())
+            .unwrap_or_default()
+    });
+    let changes: Vec<(String, String)> = props
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let updated = hs.with_store(|s| {
         let deal = s.deals.get_mut(&id).expect("checked above");
         for (k, v) in props {
@@ -303,6 +315,7 @@ async fn patch_deal(State(hs): Hs, Path(id): Path<String>, body: Bytes) -> Respo
         deal.updated_at = jiff::Timestamp::now().max(deal.updated_at);
         deal.clone()
     });
+    hs.webhooks.deal_changed(&id, &changes, &hs.api_source());
     axum::Json(updated.to_json(&names, "deals")).into_response()
 }
 

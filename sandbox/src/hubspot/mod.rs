@@ -5,6 +5,7 @@
 mod crm;
 mod limits;
 pub mod store;
+pub mod webhooks;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 
 pub use limits::RollingWindow;
 pub use store::Store;
+pub use webhooks::{ChangeSource, Emitter, WebhookTarget};
 
 use crate::control::Journal;
 
@@ -48,6 +50,8 @@ impl Default for HubSpotOptions {
 /// The HubSpot side of the sandbox.
 pub struct HubSpot {
     pub(crate) store: Mutex<Store>,
+    /// The webhook emitter.
+    pub webhooks: Arc<Emitter>,
     pub(crate) journal: Arc<Journal>,
     options: HubSpotOptions,
     window: Option<RollingWindow>,
@@ -80,8 +84,10 @@ impl HubSpot {
         let search = options
             .search_per_second
             .map(|n| RollingWindow::new(n, Duration::from_secs(1)));
+        let webhooks = Emitter::start(Arc::clone(&journal));
         Arc::new(HubSpot {
             store: Mutex::new(Store::default()),
+            webhooks,
             journal,
             options,
             window,
@@ -93,6 +99,18 @@ impl HubSpot {
     /// Direct access to the data, for the control API and tests.
     pub fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
         f(&mut self.store.lock().expect("the store lock is never poisoned"))
+    }
+
+    /// Who the API's writes come from: the app whose webhooks are configured.
+    pub fn api_source(&self) -> ChangeSource {
+        ChangeSource {
+            change_source: "INTEGRATION".into(),
+            source_id: self
+                .webhooks
+                .app_id()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+        }
     }
 
     /// The HTTP routes.
