@@ -124,10 +124,11 @@ impl Emitter {
         source: &ChangeSource,
     ) {
         let Some(target) = self.target() else { return };
-        if let Some((name, _)) = change {
-            if !target.properties.is_empty() && !target.properties.contains(name) {
-                return;
-            }
+        if let Some((name, _)) = change
+            && !target.properties.is_empty()
+            && !target.properties.contains(name)
+        {
+            return;
         }
         let subscription = self.next_event.fetch_add(1, Ordering::Relaxed);
         let mut event = json!({
