@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 type Received = mpsc::UnboundedReceiver<(HeaderMap, String)>;
+type ReceiverState = (mpsc::UnboundedSender<(HeaderMap, String)>, Arc<Mutex<Vec<u16>>>);
 
 struct Receiver {
     url: String,
@@ -32,8 +33,7 @@ async fn receiver() -> Receiver {
         .route(
             "/webhooks/hubspot",
             post(
-                |State((tx, statuses)): State<(
-                    mpsc::UnboundedSender<(HeaderMap, String)>,
+                |State((tx, statuses)): State<ReceiverState>,
                     Arc<Mutex<Vec<u16>>>,
                 )>,
                  headers: HeaderMap,
