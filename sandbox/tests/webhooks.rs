@@ -15,7 +15,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 type Received = mpsc::UnboundedReceiver<(HeaderMap, String)>;
-type ReceiverState = (mpsc::UnboundedSender<(HeaderMap, String)>, Arc<Mutex<Vec<u16>>>);
+type ReceiverState = (
+    mpsc::UnboundedSender<(HeaderMap, String)>,
+    Arc<Mutex<Vec<u16>>>,
+);
 
 struct Receiver {
     url: String,
@@ -29,25 +32,24 @@ async fn receiver() -> Receiver {
     let (tx, rx) = mpsc::unbounded_channel();
     let statuses = Arc::new(Mutex::new(Vec::new()));
     let state = (tx, Arc::clone(&statuses));
-    let app = Router::new()
-        .route(
-            "/webhooks/hubspot",
-            post(
-                |State((tx, statuses)): State<ReceiverState>,
-                    Arc<Mutex<Vec<u16>>>,
-                )>,
-                 headers: HeaderMap,
-                 body: Bytes| async move {
-                    let _ = tx.send((headers, String::from_utf8_lossy(&body).into_owned()));
-                    let next = {
-                        let mut s = statuses.lock().unwrap();
-                        if s.is_empty() { 200 } else { s.remove(0) }
-                    };
-                    StatusCode::from_u16(next).unwrap()
-                },
-            ),
-        )
-        .with_state(state);
+    let app =
+        Router::new()
+            .route(
+                "/webhooks/hubspot",
+                post(
+                    |State((tx, statuses)): State<ReceiverState>,
+                     headers: HeaderMap,
+                     body: Bytes| async move {
+                        let _ = tx.send((headers, String::from_utf8_lossy(&body).into_owned()));
+                        let next = {
+                            let mut s = statuses.lock().unwrap();
+                            if s.is_empty() { 200 } else { s.remove(0) }
+                        };
+                        StatusCode::from_u16(next).unwrap()
+                    },
+                ),
+            )
+            .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/webhooks/hubspot", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
