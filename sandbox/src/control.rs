@@ -162,6 +162,10 @@ pub fn router(journal: Arc<Journal>, pc: Arc<PartnerCentral>, hs: Arc<HubSpot>) 
         )
         .route("/_sandbox/partnercentral/solutions", post(seed_solution))
         .route(
+            "/_sandbox/partnercentral/events",
+            post(events_on).delete(events_off),
+        )
+        .route(
             "/_sandbox/partnercentral/opportunities/{id}/review",
             post(review),
         )
@@ -528,4 +532,25 @@ async fn hubspot_webhooks(State(c): State<Control>, Json(w): Json<Webhooks>) -> 
 async fn hubspot_webhooks_off(State(c): State<Control>) -> Response {
     c.hs.webhooks.set_target(None);
     Json(json!({ "subscribed": null })).into_response()
+}
+
+#[derive(Deserialize)]
+struct Events {
+    url: String,
+    #[serde(default)]
+    secret: String,
+}
+
+/// Forwards Partner Central's EventBridge events to `url` (as an API destination).
+async fn events_on(State(c): State<Control>, Json(e): Json<Events>) -> Response {
+    c.pc.set_event_target(Some(crate::partner_central::EventTarget {
+        url: e.url.clone(),
+        secret: e.secret,
+    }));
+    Json(json!({ "forwarding_to": e.url })).into_response()
+}
+
+async fn events_off(State(c): State<Control>) -> Response {
+    c.pc.set_event_target(None);
+    Json(json!({ "forwarding_to": null })).into_response()
 }

@@ -187,6 +187,8 @@ impl Store {
             items.push(json!(entity));
         }
         record["LastModifiedDate"] = json!(now);
+        // Associating a solution: Opportunity Updated, Snapshot Created (event table).
+        self.emit_opportunity("Opportunity Updated", &id);
         self.snapshot_if_engaged(&id, "partner");
         Ok(json!({}))
     }
@@ -250,7 +252,27 @@ impl Store {
             opportunity_id: id.clone(),
             snapshots: Vec::new(),
         });
+        // StartEngagementFromOpportunityTask: Opportunity Updated, Engagement Created,
+        // Snapshot Created, Member Added, Invitation Created (event table).
+        self.emit_opportunity("Opportunity Updated", &id);
+        self.emit(
+            "Engagement Created",
+            &catalog,
+            json!({ "engagement": { "engagementArn": format!("arn:aws:partnercentral:us-east-1::catalog/{catalog}/engagement/{engagement_id}"),
+                    "engagementId": engagement_id, "CreatedAt": now, "CreatedBy": ACCOUNT, "ContextTypes": ["CustomerProject"] } }),
+        );
         self.snapshot_if_engaged(&id, "partner");
+        self.emit(
+            "Engagement Member Added",
+            &catalog,
+            json!({ "engagement": { "id": engagement_id }, "engagementMember": { "accountId": ACCOUNT, "companyName": "Sandbox Partner" } }),
+        );
+        self.emit(
+            "Engagement Invitation Created",
+            &catalog,
+            json!({ "engagementInvitation": { "id": format!("engi-{}", id36(n + 2, 13)), "engagementId": engagement_id,
+                    "participantType": "SENDER", "payloadType": "OpportunityInvitation" } }),
+        );
         let task_id = format!("task-{}", id36(n, 13));
         let out = strip_nulls(json!({
             "TaskId": task_id,
@@ -293,6 +315,9 @@ impl Store {
         if let Some(s) = self.opportunities.get_mut(id) {
             s.record["LastModifiedDate"] = json!(now);
         }
+        // "AWS updates your opportunity: Opportunity Updated, Snapshot Created"; the
+        // event also covers changes to the AWS summary (event doc).
+        self.emit_opportunity("Opportunity Updated", id);
         self.snapshot_if_engaged(id, "aws");
         Ok(out)
     }
@@ -314,6 +339,7 @@ impl Store {
         } else {
             ACCOUNT.to_string()
         };
+        let mut raised = Vec::new();
         for engagement in self
             .engagements
             .iter_mut()
@@ -340,15 +366,23 @@ impl Store {
                     .filter(|s| s["ResourceSnapshotTemplateName"] == template)
                     .count()
                     + 1;
+                let arn = format!(
+                    "arn:aws:partnercentral:us-east-1::catalog/{catalog}/engagement/{}/resource/Opportunity/{opportunity_id}/template/{template}/snapshot/{revision}",
+                    engagement.id
+                );
+                raised.push(json!({ "resourceSnapshot": { "arn": arn, "engagementId": engagement.id, "resourceType": "Opportunity", "resourceId": opportunity_id, "createdBy": created_by, "targetMemberAccounts": [ACCOUNT, "aws"], "resourceSnapshotTemplateName": template } }));
                 engagement.snapshots.push(json!({
                     "Catalog": catalog,
-                    "Arn": format!("arn:aws:partnercentral:us-east-1::catalog/{catalog}/engagement/{}/resource/Opportunity/{opportunity_id}/template/{template}/snapshot/{revision}", engagement.id),
+                    "Arn": arn,
                     "CreatedBy": created_by, "CreatedAt": now, "EngagementId": engagement.id,
                     "ResourceType": "Opportunity", "ResourceId": opportunity_id,
                     "ResourceSnapshotTemplateName": template, "Revision": revision,
                     "TargetMemberAccounts": [ACCOUNT, "aws"], "Payload": payload,
                 }));
             }
+        }
+        for detail in raised {
+            self.emit("Engagement Resource Snapshot Created", &catalog, detail);
         }
     }
 

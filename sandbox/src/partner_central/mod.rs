@@ -24,6 +24,50 @@ pub use engagement::Engagement;
 pub use opportunity::Store;
 pub use validate::{FieldError, validate};
 
+/// Where EventBridge events go: an HTTP endpoint and the secret header value an API
+/// destination would send (`X-Pcsync-Secret`).
+#[derive(Debug, Clone)]
+pub struct EventTarget {
+    /// The endpoint (pcsync's `/events/partnercentral`).
+    pub url: String,
+    /// The shared secret.
+    pub secret: String,
+}
+
+/// Delivers events one by one, retrying a failed delivery twice (EventBridge
+/// retries API destinations; its 24-hour schedule is compressed here).
+async fn deliver_events(
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<(EventTarget, Value)>,
+    journal: Arc<crate::control::Journal>,
+) {
+    let http = reqwest::Client::new();
+    while let Some((target, event)) = queue.recv().await {
+        for attempt in 0..3u32 {
+            let result = http
+                .post(&target.url)
+                .timeout(std::time::Duration::from_secs(5))
+                .header("x-pcsync-secret", &target.secret)
+                .json(&event)
+                .send()
+                .await;
+            let status = result.as_ref().map_or(0, |r| r.status().as_u16());
+            journal.record(crate::control::Call {
+                service: "eventbridge".into(),
+                operation: event["detail-type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                status,
+                request: event.clone(),
+            });
+            if (200..300).contains(&status) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100 * 2u64.pow(attempt))).await;
+        }
+    }
+}
+
 /// The service's request quotas (developer guide "Quotas": writes 1/s, reads 10/s
 /// per partner account). `None` switches a quota off, for tests that are not about
 /// throttling.
@@ -119,6 +163,8 @@ impl ServiceError {
 /// The Partner Central side of the sandbox.
 pub struct PartnerCentral {
     journal: Arc<crate::control::Journal>,
+    events: Mutex<Option<EventTarget>>,
+    outbox: tokio::sync::mpsc::UnboundedSender<(EventTarget, Value)>,
     store: Mutex<Store>,
     writes: Option<DefaultDirectRateLimiter>,
     reads: Option<DefaultDirectRateLimiter>,
@@ -143,7 +189,11 @@ impl PartnerCentral {
             n.and_then(NonZeroU32::new)
                 .map(|n| RateLimiter::direct(Quota::per_second(n)))
         };
+        let (outbox, queue) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(deliver_events(queue, Arc::clone(&journal)));
         Arc::new(PartnerCentral {
+            events: Mutex::new(None),
+            outbox,
             journal,
             store: Mutex::new(Store::default()),
             writes: limiter(quotas.writes_per_second),
@@ -158,9 +208,31 @@ impl PartnerCentral {
             .with_state(Arc::clone(self))
     }
 
-    /// Direct access to the data, for the control API and tests.
+    /// Direct access to the data, for the control API and tests. Events the change
+    /// raises are delivered.
     pub fn with_store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
-        f(&mut self.store.lock().expect("the store lock is never poisoned"))
+        let (out, events) = {
+            let mut store = self.store.lock().expect("the store lock is never poisoned");
+            let out = f(&mut store);
+            (out, store.take_events())
+        };
+        self.dispatch(events);
+        out
+    }
+
+    /// Sends events to the EventBridge target, if one is set (an API destination
+    /// forwarding `aws.partnercentral-selling` events, with its secret header).
+    pub fn set_event_target(&self, target: Option<EventTarget>) {
+        *self.events.lock().expect("event target lock") = target;
+    }
+
+    fn dispatch(&self, events: Vec<Value>) {
+        let Some(target) = self.events.lock().expect("event target lock").clone() else {
+            return;
+        };
+        for event in events {
+            let _ = self.outbox.send((target.clone(), event));
+        }
     }
 
     /// Runs one operation on a parsed request body.
@@ -203,8 +275,7 @@ impl PartnerCentral {
                 }],
             ));
         }
-        let mut store = self.store.lock().expect("the store lock is never poisoned");
-        match operation {
+        self.with_store(|store| match operation {
             "CreateOpportunity" => store.create(input),
             "GetOpportunity" => store.get(input),
             "UpdateOpportunity" => store.update(input),
@@ -222,7 +293,7 @@ impl PartnerCentral {
                 message: format!("operation {other} is not supported by this sandbox"),
                 validation: None,
             }),
-        }
+        })
     }
 }
 

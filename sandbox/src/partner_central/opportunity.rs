@@ -79,9 +79,53 @@ pub struct Store {
     pub(super) summaries: HashMap<String, Value>,
     pub(super) engagements: Vec<super::engagement::Engagement>,
     pub(super) task_tokens: HashMap<String, Value>,
+    /// EventBridge events raised by changes, waiting to be delivered.
+    pub(super) events: Vec<Value>,
+    pub(super) next_event: u64,
 }
 
 impl Store {
+    /// Raises an EventBridge event from `aws.partnercentral-selling` (reference §9.3
+    /// shapes).
+    pub(super) fn emit(&mut self, detail_type: &str, catalog: &str, detail: Value) {
+        self.next_event += 1;
+        let mut detail = detail;
+        detail["catalog"] = json!(catalog);
+        let time =
+            jiff::Timestamp::from_second(Timestamp::now().as_second()).unwrap_or(Timestamp::now());
+        self.events.push(json!({
+            "version": "0",
+            "id": format!("{:08x}-0123-4123-8123-{:012x}", self.next_event, self.next_event),
+            "detail-type": detail_type,
+            "source": "aws.partnercentral-selling",
+            "account": ACCOUNT,
+            "time": time.to_string(),
+            "region": "us-east-1",
+            "resources": [],
+            "detail": detail,
+        }));
+    }
+
+    /// Takes the events raised so far.
+    pub fn take_events(&mut self) -> Vec<Value> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// `Opportunity Created` / `Opportunity Updated` for one opportunity.
+    pub(super) fn emit_opportunity(&mut self, detail_type: &str, id: &str) {
+        let catalog = self
+            .opportunities
+            .get(id)
+            .and_then(|s| s.record["Catalog"].as_str())
+            .unwrap_or("Sandbox")
+            .to_string();
+        self.emit(
+            detail_type,
+            &catalog,
+            json!({ "schemaVersion": "1", "opportunity": { "identifier": id } }),
+        );
+    }
+
     /// A stored opportunity.
     pub fn opportunity(&self, id: &str) -> Option<&Stored> {
         self.opportunities.get(id)
@@ -165,8 +209,10 @@ impl Store {
             "PartnerOpportunityIdentifier": input.get("PartnerOpportunityIdentifier").cloned().unwrap_or(Value::Null),
             "LastModifiedDate": now,
         });
-        self.opportunities.insert(id, Stored { record, origin });
+        self.opportunities
+            .insert(id.clone(), Stored { record, origin });
         self.tokens.insert(token, (body, response.clone()));
+        self.emit_opportunity("Opportunity Created", &id);
         Ok(strip_nulls(response))
     }
 
@@ -333,8 +379,9 @@ impl Store {
         if let Some(s) = self.opportunities.get_mut(&id_text) {
             s.record = next;
         }
-        // "You update an opportunity: … Snapshot Created if a ResourceSnapshotJob is
-        // set up" (developer guide, event table): submitted opportunities have one.
+        // "You update an opportunity: Opportunity Updated (plus Snapshot Created if a
+        // ResourceSnapshotJob is set up …)" (developer guide, event table).
+        self.emit_opportunity("Opportunity Updated", &id_text);
         self.snapshot_if_engaged(&id_text, "partner");
         Ok(json!({ "Id": id, "LastModifiedDate": now }))
     }
@@ -497,7 +544,27 @@ impl Store {
         }
         stored.record["LastModifiedDate"] = json!(now);
         let record = stored.record.clone();
-        // AWS's review actions each add a snapshot revision (event table).
+        // AWS approves: Invitation Accepted, Member Added, Opportunity Updated,
+        // Snapshot Created; rejects: Invitation Rejected, Opportunity Updated,
+        // Snapshot Created (developer guide, event table).
+        let catalog = record["Catalog"].as_str().unwrap_or("Sandbox").to_string();
+        let engagement = self
+            .engagements
+            .iter()
+            .find(|e| e.opportunity_id == id)
+            .map(|e| e.id.clone());
+        if let Some(engagement) = engagement {
+            let invitation = json!({ "engagementInvitation": { "id": format!("engi-{}", &engagement[4..17]), "engagementId": engagement, "participantType": "RECEIVER", "payloadType": "OpportunityInvitation" } });
+            match status {
+                "Approved" => {
+                    self.emit("Engagement Invitation Accepted", &catalog, invitation);
+                    self.emit("Engagement Member Added", &catalog, json!({ "engagement": { "id": engagement }, "engagementMember": { "accountId": "aws", "companyName": "Amazon Web Services" } }));
+                }
+                "Rejected" => self.emit("Engagement Invitation Rejected", &catalog, invitation),
+                _ => {}
+            }
+        }
+        self.emit_opportunity("Opportunity Updated", id);
         self.snapshot_if_engaged(id, "aws");
         Ok(record)
     }

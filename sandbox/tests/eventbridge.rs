@@ -1,0 +1,162 @@
+//! EventBridge events from the Partner Central sandbox, as the developer guide's
+//! table says each action raises them, delivered with the API destination's secret
+//! and readable by pcsync's event parser.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use pcsync_sandbox::{Options, Quotas, Sandbox};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+async fn receiver() -> (String, mpsc::UnboundedReceiver<(HeaderMap, Value)>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = Router::new()
+        .route(
+            "/events/partnercentral",
+            post(
+                |State(tx): State<mpsc::UnboundedSender<(HeaderMap, Value)>>,
+                 headers: HeaderMap,
+                 body: Bytes| async move {
+                    let _ = tx.send((
+                        headers,
+                        serde_json::from_slice(&body).unwrap_or(Value::Null),
+                    ));
+                    "ok"
+                },
+            ),
+        )
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/events/partnercentral",
+        listener.local_addr().unwrap()
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, rx)
+}
+
+async fn drain(
+    rx: &mut mpsc::UnboundedReceiver<(HeaderMap, Value)>,
+    n: usize,
+) -> Vec<(HeaderMap, Value)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        out.push(
+            tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("an event within 5 s")
+                .unwrap(),
+        );
+    }
+    out
+}
+
+async fn call(sb: &Sandbox, op: &str, body: Value) -> Value {
+    reqwest::Client::new()
+        .post(&sb.partner_central_url)
+        .header("content-type", "application/x-amz-json-1.0")
+        .header("x-amz-target", format!("AWSPartnerCentralSelling.{op}"))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn actions_raise_the_documented_events() {
+    let (url, mut rx) = receiver().await;
+    let quotas = Quotas {
+        writes_per_second: None,
+        reads_per_second: None,
+    };
+    let sb = Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Options {
+            partner_central_quotas: quotas,
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    reqwest::Client::new()
+        .post(format!(
+            "{}/_sandbox/partnercentral/events",
+            sb.partner_central_url
+        ))
+        .json(&json!({"url": url, "secret": "s3cret-s3cret-s3cret"}))
+        .send()
+        .await
+        .unwrap();
+
+    let created = call(&sb, "CreateOpportunity", json!({"Catalog": "Sandbox", "ClientToken": "t", "Customer": {"Account": {"CompanyName": "Acme"}}})).await;
+    let id = created["Id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_string();
+    let (headers, event) = drain(&mut rx, 1).await.remove(0);
+    assert_eq!(headers["x-pcsync-secret"], "s3cret-s3cret-s3cret");
+    assert_eq!(event["detail-type"], "Opportunity Created");
+    assert_eq!(event["source"], "aws.partnercentral-selling");
+    assert_eq!(event["detail"]["catalog"], "Sandbox");
+    let parsed = pcsync_engine::Event::from_value(&event, jiff::Timestamp::now())
+        .expect("pcsync reads the sandbox's events");
+    assert_eq!(parsed.opportunity_id.as_deref(), Some(id.as_str()));
+
+    let started = call(&sb, "StartEngagementFromOpportunityTask", json!({"Catalog": "Sandbox", "ClientToken": "s", "Identifier": id, "AwsSubmission": {"InvolvementType": "Co-Sell"}})).await;
+    assert_eq!(started["TaskStatus"], "COMPLETE");
+    // One snapshot per template (OpportunitySummaryView, AwsOpportunitySummaryFullView).
+    let kinds: Vec<String> = drain(&mut rx, 6)
+        .await
+        .into_iter()
+        .map(|(_, e)| e["detail-type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Opportunity Updated",
+            "Engagement Created",
+            "Engagement Resource Snapshot Created",
+            "Engagement Resource Snapshot Created",
+            "Engagement Member Added",
+            "Engagement Invitation Created"
+        ]
+    );
+
+    reqwest::Client::new()
+        .post(format!(
+            "{}/_sandbox/partnercentral/opportunities/{id}/review",
+            sb.partner_central_url
+        ))
+        .json(&json!({"status": "Approved"}))
+        .send()
+        .await
+        .unwrap();
+    let events = drain(&mut rx, 5).await;
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|(_, e)| e["detail-type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Engagement Invitation Accepted",
+            "Engagement Member Added",
+            "Opportunity Updated",
+            "Engagement Resource Snapshot Created",
+            "Engagement Resource Snapshot Created"
+        ]
+    );
+    let snapshot = &events[3].1["detail"]["resourceSnapshot"];
+    assert_eq!(snapshot["resourceId"], id);
+    let parsed = pcsync_engine::Event::from_value(&events[3].1, jiff::Timestamp::now()).unwrap();
+    assert_eq!(parsed.kind, "Engagement Resource Snapshot Created");
+    assert_eq!(parsed.opportunity_id.as_deref(), Some(id.as_str()));
+}
