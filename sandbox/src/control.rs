@@ -135,11 +135,18 @@ struct Control {
     journal: Arc<Journal>,
     pc: Arc<PartnerCentral>,
     hs: Arc<HubSpot>,
+    sns: Arc<crate::sns::Sns>,
 }
 
 /// The `/_sandbox` routes.
-pub fn router(journal: Arc<Journal>, pc: Arc<PartnerCentral>, hs: Arc<HubSpot>) -> Router {
+pub fn router(
+    journal: Arc<Journal>,
+    pc: Arc<PartnerCentral>,
+    hs: Arc<HubSpot>,
+    sns: Arc<crate::sns::Sns>,
+) -> Router {
     Router::new()
+        .route("/_sandbox/sns/messages", get(sns_messages))
         .route(
             "/_sandbox/hubspot/deals",
             get(hubspot_deals).post(hubspot_create_deal),
@@ -181,7 +188,12 @@ pub fn router(journal: Arc<Journal>, pc: Arc<PartnerCentral>, hs: Arc<HubSpot>) 
             "/_sandbox/partnercentral/opportunities/{id}/snapshot",
             post(snapshot),
         )
-        .with_state(Control { journal, pc, hs })
+        .with_state(Control {
+            journal,
+            pc,
+            hs,
+            sns,
+        })
 }
 
 fn answer(result: Result<Value, ServiceError>) -> Response {
@@ -553,4 +565,8 @@ async fn events_on(State(c): State<Control>, Json(e): Json<Events>) -> Response 
 async fn events_off(State(c): State<Control>) -> Response {
     c.pc.set_event_target(None);
     Json(json!({ "forwarding_to": null })).into_response()
+}
+
+async fn sns_messages(State(c): State<Control>) -> Response {
+    Json(json!({ "messages": c.sns.messages() })).into_response()
 }

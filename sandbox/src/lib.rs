@@ -14,6 +14,7 @@ pub mod control;
 pub mod demo;
 pub mod hubspot;
 pub mod partner_central;
+pub mod sns;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,20 +45,30 @@ pub struct Sandbox {
     pub hubspot_url: String,
     /// The HubSpot state, for the control API and tests.
     pub hubspot: Arc<HubSpot>,
+    /// The SNS endpoint (`http://127.0.0.1:PORT`), for `sns_endpoint_url`.
+    pub sns_url: String,
+    /// The SNS state.
+    pub sns: Arc<sns::Sns>,
     /// Recorded calls and injected faults.
     pub journal: Arc<control::Journal>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Sandbox {
-    /// Starts the sandbox: Partner Central on `addr` (port 0 picks a free port) and
-    /// HubSpot on the next port (or another free one). The control API answers on
-    /// both.
+    /// Starts the sandbox: Partner Central on `addr` (port 0 picks free ports),
+    /// HubSpot on the next port and SNS on the one after. The control API answers on
+    /// all three.
     pub async fn start(addr: SocketAddr, options: Options) -> std::io::Result<Sandbox> {
         let journal = Arc::new(control::Journal::default());
         let pc = PartnerCentral::new(options.partner_central_quotas, Arc::clone(&journal));
         let hs = HubSpot::new(options.hubspot.clone(), Arc::clone(&journal));
-        let control = control::router(Arc::clone(&journal), Arc::clone(&pc), Arc::clone(&hs));
+        let sns = sns::Sns::new(Arc::clone(&journal));
+        let control = control::router(
+            Arc::clone(&journal),
+            Arc::clone(&pc),
+            Arc::clone(&hs),
+            Arc::clone(&sns),
+        );
         let pc_listener = TcpListener::bind(addr).await?;
         let pc_local = pc_listener.local_addr()?;
         let mut hs_addr = addr;
@@ -66,6 +77,13 @@ impl Sandbox {
         }
         let hs_listener = TcpListener::bind(hs_addr).await?;
         let hs_local = hs_listener.local_addr()?;
+        let mut sns_addr = addr;
+        if addr.port() != 0 {
+            sns_addr.set_port(addr.port() + 2);
+        }
+        let sns_listener = TcpListener::bind(sns_addr).await?;
+        let sns_local = sns_listener.local_addr()?;
+        let sns_app = sns.router().merge(control.clone());
         let pc_app = pc.router().merge(control.clone());
         let hs_app = hs.router().merge(control);
         // The servers run until the sandbox is dropped.
@@ -76,12 +94,17 @@ impl Sandbox {
             tokio::spawn(async move {
                 let _ = axum::serve(hs_listener, hs_app).await;
             }),
+            tokio::spawn(async move {
+                let _ = axum::serve(sns_listener, sns_app).await;
+            }),
         ];
         Ok(Sandbox {
             partner_central_url: format!("http://{pc_local}"),
             partner_central: pc,
             hubspot_url: format!("http://{hs_local}"),
             hubspot: hs,
+            sns_url: format!("http://{sns_local}"),
+            sns,
             journal,
             tasks,
         })

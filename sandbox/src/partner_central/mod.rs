@@ -21,7 +21,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Value, json};
 
 pub use engagement::Engagement;
-pub use opportunity::Store;
+pub use opportunity::{ACCOUNT, Store};
 pub use validate::{FieldError, validate};
 
 /// Where EventBridge events go: an HTTP endpoint and the secret header value an API
