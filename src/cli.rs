@@ -89,9 +89,11 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
-    /// Run the local HubSpot and Partner Central sandbox on its own.
+    /// Run the local HubSpot, Partner Central and SNS sandbox on its own, with demo
+    /// data. Partner Central listens on the address given, HubSpot on the next port,
+    /// SNS on the one after.
     Sandbox {
-        /// The address to listen on.
+        /// The address Partner Central listens on.
         #[arg(long, default_value = "127.0.0.1:4567")]
         listen: String,
     },

@@ -55,6 +55,29 @@ async fn sandbox_prints_its_url_and_serves_demo_data() {
         ]
     );
 
+    // HubSpot's side: the demo deals, linked to the opportunities.
+    let hubspot = lines.next().expect("the HubSpot line").unwrap();
+    let hubspot_url = hubspot
+        .strip_prefix("hubspot:")
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let deals: serde_json::Value = reqwest::get(format!("{hubspot_url}/_sandbox/hubspot/deals"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let linked = deals["deals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["properties"]["aws_opportunity_id"].is_string())
+        .count();
+    assert_eq!(linked, 4);
+
     // The Partner Central API itself answers (AWS JSON 1.0).
     let listed: serde_json::Value = reqwest::Client::new()
         .post(&url)

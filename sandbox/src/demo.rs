@@ -1,13 +1,93 @@
-//! Demo data for `pcsync sandbox` and `pcsync serve --sandbox`: solutions and
-//! opportunities in several review states, so every feature has something to show.
+//! Demo data for `pcsync sandbox` and `pcsync serve --sandbox`: solutions,
+//! opportunities in several review states, and the HubSpot deals linked to them
+//! (with the custom properties the shipped packs use), so every feature has
+//! something to show.
+
+use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::partner_central::{PartnerCentral, Store};
+use crate::Sandbox;
+use crate::hubspot::store::property;
+use crate::partner_central::Store;
 
-/// Seeds the demo data. Returns the ids of the opportunities created.
-pub fn seed(pc: &PartnerCentral) -> Vec<String> {
-    pc.with_store(|s| {
+/// The custom deal properties the shipped packs use, as `pcsync setup hubspot`
+/// creates them: name, label, type, field type.
+pub const CUSTOM_PROPERTIES: &[(&str, &str, &str, &str)] = &[
+    ("aws_opportunity_id", "AWS opportunity ID", "string", "text"),
+    ("aws_sync_status", "AWS sync status", "string", "text"),
+    ("aws_last_sync_date", "AWS last sync", "datetime", "date"),
+    (
+        "aws_synced_resources",
+        "AWS synced resources",
+        "string",
+        "textarea",
+    ),
+    (
+        "aws_last_resource_sync",
+        "AWS last resource sync",
+        "datetime",
+        "date",
+    ),
+];
+
+/// Seeds the demo data. Returns `(deal id, opportunity id)` pairs.
+pub fn seed(sandbox: &Sandbox) -> Vec<(String, String)> {
+    let opportunities = seed_partner_central(sandbox);
+    sandbox.hubspot.with_store(|s| {
+        s.add_owner("77", "pat.owner@partner.example", "Pat", "Owner");
+        s.add_owner("78", "riley.rep@partner.example", "Riley", "Rep");
+        for (name, label, kind, field) in CUSTOM_PROPERTIES {
+            s.deal_properties.insert(
+                name.to_string(),
+                property(name, label, kind, field, "dealinformation", false, false),
+            );
+        }
+        let stages = [
+            "appointmentscheduled",
+            "qualifiedtobuy",
+            "presentationscheduled",
+            "qualifiedtobuy",
+        ];
+        let mut pairs = Vec::new();
+        for ((opportunity, company), stage) in opportunities.into_iter().zip(stages) {
+            let props = BTreeMap::from([
+                ("dealname".to_string(), format!("{company} on AWS")),
+                ("dealstage".to_string(), stage.to_string()),
+                ("pipeline".to_string(), "default".to_string()),
+                ("amount".to_string(), "150000".to_string()),
+                (
+                    "closedate".to_string(),
+                    "2030-06-30T00:00:00.000Z".to_string(),
+                ),
+                ("deal_currency_code".to_string(), "USD".to_string()),
+                ("hubspot_owner_id".to_string(), "77".to_string()),
+                (
+                    "description".to_string(),
+                    format!("{company} is modernising its platform on AWS with our help"),
+                ),
+                ("aws_opportunity_id".to_string(), opportunity.clone()),
+            ]);
+            let deal = s.insert("deals", props);
+            pairs.push((deal.id, opportunity));
+        }
+        // One deal not yet linked to Partner Central, for the creation flow.
+        s.insert(
+            "deals",
+            BTreeMap::from([
+                ("dealname".to_string(), "Vandelay data lake".to_string()),
+                ("dealstage".to_string(), "qualifiedtobuy".to_string()),
+                ("pipeline".to_string(), "default".to_string()),
+                ("amount".to_string(), "90000".to_string()),
+                ("hubspot_owner_id".to_string(), "78".to_string()),
+            ]),
+        );
+        pairs
+    })
+}
+
+fn seed_partner_central(sandbox: &Sandbox) -> Vec<(String, String)> {
+    sandbox.partner_central.with_store(|s| {
         // "Use the default solution S-1234567 for testing" (testing-sandbox guide).
         s.add_solution(
             "Sandbox",
@@ -52,33 +132,29 @@ pub fn seed(pc: &PartnerCentral) -> Vec<String> {
             "Hardware Product",
             "Inactive",
         );
-        vec![
-            opportunity(
-                s,
+        [
+            (
                 "demo-1",
                 "Globex",
                 "Globex wants to move its order system to serverless",
                 "Prospect",
                 None,
             ),
-            opportunity(
-                s,
+            (
                 "demo-2",
                 "Initech",
                 "Initech needs a governed data lake for five business units",
                 "Qualified",
                 Some("Submitted"),
             ),
-            opportunity(
-                s,
+            (
                 "demo-3",
                 "Umbrella",
                 "Umbrella is consolidating three data centres onto AWS",
                 "Technical Validation",
                 Some("Approved"),
             ),
-            opportunity(
-                s,
+            (
                 "demo-4",
                 "Hooli",
                 "Hooli wants real-time analytics on clickstream data",
@@ -86,6 +162,14 @@ pub fn seed(pc: &PartnerCentral) -> Vec<String> {
                 Some("Action Required"),
             ),
         ]
+        .into_iter()
+        .map(|(deal, company, problem, stage, review)| {
+            (
+                opportunity(s, deal, company, problem, stage, review),
+                company.to_string(),
+            )
+        })
+        .collect()
     })
 }
 

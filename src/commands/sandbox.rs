@@ -1,5 +1,5 @@
-//! `pcsync sandbox`: runs the local Partner Central sandbox on its own, seeded with
-//! demo data, until interrupted.
+//! `pcsync sandbox`: runs the local HubSpot, Partner Central and SNS sandbox on its
+//! own, seeded with demo data, until interrupted.
 
 use std::process::ExitCode;
 
@@ -28,11 +28,19 @@ pub fn run(listen: &str) -> ExitCode {
                 return ExitCode::from(super::EXIT_USAGE);
             }
         };
-        let ids = demo::seed(&sandbox.partner_central);
+        let pairs = demo::seed(&sandbox);
         println!("partner central: {}", sandbox.partner_central_url);
+        println!(
+            "hubspot:         {} (token: {})",
+            sandbox.hubspot_url,
+            pcsync_sandbox::HubSpotOptions::default().token
+        );
+        println!("sns:             {}", sandbox.sns_url);
         println!("control api:     {}/_sandbox", sandbox.partner_central_url);
-        println!("demo opportunities: {}", ids.join(", "));
-        println!("point the AWS SDK at it with endpoint_url; Ctrl-C stops it");
+        for (deal, opportunity) in &pairs {
+            println!("demo: deal {deal} <-> opportunity {opportunity}");
+        }
+        println!("point the AWS SDKs at it with endpoint_url; Ctrl-C stops it");
         let _ = tokio::signal::ctrl_c().await;
         ExitCode::SUCCESS
     })
