@@ -1,3 +1,4 @@
-//! HubSpot: webhook signature verification.
+//! HubSpot: webhook signature verification and the CRM v3 client.
 
+pub mod client;
 pub mod signature;

@@ -1,0 +1,377 @@
+//! HubSpot's CRM v3 API over HTTP (reqwest), with client-side rate limiting so the
+//! account's limits are not hit in steady state: the private app's requests per
+//! rolling 10 seconds, and CRM search's 5 per second (governor).
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use indexmap::IndexMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// A failed HubSpot call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HubSpotError {
+    /// HubSpot answered with an error.
+    #[error("HubSpot answered {status}: {message}")]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// HubSpot's `category` (or `errorType` on 429s), e.g. `VALIDATION_ERROR`.
+        category: Option<String>,
+        /// HubSpot's message.
+        message: String,
+        /// Whether trying again later may succeed (429 other than the daily limit, 5xx).
+        retryable: bool,
+    },
+    /// The request did not get an answer (connection, timeout).
+    #[error("HubSpot could not be reached: {0}")]
+    Transport(String),
+    /// The answer was not what the API documents.
+    #[error("unexpected answer from HubSpot: {0}")]
+    Decode(String),
+}
+
+impl HubSpotError {
+    /// Whether trying again later may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            HubSpotError::Status { retryable, .. } => *retryable,
+            HubSpotError::Transport(_) => true,
+            HubSpotError::Decode(_) => false,
+        }
+    }
+}
+
+/// A deal as read: its id and the requested properties (`None` when unset).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deal {
+    /// The deal id.
+    pub id: String,
+    /// Property values.
+    pub properties: IndexMap<String, Option<String>>,
+}
+
+/// A deal property definition to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertySpec {
+    /// Internal name.
+    pub name: String,
+    /// Label shown in HubSpot.
+    pub label: String,
+    /// `string`, `number`, `datetime`…
+    pub kind: String,
+    /// `text`, `textarea`, `date`…
+    pub field_type: String,
+    /// Description shown in HubSpot.
+    pub description: String,
+}
+
+/// A HubSpot CRM v3 client for one private app.
+///
+/// Its limiter keeps within the account's limits, so they are not hit in steady
+/// state: every rolling 10 seconds at most the configured number of requests, every
+/// second at most 5 searches.
+#[derive(Debug)]
+pub struct HubSpotClient {
+    http: reqwest::Client,
+    base_url: String,
+    token: String,
+    requests: DefaultDirectRateLimiter,
+    searches: DefaultDirectRateLimiter,
+}
+
+impl HubSpotClient {
+    /// A client for `base_url` (`https://api.hubapi.com`) with a private-app `token`,
+    /// sending at most `per_10s` requests per 10 seconds.
+    pub fn new(base_url: &str, token: &str, per_10s: u32) -> Self {
+        let requests = window_quota(per_10s, Duration::from_secs(10));
+        let searches = window_quota(5, Duration::from_secs(1));
+        HubSpotClient {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
+            base_url: base_url.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            requests: RateLimiter::direct(requests),
+            searches: RateLimiter::direct(searches),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value), HubSpotError> {
+        if path.ends_with("/search") {
+            self.searches.until_ready().await;
+        } else {
+            self.requests.until_ready().await;
+        }
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base_url))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| HubSpotError::Transport(e.to_string()))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| HubSpotError::Transport(e.to_string()))?;
+        // Some HubSpot 404s are HTML, not JSON (reference §4.3): do not insist on JSON.
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok((status, body));
+        }
+        let category = body["category"]
+            .as_str()
+            .or_else(|| body["errorType"].as_str())
+            .map(str::to_string);
+        let daily = body["policyName"] == "DAILY";
+        Err(HubSpotError::Status {
+            status: status.as_u16(),
+            message: body["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| text.chars().take(200).collect()),
+            category,
+            retryable: (status == StatusCode::TOO_MANY_REQUESTS && !daily)
+                || status.is_server_error(),
+        })
+    }
+
+    /// Reads a deal with `properties`; `None` when it does not exist.
+    pub async fn get_deal(
+        &self,
+        id: &str,
+        properties: &[String],
+    ) -> Result<Option<Deal>, HubSpotError> {
+        let query: String = properties
+            .iter()
+            .map(|p| format!("&properties={p}"))
+            .collect();
+        match self
+            .call(
+                Method::GET,
+                &format!("/crm/v3/objects/deals/{id}?archived=false{query}"),
+                None,
+            )
+            .await
+        {
+            Ok((_, body)) => Ok(Some(deal(&body)?)),
+            Err(HubSpotError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets deal properties.
+    pub async fn update_deal(
+        &self,
+        id: &str,
+        properties: &IndexMap<String, String>,
+    ) -> Result<(), HubSpotError> {
+        self.call(
+            Method::PATCH,
+            &format!("/crm/v3/objects/deals/{id}"),
+            Some(json!({ "properties": properties })),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Deals whose `property` equals `value` (CRM search, first 100).
+    pub async fn find_deals(
+        &self,
+        property: &str,
+        value: &str,
+        properties: &[String],
+    ) -> Result<Vec<Deal>, HubSpotError> {
+        let body = json!({
+            "filterGroups": [{ "filters": [{ "propertyName": property, "operator": "EQ", "value": value }] }],
+            "properties": properties,
+            "limit": 100,
+        });
+        let (_, found) = self
+            .call(Method::POST, "/crm/v3/objects/deals/search", Some(body))
+            .await?;
+        found["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(deal)
+            .collect()
+    }
+
+    /// Adds a note to a deal (association type 214, note → deal).
+    pub async fn create_note(
+        &self,
+        deal_id: &str,
+        body: &str,
+        timestamp: &str,
+    ) -> Result<String, HubSpotError> {
+        let input = json!({
+            "properties": { "hs_timestamp": timestamp, "hs_note_body": body },
+            "associations": [{ "to": { "id": deal_id }, "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 214 }] }],
+        });
+        let (_, created) = self
+            .call(Method::POST, "/crm/v3/objects/notes", Some(input))
+            .await?;
+        id_of(&created)
+    }
+
+    /// Creates a task on a deal (association type 216, task → deal), due at `due`.
+    pub async fn create_task(
+        &self,
+        deal_id: &str,
+        owner: &str,
+        subject: &str,
+        body: &str,
+        priority: &str,
+        due: &str,
+    ) -> Result<String, HubSpotError> {
+        let mut properties = json!({
+            "hs_timestamp": due, "hs_task_subject": subject, "hs_task_body": body,
+            "hs_task_status": "NOT_STARTED", "hs_task_priority": priority.to_uppercase(), "hs_task_type": "TODO",
+        });
+        if !owner.is_empty() {
+            properties["hubspot_owner_id"] = json!(owner);
+        }
+        let input = json!({
+            "properties": properties,
+            "associations": [{ "to": { "id": deal_id }, "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 216 }] }],
+        });
+        let (_, created) = self
+            .call(Method::POST, "/crm/v3/objects/tasks", Some(input))
+            .await?;
+        id_of(&created)
+    }
+
+    /// The names of the deal properties the account has.
+    pub async fn deal_property_names(&self) -> Result<Vec<String>, HubSpotError> {
+        let (_, body) = self
+            .call(Method::GET, "/crm/v3/properties/deals", None)
+            .await?;
+        Ok(body["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["name"].as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// Creates a deal property; `Ok(false)` when one with that name already exists.
+    pub async fn create_deal_property(&self, spec: &PropertySpec) -> Result<bool, HubSpotError> {
+        let body = json!({
+            "name": spec.name, "label": spec.label, "type": spec.kind, "fieldType": spec.field_type,
+            "groupName": "dealinformation", "description": spec.description,
+        });
+        match self
+            .call(Method::POST, "/crm/v3/properties/deals", Some(body))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(HubSpotError::Status { status: 409, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// A GCRA quota that never exceeds `limit` requests in any rolling `window`, as
+/// HubSpot counts them. A burst of the whole limit followed by the steady rate would
+/// allow nearly twice the limit inside one window; a tenth of the limit as burst and
+/// the rest spread evenly keeps every window at or under the limit while sustaining
+/// about nine tenths of it.
+///
+/// With a burst of B and one request per T after it, a window of length W holds at
+/// most B + ceil(W/T) − 1 requests; T = W / (limit − B + 1) makes that the limit, and
+/// 1% more on T leaves room for requests that reach HubSpot closer together than they
+/// left.
+fn window_quota(limit: u32, window: Duration) -> Quota {
+    let limit = limit.max(2);
+    let burst = (limit / 10).max(1);
+    let period = window.mul_f64(1.01) / (limit - burst + 1);
+    Quota::with_period(period)
+        .expect("a positive period")
+        .allow_burst(NonZeroU32::new(burst).expect("at least one"))
+}
+
+fn id_of(v: &Value) -> Result<String, HubSpotError> {
+    v["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| HubSpotError::Decode(format!("no `id` in {v}")))
+}
+
+fn deal(v: &Value) -> Result<Deal, HubSpotError> {
+    let id = id_of(v)?;
+    let properties = v["properties"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Deal { id, properties })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use governor::RateLimiter;
+    use governor::clock::FakeRelativeClock;
+
+    use super::window_quota;
+
+    /// Drives the limiter as fast as it allows for `total` time and returns when each
+    /// request went out.
+    fn sends(limit: u32, window: Duration, total: Duration) -> Vec<Duration> {
+        let clock = FakeRelativeClock::default();
+        let limiter = RateLimiter::direct_with_clock(window_quota(limit, window), clock.clone());
+        let step = window / 1000;
+        let mut now = Duration::ZERO;
+        let mut sent = Vec::new();
+        while now < total {
+            while limiter.check().is_ok() {
+                sent.push(now);
+            }
+            clock.advance(step);
+            now += step;
+        }
+        sent
+    }
+
+    #[test]
+    fn no_rolling_window_ever_holds_more_than_the_limit() {
+        for limit in [2, 5, 100, 190, 250] {
+            let window = Duration::from_secs(10);
+            let sent = sends(limit, window, window * 3);
+            for (i, start) in sent.iter().enumerate() {
+                let inside = sent[i..]
+                    .iter()
+                    .take_while(|t| **t < *start + window)
+                    .count();
+                assert!(
+                    inside <= limit as usize,
+                    "{inside} requests within 10 s of {start:?} with a limit of {limit}"
+                );
+            }
+            // …while still using most of the allowance over time.
+            assert!(
+                sent.len() as u32 >= limit * 5 / 2,
+                "{} sent in 30 s with a limit of {limit}",
+                sent.len()
+            );
+        }
+    }
+}

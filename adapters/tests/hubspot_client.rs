@@ -1,0 +1,166 @@
+//! pcsync's HubSpot client against the sandbox's CRM v3 over HTTP.
+
+use indexmap::IndexMap;
+use pcsync_adapters::hubspot::client::{HubSpotClient, HubSpotError, PropertySpec};
+use pcsync_sandbox::{HubSpotOptions, Options, Sandbox, demo};
+
+async fn sandbox(limit: Option<u32>) -> Sandbox {
+    let hubspot = HubSpotOptions {
+        rate_limit_per_10s: limit,
+        ..HubSpotOptions::default()
+    };
+    let sb = Sandbox::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Options {
+            hubspot,
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    demo::seed(&sb);
+    sb
+}
+
+#[tokio::test]
+async fn reads_finds_and_updates_deals() {
+    let sb = sandbox(None).await;
+    let c = HubSpotClient::new(&sb.hubspot_url, "sandbox-token", 100);
+    let linked = c
+        .find_deals(
+            "aws_opportunity_id",
+            "O5000001",
+            &["dealname".into(), "aws_opportunity_id".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(linked.len(), 1);
+    let id = linked[0].id.clone();
+    assert_eq!(
+        linked[0].properties["dealname"].as_deref(),
+        Some("Globex on AWS")
+    );
+
+    let deal = c
+        .get_deal(&id, &["dealstage".into(), "aws_sync_status".into()])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        deal.properties["dealstage"].as_deref(),
+        Some("appointmentscheduled")
+    );
+    assert_eq!(deal.properties["aws_sync_status"], None);
+    assert_eq!(c.get_deal("1", &[]).await.unwrap(), None);
+
+    c.update_deal(
+        &id,
+        &IndexMap::from([("aws_sync_status".to_string(), "synced".to_string())]),
+    )
+    .await
+    .unwrap();
+    let deal = c
+        .get_deal(&id, &["aws_sync_status".into()])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        deal.properties["aws_sync_status"].as_deref(),
+        Some("synced")
+    );
+
+    let err = c
+        .update_deal(
+            &id,
+            &IndexMap::from([("no_such_property".to_string(), "x".to_string())]),
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        HubSpotError::Status {
+            status, category, ..
+        } => assert_eq!(
+            (*status, category.as_deref()),
+            (400, Some("VALIDATION_ERROR"))
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.retryable());
+}
+
+#[tokio::test]
+async fn notes_and_tasks_land_on_the_deal() {
+    let sb = sandbox(None).await;
+    let c = HubSpotClient::new(&sb.hubspot_url, "sandbox-token", 100);
+    let id = c
+        .find_deals("aws_opportunity_id", "O5000002", &[])
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+    let note = c
+        .create_note(
+            &id,
+            "🔄 Synced to AWS Partner Central",
+            "2026-11-28T12:00:00Z",
+        )
+        .await
+        .unwrap();
+    let task = c
+        .create_task(
+            &id,
+            "77",
+            "✅ AWS Approved Opportunity",
+            "Coordinate with the AWS seller.",
+            "high",
+            "2026-11-29T12:00:00Z",
+        )
+        .await
+        .unwrap();
+    let (notes, tasks) = sb
+        .hubspot
+        .with_store(|s| (s.notes.get(&note).cloned(), s.tasks.get(&task).cloned()));
+    let (notes, tasks) = (notes.unwrap(), tasks.unwrap());
+    assert_eq!(notes.associations["deals"], [id.clone()]);
+    assert_eq!(tasks.properties["hs_task_priority"], "HIGH");
+    assert_eq!(tasks.properties["hubspot_owner_id"], "77");
+    assert_eq!(tasks.associations["deals"], [id]);
+}
+
+#[tokio::test]
+async fn property_creation_reports_what_already_existed() {
+    let sb = sandbox(None).await;
+    let c = HubSpotClient::new(&sb.hubspot_url, "sandbox-token", 100);
+    let spec = PropertySpec {
+        name: "aws_review_status".into(),
+        label: "AWS review status".into(),
+        kind: "string".into(),
+        field_type: "text".into(),
+        description: "".into(),
+    };
+    assert!(c.create_deal_property(&spec).await.unwrap());
+    assert!(
+        !c.create_deal_property(&spec).await.unwrap(),
+        "the second time it exists"
+    );
+    assert!(
+        c.deal_property_names()
+            .await
+            .unwrap()
+            .contains(&"aws_review_status".to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_not_retryable() {
+    let sb = sandbox(None).await;
+    let err = HubSpotClient::new(&sb.hubspot_url, "wrong", 100)
+        .deal_property_names()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, HubSpotError::Status { status: 401, .. }),
+        "{err:?}"
+    );
+    assert!(!err.retryable());
+}
