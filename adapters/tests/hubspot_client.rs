@@ -121,7 +121,7 @@ async fn notes_and_tasks_land_on_the_deal() {
         .hubspot
         .with_store(|s| (s.notes.get(&note).cloned(), s.tasks.get(&task).cloned()));
     let (notes, tasks) = (notes.unwrap(), tasks.unwrap());
-    assert_eq!(notes.associations["deals"], [id.clone()]);
+    assert_eq!(notes.associations["deals"], std::slice::from_ref(&id));
     assert_eq!(tasks.properties["hs_task_priority"], "HIGH");
     assert_eq!(tasks.properties["hubspot_owner_id"], "77");
     assert_eq!(tasks.associations["deals"], [id]);
