@@ -209,7 +209,6 @@ fn missing_paths_are_usage_errors() {
 fn commands_of_later_stages_say_so_and_fail() {
     for args in [
         &["serve", "--sandbox"][..],
-        &["setup", "hubspot", "--config", "c.yaml"],
         &["dlq", "list", "--config", "c.yaml"],
     ] {
         let out = pcsync(args);

@@ -4,6 +4,7 @@ mod check;
 mod eval;
 mod sandbox;
 mod schema;
+mod setup;
 mod test;
 
 use std::process::ExitCode;
@@ -36,8 +37,8 @@ pub fn run(cli: Cli) -> ExitCode {
             rules,
         } => eval::run(&event, context.as_deref(), now.as_deref(), trace, &rules),
         Command::Setup {
-            target: SetupTarget::Hubspot { .. },
-        } => not_yet("setup hubspot", "HubSpot property setup"),
+            target: SetupTarget::Hubspot { config },
+        } => setup::run(&config),
         Command::Dlq { action } => {
             let name = match action {
                 DlqAction::List { .. } => "dlq list",
