@@ -6,4 +6,5 @@
 #![warn(missing_docs)]
 
 pub mod hubspot;
+pub mod partner_central;
 pub mod sns;

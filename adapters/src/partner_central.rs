@@ -1,0 +1,251 @@
+//! The Partner Central Selling API through the real AWS SDK client, with
+//! opportunities as JSON in the API's own shape.
+//!
+//! pcsync's engine works on the opportunity as Partner Central returns it (JSON) and
+//! UpdateOpportunity is a full replacement. Converting the SDK's typed structs to and
+//! from that JSON for every member would duplicate the whole model by hand. Instead
+//! the SDK client does everything it does (endpoint, SigV4 signing, retries,
+//! timeouts, error parsing) and two smithy interceptors handle the body: one keeps the
+//! raw response JSON, the other puts the full record into the request before it is
+//! signed.
+
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_partnercentralselling as pc;
+use aws_sdk_partnercentralselling::config::interceptors::AfterDeserializationInterceptorContextRef;
+use aws_sdk_partnercentralselling::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_partnercentralselling::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_partnercentralselling::primitives::{DateTime, DateTimeFormat};
+use serde_json::{Map, Value};
+
+/// Members of an opportunity an UpdateOpportunity request carries besides `Catalog`,
+/// `Identifier` and `LastModifiedDate` (the service model's UpdateOpportunityRequest).
+pub const UPDATE_MEMBERS: &[&str] = &[
+    "PrimaryNeedsFromAws",
+    "NationalSecurity",
+    "PartnerOpportunityIdentifier",
+    "Customer",
+    "Project",
+    "OpportunityType",
+    "Marketing",
+    "SoftwareRevenue",
+    "LifeCycle",
+];
+
+/// A failed Partner Central call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Partner Central: {code}: {message}")]
+pub struct PcError {
+    /// The exception (`ConflictException`, `ValidationException`…), or `Transport`.
+    pub code: String,
+    /// What the service said.
+    pub message: String,
+    /// Whether a retry may succeed (throttling, server errors, transport).
+    pub retryable: bool,
+    /// The raw error body, when there was one (a `ValidationException`'s `ErrorList`).
+    pub body: Option<Value>,
+}
+
+impl PcError {
+    /// A stale `LastModifiedDate`: refetch and reapply.
+    pub fn is_conflict(&self) -> bool {
+        self.code == "ConflictException"
+    }
+
+    /// The resource does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.code == "ResourceNotFoundException"
+    }
+}
+
+/// Keeps the raw JSON body of the response the SDK deserialized.
+#[derive(Debug, Clone, Default)]
+struct RawResponse(Arc<Mutex<Option<Vec<u8>>>>);
+
+impl Intercept for RawResponse {
+    fn name(&self) -> &'static str {
+        "pcsync::RawResponse"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if let Some(bytes) = context.response().body().bytes() {
+            *self.0.lock().expect("raw response lock") = Some(bytes.to_vec());
+        }
+        Ok(())
+    }
+}
+
+impl RawResponse {
+    fn json(&self) -> Result<Value, PcError> {
+        let bytes = self
+            .0
+            .lock()
+            .expect("raw response lock")
+            .take()
+            .unwrap_or_default();
+        serde_json::from_slice(&bytes).map_err(|e| PcError {
+            code: "Decode".into(),
+            message: format!("the response is not JSON: {e}"),
+            retryable: false,
+            body: None,
+        })
+    }
+}
+
+fn error<E: ProvideErrorMetadata + std::fmt::Debug>(
+    e: SdkError<E, pc::config::http::HttpResponse>,
+) -> PcError {
+    let (retryable, body) = match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            (true, None)
+        }
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            let body = s
+                .raw()
+                .body()
+                .bytes()
+                .and_then(|b| serde_json::from_slice(b).ok());
+            (
+                status >= 500 || e.code() == Some("ThrottlingException"),
+                body,
+            )
+        }
+        _ => (false, None),
+    };
+    PcError {
+        code: e.code().unwrap_or("Transport").to_string(),
+        message: e
+            .message()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{e:?}")),
+        retryable,
+        body,
+    }
+}
+
+/// A Partner Central client for one catalog.
+#[derive(Debug, Clone)]
+pub struct PartnerCentralClient {
+    client: pc::Client,
+    catalog: String,
+}
+
+impl PartnerCentralClient {
+    /// A client using the standard AWS credential chain, talking to `endpoint_url`
+    /// when given (the sandbox) instead of AWS.
+    pub async fn new(catalog: &str, region: &str, endpoint_url: Option<&str>) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(region.to_string()));
+        if let Some(url) = endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        Self::from_client(pc::Client::new(&loader.load().await), catalog)
+    }
+
+    /// A client over an existing SDK client.
+    pub fn from_client(client: pc::Client, catalog: &str) -> Self {
+        PartnerCentralClient {
+            client,
+            catalog: catalog.to_string(),
+        }
+    }
+
+    /// GetOpportunity, as Partner Central returns it.
+    pub async fn get_opportunity(&self, id: &str) -> Result<Value, PcError> {
+        let raw = RawResponse::default();
+        self.client
+            .get_opportunity()
+            .catalog(&self.catalog)
+            .identifier(id)
+            .customize()
+            .interceptor(raw.clone())
+            .send()
+            .await
+            .map_err(error)?;
+        raw.json()
+    }
+
+    /// GetAwsOpportunitySummary, as Partner Central returns it; `None` before AWS has
+    /// one (the opportunity was not submitted).
+    pub async fn get_aws_summary(&self, id: &str) -> Result<Option<Value>, PcError> {
+        let raw = RawResponse::default();
+        match self
+            .client
+            .get_aws_opportunity_summary()
+            .catalog(&self.catalog)
+            .related_opportunity_identifier(id)
+            .customize()
+            .interceptor(raw.clone())
+            .send()
+            .await
+        {
+            Ok(_) => raw.json().map(Some),
+            Err(e) => {
+                let e = error(e);
+                if e.is_not_found() { Ok(None) } else { Err(e) }
+            }
+        }
+    }
+
+    /// UpdateOpportunity with the whole `record` (as GetOpportunity returned it, with
+    /// pcsync's changes applied), guarded by `last_modified` (RFC 3339). Returns the new
+    /// `LastModifiedDate`.
+    pub async fn update_opportunity(
+        &self,
+        id: &str,
+        last_modified: &str,
+        record: &Value,
+    ) -> Result<String, PcError> {
+        let when =
+            DateTime::from_str(last_modified, DateTimeFormat::DateTimeWithOffset).map_err(|e| {
+                PcError {
+                    code: "InvalidInput".into(),
+                    message: format!("LastModifiedDate `{last_modified}` is not RFC 3339: {e}"),
+                    retryable: false,
+                    body: None,
+                }
+            })?;
+        let mut body = Map::new();
+        body.insert("Catalog".into(), Value::String(self.catalog.clone()));
+        body.insert("Identifier".into(), Value::String(id.to_string()));
+        body.insert(
+            "LastModifiedDate".into(),
+            Value::String(last_modified.to_string()),
+        );
+        for member in UPDATE_MEMBERS {
+            if let Some(v) = record.get(*member).filter(|v| !v.is_null()) {
+                body.insert((*member).to_string(), v.clone());
+            }
+        }
+        let bytes = Value::Object(body).to_string().into_bytes();
+        let raw = RawResponse::default();
+        self.client
+            .update_opportunity()
+            .catalog(&self.catalog)
+            .identifier(id)
+            .last_modified_date(when)
+            .customize()
+            .mutate_request(move |request| {
+                // The full record replaces the SDK's body before it is signed.
+                *request.body_mut() = bytes.clone().into();
+                request
+                    .headers_mut()
+                    .insert("content-length", bytes.len().to_string());
+            })
+            .interceptor(raw.clone())
+            .send()
+            .await
+            .map_err(error)?;
+        let out = raw.json()?;
+        Ok(out["LastModifiedDate"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+}
