@@ -43,7 +43,7 @@ pub struct PcError {
     /// Whether a retry may succeed (throttling, server errors, transport).
     pub retryable: bool,
     /// The raw error body, when there was one (a `ValidationException`'s `ErrorList`).
-    pub body: Option<Value>,
+    pub body: Option<Box<Value>>,
 }
 
 impl PcError {
