@@ -1,0 +1,154 @@
+//! The durable state of the service: the inbox of accepted events (with their
+//! retries, deferrals and dead letters), the last-known state per opportunity and
+//! pack, and what pcsync last wrote (for echo suppression). A trait, so that a shared
+//! database can back several replicas; SQLite is the embedded default.
+
+mod sqlite;
+
+use indexmap::IndexMap;
+use pcsync_engine::{Event, PackState};
+
+pub use sqlite::SqliteStore;
+
+/// A store error (I/O, corruption, a bug in a query).
+#[derive(Debug, thiserror::Error)]
+#[error("state store: {0}")]
+pub struct StoreError(pub String);
+
+/// The outcome of accepting a batch of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepted {
+    /// Events new to the inbox.
+    pub new: usize,
+    /// Events already there (the same delivery again).
+    pub duplicates: usize,
+}
+
+/// One inbox entry handed to a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// The inbox sequence number.
+    pub seq: i64,
+    /// The event.
+    pub event: Event,
+    /// How many times it was tried before.
+    pub attempts: u32,
+}
+
+/// Events of one ordering key (a deal or an opportunity) claimed together: the
+/// oldest pending one and those that arrived within the coalescing window after it.
+/// One plan serves them all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// `deal:<id>` or `opportunity:<id>`.
+    pub key: String,
+    /// Oldest first.
+    pub items: Vec<Claimed>,
+}
+
+/// A dead letter: an event that will not be applied without a person's help.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The inbox sequence number (what `pcsync dlq retry|drop` take).
+    pub seq: i64,
+    /// The event.
+    pub event: Event,
+    /// Tries made.
+    pub attempts: u32,
+    /// Why it stopped.
+    pub reason: String,
+    /// When it was parked (ms since the epoch).
+    pub parked_at: i64,
+}
+
+/// Inbox counts by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InboxStats {
+    /// Waiting to run (including retries).
+    pub pending: u64,
+    /// Being worked on.
+    pub running: u64,
+    /// Waiting for the opportunity to become editable.
+    pub deferred: u64,
+    /// Applied.
+    pub done: u64,
+    /// Parked in the dead-letter list.
+    pub dead: u64,
+}
+
+/// The service's durable state.
+pub trait Store: Send + Sync {
+    /// Commits events to the inbox in one transaction; duplicates (same event id)
+    /// are dropped. Only after this returns may the sender be told 2xx.
+    fn accept(&self, events: &[(Event, String)], now_ms: i64) -> Result<Accepted, StoreError>;
+
+    /// Claims up to `limit` batches that are due: per ordering key, only the oldest
+    /// unfinished event (so a key's events apply in order), once `coalesce_ms` has
+    /// passed since it arrived, together with that key's later events that arrived
+    /// within the window.
+    fn claim(&self, now_ms: i64, coalesce_ms: i64, limit: usize) -> Result<Vec<Batch>, StoreError>;
+
+    /// The events were applied.
+    fn complete(&self, seqs: &[i64], now_ms: i64) -> Result<(), StoreError>;
+
+    /// Try again at `not_before_ms`.
+    fn retry(
+        &self,
+        seqs: &[i64],
+        not_before_ms: i64,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Hold until `recheck_ms`, when the opportunity may be editable again.
+    fn defer(
+        &self,
+        seqs: &[i64],
+        recheck_ms: i64,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Park in the dead-letter list.
+    fn dead_letter(&self, seqs: &[i64], reason: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Puts events claimed by a process that died back in line (at start-up).
+    fn recover(&self, now_ms: i64) -> Result<u64, StoreError>;
+
+    /// The dead letters, oldest first.
+    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// Puts a dead letter back in the inbox; false when there is no such dead letter.
+    fn requeue(&self, seq: i64, now_ms: i64) -> Result<bool, StoreError>;
+
+    /// Deletes a dead letter; false when there is no such dead letter.
+    fn drop_dead(&self, seq: i64) -> Result<bool, StoreError>;
+
+    /// Counts by state.
+    fn stats(&self) -> Result<InboxStats, StoreError>;
+
+    /// The last-known state of every pack for an opportunity.
+    fn pack_states(&self, opportunity_id: &str) -> Result<IndexMap<String, PackState>, StoreError>;
+
+    /// Records a pack's state for an opportunity: the watched values and marks, and
+    /// notification keys to add to those already sent.
+    fn record_state(
+        &self,
+        opportunity_id: &str,
+        pack: &str,
+        state: &PackState,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Remembers a value pcsync wrote to an object's property (echo suppression).
+    fn remember_write(
+        &self,
+        object: &str,
+        property: &str,
+        value: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The value pcsync last wrote to an object's property, if any.
+    fn last_write(&self, object: &str, property: &str) -> Result<Option<String>, StoreError>;
+}

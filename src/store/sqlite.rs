@@ -1,0 +1,535 @@
+//! The SQLite store: one file, WAL journal, `synchronous=FULL` so that an accepted
+//! event survives a crash of the process or the machine once `accept` returns. A
+//! batch of events is one transaction (one fsync): group commit.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use indexmap::IndexMap;
+use pcsync_engine::{Event, PackState};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Accepted, Batch, Claimed, DeadLetter, InboxStats, Store, StoreError};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS inbox (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id     TEXT NOT NULL UNIQUE,
+    ordering_key TEXT NOT NULL,
+    received_at  INTEGER NOT NULL,
+    event        TEXT NOT NULL,
+    status       TEXT NOT NULL CHECK (status IN ('pending', 'running', 'deferred', 'done', 'dead')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    not_before   INTEGER NOT NULL,
+    last_error   TEXT,
+    updated_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inbox_due ON inbox (status, not_before, seq);
+CREATE INDEX IF NOT EXISTS inbox_key ON inbox (ordering_key, status, seq);
+CREATE TABLE IF NOT EXISTS pack_state (
+    opportunity_id TEXT NOT NULL,
+    pack           TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    PRIMARY KEY (opportunity_id, pack)
+);
+CREATE TABLE IF NOT EXISTS written (
+    object     TEXT NOT NULL,
+    property   TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    written_at INTEGER NOT NULL,
+    PRIMARY KEY (object, property)
+);
+";
+
+/// The embedded store.
+pub struct SqliteStore {
+    db: Mutex<Connection>,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Connection::open(path)
+            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        db.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        db.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+        db.pragma_update(None, "busy_timeout", 5000).map_err(err)?;
+        db.execute_batch(SCHEMA).map_err(err)?;
+        Ok(SqliteStore { db: Mutex::new(db) })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().expect("the store lock is never poisoned")
+    }
+
+    fn set_status(
+        &self,
+        seqs: &[i64],
+        status: &str,
+        not_before: Option<i64>,
+        error: Option<&str>,
+        bump: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(err)?;
+        for seq in seqs {
+            tx.execute(
+                "UPDATE inbox SET status = ?2, not_before = COALESCE(?3, not_before), last_error = COALESCE(?4, last_error),
+                        attempts = attempts + ?5, updated_at = ?6 WHERE seq = ?1",
+                params![seq, status, not_before, error, i64::from(bump), now_ms],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+}
+
+fn event_of(text: &str) -> Result<Event, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError(format!("a stored event does not parse: {e}")))
+}
+
+impl Store for SqliteStore {
+    fn accept(&self, events: &[(Event, String)], now_ms: i64) -> Result<Accepted, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(err)?;
+        let mut new = 0;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO inbox (event_id, ordering_key, received_at, event, status, not_before, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, 'pending', ?3, ?3)",
+                )
+                .map_err(err)?;
+            for (event, key) in events {
+                let text = serde_json::to_string(event).map_err(err)?;
+                new += insert
+                    .execute(params![event.id, key, now_ms, text])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(Accepted {
+            new,
+            duplicates: events.len() - new,
+        })
+    }
+
+    fn claim(&self, now_ms: i64, coalesce_ms: i64, limit: usize) -> Result<Vec<Batch>, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(err)?;
+        let heads: Vec<(i64, String, i64)> = {
+            let mut heads = tx
+                .prepare_cached(
+                    "SELECT i.seq, i.ordering_key, i.received_at FROM inbox i
+                     WHERE i.status IN ('pending', 'deferred') AND i.not_before <= ?1 AND i.received_at <= ?1 - ?2
+                       AND i.seq = (SELECT MIN(j.seq) FROM inbox j
+                                    WHERE j.ordering_key = i.ordering_key AND j.status IN ('pending', 'running', 'deferred'))
+                     ORDER BY i.seq LIMIT ?3",
+                )
+                .map_err(err)?;
+            heads
+                .query_map(params![now_ms, coalesce_ms, limit as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(err)?
+                .collect::<Result<_, _>>()
+                .map_err(err)?
+        };
+        let mut batches = Vec::new();
+        for (head, key, received) in heads {
+            let rows: Vec<(i64, String, u32)> = {
+                let mut rows = tx
+                    .prepare_cached(
+                        "SELECT seq, event, attempts FROM inbox
+                         WHERE ordering_key = ?1 AND status IN ('pending', 'deferred')
+                           AND (seq = ?2 OR (seq > ?2 AND received_at <= ?3))
+                         ORDER BY seq",
+                    )
+                    .map_err(err)?;
+                rows.query_map(params![key, head, received + coalesce_ms], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(err)?
+                .collect::<Result<_, _>>()
+                .map_err(err)?
+            };
+            let mut items = Vec::new();
+            for (seq, text, attempts) in rows {
+                tx.execute(
+                    "UPDATE inbox SET status = 'running', updated_at = ?2 WHERE seq = ?1",
+                    params![seq, now_ms],
+                )
+                .map_err(err)?;
+                items.push(Claimed {
+                    seq,
+                    event: event_of(&text)?,
+                    attempts,
+                });
+            }
+            batches.push(Batch { key, items });
+        }
+        tx.commit().map_err(err)?;
+        Ok(batches)
+    }
+
+    fn complete(&self, seqs: &[i64], now_ms: i64) -> Result<(), StoreError> {
+        self.set_status(seqs, "done", None, None, false, now_ms)
+    }
+
+    fn retry(
+        &self,
+        seqs: &[i64],
+        not_before_ms: i64,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.set_status(
+            seqs,
+            "pending",
+            Some(not_before_ms),
+            Some(error),
+            true,
+            now_ms,
+        )
+    }
+
+    fn defer(
+        &self,
+        seqs: &[i64],
+        recheck_ms: i64,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.set_status(
+            seqs,
+            "deferred",
+            Some(recheck_ms),
+            Some(reason),
+            false,
+            now_ms,
+        )
+    }
+
+    fn dead_letter(&self, seqs: &[i64], reason: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.set_status(seqs, "dead", None, Some(reason), true, now_ms)
+    }
+
+    fn recover(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let n = self
+            .db()
+            .execute("UPDATE inbox SET status = 'pending', not_before = ?1, updated_at = ?1 WHERE status = 'running'", params![now_ms])
+            .map_err(err)?;
+        Ok(n as u64)
+    }
+
+    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        let db = self.db();
+        let mut q = db
+            .prepare_cached("SELECT seq, event, attempts, COALESCE(last_error, ''), updated_at FROM inbox WHERE status = 'dead' ORDER BY seq")
+            .map_err(err)?;
+        let rows: Vec<(i64, String, u32, String, i64)> = q
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        rows.into_iter()
+            .map(|(seq, text, attempts, reason, parked_at)| {
+                Ok(DeadLetter {
+                    seq,
+                    event: event_of(&text)?,
+                    attempts,
+                    reason,
+                    parked_at,
+                })
+            })
+            .collect()
+    }
+
+    fn requeue(&self, seq: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let n = self
+            .db()
+            .execute(
+                "UPDATE inbox SET status = 'pending', attempts = 0, not_before = ?2, updated_at = ?2 WHERE seq = ?1 AND status = 'dead'",
+                params![seq, now_ms],
+            )
+            .map_err(err)?;
+        Ok(n == 1)
+    }
+
+    fn drop_dead(&self, seq: i64) -> Result<bool, StoreError> {
+        let n = self
+            .db()
+            .execute(
+                "DELETE FROM inbox WHERE seq = ?1 AND status = 'dead'",
+                params![seq],
+            )
+            .map_err(err)?;
+        Ok(n == 1)
+    }
+
+    fn stats(&self) -> Result<InboxStats, StoreError> {
+        let db = self.db();
+        let mut q = db
+            .prepare_cached("SELECT status, COUNT(*) FROM inbox GROUP BY status")
+            .map_err(err)?;
+        let mut stats = InboxStats::default();
+        let rows = q
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(err)?;
+        for row in rows {
+            let (status, n) = row.map_err(err)?;
+            let n = n as u64;
+            match status.as_str() {
+                "pending" => stats.pending = n,
+                "running" => stats.running = n,
+                "deferred" => stats.deferred = n,
+                "done" => stats.done = n,
+                _ => stats.dead = n,
+            }
+        }
+        Ok(stats)
+    }
+
+    fn pack_states(&self, opportunity_id: &str) -> Result<IndexMap<String, PackState>, StoreError> {
+        let db = self.db();
+        let mut q = db
+            .prepare_cached(
+                "SELECT pack, state FROM pack_state WHERE opportunity_id = ?1 ORDER BY pack",
+            )
+            .map_err(err)?;
+        let rows: Vec<(String, String)> = q
+            .query_map(params![opportunity_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
+        rows.into_iter()
+            .map(|(pack, text)| serde_json::from_str(&text).map(|s| (pack, s)).map_err(err))
+            .collect()
+    }
+
+    fn record_state(
+        &self,
+        opportunity_id: &str,
+        pack: &str,
+        state: &PackState,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(err)?;
+        let existing: Option<String> = tx
+            .query_row(
+                "SELECT state FROM pack_state WHERE opportunity_id = ?1 AND pack = ?2",
+                params![opportunity_id, pack],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)?;
+        let mut merged = state.clone();
+        if let Some(text) = existing {
+            let old: PackState = serde_json::from_str(&text).map_err(err)?;
+            let mut sent = old.sent;
+            for key in &state.sent {
+                if !sent.contains(key) {
+                    sent.push(key.clone());
+                }
+            }
+            merged.sent = sent;
+        }
+        tx.execute(
+            "INSERT INTO pack_state (opportunity_id, pack, state, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (opportunity_id, pack) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+            params![opportunity_id, pack, serde_json::to_string(&merged).map_err(err)?, now_ms],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    fn remember_write(
+        &self,
+        object: &str,
+        property: &str,
+        value: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.db()
+            .execute(
+                "INSERT INTO written (object, property, value, written_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (object, property) DO UPDATE SET value = excluded.value, written_at = excluded.written_at",
+                params![object, property, value, now_ms],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn last_write(&self, object: &str, property: &str) -> Result<Option<String>, StoreError> {
+        self.db()
+            .query_row(
+                "SELECT value FROM written WHERE object = ?1 AND property = ?2",
+                params![object, property],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::Timestamp;
+    use serde_json::json;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        (dir, s)
+    }
+
+    fn change(deal: u64, event_id: u64, property: &str) -> (Event, String) {
+        let e = Event::from_value(
+            &json!({"hubspot": {"subscriptionType": "deal.propertyChange", "objectId": deal, "propertyName": property, "propertyValue": "x", "eventId": event_id, "occurredAt": 1}}),
+            Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        (e, format!("deal:{deal}"))
+    }
+
+    #[test]
+    fn duplicate_deliveries_are_dropped_at_the_inbox() {
+        let (_d, s) = store();
+        assert_eq!(
+            s.accept(&[change(1, 10, "amount"), change(1, 11, "dealstage")], 0)
+                .unwrap(),
+            Accepted {
+                new: 2,
+                duplicates: 0
+            }
+        );
+        assert_eq!(
+            s.accept(&[change(1, 10, "amount")], 5).unwrap(),
+            Accepted {
+                new: 0,
+                duplicates: 1
+            }
+        );
+        assert_eq!(s.stats().unwrap().pending, 2);
+    }
+
+    #[test]
+    fn one_key_runs_in_order_and_rapid_edits_coalesce_into_one_batch() {
+        let (_d, s) = store();
+        s.accept(&[change(1, 1, "amount")], 0).unwrap();
+        s.accept(&[change(1, 2, "dealstage"), change(2, 3, "amount")], 300)
+            .unwrap();
+        s.accept(&[change(1, 4, "closedate")], 5_000).unwrap();
+        assert!(
+            s.claim(400, 1_000, 10).unwrap().is_empty(),
+            "nothing is due before the window has passed"
+        );
+        let batches = s.claim(1_500, 1_000, 10).unwrap();
+        let shape: Vec<(String, Vec<i64>)> = batches
+            .iter()
+            .map(|b| (b.key.clone(), b.items.iter().map(|i| i.seq).collect()))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("deal:1".to_string(), vec![1, 2]),
+                ("deal:2".to_string(), vec![3])
+            ]
+        );
+        assert!(
+            s.claim(10_000, 1_000, 10).unwrap().is_empty(),
+            "deal 1's next event waits for the running batch"
+        );
+        s.complete(&[1, 2], 10_000).unwrap();
+        let next = s.claim(10_000, 1_000, 10).unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].items[0].seq, 4);
+    }
+
+    #[test]
+    fn retries_deferrals_and_dead_letters() {
+        let (_d, s) = store();
+        s.accept(&[change(1, 1, "amount")], 0).unwrap();
+        let b = s.claim(0, 0, 10).unwrap();
+        s.retry(&[b[0].items[0].seq], 1_000, "HubSpot answered 503", 0)
+            .unwrap();
+        assert!(s.claim(500, 0, 10).unwrap().is_empty());
+        let b = s.claim(1_000, 0, 10).unwrap();
+        assert_eq!(b[0].items[0].attempts, 1);
+        s.defer(&[1], 60_000, "AWS is reviewing the opportunity", 1_000)
+            .unwrap();
+        assert_eq!(s.stats().unwrap().deferred, 1);
+        let b = s.claim(60_000, 0, 10).unwrap();
+        s.dead_letter(
+            &[b[0].items[0].seq],
+            "ValidationException: LifeCycle.Stage",
+            60_000,
+        )
+        .unwrap();
+        let dead = s.dead_letters().unwrap();
+        assert_eq!(
+            (dead.len(), dead[0].reason.as_str(), dead[0].attempts),
+            (1, "ValidationException: LifeCycle.Stage", 2)
+        );
+        assert!(s.requeue(1, 70_000).unwrap());
+        assert!(!s.requeue(1, 70_000).unwrap(), "no longer a dead letter");
+        assert_eq!(s.claim(70_000, 0, 10).unwrap()[0].items[0].attempts, 0);
+        s.dead_letter(&[1], "again", 70_000).unwrap();
+        assert!(s.drop_dead(1).unwrap());
+        assert_eq!(s.stats().unwrap(), InboxStats::default());
+    }
+
+    #[test]
+    fn claimed_work_of_a_crashed_process_is_recovered_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            s.accept(&[change(1, 1, "amount"), change(2, 2, "amount")], 0)
+                .unwrap();
+            assert_eq!(s.claim(0, 0, 10).unwrap().len(), 2);
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.recover(100).unwrap(), 2);
+        assert_eq!(s.claim(100, 0, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn pack_state_accumulates_sent_keys_and_writes_are_remembered() {
+        let (_d, s) = store();
+        let mut state = PackState::default();
+        state.watches.insert("score".into(), json!(50));
+        state.sent = vec!["score-up:40->50".into()];
+        s.record_state("O1", "smart-notifications", &state, 0)
+            .unwrap();
+        state.watches.insert("score".into(), json!(70));
+        state.sent = vec!["score-up:50->70".into()];
+        s.record_state("O1", "smart-notifications", &state, 1)
+            .unwrap();
+        let got = &s.pack_states("O1").unwrap()["smart-notifications"];
+        assert_eq!(got.watches["score"], 70);
+        assert_eq!(got.sent, ["score-up:40->50", "score-up:50->70"]);
+        assert!(s.pack_states("O2").unwrap().is_empty());
+
+        assert_eq!(s.last_write("deal:1", "aws_sync_status").unwrap(), None);
+        s.remember_write("deal:1", "aws_sync_status", "synced", 0)
+            .unwrap();
+        assert_eq!(
+            s.last_write("deal:1", "aws_sync_status")
+                .unwrap()
+                .as_deref(),
+            Some("synced")
+        );
+    }
+}
