@@ -82,6 +82,10 @@ pub trait Store: Send + Sync {
     /// are dropped. Only after this returns may the sender be told 2xx.
     fn accept(&self, events: &[(Event, String)], now_ms: i64) -> Result<Accepted, StoreError>;
 
+    /// Commits events straight into the dead-letter list, each with its reason
+    /// (events that arrived but cannot be read: kept, not lost).
+    fn park(&self, events: &[(Event, String)], now_ms: i64) -> Result<(), StoreError>;
+
     /// Claims up to `limit` batches that are due: per ordering key, only the oldest
     /// unfinished event (so a key's events apply in order), once `coalesce_ms` has
     /// passed since it arrived, together with that key's later events that arrived

@@ -121,6 +121,21 @@ impl Store for SqliteStore {
         })
     }
 
+    fn park(&self, events: &[(Event, String)], now_ms: i64) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(err)?;
+        for (event, reason) in events {
+            let text = serde_json::to_string(event).map_err(err)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO inbox (event_id, ordering_key, received_at, event, status, not_before, last_error, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 'dead', ?3, ?5, ?3)",
+                params![event.id, format!("event:{}", event.id), now_ms, text, reason],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
     fn claim(&self, now_ms: i64, coalesce_ms: i64, limit: usize) -> Result<Vec<Batch>, StoreError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(err)?;

@@ -1,0 +1,548 @@
+//! Ingest: HubSpot webhooks and Partner Central EventBridge events in, committed to
+//! the durable inbox before the sender hears 2xx.
+//!
+//! - `POST /webhooks/hubspot` (alias `/webhook/deal-update`): HubSpot's v3 signature
+//!   over `public_url` + path + query, the raw body and the timestamp (5 minutes,
+//!   constant time); v1 only when the config allows it. 401 for a bad or missing
+//!   signature, 400 for a body that is not a JSON array of at most 100 events, 413
+//!   over the size limit. An event of the batch that pcsync cannot read is parked in
+//!   the dead-letter list with the reason; the rest are accepted.
+//! - `POST /events/partnercentral`: EventBridge events (one, or a list) from
+//!   `aws.partnercentral-selling`, authenticated by the `X-Pcsync-Secret` header.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use pcsync_adapters::hubspot::signature::{self, Policy, SignatureHeaders};
+use pcsync_engine::{Event, Source};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::store::Store;
+
+/// Largest request body accepted (a batch of 100 events is about 30 KiB).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// What ingest needs.
+pub struct Ingest {
+    /// The durable inbox.
+    pub store: Arc<dyn Store>,
+    /// The HubSpot app's client secret.
+    pub client_secret: String,
+    /// The public base URL HubSpot calls (the signed URI starts with it).
+    pub public_url: String,
+    /// Accept v1 signatures.
+    pub accept_v1: bool,
+    /// The EventBridge shared secret, when EventBridge ingest is configured.
+    pub eventbridge_secret: Option<String>,
+    /// The clock (ms since the epoch); a function so tests can fix it.
+    pub now_ms: fn() -> i64,
+}
+
+/// The ingest routes.
+pub fn router(ingest: Arc<Ingest>) -> Router {
+    Router::new()
+        .route("/webhooks/hubspot", post(hubspot))
+        .route("/webhook/deal-update", post(hubspot))
+        .route("/events/partnercentral", post(partnercentral))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(ingest)
+}
+
+fn reject(status: StatusCode, error: &str, detail: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "error": error, "message": detail.into() })),
+    )
+        .into_response()
+}
+
+/// The key under which an event's work is ordered: its deal, else its opportunity.
+pub fn ordering_key(event: &Event) -> String {
+    match (&event.deal_id, &event.opportunity_id) {
+        (Some(deal), _) => format!("deal:{deal}"),
+        (None, Some(opportunity)) => format!("opportunity:{opportunity}"),
+        (None, None) => format!("event:{}", event.id),
+    }
+}
+
+/// An event pcsync could not read, kept so that nothing accepted is lost: it goes
+/// straight to the dead-letter list with the reason.
+fn unreadable(source: Source, index: usize, raw: &Value, reason: &str, batch_id: &str) -> Event {
+    Event {
+        id: format!("unreadable:{batch_id}:{index}"),
+        source,
+        kind: "unreadable".into(),
+        occurred_at: None,
+        deal_id: None,
+        opportunity_id: None,
+        property: None,
+        change_source: None,
+        source_id: None,
+        pack: None,
+        payload: json!({ "event": raw, "reason": reason }),
+    }
+}
+
+async fn accept(ingest: &Ingest, events: Vec<Event>, unreadable: Vec<(Event, String)>) -> Response {
+    let now = (ingest.now_ms)();
+    let batch: Vec<(Event, String)> = events
+        .into_iter()
+        .map(|e| {
+            let key = ordering_key(&e);
+            (e, key)
+        })
+        .collect();
+    let parked = unreadable.len();
+    let store = Arc::clone(&ingest.store);
+    // The store is synchronous (SQLite): keep it off the async workers.
+    let result = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+        let accepted = store.accept(&batch, now)?;
+        store.park(&unreadable, now)?;
+        Ok(accepted)
+    })
+    .await;
+    match result {
+        Ok(Ok(accepted)) => {
+            Json(json!({ "accepted": accepted.new, "duplicates": accepted.duplicates, "dead_lettered": parked })).into_response()
+        }
+        // HubSpot and EventBridge retry a 503: nothing is lost.
+        Ok(Err(e)) => reject(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
+        Err(e) => reject(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
+    }
+}
+
+async fn hubspot(
+    State(ingest): State<Arc<Ingest>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let signed_uri = format!(
+        "{}{}",
+        ingest.public_url.trim_end_matches('/'),
+        path_and_query
+    );
+    let sig = SignatureHeaders {
+        v3: header("x-hubspot-signature-v3"),
+        timestamp: header("x-hubspot-request-timestamp"),
+        v1: header("x-hubspot-signature"),
+        v1_version: header("x-hubspot-signature-version"),
+    };
+    let policy = Policy {
+        accept_v1: ingest.accept_v1,
+        ..Policy::default()
+    };
+    let now = (ingest.now_ms)();
+    if let Err(e) = signature::verify(
+        &ingest.client_secret,
+        "POST",
+        &signed_uri,
+        &body,
+        sig,
+        policy,
+        now.max(0) as u64,
+    ) {
+        return reject(StatusCode::UNAUTHORIZED, "signature", e.to_string());
+    }
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("the body is not JSON: {e}"),
+            );
+        }
+    };
+    let Some(items) = value.as_array() else {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "HubSpot sends a JSON array of events",
+        );
+    };
+    if items.len() > 100 {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!(
+                "{} events in one batch; HubSpot sends at most 100",
+                items.len()
+            ),
+        );
+    }
+    let batch_id = header("x-hubspot-request-timestamp")
+        .unwrap_or("0")
+        .to_string();
+    let mut events = Vec::new();
+    let mut bad = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match Event::from_hubspot(item) {
+            Ok(e) => events.push(e),
+            Err(e) => {
+                let reason = format!("event {i} of the batch cannot be read: {e}");
+                bad.push((
+                    unreadable(Source::Hubspot, i, item, &reason, &batch_id),
+                    reason,
+                ));
+            }
+        }
+    }
+    accept(&ingest, events, bad).await
+}
+
+async fn partnercentral(
+    State(ingest): State<Arc<Ingest>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(secret) = &ingest.eventbridge_secret else {
+        return reject(
+            StatusCode::NOT_FOUND,
+            "not configured",
+            "EventBridge ingest is not configured (eventbridge.shared_secret)",
+        );
+    };
+    let given = headers
+        .get("x-pcsync-secret")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !(given.len() == secret.len() && bool::from(given.ct_eq(secret.as_bytes()))) {
+        return reject(
+            StatusCode::UNAUTHORIZED,
+            "secret",
+            "missing or wrong X-Pcsync-Secret",
+        );
+    }
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("the body is not JSON: {e}"),
+            );
+        }
+    };
+    let items: Vec<Value> = match value {
+        Value::Array(items) => items,
+        one @ Value::Object(_) => vec![one],
+        _ => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                "expected an EventBridge event or a list of them",
+            );
+        }
+    };
+    let mut events = Vec::new();
+    let mut bad = Vec::new();
+    let batch_id = (ingest.now_ms)().to_string();
+    for (i, item) in items.iter().enumerate() {
+        if item["source"] != "aws.partnercentral-selling" {
+            let reason = format!(
+                "event {i} is from `{}`, not aws.partnercentral-selling",
+                item["source"].as_str().unwrap_or("?")
+            );
+            bad.push((
+                unreadable(Source::Partnercentral, i, item, &reason, &batch_id),
+                reason,
+            ));
+            continue;
+        }
+        match Event::from_eventbridge(item) {
+            Ok(e) => events.push(e),
+            Err(e) => {
+                let reason = format!("event {i} cannot be read: {e}");
+                bad.push((
+                    unreadable(Source::Partnercentral, i, item, &reason, &batch_id),
+                    reason,
+                ));
+            }
+        }
+    }
+    accept(&ingest, events, bad).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+    use pcsync_sandbox::hubspot::webhooks;
+
+    const SECRET: &str = "test-client-secret";
+    const PUBLIC: &str = "https://sync.example.com";
+
+    fn now() -> i64 {
+        jiff::Timestamp::now().as_millisecond()
+    }
+
+    struct Running {
+        url: String,
+        store: Arc<SqliteStore>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn start(accept_v1: bool) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+        let ingest = Arc::new(Ingest {
+            store: store.clone(),
+            client_secret: SECRET.into(),
+            public_url: format!("{PUBLIC}/"),
+            accept_v1,
+            eventbridge_secret: Some("eventbridge-shared-secret".into()),
+            now_ms: now,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router(ingest)).await.unwrap() });
+        Running {
+            url,
+            store,
+            _dir: dir,
+        }
+    }
+
+    fn batch(ids: &[u64]) -> String {
+        let events: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"objectId": 101, "propertyName": "dealstage", "propertyValue": "closedwon", "changeSource": "CRM_UI",
+                "eventId": id, "subscriptionId": 1, "portalId": 62515, "appId": 39522895, "occurredAt": 1764331200000u64 + id,
+                "subscriptionType": "deal.propertyChange", "attemptNumber": 0}))
+            .collect();
+        Value::Array(events).to_string()
+    }
+
+    /// Sends `body` to `path` signed as HubSpot would sign it (by the sandbox's signer,
+    /// written apart from pcsync's verifier), at `timestamp`.
+    async fn send(
+        r: &Running,
+        path: &str,
+        body: &str,
+        secret: &str,
+        timestamp: i64,
+    ) -> (u16, Value) {
+        let ts = timestamp.to_string();
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", r.url))
+            .header("content-type", "application/json")
+            .header(
+                "x-hubspot-signature-v3",
+                webhooks::v3(
+                    secret,
+                    "POST",
+                    &format!("{PUBLIC}{path}"),
+                    body.as_bytes(),
+                    &ts,
+                ),
+            )
+            .header("x-hubspot-request-timestamp", ts)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_signed_batch_is_committed_and_a_redelivery_is_dropped() {
+        let r = start(false).await;
+        let (status, body) = send(&r, "/webhooks/hubspot", &batch(&[1, 2]), SECRET, now()).await;
+        assert_eq!(
+            (status, body["accepted"].as_u64()),
+            (200, Some(2)),
+            "{body}"
+        );
+        assert_eq!(r.store.stats().unwrap().pending, 2);
+        let (status, body) = send(&r, "/webhooks/hubspot", &batch(&[1, 2]), SECRET, now()).await;
+        assert_eq!(
+            (
+                status,
+                body["accepted"].as_u64(),
+                body["duplicates"].as_u64()
+            ),
+            (200, Some(0), Some(2))
+        );
+        let (status, _) = send(
+            &r,
+            "/webhook/deal-update?portal=62515",
+            &batch(&[3]),
+            SECRET,
+            now(),
+        )
+        .await;
+        assert_eq!(
+            status, 200,
+            "the alias, with the query string in the signed URI"
+        );
+        assert_eq!(r.store.stats().unwrap().pending, 3);
+    }
+
+    #[tokio::test]
+    async fn forged_stale_and_unsigned_requests_are_refused_and_store_nothing() {
+        let r = start(false).await;
+        assert_eq!(
+            send(
+                &r,
+                "/webhooks/hubspot",
+                &batch(&[1]),
+                "forged-secret",
+                now()
+            )
+            .await
+            .0,
+            401
+        );
+        assert_eq!(
+            send(
+                &r,
+                "/webhooks/hubspot",
+                &batch(&[1]),
+                SECRET,
+                now() - 6 * 60 * 1000
+            )
+            .await
+            .0,
+            401
+        );
+        let unsigned = reqwest::Client::new()
+            .post(format!("{}/webhooks/hubspot", r.url))
+            .body(batch(&[1]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unsigned.status().as_u16(), 401);
+        // v1 (no timestamp, replayable) only when the config allows it.
+        let body = batch(&[1]);
+        let v1 = reqwest::Client::new()
+            .post(format!("{}/webhooks/hubspot", r.url))
+            .header("x-hubspot-signature", webhooks::v1(SECRET, body.as_bytes()))
+            .header("x-hubspot-signature-version", "v1")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(v1.status().as_u16(), 401);
+        assert_eq!(
+            r.store.stats().unwrap(),
+            crate::store::InboxStats::default()
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_and_oversized_bodies_get_clear_errors() {
+        let r = start(false).await;
+        let (status, body) = send(&r, "/webhooks/hubspot", "{not json", SECRET, now()).await;
+        assert_eq!(status, 400);
+        assert!(
+            body["message"].as_str().unwrap().contains("not JSON"),
+            "{body}"
+        );
+        let (status, body) =
+            send(&r, "/webhooks/hubspot", r#"{"objectId": 1}"#, SECRET, now()).await;
+        assert_eq!(status, 400);
+        assert!(
+            body["message"].as_str().unwrap().contains("array"),
+            "{body}"
+        );
+        let too_many = batch(&(1..=101).collect::<Vec<_>>());
+        assert_eq!(
+            send(&r, "/webhooks/hubspot", &too_many, SECRET, now())
+                .await
+                .0,
+            400
+        );
+        let huge = "x".repeat(MAX_BODY + 1);
+        assert_eq!(
+            send(&r, "/webhooks/hubspot", &huge, SECRET, now()).await.0,
+            413
+        );
+        assert_eq!(r.store.stats().unwrap().pending, 0);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_event_is_parked_with_its_reason_and_the_rest_accepted() {
+        let r = start(false).await;
+        let mut events: Vec<Value> = serde_json::from_str(&batch(&[1])).unwrap();
+        events.push(
+            json!({"objectId": 101, "subscriptionType": "deal.propertyChange", "eventId": 2}),
+        );
+        let (status, body) = send(
+            &r,
+            "/webhooks/hubspot",
+            &Value::Array(events).to_string(),
+            SECRET,
+            now(),
+        )
+        .await;
+        assert_eq!(
+            (
+                status,
+                body["accepted"].as_u64(),
+                body["dead_lettered"].as_u64()
+            ),
+            (200, Some(1), Some(1)),
+            "{body}"
+        );
+        let dead = r.store.dead_letters().unwrap();
+        assert_eq!(dead.len(), 1);
+        assert!(
+            dead[0].reason.contains("`propertyName` is missing"),
+            "{}",
+            dead[0].reason
+        );
+        assert_eq!(dead[0].event.payload["event"]["eventId"], 2);
+    }
+
+    #[tokio::test]
+    async fn eventbridge_events_need_the_shared_secret() {
+        let r = start(false).await;
+        let event = json!({"version": "0", "id": "e-1", "source": "aws.partnercentral-selling", "detail-type": "Opportunity Updated",
+            "time": "2026-11-28T12:00:00Z", "detail": {"catalog": "Sandbox", "opportunity": {"identifier": "O5000001"}}});
+        let post = |secret: &'static str, body: Value| {
+            let url = format!("{}/events/partnercentral", r.url);
+            async move {
+                reqwest::Client::new()
+                    .post(url)
+                    .header("x-pcsync-secret", secret)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(post("wrong", event.clone()).await.status().as_u16(), 401);
+        let ok = post("eventbridge-shared-secret", event.clone()).await;
+        assert_eq!(ok.status().as_u16(), 200);
+        let mut foreign = event.clone();
+        foreign["source"] = json!("aws.ec2");
+        foreign["id"] = json!("e-2");
+        let mixed: Value = post("eventbridge-shared-secret", json!([event, foreign]))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                mixed["duplicates"].as_u64(),
+                mixed["dead_lettered"].as_u64()
+            ),
+            (Some(1), Some(1)),
+            "{mixed}"
+        );
+        let claimed = r.store.claim(now() + 1, 0, 10).unwrap();
+        assert_eq!(claimed[0].key, "opportunity:O5000001");
+    }
+}

@@ -1,0 +1,4 @@
+//! The service runtime (`pcsync serve`). Ingest lands first; the workers that
+//! resolve, plan and execute follow.
+
+pub mod ingest;
