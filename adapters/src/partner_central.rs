@@ -193,6 +193,87 @@ impl PartnerCentralClient {
         }
     }
 
+    /// CreateOpportunity with `body` (the request's members besides `Catalog` and
+    /// `ClientToken`), idempotent on `client_token`. Returns the response (`Id`,
+    /// `LastModifiedDate`).
+    pub async fn create_opportunity(
+        &self,
+        client_token: &str,
+        body: &Value,
+    ) -> Result<Value, PcError> {
+        let mut request = body.as_object().cloned().unwrap_or_default();
+        request.insert("Catalog".into(), Value::String(self.catalog.clone()));
+        request.insert(
+            "ClientToken".into(),
+            Value::String(client_token.to_string()),
+        );
+        let bytes = Value::Object(request).to_string().into_bytes();
+        let raw = RawResponse::default();
+        self.client
+            .create_opportunity()
+            .catalog(&self.catalog)
+            .client_token(client_token)
+            .customize()
+            .mutate_request(move |r| {
+                *r.body_mut() = bytes.clone().into();
+                r.headers_mut()
+                    .insert("content-length", bytes.len().to_string());
+            })
+            .interceptor(raw.clone())
+            .send()
+            .await
+            .map_err(error)?;
+        raw.json()
+    }
+
+    /// AssociateOpportunity with a solution.
+    pub async fn associate_solution(
+        &self,
+        opportunity_id: &str,
+        solution_id: &str,
+    ) -> Result<(), PcError> {
+        self.client
+            .associate_opportunity()
+            .catalog(&self.catalog)
+            .opportunity_identifier(opportunity_id)
+            .related_entity_type(pc::types::RelatedEntityType::Solutions)
+            .related_entity_identifier(solution_id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(error)
+    }
+
+    /// StartEngagementFromOpportunityTask: submits the opportunity to AWS.
+    pub async fn start_engagement(
+        &self,
+        opportunity_id: &str,
+        client_token: &str,
+        involvement_type: &str,
+        visibility: &str,
+    ) -> Result<(), PcError> {
+        let submission = pc::types::AwsSubmission::builder()
+            .involvement_type(pc::types::SalesInvolvementType::from(involvement_type))
+            .visibility(pc::types::Visibility::from(visibility))
+            .build()
+            .map_err(|e| PcError {
+                code: "InvalidInput".into(),
+                message: e.to_string(),
+                retryable: false,
+                body: None,
+            })?;
+        self.client
+            .start_engagement_from_opportunity_task()
+            .catalog(&self.catalog)
+            .client_token(client_token)
+            .identifier(opportunity_id)
+            .aws_submission(submission)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(error)
+    }
+
     /// UpdateOpportunity with the whole `record` (as GetOpportunity returned it, with
     /// pcsync's changes applied), guarded by `last_modified` (RFC 3339). Returns the new
     /// `LastModifiedDate`.
