@@ -3,10 +3,7 @@
 
 mod cli;
 mod commands;
-// The store lands before the service that uses it (issue 5); its tests run now.
-#[allow(dead_code, unused_imports)]
 mod service;
-#[allow(dead_code, unused_imports)]
 mod store;
 
 use std::process::ExitCode;

@@ -140,12 +140,13 @@ impl PartnerCentralClient {
     /// A client using the standard AWS credential chain, talking to `endpoint_url`
     /// when given (the sandbox) instead of AWS.
     pub async fn new(catalog: &str, region: &str, endpoint_url: Option<&str>) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_string()));
-        if let Some(url) = endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        Self::from_client(pc::Client::new(&loader.load().await), catalog)
+        let config = crate::aws_sdk_config(region, endpoint_url, None).await;
+        Self::from_client(pc::Client::new(&config), catalog)
+    }
+
+    /// A client from a shared SDK configuration ([`crate::aws_sdk_config`]).
+    pub fn from_config(config: &aws_config::SdkConfig, catalog: &str) -> Self {
+        Self::from_client(pc::Client::new(config), catalog)
     }
 
     /// A client over an existing SDK client.

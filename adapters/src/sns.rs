@@ -26,14 +26,15 @@ impl SnsPublisher {
     /// A publisher using the standard AWS credential chain, in `region`, talking to
     /// `endpoint_url` when given (the sandbox, a test double) instead of AWS.
     pub async fn new(region: &str, endpoint_url: Option<&str>) -> Self {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.to_string()));
-        if let Some(url) = endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
+        let config = crate::aws_sdk_config(region, endpoint_url, None).await;
         SnsPublisher {
-            client: aws_sdk_sns::Client::new(&loader.load().await),
+            client: aws_sdk_sns::Client::new(&config),
         }
+    }
+
+    /// A publisher from a shared SDK configuration ([`crate::aws_sdk_config`]).
+    pub fn from_config(config: &aws_config::SdkConfig) -> Self {
+        Self::from_client(aws_sdk_sns::Client::new(config))
     }
 
     /// A publisher over an existing client.

@@ -126,6 +126,16 @@ pub enum Catalog {
     Sandbox,
 }
 
+impl Catalog {
+    /// The name Partner Central's `Catalog` members take.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Catalog::Aws => "AWS",
+            Catalog::Sandbox => "Sandbox",
+        }
+    }
+}
+
 /// Outbound notification settings.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -1,15 +1,17 @@
 //! One module per command.
 
 mod check;
+mod dlq;
 mod eval;
 mod sandbox;
 mod schema;
+mod serve;
 mod setup;
 mod test;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, DlqAction, SetupTarget};
+use crate::cli::{Cli, Command, SetupTarget};
 
 /// Exit status for usage and I/O errors, and for commands not built yet.
 pub const EXIT_USAGE: u8 = 2;
@@ -22,7 +24,9 @@ pub fn run(cli: Cli) -> ExitCode {
             format,
         } => check::run(paths, config, format),
         Command::Schema { out } => schema::run(&out),
-        Command::Serve { .. } => not_yet("serve", "the service runtime"),
+        Command::Serve {
+            config, sandbox, ..
+        } => serve::run(config.as_deref(), sandbox),
         Command::Test {
             paths,
             bless,
@@ -39,21 +43,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Setup {
             target: SetupTarget::Hubspot { config },
         } => setup::run(&config),
-        Command::Dlq { action } => {
-            let name = match action {
-                DlqAction::List { .. } => "dlq list",
-                DlqAction::Retry { .. } => "dlq retry",
-                DlqAction::Drop { .. } => "dlq drop",
-            };
-            not_yet(name, "the dead-letter list")
-        }
+        Command::Dlq { action } => dlq::run(action),
         Command::Sandbox { listen } => sandbox::run(&listen),
     }
-}
-
-/// Commands whose stage has not landed answer plainly and fail, so no script
-/// mistakes them for success.
-fn not_yet(command: &str, what: &str) -> ExitCode {
-    eprintln!("pcsync {command}: not implemented yet ({what} lands in a later release)");
-    ExitCode::from(EXIT_USAGE)
 }

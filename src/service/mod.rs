@@ -1,4 +1,6 @@
 //! The service runtime (`pcsync serve`). Ingest lands first; the workers that
 //! resolve, plan and execute follow.
 
+pub mod execute;
 pub mod ingest;
+pub mod worker;

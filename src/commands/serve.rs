@@ -1,0 +1,343 @@
+//! `pcsync serve`: the service. Ingest (HubSpot webhooks, EventBridge events) commits
+//! events to the SQLite inbox; the worker plans and applies them; the rule-pack
+//! directory is watched and reloaded when it changes, keeping the rules in force when
+//! an edit does not check.
+//!
+//! `--sandbox` needs no config: it starts the embedded sandbox with demo data, points
+//! the clients at it, and subscribes the service to its webhooks and events.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use pcsync_adapters::hubspot::client::HubSpotClient;
+use pcsync_adapters::partner_central::PartnerCentralClient;
+use pcsync_adapters::sns::SnsPublisher;
+use pcsync_engine::config::ServiceConfig;
+use pcsync_engine::diagnostic::render_human;
+use pcsync_engine::{MissingEnv, RuleSet, load_config, load_rules};
+use serde_json::json;
+
+use super::EXIT_USAGE;
+use crate::service::execute::Executor;
+use crate::service::ingest::{self, Ingest};
+use crate::service::worker::{SharedRules, Worker};
+use crate::store::{SqliteStore, Store};
+
+/// The sandbox's fixed addresses: Partner Central, then HubSpot and SNS on the next
+/// ports (as `pcsync sandbox`).
+const SANDBOX_LISTEN: &str = "127.0.0.1:4567";
+/// The demo HubSpot app.
+const SANDBOX_APP_ID: u64 = 1_160_452;
+const SANDBOX_CLIENT_SECRET: &str = "sandbox-client-secret";
+const SANDBOX_EVENTS_SECRET: &str = "sandbox-eventbridge-secret";
+
+pub fn run(config: Option<&Path>, sandbox: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pcsync serve: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    runtime.block_on(async {
+        match serve(config, sandbox).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("pcsync serve: {message}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        }
+    })
+}
+
+async fn serve(config_path: Option<&Path>, sandbox: bool) -> Result<(), String> {
+    // The sandbox lives as long as the service.
+    let mut _sandbox = None;
+    let (config, rules_dir, static_credentials) = if sandbox {
+        let started = start_sandbox().await?;
+        let config = sandbox_config(&started);
+        let rules_dir = match config_path {
+            Some(path) => load(path)?.rules_dir(path),
+            None => PathBuf::from(&config.rules),
+        };
+        _sandbox = Some(started);
+        (config, rules_dir, Some(("sandbox", "sandbox")))
+    } else {
+        let path = config_path.ok_or("--config is required without --sandbox")?;
+        let config = load(path)?;
+        let dir = config.rules_dir(path);
+        (config, dir, None)
+    };
+
+    let rules = load_rule_dir(&rules_dir).map_err(|shown| {
+        format!(
+            "the rule packs in {} do not check:\n{shown}",
+            rules_dir.display()
+        )
+    })?;
+    println!(
+        "rules: {} packs from {} (version {})",
+        rules.packs.len(),
+        rules_dir.display(),
+        rules.version
+    );
+    let rules: SharedRules = Arc::new(RwLock::new(Arc::new(rules)));
+
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(Path::new(&config.state)).map_err(|e| e.to_string())?);
+    let recovered = store
+        .recover(jiff::Timestamp::now().as_millisecond())
+        .map_err(|e| e.to_string())?;
+    if recovered > 0 {
+        println!("state: {recovered} events interrupted by the last stop are back in line");
+    }
+
+    let pc = &config.partner_central;
+    let aws =
+        pcsync_adapters::aws_sdk_config(&pc.region, pc.endpoint_url.as_deref(), static_credentials)
+            .await;
+    let notifications = &config.notifications;
+    let sns = match &notifications.sns_topic_arn {
+        Some(topic) => {
+            let sns_aws = pcsync_adapters::aws_sdk_config(
+                &pc.region,
+                notifications.sns_endpoint_url.as_deref(),
+                static_credentials,
+            )
+            .await;
+            Some((SnsPublisher::from_config(&sns_aws), topic.clone()))
+        }
+        None => None,
+    };
+    let executor = Executor {
+        hubspot: HubSpotClient::new(
+            &config.hubspot.base_url,
+            &config.hubspot.token,
+            config.hubspot.rate_limit_per_10s,
+        ),
+        partner_central: PartnerCentralClient::from_config(&aws, pc.catalog.as_str()),
+        sns,
+    };
+    let worker = Arc::new(Worker {
+        store: Arc::clone(&store),
+        rules: Arc::clone(&rules),
+        executor,
+        app_id: config.hubspot.app_id,
+        coalesce: Duration::from_millis(500),
+    });
+    tokio::spawn(Arc::clone(&worker).run());
+    tokio::spawn(watch_rules(rules_dir.clone(), Arc::clone(&rules)));
+
+    let ingest = Arc::new(Ingest {
+        store: Arc::clone(&store),
+        client_secret: config.hubspot.client_secret.clone(),
+        public_url: config.public_url.clone(),
+        accept_v1: config.hubspot.accept_v1_signatures,
+        eventbridge_secret: config.eventbridge.as_ref().map(|e| e.shared_secret.clone()),
+        now_ms: || jiff::Timestamp::now().as_millisecond(),
+    });
+    let app =
+        ingest::router(ingest).merge(Router::new().route("/healthz", get(health)).with_state(
+            Health {
+                store: Arc::clone(&store),
+                rules: Arc::clone(&rules),
+            },
+        ));
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("listening on http://{local}");
+    if let Some(sandbox) = &_sandbox {
+        subscribe(sandbox, &format!("http://{local}")).await?;
+        println!("sandbox partner central: {}", sandbox.partner_central_url);
+        println!("sandbox hubspot:         {}", sandbox.hubspot_url);
+        println!("sandbox sns:             {}", sandbox.sns_url);
+        println!(
+            "try: curl -X PATCH {}/_sandbox/hubspot/deals/<id> -d '{{\"properties\":{{\"dealstage\":\"qualifiedtobuy\"}}}}'",
+            sandbox.hubspot_url
+        );
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn load(path: &Path) -> Result<ServiceConfig, String> {
+    let loaded = load_config(path, &|k| std::env::var(k).ok(), MissingEnv::Error);
+    match loaded.value {
+        Some(config) if !loaded.has_errors() => Ok(config),
+        _ => Err(format!(
+            "the config does not check:\n{}",
+            render_human(&loaded.sources, &loaded.diagnostics)
+        )),
+    }
+}
+
+/// Loads the pack directory; the rendered diagnostics when it does not check.
+fn load_rule_dir(dir: &Path) -> Result<RuleSet, String> {
+    let loaded = load_rules(&[dir.to_path_buf()]);
+    match loaded.value {
+        Some(rules) if !loaded.has_errors() => Ok(rules),
+        _ => Err(render_human(&loaded.sources, &loaded.diagnostics)),
+    }
+}
+
+/// The newest modification time and the file count under `dir`: changes when a pack
+/// is edited, added or removed.
+fn fingerprint(dir: &Path) -> (Option<SystemTime>, usize) {
+    let mut newest = None;
+    let mut count = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+                continue;
+            }
+            count += 1;
+            if let Ok(m) = meta.modified() {
+                newest = newest.max(Some(m));
+            }
+        }
+    }
+    (newest, count)
+}
+
+/// Reloads the rules when the directory changes; an edit that does not check is
+/// reported and the rules in force stay.
+async fn watch_rules(dir: PathBuf, rules: SharedRules) {
+    let mut seen = fingerprint(&dir);
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = fingerprint(&dir);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let current = rules.read().expect("rules lock").version.clone();
+        match load_rule_dir(&dir) {
+            Ok(new) if new.version == current => {}
+            Ok(new) => {
+                println!(
+                    "rules: reloaded {} packs (version {})",
+                    new.packs.len(),
+                    new.version
+                );
+                *rules.write().expect("rules lock") = Arc::new(new);
+            }
+            Err(shown) => eprintln!(
+                "rules: the edit does not check; still running version {current}\n{shown}"
+            ),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Health {
+    store: Arc<dyn Store>,
+    rules: SharedRules,
+}
+
+/// `GET /healthz`: the inbox counts and the rules in force.
+async fn health(State(h): State<Health>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let version = h.rules.read().expect("rules lock").version.clone();
+    match h.store.stats() {
+        Ok(s) => Json(json!({
+            "status": "ok",
+            "rules_version": version,
+            "inbox": { "pending": s.pending, "running": s.running, "deferred": s.deferred,
+                       "done": s.done, "dead": s.dead },
+        }))
+        .into_response(),
+        Err(e) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "error", "error": e.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+async fn start_sandbox() -> Result<pcsync_sandbox::Sandbox, String> {
+    let addr = SANDBOX_LISTEN.parse().expect("a socket address");
+    let sandbox = pcsync_sandbox::Sandbox::start(addr, pcsync_sandbox::Options::default())
+        .await
+        .map_err(|e| {
+            format!("cannot start the sandbox on {SANDBOX_LISTEN} (and the next two ports): {e}")
+        })?;
+    for (deal, opportunity) in pcsync_sandbox::demo::seed(&sandbox) {
+        println!("demo: deal {deal} <-> opportunity {opportunity}");
+    }
+    Ok(sandbox)
+}
+
+/// The service config for the sandbox: its URLs, demo secrets, the repository's
+/// rule packs and a fresh state file.
+fn sandbox_config(sandbox: &pcsync_sandbox::Sandbox) -> ServiceConfig {
+    let state = std::env::temp_dir().join(format!("pcsync-sandbox-{}.db", std::process::id()));
+    let value = json!({
+        "listen": "127.0.0.1:8080",
+        "public_url": "http://127.0.0.1:8080",
+        "rules": "./rules",
+        "state": state.display().to_string(),
+        "hubspot": {
+            "base_url": sandbox.hubspot_url,
+            "token": pcsync_sandbox::HubSpotOptions::default().token,
+            "client_secret": SANDBOX_CLIENT_SECRET,
+            "app_id": SANDBOX_APP_ID,
+        },
+        "partner_central": {
+            "catalog": "Sandbox",
+            "region": "us-east-1",
+            "endpoint_url": sandbox.partner_central_url,
+        },
+        "notifications": {
+            "sns_topic_arn": sandbox.sns.create_topic("pcsync-notifications"),
+            "sns_endpoint_url": sandbox.sns_url,
+        },
+        "eventbridge": { "shared_secret": SANDBOX_EVENTS_SECRET },
+    });
+    serde_json::from_value(value).expect("the sandbox config matches ServiceConfig")
+}
+
+/// Subscribes the service to the sandbox's HubSpot webhooks and Partner Central events.
+async fn subscribe(sandbox: &pcsync_sandbox::Sandbox, service: &str) -> Result<(), String> {
+    let http = reqwest::Client::new();
+    let calls = [
+        (
+            format!("{}/_sandbox/hubspot/webhooks", sandbox.hubspot_url),
+            json!({ "url": format!("{service}/webhooks/hubspot"),
+                    "client_secret": SANDBOX_CLIENT_SECRET, "app_id": SANDBOX_APP_ID }),
+        ),
+        (
+            format!(
+                "{}/_sandbox/partnercentral/events",
+                sandbox.partner_central_url
+            ),
+            json!({ "url": format!("{service}/events/partnercentral"),
+                    "secret": SANDBOX_EVENTS_SECRET }),
+        ),
+    ];
+    for (url, body) in calls {
+        http.post(&url)
+            .json(&body)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("cannot subscribe to the sandbox ({url}): {e}"))?;
+    }
+    Ok(())
+}

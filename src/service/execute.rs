@@ -1,0 +1,310 @@
+//! Carrying out a plan's effects against the real APIs.
+//!
+//! UpdateOpportunity replaces the whole record, so an update reads the opportunity,
+//! applies the plan's field changes to it and sends it all back with the
+//! `LastModifiedDate` it read; a `ConflictException` (someone wrote in between) reads
+//! and applies again, up to three times.
+
+use indexmap::IndexMap;
+use pcsync_adapters::hubspot::client::{HubSpotClient, HubSpotError};
+use pcsync_adapters::partner_central::{PartnerCentralClient, PcError};
+use pcsync_adapters::sns::{PublishError, SnsPublisher};
+use pcsync_engine::Effect;
+use pcsync_engine::partner_central::parse_path;
+use serde_json::{Map, Value, json};
+
+use crate::store::{Store, StoreError};
+
+/// Reads-and-writes of one UpdateOpportunity before a conflict is reported.
+const CONFLICT_ATTEMPTS: usize = 3;
+
+/// Why an effect failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ExecError {
+    /// What happened, for the dead-letter list and `on_error` templates.
+    pub message: String,
+    /// Whether trying the event again later may succeed.
+    pub retryable: bool,
+}
+
+impl From<PcError> for ExecError {
+    fn from(e: PcError) -> Self {
+        let mut message = e.to_string();
+        if let Some(errors) = e.body.as_ref().and_then(|b| b.get("ErrorList")) {
+            message.push_str(&format!(" {errors}"));
+        }
+        ExecError {
+            message,
+            retryable: e.retryable,
+        }
+    }
+}
+
+impl From<HubSpotError> for ExecError {
+    fn from(e: HubSpotError) -> Self {
+        ExecError {
+            retryable: e.retryable(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<PublishError> for ExecError {
+    fn from(e: PublishError) -> Self {
+        ExecError {
+            retryable: e.retryable,
+            message: format!("SNS: {e}"),
+        }
+    }
+}
+
+impl From<StoreError> for ExecError {
+    fn from(e: StoreError) -> Self {
+        ExecError {
+            message: e.to_string(),
+            retryable: true,
+        }
+    }
+}
+
+/// The clients effects are carried out with.
+pub struct Executor {
+    /// HubSpot.
+    pub hubspot: HubSpotClient,
+    /// Partner Central.
+    pub partner_central: PartnerCentralClient,
+    /// SNS and the topic notifications go to, when configured.
+    pub sns: Option<(SnsPublisher, String)>,
+}
+
+impl Executor {
+    /// Performs one write effect; returns what the write answered (CreateOpportunity's
+    /// response, an update's new `LastModifiedDate`), `Null` for effects with no answer.
+    /// Bookkeeping effects (`Skip`, `Defer`, `Fail`, `RecordState`) are the caller's.
+    pub async fn perform(
+        &self,
+        effect: &Effect,
+        store: &dyn Store,
+        now: jiff::Timestamp,
+    ) -> Result<Value, ExecError> {
+        let now_ms = now.as_millisecond();
+        match effect {
+            Effect::UpdateOpportunity { id, changes, .. } => {
+                let mut last = None;
+                for _ in 0..CONFLICT_ATTEMPTS {
+                    let mut record = self.partner_central.get_opportunity(id).await?;
+                    let modified = record["LastModifiedDate"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    for change in changes {
+                        set_path(&mut record, &change.field, change.new.clone())?;
+                    }
+                    match self
+                        .partner_central
+                        .update_opportunity(id, &modified, &record)
+                        .await
+                    {
+                        Ok(modified) => {
+                            return Ok(json!({ "Id": id, "LastModifiedDate": modified }));
+                        }
+                        Err(e) if e.is_conflict() => last = Some(e),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                let e = last.expect("at least one attempt");
+                Err(ExecError {
+                    message: format!(
+                        "{e} (the opportunity kept changing: {CONFLICT_ATTEMPTS} attempts)"
+                    ),
+                    retryable: true,
+                })
+            }
+            Effect::CreateOpportunity {
+                client_token,
+                fields,
+                associate_solutions,
+                start_engagement,
+                ..
+            } => {
+                let mut body = Value::Object(Map::new());
+                for field in fields {
+                    set_path(&mut body, &field.field, field.new.clone())?;
+                }
+                let created = self
+                    .partner_central
+                    .create_opportunity(client_token, &body)
+                    .await?;
+                let id = created["Id"].as_str().unwrap_or_default().to_string();
+                for solution in associate_solutions {
+                    self.partner_central
+                        .associate_solution(&id, solution)
+                        .await?;
+                }
+                if let Some(submission) = start_engagement {
+                    self.partner_central
+                        .start_engagement(
+                            &id,
+                            &format!("{client_token}-submit"),
+                            &submission.involvement_type,
+                            &submission.visibility,
+                        )
+                        .await?;
+                }
+                Ok(created)
+            }
+            Effect::CreateNote { deal_id, body, .. } => {
+                let id = self
+                    .hubspot
+                    .create_note(deal_id, body, &now.to_string())
+                    .await?;
+                Ok(json!({ "id": id }))
+            }
+            Effect::CreateTask {
+                deal_id,
+                owner,
+                priority,
+                due,
+                subject,
+                body,
+                ..
+            } => {
+                let id = self
+                    .hubspot
+                    .create_task(deal_id, owner, subject, body, priority, due)
+                    .await?;
+                Ok(json!({ "id": id }))
+            }
+            Effect::UpdateDeal {
+                deal_id,
+                properties,
+                ..
+            } => {
+                // Remembered first: the webhook HubSpot sends about this write may
+                // arrive before the PATCH returns.
+                for (name, value) in properties {
+                    store.remember_write(&format!("deal:{deal_id}"), name, value, now_ms)?;
+                }
+                self.hubspot.update_deal(deal_id, properties).await?;
+                Ok(Value::Null)
+            }
+            Effect::Publish {
+                subject,
+                message,
+                attributes,
+                ..
+            } => {
+                let Some((sns, topic)) = &self.sns else {
+                    return Err(ExecError {
+                        message: "a pack publishes a notification but the config has no \
+                                  notifications.sns_topic_arn"
+                            .into(),
+                        retryable: false,
+                    });
+                };
+                let id = sns.publish(topic, subject, message, attributes).await?;
+                Ok(json!({ "MessageId": id }))
+            }
+            Effect::Skip { .. }
+            | Effect::Defer { .. }
+            | Effect::Fail { .. }
+            | Effect::RecordState { .. } => Ok(Value::Null),
+        }
+    }
+}
+
+/// Sets `value` at a Partner Central field path (`Project.ExpectedCustomerSpend[0].Amount`)
+/// in `root`, creating the structures and list items on the way.
+pub fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), ExecError> {
+    let steps = parse_path(path).map_err(|e| ExecError {
+        message: e.to_string(),
+        retryable: false,
+    })?;
+    let mut at = root;
+    for (i, step) in steps.iter().enumerate() {
+        let last = i + 1 == steps.len();
+        if !at.is_object() {
+            *at = Value::Object(Map::new());
+        }
+        let slot = at
+            .as_object_mut()
+            .expect("made an object")
+            .entry(step.name.clone())
+            .or_insert(Value::Null);
+        at = match step.index {
+            Some(n) => {
+                if !slot.is_array() {
+                    *slot = Value::Array(Vec::new());
+                }
+                let list = slot.as_array_mut().expect("made a list");
+                while list.len() <= n {
+                    list.push(Value::Object(Map::new()));
+                }
+                &mut list[n]
+            }
+            None => slot,
+        };
+        if last {
+            *at = value;
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Deal properties as the engine reads them.
+pub fn deal_properties(properties: &IndexMap<String, Option<String>>) -> IndexMap<String, Value> {
+    properties
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().map_or(Value::Null, Value::String)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_path_writes_into_existing_records_and_builds_missing_parts() {
+        let mut record = json!({
+            "LifeCycle": { "Stage": "Prospect", "ReviewStatus": "Approved" },
+            "Project": { "ExpectedCustomerSpend": [{ "Amount": "10", "CurrencyCode": "USD" }] }
+        });
+        set_path(&mut record, "LifeCycle.Stage", json!("Qualified")).unwrap();
+        set_path(
+            &mut record,
+            "Project.ExpectedCustomerSpend[0].Amount",
+            json!("25"),
+        )
+        .unwrap();
+        set_path(&mut record, "Customer.Account.CompanyName", json!("Acme")).unwrap();
+        assert_eq!(record["LifeCycle"]["Stage"], "Qualified");
+        assert_eq!(record["LifeCycle"]["ReviewStatus"], "Approved");
+        assert_eq!(
+            record["Project"]["ExpectedCustomerSpend"][0]["Amount"],
+            "25"
+        );
+        assert_eq!(
+            record["Project"]["ExpectedCustomerSpend"][0]["CurrencyCode"],
+            "USD"
+        );
+        assert_eq!(record["Customer"]["Account"]["CompanyName"], "Acme");
+
+        let mut empty = json!({});
+        set_path(
+            &mut empty,
+            "Project.ExpectedCustomerSpend[1].Amount",
+            json!("5"),
+        )
+        .unwrap();
+        assert_eq!(
+            empty["Project"]["ExpectedCustomerSpend"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(set_path(&mut empty, "Project..Title", json!("x")).is_err());
+    }
+}

@@ -1,0 +1,370 @@
+//! The worker: claims batches of events from the inbox, loads what the triggered packs
+//! need, plans, performs the effects, and settles each batch as applied, retried,
+//! deferred or dead-lettered. Nothing leaves the inbox any other way.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use pcsync_engine::plan::{plan_pack, settle, triggered};
+use pcsync_engine::{CompiledPack, Context, DealSnapshot, Effect, Event, Outcome, RuleSet};
+use serde_json::Value;
+
+use super::execute::{ExecError, Executor, deal_properties};
+use crate::store::{Batch, Store};
+
+/// Tries before an event that keeps failing is parked.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// How long a deferred event waits before the opportunity is checked again.
+pub const DEFER_RECHECK: Duration = Duration::from_secs(300);
+
+/// The rules in force; replaced whole when the pack directory changes.
+pub type SharedRules = Arc<RwLock<Arc<RuleSet>>>;
+
+/// What the worker needs.
+pub struct Worker {
+    /// The inbox and state.
+    pub store: Arc<dyn Store>,
+    /// The rules in force.
+    pub rules: SharedRules,
+    /// The clients.
+    pub executor: Executor,
+    /// The HubSpot app's id: its own writes come back as `INTEGRATION` events with
+    /// this `sourceId`.
+    pub app_id: Option<u64>,
+    /// How long to wait for more events about the same deal before planning.
+    pub coalesce: Duration,
+}
+
+/// How a batch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    /// Applied (or nothing to do).
+    Done,
+    /// Will be tried again.
+    Retry(String),
+    /// Held until the opportunity is editable.
+    Deferred(String),
+    /// Parked in the dead-letter list.
+    Dead(String),
+}
+
+impl Worker {
+    /// Runs until the task is dropped: claims due batches and processes them.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            match self.tick().await {
+                Ok(0) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("pcsync: worker: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Claims and processes the batches that are due; returns how many there were.
+    pub async fn tick(&self) -> Result<usize, crate::store::StoreError> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let batches = self
+            .store
+            .claim(now, self.coalesce.as_millis() as i64, 16)?;
+        let n = batches.len();
+        for batch in batches {
+            let settled = self.process(&batch).await;
+            self.record(&batch, &settled)?;
+        }
+        Ok(n)
+    }
+
+    fn record(&self, batch: &Batch, settled: &Settled) -> Result<(), crate::store::StoreError> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let seqs: Vec<i64> = batch.items.iter().map(|c| c.seq).collect();
+        let attempts = batch.items.iter().map(|c| c.attempts).max().unwrap_or(0) + 1;
+        match settled {
+            Settled::Done => self.store.complete(&seqs, now),
+            Settled::Retry(reason) if attempts >= MAX_ATTEMPTS => self.store.dead_letter(
+                &seqs,
+                &format!("gave up after {attempts} attempts: {reason}"),
+                now,
+            ),
+            Settled::Retry(reason) => {
+                // 2 s, 4 s, 8 s … capped at ten minutes.
+                let backoff = (2_000i64 << attempts.min(9)).min(600_000);
+                eprintln!(
+                    "pcsync: {}: will retry in {} s: {reason}",
+                    batch.key,
+                    backoff / 1000
+                );
+                self.store.retry(&seqs, now + backoff, reason, now)
+            }
+            Settled::Deferred(reason) => {
+                self.store
+                    .defer(&seqs, now + DEFER_RECHECK.as_millis() as i64, reason, now)
+            }
+            Settled::Dead(reason) => {
+                eprintln!("pcsync: {}: dead-lettered: {reason}", batch.key);
+                self.store.dead_letter(&seqs, reason, now)
+            }
+        }
+    }
+
+    /// Plans and applies one batch.
+    pub async fn process(&self, batch: &Batch) -> Settled {
+        let rules = Arc::clone(&self.rules.read().expect("rules lock"));
+        let mut events = Vec::new();
+        for item in &batch.items {
+            match self.is_echo(&item.event) {
+                Ok(true) => {}
+                Ok(false) => events.push(&item.event),
+                Err(e) => return Settled::Retry(e.to_string()),
+            }
+        }
+        // Per triggered pack, the latest event of the batch that starts it: the
+        // context is read fresh, so one run covers the events before it.
+        let mut work: IndexMap<usize, &Event> = IndexMap::new();
+        for event in &events {
+            for (i, pack) in rules.packs.iter().enumerate() {
+                if pack.pack.enabled && triggered(&pack.pack, event) {
+                    work.insert(i, event);
+                }
+            }
+        }
+        let Some(latest) = events.last() else {
+            return Settled::Done;
+        };
+        if work.is_empty() {
+            return Settled::Done;
+        }
+        let packs: Vec<&CompiledPack> = work.keys().map(|i| &rules.packs[*i]).collect();
+        let ctx = match self.resolve(latest, &packs).await {
+            Ok(ctx) => ctx,
+            Err(e) if e.retryable => return Settled::Retry(e.message),
+            Err(e) => return Settled::Dead(e.message),
+        };
+        let mut outcome = Settled::Done;
+        for (i, event) in work {
+            let pack = &rules.packs[i];
+            let ended = self.run_pack(pack, &rules, event, &ctx).await;
+            outcome = worse(outcome, ended);
+        }
+        outcome
+    }
+
+    /// Whether the event is pcsync's own write coming back.
+    fn is_echo(&self, event: &Event) -> Result<bool, crate::store::StoreError> {
+        if let (Some(app), Some(source)) = (self.app_id, &event.source_id)
+            && event.change_source.as_deref() == Some("INTEGRATION")
+            && source == &app.to_string()
+        {
+            return Ok(true);
+        }
+        let (Some(deal), Some(change)) = (&event.deal_id, &event.property) else {
+            return Ok(false);
+        };
+        let written = self
+            .store
+            .last_write(&format!("deal:{deal}"), &change.name)?;
+        Ok(written.is_some() && written == change.value)
+    }
+
+    async fn run_pack(
+        &self,
+        pack: &CompiledPack,
+        rules: &RuleSet,
+        event: &Event,
+        ctx: &Context,
+    ) -> Settled {
+        let now = jiff::Timestamp::now();
+        let plan = plan_pack(pack, rules, event, ctx, now);
+        if std::env::var_os("PCSYNC_TRACE").is_some() {
+            eprintln!(
+                "pcsync: trace {} {}: {}",
+                event.id,
+                pack.pack.pack,
+                serde_json::to_string(&plan).unwrap_or_default()
+            );
+        }
+        let mut result = Value::Null;
+        let mut failure = None;
+        let mut deferred = None;
+        let mut states = Vec::new();
+        let mut wrote = false;
+        for effect in &plan.effects {
+            match effect {
+                Effect::Skip { .. } => {}
+                Effect::Defer { reason, .. } => deferred = Some(reason.clone()),
+                Effect::Fail { reason, .. } => failure = Some(reason.clone()),
+                Effect::RecordState { .. } => states.push(effect),
+                write => {
+                    if failure.is_some() {
+                        continue;
+                    }
+                    wrote = true;
+                    match self.executor.perform(write, &*self.store, now).await {
+                        Ok(answer) => {
+                            if !answer.is_null() {
+                                result = answer;
+                            }
+                        }
+                        Err(ExecError {
+                            message,
+                            retryable: true,
+                        }) => return Settled::Retry(format!("{}: {message}", pack.pack.pack)),
+                        Err(e) => failure = Some(e.message),
+                    }
+                }
+            }
+        }
+        if let Some(reason) = deferred {
+            return Settled::Deferred(format!("{}: {reason}", pack.pack.pack));
+        }
+        let outcome = match &failure {
+            Some(message) => Outcome::Failure {
+                message: message.clone(),
+            },
+            None => Outcome::Success { result },
+        };
+        if failure.is_none() {
+            for state in states {
+                if let Effect::RecordState {
+                    opportunity_id,
+                    watches,
+                    marks,
+                    sent,
+                    ..
+                } = state
+                {
+                    let state = pcsync_engine::PackState {
+                        watches: watches.clone(),
+                        marks: marks.clone(),
+                        sent: sent.clone(),
+                    };
+                    let now_ms = now.as_millisecond();
+                    if let Err(e) =
+                        self.store
+                            .record_state(opportunity_id, &pack.pack.pack, &state, now_ms)
+                    {
+                        return Settled::Retry(e.to_string());
+                    }
+                }
+            }
+        }
+        if wrote || failure.is_some() {
+            let follow = settle(pack, rules, event, ctx, &plan.effects, &outcome, now);
+            for effect in &follow.effects {
+                if let Err(e) = self.executor.perform(effect, &*self.store, now).await {
+                    eprintln!(
+                        "pcsync: {}: a follow-up {} failed: {}",
+                        pack.pack.pack,
+                        effect.kind(),
+                        e.message
+                    );
+                }
+            }
+        }
+        match failure {
+            Some(message) => Settled::Dead(format!("{}: {message}", pack.pack.pack)),
+            None => Settled::Done,
+        }
+    }
+
+    /// Loads what `packs` need for `event`: the deal, the opportunity, the AWS view,
+    /// the last-known state.
+    async fn resolve(&self, event: &Event, packs: &[&CompiledPack]) -> Result<Context, ExecError> {
+        let mut deal_props: Vec<String> = Vec::new();
+        let mut link = None;
+        let (mut opportunity_needed, mut summary_needed, mut previous_needed) =
+            (false, false, false);
+        for pack in packs {
+            let needs = &pack.pack.needs;
+            for p in needs.deal.iter().chain([&needs.link_property]) {
+                if !deal_props.contains(p) {
+                    deal_props.push(p.clone());
+                }
+            }
+            link.get_or_insert_with(|| needs.link_property.clone());
+            opportunity_needed |= needs.opportunity;
+            summary_needed |= needs.aws_summary;
+            previous_needed |= needs.previous;
+        }
+        let link = link.unwrap_or_else(|| "aws_opportunity_id".into());
+        let hubspot = &self.executor.hubspot;
+        let pc = &self.executor.partner_central;
+
+        let mut deal = match &event.deal_id {
+            Some(id) => hubspot.get_deal(id, &deal_props).await?,
+            None => None,
+        };
+        let opportunity_id = event.opportunity_id.clone().or_else(|| {
+            deal.as_ref()
+                .and_then(|d| d.properties.get(&link).cloned().flatten())
+                .filter(|v| !v.is_empty())
+        });
+        let mut opportunity = None;
+        if let Some(id) = &opportunity_id
+            && (opportunity_needed || deal.is_none())
+        {
+            opportunity = match pc.get_opportunity(id).await {
+                Ok(o) => Some(o),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e.into()),
+            };
+        }
+        if deal.is_none()
+            && let Some(id) = &opportunity_id
+        {
+            let by_identifier = opportunity
+                .as_ref()
+                .and_then(|o| o["PartnerOpportunityIdentifier"].as_str())
+                .filter(|s| !s.is_empty());
+            if let Some(deal_id) = by_identifier {
+                deal = hubspot.get_deal(deal_id, &deal_props).await?;
+            }
+            if deal.is_none() {
+                deal = hubspot
+                    .find_deals(&link, id, &deal_props)
+                    .await?
+                    .into_iter()
+                    .next();
+            }
+        }
+        let aws_summary = match &opportunity_id {
+            Some(id) if summary_needed => pc.get_aws_summary(id).await?,
+            _ => None,
+        };
+        let previous = match &opportunity_id {
+            Some(id) if previous_needed => self.store.pack_states(id)?,
+            _ => IndexMap::new(),
+        };
+        Ok(Context {
+            deal: deal.map(|d| DealSnapshot {
+                properties: deal_properties(&d.properties),
+                id: d.id,
+            }),
+            opportunity: if opportunity_needed {
+                opportunity
+            } else {
+                None
+            },
+            aws_summary,
+            snapshots: Vec::new(),
+            previous,
+        })
+    }
+}
+
+/// The more serious of two endings: dead beats retry beats deferred beats done.
+fn worse(a: Settled, b: Settled) -> Settled {
+    fn rank(s: &Settled) -> u8 {
+        match s {
+            Settled::Done => 0,
+            Settled::Deferred(_) => 1,
+            Settled::Retry(_) => 2,
+            Settled::Dead(_) => 3,
+        }
+    }
+    if rank(&b) > rank(&a) { b } else { a }
+}
