@@ -1,0 +1,309 @@
+//! `pcsync serve` as a process, against the sandbox over real HTTP: a deal edit in
+//! HubSpot reaches Partner Central (and a note comes back), a forged webhook is
+//! refused, a broken rule edit leaves the service running on the rules in force, and
+//! a good one is picked up.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pcsync_sandbox::{Options, Sandbox, demo};
+use serde_json::{Value, json};
+
+struct Service {
+    child: Child,
+    stderr: PathBuf,
+    url: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it gives a value, for up to 30 s.
+async fn eventually<T, F, Fut>(what: &str, service: &Service, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}; service stderr:\n{}",
+            service.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> Option<Value> {
+    http.get(url).send().await.ok()?.json().await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() {
+    let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
+        .await
+        .unwrap();
+    demo::seed(&sb);
+    let topic = sb.sns.create_topic("pcsync-notifications");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    copy_dir(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules"),
+        &rules,
+    );
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let config = dir.path().join("pcsync.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\npublic_url: {url}\nrules: rules\nstate: {state}\n\
+             hubspot:\n  base_url: {hs}\n  token: sandbox-token\n  client_secret: test-secret\n  app_id: 777\n\
+             partner_central:\n  catalog: Sandbox\n  endpoint_url: {pc}\n\
+             notifications:\n  sns_topic_arn: {topic}\n  sns_endpoint_url: {sns}\n\
+             eventbridge:\n  shared_secret: events-secret-0123456789\n",
+            state = dir.path().join("state.db").display(),
+            hs = sb.hubspot_url,
+            pc = sb.partner_central_url,
+            sns = sb.sns_url,
+        ),
+    )
+    .unwrap();
+    let stderr = dir.path().join("stderr.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_pcsync"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let service = Service { child, stderr, url };
+    let http = reqwest::Client::new();
+    let health = format!("{}/healthz", service.url);
+    let first = eventually("the service to answer", &service, || get(&http, &health)).await;
+    let version = first["rules_version"].as_str().unwrap().to_string();
+
+    // HubSpot's webhooks and Partner Central's events go to the service.
+    http.post(format!("{}/_sandbox/hubspot/webhooks", sb.hubspot_url))
+        .json(&json!({ "url": format!("{}/webhooks/hubspot", service.url),
+                       "client_secret": "test-secret", "app_id": 777 }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    http.post(format!(
+        "{}/_sandbox/partnercentral/events",
+        sb.partner_central_url
+    ))
+    .json(
+        &json!({ "url": format!("{}/events/partnercentral", service.url),
+                       "secret": "events-secret-0123456789" }),
+    )
+    .send()
+    .await
+    .unwrap()
+    .error_for_status()
+    .unwrap();
+
+    // A rep moves the deal on; the opportunity follows, and the deal gets a note.
+    let edit = |stage: &str| {
+        http.patch(format!(
+            "{}/_sandbox/hubspot/deals/40000000001",
+            sb.hubspot_url
+        ))
+        .json(&json!({ "properties": { "dealstage": stage } }))
+        .send()
+    };
+    edit("qualifiedtobuy")
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let stage_of = |want: &'static str| {
+        let http = http.clone();
+        let url = format!(
+            "{}/_sandbox/partnercentral/opportunities",
+            sb.partner_central_url
+        );
+        async move {
+            let all = get(&http, &url).await?;
+            let list = all.get("opportunities").unwrap_or(&all).as_array()?.clone();
+            let o = list.into_iter().find(|o| o["Id"] == "O5000001")?;
+            (o["LifeCycle"]["Stage"] == want).then_some(o)
+        }
+    };
+    eventually("the stage to reach Partner Central", &service, || {
+        stage_of("Qualified")
+    })
+    .await;
+    let notes_url = format!("{}/_sandbox/hubspot/notes", sb.hubspot_url);
+    let note = eventually("the sync note", &service, || {
+        let (http, url) = (http.clone(), notes_url.clone());
+        async move {
+            let notes = get(&http, &url).await?;
+            notes["notes"]
+                .as_array()?
+                .iter()
+                .find(|n| n["associations"]["deals"][0] == "40000000001")
+                .cloned()
+        }
+    })
+    .await;
+    let body = note["properties"]["hs_note_body"].as_str().unwrap();
+    assert!(
+        body.contains("LifeCycle.Stage: Prospect → Qualified"),
+        "{body}"
+    );
+
+    // A forged webhook is refused and stores nothing.
+    let before = get(&http, &health).await.unwrap()["inbox"].clone();
+    let forged = http
+        .post(format!("{}/webhooks/hubspot", service.url))
+        .header("content-type", "application/json")
+        .header("X-HubSpot-Signature-v3", "bm90IGEgc2lnbmF0dXJl")
+        .header(
+            "X-HubSpot-Request-Timestamp",
+            jiff::Timestamp::now().as_millisecond().to_string(),
+        )
+        .body(r#"[{"eventId":1,"subscriptionType":"deal.propertyChange","objectId":40000000001,"propertyName":"dealstage","propertyValue":"closedlost","occurredAt":1,"portalId":1,"appId":777,"attemptNumber":0,"subscriptionId":1,"changeSource":"CRM_UI"}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let after = get(&http, &health).await.unwrap()["inbox"].clone();
+    assert_eq!(before["pending"], after["pending"]);
+
+    // A broken edit is reported and the rules in force stay.
+    let pack = rules.join("deal-update-sync.yaml");
+    let good = std::fs::read_to_string(&pack).unwrap();
+    std::fs::write(
+        &pack,
+        good.replace("to: LifeCycle.Stage", "to: LifeCycle.Stag"),
+    )
+    .unwrap();
+    eventually("the broken edit to be reported", &service, || {
+        let seen = service.stderr().contains("does not check");
+        async move { seen.then_some(()) }
+    })
+    .await;
+    assert!(
+        service.stderr().contains("LifeCycle.Stag"),
+        "{}",
+        service.stderr()
+    );
+    let now = get(&http, &health).await.unwrap();
+    assert_eq!(now["status"], "ok");
+    assert_eq!(now["rules_version"], version.as_str());
+
+    // A good edit is picked up, and deals still sync.
+    std::fs::write(
+        &pack,
+        good.replace(
+            "contractsent: Committed",
+            "contractsent: Business Validation",
+        ),
+    )
+    .unwrap();
+    eventually("the good edit to be loaded", &service, || {
+        let (http, health, version) = (http.clone(), health.clone(), version.clone());
+        async move {
+            let h = get(&http, &health).await?;
+            (h["rules_version"] != version.as_str()).then_some(())
+        }
+    })
+    .await;
+    edit("contractsent")
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    eventually("the edited table to apply", &service, || {
+        stage_of("Business Validation")
+    })
+    .await;
+    let inbox = get(&http, &health).await.unwrap()["inbox"].clone();
+    assert_eq!(inbox["dead"], 0, "{}", service.stderr());
+
+    // An event from elsewhere is kept in the dead-letter list with its reason, where
+    // `pcsync dlq` shows it, and can be dropped.
+    let stray = http
+        .post(format!("{}/events/partnercentral", service.url))
+        .header("x-pcsync-secret", "events-secret-0123456789")
+        .json(&json!({ "source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {} }))
+        .send()
+        .await
+        .unwrap();
+    assert!(stray.status().is_success(), "{}", stray.status());
+    let dlq = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pcsync"))
+            .arg("dlq")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, listed, err) = dlq(&["list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        listed.contains("not aws.partnercentral-selling"),
+        "{listed}"
+    );
+    let id = listed
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix('#'))
+        .unwrap()
+        .to_string();
+    let (code, out, _) = dlq(&["drop", &id]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("deleted"), "{out}");
+    let (code, _, err) = dlq(&["drop", &id]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no dead letter"), "{err}");
+    let (_, listed, _) = dlq(&["list"]);
+    assert!(listed.contains("no dead letters"), "{listed}");
+}
