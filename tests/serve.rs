@@ -233,6 +233,16 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
     let now = get(&http, &health).await.unwrap();
     assert_eq!(now["status"], "ok");
     assert_eq!(now["rules_version"], version.as_str());
+    let shown = get(&http, &format!("{}/rules", service.url)).await.unwrap();
+    assert_eq!(shown["version"], version.as_str());
+    let error = shown["last_error"]["diagnostics"].as_str().unwrap();
+    assert!(error.contains("LifeCycle.Stag"), "{error}");
+    let asked = http
+        .post(format!("{}/admin/reload", service.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 422);
 
     // A good edit is picked up, and deals still sync.
     std::fs::write(
@@ -251,6 +261,9 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
         }
     })
     .await;
+    let shown = get(&http, &format!("{}/rules", service.url)).await.unwrap();
+    assert!(shown["last_error"].is_null(), "{shown}");
+    assert_eq!(shown["packs"].as_array().unwrap().len(), 4);
     edit("contractsent")
         .await
         .unwrap()

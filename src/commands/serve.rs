@@ -1,15 +1,14 @@
 //! `pcsync serve`: the service. Ingest (HubSpot webhooks, EventBridge events) commits
 //! events to the SQLite inbox; the worker plans and applies them; the rule-pack
-//! directory is watched and reloaded when it changes, keeping the rules in force when
-//! an edit does not check.
+//! directory is watched and reloaded when it changes (see `service::reload`).
 //!
 //! `--sandbox` needs no config: it starts the embedded sandbox with demo data, points
 //! the clients at it, and subscribes the service to its webhooks and events.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -19,13 +18,14 @@ use pcsync_adapters::partner_central::PartnerCentralClient;
 use pcsync_adapters::sns::SnsPublisher;
 use pcsync_engine::config::ServiceConfig;
 use pcsync_engine::diagnostic::render_human;
-use pcsync_engine::{MissingEnv, RuleSet, load_config, load_rules};
+use pcsync_engine::{MissingEnv, load_config};
 use serde_json::json;
 
 use super::EXIT_USAGE;
 use crate::service::execute::Executor;
 use crate::service::ingest::{self, Ingest};
-use crate::service::worker::{SharedRules, Worker};
+use crate::service::reload::{Reloaded, RuleHost};
+use crate::service::worker::Worker;
 use crate::store::{SqliteStore, Store};
 
 /// The sandbox's fixed addresses: Partner Central, then HubSpot and SNS on the next
@@ -74,19 +74,19 @@ async fn serve(config_path: Option<&Path>, sandbox: bool) -> Result<(), String> 
         (config, dir, None)
     };
 
-    let rules = load_rule_dir(&rules_dir).map_err(|shown| {
+    let rules = Arc::new(RuleHost::load(&rules_dir).map_err(|shown| {
         format!(
             "the rule packs in {} do not check:\n{shown}",
             rules_dir.display()
         )
-    })?;
+    })?);
+    let in_force = rules.current();
     println!(
         "rules: {} packs from {} (version {})",
-        rules.packs.len(),
+        in_force.packs.len(),
         rules_dir.display(),
-        rules.version
+        in_force.version
     );
-    let rules: SharedRules = Arc::new(RwLock::new(Arc::new(rules)));
 
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(Path::new(&config.state)).map_err(|e| e.to_string())?);
@@ -131,7 +131,7 @@ async fn serve(config_path: Option<&Path>, sandbox: bool) -> Result<(), String> 
         coalesce: Duration::from_millis(500),
     });
     tokio::spawn(Arc::clone(&worker).run());
-    tokio::spawn(watch_rules(rules_dir.clone(), Arc::clone(&rules)));
+    tokio::spawn(Arc::clone(&rules).watch());
 
     let ingest = Arc::new(Ingest {
         store: Arc::clone(&store),
@@ -141,13 +141,17 @@ async fn serve(config_path: Option<&Path>, sandbox: bool) -> Result<(), String> 
         eventbridge_secret: config.eventbridge.as_ref().map(|e| e.shared_secret.clone()),
         now_ms: || jiff::Timestamp::now().as_millisecond(),
     });
-    let app =
-        ingest::router(ingest).merge(Router::new().route("/healthz", get(health)).with_state(
-            Health {
+    let app = ingest::router(ingest).merge(
+        Router::new()
+            .route("/healthz", get(health))
+            .route("/readyz", get(health))
+            .route("/rules", get(rules_status))
+            .route("/admin/reload", axum::routing::post(admin_reload))
+            .with_state(Health {
                 store: Arc::clone(&store),
                 rules: Arc::clone(&rules),
-            },
-        ));
+            }),
+    );
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -182,79 +186,42 @@ fn load(path: &Path) -> Result<ServiceConfig, String> {
     }
 }
 
-/// Loads the pack directory; the rendered diagnostics when it does not check.
-fn load_rule_dir(dir: &Path) -> Result<RuleSet, String> {
-    let loaded = load_rules(&[dir.to_path_buf()]);
-    match loaded.value {
-        Some(rules) if !loaded.has_errors() => Ok(rules),
-        _ => Err(render_human(&loaded.sources, &loaded.diagnostics)),
-    }
-}
-
-/// The newest modification time and the file count under `dir`: changes when a pack
-/// is edited, added or removed.
-fn fingerprint(dir: &Path) -> (Option<SystemTime>, usize) {
-    let mut newest = None;
-    let mut count = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                stack.push(entry.path());
-                continue;
-            }
-            count += 1;
-            if let Ok(m) = meta.modified() {
-                newest = newest.max(Some(m));
-            }
-        }
-    }
-    (newest, count)
-}
-
-/// Reloads the rules when the directory changes; an edit that does not check is
-/// reported and the rules in force stay.
-async fn watch_rules(dir: PathBuf, rules: SharedRules) {
-    let mut seen = fingerprint(&dir);
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = fingerprint(&dir);
-        if now == seen {
-            continue;
-        }
-        seen = now;
-        let current = rules.read().expect("rules lock").version.clone();
-        match load_rule_dir(&dir) {
-            Ok(new) if new.version == current => {}
-            Ok(new) => {
-                println!(
-                    "rules: reloaded {} packs (version {})",
-                    new.packs.len(),
-                    new.version
-                );
-                *rules.write().expect("rules lock") = Arc::new(new);
-            }
-            Err(shown) => eprintln!(
-                "rules: the edit does not check; still running version {current}\n{shown}"
-            ),
-        }
-    }
-}
-
 #[derive(Clone)]
 struct Health {
     store: Arc<dyn Store>,
-    rules: SharedRules,
+    rules: Arc<RuleHost>,
 }
 
-/// `GET /healthz`: the inbox counts and the rules in force.
+/// `GET /rules`: the rule set in force and the last reload error.
+async fn rules_status(State(h): State<Health>) -> Json<serde_json::Value> {
+    Json(h.rules.describe())
+}
+
+/// `POST /admin/reload`: reload now; 422 with the diagnostics when the packs do not
+/// check (the rules in force stay).
+async fn admin_reload(State(h): State<Health>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match h.rules.reload() {
+        Ok(Reloaded::Changed(v)) => Json(json!({ "reloaded": true, "version": v })).into_response(),
+        Ok(Reloaded::Unchanged(v)) => {
+            Json(json!({ "reloaded": false, "version": v })).into_response()
+        }
+        Err(diagnostics) => (
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            Json(
+                json!({ "reloaded": false, "version": h.rules.current().version,
+                         "error": "the rule packs do not check", "diagnostics": diagnostics }),
+            ),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /healthz` and `/readyz`: the store answers and rules are loaded (they are
+/// from start-up on), with the inbox counts and the rules in force.
 async fn health(State(h): State<Health>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let version = h.rules.read().expect("rules lock").version.clone();
+    let version = h.rules.current().version.clone();
     match h.store.stats() {
         Ok(s) => Json(json!({
             "status": "ok",

@@ -3,4 +3,5 @@
 
 pub mod execute;
 pub mod ingest;
+pub mod reload;
 pub mod worker;

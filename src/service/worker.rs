@@ -2,7 +2,7 @@
 //! need, plans, performs the effects, and settles each batch as applied, retried,
 //! deferred or dead-lettered. Nothing leaves the inbox any other way.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -11,6 +11,7 @@ use pcsync_engine::{CompiledPack, Context, DealSnapshot, Effect, Event, Outcome,
 use serde_json::Value;
 
 use super::execute::{ExecError, Executor, deal_properties};
+use super::reload::RuleHost;
 use crate::store::{Batch, Store};
 
 /// Tries before an event that keeps failing is parked.
@@ -19,15 +20,12 @@ pub const MAX_ATTEMPTS: u32 = 8;
 /// How long a deferred event waits before the opportunity is checked again.
 pub const DEFER_RECHECK: Duration = Duration::from_secs(300);
 
-/// The rules in force; replaced whole when the pack directory changes.
-pub type SharedRules = Arc<RwLock<Arc<RuleSet>>>;
-
 /// What the worker needs.
 pub struct Worker {
     /// The inbox and state.
     pub store: Arc<dyn Store>,
     /// The rules in force.
-    pub rules: SharedRules,
+    pub rules: Arc<RuleHost>,
     /// The clients.
     pub executor: Executor,
     /// The HubSpot app's id: its own writes come back as `INTEGRATION` events with
@@ -113,7 +111,7 @@ impl Worker {
 
     /// Plans and applies one batch.
     pub async fn process(&self, batch: &Batch) -> Settled {
-        let rules = Arc::clone(&self.rules.read().expect("rules lock"));
+        let rules = self.rules.current();
         let mut events = Vec::new();
         for item in &batch.items {
             match self.is_echo(&item.event) {

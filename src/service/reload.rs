@@ -1,0 +1,152 @@
+//! The rules in force and how they change: the pack directory is polled for edits,
+//! and `POST /admin/reload` asks directly; both run the same path (load, check,
+//! compile, swap). An edit that does not check is logged with its diagnostics and
+//! shown on `GET /rules`, and the last good rule set keeps running. Work already
+//! planning holds its own `Arc` of the set it started with.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use pcsync_engine::diagnostic::render_human;
+use pcsync_engine::{RuleSet, load_rules};
+use serde_json::{Value, json};
+
+/// The rule set in force and the history of reloads.
+pub struct RuleHost {
+    dir: PathBuf,
+    current: RwLock<Arc<RuleSet>>,
+    status: Mutex<Status>,
+}
+
+#[derive(Default)]
+struct Status {
+    loaded_at: String,
+    last_error: Option<(String, String)>,
+    reloads_ok: u64,
+    reloads_failed: u64,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reloaded {
+    /// A new version is in force.
+    Changed(String),
+    /// The packs are the same as those in force.
+    Unchanged(String),
+}
+
+impl RuleHost {
+    /// Loads `dir`; the rendered diagnostics when it does not check.
+    pub fn load(dir: &Path) -> Result<RuleHost, String> {
+        let rules = load_dir(dir)?;
+        Ok(RuleHost {
+            dir: dir.to_path_buf(),
+            current: RwLock::new(Arc::new(rules)),
+            status: Mutex::new(Status {
+                loaded_at: jiff::Timestamp::now().to_string(),
+                ..Status::default()
+            }),
+        })
+    }
+
+    /// The rule set in force.
+    pub fn current(&self) -> Arc<RuleSet> {
+        Arc::clone(&self.current.read().expect("rules lock"))
+    }
+
+    /// Loads the directory again and swaps it in when it checks.
+    pub fn reload(&self) -> Result<Reloaded, String> {
+        let in_force = self.current().version.clone();
+        let mut status = self.status.lock().expect("status lock");
+        match load_dir(&self.dir) {
+            Ok(new) if new.version == in_force => {
+                status.last_error = None;
+                Ok(Reloaded::Unchanged(in_force))
+            }
+            Ok(new) => {
+                let version = new.version.clone();
+                *self.current.write().expect("rules lock") = Arc::new(new);
+                status.loaded_at = jiff::Timestamp::now().to_string();
+                status.last_error = None;
+                status.reloads_ok += 1;
+                println!("rules: reloaded, version {version}");
+                Ok(Reloaded::Changed(version))
+            }
+            Err(shown) => {
+                status.reloads_failed += 1;
+                status.last_error = Some((jiff::Timestamp::now().to_string(), shown.clone()));
+                eprintln!(
+                    "rules: the edit does not check; still running version {in_force}\n{shown}"
+                );
+                Err(shown)
+            }
+        }
+    }
+
+    /// `GET /rules`: the version in force, its packs, and the last reload error.
+    pub fn describe(&self) -> Value {
+        let rules = self.current();
+        let status = self.status.lock().expect("status lock");
+        json!({
+            "version": rules.version,
+            "directory": self.dir.display().to_string(),
+            "loaded_at": status.loaded_at,
+            "packs": rules.packs.iter().map(|p| json!({
+                "pack": p.pack.pack,
+                "enabled": p.pack.enabled,
+                "file": p.path.display().to_string(),
+            })).collect::<Vec<_>>(),
+            "reloads": { "ok": status.reloads_ok, "failed": status.reloads_failed },
+            "last_error": status.last_error.as_ref().map(|(at, text)| json!({ "at": at, "diagnostics": text })),
+        })
+    }
+
+    /// Polls the directory once a second and reloads when a file changes.
+    pub async fn watch(self: Arc<Self>) {
+        let mut seen = fingerprint(&self.dir);
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = fingerprint(&self.dir);
+            if now != seen {
+                seen = now;
+                let _ = self.reload();
+            }
+        }
+    }
+}
+
+fn load_dir(dir: &Path) -> Result<RuleSet, String> {
+    let loaded = load_rules(&[dir.to_path_buf()]);
+    match loaded.value {
+        Some(rules) if !loaded.has_errors() => Ok(rules),
+        _ => Err(render_human(&loaded.sources, &loaded.diagnostics)),
+    }
+}
+
+/// The newest modification time, total size and file count under `dir`: changes
+/// when a pack (or a `.rhai` file it uses) is edited, added or removed.
+fn fingerprint(dir: &Path) -> (Option<SystemTime>, u64, usize) {
+    let mut newest = None;
+    let mut size = 0;
+    let mut count = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+                continue;
+            }
+            count += 1;
+            size += meta.len();
+            if let Ok(m) = meta.modified() {
+                newest = newest.max(Some(m));
+            }
+        }
+    }
+    (newest, size, count)
+}
