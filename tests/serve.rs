@@ -74,18 +74,18 @@ async fn get(http: &reqwest::Client, url: &str) -> Option<Value> {
     http.get(url).send().await.ok()?.json().await.ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() {
+/// The sandbox with demo data and `pcsync serve` subscribed to it, in a temporary
+/// directory with a copy of the shipped rule packs.
+async fn start() -> (Sandbox, tempfile::TempDir, Service, PathBuf) {
     let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
         .await
         .unwrap();
     demo::seed(&sb);
     let topic = sb.sns.create_topic("pcsync-notifications");
     let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
     copy_dir(
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules"),
-        &rules,
+        &dir.path().join("rules"),
     );
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
@@ -118,31 +118,69 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
     let service = Service { child, stderr, url };
     let http = reqwest::Client::new();
     let health = format!("{}/healthz", service.url);
-    let first = eventually("the service to answer", &service, || get(&http, &health)).await;
-    let version = first["rules_version"].as_str().unwrap().to_string();
+    eventually("the service to answer", &service, || get(&http, &health)).await;
 
     // HubSpot's webhooks and Partner Central's events go to the service.
-    http.post(format!("{}/_sandbox/hubspot/webhooks", sb.hubspot_url))
-        .json(&json!({ "url": format!("{}/webhooks/hubspot", service.url),
-                       "client_secret": "test-secret", "app_id": 777 }))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
-    http.post(format!(
-        "{}/_sandbox/partnercentral/events",
-        sb.partner_central_url
-    ))
-    .json(
-        &json!({ "url": format!("{}/events/partnercentral", service.url),
-                       "secret": "events-secret-0123456789" }),
+    for (url, body) in [
+        (
+            format!("{}/_sandbox/hubspot/webhooks", sb.hubspot_url),
+            json!({ "url": format!("{}/webhooks/hubspot", service.url),
+                    "client_secret": "test-secret", "app_id": 777 }),
+        ),
+        (
+            format!("{}/_sandbox/partnercentral/events", sb.partner_central_url),
+            json!({ "url": format!("{}/events/partnercentral", service.url),
+                    "secret": "events-secret-0123456789" }),
+        ),
+    ] {
+        http.post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
+    }
+    (sb, dir, service, config)
+}
+
+/// The opportunity as the sandbox holds it.
+async fn opportunity(http: &reqwest::Client, sb: &Sandbox, id: &str) -> Option<Value> {
+    let all = get(
+        http,
+        &format!(
+            "{}/_sandbox/partnercentral/opportunities",
+            sb.partner_central_url
+        ),
     )
-    .send()
-    .await
-    .unwrap()
-    .error_for_status()
-    .unwrap();
+    .await?;
+    all["opportunities"]
+        .as_array()?
+        .iter()
+        .find(|o| o["Id"] == id)
+        .cloned()
+}
+
+/// The UpdateOpportunity calls the sandbox answered with `status`.
+fn updates(sb: &Sandbox, status: u16) -> Vec<Value> {
+    sb.journal
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "UpdateOpportunity" && c.status == status)
+        .map(|c| c.request)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() {
+    let (sb, dir, service, config) = start().await;
+    let rules = dir.path().join("rules");
+    let http = reqwest::Client::new();
+    let health = format!("{}/healthz", service.url);
+    let version = get(&http, &health).await.unwrap()["rules_version"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // A rep moves the deal on; the opportunity follows, and the deal gets a note.
     let edit = |stage: &str| {
@@ -319,4 +357,121 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
     assert!(err.contains("no dead letter"), "{err}");
     let (_, listed, _) = dlq(&["list"]);
     assert!(listed.contains("no dead letters"), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_coalesces_edits_defers_during_review_and_parks_what_aws_refuses() {
+    let (sb, _dir, service, config) = start().await;
+    let http = reqwest::Client::new();
+    let edit = |deal: &str, properties: Value| {
+        http.patch(format!("{}/_sandbox/hubspot/deals/{deal}", sb.hubspot_url))
+            .json(&json!({ "properties": properties }))
+            .send()
+    };
+
+    // Five quick edits to one deal become one full-record write, with the
+    // LastModifiedDate the opportunity had.
+    let before = opportunity(&http, &sb, "O5000001").await.unwrap();
+    for amount in ["100", "200", "300", "400", "500"] {
+        edit("40000000001", json!({ "amount": amount }))
+            .await
+            .unwrap();
+    }
+    eventually("the last amount to land", &service, || async {
+        let o = opportunity(&http, &sb, "O5000001").await?;
+        (o["Project"]["ExpectedCustomerSpend"][0]["Amount"] == "500").then_some(())
+    })
+    .await;
+    let writes = updates(&sb, 200);
+    assert_eq!(writes.len(), 1, "{writes:#?}");
+    assert_eq!(writes[0]["LastModifiedDate"], before["LastModifiedDate"]);
+    assert_eq!(
+        writes[0]["Customer"], before["Customer"],
+        "the whole record is sent"
+    );
+
+    // While AWS reviews the opportunity, the edit waits; approval lets it land.
+    http.post(format!(
+        "{}/_sandbox/partnercentral/opportunities/O5000004/review",
+        sb.partner_central_url
+    ))
+    .json(&json!({ "status": "Submitted" }))
+    .send()
+    .await
+    .unwrap()
+    .error_for_status()
+    .unwrap();
+    edit(
+        "40000000003",
+        json!({ "dealstage": "decisionmakerboughtin" }),
+    )
+    .await
+    .unwrap();
+    let health = format!("{}/healthz", service.url);
+    eventually("the edit to be deferred", &service, || async {
+        let h = get(&http, &health).await?;
+        (h["inbox"]["deferred"].as_u64()? > 0).then_some(())
+    })
+    .await;
+    let o = opportunity(&http, &sb, "O5000004").await.unwrap();
+    assert_ne!(o["LifeCycle"]["Stage"], "Business Validation");
+    for status in ["In review", "Approved"] {
+        http.post(format!(
+            "{}/_sandbox/partnercentral/opportunities/O5000004/review",
+            sb.partner_central_url
+        ))
+        .json(&json!({ "status": status }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    }
+    eventually("the deferred edit to land", &service, || async {
+        let o = opportunity(&http, &sb, "O5000004").await?;
+        (o["LifeCycle"]["Stage"] == "Business Validation").then_some(())
+    })
+    .await;
+
+    // A write AWS refuses for good is parked with the reason; `dlq retry` replays it.
+    http.post(format!("{}/_sandbox/faults", sb.partner_central_url))
+        .json(&json!({ "service": "partnercentral", "operation": "UpdateOpportunity", "status": 400 }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    edit("40000000001", json!({ "dealstage": "qualifiedtobuy" }))
+        .await
+        .unwrap();
+    eventually("the refused write to be parked", &service, || async {
+        let h = get(&http, &health).await?;
+        (h["inbox"]["dead"].as_u64()? > 0).then_some(())
+    })
+    .await;
+    let dlq = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pcsync"))
+            .arg("dlq")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = dlq(&["list"]);
+    assert!(listed.contains("deal-update-sync"), "{listed}");
+    assert!(listed.contains("deal 40000000001"), "{listed}");
+    for id in listed
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix('#'))
+    {
+        assert!(dlq(&["retry", id]).contains("back in the inbox"));
+    }
+    eventually("the replayed write to land", &service, || async {
+        let o = opportunity(&http, &sb, "O5000001").await?;
+        (o["LifeCycle"]["Stage"] == "Qualified").then_some(())
+    })
+    .await;
+    assert_eq!(updates(&sb, 400).len(), 1);
 }

@@ -9,6 +9,7 @@
 //! raw response JSON, the other puts the full record into the request before it is
 //! signed.
 
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_partnercentralselling as pc;
@@ -16,6 +17,7 @@ use aws_sdk_partnercentralselling::config::interceptors::AfterDeserializationInt
 use aws_sdk_partnercentralselling::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_partnercentralselling::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_partnercentralselling::primitives::{DateTime, DateTimeFormat};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Map, Value};
 
 /// Members of an opportunity an UpdateOpportunity request carries besides `Catalog`,
@@ -129,12 +131,28 @@ fn error<E: ProvideErrorMetadata + std::fmt::Debug>(
     }
 }
 
-/// A Partner Central client for one catalog.
-#[derive(Debug, Clone)]
+/// A Partner Central client for one catalog. Its limiters keep within the Selling
+/// API's account quotas (1 write and 10 reads per second), so that throttling is
+/// not hit in steady state; clones share them.
+#[derive(Clone)]
 pub struct PartnerCentralClient {
     client: pc::Client,
     catalog: String,
+    reads: Arc<DefaultDirectRateLimiter>,
+    writes: Arc<DefaultDirectRateLimiter>,
 }
+
+impl std::fmt::Debug for PartnerCentralClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartnerCentralClient")
+            .field("catalog", &self.catalog)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Partner Central's account quotas: reads per second, writes per second.
+const READS_PER_SECOND: u32 = 10;
+const WRITES_PER_SECOND: u32 = 1;
 
 impl PartnerCentralClient {
     /// A client using the standard AWS credential chain, talking to `endpoint_url`
@@ -151,14 +169,22 @@ impl PartnerCentralClient {
 
     /// A client over an existing SDK client.
     pub fn from_client(client: pc::Client, catalog: &str) -> Self {
+        let per_second = |n: u32| {
+            Arc::new(RateLimiter::direct(Quota::per_second(
+                NonZeroU32::new(n).expect("a positive quota"),
+            )))
+        };
         PartnerCentralClient {
             client,
             catalog: catalog.to_string(),
+            reads: per_second(READS_PER_SECOND),
+            writes: per_second(WRITES_PER_SECOND),
         }
     }
 
     /// GetOpportunity, as Partner Central returns it.
     pub async fn get_opportunity(&self, id: &str) -> Result<Value, PcError> {
+        self.reads.until_ready().await;
         let raw = RawResponse::default();
         self.client
             .get_opportunity()
@@ -175,6 +201,7 @@ impl PartnerCentralClient {
     /// GetAwsOpportunitySummary, as Partner Central returns it; `None` before AWS has
     /// one (the opportunity was not submitted).
     pub async fn get_aws_summary(&self, id: &str) -> Result<Option<Value>, PcError> {
+        self.reads.until_ready().await;
         let raw = RawResponse::default();
         match self
             .client
@@ -202,6 +229,7 @@ impl PartnerCentralClient {
         client_token: &str,
         body: &Value,
     ) -> Result<Value, PcError> {
+        self.writes.until_ready().await;
         let mut request = body.as_object().cloned().unwrap_or_default();
         request.insert("Catalog".into(), Value::String(self.catalog.clone()));
         request.insert(
@@ -233,6 +261,7 @@ impl PartnerCentralClient {
         opportunity_id: &str,
         solution_id: &str,
     ) -> Result<(), PcError> {
+        self.writes.until_ready().await;
         self.client
             .associate_opportunity()
             .catalog(&self.catalog)
@@ -253,6 +282,7 @@ impl PartnerCentralClient {
         involvement_type: &str,
         visibility: &str,
     ) -> Result<(), PcError> {
+        self.writes.until_ready().await;
         let submission = pc::types::AwsSubmission::builder()
             .involvement_type(pc::types::SalesInvolvementType::from(involvement_type))
             .visibility(pc::types::Visibility::from(visibility))
@@ -284,6 +314,7 @@ impl PartnerCentralClient {
         last_modified: &str,
         record: &Value,
     ) -> Result<String, PcError> {
+        self.writes.until_ready().await;
         let when =
             DateTime::from_str(last_modified, DateTimeFormat::DateTimeWithOffset).map_err(|e| {
                 PcError {

@@ -142,6 +142,18 @@ impl Worker {
             Err(e) if e.retryable => return Settled::Retry(e.message),
             Err(e) => return Settled::Dead(e.message),
         };
+        // An event about the opportunity may mean it is editable again: the deal's
+        // deferred edits are due now rather than at their next re-check.
+        if let Some(deal) = &ctx.deal {
+            let key = format!("deal:{}", deal.id);
+            if key != batch.key
+                && let Err(e) = self
+                    .store
+                    .wake(&key, jiff::Timestamp::now().as_millisecond())
+            {
+                return Settled::Retry(e.to_string());
+            }
+        }
         let mut outcome = Settled::Done;
         for (i, event) in work {
             let pack = &rules.packs[i];

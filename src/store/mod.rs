@@ -113,6 +113,10 @@ pub trait Store: Send + Sync {
         now_ms: i64,
     ) -> Result<(), StoreError>;
 
+    /// Makes a key's deferred events due now (its opportunity changed, so it may be
+    /// editable again); returns how many.
+    fn wake(&self, key: &str, now_ms: i64) -> Result<u64, StoreError>;
+
     /// Park in the dead-letter list.
     fn dead_letter(&self, seqs: &[i64], reason: &str, now_ms: i64) -> Result<(), StoreError>;
 

@@ -232,6 +232,18 @@ impl Store for SqliteStore {
         )
     }
 
+    fn wake(&self, key: &str, now_ms: i64) -> Result<u64, StoreError> {
+        let n = self
+            .db()
+            .execute(
+                "UPDATE inbox SET status = 'pending', not_before = ?2, updated_at = ?2 \
+                 WHERE ordering_key = ?1 AND status = 'deferred'",
+                params![key, now_ms],
+            )
+            .map_err(err)?;
+        Ok(n as u64)
+    }
+
     fn dead_letter(&self, seqs: &[i64], reason: &str, now_ms: i64) -> Result<(), StoreError> {
         self.set_status(seqs, "dead", None, Some(reason), true, now_ms)
     }
