@@ -76,7 +76,7 @@ async fn get(http: &reqwest::Client, url: &str) -> Option<Value> {
 
 /// The sandbox with demo data and `pcsync serve` subscribed to it, in a temporary
 /// directory with a copy of the shipped rule packs.
-async fn start() -> (Sandbox, tempfile::TempDir, Service, PathBuf) {
+async fn start(tweak: fn(&Path)) -> (Sandbox, tempfile::TempDir, Service, PathBuf) {
     let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
         .await
         .unwrap();
@@ -87,6 +87,7 @@ async fn start() -> (Sandbox, tempfile::TempDir, Service, PathBuf) {
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules"),
         &dir.path().join("rules"),
     );
+    tweak(&dir.path().join("rules"));
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let config = dir.path().join("pcsync.yaml");
@@ -173,7 +174,7 @@ fn updates(sb: &Sandbox, status: u16) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() {
-    let (sb, dir, service, config) = start().await;
+    let (sb, dir, service, config) = start(|_| {}).await;
     let rules = dir.path().join("rules");
     let http = reqwest::Client::new();
     let health = format!("{}/healthz", service.url);
@@ -361,7 +362,7 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_coalesces_edits_defers_during_review_and_parks_what_aws_refuses() {
-    let (sb, _dir, service, config) = start().await;
+    let (sb, _dir, service, config) = start(|_| {}).await;
     let http = reqwest::Client::new();
     let edit = |deal: &str, properties: Value| {
         http.patch(format!("{}/_sandbox/hubspot/deals/{deal}", sb.hubspot_url))
@@ -474,4 +475,56 @@ async fn serve_coalesces_edits_defers_during_review_and_parks_what_aws_refuses()
     })
     .await;
     assert_eq!(updates(&sb, 400).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_runs_notice_score_changes_no_event_announces() {
+    // The shipped schedule is 30 minutes; the test runs it every 2 seconds.
+    let (sb, _dir, service, _config) = start(|rules| {
+        let pack = rules.join("smart-notifications.yaml");
+        let text = std::fs::read_to_string(&pack).unwrap();
+        let fast = text.replace("every: 30m,", "every: 2s, jitter: 0s,");
+        assert_ne!(fast, text);
+        std::fs::write(&pack, fast).unwrap();
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let insights = |score: u32| {
+        http.post(format!(
+            "{}/_sandbox/partnercentral/opportunities/O5000002/insights",
+            sb.partner_central_url
+        ))
+        .json(&json!({ "quality_score": score }))
+        .send()
+    };
+    insights(40).await.unwrap().error_for_status().unwrap();
+    // The first run records the baseline.
+    let health = format!("{}/healthz", service.url);
+    eventually("a scheduled run to be applied", &service, || async {
+        let h = get(&http, &health).await?;
+        (h["inbox"]["done"].as_u64()? >= 4).then_some(())
+    })
+    .await;
+    assert!(
+        !sb.journal
+            .calls()
+            .iter()
+            .any(|c| c.operation.starts_with("POST /crm/v3/objects/tasks")),
+        "a baseline notifies nothing"
+    );
+    // AWS rescores; Partner Central sends no event for it, the next run notices.
+    insights(90).await.unwrap().error_for_status().unwrap();
+    let tasks = format!("{}/_sandbox/hubspot/tasks", sb.hubspot_url);
+    let task = eventually("the score task", &service, || async {
+        let all = get(&http, &tasks).await?;
+        all["tasks"].as_array()?.first().cloned()
+    })
+    .await;
+    let subject = task["properties"]["hs_task_subject"].as_str().unwrap();
+    assert!(subject.contains("Score Increased (+50)"), "{subject}");
+    assert_eq!(task["associations"]["deals"][0], "40000000002");
+    // Later runs with no change send nothing more.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let all = get(&http, &tasks).await.unwrap();
+    assert_eq!(all["tasks"].as_array().unwrap().len(), 1, "{all}");
 }

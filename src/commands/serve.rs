@@ -114,12 +114,13 @@ async fn serve(config_path: Option<&Path>, sandbox: bool) -> Result<(), String> 
         }
         None => None,
     };
+    let hubspot = Arc::new(HubSpotClient::new(
+        &config.hubspot.base_url,
+        &config.hubspot.token,
+        config.hubspot.rate_limit_per_10s,
+    ));
     let executor = Executor {
-        hubspot: HubSpotClient::new(
-            &config.hubspot.base_url,
-            &config.hubspot.token,
-            config.hubspot.rate_limit_per_10s,
-        ),
+        hubspot: Arc::clone(&hubspot),
         partner_central: PartnerCentralClient::from_config(&aws, pc.catalog.as_str()),
         sns,
     };
@@ -132,6 +133,11 @@ async fn serve(config_path: Option<&Path>, sandbox: bool) -> Result<(), String> 
     });
     tokio::spawn(Arc::clone(&worker).run());
     tokio::spawn(Arc::clone(&rules).watch());
+    tokio::spawn(crate::service::poll::run(
+        Arc::clone(&rules),
+        Arc::clone(&store),
+        hubspot,
+    ));
 
     let ingest = Arc::new(Ingest {
         store: Arc::clone(&store),

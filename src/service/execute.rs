@@ -70,8 +70,8 @@ impl From<StoreError> for ExecError {
 
 /// The clients effects are carried out with.
 pub struct Executor {
-    /// HubSpot.
-    pub hubspot: HubSpotClient,
+    /// HubSpot (shared with the pollers: one limiter for the account).
+    pub hubspot: std::sync::Arc<HubSpotClient>,
     /// Partner Central.
     pub partner_central: PartnerCentralClient,
     /// SNS and the topic notifications go to, when configured.

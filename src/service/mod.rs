@@ -3,5 +3,6 @@
 
 pub mod execute;
 pub mod ingest;
+pub mod poll;
 pub mod reload;
 pub mod worker;

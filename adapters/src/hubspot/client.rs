@@ -211,6 +211,39 @@ impl HubSpotClient {
             .collect()
     }
 
+    /// Every deal that has `property` set (CRM search, all pages): the deals a
+    /// scheduled pack goes over.
+    pub async fn deals_with(
+        &self,
+        property: &str,
+        properties: &[String],
+    ) -> Result<Vec<Deal>, HubSpotError> {
+        let mut deals = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut body = json!({
+                "filterGroups": [{ "filters": [{ "propertyName": property, "operator": "HAS_PROPERTY" }] }],
+                "properties": properties,
+                "sorts": [{ "propertyName": "hs_object_id", "direction": "ASCENDING" }],
+                "limit": 100,
+            });
+            if let Some(a) = &after {
+                body["after"] = json!(a);
+            }
+            let (_, page) = self
+                .call(Method::POST, "/crm/v3/objects/deals/search", Some(body))
+                .await?;
+            for d in page["results"].as_array().into_iter().flatten() {
+                deals.push(deal(d)?);
+            }
+            match page["paging"]["next"]["after"].as_str() {
+                // CRM search stops at 10,000 results; past that, paging fails.
+                Some(next) if deals.len() < 10_000 => after = Some(next.to_string()),
+                _ => return Ok(deals),
+            }
+        }
+    }
+
     /// Adds a note to a deal (association type 214, note → deal).
     pub async fn create_note(
         &self,

@@ -1,0 +1,112 @@
+//! Pollers: the schedules rule packs declare (`every: 30m, for_each: linked_deals`).
+//! Each due run puts one `schedule` event per linked deal in the inbox, where it is
+//! ordered, retried and dead-lettered like any other event. One task runs every
+//! schedule, so two runs of one poller never overlap; a run that fails is logged and
+//! tried again at the next tick. Each run is shifted by up to its jitter, so that
+//! many packs do not fire at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pcsync_adapters::hubspot::client::HubSpotClient;
+use pcsync_engine::Event;
+use pcsync_engine::model::ScheduleScope;
+
+use super::reload::RuleHost;
+use crate::store::Store;
+
+/// How often the poller looks for due schedules.
+const TICK: Duration = Duration::from_secs(5);
+
+/// Runs the packs' schedules until the task is dropped.
+pub async fn run(rules: Arc<RuleHost>, store: Arc<dyn Store>, hubspot: Arc<HubSpotClient>) {
+    // Per pack and schedule: when it is next due (ms since the epoch).
+    let mut due: HashMap<String, i64> = HashMap::new();
+    loop {
+        let now = jiff::Timestamp::now();
+        let now_ms = now.as_millisecond();
+        let set = rules.current();
+        for pack in set.packs.iter().filter(|p| p.pack.enabled) {
+            for (i, trigger) in pack.pack.on.as_slice().iter().enumerate() {
+                let Some(schedule) = &trigger.schedule else {
+                    continue;
+                };
+                let every = schedule.every.0;
+                let jitter = schedule.jitter.as_ref().map_or(every / 10, |j| j.0);
+                let key = format!("{}#{i}:{}", pack.pack.pack, every.as_millis());
+                // The first run comes within the jitter of start-up (or of the pack
+                // appearing), so a restart does not wait a whole period.
+                let next = *due
+                    .entry(key.clone())
+                    .or_insert_with(|| now_ms + spread(jitter, &key, now_ms));
+                if now_ms < next {
+                    continue;
+                }
+                match schedule.for_each {
+                    ScheduleScope::LinkedDeals => {
+                        let link = &pack.pack.needs.link_property;
+                        match hubspot.deals_with(link, std::slice::from_ref(link)).await {
+                            Ok(deals) => {
+                                let events: Vec<(Event, String)> = deals
+                                    .into_iter()
+                                    .map(|d| {
+                                        let opportunity = d.properties.get(link).cloned().flatten();
+                                        let event = Event::schedule(
+                                            &pack.pack.pack,
+                                            Some(d.id.clone()),
+                                            opportunity,
+                                            now,
+                                        );
+                                        let key = super::ingest::ordering_key(&event);
+                                        (event, key)
+                                    })
+                                    .collect();
+                                match store.accept(&events, now_ms) {
+                                    Ok(a) => println!(
+                                        "schedule: {} queued {} deals",
+                                        pack.pack.pack, a.new
+                                    ),
+                                    Err(e) => {
+                                        eprintln!("schedule: {}: {e}", pack.pack.pack);
+                                        continue;
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                eprintln!(
+                                    "schedule: {}: cannot list linked deals: {e}",
+                                    pack.pack.pack
+                                );
+                                continue;
+                            }
+                        }
+                    }
+                    ScheduleScope::ChangedOpportunities => {
+                        eprintln!(
+                            "schedule: {}: `for_each: changed_opportunities` is not supported yet; \
+                             use linked_deals",
+                            pack.pack.pack
+                        );
+                    }
+                }
+                let period = every.as_millis() as i64;
+                due.insert(key.clone(), now_ms + period + spread(jitter, &key, now_ms));
+            }
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// A delay in `[0, jitter)` that differs between schedules and runs.
+fn spread(jitter: Duration, key: &str, now_ms: i64) -> i64 {
+    let span = jitter.as_millis() as u64;
+    if span == 0 {
+        return 0;
+    }
+    let mut h = now_ms as u64 ^ 0x9E37_79B9_7F4A_7C15;
+    for b in key.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3);
+    }
+    (h % span) as i64
+}
