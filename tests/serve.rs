@@ -528,3 +528,68 @@ async fn scheduled_runs_notice_score_changes_no_event_announces() {
     let all = get(&http, &tasks).await.unwrap();
     assert_eq!(all["tasks"].as_array().unwrap().len(), 1, "{all}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_snapshot_revision_becomes_one_note_on_the_deal() {
+    let (sb, _dir, service, _config) = start(|_| {}).await;
+    let http = reqwest::Client::new();
+    let publish = || {
+        http.post(format!(
+            "{}/_sandbox/partnercentral/opportunities/O5000002/snapshot",
+            sb.partner_central_url
+        ))
+        .send()
+    };
+    // The titles of the snapshot notes on the deal ("📋 AWS snapshot: … (revision N)").
+    let notes = format!("{}/_sandbox/hubspot/notes", sb.hubspot_url);
+    let titles = || async {
+        let all = get(&http, &notes).await?;
+        let found: Vec<String> = all["notes"]
+            .as_array()?
+            .iter()
+            .filter(|n| n["associations"]["deals"][0] == "40000000002")
+            .filter_map(|n| n["properties"]["hs_note_body"].as_str())
+            .filter(|b| b.contains("AWS snapshot"))
+            .map(|b| b.lines().next().unwrap_or_default().to_string())
+            .collect();
+        Some(found)
+    };
+    publish().await.unwrap().error_for_status().unwrap();
+    let first = eventually("the snapshot notes", &service, || async {
+        titles()
+            .await
+            .filter(|t| t.iter().any(|t| t.contains("(revision 2)")))
+    })
+    .await;
+    assert!(
+        sb.journal
+            .calls()
+            .iter()
+            .any(|c| c.operation == "GetResourceSnapshot" && c.status == 200)
+    );
+    // AWS publishes another revision: only it is noted.
+    publish().await.unwrap().error_for_status().unwrap();
+    let all = eventually("the next revision's notes", &service, || async {
+        titles()
+            .await
+            .filter(|t| t.iter().any(|t| t.contains("(revision 3)")))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = titles().await.unwrap_or(all);
+    let mut unique = all.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        all.len(),
+        "a revision was noted twice: {all:#?}"
+    );
+    assert!(all.len() > first.len());
+    assert!(
+        all[first.len()..]
+            .iter()
+            .all(|t| t.contains("(revision 3)")),
+        "{all:#?}"
+    );
+}

@@ -221,6 +221,95 @@ impl PartnerCentralClient {
         }
     }
 
+    /// The opportunity's engagement resource snapshots with these template names, as
+    /// GetResourceSnapshot returns them, oldest revision first per engagement and
+    /// template: ListEngagementResourceAssociations finds the engagements,
+    /// ListResourceSnapshots their revisions.
+    pub async fn snapshots(
+        &self,
+        opportunity_id: &str,
+        templates: &[String],
+    ) -> Result<Vec<Value>, PcError> {
+        let opportunity = pc::types::ResourceType::Opportunity;
+        let mut engagements = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            self.reads.until_ready().await;
+            let page = self
+                .client
+                .list_engagement_resource_associations()
+                .catalog(&self.catalog)
+                .resource_type(opportunity.clone())
+                .resource_identifier(opportunity_id)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(error)?;
+            for a in page.engagement_resource_association_summaries() {
+                if let Some(id) = a.engagement_id()
+                    && !engagements.iter().any(|e| e == id)
+                {
+                    engagements.push(id.to_string());
+                }
+            }
+            match page.next_token() {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+        let mut snapshots = Vec::new();
+        for engagement in &engagements {
+            for template in templates {
+                let mut revisions = Vec::new();
+                let mut token: Option<String> = None;
+                loop {
+                    self.reads.until_ready().await;
+                    let page = self
+                        .client
+                        .list_resource_snapshots()
+                        .catalog(&self.catalog)
+                        .engagement_identifier(engagement)
+                        .resource_type(opportunity.clone())
+                        .resource_identifier(opportunity_id)
+                        .resource_snapshot_template_identifier(template)
+                        .set_next_token(token.take())
+                        .send()
+                        .await
+                        .map_err(error)?;
+                    revisions.extend(
+                        page.resource_snapshot_summaries()
+                            .iter()
+                            .filter_map(|s| s.revision()),
+                    );
+                    match page.next_token() {
+                        Some(t) => token = Some(t.to_string()),
+                        None => break,
+                    }
+                }
+                revisions.sort_unstable();
+                for revision in revisions {
+                    self.reads.until_ready().await;
+                    let raw = RawResponse::default();
+                    self.client
+                        .get_resource_snapshot()
+                        .catalog(&self.catalog)
+                        .engagement_identifier(engagement)
+                        .resource_type(opportunity.clone())
+                        .resource_identifier(opportunity_id)
+                        .resource_snapshot_template_identifier(template)
+                        .revision(revision)
+                        .customize()
+                        .interceptor(raw.clone())
+                        .send()
+                        .await
+                        .map_err(error)?;
+                    snapshots.push(raw.json()?);
+                }
+            }
+        }
+        Ok(snapshots)
+    }
+
     /// CreateOpportunity with `body` (the request's members besides `Catalog` and
     /// `ClientToken`), idempotent on `client_token`. Returns the response (`Id`,
     /// `LastModifiedDate`).

@@ -288,6 +288,7 @@ impl Worker {
         let mut link = None;
         let (mut opportunity_needed, mut summary_needed, mut previous_needed) =
             (false, false, false);
+        let mut templates: Vec<String> = Vec::new();
         for pack in packs {
             let needs = &pack.pack.needs;
             for p in needs.deal.iter().chain([&needs.link_property]) {
@@ -299,6 +300,11 @@ impl Worker {
             opportunity_needed |= needs.opportunity;
             summary_needed |= needs.aws_summary;
             previous_needed |= needs.previous;
+            for t in &needs.snapshots {
+                if !templates.contains(t) {
+                    templates.push(t.clone());
+                }
+            }
         }
         let link = link.unwrap_or_else(|| "aws_opportunity_id".into());
         let hubspot = &self.executor.hubspot;
@@ -345,6 +351,10 @@ impl Worker {
             Some(id) if summary_needed => pc.get_aws_summary(id).await?,
             _ => None,
         };
+        let snapshots = match &opportunity_id {
+            Some(id) if !templates.is_empty() => pc.snapshots(id, &templates).await?,
+            _ => Vec::new(),
+        };
         let previous = match &opportunity_id {
             Some(id) if previous_needed => self.store.pack_states(id)?,
             _ => IndexMap::new(),
@@ -360,7 +370,7 @@ impl Worker {
                 None
             },
             aws_summary,
-            snapshots: Vec::new(),
+            snapshots,
             previous,
         })
     }
