@@ -74,9 +74,30 @@ async fn get(http: &reqwest::Client, url: &str) -> Option<Value> {
     http.get(url).send().await.ok()?.json().await.ok()
 }
 
+/// Starts `pcsync serve --config` with its log appended to `stderr`.
+fn spawn(config: &Path, stderr: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stderr)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_pcsync"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 /// The sandbox with demo data and `pcsync serve` subscribed to it, in a temporary
 /// directory with a copy of the shipped rule packs.
-async fn start(tweak: fn(&Path)) -> (Sandbox, tempfile::TempDir, Service, PathBuf) {
+async fn start(
+    tweak: fn(&Path),
+    extra_config: &str,
+) -> (Sandbox, tempfile::TempDir, Service, PathBuf) {
     let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
         .await
         .unwrap();
@@ -98,7 +119,7 @@ async fn start(tweak: fn(&Path)) -> (Sandbox, tempfile::TempDir, Service, PathBu
              hubspot:\n  base_url: {hs}\n  token: sandbox-token\n  client_secret: test-secret\n  app_id: 777\n\
              partner_central:\n  catalog: Sandbox\n  endpoint_url: {pc}\n\
              notifications:\n  sns_topic_arn: {topic}\n  sns_endpoint_url: {sns}\n\
-             eventbridge:\n  shared_secret: events-secret-0123456789\n",
+             eventbridge:\n  shared_secret: events-secret-0123456789\n{extra_config}",
             state = dir.path().join("state.db").display(),
             hs = sb.hubspot_url,
             pc = sb.partner_central_url,
@@ -107,16 +128,11 @@ async fn start(tweak: fn(&Path)) -> (Sandbox, tempfile::TempDir, Service, PathBu
     )
     .unwrap();
     let stderr = dir.path().join("stderr.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_pcsync"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
-    let service = Service { child, stderr, url };
+    let service = Service {
+        child: spawn(&config, &stderr),
+        stderr,
+        url,
+    };
     let http = reqwest::Client::new();
     let health = format!("{}/healthz", service.url);
     eventually("the service to answer", &service, || get(&http, &health)).await;
@@ -174,7 +190,7 @@ fn updates(sb: &Sandbox, status: u16) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() {
-    let (sb, dir, service, config) = start(|_| {}).await;
+    let (sb, dir, service, config) = start(|_| {}, "").await;
     let rules = dir.path().join("rules");
     let http = reqwest::Client::new();
     let health = format!("{}/healthz", service.url);
@@ -362,7 +378,7 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_coalesces_edits_defers_during_review_and_parks_what_aws_refuses() {
-    let (sb, _dir, service, config) = start(|_| {}).await;
+    let (sb, _dir, service, config) = start(|_| {}, "").await;
     let http = reqwest::Client::new();
     let edit = |deal: &str, properties: Value| {
         http.patch(format!("{}/_sandbox/hubspot/deals/{deal}", sb.hubspot_url))
@@ -480,13 +496,16 @@ async fn serve_coalesces_edits_defers_during_review_and_parks_what_aws_refuses()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_runs_notice_score_changes_no_event_announces() {
     // The shipped schedule is 30 minutes; the test runs it every 2 seconds.
-    let (sb, _dir, service, _config) = start(|rules| {
-        let pack = rules.join("smart-notifications.yaml");
-        let text = std::fs::read_to_string(&pack).unwrap();
-        let fast = text.replace("every: 30m,", "every: 2s, jitter: 0s,");
-        assert_ne!(fast, text);
-        std::fs::write(&pack, fast).unwrap();
-    })
+    let (sb, _dir, service, _config) = start(
+        |rules| {
+            let pack = rules.join("smart-notifications.yaml");
+            let text = std::fs::read_to_string(&pack).unwrap();
+            let fast = text.replace("every: 30m,", "every: 2s, jitter: 0s,");
+            assert_ne!(fast, text);
+            std::fs::write(&pack, fast).unwrap();
+        },
+        "",
+    )
     .await;
     let http = reqwest::Client::new();
     let insights = |score: u32| {
@@ -531,7 +550,7 @@ async fn scheduled_runs_notice_score_changes_no_event_announces() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_snapshot_revision_becomes_one_note_on_the_deal() {
-    let (sb, _dir, service, _config) = start(|_| {}).await;
+    let (sb, _dir, service, _config) = start(|_| {}, "").await;
     let http = reqwest::Client::new();
     let publish = || {
         http.post(format!(
@@ -558,7 +577,7 @@ async fn each_snapshot_revision_becomes_one_note_on_the_deal() {
     let first = eventually("the snapshot notes", &service, || async {
         titles()
             .await
-            .filter(|t| t.iter().any(|t| t.contains("(revision 2)")))
+            .filter(|t| t.iter().filter(|t| t.contains("(revision 2)")).count() == 2)
     })
     .await;
     assert!(
@@ -572,7 +591,7 @@ async fn each_snapshot_revision_becomes_one_note_on_the_deal() {
     let all = eventually("the next revision's notes", &service, || async {
         titles()
             .await
-            .filter(|t| t.iter().any(|t| t.contains("(revision 3)")))
+            .filter(|t| t.iter().filter(|t| t.contains("(revision 3)")).count() == 2)
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -592,4 +611,47 @@ async fn each_snapshot_revision_becomes_one_note_on_the_deal() {
             .all(|t| t.contains("(revision 3)")),
         "{all:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_in_the_inbox_survive_a_kill_and_apply_once() {
+    // A long coalescing window holds the event in the inbox while the test kills.
+    let (sb, _dir, mut service, config) = start(|_| {}, "worker:\n  coalesce: 3s\n").await;
+    let http = reqwest::Client::new();
+    let health = format!("{}/healthz", service.url);
+    http.patch(format!(
+        "{}/_sandbox/hubspot/deals/40000000001",
+        sb.hubspot_url
+    ))
+    .json(&json!({ "properties": { "dealstage": "qualifiedtobuy" } }))
+    .send()
+    .await
+    .unwrap()
+    .error_for_status()
+    .unwrap();
+    // Accepted (2xx to HubSpot) but still in the coalescing window: kill it there.
+    eventually("the event to be accepted", &service, || async {
+        let h = get(&http, &health).await?;
+        (h["inbox"]["pending"].as_u64()? > 0).then_some(())
+    })
+    .await;
+    service.child.kill().unwrap(); // SIGKILL
+    service.child.wait().unwrap();
+    assert!(updates(&sb, 200).is_empty(), "killed before the write");
+
+    service.child = spawn(&config, &service.stderr);
+    eventually("the stage to reach Partner Central", &service, || async {
+        let o = opportunity(&http, &sb, "O5000001").await?;
+        (o["LifeCycle"]["Stage"] == "Qualified").then_some(())
+    })
+    .await;
+    // Everything that followed (pcsync's own writes echoing back, the EventBridge
+    // event) is worked off too.
+    let h = eventually("the inbox to drain", &service, || async {
+        let h = get(&http, &health).await?;
+        (h["inbox"]["pending"] == 0 && h["inbox"]["running"] == 0).then_some(h)
+    })
+    .await;
+    assert_eq!(h["inbox"]["dead"], 0);
+    assert_eq!(updates(&sb, 200).len(), 1, "applied exactly once");
 }

@@ -34,6 +34,50 @@ pub struct ServiceConfig {
     /// Inbound Partner Central events forwarded by an EventBridge API destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eventbridge: Option<EventBridgeConfig>,
+    /// How accepted events are worked.
+    #[serde(default)]
+    pub worker: WorkerConfig,
+}
+
+/// How accepted events are worked.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// How long to wait after an event for more about the same deal, so that a
+    /// burst of edits becomes one Partner Central write (it allows one per second).
+    #[serde(default = "coalesce_default")]
+    pub coalesce: crate::model::DurationSpec,
+    /// Tries before an event that keeps failing for a passing reason (throttling,
+    /// outages) is parked in the dead-letter list.
+    #[serde(default = "max_attempts_default")]
+    #[schemars(range(min = 1, max = 50))]
+    pub max_attempts: u32,
+    /// How long an edit waits while AWS reviews the opportunity before it is checked
+    /// again (an event about the opportunity checks it at once).
+    #[serde(default = "defer_recheck_default")]
+    pub defer_recheck: crate::model::DurationSpec,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            coalesce: coalesce_default(),
+            max_attempts: max_attempts_default(),
+            defer_recheck: defer_recheck_default(),
+        }
+    }
+}
+
+fn coalesce_default() -> crate::model::DurationSpec {
+    crate::model::DurationSpec(std::time::Duration::from_millis(500))
+}
+
+fn max_attempts_default() -> u32 {
+    8
+}
+
+fn defer_recheck_default() -> crate::model::DurationSpec {
+    crate::model::DurationSpec(std::time::Duration::from_secs(300))
 }
 
 impl ServiceConfig {

@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -129,7 +128,9 @@ async fn serve(config_path: Option<&Path>, sandbox: bool) -> Result<(), String> 
         rules: Arc::clone(&rules),
         executor,
         app_id: config.hubspot.app_id,
-        coalesce: Duration::from_millis(500),
+        coalesce: config.worker.coalesce.0,
+        max_attempts: config.worker.max_attempts,
+        defer_recheck: config.worker.defer_recheck.0,
     });
     tokio::spawn(Arc::clone(&worker).run());
     tokio::spawn(Arc::clone(&rules).watch());

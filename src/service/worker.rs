@@ -14,12 +14,6 @@ use super::execute::{ExecError, Executor, deal_properties};
 use super::reload::RuleHost;
 use crate::store::{Batch, Store};
 
-/// Tries before an event that keeps failing is parked.
-pub const MAX_ATTEMPTS: u32 = 8;
-
-/// How long a deferred event waits before the opportunity is checked again.
-pub const DEFER_RECHECK: Duration = Duration::from_secs(300);
-
 /// What the worker needs.
 pub struct Worker {
     /// The inbox and state.
@@ -33,6 +27,10 @@ pub struct Worker {
     pub app_id: Option<u64>,
     /// How long to wait for more events about the same deal before planning.
     pub coalesce: Duration,
+    /// Tries before an event that keeps failing is parked.
+    pub max_attempts: u32,
+    /// How long a deferred event waits before the opportunity is checked again.
+    pub defer_recheck: Duration,
 }
 
 /// How a batch ended.
@@ -83,14 +81,16 @@ impl Worker {
         let attempts = batch.items.iter().map(|c| c.attempts).max().unwrap_or(0) + 1;
         match settled {
             Settled::Done => self.store.complete(&seqs, now),
-            Settled::Retry(reason) if attempts >= MAX_ATTEMPTS => self.store.dead_letter(
+            Settled::Retry(reason) if attempts >= self.max_attempts => self.store.dead_letter(
                 &seqs,
                 &format!("gave up after {attempts} attempts: {reason}"),
                 now,
             ),
             Settled::Retry(reason) => {
-                // 2 s, 4 s, 8 s … capped at ten minutes.
-                let backoff = (2_000i64 << attempts.min(9)).min(600_000);
+                // About 2 s, 4 s, 8 s … capped at ten minutes, each shortened by up
+                // to a quarter at random so that retries after an outage spread out.
+                let ceiling = (1_000i64 << attempts.min(10)).min(600_000);
+                let backoff = ceiling - jitter(ceiling / 4, batch.items[0].seq);
                 eprintln!(
                     "pcsync: {}: will retry in {} s: {reason}",
                     batch.key,
@@ -98,10 +98,12 @@ impl Worker {
                 );
                 self.store.retry(&seqs, now + backoff, reason, now)
             }
-            Settled::Deferred(reason) => {
-                self.store
-                    .defer(&seqs, now + DEFER_RECHECK.as_millis() as i64, reason, now)
-            }
+            Settled::Deferred(reason) => self.store.defer(
+                &seqs,
+                now + self.defer_recheck.as_millis() as i64,
+                reason,
+                now,
+            ),
             Settled::Dead(reason) => {
                 eprintln!("pcsync: {}: dead-lettered: {reason}", batch.key);
                 self.store.dead_letter(&seqs, reason, now)
@@ -387,4 +389,13 @@ fn worse(a: Settled, b: Settled) -> Settled {
         }
     }
     if rank(&b) > rank(&a) { b } else { a }
+}
+
+/// A pseudo-random delay in `[0, span)`, different per event and moment.
+fn jitter(span: i64, seq: i64) -> i64 {
+    if span <= 0 {
+        return 0;
+    }
+    let nanos = jiff::Timestamp::now().subsec_nanosecond() as i64;
+    (nanos ^ seq.wrapping_mul(0x5851_F42D)).rem_euclid(span)
 }
