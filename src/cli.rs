@@ -24,6 +24,13 @@ pub enum Command {
         /// credentials.
         #[arg(long)]
         sandbox: bool,
+        /// With --sandbox: where the service listens.
+        #[arg(long, requires = "sandbox", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// With --sandbox: where the sandbox's Partner Central listens (HubSpot and
+        /// SNS take the next two ports).
+        #[arg(long, requires = "sandbox", default_value = "127.0.0.1:4567")]
+        sandbox_listen: String,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,

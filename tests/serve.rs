@@ -74,6 +74,22 @@ async fn get(http: &reqwest::Client, url: &str) -> Option<Value> {
     http.get(url).send().await.ok()?.json().await.ok()
 }
 
+/// Runs `pcsync dlq ARGS --config CONFIG`: exit code, stdout, stderr.
+fn dlq(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pcsync"))
+        .arg("dlq")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Starts `pcsync serve --config` with its log appended to `stderr`.
 fn spawn(config: &Path, stderr: &Path) -> Child {
     let log = std::fs::OpenOptions::new()
@@ -341,20 +357,7 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
         .await
         .unwrap();
     assert!(stray.status().is_success(), "{}", stray.status());
-    let dlq = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_pcsync"))
-            .arg("dlq")
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let dlq = |args: &[&str]| dlq(&config, args);
     let (code, listed, err) = dlq(&["list"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
@@ -466,16 +469,7 @@ async fn serve_coalesces_edits_defers_during_review_and_parks_what_aws_refuses()
         (h["inbox"]["dead"].as_u64()? > 0).then_some(())
     })
     .await;
-    let dlq = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_pcsync"))
-            .arg("dlq")
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let dlq = |args: &[&str]| dlq(&config, args).1;
     let listed = dlq(&["list"]);
     assert!(listed.contains("deal-update-sync"), "{listed}");
     assert!(listed.contains("deal 40000000001"), "{listed}");
@@ -654,4 +648,74 @@ async fn events_in_the_inbox_survive_a_kill_and_apply_once() {
     .await;
     assert_eq!(h["inbox"]["dead"], 0);
     assert_eq!(updates(&sb, 200).len(), 1, "applied exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_sandbox_needs_no_config_and_syncs_its_demo_deals() {
+    let port = free_port();
+    // Three consecutive free ports for the sandbox.
+    let sandbox = loop {
+        let p = free_port();
+        if p < 65_000 && (1..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
+            break p;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = dir.path().join("stderr.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_pcsync"))
+        .args(["serve", "--sandbox", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--sandbox-listen")
+        .arg(format!("127.0.0.1:{sandbox}"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_PROFILE")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let service = Service {
+        child,
+        stderr,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let http = reqwest::Client::new();
+    let health = format!("{}/healthz", service.url);
+    eventually("the service to answer", &service, || get(&http, &health)).await;
+    let pc = format!("http://127.0.0.1:{sandbox}");
+    let hs = format!("http://127.0.0.1:{}", sandbox + 1);
+    let deals = get(&http, &format!("{hs}/_sandbox/hubspot/deals"))
+        .await
+        .unwrap();
+    let linked: Vec<&Value> = deals["deals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["properties"]["aws_opportunity_id"].is_string())
+        .collect();
+    assert!(linked.len() >= 3, "{deals}");
+    http.patch(format!("{hs}/_sandbox/hubspot/deals/40000000001"))
+        .json(&json!({ "properties": { "dealstage": "qualifiedtobuy" } }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    eventually(
+        "the demo deal's stage to reach Partner Central",
+        &service,
+        || async {
+            let all = get(
+                &http,
+                &format!("{pc}/_sandbox/partnercentral/opportunities"),
+            )
+            .await?;
+            all["opportunities"]
+                .as_array()?
+                .iter()
+                .any(|o| o["Id"] == "O5000001" && o["LifeCycle"]["Stage"] == "Qualified")
+                .then_some(())
+        },
+    )
+    .await;
 }

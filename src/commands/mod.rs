@@ -25,8 +25,18 @@ pub fn run(cli: Cli) -> ExitCode {
         } => check::run(paths, config, format),
         Command::Schema { out } => schema::run(&out),
         Command::Serve {
-            config, sandbox, ..
-        } => serve::run(config.as_deref(), sandbox),
+            config,
+            sandbox,
+            listen,
+            sandbox_listen,
+            ..
+        } => {
+            let sandbox = sandbox.then_some(serve::SandboxAddrs {
+                service: listen,
+                sandbox: sandbox_listen,
+            });
+            serve::run(config.as_deref(), sandbox)
+        }
         Command::Test {
             paths,
             bless,

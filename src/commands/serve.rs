@@ -27,15 +27,20 @@ use crate::service::reload::{Reloaded, RuleHost};
 use crate::service::worker::Worker;
 use crate::store::{SqliteStore, Store};
 
-/// The sandbox's fixed addresses: Partner Central, then HubSpot and SNS on the next
-/// ports (as `pcsync sandbox`).
-const SANDBOX_LISTEN: &str = "127.0.0.1:4567";
+/// Where `serve --sandbox` listens: the service, and the sandbox's Partner Central
+/// (HubSpot and SNS on the next two ports, as `pcsync sandbox`).
+pub struct SandboxAddrs {
+    /// The service.
+    pub service: String,
+    /// The sandbox.
+    pub sandbox: String,
+}
 /// The demo HubSpot app.
 const SANDBOX_APP_ID: u64 = 1_160_452;
 const SANDBOX_CLIENT_SECRET: &str = "sandbox-client-secret";
 const SANDBOX_EVENTS_SECRET: &str = "sandbox-eventbridge-secret";
 
-pub fn run(config: Option<&Path>, sandbox: bool) -> ExitCode {
+pub fn run(config: Option<&Path>, sandbox: Option<SandboxAddrs>) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -54,12 +59,12 @@ pub fn run(config: Option<&Path>, sandbox: bool) -> ExitCode {
     })
 }
 
-async fn serve(config_path: Option<&Path>, sandbox: bool) -> Result<(), String> {
+async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Result<(), String> {
     // The sandbox lives as long as the service.
     let mut _sandbox = None;
-    let (config, rules_dir, static_credentials) = if sandbox {
-        let started = start_sandbox().await?;
-        let config = sandbox_config(&started);
+    let (config, rules_dir, static_credentials) = if let Some(addrs) = &sandbox {
+        let started = start_sandbox(&addrs.sandbox).await?;
+        let config = sandbox_config(&started, &addrs.service);
         let rules_dir = match config_path {
             Some(path) => load(path)?.rules_dir(path),
             None => PathBuf::from(&config.rules),
@@ -245,12 +250,14 @@ async fn health(State(h): State<Health>) -> axum::response::Response {
     }
 }
 
-async fn start_sandbox() -> Result<pcsync_sandbox::Sandbox, String> {
-    let addr = SANDBOX_LISTEN.parse().expect("a socket address");
+async fn start_sandbox(listen: &str) -> Result<pcsync_sandbox::Sandbox, String> {
+    let addr = listen
+        .parse()
+        .map_err(|e| format!("`{listen}` is not an address to listen on: {e}"))?;
     let sandbox = pcsync_sandbox::Sandbox::start(addr, pcsync_sandbox::Options::default())
         .await
         .map_err(|e| {
-            format!("cannot start the sandbox on {SANDBOX_LISTEN} (and the next two ports): {e}")
+            format!("cannot start the sandbox on {listen} (and the next two ports): {e}")
         })?;
     for (deal, opportunity) in pcsync_sandbox::demo::seed(&sandbox) {
         println!("demo: deal {deal} <-> opportunity {opportunity}");
@@ -260,11 +267,11 @@ async fn start_sandbox() -> Result<pcsync_sandbox::Sandbox, String> {
 
 /// The service config for the sandbox: its URLs, demo secrets, the repository's
 /// rule packs and a fresh state file.
-fn sandbox_config(sandbox: &pcsync_sandbox::Sandbox) -> ServiceConfig {
+fn sandbox_config(sandbox: &pcsync_sandbox::Sandbox, listen: &str) -> ServiceConfig {
     let state = std::env::temp_dir().join(format!("pcsync-sandbox-{}.db", std::process::id()));
     let value = json!({
-        "listen": "127.0.0.1:8080",
-        "public_url": "http://127.0.0.1:8080",
+        "listen": listen,
+        "public_url": format!("http://{listen}"),
         "rules": "./rules",
         "state": state.display().to_string(),
         "hubspot": {
