@@ -206,18 +206,29 @@ fn missing_paths_are_usage_errors() {
 }
 
 #[test]
-fn commands_of_later_stages_say_so_and_fail() {
-    for args in [
-        &["serve", "--sandbox"][..],
-        &["dlq", "list", "--config", "c.yaml"],
-    ] {
-        let out = pcsync(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(
-            String::from_utf8(out.stderr)
-                .unwrap()
-                .contains("not implemented yet"),
-            "{args:?}"
-        );
-    }
+fn serve_and_dlq_explain_a_config_they_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absent.yaml");
+    let out = pcsync(&["serve", "--config", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("absent.yaml"), "{stderr}");
+
+    // A config that checks, but the service never ran with it: no state to read.
+    let config = dir.path().join("pcsync.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "public_url: https://sync.example.com\nrules: {}/rules\nstate: {}\nhubspot:\n  token: t\n  client_secret: s\npartner_central:\n  catalog: Sandbox\n",
+            env!("CARGO_MANIFEST_DIR"),
+            dir.path().join("never.db").display()
+        ),
+    )
+    .unwrap();
+    let out = pcsync(&["dlq", "list", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("no state file"), "{stderr}");
+    let out = pcsync(&["dlq", "retry", "x7", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
 }
