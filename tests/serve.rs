@@ -347,6 +347,26 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
     let inbox = get(&http, &health).await.unwrap()["inbox"].clone();
     assert_eq!(inbox["dead"], 0, "{}", service.stderr());
 
+    // What happened is counted.
+    let metrics = http
+        .get(format!("{}/metrics", service.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "pcsync_events_rejected_total{reason=\"signature\"} 1",
+        "pcsync_reloads_total{result=\"error\"}",
+        "pcsync_reloads_total{result=\"changed\"}",
+        "pcsync_effects_total{kind=\"UpdateOpportunity\",outcome=\"ok\"}",
+        "pcsync_events_accepted_total{source=\"hubspot\"}",
+        "pcsync_inbox_events{state=\"dead\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+
     // An event from elsewhere is kept in the dead-letter list with its reason, where
     // `pcsync dlq` shows it, and can be dropped.
     let stray = http

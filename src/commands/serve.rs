@@ -23,6 +23,7 @@ use serde_json::json;
 use super::EXIT_USAGE;
 use crate::service::execute::Executor;
 use crate::service::ingest::{self, Ingest};
+use crate::service::metrics::Metrics;
 use crate::service::reload::{Reloaded, RuleHost};
 use crate::service::worker::Worker;
 use crate::store::{SqliteStore, Store};
@@ -78,12 +79,15 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         (config, dir, None)
     };
 
-    let rules = Arc::new(RuleHost::load(&rules_dir).map_err(|shown| {
-        format!(
-            "the rule packs in {} do not check:\n{shown}",
-            rules_dir.display()
-        )
-    })?);
+    let metrics = Arc::new(Metrics::default());
+    let rules = Arc::new(
+        RuleHost::load(&rules_dir, Arc::clone(&metrics)).map_err(|shown| {
+            format!(
+                "the rule packs in {} do not check:\n{shown}",
+                rules_dir.display()
+            )
+        })?,
+    );
     let in_force = rules.current();
     println!(
         "rules: {} packs from {} (version {})",
@@ -136,6 +140,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         coalesce: config.worker.coalesce.0,
         max_attempts: config.worker.max_attempts,
         defer_recheck: config.worker.defer_recheck.0,
+        metrics: Arc::clone(&metrics),
     });
     tokio::spawn(Arc::clone(&worker).run());
     tokio::spawn(Arc::clone(&rules).watch());
@@ -152,16 +157,19 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         accept_v1: config.hubspot.accept_v1_signatures,
         eventbridge_secret: config.eventbridge.as_ref().map(|e| e.shared_secret.clone()),
         now_ms: || jiff::Timestamp::now().as_millisecond(),
+        metrics: Arc::clone(&metrics),
     });
     let app = ingest::router(ingest).merge(
         Router::new()
             .route("/healthz", get(health))
             .route("/readyz", get(health))
             .route("/rules", get(rules_status))
+            .route("/metrics", get(metrics_text))
             .route("/admin/reload", axum::routing::post(admin_reload))
             .with_state(Health {
                 store: Arc::clone(&store),
                 rules: Arc::clone(&rules),
+                metrics,
             }),
     );
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -202,6 +210,21 @@ fn load(path: &Path) -> Result<ServiceConfig, String> {
 struct Health {
     store: Arc<dyn Store>,
     rules: Arc<RuleHost>,
+    metrics: Arc<Metrics>,
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics) text.
+async fn metrics_text(State(h): State<Health>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let text = h.metrics.render(h.store.stats().ok());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 /// `GET /rules`: the rule set in force and the last reload error.

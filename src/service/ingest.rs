@@ -42,7 +42,13 @@ pub struct Ingest {
     pub eventbridge_secret: Option<String>,
     /// The clock (ms since the epoch); a function so tests can fix it.
     pub now_ms: fn() -> i64,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::service::metrics::Metrics>,
 }
+
+/// Why a request was refused, for the rejection counter.
+#[derive(Clone)]
+struct Refused(String);
 
 /// The ingest routes.
 pub fn router(ingest: Arc<Ingest>) -> Router {
@@ -51,15 +57,38 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
         .route("/webhook/deal-update", post(hubspot))
         .route("/events/partnercentral", post(partnercentral))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::map_response_with_state(
+            Arc::clone(&ingest),
+            count_refusals,
+        ))
         .with_state(ingest)
 }
 
+/// Counts refused requests by reason (413s come from the body limit, before any
+/// handler runs).
+async fn count_refusals(State(ingest): State<Arc<Ingest>>, response: Response) -> Response {
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        let reason = match response.extensions().get::<Refused>() {
+            Some(Refused(r)) => r.clone(),
+            None if status == StatusCode::PAYLOAD_TOO_LARGE => "too_large".into(),
+            None => status.as_u16().to_string(),
+        };
+        ingest.metrics.rejected(&reason, 1);
+    }
+    response
+}
+
 fn reject(status: StatusCode, error: &str, detail: impl Into<String>) -> Response {
-    (
+    let mut response = (
         status,
         Json(json!({ "error": error, "message": detail.into() })),
     )
-        .into_response()
+        .into_response();
+    response
+        .extensions_mut()
+        .insert(Refused(error.replace(' ', "_")));
+    response
 }
 
 /// The key under which an event's work is ordered: its deal, else its opportunity.
@@ -99,6 +128,14 @@ async fn accept(ingest: &Ingest, events: Vec<Event>, unreadable: Vec<(Event, Str
         })
         .collect();
     let parked = unreadable.len();
+    let sources: Vec<&'static str> = batch
+        .iter()
+        .map(|(e, _)| match e.source {
+            Source::Hubspot => "hubspot",
+            Source::Partnercentral => "partnercentral",
+            Source::Schedule => "schedule",
+        })
+        .collect();
     let store = Arc::clone(&ingest.store);
     // The store is synchronous (SQLite): keep it off the async workers.
     let result = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
@@ -109,6 +146,12 @@ async fn accept(ingest: &Ingest, events: Vec<Event>, unreadable: Vec<(Event, Str
     .await;
     match result {
         Ok(Ok(accepted)) => {
+            if let Some(source) = sources.first() {
+                ingest.metrics.accepted(source, accepted.new);
+            }
+            if parked > 0 {
+                ingest.metrics.rejected("unreadable", parked);
+            }
             Json(json!({ "accepted": accepted.new, "duplicates": accepted.duplicates, "dead_lettered": parked })).into_response()
         }
         // HubSpot and EventBridge retry a 503: nothing is lost.
@@ -301,6 +344,7 @@ mod tests {
             accept_v1,
             eventbridge_secret: Some("eventbridge-shared-secret".into()),
             now_ms: now,
+            metrics: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

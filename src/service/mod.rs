@@ -3,6 +3,7 @@
 
 pub mod execute;
 pub mod ingest;
+pub mod metrics;
 pub mod poll;
 pub mod reload;
 pub mod worker;

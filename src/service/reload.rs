@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 /// The rule set in force and the history of reloads.
 pub struct RuleHost {
     dir: PathBuf,
+    metrics: Arc<super::metrics::Metrics>,
     current: RwLock<Arc<RuleSet>>,
     status: Mutex<Status>,
 }
@@ -38,10 +39,11 @@ pub enum Reloaded {
 
 impl RuleHost {
     /// Loads `dir`; the rendered diagnostics when it does not check.
-    pub fn load(dir: &Path) -> Result<RuleHost, String> {
+    pub fn load(dir: &Path, metrics: Arc<super::metrics::Metrics>) -> Result<RuleHost, String> {
         let rules = load_dir(dir)?;
         Ok(RuleHost {
             dir: dir.to_path_buf(),
+            metrics,
             current: RwLock::new(Arc::new(rules)),
             status: Mutex::new(Status {
                 loaded_at: jiff::Timestamp::now().to_string(),
@@ -62,6 +64,7 @@ impl RuleHost {
         match load_dir(&self.dir) {
             Ok(new) if new.version == in_force => {
                 status.last_error = None;
+                self.metrics.reload("unchanged");
                 Ok(Reloaded::Unchanged(in_force))
             }
             Ok(new) => {
@@ -70,11 +73,13 @@ impl RuleHost {
                 status.loaded_at = jiff::Timestamp::now().to_string();
                 status.last_error = None;
                 status.reloads_ok += 1;
+                self.metrics.reload("changed");
                 println!("rules: reloaded, version {version}");
                 Ok(Reloaded::Changed(version))
             }
             Err(shown) => {
                 status.reloads_failed += 1;
+                self.metrics.reload("error");
                 status.last_error = Some((jiff::Timestamp::now().to_string(), shown.clone()));
                 eprintln!(
                     "rules: the edit does not check; still running version {in_force}\n{shown}"

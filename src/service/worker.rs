@@ -31,6 +31,8 @@ pub struct Worker {
     pub max_attempts: u32,
     /// How long a deferred event waits before the opportunity is checked again.
     pub defer_recheck: Duration,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<super::metrics::Metrics>,
 }
 
 /// How a batch ended.
@@ -79,6 +81,13 @@ impl Worker {
         let now = jiff::Timestamp::now().as_millisecond();
         let seqs: Vec<i64> = batch.items.iter().map(|c| c.seq).collect();
         let attempts = batch.items.iter().map(|c| c.attempts).max().unwrap_or(0) + 1;
+        self.metrics.batch(match settled {
+            Settled::Done => "done",
+            Settled::Retry(_) if attempts >= self.max_attempts => "dead",
+            Settled::Retry(_) => "retry",
+            Settled::Deferred(_) => "deferred",
+            Settled::Dead(_) => "dead",
+        });
         match settled {
             Settled::Done => self.store.complete(&seqs, now),
             Settled::Retry(reason) if attempts >= self.max_attempts => self.store.dead_letter(
@@ -117,7 +126,7 @@ impl Worker {
         let mut events = Vec::new();
         for item in &batch.items {
             match self.is_echo(&item.event) {
-                Ok(true) => {}
+                Ok(true) => self.metrics.echo(),
                 Ok(false) => events.push(&item.event),
                 Err(e) => return Settled::Retry(e.to_string()),
             }
@@ -191,6 +200,7 @@ impl Worker {
     ) -> Settled {
         let now = jiff::Timestamp::now();
         let plan = plan_pack(pack, rules, event, ctx, now);
+        self.metrics.planned(&pack.pack.pack);
         if std::env::var_os("PCSYNC_TRACE").is_some() {
             eprintln!(
                 "pcsync: trace {} {}: {}",
@@ -215,7 +225,16 @@ impl Worker {
                         continue;
                     }
                     wrote = true;
-                    match self.executor.perform(write, &*self.store, now).await {
+                    let performed = self.executor.perform(write, &*self.store, now).await;
+                    self.metrics.effect(
+                        write.kind(),
+                        match &performed {
+                            Ok(_) => "ok",
+                            Err(e) if e.retryable => "retry",
+                            Err(_) => "error",
+                        },
+                    );
+                    match performed {
                         Ok(answer) => {
                             if !answer.is_null() {
                                 result = answer;
@@ -267,7 +286,12 @@ impl Worker {
         if wrote || failure.is_some() {
             let follow = settle(pack, rules, event, ctx, &plan.effects, &outcome, now);
             for effect in &follow.effects {
-                if let Err(e) = self.executor.perform(effect, &*self.store, now).await {
+                let performed = self.executor.perform(effect, &*self.store, now).await;
+                self.metrics.effect(
+                    effect.kind(),
+                    if performed.is_ok() { "ok" } else { "error" },
+                );
+                if let Err(e) = performed {
                     eprintln!(
                         "pcsync: {}: a follow-up {} failed: {}",
                         pack.pack.pack,

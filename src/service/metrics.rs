@@ -1,0 +1,185 @@
+//! `GET /metrics`: Prometheus text format (prometheus-client). Counters are recorded
+//! where things happen; the inbox gauges are read from the store at scrape time, so
+//! they are right across restarts.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The service's counters.
+pub struct Metrics {
+    registry: Registry,
+    accepted: Family<Labels, Counter>,
+    rejected: Family<Labels, Counter>,
+    plans: Family<Labels, Counter>,
+    effects: Family<Labels, Counter>,
+    batches: Family<Labels, Counter>,
+    reloads: Family<Labels, Counter>,
+    echoes: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("pcsync");
+        let m = Metrics {
+            registry: Registry::default(),
+            accepted: Family::default(),
+            rejected: Family::default(),
+            plans: Family::default(),
+            effects: Family::default(),
+            batches: Family::default(),
+            reloads: Family::default(),
+            echoes: Counter::default(),
+        };
+        registry.register(
+            "events_accepted",
+            "Events committed to the inbox, by source",
+            m.accepted.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Requests or events refused or parked at ingest, by reason",
+            m.rejected.clone(),
+        );
+        registry.register("plans", "Packs planned, by pack", m.plans.clone());
+        registry.register(
+            "effects",
+            "Effects performed, by kind and outcome",
+            m.effects.clone(),
+        );
+        registry.register(
+            "batches",
+            "Inbox batches settled, by outcome (done, retry, deferred, dead)",
+            m.batches.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Rule reloads, by result (changed, unchanged, error)",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "echoes_dropped",
+            "Events dropped as pcsync's own writes coming back",
+            m.echoes.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// Events committed, from `source`.
+    pub fn accepted(&self, source: &str, n: usize) {
+        self.accepted
+            .get_or_create(&vec![("source", source.to_string())])
+            .inc_by(n as u64);
+    }
+
+    /// A request or event refused or parked at ingest.
+    pub fn rejected(&self, reason: &str, n: usize) {
+        self.rejected
+            .get_or_create(&vec![("reason", reason.to_string())])
+            .inc_by(n as u64);
+    }
+
+    /// A pack planned.
+    pub fn planned(&self, pack: &str) {
+        self.plans
+            .get_or_create(&vec![("pack", pack.to_string())])
+            .inc();
+    }
+
+    /// An effect performed.
+    pub fn effect(&self, kind: &str, outcome: &str) {
+        self.effects
+            .get_or_create(&vec![
+                ("kind", kind.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+    }
+
+    /// A batch settled.
+    pub fn batch(&self, outcome: &str) {
+        self.batches
+            .get_or_create(&vec![("outcome", outcome.to_string())])
+            .inc();
+    }
+
+    /// A reload ran.
+    pub fn reload(&self, result: &str) {
+        self.reloads
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+    }
+
+    /// An echo was dropped.
+    pub fn echo(&self) {
+        self.echoes.inc();
+    }
+
+    /// The text exposition, with the inbox gauges appended.
+    pub fn render(&self, inbox: Option<crate::store::InboxStats>) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        // The registry ends with `# EOF`; the gauges go before it.
+        let body = out.trim_end().trim_end_matches("# EOF").to_string();
+        let mut out = body;
+        if let Some(s) = inbox {
+            out.push_str(
+                "# HELP pcsync_inbox_events Events in the inbox, by state.\n\
+                 # TYPE pcsync_inbox_events gauge\n",
+            );
+            for (state, n) in [
+                ("pending", s.pending),
+                ("running", s.running),
+                ("deferred", s.deferred),
+                ("done", s.done),
+                ("dead", s.dead),
+            ] {
+                out.push_str(&format!("pcsync_inbox_events{{state=\"{state}\"}} {n}\n"));
+            }
+        }
+        out.push_str("# EOF\n");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_and_inbox_gauges_render_as_openmetrics_text() {
+        let m = Metrics::default();
+        m.accepted("hubspot", 3);
+        m.effect("UpdateOpportunity", "ok");
+        m.effect("UpdateOpportunity", "ok");
+        m.batch("dead");
+        let text = m.render(Some(crate::store::InboxStats {
+            pending: 2,
+            dead: 1,
+            ..Default::default()
+        }));
+        assert!(
+            text.contains("pcsync_events_accepted_total{source=\"hubspot\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pcsync_effects_total{kind=\"UpdateOpportunity\",outcome=\"ok\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pcsync_batches_total{outcome=\"dead\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("pcsync_inbox_events{state=\"pending\"} 2"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+        assert_eq!(text.matches("# EOF").count(), 1);
+    }
+}
