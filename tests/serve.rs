@@ -334,6 +334,25 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
     .await;
     let shown = get(&http, &format!("{}/rules", service.url)).await.unwrap();
     assert!(shown["last_error"].is_null(), "{shown}");
+    // SIGHUP runs the same reload: nothing changed, so the counts say unchanged.
+    let status = Command::new("kill")
+        .args(["-HUP", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    eventually("the SIGHUP reload", &service, || async {
+        let text = http
+            .get(format!("{}/metrics", service.url))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.contains("pcsync_reloads_total{result=\"unchanged\"}")
+            .then_some(())
+    })
+    .await;
     assert_eq!(shown["packs"].as_array().unwrap().len(), 4);
     edit("contractsent")
         .await

@@ -144,6 +144,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     });
     tokio::spawn(Arc::clone(&worker).run());
     tokio::spawn(Arc::clone(&rules).watch());
+    tokio::spawn(Arc::clone(&rules).on_hangup());
     tokio::spawn(crate::service::poll::run(
         Arc::clone(&rules),
         Arc::clone(&store),

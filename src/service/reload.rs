@@ -1,5 +1,5 @@
 //! The rules in force and how they change: the pack directory is polled for edits,
-//! and `POST /admin/reload` asks directly; both run the same path (load, check,
+//! and `SIGHUP` and `POST /admin/reload` ask directly; all run the same path (load, check,
 //! compile, swap). An edit that does not check is logged with its diagnostics and
 //! shown on `GET /rules`, and the last good rule set keeps running. Work already
 //! planning holds its own `Arc` of the set it started with.
@@ -105,6 +105,21 @@ impl RuleHost {
             "reloads": { "ok": status.reloads_ok, "failed": status.reloads_failed },
             "last_error": status.last_error.as_ref().map(|(at, text)| json!({ "at": at, "diagnostics": text })),
         })
+    }
+
+    /// Reloads on each `SIGHUP` (Unix).
+    pub async fn on_hangup(self: Arc<Self>) {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+                eprintln!("rules: cannot listen for SIGHUP; reload with POST /admin/reload");
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                let _ = self.reload();
+            }
+        }
     }
 
     /// Polls the directory once a second and reloads when a file changes.
