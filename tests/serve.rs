@@ -702,7 +702,7 @@ async fn serve_sandbox_needs_no_config_and_syncs_its_demo_deals() {
     let dir = tempfile::tempdir().unwrap();
     let stderr = dir.path().join("stderr.log");
     let child = Command::new(env!("CARGO_BIN_EXE_pcsync"))
-        .args(["serve", "--sandbox", "--listen"])
+        .args(["serve", "--sandbox", "--log-format", "json", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--sandbox-listen")
         .arg(format!("127.0.0.1:{sandbox}"))
@@ -757,4 +757,11 @@ async fn serve_sandbox_needs_no_config_and_syncs_its_demo_deals() {
         },
     )
     .await;
+    // --log-format json: every log line is one JSON object.
+    let log = service.stderr();
+    assert!(log.contains("\"listening\""), "{log}");
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
 }

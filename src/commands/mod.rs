@@ -29,13 +29,13 @@ pub fn run(cli: Cli) -> ExitCode {
             sandbox,
             listen,
             sandbox_listen,
-            ..
+            log_format,
         } => {
             let sandbox = sandbox.then_some(serve::SandboxAddrs {
                 service: listen,
                 sandbox: sandbox_listen,
             });
-            serve::run(config.as_deref(), sandbox)
+            serve::run(config.as_deref(), sandbox, log_format)
         }
         Command::Test {
             paths,

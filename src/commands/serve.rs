@@ -21,6 +21,7 @@ use pcsync_engine::{MissingEnv, load_config};
 use serde_json::json;
 
 use super::EXIT_USAGE;
+use crate::cli::LogFormat;
 use crate::service::execute::Executor;
 use crate::service::ingest::{self, Ingest};
 use crate::service::metrics::Metrics;
@@ -41,7 +42,8 @@ const SANDBOX_APP_ID: u64 = 1_160_452;
 const SANDBOX_CLIENT_SECRET: &str = "sandbox-client-secret";
 const SANDBOX_EVENTS_SECRET: &str = "sandbox-eventbridge-secret";
 
-pub fn run(config: Option<&Path>, sandbox: Option<SandboxAddrs>) -> ExitCode {
+pub fn run(config: Option<&Path>, sandbox: Option<SandboxAddrs>, log: LogFormat) -> ExitCode {
+    init_logs(log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -89,11 +91,11 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         })?,
     );
     let in_force = rules.current();
-    println!(
-        "rules: {} packs from {} (version {})",
-        in_force.packs.len(),
-        rules_dir.display(),
-        in_force.version
+    tracing::info!(
+        packs = in_force.packs.len(),
+        directory = %rules_dir.display(),
+        version = %in_force.version,
+        "rules loaded"
     );
 
     let store: Arc<dyn Store> =
@@ -102,7 +104,10 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         .recover(jiff::Timestamp::now().as_millisecond())
         .map_err(|e| e.to_string())?;
     if recovered > 0 {
-        println!("state: {recovered} events interrupted by the last stop are back in line");
+        tracing::warn!(
+            recovered,
+            "events interrupted by the last stop are back in line"
+        );
     }
 
     let pc = &config.partner_central;
@@ -177,7 +182,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("listening on http://{local}");
+    tracing::info!(address = %format!("http://{local}"), "listening");
     if let Some(sandbox) = &_sandbox {
         subscribe(sandbox, &format!("http://{local}")).await?;
         println!("sandbox partner central: {}", sandbox.partner_central_url);
@@ -194,6 +199,21 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         })
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Logs go to stderr as text or one JSON object per line; `PCSYNC_LOG` filters them
+/// (`info` by default, `pcsync=debug` adds each plan).
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PCSYNC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 fn load(path: &Path) -> Result<ServiceConfig, String> {

@@ -63,30 +63,27 @@ pub async fn run(rules: Arc<RuleHost>, store: Arc<dyn Store>, hubspot: Arc<HubSp
                                     })
                                     .collect();
                                 match store.accept(&events, now_ms) {
-                                    Ok(a) => println!(
-                                        "schedule: {} queued {} deals",
-                                        pack.pack.pack, a.new
+                                    Ok(a) => tracing::info!(
+                                        pack = %pack.pack.pack,
+                                        queued = a.new,
+                                        "scheduled run queued its deals"
                                     ),
                                     Err(e) => {
-                                        eprintln!("schedule: {}: {e}", pack.pack.pack);
+                                        tracing::error!(pack = %pack.pack.pack, error = %e, "scheduled run not queued");
                                         continue;
                                     }
                                 }
                             }
                             Err(e) => {
-                                eprintln!(
-                                    "schedule: {}: cannot list linked deals: {e}",
-                                    pack.pack.pack
-                                );
+                                tracing::warn!(pack = %pack.pack.pack, error = %e, "scheduled run cannot list linked deals");
                                 continue;
                             }
                         }
                     }
                     ScheduleScope::ChangedOpportunities => {
-                        eprintln!(
-                            "schedule: {}: `for_each: changed_opportunities` is not supported yet; \
-                             use linked_deals",
-                            pack.pack.pack
+                        tracing::warn!(
+                            pack = %pack.pack.pack,
+                            "`for_each: changed_opportunities` is not supported yet; use linked_deals"
                         );
                     }
                 }

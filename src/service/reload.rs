@@ -74,15 +74,17 @@ impl RuleHost {
                 status.last_error = None;
                 status.reloads_ok += 1;
                 self.metrics.reload("changed");
-                println!("rules: reloaded, version {version}");
+                tracing::info!(version = %version, "rules reloaded");
                 Ok(Reloaded::Changed(version))
             }
             Err(shown) => {
                 status.reloads_failed += 1;
                 self.metrics.reload("error");
                 status.last_error = Some((jiff::Timestamp::now().to_string(), shown.clone()));
-                eprintln!(
-                    "rules: the edit does not check; still running version {in_force}\n{shown}"
+                tracing::error!(
+                    version = %in_force,
+                    diagnostics = %shown,
+                    "rules: the edit does not check; the rules in force stay"
                 );
                 Err(shown)
             }
@@ -113,7 +115,7 @@ impl RuleHost {
         {
             use tokio::signal::unix::{SignalKind, signal};
             let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-                eprintln!("rules: cannot listen for SIGHUP; reload with POST /admin/reload");
+                tracing::warn!("cannot listen for SIGHUP; reload with POST /admin/reload");
                 return;
             };
             while hangups.recv().await.is_some() {

@@ -56,7 +56,7 @@ impl Worker {
                 Ok(0) => tokio::time::sleep(Duration::from_millis(200)).await,
                 Ok(_) => {}
                 Err(e) => {
-                    eprintln!("pcsync: worker: {e}");
+                    tracing::error!(error = %e, "worker: the store failed");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -100,11 +100,7 @@ impl Worker {
                 // to a quarter at random so that retries after an outage spread out.
                 let ceiling = (1_000i64 << attempts.min(10)).min(600_000);
                 let backoff = ceiling - jitter(ceiling / 4, batch.items[0].seq);
-                eprintln!(
-                    "pcsync: {}: will retry in {} s: {reason}",
-                    batch.key,
-                    backoff / 1000
-                );
+                tracing::warn!(key = %batch.key, attempts, retry_in_ms = backoff, reason = %reason, "will retry");
                 self.store.retry(&seqs, now + backoff, reason, now)
             }
             Settled::Deferred(reason) => self.store.defer(
@@ -114,7 +110,7 @@ impl Worker {
                 now,
             ),
             Settled::Dead(reason) => {
-                eprintln!("pcsync: {}: dead-lettered: {reason}", batch.key);
+                tracing::error!(key = %batch.key, reason = %reason, "dead-lettered");
                 self.store.dead_letter(&seqs, reason, now)
             }
         }
@@ -201,14 +197,12 @@ impl Worker {
         let now = jiff::Timestamp::now();
         let plan = plan_pack(pack, rules, event, ctx, now);
         self.metrics.planned(&pack.pack.pack);
-        if std::env::var_os("PCSYNC_TRACE").is_some() {
-            eprintln!(
-                "pcsync: trace {} {}: {}",
-                event.id,
-                pack.pack.pack,
-                serde_json::to_string(&plan).unwrap_or_default()
-            );
-        }
+        tracing::debug!(
+            event = %event.id,
+            pack = %pack.pack.pack,
+            plan = %serde_json::to_string(&plan).unwrap_or_default(),
+            "planned"
+        );
         let mut result = Value::Null;
         let mut failure = None;
         let mut deferred = None;
@@ -292,11 +286,11 @@ impl Worker {
                     if performed.is_ok() { "ok" } else { "error" },
                 );
                 if let Err(e) = performed {
-                    eprintln!(
-                        "pcsync: {}: a follow-up {} failed: {}",
-                        pack.pack.pack,
-                        effect.kind(),
-                        e.message
+                    tracing::warn!(
+                        pack = %pack.pack.pack,
+                        effect = effect.kind(),
+                        error = %e.message,
+                        "a follow-up effect failed"
                     );
                 }
             }
