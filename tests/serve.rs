@@ -10,6 +10,17 @@ use std::time::{Duration, Instant};
 use pcsync_sandbox::{Options, Sandbox, demo};
 use serde_json::{Value, json};
 
+/// Sends a request that must succeed.
+trait SendOk {
+    async fn send_ok(self);
+}
+
+impl SendOk for reqwest::RequestBuilder {
+    async fn send_ok(self) {
+        self.send().await.unwrap().error_for_status().unwrap();
+    }
+}
+
 struct Service {
     child: Child,
     stderr: PathBuf,
@@ -166,13 +177,7 @@ async fn start(
                     "secret": "events-secret-0123456789" }),
         ),
     ] {
-        http.post(url)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap();
+        http.post(url).json(&body).send_ok().await;
     }
     (sb, dir, service, config)
 }
@@ -455,11 +460,8 @@ async fn serve_coalesces_edits_defers_during_review_and_parks_what_aws_refuses()
         sb.partner_central_url
     ))
     .json(&json!({ "status": "Submitted" }))
-    .send()
-    .await
-    .unwrap()
-    .error_for_status()
-    .unwrap();
+    .send_ok()
+    .await;
     edit(
         "40000000003",
         json!({ "dealstage": "decisionmakerboughtin" }),
@@ -480,11 +482,8 @@ async fn serve_coalesces_edits_defers_during_review_and_parks_what_aws_refuses()
             sb.partner_central_url
         ))
         .json(&json!({ "status": status }))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+        .send_ok()
+        .await;
     }
     eventually("the deferred edit to land", &service, || async {
         let o = opportunity(&http, &sb, "O5000004").await?;
@@ -495,11 +494,7 @@ async fn serve_coalesces_edits_defers_during_review_and_parks_what_aws_refuses()
     // A write AWS refuses for good is parked with the reason; `dlq retry` replays it.
     http.post(format!("{}/_sandbox/faults", sb.partner_central_url))
         .json(&json!({ "service": "partnercentral", "operation": "UpdateOpportunity", "status": 400 }))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+        .send_ok().await;
     edit("40000000001", json!({ "dealstage": "qualifiedtobuy" }))
         .await
         .unwrap();
@@ -657,11 +652,8 @@ async fn events_in_the_inbox_survive_a_kill_and_apply_once() {
         sb.hubspot_url
     ))
     .json(&json!({ "properties": { "dealstage": "qualifiedtobuy" } }))
-    .send()
-    .await
-    .unwrap()
-    .error_for_status()
-    .unwrap();
+    .send_ok()
+    .await;
     // Accepted (2xx to HubSpot) but still in the coalescing window: kill it there.
     eventually("the event to be accepted", &service, || async {
         let h = get(&http, &health).await?;
@@ -735,11 +727,8 @@ async fn serve_sandbox_needs_no_config_and_syncs_its_demo_deals() {
     assert!(linked.len() >= 3, "{deals}");
     http.patch(format!("{hs}/_sandbox/hubspot/deals/40000000001"))
         .json(&json!({ "properties": { "dealstage": "qualifiedtobuy" } }))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+        .send_ok()
+        .await;
     eventually(
         "the demo deal's stage to reach Partner Central",
         &service,

@@ -1,0 +1,162 @@
+//! Ingest benchmark: signed batches of 100 `deal.propertyChange` events, sent by 10
+//! concurrent senders (HubSpot's own concurrency), against the real `pcsync serve`
+//! binary with its SQLite inbox, as HubSpot would send them. Reports events/s, time
+//! to 2xx (p50, p99, max) and the service's peak RSS. The events name a property no
+//! pack subscribes to, so the worker drains the inbox without remote calls while
+//! ingest runs: the measurement includes the worker's share of the two cores.
+//!
+//! `cargo bench --bench ingest` (release). Numbers go in BENCHMARKS.md.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pcsync_adapters::hubspot::signature;
+
+const SECRET: &str = "bench-client-secret";
+const SENDERS: usize = 10;
+const BATCHES: usize = 2_000;
+const PER_BATCH: usize = 100;
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let config = dir.path().join("pcsync.yaml");
+    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\npublic_url: {url}\nrules: {}\nstate: {}\n\
+             hubspot:\n  base_url: http://127.0.0.1:9\n  token: t\n  client_secret: {SECRET}\n\
+             partner_central:\n  catalog: Sandbox\n  endpoint_url: http://127.0.0.1:9\n",
+            rules.display(),
+            dir.path().join("state.db").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pcsync"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("PCSYNC_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let start = Instant::now();
+    while http.get(format!("{url}/healthz")).send().await.is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "pcsync serve did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Bodies are built before the clock starts; each is signed when sent, as HubSpot
+    // signs with the current time.
+    let path = "/webhooks/hubspot";
+    let bodies: Vec<String> = (0..BATCHES)
+        .map(|b| {
+            let events: Vec<String> = (0..PER_BATCH)
+                .map(|i| {
+                    let n = b * PER_BATCH + i;
+                    format!(
+                        r#"{{"eventId":{n},"subscriptionId":1,"portalId":62515,"appId":1,"occurredAt":1795873324127,"subscriptionType":"deal.propertyChange","attemptNumber":0,"objectId":{},"propertyName":"hs_lastmodifieddate","propertyValue":"{n}","changeSource":"CRM_UI","sourceId":"userId:1"}}"#,
+                        40_000_000_000u64 + (n % 5_000) as u64
+                    )
+                })
+                .collect();
+            format!("[{}]", events.join(","))
+        })
+        .collect();
+    let bodies = Arc::new(bodies);
+    let started = Instant::now();
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        let (http, url, bodies) = (http.clone(), url.clone(), Arc::clone(&bodies));
+        senders.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            for body in bodies.iter().skip(s).step_by(SENDERS) {
+                let ts = jiff::Timestamp::now().as_millisecond().to_string();
+                let sig = signature::v3(
+                    SECRET,
+                    "POST",
+                    &format!("{url}{path}"),
+                    body.as_bytes(),
+                    &ts,
+                );
+                let sent = Instant::now();
+                let answer = http
+                    .post(format!("{url}{path}"))
+                    .header("content-type", "application/json")
+                    .header("X-HubSpot-Signature-v3", sig)
+                    .header("X-HubSpot-Request-Timestamp", ts)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(answer.status().is_success(), "{}", answer.status());
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for s in senders {
+        latencies.extend(s.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+        })
+        .unwrap_or(0);
+    let events = BATCHES * PER_BATCH;
+    let health: serde_json::Value = http
+        .get(format!("{url}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    println!(
+        "ingest: {events} events in {BATCHES} signed batches of {PER_BATCH}, {SENDERS} senders: {:.2} s",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  throughput: {:.0} events/s",
+        events as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  time to 2xx per batch: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3
+    );
+    println!("  peak RSS of pcsync serve: {:.1} MiB", rss as f64 / 1024.0);
+    println!("  inbox after: {}", health["inbox"]);
+    let _ = child.kill();
+    let _ = child.wait();
+}
