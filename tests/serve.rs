@@ -754,3 +754,72 @@ async fn serve_sandbox_needs_no_config_and_syncs_its_demo_deals() {
         assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_batch_applies_once_and_echoes_are_dropped() {
+    let (sb, _dir, service, _config) = start(|_| {}, "").await;
+    let http = reqwest::Client::new();
+    // The test delivers HubSpot's webhooks itself.
+    http.delete(format!("{}/_sandbox/hubspot/webhooks", sb.hubspot_url))
+        .send_ok()
+        .await;
+    http.patch(format!(
+        "{}/_sandbox/hubspot/deals/40000000001",
+        sb.hubspot_url
+    ))
+    .json(&json!({ "properties": { "dealstage": "qualifiedtobuy" } }))
+    .send_ok()
+    .await;
+    let url = format!("{}/webhooks/hubspot", service.url);
+    let deliver = |body: String| {
+        let ts = jiff::Timestamp::now().as_millisecond().to_string();
+        let sig = pcsync_adapters::hubspot::signature::v3(
+            "test-secret",
+            "POST",
+            &url,
+            body.as_bytes(),
+            &ts,
+        );
+        http.post(&url)
+            .header("content-type", "application/json")
+            .header("X-HubSpot-Signature-v3", sig)
+            .header("X-HubSpot-Request-Timestamp", ts)
+            .body(body)
+            .send()
+    };
+    let change = r#"[{"eventId":9001,"subscriptionId":1,"portalId":62515,"appId":777,"occurredAt":1795873324127,"subscriptionType":"deal.propertyChange","attemptNumber":0,"objectId":40000000001,"propertyName":"dealstage","propertyValue":"qualifiedtobuy","changeSource":"CRM_UI","sourceId":"userId:1"}]"#;
+    let first: Value = deliver(change.into()).await.unwrap().json().await.unwrap();
+    assert_eq!(first["accepted"], 1, "{first}");
+    // HubSpot retries a delivery it thinks failed: same event id, new attempt.
+    let again = change.replace(r#""attemptNumber":0"#, r#""attemptNumber":1"#);
+    let second: Value = deliver(again).await.unwrap().json().await.unwrap();
+    assert_eq!(second["duplicates"], 1, "{second}");
+    // pcsync's own write coming back (the app's INTEGRATION change) is dropped.
+    let echo = r#"[{"eventId":9002,"subscriptionId":1,"portalId":62515,"appId":777,"occurredAt":1795873324128,"subscriptionType":"deal.propertyChange","attemptNumber":0,"objectId":40000000001,"propertyName":"dealstage","propertyValue":"qualifiedtobuy","changeSource":"INTEGRATION","sourceId":"777"}]"#;
+    assert!(deliver(echo.into()).await.unwrap().status().is_success());
+
+    let health = format!("{}/healthz", service.url);
+    eventually("the inbox to drain", &service, || async {
+        let h = get(&http, &health).await?;
+        (h["inbox"]["pending"] == 0
+            && h["inbox"]["running"] == 0
+            && h["inbox"]["done"].as_u64()? >= 2)
+            .then_some(())
+    })
+    .await;
+    let o = opportunity(&http, &sb, "O5000001").await.unwrap();
+    assert_eq!(o["LifeCycle"]["Stage"], "Qualified");
+    assert_eq!(updates(&sb, 200).len(), 1, "one delivery, one write");
+    let metrics = http
+        .get(format!("{}/metrics", service.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("pcsync_echoes_dropped_total 1"),
+        "{metrics}"
+    );
+}
