@@ -823,3 +823,64 @@ async fn a_redelivered_batch_applies_once_and_echoes_are_dropped() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_and_a_run_of_server_errors_end_in_success() {
+    let (sb, _dir, service, _config) = start(|_| {}, "").await;
+    let http = reqwest::Client::new();
+    let fault = |status: u16, count: u32| {
+        http.post(format!("{}/_sandbox/faults", sb.partner_central_url))
+            .json(
+                &json!({ "service": "partnercentral", "operation": "UpdateOpportunity",
+                           "status": status, "count": count }),
+            )
+            .send_ok()
+    };
+    let edit = |deal: &str, stage: &str| {
+        http.patch(format!("{}/_sandbox/hubspot/deals/{deal}", sb.hubspot_url))
+            .json(&json!({ "properties": { "dealstage": stage } }))
+            .send_ok()
+    };
+    let stage_is = |id: &'static str, want: &'static str| {
+        let (http, sb) = (&http, &sb);
+        async move {
+            let o = opportunity(http, sb, id).await?;
+            (o["LifeCycle"]["Stage"] == want).then_some(())
+        }
+    };
+
+    // Someone wrote in between: pcsync reads again and reapplies.
+    fault(409, 1).await;
+    edit("40000000001", "qualifiedtobuy").await;
+    eventually("the write after the conflict", &service, || {
+        stage_is("O5000001", "Qualified")
+    })
+    .await;
+    assert_eq!(updates(&sb, 409).len(), 1);
+
+    // A run of 500s outlasts the SDK's own retries; pcsync's retry finishes it.
+    fault(500, 5).await;
+    edit("40000000001", "presentationscheduled").await;
+    eventually("the write after the outage", &service, || {
+        stage_is("O5000001", "Technical Validation")
+    })
+    .await;
+    assert_eq!(updates(&sb, 500).len(), 5);
+    assert_eq!(updates(&sb, 200).len(), 2, "one write per edit");
+    let h = get(&http, &format!("{}/healthz", service.url))
+        .await
+        .unwrap();
+    assert_eq!(h["inbox"]["dead"], 0);
+    let metrics = http
+        .get(format!("{}/metrics", service.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("pcsync_batches_total{outcome=\"retry\"}"),
+        "{metrics}"
+    );
+}
