@@ -271,7 +271,6 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
     );
 
     // A forged webhook is refused and stores nothing.
-    let before = get(&http, &health).await.unwrap()["inbox"].clone();
     let forged = http
         .post(format!("{}/webhooks/hubspot", service.url))
         .header("content-type", "application/json")
@@ -285,8 +284,37 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
         .await
         .unwrap();
     assert_eq!(forged.status(), 401);
+    // Correctly signed but stale (HubSpot's 5-minute window), malformed, oversized.
+    let url = format!("{}/webhooks/hubspot", service.url);
+    let signed = |body: Vec<u8>, age_ms: i64| {
+        let ts = (jiff::Timestamp::now().as_millisecond() - age_ms).to_string();
+        let sig = pcsync_adapters::hubspot::signature::v3("test-secret", "POST", &url, &body, &ts);
+        http.post(&url)
+            .header("content-type", "application/json")
+            .header("X-HubSpot-Signature-v3", sig)
+            .header("X-HubSpot-Request-Timestamp", ts)
+            .body(body)
+            .send()
+    };
+    // Earlier work (the first edit's follow-ups) finishes first.
+    eventually("the inbox to drain", &service, || async {
+        let h = get(&http, &health).await?;
+        (h["inbox"]["pending"] == 0 && h["inbox"]["running"] == 0).then_some(())
+    })
+    .await;
+    let calls_before = sb.journal.calls().len();
+    let stale = signed(b"[]".to_vec(), 6 * 60 * 1000).await.unwrap();
+    assert_eq!(stale.status(), 401);
+    let malformed = signed(b"[{\"eventId\":".to_vec(), 0).await.unwrap();
+    assert_eq!(malformed.status(), 400);
+    let why: Value = malformed.json().await.unwrap();
+    assert!(why["message"].as_str().unwrap().contains("JSON"), "{why}");
+    let oversized = signed(vec![b' '; 2 * 1024 * 1024], 0).await.unwrap();
+    assert_eq!(oversized.status(), 413);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(sb.journal.calls().len(), calls_before, "no remote call");
     let after = get(&http, &health).await.unwrap()["inbox"].clone();
-    assert_eq!(before["pending"], after["pending"]);
+    assert_eq!(after["pending"], 0, "nothing refused was stored");
 
     // A broken edit is reported and the rules in force stay.
     let pack = rules.join("deal-update-sync.yaml");
@@ -381,7 +409,9 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
         .await
         .unwrap();
     for line in [
-        "pcsync_events_rejected_total{reason=\"signature\"} 1",
+        "pcsync_events_rejected_total{reason=\"signature\"} 2",
+        "pcsync_events_rejected_total{reason=\"malformed\"} 1",
+        "pcsync_events_rejected_total{reason=\"too_large\"} 1",
         "pcsync_reloads_total{result=\"error\"}",
         "pcsync_reloads_total{result=\"changed\"}",
         "pcsync_effects_total{kind=\"UpdateOpportunity\",outcome=\"ok\"}",
