@@ -193,12 +193,20 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
             sandbox.hubspot_url
         );
     }
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    if _sandbox.is_some() {
+        // The sandbox's demo state is not worth keeping; nothing else uses the file.
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", config.state));
+        }
+    }
+    served
 }
 
 /// Logs go to stderr as text or one JSON object per line; `PCSYNC_LOG` filters them
