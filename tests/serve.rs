@@ -81,6 +81,12 @@ where
     }
 }
 
+/// The service's `/metrics` text.
+async fn metrics(http: &reqwest::Client, service: &Service) -> Option<String> {
+    let answer = http.get(format!("{}/metrics", service.url)).send().await;
+    answer.ok()?.text().await.ok()
+}
+
 async fn get(http: &reqwest::Client, url: &str) -> Option<Value> {
     http.get(url).send().await.ok()?.json().await.ok()
 }
@@ -374,14 +380,7 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
         .unwrap();
     assert!(status.success());
     eventually("the SIGHUP reload", &service, || async {
-        let text = http
-            .get(format!("{}/metrics", service.url))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let text = metrics(&http, &service).await?;
         text.contains("pcsync_reloads_total{result=\"unchanged\"}")
             .then_some(())
     })
@@ -400,14 +399,7 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
     assert_eq!(inbox["dead"], 0, "{}", service.stderr());
 
     // What happened is counted.
-    let metrics = http
-        .get(format!("{}/metrics", service.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let counted = metrics(&http, &service).await.unwrap();
     for line in [
         "pcsync_events_rejected_total{reason=\"signature\"} 2",
         "pcsync_events_rejected_total{reason=\"malformed\"} 1",
@@ -418,7 +410,7 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
         "pcsync_events_accepted_total{source=\"hubspot\"}",
         "pcsync_inbox_events{state=\"dead\"} 0",
     ] {
-        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+        assert!(counted.contains(line), "{line} not in\n{counted}");
     }
 
     // An event from elsewhere is kept in the dead-letter list with its reason, where
@@ -840,17 +832,10 @@ async fn a_redelivered_batch_applies_once_and_echoes_are_dropped() {
     let o = opportunity(&http, &sb, "O5000001").await.unwrap();
     assert_eq!(o["LifeCycle"]["Stage"], "Qualified");
     assert_eq!(updates(&sb, 200).len(), 1, "one delivery, one write");
-    let metrics = http
-        .get(format!("{}/metrics", service.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let counted = metrics(&http, &service).await.unwrap();
     assert!(
-        metrics.contains("pcsync_echoes_dropped_total 1"),
-        "{metrics}"
+        counted.contains("pcsync_echoes_dropped_total 1"),
+        "{counted}"
     );
 }
 
@@ -901,16 +886,9 @@ async fn a_conflict_and_a_run_of_server_errors_end_in_success() {
         .await
         .unwrap();
     assert_eq!(h["inbox"]["dead"], 0);
-    let metrics = http
-        .get(format!("{}/metrics", service.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let counted = metrics(&http, &service).await.unwrap();
     assert!(
-        metrics.contains("pcsync_batches_total{outcome=\"retry\"}"),
-        "{metrics}"
+        counted.contains("pcsync_batches_total{outcome=\"retry\"}"),
+        "{counted}"
     );
 }
