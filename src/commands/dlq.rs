@@ -4,8 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use pcsync_engine::diagnostic::render_human;
-use pcsync_engine::{MissingEnv, load_config};
+use pcsync_engine::MissingEnv;
 
 use super::EXIT_USAGE;
 use crate::cli::DlqAction;
@@ -93,16 +92,8 @@ pub fn run(action: DlqAction) -> ExitCode {
 }
 
 fn open(config: &Path) -> Result<SqliteStore, String> {
-    let loaded = load_config(config, &|k| std::env::var(k).ok(), MissingEnv::Warning);
-    let Some(config) = loaded
-        .value
-        .filter(|_| !loaded.diagnostics.iter().any(|d| d.is_error()))
-    else {
-        return Err(format!(
-            "the config does not check:\n{}",
-            render_human(&loaded.sources, &loaded.diagnostics)
-        ));
-    };
+    let config = super::checked_config(config, MissingEnv::Warning)
+        .map_err(|shown| format!("the config does not check:\n{shown}"))?;
     let path = Path::new(&config.state);
     if !path.exists() {
         return Err(format!(

@@ -57,3 +57,19 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Sandbox { listen } => sandbox::run(&listen),
     }
 }
+
+/// Loads and checks the service config at `path` (environment variables filled in);
+/// the rendered diagnostics when it does not check.
+fn checked_config(
+    path: &std::path::Path,
+    missing: pcsync_engine::MissingEnv,
+) -> Result<pcsync_engine::config::ServiceConfig, String> {
+    let loaded = pcsync_engine::load_config(path, &|k| std::env::var(k).ok(), missing);
+    match loaded.value {
+        Some(config) if !loaded.has_errors() => Ok(config),
+        _ => Err(pcsync_engine::diagnostic::render_human(
+            &loaded.sources,
+            &loaded.diagnostics,
+        )),
+    }
+}

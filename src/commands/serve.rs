@@ -15,9 +15,8 @@ use axum::{Json, Router};
 use pcsync_adapters::hubspot::client::HubSpotClient;
 use pcsync_adapters::partner_central::PartnerCentralClient;
 use pcsync_adapters::sns::SnsPublisher;
+use pcsync_engine::MissingEnv;
 use pcsync_engine::config::ServiceConfig;
-use pcsync_engine::diagnostic::render_human;
-use pcsync_engine::{MissingEnv, load_config};
 use serde_json::json;
 
 use super::EXIT_USAGE;
@@ -225,14 +224,8 @@ fn init_logs(format: LogFormat) {
 }
 
 fn load(path: &Path) -> Result<ServiceConfig, String> {
-    let loaded = load_config(path, &|k| std::env::var(k).ok(), MissingEnv::Error);
-    match loaded.value {
-        Some(config) if !loaded.has_errors() => Ok(config),
-        _ => Err(format!(
-            "the config does not check:\n{}",
-            render_human(&loaded.sources, &loaded.diagnostics)
-        )),
-    }
+    super::checked_config(path, MissingEnv::Error)
+        .map_err(|shown| format!("the config does not check:\n{shown}"))
 }
 
 #[derive(Clone)]

@@ -6,8 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use pcsync_adapters::hubspot::client::{HubSpotClient, PropertySpec};
-use pcsync_engine::diagnostic::render_human;
-use pcsync_engine::{MissingEnv, load_config, load_rules};
+use pcsync_engine::MissingEnv;
 
 /// Custom properties with a known definition: name, label, type, field type, description.
 const KNOWN: &[(&str, &str, &str, &str, &str)] = &[
@@ -69,22 +68,15 @@ fn hubspot_defined(name: &str) -> bool {
 }
 
 pub fn run(config_path: &Path) -> ExitCode {
-    let env = |name: &str| std::env::var(name).ok();
-    let loaded = load_config(config_path, &env, MissingEnv::Error);
-    if loaded.has_errors() {
-        eprint!("{}", render_human(&loaded.sources, &loaded.diagnostics));
-        return ExitCode::from(super::EXIT_USAGE);
-    }
-    let Some(config) = loaded.value else {
-        return ExitCode::from(super::EXIT_USAGE);
-    };
-    let rules = load_rules(&[config.rules_dir(config_path)]);
-    if rules.has_errors() {
-        eprint!("{}", render_human(&rules.sources, &rules.diagnostics));
-        return ExitCode::from(super::EXIT_USAGE);
-    }
-    let Some(rules) = rules.value else {
-        return ExitCode::from(super::EXIT_USAGE);
+    let checked = super::checked_config(config_path, MissingEnv::Error).and_then(|config| {
+        crate::service::reload::load_dir(&config.rules_dir(config_path)).map(|r| (config, r))
+    });
+    let (config, rules) = match checked {
+        Ok(both) => both,
+        Err(shown) => {
+            eprint!("{shown}");
+            return ExitCode::from(super::EXIT_USAGE);
+        }
     };
     // Every deal property a pack reads or writes that HubSpot does not define itself.
     let mut wanted: BTreeSet<String> = BTreeSet::new();

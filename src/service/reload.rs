@@ -138,7 +138,8 @@ impl RuleHost {
     }
 }
 
-fn load_dir(dir: &Path) -> Result<RuleSet, String> {
+/// Loads and checks the rule directory; the rendered diagnostics when it does not check.
+pub fn load_dir(dir: &Path) -> Result<RuleSet, String> {
     let loaded = load_rules(&[dir.to_path_buf()]);
     match loaded.value {
         Some(rules) if !loaded.has_errors() => Ok(rules),
