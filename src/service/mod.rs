@@ -7,3 +7,16 @@ pub mod metrics;
 pub mod poll;
 pub mod reload;
 pub mod worker;
+
+/// A delay in `[0, span_ms)` that differs between calls and between `seed`s (a
+/// schedule, an event): spreads retries and scheduled runs so they do not fire in
+/// lockstep. std's randomly keyed hasher is random enough for that.
+pub fn random_below(span_ms: i64, seed: impl std::hash::Hash) -> i64 {
+    use std::hash::BuildHasher;
+    if span_ms <= 0 {
+        return 0;
+    }
+    let nanos = jiff::Timestamp::now().as_nanosecond();
+    let h = std::hash::RandomState::new().hash_one((seed, nanos));
+    (h % span_ms as u64) as i64
+}

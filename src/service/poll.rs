@@ -37,9 +37,9 @@ pub async fn run(rules: Arc<RuleHost>, store: Arc<dyn Store>, hubspot: Arc<HubSp
                 let key = format!("{}#{i}:{}", pack.pack.pack, every.as_millis());
                 // The first run comes within the jitter of start-up (or of the pack
                 // appearing), so a restart does not wait a whole period.
-                let next = *due
-                    .entry(key.clone())
-                    .or_insert_with(|| now_ms + spread(jitter, &key, now_ms));
+                let next = *due.entry(key.clone()).or_insert_with(|| {
+                    now_ms + super::random_below(jitter.as_millis() as i64, &key)
+                });
                 if now_ms < next {
                     continue;
                 }
@@ -88,22 +88,12 @@ pub async fn run(rules: Arc<RuleHost>, store: Arc<dyn Store>, hubspot: Arc<HubSp
                     }
                 }
                 let period = every.as_millis() as i64;
-                due.insert(key.clone(), now_ms + period + spread(jitter, &key, now_ms));
+                due.insert(
+                    key.clone(),
+                    now_ms + period + super::random_below(jitter.as_millis() as i64, &key),
+                );
             }
         }
         tokio::time::sleep(TICK).await;
     }
-}
-
-/// A delay in `[0, jitter)` that differs between schedules and runs.
-fn spread(jitter: Duration, key: &str, now_ms: i64) -> i64 {
-    let span = jitter.as_millis() as u64;
-    if span == 0 {
-        return 0;
-    }
-    let mut h = now_ms as u64 ^ 0x9E37_79B9_7F4A_7C15;
-    for b in key.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3);
-    }
-    (h % span) as i64
 }

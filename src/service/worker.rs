@@ -99,7 +99,7 @@ impl Worker {
                 // About 2 s, 4 s, 8 s … capped at ten minutes, each shortened by up
                 // to a quarter at random so that retries after an outage spread out.
                 let ceiling = (1_000i64 << attempts.min(10)).min(600_000);
-                let backoff = ceiling - jitter(ceiling / 4, batch.items[0].seq);
+                let backoff = ceiling - super::random_below(ceiling / 4, batch.items[0].seq);
                 tracing::warn!(key = %batch.key, attempts, retry_in_ms = backoff, reason = %reason, "will retry");
                 self.store.retry(&seqs, now + backoff, reason, now)
             }
@@ -407,13 +407,4 @@ fn worse(a: Settled, b: Settled) -> Settled {
         }
     }
     if rank(&b) > rank(&a) { b } else { a }
-}
-
-/// A pseudo-random delay in `[0, span)`, different per event and moment.
-fn jitter(span: i64, seq: i64) -> i64 {
-    if span <= 0 {
-        return 0;
-    }
-    let nanos = jiff::Timestamp::now().subsec_nanosecond() as i64;
-    (nanos ^ seq.wrapping_mul(0x5851_F42D)).rem_euclid(span)
 }
