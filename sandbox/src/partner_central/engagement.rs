@@ -33,7 +33,9 @@ fn id36(n: u64, len: usize) -> String {
         .collect()
 }
 
-fn page(
+/// One page of `items` under `key`, following `MaxResults` and the `NextToken`s it
+/// issues (`page-N`); an unknown token is a ValidationException.
+pub(super) fn page(
     items: Vec<Value>,
     input: &Value,
     key: &str,

@@ -475,41 +475,8 @@ impl Store {
         if !ascending {
             found.reverse();
         }
-        let max = input["MaxResults"].as_u64().unwrap_or(20) as usize;
-        let start = match input
-            .get("NextToken")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
-            None => 0,
-            Some(token) => token
-                .strip_prefix("page-")
-                .and_then(|n| n.parse::<usize>().ok())
-                .filter(|n| *n <= found.len())
-                .ok_or_else(|| {
-                    ServiceError::validation(
-                        "REQUEST_VALIDATION_FAILED",
-                        "Invalid NextToken",
-                        vec![FieldError {
-                            field: "NextToken".into(),
-                            message: "not a token this service issued".into(),
-                            code: "INVALID_VALUE",
-                        }],
-                    )
-                })?,
-        };
-        let page: Vec<Value> = found
-            .iter()
-            .skip(start)
-            .take(max)
-            .map(|s| summary(&s.record))
-            .collect();
-        let end = start + page.len();
-        let mut out = json!({ "OpportunitySummaries": page });
-        if end < found.len() {
-            out["NextToken"] = json!(format!("page-{end}"));
-        }
-        Ok(out)
+        let summaries = found.iter().map(|s| summary(&s.record)).collect();
+        super::engagement::page(summaries, input, "OpportunitySummaries", 20)
     }
 
     /// Sets an opportunity's review status as AWS would (control API and tests).
