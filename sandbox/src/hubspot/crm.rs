@@ -331,15 +331,7 @@ async fn batch_read(State(hs): Hs, body: Bytes) -> Response {
             Value::Null,
         );
     }
-    let requested: Vec<String> = body["properties"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let requested = requested_properties(&body);
     let started = iso(jiff::Timestamp::now());
     let (found, missing): (Vec<Value>, Vec<String>) = hs.with_store(|s| {
         let mut found = Vec::new();
@@ -563,15 +555,7 @@ async fn search(State(hs): Hs, body: Bytes) -> Response {
             Value::Null,
         );
     }
-    let requested: Vec<String> = body["properties"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let requested = requested_properties(&body);
     let mut deals: Vec<Object> = hs.with_store(|s| s.deals.values().cloned().collect());
     deals.retain(|d| {
         groups.is_empty()
@@ -835,4 +819,15 @@ async fn stages(Path(id): Path<String>) -> Response {
         return not_found(&format!("Pipeline {id} not found"), &id);
     }
     axum::Json(json!({ "results": pipeline()["stages"] })).into_response()
+}
+
+/// The `properties` a batch read or search asks for (names; anything else ignored).
+fn requested_properties(body: &Value) -> Vec<String> {
+    body["properties"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
 }
