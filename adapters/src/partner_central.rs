@@ -344,6 +344,42 @@ impl PartnerCentralClient {
         raw.json()
     }
 
+    /// The whole solution catalog (every status, all pages), as ListSolutions returns
+    /// its `SolutionSummaries`. ListSolutions has no search and no get-by-id, so the
+    /// Solutions API keeps this list in memory and answers from it.
+    pub async fn list_solutions(&self) -> Result<Vec<Value>, PcError> {
+        let mut solutions = Vec::new();
+        let mut token: Option<String> = None;
+        let mut previous: Option<String> = None;
+        loop {
+            self.reads.until_ready().await;
+            let raw = RawResponse::default();
+            self.client
+                .list_solutions()
+                .catalog(&self.catalog)
+                .max_results(100)
+                .set_next_token(token.take())
+                .customize()
+                .interceptor(raw.clone())
+                .send()
+                .await
+                .map_err(error)?;
+            let mut page = raw.json()?;
+            if let Some(Value::Array(items)) = page.get_mut("SolutionSummaries").map(Value::take) {
+                solutions.extend(items);
+            }
+            // Like the SDK's paginators: stop at an absent, empty or repeated token.
+            match page["NextToken"].as_str().filter(|t| !t.is_empty()) {
+                Some(t) if previous.as_deref() != Some(t) => {
+                    previous = Some(t.to_string());
+                    token = Some(t.to_string());
+                }
+                _ => break,
+            }
+        }
+        Ok(solutions)
+    }
+
     /// AssociateOpportunity with a solution.
     pub async fn associate_solution(
         &self,

@@ -37,6 +37,116 @@ pub struct ServiceConfig {
     /// How accepted events are worked.
     #[serde(default)]
     pub worker: WorkerConfig,
+    /// The Solutions API (`GET /solutions…`).
+    #[serde(default)]
+    pub solutions: SolutionsConfig,
+}
+
+/// The Solutions API: a cached copy of the Partner Central solution catalog, searched
+/// in memory (ListSolutions itself has no search and no get-by-id).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SolutionsConfig {
+    /// How often the catalog is read again from Partner Central (all pages).
+    #[serde(default = "solutions_refresh_default")]
+    pub refresh: crate::model::DurationSpec,
+    /// Browser origins allowed to call the Solutions API (CORS), e.g.
+    /// `https://app.hubspot.com`; `*` allows any origin. Empty: no CORS headers.
+    #[serde(default)]
+    pub cors_allow_origins: Vec<String>,
+    /// How search ranks solutions.
+    #[serde(default)]
+    pub search: SearchWeights,
+}
+
+impl Default for SolutionsConfig {
+    fn default() -> Self {
+        SolutionsConfig {
+            refresh: solutions_refresh_default(),
+            cors_allow_origins: Vec::new(),
+            search: SearchWeights::default(),
+        }
+    }
+}
+
+fn solutions_refresh_default() -> crate::model::DurationSpec {
+    crate::model::DurationSpec(std::time::Duration::from_secs(15 * 60))
+}
+
+/// How `GET /solutions/search` scores a solution against the query (0–100). Each
+/// query word takes its best match among the solution's words: the match kind's
+/// weight times the field's weight. The score is the words' average, relative to
+/// the best possible, plus `phrase_bonus` when the whole query appears in the name.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchWeights {
+    /// Weight of a match in the solution's name.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0, max = 10.0))]
+    pub name: f64,
+    /// Weight of a match in the solution's category.
+    #[serde(default = "category_weight_default")]
+    #[schemars(range(min = 0.0, max = 10.0))]
+    pub category: f64,
+    /// A query word equal to a word of the field.
+    #[serde(default = "one")]
+    #[schemars(range(min = 0.0, max = 10.0))]
+    pub exact: f64,
+    /// A query word that starts a word of the field (`data` → `Database`).
+    #[serde(default = "prefix_weight_default")]
+    #[schemars(range(min = 0.0, max = 10.0))]
+    pub prefix: f64,
+    /// A query word within a small edit distance of a word (`databse` → `Database`):
+    /// one edit for words of 4–7 letters, two from 8.
+    #[serde(default = "fuzzy_weight_default")]
+    #[schemars(range(min = 0.0, max = 10.0))]
+    pub fuzzy: f64,
+    /// Points (0–100) added when the whole query appears in the name as written.
+    #[serde(default = "phrase_bonus_default")]
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub phrase_bonus: f64,
+    /// Results scoring below this (0–100) are left out.
+    #[serde(default = "min_score_default")]
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub min_score: f64,
+}
+
+impl Default for SearchWeights {
+    fn default() -> Self {
+        SearchWeights {
+            name: one(),
+            category: category_weight_default(),
+            exact: one(),
+            prefix: prefix_weight_default(),
+            fuzzy: fuzzy_weight_default(),
+            phrase_bonus: phrase_bonus_default(),
+            min_score: min_score_default(),
+        }
+    }
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn category_weight_default() -> f64 {
+    0.6
+}
+
+fn prefix_weight_default() -> f64 {
+    0.8
+}
+
+fn fuzzy_weight_default() -> f64 {
+    0.6
+}
+
+fn phrase_bonus_default() -> f64 {
+    15.0
+}
+
+fn min_score_default() -> f64 {
+    20.0
 }
 
 /// How accepted events are worked.

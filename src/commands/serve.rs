@@ -25,6 +25,7 @@ use crate::service::execute::Executor;
 use crate::service::ingest::{self, Ingest};
 use crate::service::metrics::Metrics;
 use crate::service::reload::{Reloaded, RuleHost};
+use crate::service::solutions::Solutions;
 use crate::service::worker::Worker;
 use crate::store::{SqliteStore, Store};
 
@@ -131,9 +132,17 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         &config.hubspot.token,
         config.hubspot.rate_limit_per_10s,
     ));
+    let partner_central = PartnerCentralClient::from_config(&aws, pc.catalog.as_str());
+    // The Solutions API shares the client, and so its read quota, with the sync.
+    let solutions = Arc::new(Solutions::new(
+        partner_central.clone(),
+        config.solutions.clone(),
+        Arc::clone(&metrics),
+    ));
+    tokio::spawn(Arc::clone(&solutions).run());
     let executor = Executor {
         hubspot: Arc::clone(&hubspot),
-        partner_central: PartnerCentralClient::from_config(&aws, pc.catalog.as_str()),
+        partner_central,
         sns,
     };
     let worker = Arc::new(Worker {
@@ -164,19 +173,21 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         now_ms: || jiff::Timestamp::now().as_millisecond(),
         metrics: Arc::clone(&metrics),
     });
-    let app = ingest::router(ingest).merge(
-        Router::new()
-            .route("/healthz", get(health))
-            .route("/readyz", get(health))
-            .route("/rules", get(rules_status))
-            .route("/metrics", get(metrics_text))
-            .route("/admin/reload", axum::routing::post(admin_reload))
-            .with_state(Health {
-                store: Arc::clone(&store),
-                rules: Arc::clone(&rules),
-                metrics,
-            }),
-    );
+    let app = ingest::router(ingest)
+        .merge(crate::service::solutions::router(solutions))
+        .merge(
+            Router::new()
+                .route("/healthz", get(health))
+                .route("/readyz", get(health))
+                .route("/rules", get(rules_status))
+                .route("/metrics", get(metrics_text))
+                .route("/admin/reload", axum::routing::post(admin_reload))
+                .with_state(Health {
+                    store: Arc::clone(&store),
+                    rules: Arc::clone(&rules),
+                    metrics,
+                }),
+        );
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -335,6 +346,8 @@ fn sandbox_config(sandbox: &pcsync_sandbox::Sandbox, listen: &str) -> ServiceCon
             "sns_endpoint_url": sandbox.sns_url,
         },
         "eventbridge": { "shared_secret": SANDBOX_EVENTS_SECRET },
+        // Any page may try the Solutions API against the demo catalog.
+        "solutions": { "refresh": "1m", "cors_allow_origins": ["*"] },
     });
     serde_json::from_value(value).expect("the sandbox config matches ServiceConfig")
 }

@@ -5,6 +5,7 @@
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
@@ -19,6 +20,8 @@ pub struct Metrics {
     batches: Family<Labels, Counter>,
     reloads: Family<Labels, Counter>,
     echoes: Counter,
+    solution_refreshes: Family<Labels, Counter>,
+    solutions: Gauge,
 }
 
 impl Default for Metrics {
@@ -33,6 +36,8 @@ impl Default for Metrics {
             batches: Family::default(),
             reloads: Family::default(),
             echoes: Counter::default(),
+            solution_refreshes: Family::default(),
+            solutions: Gauge::default(),
         };
         registry.register(
             "events_accepted",
@@ -64,6 +69,16 @@ impl Default for Metrics {
             "echoes_dropped",
             "Events dropped as pcsync's own writes coming back",
             m.echoes.clone(),
+        );
+        registry.register(
+            "solution_catalog_refreshes",
+            "Reads of the Partner Central solution catalog, by result (ok, error)",
+            m.solution_refreshes.clone(),
+        );
+        registry.register(
+            "solution_catalog_size",
+            "Solutions in the cached catalog the Solutions API answers from",
+            m.solutions.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -118,6 +133,17 @@ impl Metrics {
     /// An echo was dropped.
     pub fn echo(&self) {
         self.echoes.inc();
+    }
+
+    /// The solution catalog was read (`Some(size)`) or failed to be (`None`).
+    pub fn solution_refresh(&self, size: Option<usize>) {
+        let result = if size.is_some() { "ok" } else { "error" };
+        self.solution_refreshes
+            .get_or_create(&vec![("result", result.to_string())])
+            .inc();
+        if let Some(n) = size {
+            self.solutions.set(n as i64);
+        }
     }
 
     /// The text exposition, with the inbox gauges appended.

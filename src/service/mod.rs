@@ -6,6 +6,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod poll;
 pub mod reload;
+pub mod solutions;
 pub mod worker;
 
 /// A delay in `[0, span_ms)` that differs between calls and between `seed`s (a

@@ -1,0 +1,226 @@
+//! Helpers for the end-to-end tests: the sandbox with demo data, `pcsync serve` as a
+//! process subscribed to it, and ways to wait for and read what happened.
+// Each test binary uses its own subset.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pcsync_sandbox::{Options, Sandbox, demo};
+use serde_json::{Value, json};
+
+/// Sends a request that must succeed.
+pub trait SendOk {
+    async fn send_ok(self);
+}
+
+impl SendOk for reqwest::RequestBuilder {
+    async fn send_ok(self) {
+        self.send().await.unwrap().error_for_status().unwrap();
+    }
+}
+
+pub struct Service {
+    pub child: Child,
+    pub stderr: PathBuf,
+    pub url: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Polls `check` every 100 ms until it gives a value, for up to 30 s.
+pub async fn eventually<T, F, Fut>(what: &str, service: &Service, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}; service stderr:\n{}",
+            service.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The service's `/metrics` text.
+pub async fn metrics(http: &reqwest::Client, service: &Service) -> Option<String> {
+    let answer = http.get(format!("{}/metrics", service.url)).send().await;
+    answer.ok()?.text().await.ok()
+}
+
+pub async fn get(http: &reqwest::Client, url: &str) -> Option<Value> {
+    http.get(url).send().await.ok()?.json().await.ok()
+}
+
+/// Runs `pcsync dlq ARGS --config CONFIG`: exit code, stdout, stderr.
+pub fn dlq(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pcsync"))
+        .arg("dlq")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Starts `pcsync serve --config` with its log appended to `stderr`.
+pub fn spawn(config: &Path, stderr: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stderr)
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_pcsync"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// The sandbox with demo data and `pcsync serve` subscribed to it, in a temporary
+/// directory with a copy of the shipped rule packs.
+pub async fn start(
+    tweak: fn(&Path),
+    extra_config: &str,
+) -> (Sandbox, tempfile::TempDir, Service, PathBuf) {
+    start_with(tweak, extra_config, |_| {}).await
+}
+
+/// [`start`], with `before` run on the seeded sandbox before the service starts.
+pub async fn start_with(
+    tweak: fn(&Path),
+    extra_config: &str,
+    before: fn(&Sandbox),
+) -> (Sandbox, tempfile::TempDir, Service, PathBuf) {
+    let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
+        .await
+        .unwrap();
+    demo::seed(&sb);
+    before(&sb);
+    let topic = sb.sns.create_topic("pcsync-notifications");
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules"),
+        &dir.path().join("rules"),
+    );
+    tweak(&dir.path().join("rules"));
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let config = dir.path().join("pcsync.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\npublic_url: {url}\nrules: rules\nstate: {state}\n\
+             hubspot:\n  base_url: {hs}\n  token: sandbox-token\n  client_secret: test-secret\n  app_id: 777\n\
+             partner_central:\n  catalog: Sandbox\n  endpoint_url: {pc}\n\
+             notifications:\n  sns_topic_arn: {topic}\n  sns_endpoint_url: {sns}\n\
+             eventbridge:\n  shared_secret: events-secret-0123456789\n{extra_config}",
+            state = dir.path().join("state.db").display(),
+            hs = sb.hubspot_url,
+            pc = sb.partner_central_url,
+            sns = sb.sns_url,
+        ),
+    )
+    .unwrap();
+    let stderr = dir.path().join("stderr.log");
+    let service = Service {
+        child: spawn(&config, &stderr),
+        stderr,
+        url,
+    };
+    let http = reqwest::Client::new();
+    let health = format!("{}/healthz", service.url);
+    eventually("the service to answer", &service, || get(&http, &health)).await;
+
+    // HubSpot's webhooks and Partner Central's events go to the service.
+    for (url, body) in [
+        (
+            format!("{}/_sandbox/hubspot/webhooks", sb.hubspot_url),
+            json!({ "url": format!("{}/webhooks/hubspot", service.url),
+                    "client_secret": "test-secret", "app_id": 777 }),
+        ),
+        (
+            format!("{}/_sandbox/partnercentral/events", sb.partner_central_url),
+            json!({ "url": format!("{}/events/partnercentral", service.url),
+                    "secret": "events-secret-0123456789" }),
+        ),
+    ] {
+        http.post(url).json(&body).send_ok().await;
+    }
+    (sb, dir, service, config)
+}
+
+/// The opportunity as the sandbox holds it.
+pub async fn opportunity(http: &reqwest::Client, sb: &Sandbox, id: &str) -> Option<Value> {
+    let all = get(
+        http,
+        &format!(
+            "{}/_sandbox/partnercentral/opportunities",
+            sb.partner_central_url
+        ),
+    )
+    .await?;
+    all["opportunities"]
+        .as_array()?
+        .iter()
+        .find(|o| o["Id"] == id)
+        .cloned()
+}
+
+/// The UpdateOpportunity calls the sandbox answered with `status`.
+pub fn updates(sb: &Sandbox, status: u16) -> Vec<Value> {
+    sb.journal
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "UpdateOpportunity" && c.status == status)
+        .map(|c| c.request)
+        .collect()
+}

@@ -1,0 +1,277 @@
+//! The Solutions API of `pcsync serve`, over HTTP against the sandbox's catalog:
+//! listing with filters and pages, search with relevance scores, one solution by id,
+//! CORS for the configured origins, and a catalog that follows Partner Central.
+
+mod common;
+
+use common::*;
+use pcsync_sandbox::Sandbox;
+use serde_json::{Value, json};
+
+const CONFIG: &str =
+    "solutions:\n  refresh: 2s\n  cors_allow_origins: [\"https://app.example.com\"]\n";
+
+/// The first read of the catalog fails (Partner Central refuses it once).
+fn refuse_first_list(sb: &Sandbox) {
+    sb.journal.inject(
+        serde_json::from_value(json!({
+            "service": "partnercentral", "operation": "ListSolutions", "status": 400
+        }))
+        .unwrap(),
+    );
+    // Enough solutions that ListSolutions takes two pages of 100.
+    sb.partner_central.with_store(|s| {
+        for i in 0..130 {
+            s.add_solution(
+                "Sandbox",
+                &format!("S-9{i:06}"),
+                &format!("Bulk Offering {i:03}"),
+                "Bulk Category",
+                "Active",
+            );
+        }
+    });
+}
+
+async fn status_and_body(
+    http: &reqwest::Client,
+    url: &str,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let r = http.get(url).send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.json().await.unwrap_or(Value::Null))
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["solutions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn solutions_are_listed_searched_and_fetched_from_the_cached_catalog() {
+    let (sb, _dir, service, _config) = start_with(|_| {}, CONFIG, refuse_first_list).await;
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}{path}", service.url);
+
+    // Before the catalog is read: 503 with the reason and when to come back.
+    let (status, headers, body) = status_and_body(&http, &api("/solutions")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(headers["retry-after"], "5");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("ValidationException"),
+        "{body}"
+    );
+    let first: Value = eventually("the catalog to load", &service, || async {
+        let (status, _, body) = status_and_body(&http, &api("/solutions?limit=5")).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+
+    // Name order, `limit`, and `nextToken` through every page of the active solutions
+    // (the demo's six and the 130 seeded, across two ListSolutions pages).
+    assert_eq!(first["count"], 5);
+    assert_eq!(
+        first["solutions"][0],
+        json!({ "id": "S-0000001", "name": "Acme Data Lake Accelerator",
+                "category": "Software Product", "status": "Active" })
+    );
+    let mut seen = ids(&first);
+    let mut token = first["nextToken"].as_str().map(str::to_string);
+    while let Some(t) = token {
+        let (status, _, page) =
+            status_and_body(&http, &api(&format!("/solutions?limit=40&nextToken={t}"))).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page["count"].as_u64().unwrap() <= 40);
+        seen.extend(ids(&page));
+        token = page["nextToken"].as_str().map(str::to_string);
+    }
+    assert_eq!(seen.len(), 136, "{seen:?}");
+    let unique: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), 136);
+    assert!(
+        !seen.contains(&"S-0000006".to_string()),
+        "inactive left out"
+    );
+    let (_, _, all) = status_and_body(&http, &api("/solutions")).await;
+    assert_eq!(all["count"], 100, "limit defaults to the maximum, 100");
+    assert!(all["nextToken"].is_string());
+
+    // Filters: category and status, case-insensitive.
+    let (_, _, consulting) =
+        status_and_body(&http, &api("/solutions?category=consulting%20service")).await;
+    assert_eq!(ids(&consulting), ["S-0000002"]);
+    assert!(consulting.get("nextToken").is_none());
+    let (_, _, inactive) = status_and_body(&http, &api("/solutions?status=Inactive")).await;
+    assert_eq!(ids(&inactive), ["S-0000006"]);
+
+    // Bad parameters: 400 with what is wrong.
+    for bad in [
+        "/solutions?limit=0",
+        "/solutions?limit=101",
+        "/solutions?limit=ten",
+        "/solutions?nextToken=forged!",
+        "/solutions/search",
+        "/solutions/search?q=%20",
+    ] {
+        let (status, _, body) = status_and_body(&http, &api(bad)).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().len() > 10,
+            "{bad}: {body}"
+        );
+    }
+
+    // Search: scored 0–100, best first, typo-tolerant, filtered by category.
+    let (_, _, found) = status_and_body(&http, &api("/solutions/search?q=database")).await;
+    assert_eq!(found["query"], "database");
+    assert_eq!(found["solutions"][0]["id"], "S-0000002", "{found}");
+    let scores: Vec<u64> = found["solutions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["relevanceScore"].as_u64().unwrap())
+        .collect();
+    assert!(scores.iter().all(|s| (1..=100).contains(s)), "{found}");
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{found}");
+    assert_eq!(found["count"], scores.len());
+    let (_, _, typo) = status_and_body(&http, &api("/solutions/search?q=databse%20migraton")).await;
+    assert_eq!(typo["solutions"][0]["id"], "S-0000002", "{typo}");
+    assert!(typo["solutions"][0]["relevanceScore"].as_u64().unwrap() < 100);
+    let (_, _, prefix) = status_and_body(&http, &api("/solutions/search?q=kube")).await;
+    assert_eq!(ids(&prefix), ["S-0000003"], "{prefix}");
+    let (_, _, bulk) = status_and_body(&http, &api("/solutions/search?q=bulk")).await;
+    assert_eq!(bulk["count"], 50, "limit defaults to 50");
+    let (_, _, narrowed) = status_and_body(
+        &http,
+        &api("/solutions/search?q=bulk&category=Software%20Product&limit=3"),
+    )
+    .await;
+    assert_eq!(narrowed["count"], 0, "{narrowed}");
+    let (_, _, none) = status_and_body(&http, &api("/solutions/search?q=zzzzqqq")).await;
+    assert_eq!(
+        none,
+        json!({ "solutions": [], "count": 0, "query": "zzzzqqq" })
+    );
+
+    // One solution; an unknown id is a JSON 404.
+    let (status, headers, one) = status_and_body(&http, &api("/solutions/S-0000002")).await;
+    assert_eq!(status, 200);
+    assert!(headers.contains_key("last-modified"));
+    assert_eq!(one["name"], "Database Migration Factory");
+    assert_eq!(
+        one["arn"],
+        "arn:aws:partnercentral:us-east-1:123456789012:catalog/Sandbox/solution/S-0000002"
+    );
+    assert!(one["createdDate"].is_string(), "{one}");
+    assert!(one.as_object().unwrap().contains_key("description"));
+    let (status, _, missing) = status_and_body(&http, &api("/solutions/S-7777777")).await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["error"], "not found");
+
+    // None of that reached Partner Central: every ListSolutions call is a refresh
+    // reading the whole catalog, 100 at a time.
+    let lists: Vec<_> = sb
+        .journal
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "ListSolutions")
+        .collect();
+    assert!(
+        lists.iter().all(|c| c.request["MaxResults"] == 100
+            && c.request.get("Identifier").is_none()
+            && c.request.get("Status").is_none()),
+        "{:?}",
+        lists.iter().map(|c| &c.request).collect::<Vec<_>>()
+    );
+    assert!(
+        sb.journal
+            .calls()
+            .iter()
+            .all(|c| c.operation != "GetSolution")
+    );
+
+    // A solution added in Partner Central shows up after the next refresh.
+    http.post(format!(
+        "{}/_sandbox/partnercentral/solutions",
+        sb.partner_central_url
+    ))
+    .json(&json!({ "id": "S-0000042", "name": "Quantum Ledger Advisory", "category": "Consulting Service" }))
+    .send_ok()
+    .await;
+    eventually("the new solution to be served", &service, || async {
+        let (status, _, _) = status_and_body(&http, &api("/solutions/S-0000042")).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    let text = metrics(&http, &service).await.unwrap();
+    assert!(
+        text.contains("pcsync_solution_catalog_refreshes_total{result=\"error\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("pcsync_solution_catalog_size 138"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_on_allowed_origins_may_call_the_solutions_api() {
+    let (_sb, _dir, service, _config) = start(|_| {}, CONFIG).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/solutions/search?q=data", service.url);
+    eventually("the catalog to load", &service, || async {
+        let r = http.get(&url).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+
+    let allowed = http
+        .get(&url)
+        .header("Origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(
+        preflight.headers()["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("GET")
+    );
+
+    let other = http
+        .get(&url)
+        .header("Origin", "https://evil.example.net")
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    // CORS is for the Solutions API only, not for webhooks or admin endpoints.
+    let rules = http
+        .get(format!("{}/rules", service.url))
+        .header("Origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(rules.headers().get("access-control-allow-origin").is_none());
+}
