@@ -99,11 +99,7 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
             .send()
     };
     // Earlier work (the first edit's follow-ups) finishes first.
-    eventually("the inbox to drain", &service, || async {
-        let h = get(&http, &health).await?;
-        (h["inbox"]["pending"] == 0 && h["inbox"]["running"] == 0).then_some(())
-    })
-    .await;
+    drained(&http, &service, 0).await;
     let calls_before = sb.journal.calls().len();
     let stale = signed(b"[]".to_vec(), 6 * 60 * 1000).await.unwrap();
     assert_eq!(stale.status(), 401);
@@ -490,11 +486,7 @@ async fn events_in_the_inbox_survive_a_kill_and_apply_once() {
     .await;
     // Everything that followed (pcsync's own writes echoing back, the EventBridge
     // event) is worked off too.
-    let h = eventually("the inbox to drain", &service, || async {
-        let h = get(&http, &health).await?;
-        (h["inbox"]["pending"] == 0 && h["inbox"]["running"] == 0).then_some(h)
-    })
-    .await;
+    let h = drained(&http, &service, 0).await;
     assert_eq!(h["inbox"]["dead"], 0);
     assert_eq!(updates(&sb, 200).len(), 1, "applied exactly once");
 }
@@ -588,43 +580,31 @@ async fn a_redelivered_batch_applies_once_and_echoes_are_dropped() {
     .json(&json!({ "properties": { "dealstage": "qualifiedtobuy" } }))
     .send_ok()
     .await;
-    let url = format!("{}/webhooks/hubspot", service.url);
-    let deliver = |body: String| {
-        let ts = jiff::Timestamp::now().as_millisecond().to_string();
-        let sig = pcsync_adapters::hubspot::signature::v3(
-            "test-secret",
-            "POST",
-            &url,
-            body.as_bytes(),
-            &ts,
-        );
-        http.post(&url)
-            .header("content-type", "application/json")
-            .header("X-HubSpot-Signature-v3", sig)
-            .header("X-HubSpot-Request-Timestamp", ts)
-            .body(body)
-            .send()
-    };
     let change = r#"[{"eventId":9001,"subscriptionId":1,"portalId":62515,"appId":777,"occurredAt":1795873324127,"subscriptionType":"deal.propertyChange","attemptNumber":0,"objectId":40000000001,"propertyName":"dealstage","propertyValue":"qualifiedtobuy","changeSource":"CRM_UI","sourceId":"userId:1"}]"#;
-    let first: Value = deliver(change.into()).await.unwrap().json().await.unwrap();
+    let first: Value = deliver_signed(&http, &service, change)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(first["accepted"], 1, "{first}");
     // HubSpot retries a delivery it thinks failed: same event id, new attempt.
     let again = change.replace(r#""attemptNumber":0"#, r#""attemptNumber":1"#);
-    let second: Value = deliver(again).await.unwrap().json().await.unwrap();
+    let second: Value = deliver_signed(&http, &service, &again)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(second["duplicates"], 1, "{second}");
     // pcsync's own write coming back (the app's INTEGRATION change) is dropped.
     let echo = r#"[{"eventId":9002,"subscriptionId":1,"portalId":62515,"appId":777,"occurredAt":1795873324128,"subscriptionType":"deal.propertyChange","attemptNumber":0,"objectId":40000000001,"propertyName":"dealstage","propertyValue":"qualifiedtobuy","changeSource":"INTEGRATION","sourceId":"777"}]"#;
-    assert!(deliver(echo.into()).await.unwrap().status().is_success());
+    assert!(
+        deliver_signed(&http, &service, echo)
+            .await
+            .status()
+            .is_success()
+    );
 
-    let health = format!("{}/healthz", service.url);
-    eventually("the inbox to drain", &service, || async {
-        let h = get(&http, &health).await?;
-        (h["inbox"]["pending"] == 0
-            && h["inbox"]["running"] == 0
-            && h["inbox"]["done"].as_u64()? >= 2)
-            .then_some(())
-    })
-    .await;
+    drained(&http, &service, 2).await;
     let o = opportunity(&http, &sb, "O5000001").await.unwrap();
     assert_eq!(o["LifeCycle"]["Stage"], "Qualified");
     assert_eq!(updates(&sb, 200).len(), 1, "one delivery, one write");

@@ -224,3 +224,46 @@ pub fn updates(sb: &Sandbox, status: u16) -> Vec<Value> {
         .map(|c| c.request)
         .collect()
 }
+
+/// Delivers `body` to the service's webhook endpoint as HubSpot would, signed (v3)
+/// with the test app's secret.
+pub async fn deliver_signed(
+    http: &reqwest::Client,
+    service: &Service,
+    body: &str,
+) -> reqwest::Response {
+    let url = format!("{}/webhooks/hubspot", service.url);
+    let ts = jiff::Timestamp::now().as_millisecond().to_string();
+    let sig =
+        pcsync_adapters::hubspot::signature::v3("test-secret", "POST", &url, body.as_bytes(), &ts);
+    http.post(&url)
+        .header("content-type", "application/json")
+        .header("X-HubSpot-Signature-v3", sig)
+        .header("X-HubSpot-Request-Timestamp", ts)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Waits until the inbox has nothing pending or running and at least `done` events
+/// are done.
+pub async fn drained(http: &reqwest::Client, service: &Service, done: u64) -> Value {
+    let health = format!("{}/healthz", service.url);
+    eventually("the inbox to drain", service, || async {
+        let h = get(http, &health).await?;
+        (h["inbox"]["pending"] == 0
+            && h["inbox"]["running"] == 0
+            && h["inbox"]["done"].as_u64()? >= done)
+            .then_some(h)
+    })
+    .await
+}
+
+/// The sandbox's HubSpot objects of `kind` (`deals`, `notes`, `tasks`).
+pub async fn hubspot_objects(http: &reqwest::Client, sb: &Sandbox, kind: &str) -> Vec<Value> {
+    let all = get(http, &format!("{}/_sandbox/hubspot/{kind}", sb.hubspot_url))
+        .await
+        .unwrap_or_default();
+    all[kind].as_array().cloned().unwrap_or_default()
+}

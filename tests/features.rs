@@ -1,0 +1,403 @@
+//! The shipped rule packs as a user meets them: `pcsync serve` against the sandbox,
+//! checked through what the sandbox recorded (Partner Central calls, HubSpot notes
+//! and tasks, SNS messages). Deal update sync, snapshots and scheduled score checks
+//! are in `serve.rs`; this file has deal creation and the notifications for review
+//! decisions, sellers and engagement levels.
+
+mod common;
+
+use common::*;
+use pcsync_sandbox::Sandbox;
+use serde_json::{Value, json};
+
+/// The CreateOpportunity requests the sandbox answered with success.
+fn creations(sb: &Sandbox) -> Vec<Value> {
+    sb.journal
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "CreateOpportunity" && c.status == 200)
+        .map(|c| c.request)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_deal_becomes_one_opportunity_however_often_it_is_announced() {
+    let (sb, _dir, service, _config) = start(|_| {}, "").await;
+    let http = reqwest::Client::new();
+    let done_before = drained(&http, &service, 0).await["inbox"]["done"]
+        .as_u64()
+        .unwrap();
+    let created: Value = http
+        .post(format!("{}/_sandbox/hubspot/deals", sb.hubspot_url))
+        .json(&json!({ "properties": {
+            "dealname": "Vandelay Industries", "dealstage": "qualifiedtobuy",
+            "closedate": "2031-03-31T00:00:00Z", "amount": "4200.50",
+            "deal_currency_code": "EUR",
+            "description": "  Vandelay needs to move its import ledger off a mainframe.  ",
+        }}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let deal_id = created["id"].as_str().unwrap().to_string();
+    let deal_url = format!("{}/_sandbox/hubspot/deals/{deal_id}", sb.hubspot_url);
+
+    // The deal.creation webhook creates the opportunity; its id comes back.
+    let linked = eventually("the opportunity id on the deal", &service, || async {
+        let deal = hubspot_objects(&http, &sb, "deals")
+            .await
+            .into_iter()
+            .find(|d| d["id"] == deal_id.as_str())?;
+        let id = deal["properties"]["aws_opportunity_id"]
+            .as_str()?
+            .to_string();
+        (!id.is_empty()).then_some((id, deal))
+    })
+    .await;
+    let (opportunity_id, deal) = linked;
+    assert_eq!(deal["properties"]["aws_sync_status"], "created", "{deal}");
+    let made = creations(&sb);
+    assert_eq!(made.len(), 1);
+    let request = &made[0];
+    assert_eq!(request["ClientToken"], format!("hubspot-deal-{deal_id}"));
+    assert_eq!(request["PartnerOpportunityIdentifier"], deal_id.as_str());
+    assert_eq!(request["Origin"], "Partner Referral");
+    assert_eq!(request["LifeCycle"]["Stage"], "Qualified");
+    assert_eq!(request["LifeCycle"]["TargetCloseDate"], "2031-03-31");
+    assert_eq!(request["Project"]["Title"], "Vandelay Industries");
+    assert_eq!(
+        request["Project"]["CustomerBusinessProblem"],
+        "Vandelay needs to move its import ledger off a mainframe."
+    );
+    assert_eq!(
+        request["Project"]["ExpectedCustomerSpend"][0],
+        json!({ "Amount": "4200.5", "CurrencyCode": "EUR", "Frequency": "Monthly", "TargetCompany": "AWS" })
+    );
+    // No solution configured, no submission: the pack's switches are off.
+    assert!(
+        !sb.journal
+            .calls()
+            .iter()
+            .any(|c| c.operation == "AssociateOpportunity"
+                || c.operation == "StartEngagementFromOpportunityTask")
+    );
+
+    // The test delivers HubSpot's webhooks itself from here on.
+    http.delete(format!("{}/_sandbox/hubspot/webhooks", sb.hubspot_url))
+        .send_ok()
+        .await;
+    drained(&http, &service, done_before + 1).await;
+    let now = jiff::Timestamp::now().as_millisecond();
+    let creation = |event_id: u64, attempt: u32| {
+        format!(
+            r#"[{{"eventId":{event_id},"subscriptionId":6547001,"portalId":62515,"appId":777,"occurredAt":{now},"subscriptionType":"deal.creation","attemptNumber":{attempt},"objectId":{deal_id},"changeSource":"CRM_UI","sourceId":"userId:1"}}]"#,
+        )
+    };
+    // HubSpot redelivers (same event id): dropped at the inbox.
+    let again: Value = deliver_signed(&http, &service, &creation(77_001, 0))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["accepted"], 1, "{again}");
+    let redelivered: Value = deliver_signed(&http, &service, &creation(77_001, 1))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(redelivered["duplicates"], 1, "{redelivered}");
+    let h = drained(&http, &service, done_before + 2).await;
+    assert_eq!(h["inbox"]["dead"], 0, "{h}");
+    assert_eq!(creations(&sb).len(), 1, "the linked deal is skipped");
+
+    // The id never made it back to the deal (say the write-back was lost) and a new
+    // creation event arrives: CreateOpportunity runs again with the same ClientToken
+    // and Partner Central answers with the same opportunity.
+    http.patch(&deal_url)
+        .json(&json!({ "properties": { "aws_opportunity_id": "" } }))
+        .send_ok()
+        .await;
+    deliver_signed(&http, &service, &creation(77_002, 0)).await;
+    eventually("the second creation attempt", &service, || async {
+        (creations(&sb).len() == 2).then_some(())
+    })
+    .await;
+    let made = creations(&sb);
+    assert_eq!(made[1]["ClientToken"], made[0]["ClientToken"]);
+    let all = get(
+        &http,
+        &format!(
+            "{}/_sandbox/partnercentral/opportunities",
+            sb.partner_central_url
+        ),
+    )
+    .await
+    .unwrap();
+    let for_deal = all["opportunities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["PartnerOpportunityIdentifier"] == deal_id.as_str())
+        .count();
+    assert_eq!(for_deal, 1, "one opportunity for the deal");
+    eventually("the id written back again", &service, || async {
+        let deal = hubspot_objects(&http, &sb, "deals")
+            .await
+            .into_iter()
+            .find(|d| d["id"] == deal_id.as_str())?;
+        (deal["properties"]["aws_opportunity_id"] == opportunity_id.as_str()).then_some(())
+    })
+    .await;
+}
+
+/// The demo's opportunity in review status `status` and its deal: (opportunity, deal).
+async fn demo_pair(http: &reqwest::Client, sb: &Sandbox, status: &str) -> (String, String) {
+    let all = get(
+        http,
+        &format!(
+            "{}/_sandbox/partnercentral/opportunities",
+            sb.partner_central_url
+        ),
+    )
+    .await
+    .unwrap();
+    let opportunity = all["opportunities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["LifeCycle"]["ReviewStatus"] == status)
+        .unwrap()["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deal = hubspot_objects(http, sb, "deals")
+        .await
+        .into_iter()
+        .find(|d| d["properties"]["aws_opportunity_id"] == opportunity.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (opportunity, deal)
+}
+
+/// Tasks on `deal`, oldest first.
+async fn tasks_on(http: &reqwest::Client, sb: &Sandbox, deal: &str) -> Vec<Value> {
+    hubspot_objects(http, sb, "tasks")
+        .await
+        .into_iter()
+        .filter(|t| t["associations"]["deals"][0] == deal)
+        .collect()
+}
+
+async fn aws(http: &reqwest::Client, sb: &Sandbox, path: &str, body: Value) {
+    http.post(format!(
+        "{}/_sandbox/partnercentral/opportunities/{path}",
+        sb.partner_central_url
+    ))
+    .json(&body)
+    .send_ok()
+    .await;
+}
+
+/// A task's due time, in hours from now.
+fn due_in_hours(task: &Value) -> f64 {
+    let due: jiff::Timestamp = task["properties"]["hs_timestamp"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (due - jiff::Timestamp::now()).as_secs_f64() / 3600.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_decisions_sellers_and_engagement_levels_reach_the_deal_team_once() {
+    // One scheduled run at start records the baseline; after that only events drive
+    // the pack (the next run is 30 minutes away).
+    let (sb, _dir, service, _config) = start(
+        |rules| {
+            let pack = rules.join("smart-notifications.yaml");
+            let text = std::fs::read_to_string(&pack).unwrap();
+            let now = text.replace("every: 30m,", "every: 30m, jitter: 0s,");
+            assert_ne!(now, text);
+            std::fs::write(&pack, now).unwrap();
+        },
+        "",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let (submitted, submitted_deal) = demo_pair(&http, &sb, "Submitted").await;
+    let (approved, approved_deal) = demo_pair(&http, &sb, "Approved").await;
+    let (action, action_deal) = demo_pair(&http, &sb, "Action Required").await;
+    drained(&http, &service, 4).await;
+    assert!(
+        hubspot_objects(&http, &sb, "tasks").await.is_empty(),
+        "a baseline notifies nothing"
+    );
+
+    // AWS approves the submitted opportunity: a high-priority task due in a day, a
+    // note, and an SNS message with the deal and priority as attributes.
+    aws(
+        &http,
+        &sb,
+        &format!("{submitted}/review"),
+        json!({ "status": "Approved" }),
+    )
+    .await;
+    let task = eventually("the approval task", &service, || async {
+        tasks_on(&http, &sb, &submitted_deal)
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(
+        task["properties"]["hs_task_subject"],
+        "✅ AWS Approved Opportunity"
+    );
+    assert_eq!(task["properties"]["hs_task_priority"], "HIGH");
+    assert_eq!(task["properties"]["hubspot_owner_id"], "77", "{task}");
+    let hours = due_in_hours(&task);
+    assert!((23.0..=24.5).contains(&hours), "due in {hours} h");
+    let message = eventually("the SNS message", &service, || async {
+        let all = get(&http, &format!("{}/_sandbox/sns/messages", sb.sns_url)).await?;
+        all["messages"].as_array()?.first().cloned()
+    })
+    .await;
+    // SNS subjects are printable ASCII: the emoji stays in HubSpot.
+    assert_eq!(message["Subject"], "AWS Approved Opportunity");
+    assert!(
+        message["Message"]
+            .as_str()
+            .unwrap()
+            .contains("Coordinate with the AWS seller"),
+        "{message}"
+    );
+    assert_eq!(
+        message["MessageAttributes"]["dealId"],
+        json!({ "Type": "String", "Value": submitted_deal })
+    );
+    assert_eq!(
+        message["MessageAttributes"]["priority"],
+        json!({ "Type": "String", "Value": "high" })
+    );
+    let notes = hubspot_objects(&http, &sb, "notes").await;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n["associations"]["deals"][0] == submitted_deal.as_str()
+                && n["properties"]["hs_note_body"]
+                    .as_str()
+                    .unwrap()
+                    .contains("AWS Approved Opportunity")),
+        "{notes:?}"
+    );
+
+    // Action Required names AWS's comments and reason; Rejected is medium priority,
+    // due in three days.
+    aws(
+        &http,
+        &sb,
+        &format!("{approved}/review"),
+        json!({ "status": "Action Required", "comments": "Add the customer's website.",
+                "reason": "Missing customer information" }),
+    )
+    .await;
+    let action_task = eventually("the action-required task", &service, || async {
+        tasks_on(&http, &sb, &approved_deal)
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(
+        action_task["properties"]["hs_task_subject"],
+        "⚠️ AWS Requires Action"
+    );
+    let body = action_task["properties"]["hs_task_body"].as_str().unwrap();
+    assert!(
+        body.contains("Add the customer's website.")
+            && body.contains("Missing customer information"),
+        "{body}"
+    );
+    aws(
+        &http,
+        &sb,
+        &format!("{action}/review"),
+        json!({ "status": "Rejected", "reason": "Duplicate opportunity" }),
+    )
+    .await;
+    let rejected = eventually("the rejection task", &service, || async {
+        tasks_on(&http, &sb, &action_deal).await.into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        rejected["properties"]["hs_task_subject"],
+        "❌ AWS Rejected Opportunity"
+    );
+    assert_eq!(rejected["properties"]["hs_task_priority"], "MEDIUM");
+    let hours = due_in_hours(&rejected);
+    assert!((71.0..=72.5).contains(&hours), "due in {hours} h");
+
+    // AWS assigns a seller to it and raises its engagement level.
+    aws(
+        &http,
+        &sb,
+        &format!("{submitted}/seller"),
+        json!({ "first_name": "Ada", "last_name": "Lovelace", "email": "ada@amazon.example" }),
+    )
+    .await;
+    let seller = eventually("the seller task", &service, || async {
+        tasks_on(&http, &sb, &submitted_deal)
+            .await
+            .into_iter()
+            .find(|t| t["properties"]["hs_task_subject"] == "👤 AWS Seller Assigned")
+    })
+    .await;
+    let body = seller["properties"]["hs_task_body"].as_str().unwrap();
+    assert!(body.contains("Ada Lovelace <ada@amazon.example>"), "{body}");
+    aws(
+        &http,
+        &sb,
+        &format!("{submitted}/insights"),
+        json!({ "engagement_score": "High" }),
+    )
+    .await;
+    eventually("the engagement-level task", &service, || async {
+        tasks_on(&http, &sb, &submitted_deal)
+            .await
+            .into_iter()
+            .find(|t| t["properties"]["hs_task_subject"] == "🎯 AWS Engagement Score is now High")
+    })
+    .await;
+
+    // More events with nothing new (the same decision again, the same level): no
+    // notification is repeated.
+    let before = hubspot_objects(&http, &sb, "tasks").await.len();
+    assert_eq!(before, 5);
+    let done = drained(&http, &service, 0).await["inbox"]["done"]
+        .as_u64()
+        .unwrap();
+    aws(
+        &http,
+        &sb,
+        &format!("{submitted}/review"),
+        json!({ "status": "Approved" }),
+    )
+    .await;
+    aws(
+        &http,
+        &sb,
+        &format!("{submitted}/insights"),
+        json!({ "engagement_score": "High" }),
+    )
+    .await;
+    drained(&http, &service, done + 2).await;
+    assert_eq!(hubspot_objects(&http, &sb, "tasks").await.len(), before);
+    let messages = get(&http, &format!("{}/_sandbox/sns/messages", sb.sns_url))
+        .await
+        .unwrap();
+    assert_eq!(messages["messages"].as_array().unwrap().len(), before);
+}
