@@ -290,6 +290,17 @@ async fn serve_coalesces_edits_defers_during_review_and_parks_what_aws_refuses()
     .await;
     let o = opportunity(&http, &sb, "O5000004").await.unwrap();
     assert_ne!(o["LifeCycle"]["Stage"], "Business Validation");
+    // `GET /rules` shows what is held and why.
+    let rules = get(&http, &format!("{}/rules", service.url)).await.unwrap();
+    assert_eq!(rules["deferred"][0]["key"], "deal:40000000003", "{rules}");
+    assert!(
+        rules["deferred"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("deal-update-sync"),
+        "{rules}"
+    );
+    assert!(rules["inbox"]["deferred"].as_u64().unwrap() > 0, "{rules}");
     for status in ["In review", "Approved"] {
         http.post(format!(
             "{}/_sandbox/partnercentral/opportunities/O5000004/review",
@@ -667,4 +678,45 @@ async fn a_conflict_and_a_run_of_server_errors_end_in_success() {
         counted.contains("pcsync_batches_total{outcome=\"retry\"}"),
         "{counted}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_write_in_hand_before_exiting() {
+    let (sb, _dir, mut service, config) = start(|_| {}, "").await;
+    let http = reqwest::Client::new();
+    let health = format!("{}/healthz", service.url);
+    // Partner Central answers the write slowly, so the stop arrives mid-batch.
+    http.post(format!("{}/_sandbox/faults", sb.partner_central_url))
+        .json(&json!({ "service": "partnercentral", "operation": "UpdateOpportunity", "delay_ms": 2000 }))
+        .send_ok()
+        .await;
+    http.patch(format!(
+        "{}/_sandbox/hubspot/deals/40000000001",
+        sb.hubspot_url
+    ))
+    .json(&json!({ "properties": { "dealstage": "qualifiedtobuy" } }))
+    .send_ok()
+    .await;
+    eventually("the batch to be claimed", &service, || async {
+        let h = get(&http, &health).await?;
+        (h["inbox"]["running"].as_u64()? > 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = service.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}\n{}", service.stderr());
+    assert_eq!(updates(&sb, 200).len(), 1, "the write in hand finished");
+    let log = service.stderr();
+    assert!(log.contains("stopped"), "{log}");
+
+    // Nothing is left half-done: a restart does not write again.
+    service.child = spawn(&config, &service.stderr);
+    let h = drained(&http, &service, 1).await;
+    assert_eq!(h["inbox"]["dead"], 0);
+    assert_eq!(updates(&sb, 200).len(), 1);
 }

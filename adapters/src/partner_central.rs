@@ -99,7 +99,7 @@ impl RawResponse {
     }
 }
 
-fn error<E: ProvideErrorMetadata + std::fmt::Debug>(
+fn error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     e: SdkError<E, pc::config::http::HttpResponse>,
 ) -> PcError {
     let (retryable, body) = match &e {
@@ -125,7 +125,7 @@ fn error<E: ProvideErrorMetadata + std::fmt::Debug>(
         message: e
             .message()
             .map(str::to_string)
-            .unwrap_or_else(|| format!("{e:?}")),
+            .unwrap_or_else(|| pc::error::DisplayErrorContext(&e).to_string()),
         retryable,
         body,
     }

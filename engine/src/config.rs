@@ -166,6 +166,11 @@ pub struct WorkerConfig {
     /// again (an event about the opportunity checks it at once).
     #[serde(default = "defer_recheck_default")]
     pub defer_recheck: crate::model::DurationSpec,
+    /// How long applied events stay in the inbox. Within this time a redelivery of
+    /// the same event is recognised and dropped (HubSpot retries for up to a day,
+    /// EventBridge for up to 24 hours); after it they are deleted.
+    #[serde(default = "keep_done_default")]
+    pub keep_done: crate::model::DurationSpec,
 }
 
 impl Default for WorkerConfig {
@@ -174,6 +179,7 @@ impl Default for WorkerConfig {
             coalesce: coalesce_default(),
             max_attempts: max_attempts_default(),
             defer_recheck: defer_recheck_default(),
+            keep_done: keep_done_default(),
         }
     }
 }
@@ -184,6 +190,10 @@ fn coalesce_default() -> crate::model::DurationSpec {
 
 fn max_attempts_default() -> u32 {
     8
+}
+
+fn keep_done_default() -> crate::model::DurationSpec {
+    crate::model::DurationSpec(std::time::Duration::from_secs(7 * 24 * 3600))
 }
 
 fn defer_recheck_default() -> crate::model::DurationSpec {

@@ -153,9 +153,11 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         coalesce: config.worker.coalesce.0,
         max_attempts: config.worker.max_attempts,
         defer_recheck: config.worker.defer_recheck.0,
+        keep_done: config.worker.keep_done.0,
         metrics: Arc::clone(&metrics),
     });
-    tokio::spawn(Arc::clone(&worker).run());
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let working = tokio::spawn(Arc::clone(&worker).run(stopping));
     tokio::spawn(Arc::clone(&rules).watch());
     tokio::spawn(Arc::clone(&rules).on_hangup());
     tokio::spawn(crate::service::poll::run(
@@ -203,12 +205,22 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
             sandbox.hubspot_url
         );
     }
+    // On SIGTERM or Ctrl-C: stop taking requests and let those in flight answer,
+    // then let the worker finish the batch in hand (its claimed but unstarted
+    // batches go back in line). Anything cut short is recovered at the next start.
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| e.to_string());
+    tracing::info!("stopping: finishing the work in hand");
+    let _ = stop.send(true);
+    match tokio::time::timeout(DRAIN_TIMEOUT, working).await {
+        Ok(_) => tracing::info!("stopped"),
+        Err(_) => tracing::warn!(
+            waited = ?DRAIN_TIMEOUT,
+            "the work in hand did not finish; it is recovered at the next start"
+        ),
+    }
     if _sandbox.is_some() {
         // The sandbox's demo state is not worth keeping; nothing else uses the file.
         drop(store);
@@ -217,6 +229,32 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         }
     }
     served
+}
+
+/// How long a stopping service waits for the batch in hand.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (what systemd, Docker and Kubernetes send).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Logs go to stderr as text or one JSON object per line; `PCSYNC_LOG` filters them
@@ -249,7 +287,9 @@ struct Health {
 /// `GET /metrics`: Prometheus (OpenMetrics) text.
 async fn metrics_text(State(h): State<Health>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let text = h.metrics.render(h.store.stats().ok());
+    let text = h
+        .metrics
+        .render(crate::service::blocking(|| h.store.stats()).ok());
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -260,9 +300,31 @@ async fn metrics_text(State(h): State<Health>) -> axum::response::Response {
         .into_response()
 }
 
-/// `GET /rules`: the rule set in force and the last reload error.
+/// `GET /rules`: the rule set in force, the last reload error, and the work the
+/// rules are holding: inbox counts and the edits deferred while AWS reviews.
 async fn rules_status(State(h): State<Health>) -> Json<serde_json::Value> {
-    Json(h.rules.describe())
+    let mut out = h.rules.describe();
+    let (stats, deferred) = crate::service::blocking(|| (h.store.stats(), h.store.deferred(100)));
+    if let Ok(s) = stats {
+        out["inbox"] = json!({ "pending": s.pending, "running": s.running,
+            "deferred": s.deferred, "done": s.done, "dead": s.dead });
+    }
+    if let Ok(deferred) = deferred {
+        out["deferred"] = deferred
+            .iter()
+            .map(|d| {
+                json!({
+                    "key": d.key,
+                    "events": d.events,
+                    "reason": d.reason,
+                    "recheck_at": jiff::Timestamp::from_millisecond(d.recheck_at)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect();
+    }
+    Json(out)
 }
 
 /// `POST /admin/reload`: reload now; 422 with the diagnostics when the packs do not
@@ -290,7 +352,7 @@ async fn admin_reload(State(h): State<Health>) -> axum::response::Response {
 async fn health(State(h): State<Health>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let version = h.rules.current().version.clone();
-    match h.store.stats() {
+    match crate::service::blocking(|| h.store.stats()) {
         Ok(s) => Json(json!({
             "status": "ok",
             "rules_version": version,

@@ -184,7 +184,9 @@ impl Executor {
                 // Remembered first: the webhook HubSpot sends about this write may
                 // arrive before the PATCH returns.
                 for (name, value) in properties {
-                    store.remember_write(&format!("deal:{deal_id}"), name, value, now_ms)?;
+                    super::blocking(|| {
+                        store.remember_write(&format!("deal:{deal_id}"), name, value, now_ms)
+                    })?;
                 }
                 self.hubspot.update_deal(deal_id, properties).await?;
                 Ok(Value::Null)

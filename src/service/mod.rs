@@ -21,3 +21,16 @@ pub fn random_below(span_ms: i64, seed: impl std::hash::Hash) -> i64 {
     let h = std::hash::RandomState::new().hash_one((seed, nanos));
     (h % span_ms as u64) as i64
 }
+
+/// Runs a synchronous store call from async code without stalling the runtime's
+/// other tasks (HTTP requests among them) while it waits for the database: on the
+/// multi-threaded runtime the thread hands its other tasks over first.
+pub fn blocking<T>(call: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(call)
+        }
+        _ => call(),
+    }
+}

@@ -62,7 +62,7 @@ pub async fn run(rules: Arc<RuleHost>, store: Arc<dyn Store>, hubspot: Arc<HubSp
                                         (event, key)
                                     })
                                     .collect();
-                                match store.accept(&events, now_ms) {
+                                match super::blocking(|| store.accept(&events, now_ms)) {
                                     Ok(a) => tracing::info!(
                                         pack = %pack.pack.pack,
                                         queued = a.new,

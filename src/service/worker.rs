@@ -31,6 +31,8 @@ pub struct Worker {
     pub max_attempts: u32,
     /// How long a deferred event waits before the opportunity is checked again.
     pub defer_recheck: Duration,
+    /// How long applied events are kept (to recognise redeliveries).
+    pub keep_done: Duration,
     /// Counters for `/metrics`.
     pub metrics: Arc<super::metrics::Metrics>,
 }
@@ -38,8 +40,12 @@ pub struct Worker {
 /// How a batch ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settled {
-    /// Applied (or nothing to do).
+    /// Applied.
     Done,
+    /// Nothing to do (no pack wanted the events, or they were echoes): no remote
+    /// call was made, so these settle together at the end of the pass; a crash
+    /// before that only means looking at them again.
+    Untouched,
     /// Will be tried again.
     Retry(String),
     /// Held until the opportunity is editable.
@@ -49,30 +55,80 @@ pub enum Settled {
 }
 
 impl Worker {
-    /// Runs until the task is dropped: claims due batches and processes them.
-    pub async fn run(self: Arc<Self>) {
-        loop {
-            match self.tick().await {
-                Ok(0) => tokio::time::sleep(Duration::from_millis(200)).await,
-                Ok(_) => {}
+    /// Claims due batches and processes them until `stop` turns true; the batch in
+    /// hand is finished first, and claimed batches not yet started go back in line.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
+        while !*stop.borrow() {
+            if last_prune.elapsed() >= Duration::from_secs(60) {
+                last_prune = std::time::Instant::now();
+                self.prune();
+            }
+            let pause = match self.tick(&stop).await {
+                Ok(0) => Duration::from_millis(200),
+                Ok(_) => continue,
                 Err(e) => {
                     tracing::error!(error = %e, "worker: the store failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    Duration::from_secs(1)
                 }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => {}
             }
         }
     }
 
+    /// Deletes applied events older than `keep_done`, a slice at a time so that
+    /// ingest never waits long for the database.
+    fn prune(&self) {
+        let before = jiff::Timestamp::now().as_millisecond() - self.keep_done.as_millis() as i64;
+        let mut pruned = 0;
+        loop {
+            match super::blocking(|| self.store.prune_done(before, 5_000)) {
+                Ok(0) => break,
+                Ok(n) => pruned += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot prune applied events");
+                    break;
+                }
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(pruned, "applied events past worker.keep_done deleted");
+        }
+    }
+
     /// Claims and processes the batches that are due; returns how many there were.
-    pub async fn tick(&self) -> Result<usize, crate::store::StoreError> {
+    pub async fn tick(
+        &self,
+        stop: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<usize, crate::store::StoreError> {
         let now = jiff::Timestamp::now().as_millisecond();
-        let batches = self
-            .store
-            .claim(now, self.coalesce.as_millis() as i64, 16)?;
+        let batches =
+            super::blocking(|| self.store.claim(now, self.coalesce.as_millis() as i64, 16))?;
         let n = batches.len();
-        for batch in batches {
-            let settled = self.process(&batch).await;
-            self.record(&batch, &settled)?;
+        let mut untouched = Vec::new();
+        let mut left = batches.into_iter();
+        for batch in left.by_ref() {
+            match self.process(&batch).await {
+                Settled::Untouched => {
+                    self.metrics.batch("done");
+                    untouched.extend(batch.items.iter().map(|c| c.seq));
+                }
+                settled => super::blocking(|| self.record(&batch, &settled))?,
+            }
+            if *stop.borrow() {
+                break;
+            }
+        }
+        let now = jiff::Timestamp::now().as_millisecond();
+        if !untouched.is_empty() {
+            super::blocking(|| self.store.complete(&untouched, now))?;
+        }
+        let unstarted: Vec<i64> = left.flat_map(|b| b.items).map(|c| c.seq).collect();
+        if !unstarted.is_empty() {
+            super::blocking(|| self.store.release(&unstarted, now))?;
         }
         Ok(n)
     }
@@ -82,14 +138,14 @@ impl Worker {
         let seqs: Vec<i64> = batch.items.iter().map(|c| c.seq).collect();
         let attempts = batch.items.iter().map(|c| c.attempts).max().unwrap_or(0) + 1;
         self.metrics.batch(match settled {
-            Settled::Done => "done",
+            Settled::Done | Settled::Untouched => "done",
             Settled::Retry(_) if attempts >= self.max_attempts => "dead",
             Settled::Retry(_) => "retry",
             Settled::Deferred(_) => "deferred",
             Settled::Dead(_) => "dead",
         });
         match settled {
-            Settled::Done => self.store.complete(&seqs, now),
+            Settled::Done | Settled::Untouched => self.store.complete(&seqs, now),
             Settled::Retry(reason) if attempts >= self.max_attempts => self.store.dead_letter(
                 &seqs,
                 &format!("gave up after {attempts} attempts: {reason}"),
@@ -138,10 +194,10 @@ impl Worker {
             }
         }
         let Some(latest) = events.last() else {
-            return Settled::Done;
+            return Settled::Untouched;
         };
         if work.is_empty() {
-            return Settled::Done;
+            return Settled::Untouched;
         }
         let packs: Vec<&CompiledPack> = work.keys().map(|i| &rules.packs[*i]).collect();
         let ctx = match self.resolve(latest, &packs).await {
@@ -154,9 +210,10 @@ impl Worker {
         if let Some(deal) = &ctx.deal {
             let key = format!("deal:{}", deal.id);
             if key != batch.key
-                && let Err(e) = self
-                    .store
-                    .wake(&key, jiff::Timestamp::now().as_millisecond())
+                && let Err(e) = super::blocking(|| {
+                    self.store
+                        .wake(&key, jiff::Timestamp::now().as_millisecond())
+                })
             {
                 return Settled::Retry(e.to_string());
             }
@@ -181,9 +238,8 @@ impl Worker {
         let (Some(deal), Some(change)) = (&event.deal_id, &event.property) else {
             return Ok(false);
         };
-        let written = self
-            .store
-            .last_write(&format!("deal:{deal}"), &change.name)?;
+        let written =
+            super::blocking(|| self.store.last_write(&format!("deal:{deal}"), &change.name))?;
         Ok(written.is_some() && written == change.value)
     }
 
@@ -268,10 +324,10 @@ impl Worker {
                         sent: sent.clone(),
                     };
                     let now_ms = now.as_millisecond();
-                    if let Err(e) =
+                    if let Err(e) = super::blocking(|| {
                         self.store
                             .record_state(opportunity_id, &pack.pack.pack, &state, now_ms)
-                    {
+                    }) {
                         return Settled::Retry(e.to_string());
                     }
                 }
@@ -376,7 +432,7 @@ impl Worker {
             _ => Vec::new(),
         };
         let previous = match &opportunity_id {
-            Some(id) if previous_needed => self.store.pack_states(id)?,
+            Some(id) if previous_needed => super::blocking(|| self.store.pack_states(id))?,
             _ => IndexMap::new(),
         };
         Ok(Context {
@@ -400,7 +456,7 @@ impl Worker {
 fn worse(a: Settled, b: Settled) -> Settled {
     fn rank(s: &Settled) -> u8 {
         match s {
-            Settled::Done => 0,
+            Settled::Untouched | Settled::Done => 0,
             Settled::Deferred(_) => 1,
             Settled::Retry(_) => 2,
             Settled::Dead(_) => 3,

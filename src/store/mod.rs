@@ -61,6 +61,19 @@ pub struct DeadLetter {
     pub parked_at: i64,
 }
 
+/// Edits waiting for an opportunity to become editable, per ordering key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deferred {
+    /// `deal:<id>` or `opportunity:<id>`.
+    pub key: String,
+    /// Events waiting.
+    pub events: u64,
+    /// Why (the pack and the rule that deferred them).
+    pub reason: String,
+    /// When they are looked at again at the latest (ms since the epoch).
+    pub recheck_at: i64,
+}
+
 /// Inbox counts by state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct InboxStats {
@@ -91,6 +104,10 @@ pub trait Store: Send + Sync {
     /// passed since it arrived, together with that key's later events that arrived
     /// within the window.
     fn claim(&self, now_ms: i64, coalesce_ms: i64, limit: usize) -> Result<Vec<Batch>, StoreError>;
+
+    /// Claimed events not started (the service is stopping): back in line as they
+    /// were, with no attempt counted.
+    fn release(&self, seqs: &[i64], now_ms: i64) -> Result<(), StoreError>;
 
     /// The events were applied.
     fn complete(&self, seqs: &[i64], now_ms: i64) -> Result<(), StoreError>;
@@ -134,6 +151,13 @@ pub trait Store: Send + Sync {
 
     /// Counts by state.
     fn stats(&self) -> Result<InboxStats, StoreError>;
+
+    /// The deferred edits, oldest first, at most `limit` keys.
+    fn deferred(&self, limit: usize) -> Result<Vec<Deferred>, StoreError>;
+
+    /// Deletes applied events last touched before `before_ms`, at most `limit` of
+    /// them; returns how many went.
+    fn prune_done(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError>;
 
     /// The last-known state of every pack for an opportunity.
     fn pack_states(&self, opportunity_id: &str) -> Result<IndexMap<String, PackState>, StoreError>;
