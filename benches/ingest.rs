@@ -18,8 +18,14 @@ const SECRET: &str = "bench-client-secret";
 const SENDERS: usize = 10;
 const BATCHES: usize = 2_000;
 const PER_BATCH: usize = 100;
-/// The paced phase's rate: 500 batches of 100 = 50,000 events/s (issue 5's target).
-const RATE_BATCHES_PER_S: u64 = 500;
+/// The paced phase's rate in batches/s: 500 batches of 100 = 50,000 events/s (issue
+/// 5's target), or `PCSYNC_BENCH_RATE` events/s.
+fn rate_batches_per_s() -> u64 {
+    std::env::var("PCSYNC_BENCH_RATE")
+        .ok()
+        .and_then(|r| r.parse::<u64>().ok())
+        .map_or(500, |events| (events / PER_BATCH as u64).max(1))
+}
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -82,7 +88,8 @@ async fn run() {
     //    scheduled time for 50,000 events/s overall; time to 2xx counts from the
     //    scheduled time, so a sender held up by a slow answer is charged for it.
     let started_paced = Instant::now();
-    let mut open = send_all(&url, &paced, Some(RATE_BATCHES_PER_S)).await;
+    let rate = rate_batches_per_s();
+    let mut open = send_all(&url, &paced, Some(rate)).await;
     let elapsed_paced = started_paced.elapsed();
     let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
         .ok()
@@ -118,7 +125,7 @@ async fn run() {
     );
     println!(
         "  paced at {} events/s: achieved {:.0} events/s; time to 2xx p50 {}, p99 {}, max {}",
-        RATE_BATCHES_PER_S * PER_BATCH as u64,
+        rate * PER_BATCH as u64,
         events as f64 / elapsed_paced.as_secs_f64(),
         ms(percentile(&mut open, 0.50)),
         ms(percentile(&mut open, 0.99)),

@@ -266,7 +266,7 @@ impl Store for SqliteStore {
         }
         heads.sort_unstable_by_key(|h| h.0);
         heads.truncate(limit);
-        let mut batches = Vec::new();
+        let mut claimed: Vec<(String, Vec<(i64, String, u32)>)> = Vec::new();
         for (head, key, received) in heads {
             let rows: Vec<(i64, String, u32)> = {
                 let mut rows = tx
@@ -274,7 +274,7 @@ impl Store for SqliteStore {
                         "SELECT seq, event, attempts FROM inbox
                          WHERE ordering_key = ?1 AND status IN ('pending', 'deferred')
                            AND (seq = ?2 OR (seq > ?2 AND received_at <= ?3))
-                         ORDER BY seq",
+                         ORDER BY seq LIMIT 500",
                     )
                     .map_err(err)?;
                 rows.query_map(params![key, head, received + coalesce_ms], |r| {
@@ -284,22 +284,40 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()
                 .map_err(err)?
             };
-            let mut items = Vec::new();
-            for (seq, text, attempts) in rows {
-                tx.execute(
-                    "UPDATE inbox SET status = 'running', updated_at = ?2 WHERE seq = ?1",
-                    params![seq, now_ms],
-                )
-                .map_err(err)?;
-                items.push(Claimed {
-                    seq,
-                    event: event_of(&text)?,
-                    attempts,
-                });
+            {
+                let mut running = tx
+                    .prepare_cached(
+                        "UPDATE inbox SET status = 'running', updated_at = ?2 WHERE seq = ?1",
+                    )
+                    .map_err(err)?;
+                for (seq, _, _) in &rows {
+                    running.execute(params![seq, now_ms]).map_err(err)?;
+                }
             }
-            batches.push(Batch { key, items });
+            claimed.push((key, rows));
         }
         tx.commit().map_err(err)?;
+        drop(db);
+        // Parsed after the database is free for ingest. A stored event that no
+        // longer parses (written by another version, say) is parked with the reason
+        // rather than blocking its key.
+        let mut batches = Vec::new();
+        for (key, rows) in claimed {
+            let mut items = Vec::new();
+            for (seq, text, attempts) in rows {
+                match event_of(&text) {
+                    Ok(event) => items.push(Claimed {
+                        seq,
+                        event,
+                        attempts,
+                    }),
+                    Err(e) => self.dead_letter(&[seq], &e.0, now_ms)?,
+                }
+            }
+            if !items.is_empty() {
+                batches.push(Batch { key, items });
+            }
+        }
         Ok(batches)
     }
 
