@@ -720,3 +720,53 @@ async fn sigterm_finishes_the_write_in_hand_before_exiting() {
     assert_eq!(h["inbox"]["dead"], 0);
     assert_eq!(updates(&sb, 200).len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_hints_set_the_retry_time_and_remote_calls_are_measured() {
+    let (sb, _dir, service, _config) = start(|_| {}, "").await;
+    let http = reqwest::Client::new();
+    // HubSpot throttles the deal read and asks for 7 seconds.
+    http.post(format!("{}/_sandbox/faults", sb.hubspot_url))
+        .json(
+            &json!({ "service": "hubspot", "operation": "GET /crm/v3/objects/deals/",
+                       "status": 429, "headers": { "Retry-After": "7" } }),
+        )
+        .send_ok()
+        .await;
+    http.patch(format!(
+        "{}/_sandbox/hubspot/deals/40000000001",
+        sb.hubspot_url
+    ))
+    .json(&json!({ "properties": { "dealstage": "qualifiedtobuy" } }))
+    .send_ok()
+    .await;
+    // The first retry would come after about 2 s; HubSpot's 7 s wins.
+    let line = eventually("the retry to be scheduled", &service, || async {
+        service
+            .stderr()
+            .lines()
+            .find(|l| l.contains("will retry"))
+            .map(str::to_string)
+    })
+    .await;
+    assert!(line.contains("retry_in_ms=7000"), "{line}");
+    assert!(line.contains("429"), "{line}");
+    eventually("the edit to land after the wait", &service, || async {
+        let o = opportunity(&http, &sb, "O5000001").await?;
+        (o["LifeCycle"]["Stage"] == "Qualified").then_some(())
+    })
+    .await;
+
+    // Every remote call is counted by API, operation and outcome, timed, and its
+    // wait for pcsync's own rate limiter recorded.
+    let text = metrics(&http, &service).await.unwrap();
+    for expected in [
+        "pcsync_remote_calls_total{api=\"hubspot\",operation=\"GET /crm/v3/objects/deals/{id}\",outcome=\"429\"} 1",
+        "pcsync_remote_calls_total{api=\"partnercentral\",operation=\"UpdateOpportunity\",outcome=\"ok\"} 1",
+        "pcsync_remote_call_seconds_count{api=\"partnercentral\",operation=\"GetOpportunity\"}",
+        "pcsync_rate_limiter_wait_seconds_count{api=\"partnercentral\"}",
+        "pcsync_rate_limiter_wait_seconds_count{api=\"hubspot\"}",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from\n{text}");
+    }
+}

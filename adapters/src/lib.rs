@@ -28,3 +28,14 @@ pub async fn aws_sdk_config(
     }
     loader.load().await
 }
+
+/// Receives what the clients measure, for the service's metrics. Optional: a client
+/// without one measures nothing.
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// A call to `api` (`partnercentral`, `hubspot`, `sns`) finished: its operation
+    /// (`GetOpportunity`, `PATCH /crm/v3/objects/deals/{id}`), outcome (`ok` or the
+    /// error code or HTTP status) and how long it took, SDK retries included.
+    fn called(&self, api: &'static str, operation: &str, outcome: &str, took: std::time::Duration);
+    /// A call waited `waited` for the client-side rate limiter of `api` before going out.
+    fn waited(&self, api: &'static str, waited: std::time::Duration);
+}

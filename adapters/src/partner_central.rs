@@ -46,6 +46,8 @@ pub struct PcError {
     pub retryable: bool,
     /// The raw error body, when there was one (a `ValidationException`'s `ErrorList`).
     pub body: Option<Box<Value>>,
+    /// How long the service asked callers to wait (`x-amz-retry-after`), when it said.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl PcError {
@@ -95,6 +97,7 @@ impl RawResponse {
             message: format!("the response is not JSON: {e}"),
             retryable: false,
             body: None,
+            retry_after: None,
         })
     }
 }
@@ -102,9 +105,9 @@ impl RawResponse {
 fn error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
     e: SdkError<E, pc::config::http::HttpResponse>,
 ) -> PcError {
-    let (retryable, body) = match &e {
+    let (retryable, body, retry_after) = match &e {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            (true, None)
+            (true, None, None)
         }
         SdkError::ServiceError(s) => {
             let status = s.raw().status().as_u16();
@@ -113,12 +116,20 @@ fn error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
                 .body()
                 .bytes()
                 .and_then(|b| serde_json::from_slice(b).ok());
+            // Milliseconds, as the SDK's own retries read it.
+            let retry_after = s
+                .raw()
+                .headers()
+                .get("x-amz-retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(std::time::Duration::from_millis);
             (
                 status >= 500 || e.code() == Some("ThrottlingException"),
                 body,
+                retry_after,
             )
         }
-        _ => (false, None),
+        _ => (false, None, None),
     };
     PcError {
         code: e.code().unwrap_or("Transport").to_string(),
@@ -128,6 +139,7 @@ fn error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
             .unwrap_or_else(|| pc::error::DisplayErrorContext(&e).to_string()),
         retryable,
         body,
+        retry_after,
     }
 }
 
@@ -140,6 +152,7 @@ pub struct PartnerCentralClient {
     catalog: String,
     reads: Arc<DefaultDirectRateLimiter>,
     writes: Arc<DefaultDirectRateLimiter>,
+    observer: Option<Arc<dyn crate::Observer>>,
 }
 
 impl std::fmt::Debug for PartnerCentralClient {
@@ -149,6 +162,9 @@ impl std::fmt::Debug for PartnerCentralClient {
             .finish_non_exhaustive()
     }
 }
+
+/// The API's name in metrics.
+const API: &str = "partnercentral";
 
 /// Partner Central's account quotas: reads per second, writes per second.
 const READS_PER_SECOND: u32 = 10;
@@ -179,45 +195,83 @@ impl PartnerCentralClient {
             catalog: catalog.to_string(),
             reads: per_second(READS_PER_SECOND),
             writes: per_second(WRITES_PER_SECOND),
+            observer: None,
         }
+    }
+
+    /// Reports each call (and its wait for the rate limiter) to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn crate::Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Waits for `limiter`, sends `request` (an SDK `send()`, which starts only when
+    /// awaited), and reports the wait and the call.
+    async fn send<O, E>(
+        &self,
+        operation: &'static str,
+        limiter: &DefaultDirectRateLimiter,
+        request: impl std::future::Future<
+            Output = Result<O, SdkError<E, pc::config::http::HttpResponse>>,
+        >,
+    ) -> Result<O, PcError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let queued = std::time::Instant::now();
+        limiter.until_ready().await;
+        let started = std::time::Instant::now();
+        let result = request.await.map_err(error);
+        if let Some(o) = &self.observer {
+            o.waited(API, started - queued);
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => e.code.as_str(),
+            };
+            o.called(API, operation, outcome, started.elapsed());
+        }
+        result
     }
 
     /// GetOpportunity, as Partner Central returns it.
     pub async fn get_opportunity(&self, id: &str) -> Result<Value, PcError> {
-        self.reads.until_ready().await;
         let raw = RawResponse::default();
-        self.client
-            .get_opportunity()
-            .catalog(&self.catalog)
-            .identifier(id)
-            .customize()
-            .interceptor(raw.clone())
-            .send()
-            .await
-            .map_err(error)?;
+        self.send(
+            "GetOpportunity",
+            &self.reads,
+            self.client
+                .get_opportunity()
+                .catalog(&self.catalog)
+                .identifier(id)
+                .customize()
+                .interceptor(raw.clone())
+                .send(),
+        )
+        .await?;
         raw.json()
     }
 
     /// GetAwsOpportunitySummary, as Partner Central returns it; `None` before AWS has
     /// one (the opportunity was not submitted).
     pub async fn get_aws_summary(&self, id: &str) -> Result<Option<Value>, PcError> {
-        self.reads.until_ready().await;
         let raw = RawResponse::default();
         match self
-            .client
-            .get_aws_opportunity_summary()
-            .catalog(&self.catalog)
-            .related_opportunity_identifier(id)
-            .customize()
-            .interceptor(raw.clone())
-            .send()
+            .send(
+                "GetAwsOpportunitySummary",
+                &self.reads,
+                self.client
+                    .get_aws_opportunity_summary()
+                    .catalog(&self.catalog)
+                    .related_opportunity_identifier(id)
+                    .customize()
+                    .interceptor(raw.clone())
+                    .send(),
+            )
             .await
         {
             Ok(_) => raw.json().map(Some),
-            Err(e) => {
-                let e = error(e);
-                if e.is_not_found() { Ok(None) } else { Err(e) }
-            }
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -234,17 +288,19 @@ impl PartnerCentralClient {
         let mut engagements = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            self.reads.until_ready().await;
             let page = self
-                .client
-                .list_engagement_resource_associations()
-                .catalog(&self.catalog)
-                .resource_type(opportunity.clone())
-                .resource_identifier(opportunity_id)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(error)?;
+                .send(
+                    "ListEngagementResourceAssociations",
+                    &self.reads,
+                    self.client
+                        .list_engagement_resource_associations()
+                        .catalog(&self.catalog)
+                        .resource_type(opportunity.clone())
+                        .resource_identifier(opportunity_id)
+                        .set_next_token(token.take())
+                        .send(),
+                )
+                .await?;
             for a in page.engagement_resource_association_summaries() {
                 if let Some(id) = a.engagement_id()
                     && !engagements.iter().any(|e| e == id)
@@ -263,19 +319,21 @@ impl PartnerCentralClient {
                 let mut revisions = Vec::new();
                 let mut token: Option<String> = None;
                 loop {
-                    self.reads.until_ready().await;
                     let page = self
-                        .client
-                        .list_resource_snapshots()
-                        .catalog(&self.catalog)
-                        .engagement_identifier(engagement)
-                        .resource_type(opportunity.clone())
-                        .resource_identifier(opportunity_id)
-                        .resource_snapshot_template_identifier(template)
-                        .set_next_token(token.take())
-                        .send()
-                        .await
-                        .map_err(error)?;
+                        .send(
+                            "ListResourceSnapshots",
+                            &self.reads,
+                            self.client
+                                .list_resource_snapshots()
+                                .catalog(&self.catalog)
+                                .engagement_identifier(engagement)
+                                .resource_type(opportunity.clone())
+                                .resource_identifier(opportunity_id)
+                                .resource_snapshot_template_identifier(template)
+                                .set_next_token(token.take())
+                                .send(),
+                        )
+                        .await?;
                     revisions.extend(
                         page.resource_snapshot_summaries()
                             .iter()
@@ -288,21 +346,23 @@ impl PartnerCentralClient {
                 }
                 revisions.sort_unstable();
                 for revision in revisions {
-                    self.reads.until_ready().await;
                     let raw = RawResponse::default();
-                    self.client
-                        .get_resource_snapshot()
-                        .catalog(&self.catalog)
-                        .engagement_identifier(engagement)
-                        .resource_type(opportunity.clone())
-                        .resource_identifier(opportunity_id)
-                        .resource_snapshot_template_identifier(template)
-                        .revision(revision)
-                        .customize()
-                        .interceptor(raw.clone())
-                        .send()
-                        .await
-                        .map_err(error)?;
+                    self.send(
+                        "GetResourceSnapshot",
+                        &self.reads,
+                        self.client
+                            .get_resource_snapshot()
+                            .catalog(&self.catalog)
+                            .engagement_identifier(engagement)
+                            .resource_type(opportunity.clone())
+                            .resource_identifier(opportunity_id)
+                            .resource_snapshot_template_identifier(template)
+                            .revision(revision)
+                            .customize()
+                            .interceptor(raw.clone())
+                            .send(),
+                    )
+                    .await?;
                     snapshots.push(raw.json()?);
                 }
             }
@@ -318,7 +378,6 @@ impl PartnerCentralClient {
         client_token: &str,
         body: &Value,
     ) -> Result<Value, PcError> {
-        self.writes.until_ready().await;
         let mut request = body.as_object().cloned().unwrap_or_default();
         request.insert("Catalog".into(), Value::String(self.catalog.clone()));
         request.insert(
@@ -327,20 +386,23 @@ impl PartnerCentralClient {
         );
         let bytes = Value::Object(request).to_string().into_bytes();
         let raw = RawResponse::default();
-        self.client
-            .create_opportunity()
-            .catalog(&self.catalog)
-            .client_token(client_token)
-            .customize()
-            .mutate_request(move |r| {
-                *r.body_mut() = bytes.clone().into();
-                r.headers_mut()
-                    .insert("content-length", bytes.len().to_string());
-            })
-            .interceptor(raw.clone())
-            .send()
-            .await
-            .map_err(error)?;
+        self.send(
+            "CreateOpportunity",
+            &self.writes,
+            self.client
+                .create_opportunity()
+                .catalog(&self.catalog)
+                .client_token(client_token)
+                .customize()
+                .mutate_request(move |r| {
+                    *r.body_mut() = bytes.clone().into();
+                    r.headers_mut()
+                        .insert("content-length", bytes.len().to_string());
+                })
+                .interceptor(raw.clone())
+                .send(),
+        )
+        .await?;
         raw.json()
     }
 
@@ -352,18 +414,20 @@ impl PartnerCentralClient {
         let mut token: Option<String> = None;
         let mut previous: Option<String> = None;
         loop {
-            self.reads.until_ready().await;
             let raw = RawResponse::default();
-            self.client
-                .list_solutions()
-                .catalog(&self.catalog)
-                .max_results(100)
-                .set_next_token(token.take())
-                .customize()
-                .interceptor(raw.clone())
-                .send()
-                .await
-                .map_err(error)?;
+            self.send(
+                "ListSolutions",
+                &self.reads,
+                self.client
+                    .list_solutions()
+                    .catalog(&self.catalog)
+                    .max_results(100)
+                    .set_next_token(token.take())
+                    .customize()
+                    .interceptor(raw.clone())
+                    .send(),
+            )
+            .await?;
             let mut page = raw.json()?;
             if let Some(Value::Array(items)) = page.get_mut("SolutionSummaries").map(Value::take) {
                 solutions.extend(items);
@@ -386,17 +450,19 @@ impl PartnerCentralClient {
         opportunity_id: &str,
         solution_id: &str,
     ) -> Result<(), PcError> {
-        self.writes.until_ready().await;
-        self.client
-            .associate_opportunity()
-            .catalog(&self.catalog)
-            .opportunity_identifier(opportunity_id)
-            .related_entity_type(pc::types::RelatedEntityType::Solutions)
-            .related_entity_identifier(solution_id)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(error)
+        self.send(
+            "AssociateOpportunity",
+            &self.writes,
+            self.client
+                .associate_opportunity()
+                .catalog(&self.catalog)
+                .opportunity_identifier(opportunity_id)
+                .related_entity_type(pc::types::RelatedEntityType::Solutions)
+                .related_entity_identifier(solution_id)
+                .send(),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// StartEngagementFromOpportunityTask: submits the opportunity to AWS.
@@ -407,7 +473,6 @@ impl PartnerCentralClient {
         involvement_type: &str,
         visibility: &str,
     ) -> Result<(), PcError> {
-        self.writes.until_ready().await;
         let submission = pc::types::AwsSubmission::builder()
             .involvement_type(pc::types::SalesInvolvementType::from(involvement_type))
             .visibility(pc::types::Visibility::from(visibility))
@@ -417,17 +482,21 @@ impl PartnerCentralClient {
                 message: e.to_string(),
                 retryable: false,
                 body: None,
+                retry_after: None,
             })?;
-        self.client
-            .start_engagement_from_opportunity_task()
-            .catalog(&self.catalog)
-            .client_token(client_token)
-            .identifier(opportunity_id)
-            .aws_submission(submission)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(error)
+        self.send(
+            "StartEngagementFromOpportunityTask",
+            &self.writes,
+            self.client
+                .start_engagement_from_opportunity_task()
+                .catalog(&self.catalog)
+                .client_token(client_token)
+                .identifier(opportunity_id)
+                .aws_submission(submission)
+                .send(),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// UpdateOpportunity with the whole `record` (as GetOpportunity returned it, with
@@ -439,7 +508,6 @@ impl PartnerCentralClient {
         last_modified: &str,
         record: &Value,
     ) -> Result<String, PcError> {
-        self.writes.until_ready().await;
         let when =
             DateTime::from_str(last_modified, DateTimeFormat::DateTimeWithOffset).map_err(|e| {
                 PcError {
@@ -447,6 +515,7 @@ impl PartnerCentralClient {
                     message: format!("LastModifiedDate `{last_modified}` is not RFC 3339: {e}"),
                     retryable: false,
                     body: None,
+                    retry_after: None,
                 }
             })?;
         let mut body = Map::new();
@@ -463,23 +532,26 @@ impl PartnerCentralClient {
         }
         let bytes = Value::Object(body).to_string().into_bytes();
         let raw = RawResponse::default();
-        self.client
-            .update_opportunity()
-            .catalog(&self.catalog)
-            .identifier(id)
-            .last_modified_date(when)
-            .customize()
-            .mutate_request(move |request| {
-                // The full record replaces the SDK's body before it is signed.
-                *request.body_mut() = bytes.clone().into();
-                request
-                    .headers_mut()
-                    .insert("content-length", bytes.len().to_string());
-            })
-            .interceptor(raw.clone())
-            .send()
-            .await
-            .map_err(error)?;
+        self.send(
+            "UpdateOpportunity",
+            &self.writes,
+            self.client
+                .update_opportunity()
+                .catalog(&self.catalog)
+                .identifier(id)
+                .last_modified_date(when)
+                .customize()
+                .mutate_request(move |request| {
+                    // The full record replaces the SDK's body before it is signed.
+                    *request.body_mut() = bytes.clone().into();
+                    request
+                        .headers_mut()
+                        .insert("content-length", bytes.len().to_string());
+                })
+                .interceptor(raw.clone())
+                .send(),
+        )
+        .await?;
         let out = raw.json()?;
         Ok(out["LastModifiedDate"]
             .as_str()

@@ -20,6 +20,7 @@ pub struct PublishError {
 #[derive(Debug, Clone)]
 pub struct SnsPublisher {
     client: aws_sdk_sns::Client,
+    observer: Option<std::sync::Arc<dyn crate::Observer>>,
 }
 
 impl SnsPublisher {
@@ -27,9 +28,7 @@ impl SnsPublisher {
     /// `endpoint_url` when given (the sandbox, a test double) instead of AWS.
     pub async fn new(region: &str, endpoint_url: Option<&str>) -> Self {
         let config = crate::aws_sdk_config(region, endpoint_url, None).await;
-        SnsPublisher {
-            client: aws_sdk_sns::Client::new(&config),
-        }
+        Self::from_client(aws_sdk_sns::Client::new(&config))
     }
 
     /// A publisher from a shared SDK configuration ([`crate::aws_sdk_config`]).
@@ -39,7 +38,16 @@ impl SnsPublisher {
 
     /// A publisher over an existing client.
     pub fn from_client(client: aws_sdk_sns::Client) -> Self {
-        SnsPublisher { client }
+        SnsPublisher {
+            client,
+            observer: None,
+        }
+    }
+
+    /// Reports each publish to `observer`.
+    pub fn with_observer(mut self, observer: std::sync::Arc<dyn crate::Observer>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Publishes `message` with `subject` and string `attributes` (such as `dealId`,
@@ -71,10 +79,19 @@ impl SnsPublisher {
                 })?;
             request = request.message_attributes(name, attribute);
         }
-        match request.send().await {
+        let started = std::time::Instant::now();
+        let result = match request.send().await {
             Ok(out) => Ok(out.message_id.unwrap_or_default()),
             Err(e) => Err(classify(e)),
+        };
+        if let Some(o) = &self.observer {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => e.code.as_deref().unwrap_or("transport"),
+            };
+            o.called("sns", "Publish", outcome, started.elapsed());
         }
+        result
     }
 }
 

@@ -48,6 +48,10 @@ pub struct Fault {
     /// Close the connection without an answer.
     #[serde(default)]
     pub drop: bool,
+    /// Headers added to the error answer, e.g. `Retry-After` on a HubSpot 429 or
+    /// `x-amz-retry-after` on a Partner Central throttle.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 fn one() -> u32 {
@@ -103,7 +107,16 @@ pub async fn apply_fault(
     if fault.drop {
         return Some(dropped_connection());
     }
-    fault.status.map(error_body)
+    let mut response = fault.status.map(error_body)?;
+    for (name, value) in &fault.headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::from_bytes(name.as_bytes()),
+            axum::http::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    Some(response)
 }
 
 /// A response whose body fails at once, so the server closes the connection

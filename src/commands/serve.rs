@@ -114,6 +114,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     let aws =
         pcsync_adapters::aws_sdk_config(&pc.region, pc.endpoint_url.as_deref(), static_credentials)
             .await;
+    let observer: Arc<dyn pcsync_adapters::Observer> = metrics.clone();
     let notifications = &config.notifications;
     let sns = match &notifications.sns_topic_arn {
         Some(topic) => {
@@ -123,16 +124,23 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
                 static_credentials,
             )
             .await;
-            Some((SnsPublisher::from_config(&sns_aws), topic.clone()))
+            Some((
+                SnsPublisher::from_config(&sns_aws).with_observer(observer.clone()),
+                topic.clone(),
+            ))
         }
         None => None,
     };
-    let hubspot = Arc::new(HubSpotClient::new(
-        &config.hubspot.base_url,
-        &config.hubspot.token,
-        config.hubspot.rate_limit_per_10s,
-    ));
-    let partner_central = PartnerCentralClient::from_config(&aws, pc.catalog.as_str());
+    let hubspot = Arc::new(
+        HubSpotClient::new(
+            &config.hubspot.base_url,
+            &config.hubspot.token,
+            config.hubspot.rate_limit_per_10s,
+        )
+        .with_observer(observer.clone()),
+    );
+    let partner_central =
+        PartnerCentralClient::from_config(&aws, pc.catalog.as_str()).with_observer(observer);
     // The Solutions API shares the client, and so its read quota, with the sync.
     let solutions = Arc::new(Solutions::new(
         partner_central.clone(),

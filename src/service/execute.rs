@@ -26,6 +26,8 @@ pub struct ExecError {
     pub message: String,
     /// Whether trying the event again later may succeed.
     pub retryable: bool,
+    /// How long the remote API asked to wait before trying again, if it said.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl From<PcError> for ExecError {
@@ -37,6 +39,7 @@ impl From<PcError> for ExecError {
         ExecError {
             message,
             retryable: e.retryable,
+            retry_after: e.retry_after,
         }
     }
 }
@@ -45,6 +48,7 @@ impl From<HubSpotError> for ExecError {
     fn from(e: HubSpotError) -> Self {
         ExecError {
             retryable: e.retryable(),
+            retry_after: e.retry_after(),
             message: e.to_string(),
         }
     }
@@ -54,6 +58,7 @@ impl From<PublishError> for ExecError {
     fn from(e: PublishError) -> Self {
         ExecError {
             retryable: e.retryable,
+            retry_after: None,
             message: format!("SNS: {e}"),
         }
     }
@@ -64,6 +69,7 @@ impl From<StoreError> for ExecError {
         ExecError {
             message: e.to_string(),
             retryable: true,
+            retry_after: None,
         }
     }
 }
@@ -119,6 +125,7 @@ impl Executor {
                         "{e} (the opportunity kept changing: {CONFLICT_ATTEMPTS} attempts)"
                     ),
                     retryable: true,
+                    retry_after: None,
                 })
             }
             Effect::CreateOpportunity {
@@ -203,6 +210,7 @@ impl Executor {
                                   notifications.sns_topic_arn"
                             .into(),
                         retryable: false,
+                        retry_after: None,
                     });
                 };
                 let id = sns.publish(topic, subject, message, attributes).await?;
@@ -222,6 +230,7 @@ pub fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), ExecEr
     let steps = parse_path(path).map_err(|e| ExecError {
         message: e.to_string(),
         retryable: false,
+        retry_after: None,
     })?;
     let mut at = root;
     for (i, step) in steps.iter().enumerate() {

@@ -6,9 +6,16 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, String)>;
+type Timings = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Seconds, from 1 ms to about 16 s.
+fn seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
 
 /// The service's counters.
 pub struct Metrics {
@@ -22,6 +29,39 @@ pub struct Metrics {
     echoes: Counter,
     solution_refreshes: Family<Labels, Counter>,
     solutions: Gauge,
+    remote_calls: Family<Labels, Counter>,
+    remote_seconds: Timings,
+    limiter_waits: Timings,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl pcsync_adapters::Observer for Metrics {
+    fn called(&self, api: &'static str, operation: &str, outcome: &str, took: std::time::Duration) {
+        self.remote_calls
+            .get_or_create(&vec![
+                ("api", api.to_string()),
+                ("operation", operation.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+        self.remote_seconds
+            .get_or_create(&vec![
+                ("api", api.to_string()),
+                ("operation", operation.to_string()),
+            ])
+            .observe(took.as_secs_f64());
+    }
+
+    fn waited(&self, api: &'static str, waited: std::time::Duration) {
+        self.limiter_waits
+            .get_or_create(&vec![("api", api.to_string())])
+            .observe(waited.as_secs_f64());
+    }
 }
 
 impl Default for Metrics {
@@ -38,6 +78,9 @@ impl Default for Metrics {
             echoes: Counter::default(),
             solution_refreshes: Family::default(),
             solutions: Gauge::default(),
+            remote_calls: Family::default(),
+            remote_seconds: Family::new_with_constructor(seconds),
+            limiter_waits: Family::new_with_constructor(seconds),
         };
         registry.register(
             "events_accepted",
@@ -79,6 +122,21 @@ impl Default for Metrics {
             "solution_catalog_size",
             "Solutions in the cached catalog the Solutions API answers from",
             m.solutions.clone(),
+        );
+        registry.register(
+            "remote_calls",
+            "Calls to HubSpot, Partner Central and SNS, by API, operation and outcome (ok, an error code or HTTP status)",
+            m.remote_calls.clone(),
+        );
+        registry.register(
+            "remote_call_seconds",
+            "Time of calls to HubSpot, Partner Central and SNS (SDK retries included), by API and operation",
+            m.remote_seconds.clone(),
+        );
+        registry.register(
+            "rate_limiter_wait_seconds",
+            "Time calls waited for pcsync's own rate limiter before going out, by API",
+            m.limiter_waits.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -47,7 +47,7 @@ pub enum Settled {
     /// before that only means looking at them again.
     Untouched,
     /// Will be tried again.
-    Retry(String),
+    Retry(String, Option<Duration>),
     /// Held until the opportunity is editable.
     Deferred(String),
     /// Parked in the dead-letter list.
@@ -139,23 +139,29 @@ impl Worker {
         let attempts = batch.items.iter().map(|c| c.attempts).max().unwrap_or(0) + 1;
         self.metrics.batch(match settled {
             Settled::Done | Settled::Untouched => "done",
-            Settled::Retry(_) if attempts >= self.max_attempts => "dead",
-            Settled::Retry(_) => "retry",
+            Settled::Retry(_, _) if attempts >= self.max_attempts => "dead",
+            Settled::Retry(_, _) => "retry",
             Settled::Deferred(_) => "deferred",
             Settled::Dead(_) => "dead",
         });
         match settled {
             Settled::Done | Settled::Untouched => self.store.complete(&seqs, now),
-            Settled::Retry(reason) if attempts >= self.max_attempts => self.store.dead_letter(
+            Settled::Retry(reason, _) if attempts >= self.max_attempts => self.store.dead_letter(
                 &seqs,
                 &format!("gave up after {attempts} attempts: {reason}"),
                 now,
             ),
-            Settled::Retry(reason) => {
+            Settled::Retry(reason, asked) => {
                 // About 2 s, 4 s, 8 s … capped at ten minutes, each shortened by up
                 // to a quarter at random so that retries after an outage spread out.
+                // When the API said how long to wait (Retry-After, x-amz-retry-after),
+                // at least that long (at most an hour).
                 let ceiling = (1_000i64 << attempts.min(10)).min(600_000);
                 let backoff = ceiling - super::random_below(ceiling / 4, batch.items[0].seq);
+                let backoff = match asked {
+                    Some(wait) => backoff.max((wait.as_millis() as i64).min(3_600_000)),
+                    None => backoff,
+                };
                 tracing::warn!(key = %batch.key, attempts, retry_in_ms = backoff, reason = %reason, "will retry");
                 self.store.retry(&seqs, now + backoff, reason, now)
             }
@@ -180,7 +186,7 @@ impl Worker {
             match self.is_echo(&item.event) {
                 Ok(true) => self.metrics.echo(),
                 Ok(false) => events.push(&item.event),
-                Err(e) => return Settled::Retry(e.to_string()),
+                Err(e) => return Settled::Retry(e.to_string(), None),
             }
         }
         // Per triggered pack, the latest event of the batch that starts it: the
@@ -202,7 +208,7 @@ impl Worker {
         let packs: Vec<&CompiledPack> = work.keys().map(|i| &rules.packs[*i]).collect();
         let ctx = match self.resolve(latest, &packs).await {
             Ok(ctx) => ctx,
-            Err(e) if e.retryable => return Settled::Retry(e.message),
+            Err(e) if e.retryable => return Settled::Retry(e.message, e.retry_after),
             Err(e) => return Settled::Dead(e.message),
         };
         // An event about the opportunity may mean it is editable again: the deal's
@@ -215,7 +221,7 @@ impl Worker {
                         .wake(&key, jiff::Timestamp::now().as_millisecond())
                 })
             {
-                return Settled::Retry(e.to_string());
+                return Settled::Retry(e.to_string(), None);
             }
         }
         let mut outcome = Settled::Done;
@@ -293,7 +299,13 @@ impl Worker {
                         Err(ExecError {
                             message,
                             retryable: true,
-                        }) => return Settled::Retry(format!("{}: {message}", pack.pack.pack)),
+                            retry_after,
+                        }) => {
+                            return Settled::Retry(
+                                format!("{}: {message}", pack.pack.pack),
+                                retry_after,
+                            );
+                        }
                         Err(e) => failure = Some(e.message),
                     }
                 }
@@ -328,7 +340,7 @@ impl Worker {
                         self.store
                             .record_state(opportunity_id, &pack.pack.pack, &state, now_ms)
                     }) {
-                        return Settled::Retry(e.to_string());
+                        return Settled::Retry(e.to_string(), None);
                     }
                 }
             }
@@ -458,7 +470,7 @@ fn worse(a: Settled, b: Settled) -> Settled {
         match s {
             Settled::Untouched | Settled::Done => 0,
             Settled::Deferred(_) => 1,
-            Settled::Retry(_) => 2,
+            Settled::Retry(_, _) => 2,
             Settled::Dead(_) => 3,
         }
     }

@@ -60,6 +60,9 @@ pub struct SqliteStore {
 /// An event ready to insert: id, ordering key, JSON.
 type Row = (String, String, String);
 
+/// A claimed inbox row: sequence number, event JSON, attempts so far.
+type StoredRow = (i64, String, u32);
+
 /// Requests waiting for the next group commit, and the answers of finished ones.
 #[derive(Default)]
 struct Group {
@@ -266,9 +269,9 @@ impl Store for SqliteStore {
         }
         heads.sort_unstable_by_key(|h| h.0);
         heads.truncate(limit);
-        let mut claimed: Vec<(String, Vec<(i64, String, u32)>)> = Vec::new();
+        let mut claimed: Vec<(String, Vec<StoredRow>)> = Vec::new();
         for (head, key, received) in heads {
-            let rows: Vec<(i64, String, u32)> = {
+            let rows: Vec<StoredRow> = {
                 let mut rows = tx
                     .prepare_cached(
                         "SELECT seq, event, attempts FROM inbox

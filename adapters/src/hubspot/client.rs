@@ -24,6 +24,8 @@ pub enum HubSpotError {
         message: String,
         /// Whether trying again later may succeed (429 other than the daily limit, 5xx).
         retryable: bool,
+        /// How long HubSpot asked callers to wait (`Retry-After`, in seconds), if it said.
+        retry_after: Option<Duration>,
     },
     /// The request did not get an answer (connection, timeout).
     #[error("HubSpot could not be reached: {0}")]
@@ -34,6 +36,14 @@ pub enum HubSpotError {
 }
 
 impl HubSpotError {
+    /// How long the API asked to wait before trying again, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            HubSpotError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// Whether trying again later may succeed.
     pub fn retryable(&self) -> bool {
         match self {
@@ -80,6 +90,7 @@ pub struct HubSpotClient {
     token: String,
     requests: DefaultDirectRateLimiter,
     searches: DefaultDirectRateLimiter,
+    observer: Option<std::sync::Arc<dyn crate::Observer>>,
 }
 
 impl HubSpotClient {
@@ -97,7 +108,14 @@ impl HubSpotClient {
             token: token.to_string(),
             requests: RateLimiter::direct(requests),
             searches: RateLimiter::direct(searches),
+            observer: None,
         }
+    }
+
+    /// Reports each call (and its wait for the rate limiter) to `observer`.
+    pub fn with_observer(mut self, observer: std::sync::Arc<dyn crate::Observer>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     async fn call(
@@ -106,11 +124,37 @@ impl HubSpotClient {
         path: &str,
         body: Option<Value>,
     ) -> Result<(StatusCode, Value), HubSpotError> {
+        let queued = std::time::Instant::now();
         if path.ends_with("/search") {
             self.searches.until_ready().await;
         } else {
             self.requests.until_ready().await;
         }
+        let started = std::time::Instant::now();
+        let operation = self
+            .observer
+            .as_ref()
+            .map(|_| format!("{method} {}", path_template(path)));
+        let result = self.send(method, path, body).await;
+        if let (Some(o), Some(operation)) = (&self.observer, operation) {
+            o.waited("hubspot", started - queued);
+            let outcome = match &result {
+                Ok(_) => "ok".to_string(),
+                Err(HubSpotError::Status { status, .. }) => status.to_string(),
+                Err(HubSpotError::Transport(_)) => "transport".to_string(),
+                Err(HubSpotError::Decode(_)) => "decode".to_string(),
+            };
+            o.called("hubspot", &operation, &outcome, started.elapsed());
+        }
+        result
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(StatusCode, Value), HubSpotError> {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base_url))
@@ -123,6 +167,12 @@ impl HubSpotClient {
             .await
             .map_err(|e| HubSpotError::Transport(e.to_string()))?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let text = response
             .text()
             .await
@@ -146,6 +196,7 @@ impl HubSpotClient {
             category,
             retryable: (status == StatusCode::TOO_MANY_REQUESTS && !daily)
                 || status.is_server_error(),
+            retry_after,
         })
     }
 
@@ -357,9 +408,41 @@ fn deal(v: &Value) -> Result<Deal, HubSpotError> {
     Ok(Deal { id, properties })
 }
 
+/// A path with its ids replaced, for metric labels: `/crm/v3/objects/deals/123?x`
+/// becomes `/crm/v3/objects/deals/{id}`.
+fn path_template(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or_default();
+    path.split('/')
+        .map(|segment| {
+            if !segment.is_empty() && segment.chars().all(|c| c.is_ascii_digit()) {
+                "{id}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[test]
+    fn metric_labels_name_the_operation_not_the_object() {
+        assert_eq!(
+            super::path_template("/crm/v3/objects/deals/40000000001?properties=dealname"),
+            "/crm/v3/objects/deals/{id}"
+        );
+        assert_eq!(
+            super::path_template("/crm/v3/objects/deals/search"),
+            "/crm/v3/objects/deals/search"
+        );
+        assert_eq!(
+            super::path_template("/crm/v3/properties/deals/aws_sync_status"),
+            "/crm/v3/properties/deals/aws_sync_status"
+        );
+    }
 
     use governor::RateLimiter;
     use governor::clock::FakeRelativeClock;
