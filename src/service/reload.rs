@@ -124,17 +124,34 @@ impl RuleHost {
         }
     }
 
-    /// Polls the directory once a second and reloads when a file changes.
+    /// Polls the directory, and the `.rhai` files the packs in force refer to
+    /// outside it, once a second; reloads when any of them changes.
     pub async fn watch(self: Arc<Self>) {
-        let mut seen = fingerprint(&self.dir);
+        let mut seen = self.fingerprint();
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let now = fingerprint(&self.dir);
+            let now = self.fingerprint();
             if now != seen {
-                seen = now;
                 let _ = self.reload();
+                // Taken again: a reload can change which outside files are watched.
+                seen = self.fingerprint();
             }
         }
+    }
+
+    fn fingerprint(&self) -> (Fingerprint, Vec<Fingerprint>) {
+        let current = self.current();
+        // Compared resolved: `rules/../scripts/x.rhai` is outside `rules`.
+        let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let dir = real(&self.dir);
+        let outside = current
+            .packs
+            .iter()
+            .flat_map(|p| &p.script_files)
+            .filter(|f| !real(f).starts_with(&dir))
+            .map(|f| fingerprint(f))
+            .collect();
+        (fingerprint(&self.dir), outside)
     }
 }
 
@@ -149,10 +166,17 @@ pub fn load_dir(dir: &Path) -> Result<RuleSet, String> {
 
 /// The newest modification time, total size and file count under `dir`: changes
 /// when a pack (or a `.rhai` file it uses) is edited, added or removed.
-fn fingerprint(dir: &Path) -> (Option<SystemTime>, u64, usize) {
+type Fingerprint = (Option<SystemTime>, u64, usize);
+
+fn fingerprint(dir: &Path) -> Fingerprint {
     let mut newest = None;
     let mut size = 0;
     let mut count = 0;
+    if let Ok(meta) = std::fs::metadata(dir)
+        && meta.is_file()
+    {
+        return (meta.modified().ok(), meta.len(), 1);
+    }
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
@@ -172,4 +196,36 @@ fn fingerprint(dir: &Path) -> (Option<SystemTime>, u64, usize) {
         }
     }
     (newest, size, count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rhai_file_outside_the_rules_directory_is_watched() {
+        let packs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/language/packs");
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules");
+        let scripts = dir.path().join("shared-scripts");
+        std::fs::create_dir_all(&rules).unwrap();
+        std::fs::create_dir_all(&scripts).unwrap();
+        let pack = std::fs::read_to_string(packs.join("mapping.yaml")).unwrap();
+        let pack = pack.replace(
+            "script_file: scripts/title.rhai",
+            "script_file: ../shared-scripts/title.rhai",
+        );
+        std::fs::write(rules.join("mapping.yaml"), pack).unwrap();
+        let script = scripts.join("title.rhai");
+        std::fs::copy(packs.join("scripts/title.rhai"), &script).unwrap();
+
+        let host = RuleHost::load(&rules, Arc::new(super::super::metrics::Metrics::default()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let before = host.fingerprint();
+        assert_eq!(before.1.len(), 1, "the outside script is watched");
+        let mut text = std::fs::read_to_string(&script).unwrap();
+        text.push_str("\n// edited\n");
+        std::fs::write(&script, text).unwrap();
+        assert_ne!(host.fingerprint(), before);
+    }
 }
