@@ -574,6 +574,17 @@ async fn serve_sandbox_needs_no_config_and_syncs_its_demo_deals() {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
     }
+    // SIGTERM stops it cleanly, and the demo's throw-away state goes with it.
+    let mut service = service;
+    let pid = service.child.id();
+    let state = std::env::temp_dir().join(format!("pcsync-sandbox-{pid}.db"));
+    assert!(state.exists(), "{}", state.display());
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(service.child.wait().unwrap().success());
+    assert!(!state.exists(), "{} left behind", state.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
