@@ -183,6 +183,20 @@ async fn demo_pair(http: &reqwest::Client, sb: &Sandbox, status: &str) -> (Strin
     (opportunity, deal)
 }
 
+/// Waits for the first task on `deal`.
+async fn first_task(
+    http: &reqwest::Client,
+    sb: &Sandbox,
+    service: &Service,
+    what: &str,
+    deal: &str,
+) -> Value {
+    eventually(what, service, || async {
+        tasks_on(http, sb, deal).await.into_iter().next()
+    })
+    .await
+}
+
 /// Tasks on `deal`, oldest first.
 async fn tasks_on(http: &reqwest::Client, sb: &Sandbox, deal: &str) -> Vec<Value> {
     hubspot_objects(http, sb, "tasks")
@@ -246,13 +260,7 @@ async fn review_decisions_sellers_and_engagement_levels_reach_the_deal_team_once
         json!({ "status": "Approved" }),
     )
     .await;
-    let task = eventually("the approval task", &service, || async {
-        tasks_on(&http, &sb, &submitted_deal)
-            .await
-            .into_iter()
-            .next()
-    })
-    .await;
+    let task = first_task(&http, &sb, &service, "the approval task", &submitted_deal).await;
     assert_eq!(
         task["properties"]["hs_task_subject"],
         "✅ AWS Approved Opportunity"
@@ -305,12 +313,13 @@ async fn review_decisions_sellers_and_engagement_levels_reach_the_deal_team_once
                 "reason": "Missing customer information" }),
     )
     .await;
-    let action_task = eventually("the action-required task", &service, || async {
-        tasks_on(&http, &sb, &approved_deal)
-            .await
-            .into_iter()
-            .next()
-    })
+    let action_task = first_task(
+        &http,
+        &sb,
+        &service,
+        "the action-required task",
+        &approved_deal,
+    )
     .await;
     assert_eq!(
         action_task["properties"]["hs_task_subject"],

@@ -317,9 +317,12 @@ async fn serve_coalesces_edits_defers_during_review_and_parks_what_aws_refuses()
     .await;
 
     // A write AWS refuses for good is parked with the reason; `dlq retry` replays it.
-    http.post(format!("{}/_sandbox/faults", sb.partner_central_url))
-        .json(&json!({ "service": "partnercentral", "operation": "UpdateOpportunity", "status": 400 }))
-        .send_ok().await;
+    inject(
+        &http,
+        &sb,
+        json!({ "service": "partnercentral", "operation": "UpdateOpportunity", "status": 400 }),
+    )
+    .await;
     edit("40000000001", json!({ "dealstage": "qualifiedtobuy" }))
         .await
         .unwrap();
@@ -472,12 +475,12 @@ async fn events_in_the_inbox_survive_a_kill_and_apply_once() {
     let (sb, _dir, mut service, config) = start(|_| {}, "worker:\n  coalesce: 3s\n").await;
     let http = reqwest::Client::new();
     let health = format!("{}/healthz", service.url);
-    http.patch(format!(
-        "{}/_sandbox/hubspot/deals/40000000001",
-        sb.hubspot_url
-    ))
-    .json(&json!({ "properties": { "dealstage": "qualifiedtobuy" } }))
-    .send_ok()
+    edit_deal(
+        &http,
+        &sb,
+        "40000000001",
+        json!({ "dealstage": "qualifiedtobuy" }),
+    )
     .await;
     // Accepted (2xx to HubSpot) but still in the coalescing window: kill it there.
     eventually("the event to be accepted", &service, || async {
@@ -595,12 +598,12 @@ async fn a_redelivered_batch_applies_once_and_echoes_are_dropped() {
     http.delete(format!("{}/_sandbox/hubspot/webhooks", sb.hubspot_url))
         .send_ok()
         .await;
-    http.patch(format!(
-        "{}/_sandbox/hubspot/deals/40000000001",
-        sb.hubspot_url
-    ))
-    .json(&json!({ "properties": { "dealstage": "qualifiedtobuy" } }))
-    .send_ok()
+    edit_deal(
+        &http,
+        &sb,
+        "40000000001",
+        json!({ "dealstage": "qualifiedtobuy" }),
+    )
     .await;
     let change = r#"[{"eventId":9001,"subscriptionId":1,"portalId":62515,"appId":777,"occurredAt":1795873324127,"subscriptionType":"deal.propertyChange","attemptNumber":0,"objectId":40000000001,"propertyName":"dealstage","propertyValue":"qualifiedtobuy","changeSource":"CRM_UI","sourceId":"userId:1"}]"#;
     let first: Value = deliver_signed(&http, &service, change)
@@ -642,17 +645,15 @@ async fn a_conflict_and_a_run_of_server_errors_end_in_success() {
     let (sb, _dir, service, _config) = start(|_| {}, "").await;
     let http = reqwest::Client::new();
     let fault = |status: u16, count: u32| {
-        http.post(format!("{}/_sandbox/faults", sb.partner_central_url))
-            .json(
-                &json!({ "service": "partnercentral", "operation": "UpdateOpportunity",
-                           "status": status, "count": count }),
-            )
-            .send_ok()
+        inject(
+            &http,
+            &sb,
+            json!({ "service": "partnercentral", "operation": "UpdateOpportunity",
+                    "status": status, "count": count }),
+        )
     };
-    let edit = |deal: &str, stage: &str| {
-        http.patch(format!("{}/_sandbox/hubspot/deals/{deal}", sb.hubspot_url))
-            .json(&json!({ "properties": { "dealstage": stage } }))
-            .send_ok()
+    let edit = |deal: &'static str, stage: &'static str| {
+        edit_deal(&http, &sb, deal, json!({ "dealstage": stage }))
     };
     let stage_is = |id: &'static str, want: &'static str| {
         let (http, sb) = (&http, &sb);
@@ -697,16 +698,18 @@ async fn sigterm_finishes_the_write_in_hand_before_exiting() {
     let http = reqwest::Client::new();
     let health = format!("{}/healthz", service.url);
     // Partner Central answers the write slowly, so the stop arrives mid-batch.
-    http.post(format!("{}/_sandbox/faults", sb.partner_central_url))
-        .json(&json!({ "service": "partnercentral", "operation": "UpdateOpportunity", "delay_ms": 2000 }))
-        .send_ok()
-        .await;
-    http.patch(format!(
-        "{}/_sandbox/hubspot/deals/40000000001",
-        sb.hubspot_url
-    ))
-    .json(&json!({ "properties": { "dealstage": "qualifiedtobuy" } }))
-    .send_ok()
+    inject(
+        &http,
+        &sb,
+        json!({ "service": "partnercentral", "operation": "UpdateOpportunity", "delay_ms": 2000 }),
+    )
+    .await;
+    edit_deal(
+        &http,
+        &sb,
+        "40000000001",
+        json!({ "dealstage": "qualifiedtobuy" }),
+    )
     .await;
     eventually("the batch to be claimed", &service, || async {
         let h = get(&http, &health).await?;
@@ -737,19 +740,19 @@ async fn retry_after_hints_set_the_retry_time_and_remote_calls_are_measured() {
     let (sb, _dir, service, _config) = start(|_| {}, "").await;
     let http = reqwest::Client::new();
     // HubSpot throttles the deal read and asks for 7 seconds.
-    http.post(format!("{}/_sandbox/faults", sb.hubspot_url))
-        .json(
-            &json!({ "service": "hubspot", "operation": "GET /crm/v3/objects/deals/",
-                       "status": 429, "headers": { "Retry-After": "7" } }),
-        )
-        .send_ok()
-        .await;
-    http.patch(format!(
-        "{}/_sandbox/hubspot/deals/40000000001",
-        sb.hubspot_url
-    ))
-    .json(&json!({ "properties": { "dealstage": "qualifiedtobuy" } }))
-    .send_ok()
+    inject(
+        &http,
+        &sb,
+        json!({ "service": "hubspot", "operation": "GET /crm/v3/objects/deals/",
+                "status": 429, "headers": { "Retry-After": "7" } }),
+    )
+    .await;
+    edit_deal(
+        &http,
+        &sb,
+        "40000000001",
+        json!({ "dealstage": "qualifiedtobuy" }),
+    )
     .await;
     // The first retry would come after about 2 s; HubSpot's 7 s wins.
     let line = eventually("the retry to be scheduled", &service, || async {

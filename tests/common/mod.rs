@@ -267,3 +267,19 @@ pub async fn hubspot_objects(http: &reqwest::Client, sb: &Sandbox, kind: &str) -
         .unwrap_or_default();
     all[kind].as_array().cloned().unwrap_or_default()
 }
+
+/// A rep edits `deal` in HubSpot's UI: the sandbox changes it and sends the webhooks.
+pub async fn edit_deal(http: &reqwest::Client, sb: &Sandbox, deal: &str, properties: Value) {
+    http.patch(format!("{}/_sandbox/hubspot/deals/{deal}", sb.hubspot_url))
+        .json(&json!({ "properties": properties }))
+        .send_ok()
+        .await;
+}
+
+/// Injects a fault into the sandbox's next matching calls.
+pub async fn inject(http: &reqwest::Client, sb: &Sandbox, fault: Value) {
+    http.post(format!("{}/_sandbox/faults", sb.partner_central_url))
+        .json(&fault)
+        .send_ok()
+        .await;
+}
