@@ -55,7 +55,37 @@ pub struct SqliteStore {
     db: Mutex<Connection>,
     group: Mutex<Group>,
     turn: Condvar,
+    /// Ends the checkpoint thread when the store goes.
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Checkpoints the WAL every 200 ms until `stop`: PASSIVE, which never blocks the
+/// writer; under writes that never pause the WAL cannot start over, so past 256 MiB a
+/// RESTART checkpoint (which holds writers back briefly) lets it.
+fn checkpoint(db: Connection, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let wal = db.path().map(|p| format!("{p}-wal"));
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let large = wal
+            .as_ref()
+            .and_then(|w| std::fs::metadata(w).ok())
+            .is_some_and(|m| m.len() > 256 * 1024 * 1024);
+        let mode = if large { "RESTART" } else { "PASSIVE" };
+        if let Err(e) = db.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
+            tracing::debug!(error = %e, "WAL checkpoint");
+        }
+    }
+    let _ = db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+/// Rows one claim marks running at most (after the first batch).
+const CLAIM_ROWS: usize = 256;
 
 /// An event ready to insert: id, ordering key, JSON.
 type Row = (String, String, String);
@@ -104,11 +134,26 @@ impl SqliteStore {
         // 16 MiB of page cache (the default is 2 MiB): the inbox's indexes stay in
         // memory instead of being re-read from the OS on every claim.
         db.pragma_update(None, "cache_size", -16_000).map_err(err)?;
+        // Checkpoints (copying the WAL back into the database file) run on their
+        // own connection and thread, not inside a commit an HTTP request waits for.
+        db.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(err)?;
         db.execute_batch(SCHEMA).map_err(err)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let checkpointer = Connection::open(path).map_err(err)?;
+        checkpointer
+            .pragma_update(None, "busy_timeout", 5000)
+            .map_err(err)?;
+        let stopping = std::sync::Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("pcsync-checkpoint".into())
+            .spawn(move || checkpoint(checkpointer, stopping))
+            .map_err(err)?;
         Ok(SqliteStore {
             db: Mutex::new(db),
             group: Mutex::default(),
             turn: Condvar::new(),
+            stop,
         })
     }
 
@@ -270,14 +315,20 @@ impl Store for SqliteStore {
         heads.sort_unstable_by_key(|h| h.0);
         heads.truncate(limit);
         let mut claimed: Vec<(String, Vec<StoredRow>)> = Vec::new();
+        // A claim holds the database while it marks rows running: bounded, so that
+        // ingest never waits long behind it (the rest is claimed on the next pass).
+        let mut marked = 0;
         for (head, key, received) in heads {
+            if marked >= CLAIM_ROWS {
+                break;
+            }
             let rows: Vec<StoredRow> = {
                 let mut rows = tx
                     .prepare_cached(
                         "SELECT seq, event, attempts FROM inbox
                          WHERE ordering_key = ?1 AND status IN ('pending', 'deferred')
                            AND (seq = ?2 OR (seq > ?2 AND received_at <= ?3))
-                         ORDER BY seq LIMIT 500",
+                         ORDER BY seq LIMIT 200",
                     )
                     .map_err(err)?;
                 rows.query_map(params![key, head, received + coalesce_ms], |r| {
@@ -297,6 +348,7 @@ impl Store for SqliteStore {
                     running.execute(params![seq, now_ms]).map_err(err)?;
                 }
             }
+            marked += rows.len();
             claimed.push((key, rows));
         }
         tx.commit().map_err(err)?;
