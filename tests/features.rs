@@ -410,3 +410,63 @@ async fn review_decisions_sellers_and_engagement_levels_reach_the_deal_team_once
         .unwrap();
     assert_eq!(messages["messages"].as_array().unwrap().len(), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_partial_success_repeats_no_task_or_note() {
+    let (sb, _dir, service, _config) = start(
+        |rules| {
+            let pack = rules.join("smart-notifications.yaml");
+            let text = std::fs::read_to_string(&pack).unwrap();
+            std::fs::write(
+                &pack,
+                text.replace("every: 30m,", "every: 30m, jitter: 0s,"),
+            )
+            .unwrap();
+        },
+        "",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let (submitted, deal) = demo_pair(&http, &sb, "Submitted").await;
+    drained(&http, &service, 4).await;
+    // The task and the note go out; SNS fails four times (outlasting the SDK's three
+    // tries), so the batch is retried.
+    inject(
+        &http,
+        &sb,
+        json!({ "service": "sns", "operation": "Publish", "status": 500, "count": 4 }),
+    )
+    .await;
+    aws(
+        &http,
+        &sb,
+        &format!("{submitted}/review"),
+        json!({ "status": "Approved" }),
+    )
+    .await;
+    eventually("the message after the retry", &service, || async {
+        let all = get(&http, &format!("{}/_sandbox/sns/messages", sb.sns_url)).await?;
+        (!all["messages"].as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    drained(&http, &service, 0).await;
+    let tasks = tasks_on(&http, &sb, &deal).await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let notes: Vec<Value> = hubspot_objects(&http, &sb, "notes")
+        .await
+        .into_iter()
+        .filter(|n| {
+            n["associations"]["deals"][0] == deal.as_str()
+                && n["properties"]["hs_note_body"]
+                    .as_str()
+                    .is_some_and(|b| b.starts_with("✅"))
+        })
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    let text = metrics(&http, &service).await.unwrap();
+    assert!(
+        text.contains("pcsync_effects_total{kind=\"CreateTask\",outcome=\"already_done\"} 1"),
+        "{text}"
+    );
+    assert!(service.stderr().contains("will retry"));
+}

@@ -99,14 +99,34 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 async fn handle(State(sns): State<Arc<Sns>>, body: Bytes) -> Response {
     let form: BTreeMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let action = form.get("Action").cloned().unwrap_or_default();
-    let response = match action.as_str() {
-        "CreateTopic" => create_topic(&sns, &form),
-        "Publish" => publish(&sns, &form),
-        other => error(
-            StatusCode::BAD_REQUEST,
-            "InvalidAction",
-            &format!("The action {other} is not valid for this endpoint."),
-        ),
+    // An injected fault answers instead (a 5xx as SNS's `InternalError`).
+    let injected = match sns.journal.take_fault("sns", &action) {
+        Some(fault) => {
+            crate::control::apply_fault(&fault, |status| {
+                let code =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let name = if status >= 500 {
+                    "InternalError"
+                } else {
+                    "InvalidParameter"
+                };
+                error(code, name, "injected by the sandbox")
+            })
+            .await
+        }
+        None => None,
+    };
+    let response = match injected {
+        Some(r) => r,
+        None => match action.as_str() {
+            "CreateTopic" => create_topic(&sns, &form),
+            "Publish" => publish(&sns, &form),
+            other => error(
+                StatusCode::BAD_REQUEST,
+                "InvalidAction",
+                &format!("The action {other} is not valid for this endpoint."),
+            ),
+        },
     };
     sns.journal.record(Call {
         service: "sns".into(),

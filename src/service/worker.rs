@@ -270,7 +270,7 @@ impl Worker {
         let mut deferred = None;
         let mut states = Vec::new();
         let mut wrote = false;
-        for effect in &plan.effects {
+        for (index, effect) in plan.effects.iter().enumerate() {
             match effect {
                 Effect::Skip { .. } => {}
                 Effect::Defer { reason, .. } => deferred = Some(reason.clone()),
@@ -281,7 +281,27 @@ impl Worker {
                         continue;
                     }
                     wrote = true;
+                    // Notes, tasks and messages are not idempotent: one already carried
+                    // out by an earlier try of this batch is not repeated.
+                    let journal = journal_key(event, &pack.pack.pack, index, write);
+                    if let Some(key) = &journal {
+                        match super::blocking(|| self.store.effect_done(key)) {
+                            Ok(true) => {
+                                self.metrics.effect(write.kind(), "already_done");
+                                continue;
+                            }
+                            Ok(false) => {}
+                            Err(e) => return Settled::Retry(e.to_string(), None),
+                        }
+                    }
                     let performed = self.executor.perform(write, &*self.store, now).await;
+                    if let (Some(key), Ok(_)) = (&journal, &performed)
+                        && let Err(e) = super::blocking(|| {
+                            self.store.remember_effect(key, now.as_millisecond())
+                        })
+                    {
+                        return Settled::Retry(e.to_string(), None);
+                    }
                     self.metrics.effect(
                         write.kind(),
                         match &performed {
@@ -465,6 +485,31 @@ impl Worker {
 }
 
 /// The more serious of two endings: dead beats retry beats deferred beats done.
+/// The journal key of a note, task or message: the event the pack ran on, the pack,
+/// the effect's place in the plan, and what identifies it to a reader (the deal and
+/// the title: a note's first line, a task's or message's subject). Bodies and due
+/// times are left out because they may carry the time of planning, which a retry
+/// changes; a retry that plans a different note or task does it.
+fn journal_key(event: &Event, pack: &str, index: usize, effect: &Effect) -> Option<String> {
+    use std::hash::{Hash, Hasher};
+    let (kind, deal, title) = match effect {
+        Effect::CreateNote { deal_id, body, .. } => (
+            "note",
+            deal_id.as_str(),
+            body.lines().next().unwrap_or_default(),
+        ),
+        Effect::CreateTask {
+            deal_id, subject, ..
+        } => ("task", deal_id.as_str(), subject.as_str()),
+        Effect::Publish { subject, .. } => ("publish", "", subject.as_str()),
+        _ => return None,
+    };
+    // SipHash with fixed keys: the same input gives the same key in every run.
+    let mut h = std::hash::DefaultHasher::new();
+    (kind, deal, title).hash(&mut h);
+    Some(format!("{}|{pack}|{index}|{:016x}", event.id, h.finish()))
+}
+
 fn worse(a: Settled, b: Settled) -> Settled {
     fn rank(s: &Settled) -> u8 {
         match s {

@@ -155,6 +155,13 @@ pub trait Store: Send + Sync {
     /// The deferred edits, oldest first, at most `limit` keys.
     fn deferred(&self, limit: usize) -> Result<Vec<Deferred>, StoreError>;
 
+    /// Whether the effect with this key (event, pack, content) was carried out.
+    fn effect_done(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Notes that the effect with this key was carried out, so a retry of its batch
+    /// does not repeat it (a second note, task or message).
+    fn remember_effect(&self, key: &str, now_ms: i64) -> Result<(), StoreError>;
+
     /// Deletes applied events last touched before `before_ms`, at most `limit` of
     /// them; returns how many went.
     fn prune_done(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError>;

@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS pack_state (
     updated_at     INTEGER NOT NULL,
     PRIMARY KEY (opportunity_id, pack)
 );
+CREATE TABLE IF NOT EXISTS effect_log (
+    key     TEXT PRIMARY KEY,
+    done_at INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS written (
     object     TEXT NOT NULL,
     property   TEXT NOT NULL,
@@ -511,9 +515,36 @@ impl Store for SqliteStore {
         .map_err(err)
     }
 
+    fn effect_done(&self, key: &str) -> Result<bool, StoreError> {
+        self.db()
+            .query_row(
+                "SELECT 1 FROM effect_log WHERE key = ?1",
+                params![key],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+            .map_err(err)
+    }
+
+    fn remember_effect(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.db()
+            .execute(
+                "INSERT OR IGNORE INTO effect_log (key, done_at) VALUES (?1, ?2)",
+                params![key, now_ms],
+            )
+            .map(|_| ())
+            .map_err(err)
+    }
+
     fn prune_done(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError> {
-        let n = self
-            .db()
+        let db = self.db();
+        db.execute(
+            "DELETE FROM effect_log WHERE done_at < ?1",
+            params![before_ms],
+        )
+        .map_err(err)?;
+        let n = db
             .execute(
                 "DELETE FROM inbox WHERE seq IN (SELECT seq FROM inbox INDEXED BY inbox_order
                      WHERE status = 'done' AND updated_at < ?1 ORDER BY seq LIMIT ?2)",
