@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
+use pcsync_sandbox::Sandbox;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -783,4 +784,81 @@ async fn retry_after_hints_set_the_retry_time_and_remote_calls_are_measured() {
     ] {
         assert!(text.contains(expected), "{expected} missing from\n{text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_opportunities_schedule_notices_changes_without_events() {
+    // Notifications driven by ListOpportunities' change filter alone: no EventBridge
+    // trigger, no linked-deal sweep.
+    let (sb, _dir, service, _config) = start_with(
+        |rules| {
+            let pack = rules.join("smart-notifications.yaml");
+            let text = std::fs::read_to_string(&pack).unwrap();
+            let polled = text
+                .replace(
+                    "  - schedule: { every: 30m, for_each: linked_deals }\n  - partnercentral: Opportunity Updated\n",
+                    "  - schedule: { every: 2s, jitter: 0s, for_each: changed_opportunities }\n",
+                );
+            assert_ne!(polled, text);
+            std::fs::write(&pack, polled).unwrap();
+        },
+        "",
+        // AWS has scored the opportunity before pcsync first looks.
+        |sb| {
+            sb.partner_central
+                .with_store(|s| {
+                    s.edit_summary("O5000002", |v| {
+                        v["Insights"]["OpportunityQuality"]["Score"] = json!(40);
+                    })
+                })
+                .unwrap();
+        },
+    )
+    .await;
+    let http = reqwest::Client::new();
+    http.delete(format!(
+        "{}/_sandbox/partnercentral/events",
+        sb.partner_central_url
+    ))
+    .send_ok()
+    .await;
+    let listed = |sb: &Sandbox| {
+        sb.journal
+            .calls()
+            .into_iter()
+            .filter(|c| c.operation == "ListOpportunities")
+            .collect::<Vec<_>>()
+    };
+    // The first run records the baseline of the recently changed opportunities.
+    eventually("a first run", &service, || async {
+        (!listed(&sb).is_empty()).then_some(())
+    })
+    .await;
+    drained(&http, &service, 1).await;
+    assert!(hubspot_objects(&http, &sb, "tasks").await.is_empty());
+    aws_insights(&http, &sb, "O5000002", json!({ "quality_score": 95 })).await;
+    let task = eventually("the score task", &service, || async {
+        hubspot_objects(&http, &sb, "tasks")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(task["associations"]["deals"][0], "40000000002");
+    let call = &listed(&sb)[0];
+    assert!(
+        call.request["LastModifiedDate"]["AfterLastModifiedDate"].is_string(),
+        "{}",
+        call.request
+    );
+}
+
+async fn aws_insights(http: &reqwest::Client, sb: &Sandbox, id: &str, body: Value) {
+    http.post(format!(
+        "{}/_sandbox/partnercentral/opportunities/{id}/insights",
+        sb.partner_central_url
+    ))
+    .json(&body)
+    .send_ok()
+    .await;
 }

@@ -444,6 +444,57 @@ impl PartnerCentralClient {
         Ok(solutions)
     }
 
+    /// The opportunities changed on or after `since` (RFC 3339), by ListOpportunities
+    /// with a `LastModifiedDate` filter, all pages: each id with its
+    /// `LastModifiedDate`.
+    pub async fn changed_opportunities(
+        &self,
+        since: &str,
+    ) -> Result<Vec<(String, String)>, PcError> {
+        let after =
+            DateTime::from_str(since, DateTimeFormat::DateTimeWithOffset).map_err(|e| PcError {
+                code: "InvalidInput".into(),
+                message: format!("`{since}` is not RFC 3339: {e}"),
+                retryable: false,
+                body: None,
+                retry_after: None,
+            })?;
+        let filter = pc::types::LastModifiedDate::builder()
+            .after_last_modified_date(after)
+            .build();
+        let mut changed = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .send(
+                    "ListOpportunities",
+                    &self.reads,
+                    self.client
+                        .list_opportunities()
+                        .catalog(&self.catalog)
+                        .last_modified_date(filter.clone())
+                        .max_results(100)
+                        .set_next_token(token.take())
+                        .send(),
+                )
+                .await?;
+            for o in page.opportunity_summaries() {
+                if let Some(id) = o.id() {
+                    let modified = o
+                        .last_modified_date()
+                        .and_then(|d| d.fmt(DateTimeFormat::DateTime).ok())
+                        .unwrap_or_default();
+                    changed.push((id.to_string(), modified));
+                }
+            }
+            match page.next_token().filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
+            }
+        }
+        Ok(changed)
+    }
+
     /// AssociateOpportunity with a solution.
     pub async fn associate_solution(
         &self,

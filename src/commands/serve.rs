@@ -148,6 +148,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         Arc::clone(&metrics),
     ));
     tokio::spawn(Arc::clone(&solutions).run());
+    let poller_pc = partner_central.clone();
     let executor = Executor {
         hubspot: Arc::clone(&hubspot),
         partner_central,
@@ -172,6 +173,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         Arc::clone(&rules),
         Arc::clone(&store),
         hubspot,
+        poller_pc,
     ));
 
     let ingest = Arc::new(Ingest {

@@ -1,6 +1,8 @@
 //! Pollers: the schedules rule packs declare (`every: 30m, for_each: linked_deals`).
-//! Each due run puts one `schedule` event per linked deal in the inbox, where it is
-//! ordered, retried and dead-lettered like any other event. One task runs every
+//! Each due run puts one `schedule` event per linked deal (or, with
+//! `for_each: changed_opportunities`, per opportunity ListOpportunities reports changed
+//! since the previous run) in the inbox, where it is ordered, retried and
+//! dead-lettered like any other event. One task runs every
 //! schedule, so two runs of one poller never overlap; a run that fails is logged and
 //! tried again at the next tick. Each run is shifted by up to its jitter, so that
 //! many packs do not fire at once.
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pcsync_adapters::hubspot::client::HubSpotClient;
+use pcsync_adapters::partner_central::PartnerCentralClient;
 use pcsync_engine::Event;
 use pcsync_engine::model::ScheduleScope;
 
@@ -19,10 +22,35 @@ use crate::store::Store;
 /// How often the poller looks for due schedules.
 const TICK: Duration = Duration::from_secs(5);
 
+/// How far back a `changed_opportunities` run looks before the previous run started,
+/// for clock differences with AWS.
+const OVERLAP: Duration = Duration::from_secs(60);
+
+/// Commits a run's events; whether it worked.
+fn queue(store: &dyn Store, pack: &str, events: &[(Event, String)], now_ms: i64) -> bool {
+    match super::blocking(|| store.accept(events, now_ms)) {
+        Ok(a) => {
+            tracing::info!(pack = %pack, queued = a.new, "scheduled run queued its work");
+            true
+        }
+        Err(e) => {
+            tracing::error!(pack = %pack, error = %e, "scheduled run not queued");
+            false
+        }
+    }
+}
+
 /// Runs the packs' schedules until the task is dropped.
-pub async fn run(rules: Arc<RuleHost>, store: Arc<dyn Store>, hubspot: Arc<HubSpotClient>) {
-    // Per pack and schedule: when it is next due (ms since the epoch).
+pub async fn run(
+    rules: Arc<RuleHost>,
+    store: Arc<dyn Store>,
+    hubspot: Arc<HubSpotClient>,
+    partner_central: PartnerCentralClient,
+) {
+    // Per pack and schedule: when it is next due (ms since the epoch), and for
+    // `changed_opportunities` where the previous run started.
     let mut due: HashMap<String, i64> = HashMap::new();
+    let mut since: HashMap<String, jiff::Timestamp> = HashMap::new();
     loop {
         let now = jiff::Timestamp::now();
         let now_ms = now.as_millisecond();
@@ -62,16 +90,8 @@ pub async fn run(rules: Arc<RuleHost>, store: Arc<dyn Store>, hubspot: Arc<HubSp
                                         (event, key)
                                     })
                                     .collect();
-                                match super::blocking(|| store.accept(&events, now_ms)) {
-                                    Ok(a) => tracing::info!(
-                                        pack = %pack.pack.pack,
-                                        queued = a.new,
-                                        "scheduled run queued its deals"
-                                    ),
-                                    Err(e) => {
-                                        tracing::error!(pack = %pack.pack.pack, error = %e, "scheduled run not queued");
-                                        continue;
-                                    }
+                                if !queue(&*store, &pack.pack.pack, &events, now_ms) {
+                                    continue;
                                 }
                             }
                             Err(e) => {
@@ -81,10 +101,33 @@ pub async fn run(rules: Arc<RuleHost>, store: Arc<dyn Store>, hubspot: Arc<HubSp
                         }
                     }
                     ScheduleScope::ChangedOpportunities => {
-                        tracing::warn!(
-                            pack = %pack.pack.pack,
-                            "`for_each: changed_opportunities` is not supported yet; use linked_deals"
-                        );
+                        // The first run looks one period back.
+                        let from =
+                            since.get(&key).copied().unwrap_or_else(|| now - every) - OVERLAP;
+                        match partner_central
+                            .changed_opportunities(&from.to_string())
+                            .await
+                        {
+                            Ok(changed) => {
+                                let events: Vec<(Event, String)> = changed
+                                    .into_iter()
+                                    .map(|(id, _)| {
+                                        let event =
+                                            Event::schedule(&pack.pack.pack, None, Some(id), now);
+                                        let key = super::ingest::ordering_key(&event);
+                                        (event, key)
+                                    })
+                                    .collect();
+                                if !queue(&*store, &pack.pack.pack, &events, now_ms) {
+                                    continue;
+                                }
+                                since.insert(key.clone(), now);
+                            }
+                            Err(e) => {
+                                tracing::warn!(pack = %pack.pack.pack, error = %e, "scheduled run cannot list changed opportunities");
+                                continue;
+                            }
+                        }
                     }
                 }
                 let period = every.as_millis() as i64;
