@@ -862,3 +862,28 @@ async fn aws_insights(http: &reqwest::Client, sb: &Sandbox, id: &str, body: Valu
     .send_ok()
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_reload_needs_the_admin_token_when_one_is_set() {
+    let token = "reload-token-0123456789";
+    let (_sb, _dir, service, _config) = start(|_| {}, &format!("admin_token: {token}\n")).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/admin/reload", service.url);
+    for auth in [None, Some("Bearer wrong-token-0123456789")] {
+        let mut request = http.post(&url);
+        if let Some(a) = auth {
+            request = request.header("Authorization", a);
+        }
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status(), 403, "{auth:?}");
+        let body: Value = answer.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains("admin_token"),
+            "{body}"
+        );
+    }
+    let ok = http.post(&url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(body["reloaded"], false, "nothing changed: {body}");
+}

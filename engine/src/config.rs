@@ -23,6 +23,11 @@ pub struct ServiceConfig {
     /// The SQLite state file (inbox, dead letters, last-known state).
     #[serde(default = "state_default")]
     pub state: String,
+    /// The bearer token `POST /admin/reload` requires (`Authorization: Bearer …`). Use
+    /// `${PCSYNC_ADMIN_TOKEN}`. Unset: only clients on the loopback interface may call it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 16))]
+    pub admin_token: Option<String>,
     /// HubSpot connection.
     pub hubspot: HubSpotConfig,
     /// Partner Central connection. AWS credentials come from the standard AWS chain

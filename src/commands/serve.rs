@@ -198,6 +198,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
                     store: Arc::clone(&store),
                     rules: Arc::clone(&rules),
                     metrics,
+                    admin_token: config.admin_token.as_deref().map(Arc::from),
                 }),
         );
     let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -218,10 +219,13 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     // On SIGTERM or Ctrl-C: stop taking requests and let those in flight answer,
     // then let the worker finish the batch in hand (its claimed but unstarted
     // batches go back in line). Anything cut short is recovered at the next start.
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string());
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(|e| e.to_string());
     tracing::info!("stopping: finishing the work in hand");
     let _ = stop.send(true);
     match tokio::time::timeout(DRAIN_TIMEOUT, working).await {
@@ -292,6 +296,7 @@ struct Health {
     store: Arc<dyn Store>,
     rules: Arc<RuleHost>,
     metrics: Arc<Metrics>,
+    admin_token: Option<Arc<str>>,
 }
 
 /// `GET /metrics`: Prometheus (OpenMetrics) text.
@@ -339,8 +344,33 @@ async fn rules_status(State(h): State<Health>) -> Json<serde_json::Value> {
 
 /// `POST /admin/reload`: reload now; 422 with the diagnostics when the packs do not
 /// check (the rules in force stay).
-async fn admin_reload(State(h): State<Health>) -> axum::response::Response {
+async fn admin_reload(
+    State(h): State<Health>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
+    use subtle::ConstantTimeEq;
+    let allowed = match &h.admin_token {
+        Some(token) => headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes()))),
+        None => peer.ip().is_loopback(),
+    };
+    if !allowed {
+        let message = if h.admin_token.is_some() {
+            "POST /admin/reload needs `Authorization: Bearer <admin_token>`"
+        } else {
+            "POST /admin/reload answers only on the loopback interface unless the config sets admin_token"
+        };
+        return (
+            axum::http::StatusCode::FORBIDDEN,
+            Json(json!({ "error": "forbidden", "message": message })),
+        )
+            .into_response();
+    }
     match h.rules.reload() {
         Ok(Reloaded::Changed(v)) => Json(json!({ "reloaded": true, "version": v })).into_response(),
         Ok(Reloaded::Unchanged(v)) => {
