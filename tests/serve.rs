@@ -407,7 +407,18 @@ async fn scheduled_runs_notice_score_changes_no_event_announces() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_snapshot_revision_becomes_one_note_on_the_deal() {
-    let (sb, _dir, service, _config) = start(|_| {}, "").await;
+    // The shipped poll is every 4 hours; here every 2 seconds, besides the events.
+    let (sb, _dir, service, _config) = start(
+        |rules| {
+            let pack = rules.join("resource-snapshot-sync.yaml");
+            let text = std::fs::read_to_string(&pack).unwrap();
+            let fast = text.replace("every: 4h,", "every: 2s, jitter: 0s,");
+            assert_ne!(fast, text);
+            std::fs::write(&pack, fast).unwrap();
+        },
+        "",
+    )
+    .await;
     let http = reqwest::Client::new();
     let publish = || {
         http.post(format!(
@@ -467,6 +478,25 @@ async fn each_snapshot_revision_becomes_one_note_on_the_deal() {
             .iter()
             .all(|t| t.contains("(revision 3)")),
         "{all:#?}"
+    );
+    // Further polls find nothing new and note nothing.
+    let looked = |sb: &Sandbox| {
+        sb.journal
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "ListEngagementResourceAssociations")
+            .count()
+    };
+    let before = looked(&sb);
+    eventually("two more polls", &service, || async {
+        (looked(&sb) >= before + 2).then_some(())
+    })
+    .await;
+    drained(&http, &service, 0).await;
+    assert_eq!(
+        titles().await.unwrap(),
+        all,
+        "a poll noted a revision again"
     );
 }
 
