@@ -31,8 +31,8 @@ CREATE TABLE IF NOT EXISTS inbox (
     last_error   TEXT,
     updated_at   INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS inbox_order ON inbox (status, seq);
-DROP INDEX IF EXISTS inbox_due;
+DROP INDEX IF EXISTS inbox_order;
+CREATE INDEX IF NOT EXISTS inbox_due ON inbox (status, not_before, seq);
 CREATE INDEX IF NOT EXISTS inbox_key ON inbox (ordering_key, status, seq);
 CREATE TABLE IF NOT EXISTS pack_state (
     opportunity_id TEXT NOT NULL,
@@ -291,20 +291,22 @@ impl Store for SqliteStore {
     fn claim(&self, now_ms: i64, coalesce_ms: i64, limit: usize) -> Result<Vec<Batch>, StoreError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(err)?;
-        // The oldest due events that head their key (no earlier event of the key is
-        // waiting or running), read in inbox order for each state so that the scan
-        // stops after `limit` heads instead of sorting every waiting event.
+        // Due events that head their key (no earlier event of the key is waiting or
+        // running), read in order of when they became due, so the scan touches only
+        // due rows and stops after `limit` heads: events waiting out a backoff or a
+        // deferral cost nothing until their time. `not_before` is never earlier than
+        // `received_at`, so the coalescing window holds for new events too.
         let mut heads: Vec<(i64, String, i64)> = Vec::new();
         for status in ["pending", "deferred"] {
             let mut q = tx
                 .prepare_cached(
-                    "SELECT i.seq, i.ordering_key, i.received_at FROM inbox i INDEXED BY inbox_order
-                     WHERE i.status = ?4 AND i.not_before <= ?1 AND i.received_at <= ?1 - ?2
+                    "SELECT i.seq, i.ordering_key, i.received_at FROM inbox i INDEXED BY inbox_due
+                     WHERE i.status = ?4 AND i.not_before <= ?1 - ?2
                        AND NOT EXISTS (SELECT 1 FROM inbox j
                                        WHERE j.ordering_key = i.ordering_key
                                          AND j.status IN ('pending', 'running', 'deferred')
                                          AND j.seq < i.seq)
-                     ORDER BY i.seq LIMIT ?3",
+                     ORDER BY i.not_before, i.seq LIMIT ?3",
                 )
                 .map_err(err)?;
             let found: Vec<(i64, String, i64)> = q
@@ -498,7 +500,7 @@ impl Store for SqliteStore {
         let mut q = db
             .prepare_cached(
                 "SELECT ordering_key, COUNT(*), COALESCE(MAX(last_error), ''), MIN(not_before), MIN(seq) AS first
-                 FROM inbox INDEXED BY inbox_order WHERE status = 'deferred'
+                 FROM inbox INDEXED BY inbox_due WHERE status = 'deferred'
                  GROUP BY ordering_key ORDER BY first LIMIT ?1",
             )
             .map_err(err)?;
@@ -546,8 +548,8 @@ impl Store for SqliteStore {
         .map_err(err)?;
         let n = db
             .execute(
-                "DELETE FROM inbox WHERE seq IN (SELECT seq FROM inbox INDEXED BY inbox_order
-                     WHERE status = 'done' AND updated_at < ?1 ORDER BY seq LIMIT ?2)",
+                "DELETE FROM inbox WHERE seq IN (SELECT seq FROM inbox INDEXED BY inbox_due
+                     WHERE status = 'done' AND updated_at < ?1 ORDER BY not_before, seq LIMIT ?2)",
                 params![before_ms, limit as i64],
             )
             .map_err(err)?;
@@ -700,6 +702,33 @@ mod tests {
         // A pruned event is forgotten: the same delivery again is new.
         assert_eq!(s.accept(&[change(1, 1, "a")], 6_000).unwrap().new, 1);
         assert_eq!(s.accept(&[change(2, 2, "a")], 6_000).unwrap().duplicates, 1);
+    }
+
+    #[test]
+    fn events_waiting_out_a_backoff_do_not_hold_up_due_ones() {
+        let (_dir, s) = store();
+        s.accept(&[change(1, 1, "a"), change(2, 2, "a")], 10)
+            .unwrap();
+        let first = s.claim(100, 0, 10).unwrap();
+        assert_eq!(first.len(), 2);
+        let seqs: Vec<i64> = first.iter().map(|b| b.items[0].seq).collect();
+        s.retry(&seqs, 1_000_000, "throttled", 100).unwrap();
+        s.accept(&[change(3, 3, "a"), change(1, 4, "a")], 200)
+            .unwrap();
+        // Deal 3 is due; deal 1's new event waits behind its own retry, in order.
+        let due = s.claim(300, 0, 10).unwrap();
+        assert_eq!(due.len(), 1, "{due:?}");
+        assert_eq!(due[0].key, "deal:3");
+        // Once the backoff ends the retries come first, then deal 1's later event.
+        s.complete(&[due[0].items[0].seq], 300).unwrap();
+        let later = s.claim(1_000_000, 0, 10).unwrap();
+        let keys: Vec<&str> = later.iter().map(|b| b.key.as_str()).collect();
+        assert_eq!(keys, ["deal:1", "deal:2"]);
+        let done: Vec<i64> = later.iter().map(|b| b.items[0].seq).collect();
+        s.complete(&done, 1_000_000).unwrap();
+        let last = s.claim(1_000_001, 0, 10).unwrap();
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].items[0].event.id, change(1, 4, "a").0.id);
     }
 
     #[test]
