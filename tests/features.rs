@@ -126,18 +126,8 @@ async fn a_new_deal_becomes_one_opportunity_however_often_it_is_announced() {
     .await;
     let made = creations(&sb);
     assert_eq!(made[1]["ClientToken"], made[0]["ClientToken"]);
-    let all = get(
-        &http,
-        &format!(
-            "{}/_sandbox/partnercentral/opportunities",
-            sb.partner_central_url
-        ),
-    )
-    .await
-    .unwrap();
-    let for_deal = all["opportunities"]
-        .as_array()
-        .unwrap()
+    let for_deal = opportunities(&http, &sb)
+        .await
         .iter()
         .filter(|o| o["PartnerOpportunityIdentifier"] == deal_id.as_str())
         .count();
@@ -154,18 +144,8 @@ async fn a_new_deal_becomes_one_opportunity_however_often_it_is_announced() {
 
 /// The demo's opportunity in review status `status` and its deal: (opportunity, deal).
 async fn demo_pair(http: &reqwest::Client, sb: &Sandbox, status: &str) -> (String, String) {
-    let all = get(
-        http,
-        &format!(
-            "{}/_sandbox/partnercentral/opportunities",
-            sb.partner_central_url
-        ),
-    )
-    .await
-    .unwrap();
-    let opportunity = all["opportunities"]
-        .as_array()
-        .unwrap()
+    let opportunity = opportunities(http, sb)
+        .await
         .iter()
         .find(|o| o["LifeCycle"]["ReviewStatus"] == status)
         .unwrap()["Id"]
@@ -232,11 +212,12 @@ async fn review_decisions_sellers_and_engagement_levels_reach_the_deal_team_once
     // the pack (the next run is 30 minutes away).
     let (sb, _dir, service, _config) = start(
         |rules| {
-            let pack = rules.join("smart-notifications.yaml");
-            let text = std::fs::read_to_string(&pack).unwrap();
-            let now = text.replace("every: 30m,", "every: 30m, jitter: 0s,");
-            assert_ne!(now, text);
-            std::fs::write(&pack, now).unwrap();
+            edit_pack(
+                rules,
+                "smart-notifications.yaml",
+                "every: 30m,",
+                "every: 30m, jitter: 0s,",
+            )
         },
         "",
     )
@@ -415,13 +396,12 @@ async fn review_decisions_sellers_and_engagement_levels_reach_the_deal_team_once
 async fn a_retry_after_a_partial_success_repeats_no_task_or_note() {
     let (sb, _dir, service, _config) = start(
         |rules| {
-            let pack = rules.join("smart-notifications.yaml");
-            let text = std::fs::read_to_string(&pack).unwrap();
-            std::fs::write(
-                &pack,
-                text.replace("every: 30m,", "every: 30m, jitter: 0s,"),
+            edit_pack(
+                rules,
+                "smart-notifications.yaml",
+                "every: 30m,",
+                "every: 30m, jitter: 0s,",
             )
-            .unwrap();
         },
         "",
     )

@@ -355,11 +355,12 @@ async fn scheduled_runs_notice_score_changes_no_event_announces() {
     // The shipped schedule is 30 minutes; the test runs it every 2 seconds.
     let (sb, _dir, service, _config) = start(
         |rules| {
-            let pack = rules.join("smart-notifications.yaml");
-            let text = std::fs::read_to_string(&pack).unwrap();
-            let fast = text.replace("every: 30m,", "every: 2s, jitter: 0s,");
-            assert_ne!(fast, text);
-            std::fs::write(&pack, fast).unwrap();
+            edit_pack(
+                rules,
+                "smart-notifications.yaml",
+                "every: 30m,",
+                "every: 2s, jitter: 0s,",
+            )
         },
         "",
     )
@@ -410,11 +411,12 @@ async fn each_snapshot_revision_becomes_one_note_on_the_deal() {
     // The shipped poll is every 4 hours; here every 2 seconds, besides the events.
     let (sb, _dir, service, _config) = start(
         |rules| {
-            let pack = rules.join("resource-snapshot-sync.yaml");
-            let text = std::fs::read_to_string(&pack).unwrap();
-            let fast = text.replace("every: 4h,", "every: 2s, jitter: 0s,");
-            assert_ne!(fast, text);
-            std::fs::write(&pack, fast).unwrap();
+            edit_pack(
+                rules,
+                "resource-snapshot-sync.yaml",
+                "every: 4h,",
+                "every: 2s, jitter: 0s,",
+            )
         },
         "",
     )
@@ -821,17 +823,7 @@ async fn a_changed_opportunities_schedule_notices_changes_without_events() {
     // Notifications driven by ListOpportunities' change filter alone: no EventBridge
     // trigger, no linked-deal sweep.
     let (sb, _dir, service, _config) = start_with(
-        |rules| {
-            let pack = rules.join("smart-notifications.yaml");
-            let text = std::fs::read_to_string(&pack).unwrap();
-            let polled = text
-                .replace(
-                    "  - schedule: { every: 30m, for_each: linked_deals }\n  - partnercentral: Opportunity Updated\n",
-                    "  - schedule: { every: 2s, jitter: 0s, for_each: changed_opportunities }\n",
-                );
-            assert_ne!(polled, text);
-            std::fs::write(&pack, polled).unwrap();
-        },
+        |rules| edit_pack(rules, "smart-notifications.yaml", "  - schedule: { every: 30m, for_each: linked_deals }\n  - partnercentral: Opportunity Updated\n", "  - schedule: { every: 2s, jitter: 0s, for_each: changed_opportunities }\n"),
         "",
         // AWS has scored the opportunity before pcsync first looks.
         |sb| {

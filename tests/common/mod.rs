@@ -198,8 +198,8 @@ pub async fn start_with(
     (sb, dir, service, config)
 }
 
-/// The opportunity as the sandbox holds it.
-pub async fn opportunity(http: &reqwest::Client, sb: &Sandbox, id: &str) -> Option<Value> {
+/// Every opportunity as the sandbox holds it.
+pub async fn opportunities(http: &reqwest::Client, sb: &Sandbox) -> Vec<Value> {
     let all = get(
         http,
         &format!(
@@ -207,12 +207,26 @@ pub async fn opportunity(http: &reqwest::Client, sb: &Sandbox, id: &str) -> Opti
             sb.partner_central_url
         ),
     )
-    .await?;
-    all["opportunities"]
-        .as_array()?
-        .iter()
+    .await
+    .unwrap_or_default();
+    all["opportunities"].as_array().cloned().unwrap_or_default()
+}
+
+/// The opportunity as the sandbox holds it.
+pub async fn opportunity(http: &reqwest::Client, sb: &Sandbox, id: &str) -> Option<Value> {
+    opportunities(http, sb)
+        .await
+        .into_iter()
         .find(|o| o["Id"] == id)
-        .cloned()
+}
+
+/// Rewrites `from` to `to` in the pack file `pack` of the rules directory (a test's
+/// faster schedule, say); the text must be there.
+pub fn edit_pack(rules: &Path, pack: &str, from: &str, to: &str) {
+    let path = rules.join(pack);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "`{from}` is not in {pack}");
+    std::fs::write(&path, text.replace(from, to)).unwrap();
 }
 
 /// The UpdateOpportunity calls the sandbox answered with `status`.
