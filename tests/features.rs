@@ -142,6 +142,26 @@ async fn a_new_deal_becomes_one_opportunity_however_often_it_is_announced() {
     .await;
 }
 
+/// The service with smart notifications' schedule running once at start (the next
+/// run is 30 minutes away), after that run has recorded the demo's baseline: from
+/// then on only events drive the pack.
+async fn start_after_baseline() -> (Sandbox, tempfile::TempDir, Service) {
+    let (sb, dir, service, _config) = start(
+        |rules| {
+            edit_pack(
+                rules,
+                "smart-notifications.yaml",
+                "every: 30m,",
+                "every: 30m, jitter: 0s,",
+            )
+        },
+        "",
+    )
+    .await;
+    drained(&reqwest::Client::new(), &service, 4).await;
+    (sb, dir, service)
+}
+
 /// The demo's opportunity in review status `status` and its deal: (opportunity, deal).
 async fn demo_pair(http: &reqwest::Client, sb: &Sandbox, status: &str) -> (String, String) {
     let opportunity = opportunities(http, sb)
@@ -208,25 +228,11 @@ fn due_in_hours(task: &Value) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn review_decisions_sellers_and_engagement_levels_reach_the_deal_team_once() {
-    // One scheduled run at start records the baseline; after that only events drive
-    // the pack (the next run is 30 minutes away).
-    let (sb, _dir, service, _config) = start(
-        |rules| {
-            edit_pack(
-                rules,
-                "smart-notifications.yaml",
-                "every: 30m,",
-                "every: 30m, jitter: 0s,",
-            )
-        },
-        "",
-    )
-    .await;
+    let (sb, _dir, service) = start_after_baseline().await;
     let http = reqwest::Client::new();
     let (submitted, submitted_deal) = demo_pair(&http, &sb, "Submitted").await;
     let (approved, approved_deal) = demo_pair(&http, &sb, "Approved").await;
     let (action, action_deal) = demo_pair(&http, &sb, "Action Required").await;
-    drained(&http, &service, 4).await;
     assert!(
         hubspot_objects(&http, &sb, "tasks").await.is_empty(),
         "a baseline notifies nothing"
@@ -394,21 +400,9 @@ async fn review_decisions_sellers_and_engagement_levels_reach_the_deal_team_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_a_partial_success_repeats_no_task_or_note() {
-    let (sb, _dir, service, _config) = start(
-        |rules| {
-            edit_pack(
-                rules,
-                "smart-notifications.yaml",
-                "every: 30m,",
-                "every: 30m, jitter: 0s,",
-            )
-        },
-        "",
-    )
-    .await;
+    let (sb, _dir, service) = start_after_baseline().await;
     let http = reqwest::Client::new();
     let (submitted, deal) = demo_pair(&http, &sb, "Submitted").await;
-    drained(&http, &service, 4).await;
     // The task and the note go out; SNS fails four times (outlasting the SDK's three
     // tries), so the batch is retried.
     inject(
