@@ -120,6 +120,25 @@ impl Event {
 
     /// One event of a HubSpot webhook batch.
     pub fn from_hubspot(v: &Value) -> Result<Event, EventError> {
+        let mut event = Event::hubspot_fields(v)?;
+        event.payload = v.clone();
+        Ok(event)
+    }
+
+    /// [`Event::from_hubspot`], keeping `v` as the payload without copying it (ingest
+    /// reads thousands a second); on error `v` comes back with the reason.
+    pub fn from_hubspot_owned(v: Value) -> Result<Event, (EventError, Value)> {
+        match Event::hubspot_fields(&v) {
+            Ok(mut event) => {
+                event.payload = v;
+                Ok(event)
+            }
+            Err(e) => Err((e, v)),
+        }
+    }
+
+    /// A HubSpot event's fields, with an empty payload.
+    fn hubspot_fields(v: &Value) -> Result<Event, EventError> {
         let field = |field, expected| EventError::Field {
             kind: "HubSpot",
             field,
@@ -167,7 +186,7 @@ impl Event {
             change_source: text("changeSource"),
             source_id: text("sourceId"),
             pack: None,
-            payload: v.clone(),
+            payload: Value::Null,
         })
     }
 

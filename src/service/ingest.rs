@@ -205,7 +205,7 @@ async fn hubspot(
             );
         }
     };
-    let Some(items) = value.as_array() else {
+    let Value::Array(items) = value else {
         return reject(
             StatusCode::BAD_REQUEST,
             "malformed",
@@ -227,13 +227,13 @@ async fn hubspot(
         .to_string();
     let mut events = Vec::new();
     let mut bad = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match Event::from_hubspot(item) {
+    for (i, item) in items.into_iter().enumerate() {
+        match Event::from_hubspot_owned(item) {
             Ok(e) => events.push(e),
-            Err(e) => {
+            Err((e, item)) => {
                 let reason = format!("event {i} of the batch cannot be read: {e}");
                 bad.push((
-                    unreadable(Source::Hubspot, i, item, &reason, &batch_id),
+                    unreadable(Source::Hubspot, i, &item, &reason, &batch_id),
                     reason,
                 ));
             }
