@@ -154,6 +154,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         partner_central,
         sns,
     };
+    let busy = Arc::new(crate::service::Busy::default());
     let worker = Arc::new(Worker {
         store: Arc::clone(&store),
         rules: Arc::clone(&rules),
@@ -164,6 +165,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         defer_recheck: config.worker.defer_recheck.0,
         keep_done: config.worker.keep_done.0,
         metrics: Arc::clone(&metrics),
+        busy: Arc::clone(&busy),
     });
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let working = tokio::spawn(Arc::clone(&worker).run(stopping));
@@ -184,6 +186,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         eventbridge_secret: config.eventbridge.as_ref().map(|e| e.shared_secret.clone()),
         now_ms: || jiff::Timestamp::now().as_millisecond(),
         metrics: Arc::clone(&metrics),
+        busy,
     });
     let app = ingest::router(ingest)
         .merge(crate::service::solutions::router(solutions))

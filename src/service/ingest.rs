@@ -44,6 +44,8 @@ pub struct Ingest {
     pub now_ms: fn() -> i64,
     /// Counters for `/metrics`.
     pub metrics: Arc<crate::service::metrics::Metrics>,
+    /// Requests committing now (the worker gives way to them).
+    pub busy: Arc<crate::service::Busy>,
 }
 
 /// Why a request was refused, for the rejection counter.
@@ -137,6 +139,7 @@ async fn accept(ingest: &Ingest, events: Vec<Event>, unreadable: Vec<(Event, Str
         })
         .collect();
     let store = Arc::clone(&ingest.store);
+    let _busy = ingest.busy.enter();
     // The store is synchronous (SQLite): keep it off the async workers.
     let result = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
         let accepted = store.accept(&batch, now)?;
@@ -345,6 +348,7 @@ mod tests {
             eventbridge_secret: Some("eventbridge-shared-secret".into()),
             now_ms: now,
             metrics: Default::default(),
+            busy: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

@@ -9,6 +9,36 @@ pub mod reload;
 pub mod solutions;
 pub mod worker;
 
+/// Requests committing events right now. The worker gives way while there are any
+/// (a little, never for long): answering HubSpot quickly matters more than working
+/// the inbox a few milliseconds sooner, and accepted events are durable anyway.
+#[derive(Debug, Default)]
+pub struct Busy(std::sync::atomic::AtomicUsize);
+
+impl Busy {
+    /// Counts the caller as busy until the guard drops.
+    pub fn enter(&self) -> BusyGuard<'_> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        BusyGuard(self)
+    }
+
+    /// Whether any request is committing.
+    pub fn any(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+}
+
+/// See [`Busy::enter`].
+pub struct BusyGuard<'a>(&'a Busy);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        (self.0)
+            .0
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A delay in `[0, span_ms)` that differs between calls and between `seed`s (a
 /// schedule, an event): spreads retries and scheduled runs so they do not fire in
 /// lockstep. std's randomly keyed hasher is random enough for that.

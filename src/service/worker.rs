@@ -35,6 +35,8 @@ pub struct Worker {
     pub keep_done: Duration,
     /// Counters for `/metrics`.
     pub metrics: Arc<super::metrics::Metrics>,
+    /// Ingest requests committing now: a pass waits up to 50 ms for them.
+    pub busy: Arc<super::Busy>,
 }
 
 /// How a batch ended.
@@ -63,6 +65,10 @@ impl Worker {
             if last_prune.elapsed() >= Duration::from_secs(60) {
                 last_prune = std::time::Instant::now();
                 self.prune();
+            }
+            let yielded = std::time::Instant::now();
+            while self.busy.any() && yielded.elapsed() < Duration::from_millis(50) {
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
             let pause = match self.tick(&stop).await {
                 Ok(0) => Duration::from_millis(200),
