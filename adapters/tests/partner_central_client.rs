@@ -2,39 +2,27 @@
 //! the opportunity comes back in the API's own shape, and an update sends the whole
 //! record, signed.
 
-use aws_sdk_partnercentralselling as pc;
-use aws_sdk_partnercentralselling::config::Credentials;
 use pcsync_adapters::partner_central::PartnerCentralClient;
 use pcsync_sandbox::{Options, Quotas, Sandbox, demo};
 
 async fn setup() -> (Sandbox, PartnerCentralClient) {
-    let quotas = Quotas {
-        writes_per_second: None,
-        reads_per_second: None,
-    };
     let sb = Sandbox::start(
         "127.0.0.1:0".parse().unwrap(),
         Options {
-            partner_central_quotas: quotas,
+            partner_central_quotas: Quotas::OFF,
             ..Options::default()
         },
     )
     .await
     .unwrap();
     demo::seed(&sb);
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&sb.partner_central_url)
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "sandbox-secret",
-            None,
-            None,
-            "test",
-        ))
-        .load()
-        .await;
-    let client = PartnerCentralClient::from_client(pc::Client::new(&conf), "Sandbox");
+    let conf = pcsync_adapters::aws_sdk_config(
+        "us-east-1",
+        Some(&sb.partner_central_url),
+        Some(("AKIDEXAMPLE", "sandbox-secret")),
+    )
+    .await;
+    let client = PartnerCentralClient::from_config(&conf, "Sandbox");
     (sb, client)
 }
 

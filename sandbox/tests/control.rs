@@ -3,45 +3,13 @@
 
 use std::time::Instant;
 
-use aws_config::{BehaviorVersion, Region};
+mod common;
+
 use aws_sdk_partnercentralselling as pc;
-use aws_sdk_partnercentralselling::config::Credentials;
+use common::{client, sandbox};
 use pc::types::*;
-use pcsync_sandbox::{Options, Quotas, Sandbox};
+use pcsync_sandbox::{Quotas, Sandbox};
 use serde_json::{Value, json};
-
-async fn sandbox() -> Sandbox {
-    let quotas = Quotas {
-        writes_per_second: None,
-        reads_per_second: None,
-    };
-    Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Options {
-            partner_central_quotas: quotas,
-            ..Options::default()
-        },
-    )
-    .await
-    .unwrap()
-}
-
-async fn client(sb: &Sandbox, attempts: u32) -> pc::Client {
-    let conf = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&sb.partner_central_url)
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "sandbox-secret",
-            None,
-            None,
-            "sandbox",
-        ))
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(attempts))
-        .load()
-        .await;
-    pc::Client::new(&conf)
-}
 
 async fn post(sb: &Sandbox, path: &str, body: Value) -> (u16, Value) {
     let r = reqwest::Client::new()
@@ -76,7 +44,7 @@ async fn seeded(sb: &Sandbox) -> String {
 
 #[tokio::test]
 async fn aws_actions_change_what_the_api_returns() {
-    let sb = sandbox().await;
+    let sb = sandbox(Quotas::OFF).await;
     let c = client(&sb, 1).await;
     let id = seeded(&sb).await;
     c.start_engagement_from_opportunity_task()
@@ -158,7 +126,7 @@ async fn aws_actions_change_what_the_api_returns() {
 
 #[tokio::test]
 async fn injected_server_errors_are_retried_by_the_sdk_and_recorded() {
-    let sb = sandbox().await;
+    let sb = sandbox(Quotas::OFF).await;
     let id = seeded(&sb).await;
     post(&sb, "/_sandbox/faults", json!({"service": "partnercentral", "operation": "GetOpportunity", "count": 2, "status": 500})).await;
     let c = client(&sb, 3).await;
@@ -187,7 +155,7 @@ async fn injected_server_errors_are_retried_by_the_sdk_and_recorded() {
 
 #[tokio::test]
 async fn an_injected_client_error_is_not_retried() {
-    let sb = sandbox().await;
+    let sb = sandbox(Quotas::OFF).await;
     let id = seeded(&sb).await;
     post(
         &sb,
@@ -217,7 +185,7 @@ async fn an_injected_client_error_is_not_retried() {
 
 #[tokio::test]
 async fn delays_and_dropped_connections_can_be_injected() {
-    let sb = sandbox().await;
+    let sb = sandbox(Quotas::OFF).await;
     let id = seeded(&sb).await;
     let c = client(&sb, 1).await;
     post(

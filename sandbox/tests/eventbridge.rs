@@ -2,6 +2,8 @@
 //! table says each action raises them, delivered with the API destination's secret
 //! and readable by pcsync's event parser.
 
+mod common;
+
 use std::time::Duration;
 
 use axum::Router;
@@ -9,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
-use pcsync_sandbox::{Options, Quotas, Sandbox};
+use pcsync_sandbox::{Quotas, Sandbox};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -73,19 +75,7 @@ async fn call(sb: &Sandbox, op: &str, body: Value) -> Value {
 #[tokio::test]
 async fn actions_raise_the_documented_events() {
     let (url, mut rx) = receiver().await;
-    let quotas = Quotas {
-        writes_per_second: None,
-        reads_per_second: None,
-    };
-    let sb = Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Options {
-            partner_central_quotas: quotas,
-            ..Options::default()
-        },
-    )
-    .await
-    .unwrap();
+    let sb = common::sandbox(Quotas::OFF).await;
     reqwest::Client::new()
         .post(format!(
             "{}/_sandbox/partnercentral/events",

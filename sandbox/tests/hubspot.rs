@@ -6,23 +6,12 @@ use serde_json::{Value, json};
 
 async fn sandbox(hubspot: HubSpotOptions) -> Sandbox {
     let options = Options {
-        partner_central_quotas: Quotas {
-            writes_per_second: None,
-            reads_per_second: None,
-        },
+        partner_central_quotas: Quotas::OFF,
         hubspot,
     };
     Sandbox::start("127.0.0.1:0".parse().unwrap(), options)
         .await
         .unwrap()
-}
-
-fn unlimited() -> HubSpotOptions {
-    HubSpotOptions {
-        rate_limit_per_10s: None,
-        search_per_second: None,
-        ..HubSpotOptions::default()
-    }
 }
 
 struct Api<'a> {
@@ -71,7 +60,7 @@ fn api(sb: &Sandbox) -> Api<'_> {
 
 #[tokio::test]
 async fn requests_need_the_bearer_token() {
-    let sb = sandbox(unlimited()).await;
+    let sb = sandbox(HubSpotOptions::unlimited()).await;
     for auth in [None, Some("Bearer wrong")] {
         let mut req = Client::new().get(format!("{}/crm/v3/owners", sb.hubspot_url));
         if let Some(a) = auth {
@@ -90,7 +79,7 @@ async fn requests_need_the_bearer_token() {
 
 #[tokio::test]
 async fn deals_read_back_in_the_crm_shape() {
-    let sb = sandbox(unlimited()).await;
+    let sb = sandbox(HubSpotOptions::unlimited()).await;
     let a = api(&sb);
     let id = a
         .deal(json!({"dealname": "Acme", "amount": "1500.00", "dealstage": "qualifiedtobuy"}))
@@ -123,7 +112,7 @@ async fn deals_read_back_in_the_crm_shape() {
 
 #[tokio::test]
 async fn writes_to_unknown_or_read_only_properties_are_rejected() {
-    let sb = sandbox(unlimited()).await;
+    let sb = sandbox(HubSpotOptions::unlimited()).await;
     let a = api(&sb);
     let id = a.deal(json!({"dealname": "Acme"})).await;
     let (status, _, body) = a
@@ -179,7 +168,7 @@ async fn writes_to_unknown_or_read_only_properties_are_rejected() {
 
 #[tokio::test]
 async fn properties_are_validated_and_duplicates_conflict() {
-    let sb = sandbox(unlimited()).await;
+    let sb = sandbox(HubSpotOptions::unlimited()).await;
     let a = api(&sb);
     let spec = json!({"name": "aws_sync_status", "label": "AWS sync status", "type": "string", "fieldType": "text", "groupName": "dealinformation"});
     assert_eq!(
@@ -213,7 +202,7 @@ async fn properties_are_validated_and_duplicates_conflict() {
 
 #[tokio::test]
 async fn notes_and_tasks_attach_to_deals_with_the_right_association_types() {
-    let sb = sandbox(unlimited()).await;
+    let sb = sandbox(HubSpotOptions::unlimited()).await;
     let a = api(&sb);
     let deal = a.deal(json!({"dealname": "Acme"})).await;
     let assoc = |type_id: i64| json!([{"to": {"id": deal.clone()}, "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}]}]);
@@ -258,7 +247,7 @@ async fn notes_and_tasks_attach_to_deals_with_the_right_association_types() {
 
 #[tokio::test]
 async fn batch_create_and_batch_read_report_per_item_results() {
-    let sb = sandbox(unlimited()).await;
+    let sb = sandbox(HubSpotOptions::unlimited()).await;
     let a = api(&sb);
     let deal = a.deal(json!({"dealname": "Acme"})).await;
     let input = |trace: &str, ts: &str| {
@@ -312,7 +301,7 @@ async fn batch_create_and_batch_read_report_per_item_results() {
 
 #[tokio::test]
 async fn search_filters_sorts_and_pages() {
-    let sb = sandbox(unlimited()).await;
+    let sb = sandbox(HubSpotOptions::unlimited()).await;
     let a = api(&sb);
     a.call(Method::POST, "/crm/v3/properties/deals", Some(json!({"name": "aws_opportunity_id", "label": "AWS", "type": "string", "fieldType": "text", "groupName": "dealinformation"}))).await;
     let mut ids = Vec::new();
@@ -424,7 +413,7 @@ async fn search_is_limited_to_five_requests_per_second() {
 
 #[tokio::test]
 async fn owners_and_the_default_pipeline() {
-    let sb = sandbox(unlimited()).await;
+    let sb = sandbox(HubSpotOptions::unlimited()).await;
     sb.hubspot
         .with_store(|s| s.add_owner("77", "pat@partner.example", "Pat", "Owner"));
     let a = api(&sb);

@@ -1,48 +1,13 @@
 //! Conformance: the real `aws-sdk-partnercentralselling` client against the
 //! sandbox over HTTP on 127.0.0.1, for each operation and each error path.
 
-use aws_config::{BehaviorVersion, Region};
+mod common;
+
 use aws_sdk_partnercentralselling as pc;
-use aws_sdk_partnercentralselling::config::Credentials;
 use aws_sdk_partnercentralselling::error::ProvideErrorMetadata;
+use common::{client, sandbox};
 use pc::types::*;
-use pcsync_sandbox::{Options, Quotas, Sandbox};
-
-async fn sandbox(quotas: Quotas) -> Sandbox {
-    Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Options {
-            partner_central_quotas: quotas,
-            ..Options::default()
-        },
-    )
-    .await
-    .unwrap()
-}
-
-fn no_quotas() -> Quotas {
-    Quotas {
-        writes_per_second: None,
-        reads_per_second: None,
-    }
-}
-
-async fn client(sandbox: &Sandbox, max_attempts: u32) -> pc::Client {
-    let conf = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&sandbox.partner_central_url)
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "sandbox-secret",
-            None,
-            None,
-            "sandbox",
-        ))
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))
-        .load()
-        .await;
-    pc::Client::new(&conf)
-}
+use pcsync_sandbox::Quotas;
 
 fn project(problem: &str) -> Project {
     Project::builder()
@@ -140,7 +105,7 @@ async fn update_with(
 
 #[tokio::test]
 async fn create_then_get_returns_the_record_pending_submission() {
-    let sb = sandbox(no_quotas()).await;
+    let sb = sandbox(Quotas::OFF).await;
     let c = client(&sb, 1).await;
     let id = create(&c, "t-1").await;
     assert!(
@@ -174,7 +139,7 @@ async fn create_then_get_returns_the_record_pending_submission() {
 
 #[tokio::test]
 async fn client_token_makes_create_idempotent_and_rejects_a_different_body() {
-    let sb = sandbox(no_quotas()).await;
+    let sb = sandbox(Quotas::OFF).await;
     let c = client(&sb, 1).await;
     let first = create(&c, "hubspot-deal-101").await;
     let again = create(&c, "hubspot-deal-101").await;
@@ -200,7 +165,7 @@ async fn client_token_makes_create_idempotent_and_rejects_a_different_body() {
 
 #[tokio::test]
 async fn update_replaces_the_whole_record_and_bumps_last_modified() {
-    let sb = sandbox(no_quotas()).await;
+    let sb = sandbox(Quotas::OFF).await;
     let c = client(&sb, 1).await;
     let id = create(&c, "t-2").await;
     let before = c
@@ -244,7 +209,7 @@ async fn update_replaces_the_whole_record_and_bumps_last_modified() {
 
 #[tokio::test]
 async fn stale_last_modified_date_is_a_conflict_and_a_refetch_succeeds() {
-    let sb = sandbox(no_quotas()).await;
+    let sb = sandbox(Quotas::OFF).await;
     let c = client(&sb, 1).await;
     let id = create(&c, "t-3").await;
     let stale = c
@@ -281,7 +246,7 @@ async fn stale_last_modified_date_is_a_conflict_and_a_refetch_succeeds() {
 
 #[tokio::test]
 async fn updates_are_blocked_while_submitted_or_in_review() {
-    let sb = sandbox(no_quotas()).await;
+    let sb = sandbox(Quotas::OFF).await;
     let c = client(&sb, 1).await;
     let id = create(&c, "t-4").await;
     for status in ["Submitted", "In review", "Rejected"] {
@@ -317,7 +282,7 @@ async fn updates_are_blocked_while_submitted_or_in_review() {
 
 #[tokio::test]
 async fn action_required_allows_only_the_listed_fields() {
-    let sb = sandbox(no_quotas()).await;
+    let sb = sandbox(Quotas::OFF).await;
     let c = client(&sb, 1).await;
     let id = create(&c, "t-5").await;
     sb.partner_central
@@ -357,7 +322,7 @@ async fn action_required_allows_only_the_listed_fields() {
 
 #[tokio::test]
 async fn approved_locks_title_but_not_stage() {
-    let sb = sandbox(no_quotas()).await;
+    let sb = sandbox(Quotas::OFF).await;
     let c = client(&sb, 1).await;
     let id = create(&c, "t-6").await;
     sb.partner_central
@@ -381,7 +346,7 @@ async fn approved_locks_title_but_not_stage() {
 
 #[tokio::test]
 async fn sandbox_catalog_simulates_review_through_update() {
-    let sb = sandbox(no_quotas()).await;
+    let sb = sandbox(Quotas::OFF).await;
     let c = client(&sb, 1).await;
     let id = create(&c, "t-7").await;
     update_with(&c, &id, |l, p| {
@@ -404,7 +369,7 @@ async fn sandbox_catalog_simulates_review_through_update() {
 
 #[tokio::test]
 async fn validation_lists_every_bad_field() {
-    let sb = sandbox(no_quotas()).await;
+    let sb = sandbox(Quotas::OFF).await;
     let c = client(&sb, 1).await;
     let err = c
         .create_opportunity()
@@ -459,7 +424,7 @@ async fn validation_lists_every_bad_field() {
 
 #[tokio::test]
 async fn unknown_opportunity_is_not_found() {
-    let sb = sandbox(no_quotas()).await;
+    let sb = sandbox(Quotas::OFF).await;
     let c = client(&sb, 1).await;
     let err = c
         .get_opportunity()
@@ -503,7 +468,7 @@ async fn writes_over_one_per_second_are_throttled_and_the_sdk_retries_them() {
 
 #[tokio::test]
 async fn list_pages_sorts_and_filters_by_modification_time() {
-    let sb = sandbox(no_quotas()).await;
+    let sb = sandbox(Quotas::OFF).await;
     let c = client(&sb, 1).await;
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -559,7 +524,7 @@ async fn list_pages_sorts_and_filters_by_modification_time() {
 
 #[tokio::test]
 async fn solutions_list_filters_pages_and_associate_checks_existence() {
-    let sb = sandbox(no_quotas()).await;
+    let sb = sandbox(Quotas::OFF).await;
     sb.partner_central.with_store(|s| {
         for i in 1..=5 {
             let category = if i % 2 == 0 {
@@ -644,7 +609,7 @@ async fn solutions_list_filters_pages_and_associate_checks_existence() {
 
 #[tokio::test]
 async fn submission_creates_engagement_summary_and_snapshots() {
-    let sb = sandbox(no_quotas()).await;
+    let sb = sandbox(Quotas::OFF).await;
     let c = client(&sb, 1).await;
     let id = create(&c, "submit").await;
     let err = c

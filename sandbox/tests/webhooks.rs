@@ -58,15 +58,8 @@ async fn receiver() -> Receiver {
 
 async fn setup(receiver: &Receiver) -> Sandbox {
     let options = Options {
-        partner_central_quotas: Quotas {
-            writes_per_second: None,
-            reads_per_second: None,
-        },
-        hubspot: HubSpotOptions {
-            rate_limit_per_10s: None,
-            search_per_second: None,
-            ..HubSpotOptions::default()
-        },
+        partner_central_quotas: Quotas::OFF,
+        hubspot: HubSpotOptions::unlimited(),
     };
     let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), options)
         .await

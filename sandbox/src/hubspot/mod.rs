@@ -36,6 +36,17 @@ pub struct HubSpotOptions {
     pub daily_limit: u32,
 }
 
+impl HubSpotOptions {
+    /// The default token, with no rate limit: for tests that are not about them.
+    pub fn unlimited() -> Self {
+        HubSpotOptions {
+            rate_limit_per_10s: None,
+            search_per_second: None,
+            ..HubSpotOptions::default()
+        }
+    }
+}
+
 impl Default for HubSpotOptions {
     fn default() -> Self {
         HubSpotOptions {

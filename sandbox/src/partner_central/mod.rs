@@ -79,6 +79,14 @@ pub struct Quotas {
     pub reads_per_second: Option<u32>,
 }
 
+impl Quotas {
+    /// No quota: for tests that are not about throttling.
+    pub const OFF: Quotas = Quotas {
+        writes_per_second: None,
+        reads_per_second: None,
+    };
+}
+
 impl Default for Quotas {
     fn default() -> Self {
         Quotas {
