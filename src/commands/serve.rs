@@ -324,8 +324,7 @@ async fn rules_status(State(h): State<Health>) -> Json<serde_json::Value> {
     let mut out = h.rules.describe();
     let (stats, deferred) = crate::service::blocking(|| (h.store.stats(), h.store.deferred(100)));
     if let Ok(s) = stats {
-        out["inbox"] = json!({ "pending": s.pending, "running": s.running,
-            "deferred": s.deferred, "done": s.done, "dead": s.dead });
+        out["inbox"] = json!(s);
     }
     if let Ok(deferred) = deferred {
         out["deferred"] = deferred
@@ -399,8 +398,7 @@ async fn health(State(h): State<Health>) -> axum::response::Response {
         Ok(s) => Json(json!({
             "status": "ok",
             "rules_version": version,
-            "inbox": { "pending": s.pending, "running": s.running, "deferred": s.deferred,
-                       "done": s.done, "dead": s.dead },
+            "inbox": s,
         }))
         .into_response(),
         Err(e) => (

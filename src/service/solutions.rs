@@ -42,9 +42,11 @@ struct Solution {
     catalog: String,
     created: Option<String>,
     marketplace_arn: Option<String>,
-    /// `name` lower-cased, for ordering and phrase matches.
+    /// `name` lower-cased, for ordering.
     name_key: String,
     name_words: Vec<String>,
+    /// `name_words` joined by single spaces, for phrase matches.
+    name_phrase: String,
     category_words: Vec<String>,
 }
 
@@ -53,11 +55,13 @@ impl Solution {
         let text = |k: &str| s[k].as_str().map(str::to_string);
         let name = text("Name").unwrap_or_default();
         let category = text("Category").unwrap_or_default();
+        let name_words = words(&name);
         Some(Solution {
             id: text("Id").filter(|id| !id.is_empty())?,
             arn: text("Arn").unwrap_or_default(),
             name_key: name.to_lowercase(),
-            name_words: words(&name),
+            name_phrase: name_words.join(" "),
+            name_words,
             category_words: words(&category),
             name,
             category,
@@ -522,7 +526,7 @@ impl<'a> Scorer<'a> {
             return None;
         }
         let mut score = 100.0 * total / (self.words.len() as f64 * self.best_possible);
-        if s.name_words.join(" ").contains(&self.phrase) {
+        if s.name_phrase.contains(&self.phrase) {
             score += w.phrase_bonus;
         }
         let score = score.clamp(0.0, 100.0);

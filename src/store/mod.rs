@@ -74,8 +74,8 @@ pub struct Deferred {
     pub recheck_at: i64,
 }
 
-/// Inbox counts by state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Inbox counts by state (as JSON on `/healthz` and `/rules`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct InboxStats {
     /// Waiting to run (including retries).
     pub pending: u64,

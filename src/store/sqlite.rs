@@ -213,13 +213,25 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let mut db = self.db();
         let tx = db.transaction().map_err(err)?;
-        for seq in seqs {
-            tx.execute(
-                "UPDATE inbox SET status = ?2, not_before = COALESCE(?3, not_before), last_error = COALESCE(?4, last_error),
-                        attempts = attempts + ?5, updated_at = ?6 WHERE seq = ?1",
-                params![seq, status, not_before, error, i64::from(bump), now_ms],
-            )
-            .map_err(err)?;
+        {
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE inbox SET status = ?2, not_before = COALESCE(?3, not_before), last_error = COALESCE(?4, last_error),
+                            attempts = attempts + ?5, updated_at = ?6 WHERE seq = ?1",
+                )
+                .map_err(err)?;
+            for seq in seqs {
+                update
+                    .execute(params![
+                        seq,
+                        status,
+                        not_before,
+                        error,
+                        i64::from(bump),
+                        now_ms
+                    ])
+                    .map_err(err)?;
+            }
         }
         tx.commit().map_err(err)
     }
