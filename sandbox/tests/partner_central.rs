@@ -625,20 +625,21 @@ async fn submission_creates_engagement_summary_and_snapshots() {
         "no AWS view before submission"
     );
 
-    let task = c
-        .start_engagement_from_opportunity_task()
-        .catalog("Sandbox")
-        .client_token("submit-1")
-        .identifier(&id)
-        .aws_submission(
-            AwsSubmission::builder()
-                .involvement_type(SalesInvolvementType::CoSell)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    // The same submission twice: the client token makes the second a replay.
+    let submit = || {
+        c.start_engagement_from_opportunity_task()
+            .catalog("Sandbox")
+            .client_token("submit-1")
+            .identifier(&id)
+            .aws_submission(
+                AwsSubmission::builder()
+                    .involvement_type(SalesInvolvementType::CoSell)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+    };
+    let task = submit().await.unwrap();
     assert_eq!(task.task_status(), Some(&TaskStatus::Complete));
     let engagement = task.engagement_id().unwrap().to_string();
     assert!(
@@ -648,20 +649,7 @@ async fn submission_creates_engagement_summary_and_snapshots() {
         "{engagement}"
     );
     assert!(task.task_id().unwrap().starts_with("task-"));
-    let again = c
-        .start_engagement_from_opportunity_task()
-        .catalog("Sandbox")
-        .client_token("submit-1")
-        .identifier(&id)
-        .aws_submission(
-            AwsSubmission::builder()
-                .involvement_type(SalesInvolvementType::CoSell)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let again = submit().await.unwrap();
     assert_eq!(
         again.engagement_id(),
         Some(engagement.as_str()),
