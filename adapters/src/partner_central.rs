@@ -163,6 +163,34 @@ impl std::fmt::Debug for PartnerCentralClient {
     }
 }
 
+/// Where a paged listing is: the token to send next. Like the SDK's paginators, a
+/// listing ends at an absent, empty or repeated token (a service that repeats one
+/// would otherwise be asked for the same page forever).
+#[derive(Default)]
+struct Pages {
+    next: Option<String>,
+    seen: Option<String>,
+}
+
+impl Pages {
+    /// The token for the next request (none for the first).
+    fn token(&mut self) -> Option<String> {
+        self.next.take()
+    }
+
+    /// After a page with `next` as its `NextToken`: whether another page follows.
+    fn advance(&mut self, next: Option<&str>) -> bool {
+        match next.filter(|t| !t.is_empty()) {
+            Some(t) if self.seen.as_deref() != Some(t) => {
+                self.seen = Some(t.to_string());
+                self.next = Some(t.to_string());
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The API's name in metrics.
 const API: &str = "partnercentral";
 
@@ -286,7 +314,7 @@ impl PartnerCentralClient {
     ) -> Result<Vec<Value>, PcError> {
         let opportunity = pc::types::ResourceType::Opportunity;
         let mut engagements = Vec::new();
-        let mut token: Option<String> = None;
+        let mut pages = Pages::default();
         loop {
             let page = self
                 .send(
@@ -297,7 +325,7 @@ impl PartnerCentralClient {
                         .catalog(&self.catalog)
                         .resource_type(opportunity.clone())
                         .resource_identifier(opportunity_id)
-                        .set_next_token(token.take())
+                        .set_next_token(pages.token())
                         .send(),
                 )
                 .await?;
@@ -308,16 +336,15 @@ impl PartnerCentralClient {
                     engagements.push(id.to_string());
                 }
             }
-            match page.next_token() {
-                Some(t) => token = Some(t.to_string()),
-                None => break,
+            if !pages.advance(page.next_token()) {
+                break;
             }
         }
         let mut snapshots = Vec::new();
         for engagement in &engagements {
             for template in templates {
                 let mut revisions = Vec::new();
-                let mut token: Option<String> = None;
+                let mut pages = Pages::default();
                 loop {
                     let page = self
                         .send(
@@ -330,7 +357,7 @@ impl PartnerCentralClient {
                                 .resource_type(opportunity.clone())
                                 .resource_identifier(opportunity_id)
                                 .resource_snapshot_template_identifier(template)
-                                .set_next_token(token.take())
+                                .set_next_token(pages.token())
                                 .send(),
                         )
                         .await?;
@@ -339,9 +366,8 @@ impl PartnerCentralClient {
                             .iter()
                             .filter_map(|s| s.revision()),
                     );
-                    match page.next_token() {
-                        Some(t) => token = Some(t.to_string()),
-                        None => break,
+                    if !pages.advance(page.next_token()) {
+                        break;
                     }
                 }
                 revisions.sort_unstable();
@@ -411,8 +437,7 @@ impl PartnerCentralClient {
     /// Solutions API keeps this list in memory and answers from it.
     pub async fn list_solutions(&self) -> Result<Vec<Value>, PcError> {
         let mut solutions = Vec::new();
-        let mut token: Option<String> = None;
-        let mut previous: Option<String> = None;
+        let mut pages = Pages::default();
         loop {
             let raw = RawResponse::default();
             self.send(
@@ -422,7 +447,7 @@ impl PartnerCentralClient {
                     .list_solutions()
                     .catalog(&self.catalog)
                     .max_results(100)
-                    .set_next_token(token.take())
+                    .set_next_token(pages.token())
                     .customize()
                     .interceptor(raw.clone())
                     .send(),
@@ -432,13 +457,8 @@ impl PartnerCentralClient {
             if let Some(Value::Array(items)) = page.get_mut("SolutionSummaries").map(Value::take) {
                 solutions.extend(items);
             }
-            // Like the SDK's paginators: stop at an absent, empty or repeated token.
-            match page["NextToken"].as_str().filter(|t| !t.is_empty()) {
-                Some(t) if previous.as_deref() != Some(t) => {
-                    previous = Some(t.to_string());
-                    token = Some(t.to_string());
-                }
-                _ => break,
+            if !pages.advance(page["NextToken"].as_str()) {
+                break;
             }
         }
         Ok(solutions)
@@ -463,7 +483,7 @@ impl PartnerCentralClient {
             .after_last_modified_date(after)
             .build();
         let mut changed = Vec::new();
-        let mut token: Option<String> = None;
+        let mut pages = Pages::default();
         loop {
             let page = self
                 .send(
@@ -474,7 +494,7 @@ impl PartnerCentralClient {
                         .catalog(&self.catalog)
                         .last_modified_date(filter.clone())
                         .max_results(100)
-                        .set_next_token(token.take())
+                        .set_next_token(pages.token())
                         .send(),
                 )
                 .await?;
@@ -487,9 +507,8 @@ impl PartnerCentralClient {
                     changed.push((id.to_string(), modified));
                 }
             }
-            match page.next_token().filter(|t| !t.is_empty()) {
-                Some(t) => token = Some(t.to_string()),
-                None => break,
+            if !pages.advance(page.next_token()) {
+                break;
             }
         }
         Ok(changed)
@@ -608,5 +627,23 @@ impl PartnerCentralClient {
             .as_str()
             .unwrap_or_default()
             .to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pages;
+
+    #[test]
+    fn a_listing_ends_at_an_absent_empty_or_repeated_token() {
+        let mut pages = Pages::default();
+        assert_eq!(pages.token(), None);
+        assert!(pages.advance(Some("t1")));
+        assert_eq!(pages.token().as_deref(), Some("t1"));
+        assert!(pages.advance(Some("t2")));
+        assert_eq!(pages.token().as_deref(), Some("t2"));
+        assert!(!pages.advance(Some("t2")), "repeated");
+        assert!(!Pages::default().advance(Some("")), "empty");
+        assert!(!Pages::default().advance(None), "absent");
     }
 }
