@@ -5,7 +5,10 @@
 //! pack subscribes to, so the worker drains the inbox without remote calls while
 //! ingest runs: the measurement includes the worker's share of the two cores.
 //!
-//! `cargo bench --bench ingest` (release). Numbers go in BENCHMARKS.md.
+//! `cargo bench --bench ingest` (release). Numbers go in BENCHMARKS.md. The service's
+//! log goes to `pcsync-bench.log` in the temporary directory, at the level
+//! `PCSYNC_BENCH_LOG` gives (`warn` by default; `pcsync::store=trace` shows each
+//! group commit and checkpoint).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -58,8 +61,14 @@ async fn run() {
         .arg(&config)
         .env("AWS_ACCESS_KEY_ID", "bench")
         .env("AWS_SECRET_ACCESS_KEY", "bench")
-        .env("PCSYNC_LOG", "warn")
+        .env(
+            "PCSYNC_LOG",
+            std::env::var("PCSYNC_BENCH_LOG").unwrap_or("warn".into()),
+        )
         .stdout(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create("/tmp/pcsync-bench.log").unwrap(),
+        ))
         .spawn()
         .unwrap();
     let http = reqwest::Client::new();

@@ -171,8 +171,9 @@ pub struct WorkerConfig {
     /// again (an event about the opportunity checks it at once).
     #[serde(default = "defer_recheck_default")]
     pub defer_recheck: crate::model::DurationSpec,
-    /// How long applied events stay in the inbox. Within this time a redelivery of
-    /// the same event is recognised and dropped (HubSpot retries for up to a day,
+    /// How long applied events stay in the inbox, counted from their arrival (events
+    /// not yet applied stay until they are). Within this time a redelivery of the
+    /// same event is recognised and dropped (HubSpot retries for up to a day,
     /// EventBridge for up to 24 hours); after it they are deleted.
     #[serde(default = "keep_done_default")]
     pub keep_done: crate::model::DurationSpec,

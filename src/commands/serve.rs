@@ -100,14 +100,11 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
 
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(Path::new(&config.state)).map_err(|e| e.to_string())?);
-    let recovered = store
+    let waiting = store
         .recover(jiff::Timestamp::now().as_millisecond())
         .map_err(|e| e.to_string())?;
-    if recovered > 0 {
-        tracing::warn!(
-            recovered,
-            "events interrupted by the last stop are back in line"
-        );
+    if waiting > 0 {
+        tracing::info!(waiting, "unfinished events from the last run are in line");
     }
 
     let pc = &config.partner_central;

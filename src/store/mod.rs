@@ -3,6 +3,7 @@
 //! pack, and what pcsync last wrote (for echo suppression). A trait, so that a shared
 //! database can back several replicas; SQLite is the embedded default.
 
+mod queue;
 mod sqlite;
 
 use indexmap::IndexMap;
@@ -137,7 +138,9 @@ pub trait Store: Send + Sync {
     /// Park in the dead-letter list.
     fn dead_letter(&self, seqs: &[i64], reason: &str, now_ms: i64) -> Result<(), StoreError>;
 
-    /// Puts events claimed by a process that died back in line (at start-up).
+    /// Reads the work the last run left (at start-up): every unfinished event is in
+    /// line again, including any a process that died had claimed. Returns how many
+    /// events are waiting (pending or deferred).
     fn recover(&self, now_ms: i64) -> Result<u64, StoreError>;
 
     /// The dead letters, oldest first.

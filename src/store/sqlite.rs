@@ -1,6 +1,17 @@
 //! The SQLite store: one file, WAL journal, `synchronous=FULL` so that an accepted
 //! event survives a crash of the process or the machine once `accept` returns.
 //!
+//! Layout, chosen so that accepting an event appends and touches no random page:
+//! - `events`: every accepted event, written once, in arrival order (`seq`), with a
+//!   unique index on (occurred time, event id) for dropping redeliveries. A
+//!   redelivery carries its original occurred time, so the index grows at its end
+//!   instead of at a random place as an index on the id alone would.
+//! - `work`: one small row per unfinished event (pending, deferred or dead) with its
+//!   attempts, due time and last error; an event leaves it when applied.
+//! - the per-key lines that claims need live in memory ([`Queue`]), rebuilt from
+//!   `work` at start-up and whenever another process (`pcsync dlq`) changed the file.
+//!   Claims are not written down: after a crash, a claimed event is simply pending.
+//!
 //! Group commit: requests accepting events at the same time share one transaction
 //! (one fsync). The first to arrive while no commit is running leads: it takes every
 //! queued request's rows, writes them together and hands each its own counts; the
@@ -16,24 +27,27 @@ use indexmap::IndexMap;
 use pcsync_engine::{Event, PackState};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::queue::{Item, Outcome, Queue};
 use super::{Accepted, Batch, Claimed, DeadLetter, Deferred, InboxStats, Store, StoreError};
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS inbox (
+CREATE TABLE IF NOT EXISTS events (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id     TEXT NOT NULL UNIQUE,
+    occurred     TEXT NOT NULL,
+    event_id     TEXT NOT NULL,
     ordering_key TEXT NOT NULL,
     received_at  INTEGER NOT NULL,
-    event        TEXT NOT NULL,
-    status       TEXT NOT NULL CHECK (status IN ('pending', 'running', 'deferred', 'done', 'dead')),
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    not_before   INTEGER NOT NULL,
-    last_error   TEXT,
-    updated_at   INTEGER NOT NULL
+    event        TEXT NOT NULL
 );
-DROP INDEX IF EXISTS inbox_order;
-CREATE INDEX IF NOT EXISTS inbox_due ON inbox (status, not_before, seq);
-CREATE INDEX IF NOT EXISTS inbox_key ON inbox (ordering_key, status, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events (occurred, event_id);
+CREATE TABLE IF NOT EXISTS work (
+    seq        INTEGER PRIMARY KEY,
+    status     TEXT NOT NULL CHECK (status IN ('pending', 'deferred', 'dead')),
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    not_before INTEGER NOT NULL,
+    last_error TEXT,
+    updated_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS pack_state (
     opportunity_id TEXT NOT NULL,
     pack           TEXT NOT NULL,
@@ -54,9 +68,33 @@ CREATE TABLE IF NOT EXISTS written (
 );
 ";
 
+/// State files written before the `events`/`work` split kept one `inbox` table with
+/// every event's status: its rows move over once, claims in progress becoming pending.
+const MIGRATE_INBOX: &str = "
+INSERT INTO events (seq, occurred, event_id, ordering_key, received_at, event)
+    SELECT seq, COALESCE(json_extract(event, '$.occurred_at'), ''), event_id, ordering_key, received_at, event
+    FROM inbox ORDER BY seq;
+INSERT INTO work (seq, status, attempts, not_before, last_error, updated_at)
+    SELECT seq, CASE status WHEN 'running' THEN 'pending' ELSE status END, attempts, not_before, last_error, updated_at
+    FROM inbox WHERE status <> 'done';
+DROP TABLE inbox;
+";
+
+/// The connection and the in-memory lines it serves, behind one lock.
+struct Db {
+    conn: Connection,
+    queue: Queue,
+    /// Whether `queue` matches the database; false until first read, and after a
+    /// change the queue could not follow (another process, a requeued dead letter).
+    fresh: bool,
+    /// `PRAGMA data_version` when `queue` was last known to match: it changes when
+    /// another connection commits.
+    version: i64,
+}
+
 /// The embedded store.
 pub struct SqliteStore {
-    db: Mutex<Connection>,
+    db: std::sync::Arc<Mutex<Db>>,
     group: Mutex<Group>,
     turn: Condvar,
     /// Ends the checkpoint thread when the store goes.
@@ -69,37 +107,80 @@ impl Drop for SqliteStore {
     }
 }
 
-/// Checkpoints the WAL every 200 ms until `stop`: PASSIVE, which never blocks the
-/// writer. Under writes that never pause, the log cannot start over that way, so once
-/// the WAL file has grown past 256 MiB every checkpoint is a RESTART, which holds
-/// writers back while it copies the frames since the previous one (200 ms' worth)
-/// and lets the log start over. The file keeps its size; that is its disk cost.
-/// (Measured on the ingest bench: RESTART only when the log itself passes a frame
-/// count, with the file cut back after, gave a worse p99, from fewer, larger copies.)
-fn checkpoint(db: Connection, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    let wal = db.path().map(|p| format!("{p}-wal"));
+/// Checkpoints the WAL every 200 ms until `stop`, without holding up commits:
+/// PASSIVE, on its own connection, copies what was committed since the last time.
+///
+/// The log starts over (the file is written from its beginning again) only when a
+/// write begins after a checkpoint that copied every frame; under a steady flood of
+/// commits some frames are always newer than the checkpoint that just ended, so it
+/// would grow without end. Once the log passes `WAL_FRAMES`, a second PASSIVE runs
+/// while holding the store's lock: no commit can start, so it copies the few frames
+/// written during the first (milliseconds' worth) and the next commit starts the log
+/// over. (Before, a RESTART checkpoint did this, but it takes SQLite's write lock, and
+/// a commit that meets it sleeps in the busy handler's growing steps: the ingest
+/// bench saw 20-370 ms stalls.)
+fn checkpoint(
+    ckpt: Connection,
+    db: std::sync::Weak<Mutex<Db>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    // (frames in the log, frames copied so far)
+    let passive = |ckpt: &Connection| {
+        let started = std::time::Instant::now();
+        match ckpt.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((log, copied)) => {
+                tracing::trace!(log, copied, took = ?started.elapsed(), "WAL checkpoint");
+                (log, copied)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "WAL checkpoint");
+                (0, 0)
+            }
+        }
+    };
+    let file = ckpt.path().and_then(|p| std::fs::File::open(p).ok());
+    let mut flushed = 0;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let large = wal
-            .as_ref()
-            .and_then(|w| std::fs::metadata(w).ok())
-            .is_some_and(|m| m.len() > 256 * 1024 * 1024);
-        let mode = if large { "RESTART" } else { "PASSIVE" };
-        if let Err(e) = db.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())) {
-            tracing::debug!(error = %e, "WAL checkpoint");
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let (log, copied) = passive(&ckpt);
+        // The checkpoint that copies the last frames flushes the database file, and
+        // with it every page the earlier ones copied; a large flush holds up the
+        // commits' own WAL syncs on the same disk. Flushed here, a little at a time,
+        // it stays small.
+        if copied != flushed {
+            flushed = copied;
+            if let Some(file) = &file
+                && let Err(e) = file.sync_data()
+            {
+                tracing::debug!(error = %e, "flushing the database file");
+            }
+        }
+        if log > WAL_FRAMES {
+            let Some(db) = db.upgrade() else { break };
+            let _held = db.lock().unwrap_or_else(|e| e.into_inner());
+            passive(&ckpt);
+            flushed = 0;
         }
     }
-    let _ = db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    let _ = ckpt.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
-/// Rows one claim marks running at most (after the first batch).
+/// How often the WAL is copied into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Frames (pages) the WAL may hold before it is made to start over: 64 MiB.
+const WAL_FRAMES: i64 = 16_384;
+
+/// Rows one claim takes at most (after the first batch).
 const CLAIM_ROWS: usize = 256;
 
-/// An event ready to insert: id, ordering key, JSON.
-type Row = (String, String, String);
+/// Events of one key that one claim takes at most.
+const BATCH_ROWS: usize = 200;
 
-/// A claimed inbox row: sequence number, event JSON, attempts so far.
-type StoredRow = (i64, String, u32);
+/// An event ready to insert: id, occurred time ('' when unknown), ordering key, JSON.
+type Row = (String, String, String, String);
 
 /// Requests waiting for the next group commit, and the answers of finished ones.
 #[derive(Default)]
@@ -131,41 +212,190 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
 }
 
+fn row_of(event: &Event, key: &str) -> Result<Row, StoreError> {
+    Ok((
+        event.id.clone(),
+        event.occurred_at.clone().unwrap_or_default(),
+        key.to_string(),
+        serde_json::to_string(event).map_err(err)?,
+    ))
+}
+
+impl Db {
+    /// Rebuilds the in-memory lines when they may not match the database.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if self.fresh && version == self.version {
+            return Ok(());
+        }
+        let rows: Vec<(String, Item)> = {
+            let mut q = self
+                .conn
+                .prepare_cached(
+                    "SELECT e.ordering_key, w.seq, e.received_at, w.not_before, w.attempts, w.status
+                     FROM work w JOIN events e ON e.seq = w.seq
+                     WHERE w.status IN ('pending', 'deferred') ORDER BY w.seq",
+                )
+                .map_err(err)?;
+            q.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    Item {
+                        seq: r.get(1)?,
+                        received_at: r.get(2)?,
+                        not_before: r.get(3)?,
+                        attempts: r.get(4)?,
+                        deferred: r.get::<_, String>(5)? == "deferred",
+                    },
+                ))
+            })
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?
+        };
+        tracing::debug!(events = rows.len(), "inbox lines read from the database");
+        self.queue = Queue::rebuilt(rows, Some(std::mem::take(&mut self.queue)));
+        self.fresh = true;
+        self.version = version;
+        Ok(())
+    }
+
+    /// Writes a change of claimed events, then settles them in the lines.
+    fn settle(
+        &mut self,
+        seqs: &[i64],
+        outcome: Outcome,
+        sql: Option<Update<'_>>,
+    ) -> Result<(), StoreError> {
+        if let Some(update) = sql {
+            let tx = self.conn.transaction().map_err(err)?;
+            {
+                let mut statement = tx.prepare_cached(update.sql()).map_err(err)?;
+                for seq in seqs {
+                    match update {
+                        Update::Delete => statement.execute(params![seq]),
+                        Update::Status {
+                            status,
+                            not_before,
+                            error,
+                            bump,
+                            now,
+                        } => statement.execute(params![
+                            seq,
+                            status,
+                            not_before,
+                            error,
+                            i64::from(bump),
+                            now
+                        ]),
+                    }
+                    .map_err(err)?;
+                }
+            }
+            tx.commit().map_err(err)?;
+        }
+        if !self.queue.settle(seqs, outcome) {
+            self.fresh = false;
+        }
+        Ok(())
+    }
+}
+
+/// How settling changes `work`.
+#[derive(Clone, Copy)]
+enum Update<'a> {
+    /// Applied: the event leaves `work`.
+    Delete,
+    /// A new status, due time (if any) and error (if any); `bump` counts an attempt.
+    Status {
+        status: &'a str,
+        not_before: Option<i64>,
+        error: Option<&'a str>,
+        bump: bool,
+        now: i64,
+    },
+}
+
+impl Update<'_> {
+    fn sql(&self) -> &'static str {
+        match self {
+            Update::Delete => "DELETE FROM work WHERE seq = ?1",
+            Update::Status { .. } => {
+                "UPDATE work SET status = ?2, not_before = COALESCE(?3, not_before),
+                        last_error = COALESCE(?4, last_error), attempts = attempts + ?5, updated_at = ?6
+                 WHERE seq = ?1"
+            }
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Connection::open(path)
+        let mut conn = Connection::open(path)
             .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
-        db.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        db.pragma_update(None, "synchronous", "FULL").map_err(err)?;
-        db.pragma_update(None, "busy_timeout", 5000).map_err(err)?;
-        // 16 MiB of page cache (the default is 2 MiB): the inbox's indexes stay in
-        // memory instead of being re-read from the OS on every claim.
-        db.pragma_update(None, "cache_size", -16_000).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.pragma_update(None, "busy_timeout", 5000)
+            .map_err(err)?;
+        // 16 MiB of page cache (the default is 2 MiB): the tables' recent pages and
+        // the dedupe index stay in memory instead of being re-read from the OS.
+        conn.pragma_update(None, "cache_size", -16_000)
+            .map_err(err)?;
         // Checkpoints (copying the WAL back into the database file) run on their
         // own connection and thread, not inside a commit an HTTP request waits for.
-        db.pragma_update(None, "wal_autocheckpoint", 0)
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(err)?;
-        db.execute_batch(SCHEMA).map_err(err)?;
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute_batch(SCHEMA).map_err(err)?;
+        let old: bool = tx
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox'",
+                [],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(err)?
+            .is_some();
+        if old {
+            tx.execute_batch(MIGRATE_INBOX).map_err(|e| {
+                StoreError(format!(
+                    "cannot move the inbox of {} to the new layout: {e}",
+                    path.display()
+                ))
+            })?;
+        }
+        tx.commit().map_err(err)?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let checkpointer = Connection::open(path).map_err(err)?;
         checkpointer
             .pragma_update(None, "busy_timeout", 5000)
             .map_err(err)?;
-        let stopping = std::sync::Arc::clone(&stop);
+        let db = std::sync::Arc::new(Mutex::new(Db {
+            conn,
+            queue: Queue::default(),
+            fresh: false,
+            version: 0,
+        }));
+        let (stopping, held) = (std::sync::Arc::clone(&stop), std::sync::Arc::downgrade(&db));
         std::thread::Builder::new()
             .name("pcsync-checkpoint".into())
-            .spawn(move || checkpoint(checkpointer, stopping))
+            .spawn(move || checkpoint(checkpointer, held, stopping))
             .map_err(err)?;
         Ok(SqliteStore {
-            db: Mutex::new(db),
+            db,
             group: Mutex::default(),
             turn: Condvar::new(),
             stop,
         })
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+    fn db(&self) -> std::sync::MutexGuard<'_, Db> {
         self.db.lock().expect("the store lock is never poisoned")
     }
 
@@ -173,24 +403,49 @@ impl SqliteStore {
         self.group.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes queued requests' rows in one transaction; each request's counts.
+    /// Writes queued requests' rows in one transaction; each request's counts. New
+    /// events join their key's line once they are committed.
     fn commit_group(&self, jobs: &[(u64, Vec<Row>, i64)]) -> Result<Vec<Accepted>, StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction().map_err(err)?;
+        let mut guard = self.db();
+        let db = &mut *guard;
+        let tx = db.conn.transaction().map_err(err)?;
         let mut counts = Vec::with_capacity(jobs.len());
+        let mut arrived: Vec<(&str, Item)> = Vec::new();
         {
-            let mut insert = tx
+            let mut event = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO inbox (event_id, ordering_key, received_at, event, status, not_before, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, 'pending', ?3, ?3)",
+                    "INSERT OR IGNORE INTO events (event_id, occurred, ordering_key, received_at, event)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(err)?;
+            let mut work = tx
+                .prepare_cached(
+                    "INSERT INTO work (seq, status, not_before, updated_at) VALUES (?1, 'pending', ?2, ?2)",
                 )
                 .map_err(err)?;
             for (_, rows, now_ms) in jobs {
                 let mut new = 0;
-                for (id, key, text) in rows {
-                    new += insert
-                        .execute(params![id, key, now_ms, text])
-                        .map_err(err)?;
+                for (id, occurred, key, text) in rows {
+                    if event
+                        .execute(params![id, occurred, key, now_ms, text])
+                        .map_err(err)?
+                        == 0
+                    {
+                        continue;
+                    }
+                    let seq = tx.last_insert_rowid();
+                    work.execute(params![seq, now_ms]).map_err(err)?;
+                    new += 1;
+                    arrived.push((
+                        key,
+                        Item {
+                            seq,
+                            received_at: *now_ms,
+                            not_before: *now_ms,
+                            attempts: 0,
+                            deferred: false,
+                        },
+                    ));
                 }
                 counts.push(Accepted {
                     new,
@@ -199,41 +454,15 @@ impl SqliteStore {
             }
         }
         tx.commit().map_err(err)?;
-        Ok(counts)
-    }
-
-    fn set_status(
-        &self,
-        seqs: &[i64],
-        status: &str,
-        not_before: Option<i64>,
-        error: Option<&str>,
-        bump: bool,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction().map_err(err)?;
-        {
-            let mut update = tx
-                .prepare_cached(
-                    "UPDATE inbox SET status = ?2, not_before = COALESCE(?3, not_before), last_error = COALESCE(?4, last_error),
-                            attempts = attempts + ?5, updated_at = ?6 WHERE seq = ?1",
-                )
-                .map_err(err)?;
-            for seq in seqs {
-                update
-                    .execute(params![
-                        seq,
-                        status,
-                        not_before,
-                        error,
-                        i64::from(bump),
-                        now_ms
-                    ])
-                    .map_err(err)?;
-            }
+        tracing::trace!(
+            events = arrived.len(),
+            requests = jobs.len(),
+            "group committed"
+        );
+        for (key, item) in arrived {
+            db.queue.push(key, item);
         }
-        tx.commit().map_err(err)
+        Ok(counts)
     }
 }
 
@@ -247,10 +476,7 @@ impl Store for SqliteStore {
         // Serialized here, in the caller's thread, not while holding the database.
         let rows: Vec<Row> = events
             .iter()
-            .map(|(event, key)| {
-                let text = serde_json::to_string(event).map_err(err)?;
-                Ok((event.id.clone(), key.clone(), text))
-            })
+            .map(|(event, key)| row_of(event, key))
             .collect::<Result<_, StoreError>>()?;
         let mut group = self.group();
         let ticket = group.next_ticket;
@@ -291,104 +517,70 @@ impl Store for SqliteStore {
 
     fn park(&self, events: &[(Event, String)], now_ms: i64) -> Result<(), StoreError> {
         let mut db = self.db();
-        let tx = db.transaction().map_err(err)?;
+        let tx = db.conn.transaction().map_err(err)?;
         for (event, reason) in events {
-            let text = serde_json::to_string(event).map_err(err)?;
-            tx.execute(
-                "INSERT OR IGNORE INTO inbox (event_id, ordering_key, received_at, event, status, not_before, last_error, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 'dead', ?3, ?5, ?3)",
-                params![event.id, format!("event:{}", event.id), now_ms, text, reason],
-            )
-            .map_err(err)?;
+            let (id, occurred, key, text) = row_of(event, &format!("event:{}", event.id))?;
+            let new = tx
+                .execute(
+                    "INSERT OR IGNORE INTO events (event_id, occurred, ordering_key, received_at, event)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, occurred, key, now_ms, text],
+                )
+                .map_err(err)?;
+            if new == 1 {
+                tx.execute(
+                    "INSERT INTO work (seq, status, not_before, last_error, updated_at) VALUES (?1, 'dead', ?2, ?3, ?2)",
+                    params![tx.last_insert_rowid(), now_ms, reason],
+                )
+                .map_err(err)?;
+            }
         }
         tx.commit().map_err(err)
     }
 
     fn claim(&self, now_ms: i64, coalesce_ms: i64, limit: usize) -> Result<Vec<Batch>, StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction().map_err(err)?;
-        // Due events that head their key (no earlier event of the key is waiting or
-        // running), read in order of when they became due, so the scan touches only
-        // due rows and stops after `limit` heads: events waiting out a backoff or a
-        // deferral cost nothing until their time. `not_before` is never earlier than
-        // `received_at`, so the coalescing window holds for new events too.
-        let mut heads: Vec<(i64, String, i64)> = Vec::new();
-        for status in ["pending", "deferred"] {
-            let mut q = tx
-                .prepare_cached(
-                    "SELECT i.seq, i.ordering_key, i.received_at FROM inbox i INDEXED BY inbox_due
-                     WHERE i.status = ?4 AND i.not_before <= ?1 - ?2
-                       AND NOT EXISTS (SELECT 1 FROM inbox j
-                                       WHERE j.ordering_key = i.ordering_key
-                                         AND j.status IN ('pending', 'running', 'deferred')
-                                         AND j.seq < i.seq)
-                     ORDER BY i.not_before, i.seq LIMIT ?3",
-                )
+        let mut guard = self.db();
+        let db = &mut *guard;
+        db.sync()?;
+        // Per key only the oldest unfinished event can lead a batch (so a key's
+        // events apply in order), once it is due: `not_before` is never earlier than
+        // its arrival, so the coalescing window holds for new events too. A claim is
+        // bounded so that ingest never waits long behind it.
+        let claims = db
+            .queue
+            .claim(now_ms, coalesce_ms, limit, CLAIM_ROWS, BATCH_ROWS);
+        let mut claimed: Vec<(String, Vec<(Item, String)>)> = Vec::with_capacity(claims.len());
+        {
+            let mut read = db
+                .conn
+                .prepare_cached("SELECT event FROM events WHERE seq = ?1")
                 .map_err(err)?;
-            let found: Vec<(i64, String, i64)> = q
-                .query_map(params![now_ms, coalesce_ms, limit as i64, status], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .map_err(err)?
-                .collect::<Result<_, _>>()
-                .map_err(err)?;
-            heads.extend(found);
-        }
-        heads.sort_unstable_by_key(|h| h.0);
-        heads.truncate(limit);
-        let mut claimed: Vec<(String, Vec<StoredRow>)> = Vec::new();
-        // A claim holds the database while it marks rows running: bounded, so that
-        // ingest never waits long behind it (the rest is claimed on the next pass).
-        let mut marked = 0;
-        for (head, key, received) in heads {
-            if marked >= CLAIM_ROWS {
-                break;
-            }
-            let rows: Vec<StoredRow> = {
-                let mut rows = tx
-                    .prepare_cached(
-                        "SELECT seq, event, attempts FROM inbox
-                         WHERE ordering_key = ?1 AND status IN ('pending', 'deferred')
-                           AND (seq = ?2 OR (seq > ?2 AND received_at <= ?3))
-                         ORDER BY seq LIMIT 200",
-                    )
-                    .map_err(err)?;
-                rows.query_map(params![key, head, received + coalesce_ms], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .map_err(err)?
-                .collect::<Result<_, _>>()
-                .map_err(err)?
-            };
-            {
-                let mut running = tx
-                    .prepare_cached(
-                        "UPDATE inbox SET status = 'running', updated_at = ?2 WHERE seq = ?1",
-                    )
-                    .map_err(err)?;
-                for (seq, _, _) in &rows {
-                    running.execute(params![seq, now_ms]).map_err(err)?;
+            for (key, items) in claims {
+                let mut rows = Vec::with_capacity(items.len());
+                for item in items {
+                    let text: String = read
+                        .query_row(params![item.seq], |r| r.get(0))
+                        .map_err(err)?;
+                    rows.push((item, text));
                 }
+                claimed.push((key.to_string(), rows));
             }
-            marked += rows.len();
-            claimed.push((key, rows));
         }
-        tx.commit().map_err(err)?;
-        drop(db);
+        drop(guard);
         // Parsed after the database is free for ingest. A stored event that no
         // longer parses (written by another version, say) is parked with the reason
         // rather than blocking its key.
         let mut batches = Vec::new();
         for (key, rows) in claimed {
             let mut items = Vec::new();
-            for (seq, text, attempts) in rows {
+            for (item, text) in rows {
                 match event_of(&text) {
                     Ok(event) => items.push(Claimed {
-                        seq,
+                        seq: item.seq,
                         event,
-                        attempts,
+                        attempts: item.attempts,
                     }),
-                    Err(e) => self.dead_letter(&[seq], &e.0, now_ms)?,
+                    Err(e) => self.dead_letter(&[item.seq], &e.0, now_ms)?,
                 }
             }
             if !items.is_empty() {
@@ -398,12 +590,12 @@ impl Store for SqliteStore {
         Ok(batches)
     }
 
-    fn release(&self, seqs: &[i64], now_ms: i64) -> Result<(), StoreError> {
-        self.set_status(seqs, "pending", None, None, false, now_ms)
+    fn release(&self, seqs: &[i64], _now_ms: i64) -> Result<(), StoreError> {
+        self.db().settle(seqs, Outcome::Released, None)
     }
 
-    fn complete(&self, seqs: &[i64], now_ms: i64) -> Result<(), StoreError> {
-        self.set_status(seqs, "done", None, None, false, now_ms)
+    fn complete(&self, seqs: &[i64], _now_ms: i64) -> Result<(), StoreError> {
+        self.db().settle(seqs, Outcome::Gone, Some(Update::Delete))
     }
 
     fn retry(
@@ -413,13 +605,18 @@ impl Store for SqliteStore {
         error: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.set_status(
+        self.db().settle(
             seqs,
-            "pending",
-            Some(not_before_ms),
-            Some(error),
-            true,
-            now_ms,
+            Outcome::Retry {
+                not_before: not_before_ms,
+            },
+            Some(Update::Status {
+                status: "pending",
+                not_before: Some(not_before_ms),
+                error: Some(error),
+                bump: true,
+                now: now_ms,
+            }),
         )
     }
 
@@ -430,44 +627,71 @@ impl Store for SqliteStore {
         reason: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.set_status(
+        self.db().settle(
             seqs,
-            "deferred",
-            Some(recheck_ms),
-            Some(reason),
-            false,
-            now_ms,
+            Outcome::Defer {
+                recheck: recheck_ms,
+            },
+            Some(Update::Status {
+                status: "deferred",
+                not_before: Some(recheck_ms),
+                error: Some(reason),
+                bump: false,
+                now: now_ms,
+            }),
         )
     }
 
     fn wake(&self, key: &str, now_ms: i64) -> Result<u64, StoreError> {
-        let n = self
-            .db()
-            .execute(
-                "UPDATE inbox SET status = 'pending', not_before = ?2, updated_at = ?2 \
-                 WHERE ordering_key = ?1 AND status = 'deferred'",
-                params![key, now_ms],
-            )
-            .map_err(err)?;
-        Ok(n as u64)
+        let mut guard = self.db();
+        let db = &mut *guard;
+        db.sync()?;
+        let woken = db.queue.wake(key, now_ms);
+        let tx = db.conn.transaction().map_err(err)?;
+        {
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE work SET status = 'pending', not_before = ?2, updated_at = ?2
+                     WHERE seq = ?1 AND status = 'deferred'",
+                )
+                .map_err(err)?;
+            for seq in &woken {
+                update.execute(params![seq, now_ms]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(woken.len() as u64)
     }
 
     fn dead_letter(&self, seqs: &[i64], reason: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.set_status(seqs, "dead", None, Some(reason), true, now_ms)
+        self.db().settle(
+            seqs,
+            Outcome::Gone,
+            Some(Update::Status {
+                status: "dead",
+                not_before: None,
+                error: Some(reason),
+                bump: true,
+                now: now_ms,
+            }),
+        )
     }
 
-    fn recover(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let n = self
-            .db()
-            .execute("UPDATE inbox SET status = 'pending', not_before = ?1, updated_at = ?1 WHERE status = 'running'", params![now_ms])
-            .map_err(err)?;
-        Ok(n as u64)
+    fn recover(&self, _now_ms: i64) -> Result<u64, StoreError> {
+        let mut db = self.db();
+        db.fresh = false;
+        db.sync()?;
+        Ok(db.queue.waiting())
     }
 
     fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
         let db = self.db();
         let mut q = db
-            .prepare_cached("SELECT seq, event, attempts, COALESCE(last_error, ''), updated_at FROM inbox WHERE status = 'dead' ORDER BY seq")
+            .conn
+            .prepare_cached(
+                "SELECT w.seq, e.event, w.attempts, COALESCE(w.last_error, ''), w.updated_at
+                 FROM work w JOIN events e ON e.seq = w.seq WHERE w.status = 'dead' ORDER BY w.seq",
+            )
             .map_err(err)?;
         let rows: Vec<(i64, String, u32, String, i64)> = q
             .query_map([], |r| {
@@ -490,34 +714,45 @@ impl Store for SqliteStore {
     }
 
     fn requeue(&self, seq: i64, now_ms: i64) -> Result<bool, StoreError> {
-        let n = self
-            .db()
+        let mut db = self.db();
+        let n = db
+            .conn
             .execute(
-                "UPDATE inbox SET status = 'pending', attempts = 0, not_before = ?2, updated_at = ?2 WHERE seq = ?1 AND status = 'dead'",
+                "UPDATE work SET status = 'pending', attempts = 0, not_before = ?2, updated_at = ?2
+                 WHERE seq = ?1 AND status = 'dead'",
                 params![seq, now_ms],
             )
             .map_err(err)?;
+        // It goes back in its key's line at its place by age: read again.
+        db.fresh = false;
         Ok(n == 1)
     }
 
     fn drop_dead(&self, seq: i64) -> Result<bool, StoreError> {
-        let n = self
-            .db()
+        let mut db = self.db();
+        let tx = db.conn.transaction().map_err(err)?;
+        let n = tx
             .execute(
-                "DELETE FROM inbox WHERE seq = ?1 AND status = 'dead'",
+                "DELETE FROM work WHERE seq = ?1 AND status = 'dead'",
                 params![seq],
             )
             .map_err(err)?;
+        if n == 1 {
+            tx.execute("DELETE FROM events WHERE seq = ?1", params![seq])
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
         Ok(n == 1)
     }
 
     fn deferred(&self, limit: usize) -> Result<Vec<Deferred>, StoreError> {
         let db = self.db();
         let mut q = db
+            .conn
             .prepare_cached(
-                "SELECT ordering_key, COUNT(*), COALESCE(MAX(last_error), ''), MIN(not_before), MIN(seq) AS first
-                 FROM inbox INDEXED BY inbox_due WHERE status = 'deferred'
-                 GROUP BY ordering_key ORDER BY first LIMIT ?1",
+                "SELECT e.ordering_key, COUNT(*), COALESCE(MAX(w.last_error), ''), MIN(w.not_before), MIN(w.seq) AS first
+                 FROM work w JOIN events e ON e.seq = w.seq WHERE w.status = 'deferred'
+                 GROUP BY e.ordering_key ORDER BY first LIMIT ?1",
             )
             .map_err(err)?;
         q.query_map(params![limit as i64], |r| {
@@ -535,6 +770,7 @@ impl Store for SqliteStore {
 
     fn effect_done(&self, key: &str) -> Result<bool, StoreError> {
         self.db()
+            .conn
             .query_row(
                 "SELECT 1 FROM effect_log WHERE key = ?1",
                 params![key],
@@ -547,6 +783,7 @@ impl Store for SqliteStore {
 
     fn remember_effect(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
         self.db()
+            .conn
             .execute(
                 "INSERT OR IGNORE INTO effect_log (key, done_at) VALUES (?1, ?2)",
                 params![key, now_ms],
@@ -557,15 +794,23 @@ impl Store for SqliteStore {
 
     fn prune_done(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError> {
         let db = self.db();
-        db.execute(
-            "DELETE FROM effect_log WHERE done_at < ?1",
-            params![before_ms],
-        )
-        .map_err(err)?;
-        let n = db
+        db.conn
             .execute(
-                "DELETE FROM inbox WHERE seq IN (SELECT seq FROM inbox INDEXED BY inbox_due
-                     WHERE status = 'done' AND updated_at < ?1 ORDER BY not_before, seq LIMIT ?2)",
+                "DELETE FROM effect_log WHERE done_at < ?1",
+                params![before_ms],
+            )
+            .map_err(err)?;
+        // Events arrive in `seq` order, so those received before the cut come first:
+        // the scan stops at the first later one instead of reading the whole table.
+        let n = db
+            .conn
+            .execute(
+                "DELETE FROM events WHERE seq IN (
+                     SELECT e.seq FROM events e
+                     WHERE e.seq < COALESCE((SELECT seq FROM events WHERE received_at >= ?1 ORDER BY seq LIMIT 1),
+                                            9223372036854775807)
+                       AND NOT EXISTS (SELECT 1 FROM work w WHERE w.seq = e.seq)
+                     ORDER BY e.seq LIMIT ?2)",
                 params![before_ms, limit as i64],
             )
             .map_err(err)?;
@@ -574,30 +819,43 @@ impl Store for SqliteStore {
 
     fn stats(&self) -> Result<InboxStats, StoreError> {
         let db = self.db();
-        let mut q = db
-            .prepare_cached("SELECT status, COUNT(*) FROM inbox GROUP BY status")
-            .map_err(err)?;
         let mut stats = InboxStats::default();
-        let rows = q
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .map_err(err)?;
-        for row in rows {
-            let (status, n) = row.map_err(err)?;
-            let n = n as u64;
-            match status.as_str() {
-                "pending" => stats.pending = n,
-                "running" => stats.running = n,
-                "deferred" => stats.deferred = n,
-                "done" => stats.done = n,
-                _ => stats.dead = n,
+        {
+            let mut q = db
+                .conn
+                .prepare_cached("SELECT status, COUNT(*) FROM work GROUP BY status")
+                .map_err(err)?;
+            let rows = q
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(err)?;
+            for row in rows {
+                let (status, n) = row.map_err(err)?;
+                let n = n as u64;
+                match status.as_str() {
+                    "pending" => stats.pending = n,
+                    "deferred" => stats.deferred = n,
+                    _ => stats.dead = n,
+                }
             }
         }
+        let events: i64 = db
+            .conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .map_err(err)?;
+        stats.done = (events as u64).saturating_sub(stats.pending + stats.deferred + stats.dead);
+        // Claims are not written down: the claimed events are counted as running
+        // rather than as what the file says they were.
+        let (pending, deferred) = db.queue.running_split();
+        stats.pending = stats.pending.saturating_sub(pending);
+        stats.deferred = stats.deferred.saturating_sub(deferred);
+        stats.running = pending + deferred;
         Ok(stats)
     }
 
     fn pack_states(&self, opportunity_id: &str) -> Result<IndexMap<String, PackState>, StoreError> {
         let db = self.db();
         let mut q = db
+            .conn
             .prepare_cached(
                 "SELECT pack, state FROM pack_state WHERE opportunity_id = ?1 ORDER BY pack",
             )
@@ -620,7 +878,7 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut db = self.db();
-        let tx = db.transaction().map_err(err)?;
+        let tx = db.conn.transaction().map_err(err)?;
         let existing: Option<String> = tx
             .query_row(
                 "SELECT state FROM pack_state WHERE opportunity_id = ?1 AND pack = ?2",
@@ -657,6 +915,7 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.db()
+            .conn
             .execute(
                 "INSERT INTO written (object, property, value, written_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (object, property) DO UPDATE SET value = excluded.value, written_at = excluded.written_at",
@@ -668,6 +927,7 @@ impl Store for SqliteStore {
 
     fn last_write(&self, object: &str, property: &str) -> Result<Option<String>, StoreError> {
         self.db()
+            .conn
             .query_row(
                 "SELECT value FROM written WHERE object = ?1 AND property = ?2",
                 params![object, property],
@@ -702,22 +962,32 @@ mod tests {
     #[test]
     fn applied_events_are_pruned_after_their_time_and_nothing_else_is() {
         let (_dir, s) = store();
-        s.accept(
-            &[change(1, 1, "a"), change(2, 2, "a"), change(3, 3, "a")],
-            10,
-        )
-        .unwrap();
-        let batches = s.claim(1_000, 0, 10).unwrap();
-        s.complete(&[batches[0].items[0].seq], 1_000).unwrap();
-        s.complete(&[batches[1].items[0].seq], 5_000).unwrap();
-        s.dead_letter(&[batches[2].items[0].seq], "no", 1_000)
+        s.accept(&[change(1, 1, "a"), change(2, 2, "a")], 10)
             .unwrap();
+        s.accept(&[change(3, 3, "a"), change(4, 4, "a")], 5_000)
+            .unwrap();
+        let batches = s.claim(6_000, 0, 10).unwrap();
+        let seq = |deal: &str| {
+            batches
+                .iter()
+                .find(|b| b.key == format!("deal:{deal}"))
+                .unwrap()
+                .items[0]
+                .seq
+        };
+        // Deal 1's event is applied and old; deal 2's is old but parked; deal 3's is
+        // applied but recent; deal 4's is old enough but still waiting.
+        s.complete(&[seq("1"), seq("3")], 6_000).unwrap();
+        s.dead_letter(&[seq("2")], "no", 6_000).unwrap();
+        s.release(&[seq("4")], 6_000).unwrap();
         assert_eq!(s.prune_done(2_000, 100).unwrap(), 1);
+        assert_eq!(s.prune_done(2_000, 100).unwrap(), 0);
         let left = s.stats().unwrap();
-        assert_eq!((left.done, left.dead), (1, 1));
+        assert_eq!((left.done, left.dead, left.pending), (1, 1, 1));
         // A pruned event is forgotten: the same delivery again is new.
-        assert_eq!(s.accept(&[change(1, 1, "a")], 6_000).unwrap().new, 1);
-        assert_eq!(s.accept(&[change(2, 2, "a")], 6_000).unwrap().duplicates, 1);
+        assert_eq!(s.accept(&[change(1, 1, "a")], 7_000).unwrap().new, 1);
+        assert_eq!(s.accept(&[change(2, 2, "a")], 7_000).unwrap().duplicates, 1);
+        assert_eq!(s.accept(&[change(3, 3, "a")], 7_000).unwrap().duplicates, 1);
     }
 
     #[test]
@@ -882,6 +1152,72 @@ mod tests {
         let s = SqliteStore::open(&path).unwrap();
         assert_eq!(s.recover(100).unwrap(), 2);
         assert_eq!(s.claim(100, 0, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_dead_letter_requeued_by_another_process_is_claimed_by_the_running_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let service = SqliteStore::open(&path).unwrap();
+        service.accept(&[change(1, 1, "amount")], 0).unwrap();
+        let b = service.claim(0, 0, 10).unwrap();
+        service.dead_letter(&[b[0].items[0].seq], "no", 0).unwrap();
+        assert!(service.claim(10, 0, 10).unwrap().is_empty());
+        // `pcsync dlq retry` opens the same file while the service runs.
+        let cli = SqliteStore::open(&path).unwrap();
+        assert!(cli.requeue(b[0].items[0].seq, 20).unwrap());
+        drop(cli);
+        let again = service.claim(30, 0, 10).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].items[0].event.id, change(1, 1, "amount").0.id);
+    }
+
+    #[test]
+    fn a_state_file_with_the_old_single_inbox_table_moves_to_the_new_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let db = Connection::open(&path).unwrap();
+            db.execute_batch(
+                "CREATE TABLE inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+                     ordering_key TEXT NOT NULL, received_at INTEGER NOT NULL, event TEXT NOT NULL,
+                     status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, not_before INTEGER NOT NULL,
+                     last_error TEXT, updated_at INTEGER NOT NULL);",
+            )
+            .unwrap();
+            for (deal, status, error) in [
+                (1, "done", None),
+                (2, "running", None),
+                (3, "dead", Some("bad")),
+            ] {
+                let (event, key) = change(deal, deal, "amount");
+                db.execute(
+                    "INSERT INTO inbox (event_id, ordering_key, received_at, event, status, attempts, not_before, last_error, updated_at)
+                     VALUES (?1, ?2, 5, ?3, ?4, 1, 5, ?5, 5)",
+                    params![event.id, key, serde_json::to_string(&event).unwrap(), status, error],
+                )
+                .unwrap();
+            }
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.recover(10).unwrap(), 1);
+        let stats = s.stats().unwrap();
+        assert_eq!((stats.done, stats.pending, stats.dead), (1, 1, 1));
+        let claimed = s.claim(10, 0, 10).unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert_eq!(
+            (claimed[0].key.as_str(), claimed[0].items[0].attempts),
+            ("deal:2", 1)
+        );
+        assert_eq!(s.dead_letters().unwrap()[0].reason, "bad");
+        // The applied event is still recognised when delivered again.
+        assert_eq!(
+            s.accept(&[change(1, 1, "amount")], 20).unwrap().duplicates,
+            1
+        );
+        drop(s);
+        // Opening again finds nothing left to move.
+        assert_eq!(SqliteStore::open(&path).unwrap().stats().unwrap().done, 1);
     }
 
     #[test]

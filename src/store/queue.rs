@@ -1,0 +1,355 @@
+//! The inbox's per-key lines, in memory: which unfinished events each ordering key
+//! has, oldest first, and which keys are due. The database holds the events and
+//! their state durably; this is its index for claiming, kept in step by the store
+//! (and rebuilt from the database at start-up or when another process changed it).
+//!
+//! Why in memory: an index over every event by key puts each arrival at a random
+//! place in a B-tree, so a group commit of a thousand events dirties a thousand
+//! pages, and every dirty page goes through the WAL. Here an arrival is a push onto
+//! a `VecDeque`, and the rows it writes are appended at the end of their tables.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// An unfinished event as the queue knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Item {
+    pub seq: i64,
+    pub received_at: i64,
+    pub not_before: i64,
+    pub attempts: u32,
+    pub deferred: bool,
+}
+
+/// One ordering key's unfinished events, oldest first.
+#[derive(Debug, Default)]
+struct Line {
+    items: VecDeque<Item>,
+    running: bool,
+}
+
+/// What became of claimed events.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Outcome {
+    /// Applied, or parked as dead letters: out of the line.
+    Gone,
+    /// Back in line as they were (claimed but not started).
+    Released,
+    /// Back in line, due again at this time.
+    Retry { not_before: i64 },
+    /// Held until this time (or until woken).
+    Defer { recheck: i64 },
+}
+
+/// The lines of every key with unfinished events.
+#[derive(Debug, Default)]
+pub(super) struct Queue {
+    lines: HashMap<Arc<str>, Line>,
+    /// Keys that are not running and have a line: (head's due time, head's seq, key).
+    due: BTreeSet<(i64, i64, Arc<str>)>,
+    /// Claimed events and their keys.
+    running: HashMap<i64, Arc<str>>,
+}
+
+/// Events of one key claimed together.
+pub(super) type Claim = (Arc<str>, Vec<Item>);
+
+impl Queue {
+    /// A queue of `rows` (key and item, in inbox order), keeping the claims of
+    /// `previous` running: their events are still in the rows, as the database does
+    /// not record claims.
+    pub fn rebuilt(
+        rows: impl IntoIterator<Item = (String, Item)>,
+        previous: Option<Queue>,
+    ) -> Queue {
+        let mut q = Queue::default();
+        if let Some(previous) = previous {
+            q.running = previous.running;
+        }
+        for (key, item) in rows {
+            let key: Arc<str> = match q.lines.get_key_value(key.as_str()) {
+                Some((k, _)) => Arc::clone(k),
+                None => key.into(),
+            };
+            q.lines.entry(key).or_default().items.push_back(item);
+        }
+        let running_keys: std::collections::HashSet<Arc<str>> =
+            q.running.values().cloned().collect();
+        for (key, line) in &mut q.lines {
+            line.running = running_keys.contains(key);
+        }
+        let keys: Vec<Arc<str>> = q.lines.keys().cloned().collect();
+        for key in keys {
+            q.schedule(&key);
+        }
+        q
+    }
+
+    /// A new event, later than every other of its key.
+    pub fn push(&mut self, key: &str, item: Item) {
+        match self.lines.get_mut(key) {
+            Some(line) => line.items.push_back(item),
+            None => {
+                let key: Arc<str> = key.into();
+                let line = self.lines.entry(Arc::clone(&key)).or_default();
+                line.items.push_back(item);
+                self.schedule(&key);
+            }
+        }
+    }
+
+    /// Puts a key that is not running in the due set by its head (removing any entry
+    /// it had), or forgets a key whose line is empty.
+    fn schedule(&mut self, key: &Arc<str>) {
+        let Some(line) = self.lines.get(key) else {
+            return;
+        };
+        if line.running {
+            return;
+        }
+        match line.items.front() {
+            Some(head) => {
+                self.due
+                    .insert((head.not_before, head.seq, Arc::clone(key)));
+            }
+            None => {
+                self.lines.remove(key);
+            }
+        }
+    }
+
+    fn unschedule(&mut self, key: &Arc<str>) {
+        if let Some(head) = self.lines.get(key).and_then(|l| l.items.front()) {
+            self.due
+                .remove(&(head.not_before, head.seq, Arc::clone(key)));
+        }
+    }
+
+    /// Claims up to `limit` keys whose head is due (`not_before <= now - coalesce`),
+    /// in order of due time, each with the events that arrived within `coalesce` of
+    /// its head (at most `per_key`), stopping once `rows` events are claimed.
+    pub fn claim(
+        &mut self,
+        now: i64,
+        coalesce: i64,
+        limit: usize,
+        rows: usize,
+        per_key: usize,
+    ) -> Vec<Claim> {
+        let mut claims = Vec::new();
+        let mut taken = 0;
+        while claims.len() < limit && taken < rows {
+            let Some(first) = self.due.first() else { break };
+            if first.0 > now - coalesce {
+                break;
+            }
+            let (_, _, key) = self.due.pop_first().expect("the first entry exists");
+            let line = self.lines.get_mut(&key).expect("a due key has a line");
+            line.running = true;
+            let head = line.items[0];
+            let items: Vec<Item> = line
+                .items
+                .iter()
+                .take(per_key)
+                .take_while(|i| i.seq == head.seq || i.received_at <= head.received_at + coalesce)
+                .copied()
+                .collect();
+            for item in &items {
+                self.running.insert(item.seq, Arc::clone(&key));
+            }
+            taken += items.len();
+            claims.push((key, items));
+        }
+        claims
+    }
+
+    /// Settles claimed events. False when one of them was not claimed here: the
+    /// caller should rebuild the queue from the database.
+    pub fn settle(&mut self, seqs: &[i64], outcome: Outcome) -> bool {
+        let mut known = true;
+        let mut keys: Vec<Arc<str>> = Vec::new();
+        for seq in seqs {
+            let Some(key) = self.running.remove(seq) else {
+                known = false;
+                continue;
+            };
+            let Some(line) = self.lines.get_mut(&key) else {
+                continue;
+            };
+            match outcome {
+                Outcome::Gone => line.items.retain(|i| i.seq != *seq),
+                Outcome::Released => {}
+                Outcome::Retry { not_before } => {
+                    if let Some(i) = line.items.iter_mut().find(|i| i.seq == *seq) {
+                        i.not_before = not_before;
+                        i.attempts += 1;
+                        i.deferred = false;
+                    }
+                }
+                Outcome::Defer { recheck } => {
+                    if let Some(i) = line.items.iter_mut().find(|i| i.seq == *seq) {
+                        i.not_before = recheck;
+                        i.deferred = true;
+                    }
+                }
+            }
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        for key in keys {
+            let still_running = self.running.values().any(|k| *k == key);
+            if let Some(line) = self.lines.get_mut(&key)
+                && !still_running
+            {
+                line.running = false;
+                self.schedule(&key);
+            }
+        }
+        known
+    }
+
+    /// Makes a key's deferred events due at `now`; returns their seqs.
+    pub fn wake(&mut self, key: &str, now: i64) -> Vec<i64> {
+        let Some((key, _)) = self.lines.get_key_value(key) else {
+            return Vec::new();
+        };
+        let key = Arc::clone(key);
+        self.unschedule(&key);
+        let line = self.lines.get_mut(&key).expect("the key has a line");
+        let mut woken = Vec::new();
+        for item in line.items.iter_mut().filter(|i| i.deferred) {
+            item.deferred = false;
+            item.not_before = now;
+            woken.push(item.seq);
+        }
+        self.schedule(&key);
+        woken
+    }
+
+    /// Events claimed and not yet settled.
+    #[cfg(test)]
+    pub fn running(&self) -> u64 {
+        self.running.len() as u64
+    }
+
+    /// Claimed events not yet settled, split by what they were before: (pending,
+    /// deferred).
+    pub fn running_split(&self) -> (u64, u64) {
+        let mut split = (0, 0);
+        for (seq, key) in &self.running {
+            let deferred = self
+                .lines
+                .get(key)
+                .and_then(|l| l.items.iter().find(|i| i.seq == *seq))
+                .is_some_and(|i| i.deferred);
+            if deferred {
+                split.1 += 1;
+            } else {
+                split.0 += 1;
+            }
+        }
+        split
+    }
+
+    /// Unfinished events in every line, claimed or not.
+    pub fn waiting(&self) -> u64 {
+        self.lines.values().map(|l| l.items.len() as u64).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(seq: i64, at: i64) -> Item {
+        Item {
+            seq,
+            received_at: at,
+            not_before: at,
+            attempts: 0,
+            deferred: false,
+        }
+    }
+
+    fn shape(claims: &[Claim]) -> Vec<(String, Vec<i64>)> {
+        claims
+            .iter()
+            .map(|(k, items)| (k.to_string(), items.iter().map(|i| i.seq).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn a_key_runs_one_batch_at_a_time_and_coalesces_its_window() {
+        let mut q = Queue::default();
+        q.push("a", item(1, 0));
+        q.push("b", item(2, 100));
+        q.push("a", item(3, 900));
+        q.push("a", item(4, 2_000));
+        assert!(
+            q.claim(500, 1_000, 10, 100, 100).is_empty(),
+            "inside the window"
+        );
+        let first = q.claim(1_000, 1_000, 10, 100, 100);
+        assert_eq!(shape(&first), [("a".into(), vec![1, 3])]);
+        assert!(
+            q.claim(1_100, 1_000, 10, 100, 100)
+                .iter()
+                .all(|(k, _)| &**k != "a")
+        );
+        assert!(q.settle(&[1, 3], Outcome::Gone));
+        let next = q.claim(5_000, 1_000, 10, 100, 100);
+        assert_eq!(shape(&next), [("a".into(), vec![4])]);
+        assert!(!q.settle(&[99], Outcome::Gone), "not claimed here");
+    }
+
+    #[test]
+    fn retries_and_deferrals_hold_their_key_until_due_or_woken() {
+        let mut q = Queue::default();
+        q.push("a", item(1, 0));
+        q.push("a", item(2, 0));
+        q.push("b", item(3, 0));
+        let c = q.claim(0, 0, 1, 100, 1);
+        assert_eq!(shape(&c), [("a".into(), vec![1])]);
+        q.settle(&[1], Outcome::Defer { recheck: 10_000 });
+        let c = q.claim(10, 0, 10, 100, 100);
+        assert_eq!(shape(&c), [("b".into(), vec![3])], "a's head is deferred");
+        assert_eq!(q.wake("a", 20), [1]);
+        let c = q.claim(20, 0, 10, 100, 100);
+        assert_eq!(shape(&c), [("a".into(), vec![1, 2])]);
+        q.settle(&[1, 2], Outcome::Retry { not_before: 500 });
+        assert!(q.claim(499, 0, 10, 100, 100).is_empty());
+        let c = q.claim(500, 0, 10, 100, 100);
+        assert_eq!(c[0].1[0].attempts, 1);
+        q.settle(&[1, 2], Outcome::Released);
+        assert_eq!(q.claim(500, 0, 10, 100, 100)[0].1[0].attempts, 1);
+    }
+
+    #[test]
+    fn a_rebuilt_queue_keeps_running_claims_out_of_new_claims() {
+        let mut q = Queue::default();
+        q.push("a", item(1, 0));
+        q.push("b", item(2, 0));
+        let c = q.claim(0, 0, 1, 100, 100);
+        assert_eq!(shape(&c), [("a".into(), vec![1])]);
+        let rows = [
+            ("a".to_string(), item(1, 0)),
+            ("b".to_string(), item(2, 0)),
+            ("a".to_string(), item(5, 0)),
+        ];
+        let mut q = Queue::rebuilt(rows, Some(q));
+        assert_eq!(shape(&q.claim(0, 0, 10, 100, 100)), [("b".into(), vec![2])]);
+        assert!(q.settle(&[1], Outcome::Gone));
+        assert_eq!(shape(&q.claim(0, 0, 10, 100, 100)), [("a".into(), vec![5])]);
+        assert_eq!(q.running(), 2);
+    }
+
+    #[test]
+    fn claims_stop_at_the_row_bound() {
+        let mut q = Queue::default();
+        for k in 0..10 {
+            q.push(&format!("k{k}"), item(k, 0));
+        }
+        assert_eq!(q.claim(0, 0, 100, 3, 100).len(), 3);
+    }
+}
