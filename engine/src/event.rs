@@ -192,6 +192,13 @@ impl Event {
 
     /// An EventBridge event from `aws.partnercentral-selling`.
     pub fn from_eventbridge(v: &Value) -> Result<Event, EventError> {
+        let mut event = Event::eventbridge_fields(v)?;
+        event.payload = v.clone();
+        Ok(event)
+    }
+
+    /// An EventBridge event's fields, with an empty payload.
+    fn eventbridge_fields(v: &Value) -> Result<Event, EventError> {
         let field = |field, expected| EventError::Field {
             kind: "EventBridge",
             field,
@@ -224,8 +231,57 @@ impl Event {
             change_source: None,
             source_id: None,
             pack: None,
-            payload: v.clone(),
+            payload: Value::Null,
         })
+    }
+
+    /// The event as a store keeps it. A HubSpot or EventBridge event is its payload
+    /// alone, under `hubspot` or `eventbridge`: every other field is derived from the
+    /// payload again when it is read ([`Event::from_stored_json`]), and for a webhook
+    /// event that halves the bytes. Any other event, or one whose fields are not
+    /// what its payload gives, is kept whole.
+    pub fn to_stored_json(&self) -> serde_json::Result<String> {
+        let (tag, derived) = match self.source {
+            Source::Hubspot => ("hubspot", Event::hubspot_fields(&self.payload)),
+            Source::Partnercentral => ("eventbridge", Event::eventbridge_fields(&self.payload)),
+            Source::Schedule => return serde_json::to_string(self),
+        };
+        match derived {
+            Ok(d) if d.same_apart_from_payload(self) => Ok(format!(
+                "{{\"{tag}\":{}}}",
+                serde_json::to_string(&self.payload)?
+            )),
+            _ => serde_json::to_string(self),
+        }
+    }
+
+    /// Reads what [`Event::to_stored_json`] wrote (or an event serialized whole).
+    pub fn from_stored_json(text: &str) -> Result<Event, String> {
+        let mut value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if let Some(only) = value.as_object_mut().filter(|o| o.len() == 1) {
+            if let Some(payload) = only.remove("hubspot") {
+                return Event::from_hubspot_owned(payload).map_err(|(e, _)| e.to_string());
+            }
+            if let Some(payload) = only.remove("eventbridge") {
+                let mut event = Event::eventbridge_fields(&payload).map_err(|e| e.to_string())?;
+                event.payload = payload;
+                return Ok(event);
+            }
+        }
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+
+    fn same_apart_from_payload(&self, other: &Event) -> bool {
+        self.id == other.id
+            && self.source == other.source
+            && self.kind == other.kind
+            && self.occurred_at == other.occurred_at
+            && self.deal_id == other.deal_id
+            && self.opportunity_id == other.opportunity_id
+            && self.property == other.property
+            && self.change_source == other.change_source
+            && self.source_id == other.source_id
+            && self.pack == other.pack
     }
 
     /// A scheduled run of `pack` for one deal or opportunity.
@@ -268,6 +324,45 @@ fn id_text(v: &Value) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn stored_events_read_back_the_same_and_webhook_events_keep_only_their_payload() {
+        let hubspot = Event::from_hubspot(&json!({"eventId": 7, "portalId": 62515, "occurredAt": 1795873324127i64,
+            "subscriptionType": "deal.propertyChange", "objectId": 40000000001u64, "propertyName": "dealstage",
+            "propertyValue": "closedwon", "changeSource": "CRM_UI", "sourceId": "userId:1"}))
+        .unwrap();
+        let eventbridge =
+            Event::from_eventbridge(&json!({"id": "e-1", "source": "aws.partnercentral-selling",
+            "detail-type": "Opportunity Updated", "time": "2026-11-28T10:00:00Z",
+            "detail": {"opportunity": {"identifier": "O1234567"}}}))
+            .unwrap();
+        let scheduled = Event::schedule("snapshots", Some("1".into()), None, Timestamp::UNIX_EPOCH);
+        let mut edited = hubspot.clone();
+        edited.deal_id = Some("2".into());
+        for event in [&hubspot, &eventbridge, &scheduled, &edited] {
+            let text = event.to_stored_json().unwrap();
+            assert_eq!(&Event::from_stored_json(&text).unwrap(), event, "{text}");
+        }
+        let text = hubspot.to_stored_json().unwrap();
+        assert!(
+            text.starts_with(r#"{"hubspot":{"#) && !text.contains(r#""id":"hubspot:"#),
+            "{text}"
+        );
+        assert!(
+            eventbridge
+                .to_stored_json()
+                .unwrap()
+                .starts_with(r#"{"eventbridge":{"#)
+        );
+        // Fields that differ from what the payload gives are kept: the whole event.
+        assert!(
+            edited
+                .to_stored_json()
+                .unwrap()
+                .contains(r#""deal_id":"2""#)
+        );
+        assert!(Event::from_stored_json("{").is_err());
+    }
 
     #[test]
     fn hubspot_property_change_from_a_real_payload() {

@@ -217,7 +217,7 @@ fn row_of(event: &Event, key: &str) -> Result<Row, StoreError> {
         event.id.clone(),
         event.occurred_at.clone().unwrap_or_default(),
         key.to_string(),
-        serde_json::to_string(event).map_err(err)?,
+        event.to_stored_json().map_err(err)?,
     ))
 }
 
@@ -467,7 +467,7 @@ impl SqliteStore {
 }
 
 fn event_of(text: &str) -> Result<Event, StoreError> {
-    serde_json::from_str(text)
+    Event::from_stored_json(text)
         .map_err(|e| StoreError(format!("a stored event does not parse: {e}")))
 }
 
