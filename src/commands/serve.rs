@@ -165,7 +165,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         busy: Arc::clone(&busy),
     });
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let working = tokio::spawn(Arc::clone(&worker).run(stopping));
+    let working = spawn_worker(Arc::clone(&worker), stopping)?;
     tokio::spawn(Arc::clone(&rules).watch());
     tokio::spawn(Arc::clone(&rules).on_hangup());
     tokio::spawn(crate::service::poll::run(
@@ -243,6 +243,39 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         }
     }
     served
+}
+
+/// Starts the worker on a thread of its own, with its own single-threaded runtime,
+/// at a lower scheduling priority (nice 10) than the threads answering requests:
+/// when the two cores are busy, the kernel runs ingest first, and the worker has
+/// every cycle ingest leaves. Answering a webhook quickly is what HubSpot measures;
+/// an accepted event is durable and can wait a moment. Resolves when the worker
+/// has stopped.
+fn spawn_worker(
+    worker: Arc<Worker>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::sync::oneshot::Receiver<()>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the worker's runtime: {e}"))?;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("pcsync-worker".into())
+        .spawn(move || {
+            #[cfg(target_os = "linux")]
+            // SAFETY: gettid and setpriority only read and set this thread's niceness.
+            unsafe {
+                let tid = libc::gettid();
+                if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) != 0 {
+                    tracing::debug!("the worker runs at normal priority (setpriority failed)");
+                }
+            }
+            runtime.block_on(worker.run(stopping));
+            let _ = done.send(());
+        })
+        .map_err(|e| format!("cannot start the worker: {e}"))?;
+    Ok(finished)
 }
 
 /// How long a stopping service waits for the batch in hand.

@@ -189,6 +189,14 @@ impl Worker {
         let rules = self.rules.current();
         let mut events = Vec::new();
         for item in &batch.items {
+            // An event no pack wants needs no echo check (a store read each).
+            let wanted = rules
+                .packs
+                .iter()
+                .any(|p| p.pack.enabled && triggered(&p.pack, &item.event));
+            if !wanted {
+                continue;
+            }
             match self.is_echo(&item.event) {
                 Ok(true) => self.metrics.echo(),
                 Ok(false) => events.push(&item.event),
