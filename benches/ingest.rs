@@ -141,6 +141,23 @@ async fn run() {
         ms(percentile(&mut open, 1.0)),
     );
     println!("  peak RSS of pcsync serve: {:.1} MiB", rss as f64 / 1024.0);
+    let cpu = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let after = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+                let ticks =
+                    after.get(11)?.parse::<f64>().ok()? + after.get(12)?.parse::<f64>().ok()?;
+                Some(ticks / 100.0)
+            })
+            .unwrap_or(0.0)
+    };
+    println!(
+        "  CPU time over both phases ({:.2} s): pcsync serve {:.2} s, this load generator {:.2} s",
+        (elapsed + elapsed_paced).as_secs_f64(),
+        cpu(&child.id().to_string()),
+        cpu("self"),
+    );
     println!("  inbox after: {}", health["inbox"]);
     let _ = child.kill();
     let _ = child.wait();
@@ -181,6 +198,7 @@ async fn send_all(url: &str, bodies: &Arc<Vec<String>>, rate: Option<u64>) -> Ve
     let path = "/webhooks/hubspot";
     let http = reqwest::Client::new();
     let origin = Instant::now();
+    let origin_wall = jiff::Timestamp::now();
     let mut senders = Vec::new();
     for s in 0..SENDERS {
         let (http, target, bodies) = (http.clone(), format!("{url}{path}"), Arc::clone(bodies));
@@ -207,14 +225,34 @@ async fn send_all(url: &str, bodies: &Arc<Vec<String>>, rate: Option<u64>) -> Ve
                     .await
                     .unwrap();
                 assert!(answer.status().is_success(), "{}", answer.status());
-                latencies.push(due.elapsed());
+                latencies.push((due - origin, due.elapsed()));
             }
             latencies
         }));
     }
-    let mut latencies = Vec::new();
+    let mut timeline: Vec<(Duration, Duration)> = Vec::new();
     for s in senders {
-        latencies.extend(s.await.unwrap());
+        timeline.extend(s.await.unwrap());
     }
-    latencies
+    // With PCSYNC_BENCH_TIMELINE=file: each batch's send time and time to 2xx (ms),
+    // to see whether slow answers come together (a stall) or apart.
+    if let Ok(file) = std::env::var("PCSYNC_BENCH_TIMELINE") {
+        timeline.sort();
+        let lines: Vec<String> = timeline
+            .iter()
+            .map(|(at, took)| {
+                format!(
+                    "{:.3} {:.3}",
+                    at.as_secs_f64() * 1e3,
+                    took.as_secs_f64() * 1e3
+                )
+            })
+            .collect();
+        let header = format!("origin {origin_wall}\n");
+        let _ = std::fs::write(
+            format!("{file}.{}", rate.unwrap_or(0)),
+            header + &lines.join("\n"),
+        );
+    }
+    timeline.into_iter().map(|(_, took)| took).collect()
 }
