@@ -23,7 +23,7 @@ use pcsync_engine::{Event, Source};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use crate::store::Store;
+use crate::store::{Arrival, Store};
 
 /// Largest request body accepted (a batch of 100 events is about 30 KiB).
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -120,19 +120,32 @@ fn unreadable(source: Source, index: usize, raw: &Value, reason: &str, batch_id:
     }
 }
 
-async fn accept(ingest: &Ingest, events: Vec<Event>, unreadable: Vec<(Event, String)>) -> Response {
+/// Commits events (each with its stored text when the caller has it as received)
+/// and parks the unreadable ones; answers the sender.
+async fn accept(
+    ingest: &Ingest,
+    events: Vec<(Event, Option<String>)>,
+    unreadable: Vec<(Event, String)>,
+) -> Response {
     let now = (ingest.now_ms)();
-    let batch: Vec<(Event, String)> = events
+    let batch = match events
         .into_iter()
-        .map(|e| {
-            let key = ordering_key(&e);
-            (e, key)
+        .map(|(event, stored)| {
+            let key = ordering_key(&event);
+            match stored {
+                Some(stored) => Ok(Arrival { event, key, stored }),
+                None => Arrival::new(event, key),
+            }
         })
-        .collect();
+        .collect::<Result<Vec<Arrival>, _>>()
+    {
+        Ok(batch) => batch,
+        Err(e) => return reject(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
+    };
     let parked = unreadable.len();
     let sources: Vec<&'static str> = batch
         .iter()
-        .map(|(e, _)| match e.source {
+        .map(|a| match a.event.source {
             Source::Hubspot => "hubspot",
             Source::Partnercentral => "partnercentral",
             Source::Schedule => "schedule",
@@ -142,8 +155,10 @@ async fn accept(ingest: &Ingest, events: Vec<Event>, unreadable: Vec<(Event, Str
     let _busy = ingest.busy.enter();
     // The store is synchronous (SQLite): keep it off the async workers.
     let result = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
-        let accepted = store.accept(&batch, now)?;
-        store.park(&unreadable, now)?;
+        let accepted = store.accept_arrivals(batch, now)?;
+        if !unreadable.is_empty() {
+            store.park(&unreadable, now)?;
+        }
         Ok(accepted)
     })
     .await;
@@ -198,22 +213,17 @@ async fn hubspot(
     ) {
         return reject(StatusCode::UNAUTHORIZED, "signature", e.to_string());
     }
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
+    // Each event's own text is kept as received (it is what the inbox stores), so
+    // the body is split into events first and each is read on its own.
+    let items: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(&body) {
+        Ok(items) => items,
         Err(e) => {
-            return reject(
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                format!("the body is not JSON: {e}"),
-            );
+            let why = match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                Ok(_) => "HubSpot sends a JSON array of events".to_string(),
+                Err(_) => format!("the body is not JSON: {e}"),
+            };
+            return reject(StatusCode::BAD_REQUEST, "malformed", why);
         }
-    };
-    let Value::Array(items) = value else {
-        return reject(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            "HubSpot sends a JSON array of events",
-        );
     };
     if items.len() > 100 {
         return reject(
@@ -230,9 +240,10 @@ async fn hubspot(
         .to_string();
     let mut events = Vec::new();
     let mut bad = Vec::new();
-    for (i, item) in items.into_iter().enumerate() {
+    for (i, raw) in items.into_iter().enumerate() {
+        let item: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
         match Event::from_hubspot_owned(item) {
-            Ok(e) => events.push(e),
+            Ok(e) => events.push((e, Some(format!(r#"{{"hubspot":{}}}"#, raw.get())))),
             Err((e, item)) => {
                 let reason = format!("event {i} of the batch cannot be read: {e}");
                 bad.push((
@@ -305,7 +316,7 @@ async fn partnercentral(
             continue;
         }
         match Event::from_eventbridge(item) {
-            Ok(e) => events.push(e),
+            Ok(e) => events.push((e, None)),
             Err(e) => {
                 let reason = format!("event {i} cannot be read: {e}");
                 bad.push((

@@ -25,6 +25,29 @@ pub struct Accepted {
     pub duplicates: usize,
 }
 
+/// An event on its way into the inbox.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    /// The event.
+    pub event: Event,
+    /// `deal:<id>` or `opportunity:<id>`: the events of one key apply in order.
+    pub key: String,
+    /// The text the inbox keeps, which [`Event::from_stored_json`] reads back into
+    /// `event`: [`Event::to_stored_json`], or the same form made from the payload's
+    /// text as received (ingest does that, to skip serializing it again).
+    pub stored: String,
+}
+
+impl Arrival {
+    /// An arrival stored as [`Event::to_stored_json`] gives.
+    pub fn new(event: Event, key: String) -> Result<Arrival, StoreError> {
+        let stored = event
+            .to_stored_json()
+            .map_err(|e| StoreError(e.to_string()))?;
+        Ok(Arrival { event, key, stored })
+    }
+}
+
 /// One inbox entry handed to a worker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claimed {
@@ -92,9 +115,18 @@ pub struct InboxStats {
 
 /// The service's durable state.
 pub trait Store: Send + Sync {
-    /// Commits events to the inbox in one transaction; duplicates (same event id)
-    /// are dropped. Only after this returns may the sender be told 2xx.
-    fn accept(&self, events: &[(Event, String)], now_ms: i64) -> Result<Accepted, StoreError>;
+    /// Commits events to the inbox; duplicates (same event id) are dropped. Only
+    /// after this returns may the sender be told 2xx.
+    fn accept_arrivals(&self, arrivals: Vec<Arrival>, now_ms: i64) -> Result<Accepted, StoreError>;
+
+    /// [`Store::accept_arrivals`] for events and their ordering keys.
+    fn accept(&self, events: &[(Event, String)], now_ms: i64) -> Result<Accepted, StoreError> {
+        let arrivals = events
+            .iter()
+            .map(|(event, key)| Arrival::new(event.clone(), key.clone()))
+            .collect::<Result<_, _>>()?;
+        self.accept_arrivals(arrivals, now_ms)
+    }
 
     /// Commits events straight into the dead-letter list, each with its reason
     /// (events that arrived but cannot be read: kept, not lost).

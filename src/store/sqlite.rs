@@ -28,7 +28,9 @@ use pcsync_engine::{Event, PackState};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::queue::{Item, Outcome, Queue};
-use super::{Accepted, Batch, Claimed, DeadLetter, Deferred, InboxStats, Store, StoreError};
+use super::{
+    Accepted, Arrival, Batch, Claimed, DeadLetter, Deferred, InboxStats, Store, StoreError,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
@@ -553,12 +555,18 @@ fn event_of(text: &str) -> Result<Event, StoreError> {
 }
 
 impl Store for SqliteStore {
-    fn accept(&self, events: &[(Event, String)], now_ms: i64) -> Result<Accepted, StoreError> {
-        // Serialized here, in the caller's thread, not while holding the database.
-        let rows: Vec<Row> = events
-            .iter()
-            .map(|(event, key)| row_of(event, key))
-            .collect::<Result<_, StoreError>>()?;
+    fn accept_arrivals(&self, arrivals: Vec<Arrival>, now_ms: i64) -> Result<Accepted, StoreError> {
+        let rows: Vec<Row> = arrivals
+            .into_iter()
+            .map(|a| {
+                (
+                    a.event.id,
+                    a.event.occurred_at.unwrap_or_default(),
+                    a.key,
+                    a.stored,
+                )
+            })
+            .collect();
         let mut group = self.group();
         let ticket = group.next_ticket;
         group.next_ticket += 1;
