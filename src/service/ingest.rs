@@ -241,10 +241,12 @@ async fn hubspot(
     let mut events = Vec::new();
     let mut bad = Vec::new();
     for (i, raw) in items.into_iter().enumerate() {
-        let item: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-        match Event::from_hubspot_owned(item) {
+        // The fields only: the payload travels as the text received, and is read
+        // whole when the worker takes the event.
+        match Event::hubspot_fields_from_text(raw.get()) {
             Ok(e) => events.push((e, Some(format!(r#"{{"hubspot":{}}}"#, raw.get())))),
-            Err((e, item)) => {
+            Err(e) => {
+                let item: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
                 let reason = format!("event {i} of the batch cannot be read: {e}");
                 bad.push((
                     unreadable(Source::Hubspot, i, &item, &reason, &batch_id),

@@ -28,13 +28,13 @@ pub struct Accepted {
 /// An event on its way into the inbox.
 #[derive(Debug, Clone)]
 pub struct Arrival {
-    /// The event.
+    /// The event; its payload may be left out (`Null`) when `stored` carries it.
     pub event: Event,
     /// `deal:<id>` or `opportunity:<id>`: the events of one key apply in order.
     pub key: String,
     /// The text the inbox keeps, which [`Event::from_stored_json`] reads back into
-    /// `event`: [`Event::to_stored_json`], or the same form made from the payload's
-    /// text as received (ingest does that, to skip serializing it again).
+    /// the whole event: [`Event::to_stored_json`], or the same form made from the
+    /// payload's text as received (ingest does that, to skip serializing it again).
     pub stored: String,
 }
 
