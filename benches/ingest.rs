@@ -3,7 +3,8 @@
 //! binary with its SQLite inbox, as HubSpot would send them. Reports events/s, time
 //! to 2xx (p50, p99, max) and the service's peak RSS. The events name a property no
 //! pack subscribes to, so the worker drains the inbox without remote calls while
-//! ingest runs: the measurement includes the worker's share of the two cores.
+//! ingest runs: the measurement includes the worker's share of the two cores. A
+//! health probe and a metrics scrape run every second, as they would in production.
 //!
 //! `cargo bench --bench ingest` (release). Numbers go in BENCHMARKS.md. The service's
 //! log goes to `pcsync-bench.log` in the temporary directory, at the level
@@ -89,6 +90,19 @@ async fn run() {
     // 1. Throughput: ten senders, each sending its next batch as soon as the last is
     //    answered. In this closed loop, time to 2xx is mostly queueing (Little's law:
     //    10 in flight / batches per second), so it says little about latency.
+    // As in production, a health probe and a metrics scrape every second meanwhile.
+    let probing = {
+        let (http, url) = (http.clone(), url.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                for path in ["/healthz", "/metrics"] {
+                    let answer = http.get(format!("{url}{path}")).send().await;
+                    assert!(answer.is_ok_and(|a| a.status().is_success()), "{path}");
+                }
+            }
+        })
+    };
     let started = Instant::now();
     let mut closed = send_all(&url, &saturate, None).await;
     let elapsed = started.elapsed();
@@ -100,6 +114,7 @@ async fn run() {
     let rate = rate_batches_per_s();
     let mut open = send_all(&url, &paced, Some(rate)).await;
     let elapsed_paced = started_paced.elapsed();
+    probing.abort();
     let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
         .ok()
         .and_then(|s| {

@@ -233,10 +233,21 @@ impl Queue {
         self.running.len() as u64
     }
 
-    /// Claimed events not yet settled, split by what they were before: (pending,
-    /// deferred).
-    pub fn running_split(&self) -> (u64, u64) {
-        let mut split = (0, 0);
+    /// Unfinished events by state: (pending, deferred, claimed).
+    pub fn tally(&self) -> (u64, u64, u64) {
+        let (mut pending, mut deferred) = (0u64, 0u64);
+        for line in self.lines.values() {
+            for item in &line.items {
+                if item.deferred {
+                    deferred += 1;
+                } else {
+                    pending += 1;
+                }
+            }
+        }
+        let running = self.running.len() as u64;
+        // Claimed events are still in their lines, as what they were before.
+        let (mut was_pending, mut was_deferred) = (0, 0);
         for (seq, key) in &self.running {
             let deferred = self
                 .lines
@@ -244,12 +255,36 @@ impl Queue {
                 .and_then(|l| l.items.iter().find(|i| i.seq == *seq))
                 .is_some_and(|i| i.deferred);
             if deferred {
-                split.1 += 1;
+                was_deferred += 1;
             } else {
-                split.0 += 1;
+                was_pending += 1;
             }
         }
-        split
+        (
+            pending.saturating_sub(was_pending),
+            deferred.saturating_sub(was_deferred),
+            running,
+        )
+    }
+
+    /// Keys with deferred events, by their first: (key, events, earliest recheck,
+    /// first deferred event), at most `limit`.
+    pub fn deferred(&self, limit: usize) -> Vec<(Arc<str>, u64, i64, i64)> {
+        let mut found: Vec<(Arc<str>, u64, i64, i64)> = self
+            .lines
+            .iter()
+            .filter_map(|(key, line)| {
+                let mut deferred = line.items.iter().filter(|i| i.deferred);
+                let first = deferred.next()?;
+                let (count, recheck) = deferred.fold((1, first.not_before), |(n, at), i| {
+                    (n + 1, at.min(i.not_before))
+                });
+                Some((Arc::clone(key), count, recheck, first.seq))
+            })
+            .collect();
+        found.sort_unstable_by_key(|d| d.3);
+        found.truncate(limit);
+        found
     }
 
     /// Unfinished events in every line, claimed or not.

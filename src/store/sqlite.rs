@@ -92,6 +92,16 @@ struct Db {
     /// `PRAGMA data_version` when `queue` was last known to match: it changes when
     /// another connection commits.
     version: i64,
+    /// Rows in `events`, and dead letters, once counted (a count reads a whole
+    /// table); kept up to date by the writes here, and counted again after a
+    /// change from elsewhere.
+    counts: Option<Counts>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    events: u64,
+    dead: u64,
 }
 
 /// The embedded store.
@@ -277,6 +287,7 @@ impl Db {
         tracing::debug!(events = rows.len(), "inbox lines read from the database");
         self.queue = Queue::rebuilt(rows, Some(std::mem::take(&mut self.queue)));
         self.fresh = true;
+        self.counts = None;
         self.version = version;
         Ok(())
     }
@@ -301,7 +312,10 @@ impl Db {
             self.conn
                 .pragma_update(None, "synchronous", "FULL")
                 .map_err(err)?;
-            written?;
+            let changed = written?;
+            if let (Update::Status { status: "dead", .. }, Some(c)) = (update, &mut self.counts) {
+                c.dead += changed as u64;
+            }
         }
         if !self.queue.settle(seqs, outcome) {
             self.fresh = false;
@@ -309,35 +323,56 @@ impl Db {
         Ok(())
     }
 
-    fn write_settle(&mut self, seqs: &[i64], update: Update<'_>) -> Result<(), StoreError> {
+    /// Writes a settle; how many rows it changed.
+    fn write_settle(&mut self, seqs: &[i64], update: Update<'_>) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction().map_err(err)?;
+        let mut changed = 0;
         {
-            let tx = self.conn.transaction().map_err(err)?;
-            {
-                let mut statement = tx.prepare_cached(update.sql()).map_err(err)?;
-                for seq in seqs {
-                    match update {
-                        Update::Delete => statement.execute(params![seq]),
-                        Update::Status {
-                            status,
-                            not_before,
-                            error,
-                            bump,
-                            now,
-                        } => statement.execute(params![
-                            seq,
-                            status,
-                            not_before,
-                            error,
-                            i64::from(bump),
-                            now
-                        ]),
-                    }
-                    .map_err(err)?;
+            let mut statement = tx.prepare_cached(update.sql()).map_err(err)?;
+            for seq in seqs {
+                changed += match update {
+                    Update::Delete => statement.execute(params![seq]),
+                    Update::Status {
+                        status,
+                        not_before,
+                        error,
+                        bump,
+                        now,
+                    } => statement.execute(params![
+                        seq,
+                        status,
+                        not_before,
+                        error,
+                        i64::from(bump),
+                        now
+                    ]),
                 }
+                .map_err(err)?;
             }
-            tx.commit().map_err(err)?;
         }
-        Ok(())
+        tx.commit().map_err(err)?;
+        Ok(changed)
+    }
+
+    /// The counts, read from the tables when not known.
+    fn counts(&mut self) -> Result<Counts, StoreError> {
+        if let Some(c) = self.counts {
+            return Ok(c);
+        }
+        let (events, dead): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM work WHERE status = 'dead')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(err)?;
+        let c = Counts {
+            events: events as u64,
+            dead: dead as u64,
+        };
+        self.counts = Some(c);
+        Ok(c)
     }
 }
 
@@ -363,7 +398,7 @@ impl Update<'_> {
             Update::Status { .. } => {
                 "UPDATE work SET status = ?2, not_before = COALESCE(?3, not_before),
                         last_error = COALESCE(?4, last_error), attempts = attempts + ?5, updated_at = ?6
-                 WHERE seq = ?1"
+                 WHERE seq = ?1 AND status <> 'dead'"
             }
         }
     }
@@ -418,6 +453,7 @@ impl SqliteStore {
             queue: Queue::default(),
             fresh: false,
             version: 0,
+            counts: None,
         }));
         let (stopping, held) = (std::sync::Arc::clone(&stop), std::sync::Arc::downgrade(&db));
         std::thread::Builder::new()
@@ -467,6 +503,9 @@ impl SqliteStore {
             write_us = started.elapsed().as_micros() as u64,
             "group written"
         );
+        if let Some(c) = &mut db.counts {
+            c.events += arrived_at.len() as u64;
+        }
         for (key, item) in arrived_at {
             db.queue.push(key, item);
         }
@@ -613,6 +652,7 @@ impl Store for SqliteStore {
     fn park(&self, events: &[(Event, String)], now_ms: i64) -> Result<(), StoreError> {
         let mut db = self.db();
         let tx = db.conn.transaction().map_err(err)?;
+        let mut parked = 0;
         for (event, reason) in events {
             let (id, occurred, key, text) = row_of(event, &format!("event:{}", event.id))?;
             let new = tx
@@ -628,9 +668,15 @@ impl Store for SqliteStore {
                     params![tx.last_insert_rowid(), now_ms, reason],
                 )
                 .map_err(err)?;
+                parked += 1;
             }
         }
-        tx.commit().map_err(err)
+        tx.commit().map_err(err)?;
+        if let Some(c) = &mut db.counts {
+            c.events += parked;
+            c.dead += parked;
+        }
+        Ok(())
     }
 
     fn claim(&self, now_ms: i64, coalesce_ms: i64, limit: usize) -> Result<Vec<Batch>, StoreError> {
@@ -820,6 +866,7 @@ impl Store for SqliteStore {
             .map_err(err)?;
         // It goes back in its key's line at its place by age: read again.
         db.fresh = false;
+        db.counts = None;
         Ok(n == 1)
     }
 
@@ -837,30 +884,37 @@ impl Store for SqliteStore {
                 .map_err(err)?;
         }
         tx.commit().map_err(err)?;
+        if let Some(c) = db.counts.as_mut().filter(|_| n == 1) {
+            c.events -= 1;
+            c.dead -= 1;
+        }
         Ok(n == 1)
     }
 
     fn deferred(&self, limit: usize) -> Result<Vec<Deferred>, StoreError> {
-        let db = self.db();
-        let mut q = db
+        let mut guard = self.db();
+        let db = &mut *guard;
+        db.sync()?;
+        let mut reason = db
             .conn
-            .prepare_cached(
-                "SELECT e.ordering_key, COUNT(*), COALESCE(MAX(w.last_error), ''), MIN(w.not_before), MIN(w.seq) AS first
-                 FROM work w JOIN events e ON e.seq = w.seq WHERE w.status = 'deferred'
-                 GROUP BY e.ordering_key ORDER BY first LIMIT ?1",
-            )
+            .prepare_cached("SELECT COALESCE(last_error, '') FROM work WHERE seq = ?1")
             .map_err(err)?;
-        q.query_map(params![limit as i64], |r| {
-            Ok(Deferred {
-                key: r.get(0)?,
-                events: r.get::<_, i64>(1)? as u64,
-                reason: r.get(2)?,
-                recheck_at: r.get(3)?,
+        db.queue
+            .deferred(limit)
+            .into_iter()
+            .map(|(key, events, recheck_at, first)| {
+                Ok(Deferred {
+                    key: key.to_string(),
+                    events,
+                    reason: reason
+                        .query_row(params![first], |r| r.get(0))
+                        .optional()
+                        .map_err(err)?
+                        .unwrap_or_default(),
+                    recheck_at,
+                })
             })
-        })
-        .map_err(err)?
-        .collect::<Result<_, _>>()
-        .map_err(err)
+            .collect()
     }
 
     fn effect_done(&self, key: &str) -> Result<bool, StoreError> {
@@ -888,7 +942,7 @@ impl Store for SqliteStore {
     }
 
     fn prune_done(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError> {
-        let db = self.db();
+        let mut db = self.db();
         db.conn
             .execute(
                 "DELETE FROM effect_log WHERE done_at < ?1",
@@ -909,42 +963,28 @@ impl Store for SqliteStore {
                 params![before_ms, limit as i64],
             )
             .map_err(err)?;
+        if let Some(c) = &mut db.counts {
+            c.events = c.events.saturating_sub(n as u64);
+        }
         Ok(n as u64)
     }
 
     fn stats(&self) -> Result<InboxStats, StoreError> {
-        let db = self.db();
-        let mut stats = InboxStats::default();
-        {
-            let mut q = db
-                .conn
-                .prepare_cached("SELECT status, COUNT(*) FROM work GROUP BY status")
-                .map_err(err)?;
-            let rows = q
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-                .map_err(err)?;
-            for row in rows {
-                let (status, n) = row.map_err(err)?;
-                let n = n as u64;
-                match status.as_str() {
-                    "pending" => stats.pending = n,
-                    "deferred" => stats.deferred = n,
-                    _ => stats.dead = n,
-                }
-            }
-        }
-        let events: i64 = db
-            .conn
-            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
-            .map_err(err)?;
-        stats.done = (events as u64).saturating_sub(stats.pending + stats.deferred + stats.dead);
-        // Claims are not written down: the claimed events are counted as running
-        // rather than as what the file says they were.
-        let (pending, deferred) = db.queue.running_split();
-        stats.pending = stats.pending.saturating_sub(pending);
-        stats.deferred = stats.deferred.saturating_sub(deferred);
-        stats.running = pending + deferred;
-        Ok(stats)
+        // From the lines and the kept counts: counting rows would read whole tables
+        // while holding the store (tens of milliseconds with a large inbox), and
+        // health checks ask often.
+        let mut db = self.db();
+        db.sync()?;
+        let counts = db.counts()?;
+        let (pending, deferred, running) = db.queue.tally();
+        let unfinished = pending + deferred + running + counts.dead;
+        Ok(InboxStats {
+            pending,
+            running,
+            deferred,
+            done: counts.events.saturating_sub(unfinished),
+            dead: counts.dead,
+        })
     }
 
     fn pack_states(&self, opportunity_id: &str) -> Result<IndexMap<String, PackState>, StoreError> {
@@ -1313,6 +1353,46 @@ mod tests {
         drop(s);
         // Opening again finds nothing left to move.
         assert_eq!(SqliteStore::open(&path).unwrap().stats().unwrap().done, 1);
+    }
+
+    #[test]
+    fn counts_follow_every_change_without_recounting_and_after_another_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let s = SqliteStore::open(&path).unwrap();
+        let shape = |s: &SqliteStore| {
+            let t = s.stats().unwrap();
+            (t.pending, t.running, t.deferred, t.done, t.dead)
+        };
+        s.accept(
+            &[change(1, 1, "a"), change(2, 2, "a"), change(3, 3, "a")],
+            0,
+        )
+        .unwrap();
+        assert_eq!(shape(&s), (3, 0, 0, 0, 0));
+        let b = s.claim(0, 0, 10).unwrap();
+        assert_eq!(shape(&s), (0, 3, 0, 0, 0));
+        s.defer(&[b[0].items[0].seq], 100, "review", 0).unwrap();
+        s.dead_letter(&[b[1].items[0].seq], "bad", 0).unwrap();
+        s.complete(&[b[2].items[0].seq], 0).unwrap();
+        assert_eq!(shape(&s), (0, 0, 1, 1, 1));
+        let (unreadable, _) = change(9, 9, "a");
+        s.park(&[(unreadable, "cannot be read".into())], 0).unwrap();
+        assert_eq!(shape(&s), (0, 0, 1, 1, 2));
+        // The same dead letter parked again is not counted twice.
+        let again = s.claim(200, 0, 10).unwrap();
+        s.dead_letter(&[again[0].items[0].seq], "still in review", 200)
+            .unwrap();
+        assert_eq!(shape(&s), (0, 0, 0, 1, 3));
+        assert!(s.drop_dead(b[1].items[0].seq).unwrap());
+        assert_eq!(shape(&s), (0, 0, 0, 1, 2));
+        assert_eq!(s.prune_done(1_000, 10).unwrap(), 1);
+        assert_eq!(shape(&s), (0, 0, 0, 0, 2));
+        // Another process (`pcsync dlq retry`) puts one back.
+        let cli = SqliteStore::open(&path).unwrap();
+        assert!(cli.requeue(b[0].items[0].seq, 300).unwrap());
+        drop(cli);
+        assert_eq!(shape(&s), (1, 0, 0, 0, 1));
     }
 
     #[test]
