@@ -34,7 +34,7 @@ use super::{
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq          INTEGER PRIMARY KEY,
     occurred     TEXT NOT NULL,
     event_id     TEXT NOT NULL,
     ordering_key TEXT NOT NULL,
