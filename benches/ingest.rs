@@ -188,16 +188,22 @@ fn percentile(latencies: &mut [Duration], p: f64) -> Duration {
 }
 
 /// `BATCHES` bodies of `PER_BATCH` `deal.propertyChange` events over 5,000 deals,
-/// event ids from `first_batch * PER_BATCH`.
+/// numbered from `first_batch * PER_BATCH`. As HubSpot's: event ids are large and in
+/// no order (here scattered by a multiplicative hash), and each event occurred a
+/// little before it is sent (four events a millisecond from the time the bodies
+/// are built), so the inbox's dedupe index sees what it would in production.
 fn bodies(first_batch: usize) -> Vec<String> {
+    let base = jiff::Timestamp::now().as_millisecond();
     (first_batch..first_batch + BATCHES)
         .map(|b| {
             let events: Vec<String> = (0..PER_BATCH)
                 .map(|i| {
-                    let n = b * PER_BATCH + i;
+                    let n = (b * PER_BATCH + i) as u64;
+                    let event_id = 1_000_000_000 + n.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 9_000_000_000;
+                    let occurred = base + (n / 4) as i64;
                     format!(
-                        r#"{{"eventId":{n},"subscriptionId":1,"portalId":62515,"appId":1,"occurredAt":1795873324127,"subscriptionType":"deal.propertyChange","attemptNumber":0,"objectId":{},"propertyName":"hs_lastmodifieddate","propertyValue":"{n}","changeSource":"CRM_UI","sourceId":"userId:1"}}"#,
-                        40_000_000_000u64 + (n % 5_000) as u64
+                        r#"{{"eventId":{event_id},"subscriptionId":1,"portalId":62515,"appId":1,"occurredAt":{occurred},"subscriptionType":"deal.propertyChange","attemptNumber":0,"objectId":{},"propertyName":"hs_lastmodifieddate","propertyValue":"{n}","changeSource":"CRM_UI","sourceId":"userId:1"}}"#,
+                        40_000_000_000u64 + n % 5_000
                     )
                 })
                 .collect();
