@@ -122,8 +122,9 @@ impl Drop for SqliteStore {
     }
 }
 
-/// Checkpoints the WAL every 200 ms until `stop`, without holding up commits:
-/// PASSIVE, on its own connection, copies what was committed since the last time.
+/// Checkpoints the WAL every `CHECKPOINT_EVERY` until `stop`, without holding up
+/// commits: PASSIVE, on its own connection, copies what was committed since the last
+/// time, and this thread then flushes the database file.
 ///
 /// The log starts over (the file is written from its beginning again) only when a
 /// write begins after a checkpoint that copied every frame; under a steady flood of
@@ -198,6 +199,9 @@ const BATCH_ROWS: usize = 200;
 
 /// An event ready to insert: id, occurred time ('' when unknown), ordering key, JSON.
 type Row = (String, String, String, String);
+
+/// A new event for its key's line.
+type Keyed<'a> = (&'a str, Item);
 
 /// Requests waiting for the next group commit, and the answers of finished ones.
 #[derive(Default)]
@@ -513,15 +517,14 @@ impl SqliteStore {
     }
 
     /// The rows of a group in one transaction: each request's counts, and the new
-    /// events for the lines.
-    #[allow(clippy::type_complexity)]
+    /// events (with their keys) for the lines.
     fn insert_group<'j>(
         db: &mut Db,
         jobs: &'j [(u64, Vec<Row>, i64)],
-    ) -> Result<(Vec<Accepted>, Vec<(&'j str, Item)>), StoreError> {
+    ) -> Result<(Vec<Accepted>, Vec<Keyed<'j>>), StoreError> {
         let tx = db.conn.transaction().map_err(err)?;
         let mut counts = Vec::with_capacity(jobs.len());
-        let mut arrived: Vec<(&str, Item)> = Vec::new();
+        let mut arrived: Vec<Keyed<'_>> = Vec::new();
         {
             let mut event = tx
                 .prepare_cached(
