@@ -8,7 +8,7 @@
 //! pages, and every dirty page goes through the WAL. Here an arrival is a push onto
 //! a `VecDeque`, and the rows it writes are appended at the end of their tables.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 /// An unfinished event as the queue knows it.
@@ -168,6 +168,7 @@ impl Queue {
     pub fn settle(&mut self, seqs: &[i64], outcome: Outcome) -> bool {
         let mut known = true;
         let mut keys: Vec<Arc<str>> = Vec::new();
+        let mut gone: HashMap<Arc<str>, HashSet<i64>> = HashMap::new();
         for seq in seqs {
             let Some(key) = self.running.remove(seq) else {
                 known = false;
@@ -177,7 +178,9 @@ impl Queue {
                 continue;
             };
             match outcome {
-                Outcome::Gone => line.items.retain(|i| i.seq != *seq),
+                Outcome::Gone => {
+                    gone.entry(Arc::clone(&key)).or_default().insert(*seq);
+                }
                 Outcome::Released => {}
                 Outcome::Retry { not_before } => {
                     if let Some(i) = line.items.iter_mut().find(|i| i.seq == *seq) {
@@ -195,6 +198,20 @@ impl Queue {
             }
             if !keys.contains(&key) {
                 keys.push(key);
+            }
+        }
+        // Claims take a line's oldest events, so the gone ones are usually its front:
+        // popped, not searched for, however long the line behind them.
+        for (key, seqs) in gone {
+            if let Some(line) = self.lines.get_mut(&key) {
+                let mut removed = 0;
+                while line.items.front().is_some_and(|i| seqs.contains(&i.seq)) {
+                    line.items.pop_front();
+                    removed += 1;
+                }
+                if removed < seqs.len() {
+                    line.items.retain(|i| !seqs.contains(&i.seq));
+                }
             }
         }
         for key in keys {
@@ -377,6 +394,26 @@ mod tests {
         assert!(q.settle(&[1], Outcome::Gone));
         assert_eq!(shape(&q.claim(0, 0, 10, 100, 100)), [("a".into(), vec![5])]);
         assert_eq!(q.running(), 2);
+    }
+
+    #[test]
+    fn an_applied_batch_leaves_its_line_even_when_an_older_event_came_back_before_it() {
+        let mut q = Queue::default();
+        q.push("a", item(5, 0));
+        q.push("a", item(6, 0));
+        assert_eq!(shape(&q.claim(0, 0, 10, 100, 1)), [("a".into(), vec![5])]);
+        // A dead letter older than the running batch is put back meanwhile.
+        let rows = [
+            ("a".to_string(), item(2, 0)),
+            ("a".to_string(), item(5, 0)),
+            ("a".to_string(), item(6, 0)),
+        ];
+        let mut q = Queue::rebuilt(rows, Some(q));
+        assert!(q.settle(&[5], Outcome::Gone));
+        assert_eq!(
+            shape(&q.claim(0, 0, 10, 100, 100)),
+            [("a".into(), vec![2, 6])]
+        );
     }
 
     #[test]
