@@ -21,6 +21,19 @@ pub(super) struct Item {
     pub deferred: bool,
 }
 
+impl Item {
+    /// An event as it arrives: due at once, never tried.
+    pub fn arrived(seq: i64, at: i64) -> Item {
+        Item {
+            seq,
+            received_at: at,
+            not_before: at,
+            attempts: 0,
+            deferred: false,
+        }
+    }
+}
+
 /// One ordering key's unfinished events, oldest first.
 #[derive(Debug, Default)]
 struct Line {
@@ -58,14 +71,11 @@ impl Queue {
     /// A queue of `rows` (key and item, in inbox order), keeping the claims of
     /// `previous` running: their events are still in the rows, as the database does
     /// not record claims.
-    pub fn rebuilt(
-        rows: impl IntoIterator<Item = (String, Item)>,
-        previous: Option<Queue>,
-    ) -> Queue {
-        let mut q = Queue::default();
-        if let Some(previous) = previous {
-            q.running = previous.running;
-        }
+    pub fn rebuilt(rows: impl IntoIterator<Item = (String, Item)>, previous: Queue) -> Queue {
+        let mut q = Queue {
+            running: previous.running,
+            ..Queue::default()
+        };
         for (key, item) in rows {
             let key: Arc<str> = match q.lines.get_key_value(key.as_str()) {
                 Some((k, _)) => Arc::clone(k),
@@ -73,8 +83,7 @@ impl Queue {
             };
             q.lines.entry(key).or_default().items.push_back(item);
         }
-        let running_keys: std::collections::HashSet<Arc<str>> =
-            q.running.values().cloned().collect();
+        let running_keys: HashSet<Arc<str>> = q.running.values().cloned().collect();
         for (key, line) in &mut q.lines {
             line.running = running_keys.contains(key);
         }
@@ -98,8 +107,8 @@ impl Queue {
         }
     }
 
-    /// Puts a key that is not running in the due set by its head (removing any entry
-    /// it had), or forgets a key whose line is empty.
+    /// Puts a key that is not running in the due set by its head (it must have no
+    /// entry there: see `unschedule`), or forgets a key whose line is empty.
     fn schedule(&mut self, key: &Arc<str>) {
         let Some(line) = self.lines.get(key) else {
             return;
@@ -314,16 +323,6 @@ impl Queue {
 mod tests {
     use super::*;
 
-    fn item(seq: i64, at: i64) -> Item {
-        Item {
-            seq,
-            received_at: at,
-            not_before: at,
-            attempts: 0,
-            deferred: false,
-        }
-    }
-
     fn shape(claims: &[Claim]) -> Vec<(String, Vec<i64>)> {
         claims
             .iter()
@@ -334,10 +333,10 @@ mod tests {
     #[test]
     fn a_key_runs_one_batch_at_a_time_and_coalesces_its_window() {
         let mut q = Queue::default();
-        q.push("a", item(1, 0));
-        q.push("b", item(2, 100));
-        q.push("a", item(3, 900));
-        q.push("a", item(4, 2_000));
+        q.push("a", Item::arrived(1, 0));
+        q.push("b", Item::arrived(2, 100));
+        q.push("a", Item::arrived(3, 900));
+        q.push("a", Item::arrived(4, 2_000));
         assert!(
             q.claim(500, 1_000, 10, 100, 100).is_empty(),
             "inside the window"
@@ -358,9 +357,9 @@ mod tests {
     #[test]
     fn retries_and_deferrals_hold_their_key_until_due_or_woken() {
         let mut q = Queue::default();
-        q.push("a", item(1, 0));
-        q.push("a", item(2, 0));
-        q.push("b", item(3, 0));
+        q.push("a", Item::arrived(1, 0));
+        q.push("a", Item::arrived(2, 0));
+        q.push("b", Item::arrived(3, 0));
         let c = q.claim(0, 0, 1, 100, 1);
         assert_eq!(shape(&c), [("a".into(), vec![1])]);
         q.settle(&[1], Outcome::Defer { recheck: 10_000 });
@@ -380,16 +379,16 @@ mod tests {
     #[test]
     fn a_rebuilt_queue_keeps_running_claims_out_of_new_claims() {
         let mut q = Queue::default();
-        q.push("a", item(1, 0));
-        q.push("b", item(2, 0));
+        q.push("a", Item::arrived(1, 0));
+        q.push("b", Item::arrived(2, 0));
         let c = q.claim(0, 0, 1, 100, 100);
         assert_eq!(shape(&c), [("a".into(), vec![1])]);
         let rows = [
-            ("a".to_string(), item(1, 0)),
-            ("b".to_string(), item(2, 0)),
-            ("a".to_string(), item(5, 0)),
+            ("a".to_string(), Item::arrived(1, 0)),
+            ("b".to_string(), Item::arrived(2, 0)),
+            ("a".to_string(), Item::arrived(5, 0)),
         ];
-        let mut q = Queue::rebuilt(rows, Some(q));
+        let mut q = Queue::rebuilt(rows, q);
         assert_eq!(shape(&q.claim(0, 0, 10, 100, 100)), [("b".into(), vec![2])]);
         assert!(q.settle(&[1], Outcome::Gone));
         assert_eq!(shape(&q.claim(0, 0, 10, 100, 100)), [("a".into(), vec![5])]);
@@ -399,16 +398,16 @@ mod tests {
     #[test]
     fn an_applied_batch_leaves_its_line_even_when_an_older_event_came_back_before_it() {
         let mut q = Queue::default();
-        q.push("a", item(5, 0));
-        q.push("a", item(6, 0));
+        q.push("a", Item::arrived(5, 0));
+        q.push("a", Item::arrived(6, 0));
         assert_eq!(shape(&q.claim(0, 0, 10, 100, 1)), [("a".into(), vec![5])]);
         // A dead letter older than the running batch is put back meanwhile.
         let rows = [
-            ("a".to_string(), item(2, 0)),
-            ("a".to_string(), item(5, 0)),
-            ("a".to_string(), item(6, 0)),
+            ("a".to_string(), Item::arrived(2, 0)),
+            ("a".to_string(), Item::arrived(5, 0)),
+            ("a".to_string(), Item::arrived(6, 0)),
         ];
-        let mut q = Queue::rebuilt(rows, Some(q));
+        let mut q = Queue::rebuilt(rows, q);
         assert!(q.settle(&[5], Outcome::Gone));
         assert_eq!(
             shape(&q.claim(0, 0, 10, 100, 100)),
@@ -420,7 +419,7 @@ mod tests {
     fn claims_stop_at_the_row_bound() {
         let mut q = Queue::default();
         for k in 0..10 {
-            q.push(&format!("k{k}"), item(k, 0));
+            q.push(&format!("k{k}"), Item::arrived(k, 0));
         }
         assert_eq!(q.claim(0, 0, 100, 3, 100).len(), 3);
     }

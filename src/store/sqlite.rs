@@ -244,16 +244,32 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
 }
 
-fn row_of(event: &Event, key: &str) -> Result<Row, StoreError> {
-    Ok((
-        event.id.clone(),
-        event.occurred_at.clone().unwrap_or_default(),
-        key.to_string(),
-        event.to_stored_json().map_err(err)?,
-    ))
+fn row(a: Arrival) -> Row {
+    (
+        a.event.id,
+        a.event.occurred_at.unwrap_or_default(),
+        a.key,
+        a.stored,
+    )
 }
 
 impl Db {
+    /// Runs `write` with its commit left unsynced (`synchronous=NORMAL`); the caller
+    /// says what makes it durable.
+    fn unsynced<T>(
+        &mut self,
+        write: impl FnOnce(&mut Db) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        let written = write(self);
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        written
+    }
+
     /// Rebuilds the in-memory lines when they may not match the database.
     fn sync(&mut self) -> Result<(), StoreError> {
         let version: i64 = self
@@ -289,7 +305,7 @@ impl Db {
             .map_err(err)?
         };
         tracing::debug!(events = rows.len(), "inbox lines read from the database");
-        self.queue = Queue::rebuilt(rows, Some(std::mem::take(&mut self.queue)));
+        self.queue = Queue::rebuilt(rows, std::mem::take(&mut self.queue));
         self.fresh = true;
         self.counts = None;
         self.version = version;
@@ -309,14 +325,7 @@ impl Db {
             // run again, and everything they do is safe to repeat (the effect journal
             // is synced). Syncing each settle held the store, and ingest, for a
             // disk flush several dozen times a second.
-            self.conn
-                .pragma_update(None, "synchronous", "NORMAL")
-                .map_err(err)?;
-            let written = self.write_settle(seqs, update);
-            self.conn
-                .pragma_update(None, "synchronous", "FULL")
-                .map_err(err)?;
-            let changed = written?;
+            let changed = self.unsynced(|db| db.write_settle(seqs, update))?;
             if let (Update::Status { status: "dead", .. }, Some(c)) = (update, &mut self.counts) {
                 c.dead += changed as u64;
             }
@@ -491,16 +500,8 @@ impl SqliteStore {
         let mut guard = self.db();
         let db = &mut *guard;
         let started = std::time::Instant::now();
-        // Written without a sync; the caller syncs the WAL after letting go of the
-        // database (see `accept`).
-        db.conn
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(err)?;
-        let written = Self::insert_group(db, jobs);
-        db.conn
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        let (counts, arrived_at) = written?;
+        // The caller syncs the WAL after letting go of the database (see `accept`).
+        let (counts, arrived_at) = db.unsynced(|db| Self::insert_group(db, jobs))?;
         tracing::trace!(
             requests = jobs.len(),
             lock_us = (started - waited).as_micros() as u64,
@@ -550,16 +551,7 @@ impl SqliteStore {
                     let seq = tx.last_insert_rowid();
                     work.execute(params![seq, now_ms]).map_err(err)?;
                     new += 1;
-                    arrived.push((
-                        key,
-                        Item {
-                            seq,
-                            received_at: *now_ms,
-                            not_before: *now_ms,
-                            attempts: 0,
-                            deferred: false,
-                        },
-                    ));
+                    arrived.push((key, Item::arrived(seq, *now_ms)));
                 }
                 counts.push(Accepted {
                     new,
@@ -598,17 +590,7 @@ fn event_of(text: &str) -> Result<Event, StoreError> {
 
 impl Store for SqliteStore {
     fn accept_arrivals(&self, arrivals: Vec<Arrival>, now_ms: i64) -> Result<Accepted, StoreError> {
-        let rows: Vec<Row> = arrivals
-            .into_iter()
-            .map(|a| {
-                (
-                    a.event.id,
-                    a.event.occurred_at.unwrap_or_default(),
-                    a.key,
-                    a.stored,
-                )
-            })
-            .collect();
+        let rows: Vec<Row> = arrivals.into_iter().map(row).collect();
         let mut group = self.group();
         let ticket = group.next_ticket;
         group.next_ticket += 1;
@@ -657,7 +639,8 @@ impl Store for SqliteStore {
         let tx = db.conn.transaction().map_err(err)?;
         let mut parked = 0;
         for (event, reason) in events {
-            let (id, occurred, key, text) = row_of(event, &format!("event:{}", event.id))?;
+            let (id, occurred, key, text) =
+                row(Arrival::new(event.clone(), format!("event:{}", event.id))?);
             let new = tx
                 .execute(
                     "INSERT OR IGNORE INTO events (event_id, occurred, ordering_key, received_at, event)
