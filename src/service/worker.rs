@@ -187,38 +187,35 @@ impl Worker {
     /// Plans and applies one batch.
     pub async fn process(&self, batch: &Batch) -> Settled {
         let rules = self.rules.current();
-        let mut events = Vec::new();
+        // Per triggered pack, the latest event of the batch that starts it: the
+        // context is read fresh, so one run covers the events before it. An event
+        // no pack wants needs no echo check (a store read each).
+        let mut work: IndexMap<usize, &Event> = IndexMap::new();
+        let mut latest = None;
         for item in &batch.items {
-            // An event no pack wants needs no echo check (a store read each).
-            let wanted = rules
-                .packs
-                .iter()
-                .any(|p| p.pack.enabled && triggered(&p.pack, &item.event));
-            if !wanted {
+            let starts: Vec<usize> = (0..rules.packs.len())
+                .filter(|&i| {
+                    let pack = &rules.packs[i].pack;
+                    pack.enabled && triggered(pack, &item.event)
+                })
+                .collect();
+            if starts.is_empty() {
                 continue;
             }
             match self.is_echo(&item.event) {
                 Ok(true) => self.metrics.echo(),
-                Ok(false) => events.push(&item.event),
+                Ok(false) => {
+                    latest = Some(&item.event);
+                    for i in starts {
+                        work.insert(i, &item.event);
+                    }
+                }
                 Err(e) => return Settled::Retry(e.to_string(), None),
             }
         }
-        // Per triggered pack, the latest event of the batch that starts it: the
-        // context is read fresh, so one run covers the events before it.
-        let mut work: IndexMap<usize, &Event> = IndexMap::new();
-        for event in &events {
-            for (i, pack) in rules.packs.iter().enumerate() {
-                if pack.pack.enabled && triggered(&pack.pack, event) {
-                    work.insert(i, event);
-                }
-            }
-        }
-        let Some(latest) = events.last() else {
+        let Some(latest) = latest else {
             return Settled::Untouched;
         };
-        if work.is_empty() {
-            return Settled::Untouched;
-        }
         let packs: Vec<&CompiledPack> = work.keys().map(|i| &rules.packs[*i]).collect();
         let ctx = match self.resolve(latest, &packs).await {
             Ok(ctx) => ctx,
