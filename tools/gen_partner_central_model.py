@@ -19,6 +19,7 @@ OPERATIONS = [
     "CreateOpportunity", "UpdateOpportunity", "GetOpportunity", "ListOpportunities",
     "SubmitOpportunity", "AssociateOpportunity", "StartEngagementFromOpportunityTask",
     "GetAwsOpportunitySummary", "ListSolutions", "ListEngagementResourceAssociations",
+    "ListEngagementFromOpportunityTasks",
     "ListResourceSnapshots", "GetResourceSnapshot",
 ]
 # (shape, member) pairs absent from aws-sdk-partnercentralselling 1.84.0.

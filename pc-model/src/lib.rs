@@ -8,6 +8,9 @@
 
 #[rustfmt::skip]
 mod generated;
+pub mod matrix;
+#[rustfmt::skip]
+mod matrix_data;
 mod shape;
 
 pub use shape::{Member, Operation, Shape, ShapeKind, StringRules};
