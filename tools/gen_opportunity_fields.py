@@ -146,8 +146,11 @@ def main(csv_path, model_path, out):
         inbound = REQUIREMENT[row[col["Inbound - Mandatory / Conditionally Mandatory / Optional"]].strip()]
         condition = " ".join(row[col["Conditions when Mandatory (Biz Validation)"]].split())
         validation = " ".join(row[col["Field Validation"]].split())
+        label = " ".join(row[col["Name on ACE pipeline Manager"]].split())
+        if label in ("", "#N/A"):
+            label = crm
         lines.append(
-            f"    FieldRow {{ crm_name: {rs(crm)}, matrix_path: {rs(matrix_path)}, "
+            f"    FieldRow {{ crm_name: {rs(crm)}, label: {rs(label)}, matrix_path: {rs(matrix_path)}, "
             f"api_path: {'None' if api is None else 'Some(' + rs(api) + ')'}, "
             f"inbound: Requirement::{inbound}, condition: {rs(condition)}, "
             f"validation: {rs(validation)}, "

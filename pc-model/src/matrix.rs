@@ -45,6 +45,9 @@ impl Update {
 pub struct FieldRow {
     /// The row's APN CRM JSON name (`customerWebsite`): how rules cite the row.
     pub crm_name: &'static str,
+    /// The field's name in Partner Central's pipeline manager (`Customer Website`),
+    /// for messages a sales rep reads.
+    pub label: &'static str,
     /// The field as the matrix writes it (`Customer.Account.Address.Country`).
     pub matrix_path: &'static str,
     /// The field in the API's member names (`Customer.Account.Address.CountryCode`),

@@ -168,6 +168,11 @@ pub fn router(
             "/_sandbox/hubspot/deals/{id}",
             axum::routing::patch(hubspot_edit_deal),
         )
+        .route("/_sandbox/hubspot/companies", post(hubspot_create_company))
+        .route(
+            "/_sandbox/hubspot/companies/{id}",
+            axum::routing::patch(hubspot_edit_company),
+        )
         .route("/_sandbox/hubspot/{kind}", get(hubspot_objects))
         .route("/_sandbox/hubspot/owners", post(hubspot_owner))
         .route(
@@ -256,7 +261,7 @@ async fn seed_opportunity(State(c): State<Control>, Json(mut body): Json<Value>)
     if body.get("Catalog").is_none() {
         body["Catalog"] = json!("Sandbox");
     }
-    answer(c.pc.with_store(|s| s.create(&body)))
+    answer(c.pc.with_store(|s| s.seed(&body)))
 }
 
 #[derive(Deserialize)]
@@ -428,10 +433,10 @@ async fn hubspot_deals(State(c): State<Control>) -> Response {
 }
 
 async fn hubspot_objects(State(c): State<Control>, Path(kind): Path<String>) -> Response {
-    if !matches!(kind.as_str(), "notes" | "tasks") {
+    if !matches!(kind.as_str(), "notes" | "tasks" | "companies") {
         return (
             StatusCode::NOT_FOUND,
-            Json(json!({ "error": "deals, notes or tasks" })),
+            Json(json!({ "error": "deals, companies, notes or tasks" })),
         )
             .into_response();
     }
@@ -464,9 +469,61 @@ async fn hubspot_create_deal(State(c): State<Control>, Json(body): Json<Value>) 
     props
         .entry("pipeline".into())
         .or_insert_with(|| "default".into());
-    let deal = c.hs.with_store(|s| s.insert("deals", props));
+    let company = body["company"].as_str().map(str::to_string);
+    let deal = c.hs.with_store(|s| {
+        let deal = s.insert("deals", props);
+        if let Some(company) = &company {
+            s.associate_company(&deal.id, company, true);
+        }
+        deal
+    });
     c.hs.webhooks.deal_created(&deal.id, &user());
     (StatusCode::CREATED, Json(full(&deal, "deals"))).into_response()
+}
+
+/// A sales rep adds a company (`{"properties": {…}, "deals": [ids]}`: the deals it is
+/// the primary company of).
+async fn hubspot_create_company(State(c): State<Control>, Json(body): Json<Value>) -> Response {
+    let props = properties(&body);
+    let deals: Vec<String> = body["deals"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| {
+                    d.as_str()
+                        .map(str::to_string)
+                        .or_else(|| d.as_u64().map(|n| n.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let company = c.hs.with_store(|s| {
+        let company = s.insert("companies", props);
+        for deal in &deals {
+            s.associate_company(deal, &company.id, true);
+        }
+        company
+    });
+    (StatusCode::CREATED, Json(full(&company, "companies"))).into_response()
+}
+
+/// A sales rep edits a company in HubSpot's UI.
+async fn hubspot_edit_company(
+    State(c): State<Control>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    match crate::hubspot::companies::edit_company(&c.hs, &id, properties(&body)) {
+        Some((company, changes)) => {
+            c.hs.webhooks.company_changed(&id, &changes, &user());
+            Json(full(&company, "companies")).into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no company {id}") })),
+        )
+            .into_response(),
+    }
 }
 
 /// A sales rep edits a deal in HubSpot's UI.

@@ -50,6 +50,7 @@ pub fn seed(sandbox: &Sandbox) -> Vec<(String, String)> {
             "qualifiedtobuy",
         ];
         let mut pairs = Vec::new();
+        let mut names = Vec::new();
         for ((opportunity, company), stage) in opportunities.into_iter().zip(stages) {
             let props = BTreeMap::from([
                 ("dealname".to_string(), format!("{company} on AWS")),
@@ -69,10 +70,11 @@ pub fn seed(sandbox: &Sandbox) -> Vec<(String, String)> {
                 ("aws_opportunity_id".to_string(), opportunity.clone()),
             ]);
             let deal = s.insert("deals", props);
+            names.push((deal.id.clone(), company));
             pairs.push((deal.id, opportunity));
         }
         // One deal not yet linked to Partner Central, for the creation flow.
-        s.insert(
+        let deal = s.insert(
             "deals",
             BTreeMap::from([
                 ("dealname".to_string(), "Vandelay data lake".to_string()),
@@ -82,8 +84,32 @@ pub fn seed(sandbox: &Sandbox) -> Vec<(String, String)> {
                 ("hubspot_owner_id".to_string(), "78".to_string()),
             ]),
         );
+        names.push((deal.id, "Vandelay".to_string()));
+        // Companies after the deals, so the deals keep the first ids.
+        for (deal, name) in names {
+            let company = demo_company(s, &name);
+            s.associate_company(&deal, &company, true);
+        }
         pairs
     })
+}
+
+/// A company as a sales team keeps it in HubSpot (default company properties).
+fn demo_company(s: &mut crate::hubspot::store::Store, name: &str) -> String {
+    let props = BTreeMap::from([
+        ("name".to_string(), format!("{name} Corporation")),
+        (
+            "domain".to_string(),
+            format!("{}.example", name.to_lowercase()),
+        ),
+        ("industry".to_string(), "COMPUTER_SOFTWARE".to_string()),
+        ("country".to_string(), "United States".to_string()),
+        ("state".to_string(), "WA".to_string()),
+        ("city".to_string(), "Seattle".to_string()),
+        ("zip".to_string(), "98101".to_string()),
+        ("address".to_string(), "410 Terry Ave N".to_string()),
+    ]);
+    s.insert("companies", props).id
 }
 
 fn seed_partner_central(sandbox: &Sandbox) -> Vec<(String, String)> {
@@ -190,10 +216,13 @@ fn opportunity(
             "PartnerOpportunityIdentifier": deal,
             "PrimaryNeedsFromAws": ["Co-Sell - Deal Support"],
             "Customer": {"Account": {"CompanyName": company, "Industry": "Software and Internet",
-                "WebsiteUrl": format!("https://{}.example", company.to_lowercase()), "Address": {"CountryCode": "US"}}},
+                "WebsiteUrl": format!("https://{}.example", company.to_lowercase()),
+                "Address": {"CountryCode": "US", "PostalCode": "98101", "StateOrRegion": "Washington", "City": "Seattle"}}},
             "Project": {"Title": format!("{company} on AWS"), "CustomerBusinessProblem": problem,
-                "DeliveryModels": ["SaaS or PaaS"],
+                "CustomerUseCase": "Migration/Database Migration", "DeliveryModels": ["SaaS or PaaS"],
+                "SalesActivities": ["Initialized discussions with customer"],
                 "ExpectedCustomerSpend": [{"Amount": "12500", "CurrencyCode": "USD", "Frequency": "Monthly", "TargetCompany": "AWS"}]},
+            "Marketing": {"Source": "None"},
             "LifeCycle": {"Stage": stage, "TargetCloseDate": "2030-06-30"},
         }))
         .expect("demo opportunities are valid");

@@ -59,17 +59,7 @@ async fn drain(
 }
 
 async fn call(sb: &Sandbox, op: &str, body: Value) -> Value {
-    reqwest::Client::new()
-        .post(&sb.partner_central_url)
-        .header("content-type", "application/x-amz-json-1.0")
-        .header("x-amz-target", format!("AWSPartnerCentralSelling.{op}"))
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    common::call(sb, op, body).await.1
 }
 
 #[tokio::test]
@@ -86,7 +76,7 @@ async fn actions_raise_the_documented_events() {
         .await
         .unwrap();
 
-    let created = call(&sb, "CreateOpportunity", json!({"Catalog": "Sandbox", "ClientToken": "t", "Customer": {"Account": {"CompanyName": "Acme"}}})).await;
+    let created = call(&sb, "CreateOpportunity", common::complete_opportunity("t")).await;
     let id = created["Id"]
         .as_str()
         .unwrap_or_else(|| panic!("{created}"))

@@ -13,6 +13,9 @@ fn project(problem: &str) -> Project {
     Project::builder()
         .title("Acme data platform")
         .customer_business_problem(problem)
+        .customer_use_case("Migration/Database Migration")
+        .delivery_models(DeliveryModel::SaasOrPaas)
+        .sales_activities(SalesActivity::InitializedDiscussionsWithCustomer)
         .expected_customer_spend(
             ExpectedCustomerSpend::builder()
                 .amount("12500")
@@ -32,6 +35,13 @@ fn customer() -> Customer {
                 .company_name("Acme")
                 .industry(Industry::SoftwareInternet)
                 .website_url("https://acme.example")
+                .address(
+                    Address::builder()
+                        .country_code(CountryCode::Us)
+                        .postal_code("02110")
+                        .state_or_region("Massachusetts")
+                        .build(),
+                )
                 .build()
                 .unwrap(),
         )
@@ -45,6 +55,8 @@ async fn create(client: &pc::Client, token: &str) -> String {
         .client_token(token)
         .origin(OpportunityOrigin::PartnerReferral)
         .partner_opportunity_identifier("hubspot-101")
+        .primary_needs_from_aws(PrimaryNeedFromAws::CoSellDealSupport)
+        .marketing(Marketing::builder().source(MarketingSource::None).build())
         .customer(customer())
         .project(project(
             "Acme needs to consolidate five data silos into one lake",
@@ -86,6 +98,9 @@ async fn update_with(
         .set_stage(lc.stage().cloned())
         .set_target_close_date(lc.target_close_date().map(str::to_string));
     let pr_builder = Project::builder()
+        .set_customer_use_case(pr.customer_use_case().map(str::to_string))
+        .set_delivery_models(Some(pr.delivery_models().to_vec()))
+        .set_sales_activities(Some(pr.sales_activities().to_vec()))
         .set_title(pr.title().map(str::to_string))
         .set_customer_business_problem(pr.customer_business_problem().map(str::to_string))
         .set_expected_customer_spend(Some(pr.expected_customer_spend().to_vec()));
@@ -96,6 +111,8 @@ async fn update_with(
         .identifier(id)
         .last_modified_date(got.last_modified_date)
         .set_customer(got.customer().cloned())
+        .set_primary_needs_from_aws(Some(got.primary_needs_from_aws().to_vec()))
+        .set_marketing(got.marketing().cloned())
         .partner_opportunity_identifier(got.partner_opportunity_identifier().unwrap_or_default())
         .life_cycle(lc)
         .project(pr)
@@ -249,15 +266,19 @@ async fn updates_are_blocked_while_submitted_or_in_review() {
     let sb = sandbox(Quotas::OFF).await;
     let c = client(&sb, 1).await;
     let id = create(&c, "t-4").await;
-    for status in ["Submitted", "In review", "Rejected"] {
+    // Any update, even one that changes nothing (reference §7 item 1: "all updates
+    // are blocked"; item 5: Rejected is read-only).
+    for (status, stage) in [
+        ("Submitted", Stage::Committed),
+        ("In review", Stage::Prospect),
+        ("Rejected", Stage::Prospect),
+    ] {
         sb.partner_central
             .with_store(|s| s.set_review(&id, status, None, None))
             .unwrap();
-        let err = update_with(&c, &id, |l, p| {
-            (l.stage(Stage::Committed).build(), p.build())
-        })
-        .await
-        .unwrap_err();
+        let err = update_with(&c, &id, |l, p| (l.stage(stage).build(), p.build()))
+            .await
+            .unwrap_err();
         match err.into_service_error() {
             pc::operation::update_opportunity::UpdateOpportunityError::ValidationException(v) => {
                 assert_eq!(
@@ -267,12 +288,12 @@ async fn updates_are_blocked_while_submitted_or_in_review() {
                 );
                 assert_eq!(
                     v.error_list()[0].field_name(),
-                    Some("LifeCycle.Stage"),
+                    Some("LifeCycle.ReviewStatus"),
                     "{status}"
                 );
                 assert_eq!(
                     v.error_list()[0].code(),
-                    &ValidationExceptionErrorCode::ActionNotPermitted
+                    &ValidationExceptionErrorCode::InvalidResourceState
                 );
             }
             other => panic!("{status}: expected a ValidationException, got {other:?}"),

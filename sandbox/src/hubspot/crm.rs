@@ -17,8 +17,8 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use super::store::{
-    DEFAULT_STAGES, NOTE_PROPERTIES, NOTE_TO_DEAL, Object, TASK_PROPERTIES, TASK_TO_DEAL, iso,
-    property,
+    COMPANY_PROPERTIES, DEFAULT_STAGES, NOTE_PROPERTIES, NOTE_TO_DEAL, Object, TASK_PROPERTIES,
+    TASK_TO_DEAL, iso, property,
 };
 use super::{HubSpot, error};
 
@@ -27,7 +27,10 @@ type Hs = State<Arc<HubSpot>>;
 /// The CRM routes.
 pub fn routes() -> Router<Arc<HubSpot>> {
     Router::new()
-        .route("/crm/v3/objects/deals", post(create_deal))
+        .route(
+            "/crm/v3/objects/deals",
+            post(create_deal).get(super::companies::list_deals),
+        )
         .route("/crm/v3/objects/deals/search", post(search))
         .route("/crm/v3/objects/deals/batch/read", post(batch_read))
         .route(
@@ -56,11 +59,11 @@ pub fn routes() -> Router<Arc<HubSpot>> {
         .route("/crm/v3/pipelines/deals/{id}/stages", get(stages))
 }
 
-fn bad_request(message: &str, errors: Value) -> Response {
+pub(super) fn bad_request(message: &str, errors: Value) -> Response {
     error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message, errors)
 }
 
-fn not_found(message: &str, id: &str) -> Response {
+pub(super) fn not_found(message: &str, id: &str) -> Response {
     let mut r = error(
         StatusCode::NOT_FOUND,
         "OBJECT_NOT_FOUND",
@@ -75,7 +78,7 @@ fn not_found(message: &str, id: &str) -> Response {
     r
 }
 
-fn parse(body: &Bytes) -> Result<Value, Response> {
+pub(super) fn parse(body: &Bytes) -> Result<Value, Response> {
     serde_json::from_slice(body).map_err(|e| {
         bad_request(
             &format!(
@@ -90,7 +93,7 @@ fn parse(body: &Bytes) -> Result<Value, Response> {
 
 /// Query parameters, with repeated keys and comma lists both supported
 /// (`properties=a&properties=b` and `properties=a,b`; reference §3.2).
-fn query_list(query: &Option<String>, key: &str) -> Vec<String> {
+pub(super) fn query_list(query: &Option<String>, key: &str) -> Vec<String> {
     let Some(q) = query else { return Vec::new() };
     form_urlencoded::parse(q.as_bytes())
         .filter(|(k, _)| k == key)
@@ -105,7 +108,7 @@ fn query_list(query: &Option<String>, key: &str) -> Vec<String> {
 
 /// Checks property writes: unknown names, read-only ones and bad values, all
 /// reported together as HubSpot does (reference §4.3).
-fn check_properties(
+pub(super) fn check_properties(
     hs: &HubSpot,
     kind: &str,
     props: &serde_json::Map<String, Value>,
@@ -132,6 +135,9 @@ fn check_properties(
                 )
             }),
             "notes" => NOTE_PROPERTIES
+                .contains(&name.as_str())
+                .then(|| (false, "string".to_string())),
+            "companies" => COMPANY_PROPERTIES
                 .contains(&name.as_str())
                 .then(|| (false, "string".to_string())),
             _ => TASK_PROPERTIES
@@ -229,7 +235,7 @@ fn millis(text: &str) -> Option<i64> {
         })
 }
 
-fn object_properties(body: &Value) -> Result<&serde_json::Map<String, Value>, Response> {
+pub(super) fn object_properties(body: &Value) -> Result<&serde_json::Map<String, Value>, Response> {
     body.get("properties")
         .and_then(Value::as_object)
         .ok_or_else(|| bad_request("Invalid input: `properties` is required", Value::Null))

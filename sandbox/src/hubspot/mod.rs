@@ -2,6 +2,7 @@
 //! pipelines, with Bearer authentication, HubSpot's error bodies and its rate limits
 //! (reference §3–§5; §8 is the checklist this follows).
 
+pub mod companies;
 mod crm;
 mod limits;
 pub mod store;
@@ -127,6 +128,7 @@ impl HubSpot {
     /// The HTTP routes.
     pub fn router(self: &Arc<Self>) -> Router {
         crm::routes()
+            .merge(companies::routes())
             .layer(middleware::from_fn_with_state(Arc::clone(self), guard))
             .with_state(Arc::clone(self))
     }

@@ -10,6 +10,33 @@ use serde_json::{Map, Value, json};
 pub const NOTE_TO_DEAL: i64 = 214;
 /// Task → deal.
 pub const TASK_TO_DEAL: i64 = 216;
+/// Deal → company, primary (reference §3.8).
+pub const DEAL_TO_COMPANY_PRIMARY: i64 = 5;
+/// Deal → company, unlabeled.
+pub const DEAL_TO_COMPANY: i64 = 341;
+/// Company → deal, primary.
+pub const COMPANY_TO_DEAL_PRIMARY: i64 = 6;
+/// Company → deal, unlabeled.
+pub const COMPANY_TO_DEAL: i64 = 342;
+
+/// HubSpot's default company properties clients may set (CRM "Companies" object).
+pub const COMPANY_PROPERTIES: &[&str] = &[
+    "name",
+    "domain",
+    "website",
+    "industry",
+    "phone",
+    "address",
+    "address2",
+    "city",
+    "state",
+    "zip",
+    "country",
+    "description",
+    "numberofemployees",
+    "annualrevenue",
+    "hubspot_owner_id",
+];
 
 /// A CRM object (deal, note, task).
 #[derive(Debug, Clone)]
@@ -46,6 +73,11 @@ pub struct Store {
     pub notes: BTreeMap<String, Object>,
     /// Tasks by id.
     pub tasks: BTreeMap<String, Object>,
+    /// Companies by id.
+    pub companies: BTreeMap<String, Object>,
+    /// Each deal's primary company (deal id → company id); every company of a deal is
+    /// also in the deal's `associations["companies"]`.
+    pub primary_company: BTreeMap<String, String>,
     /// Deal property definitions by name.
     pub deal_properties: BTreeMap<String, Property>,
     /// Owners by id.
@@ -89,6 +121,8 @@ impl Default for Store {
             deals: BTreeMap::new(),
             notes: BTreeMap::new(),
             tasks: BTreeMap::new(),
+            companies: BTreeMap::new(),
+            primary_company: BTreeMap::new(),
             deal_properties: BTreeMap::new(),
             owners: BTreeMap::new(),
             next_id: 0,
@@ -198,8 +232,32 @@ impl Store {
         match kind {
             "notes" => &mut self.notes,
             "tasks" => &mut self.tasks,
+            "companies" => &mut self.companies,
             _ => &mut self.deals,
         }
+    }
+
+    /// Associates a company with a deal, as its primary company when `primary`
+    /// (both directions, as HubSpot keeps them).
+    pub fn associate_company(&mut self, deal_id: &str, company_id: &str, primary: bool) -> bool {
+        if !self.companies.contains_key(company_id) || !self.deals.contains_key(deal_id) {
+            return false;
+        }
+        let deal = self.deals.get_mut(deal_id).expect("checked above");
+        let ids = deal.associations.entry("companies".into()).or_default();
+        if !ids.iter().any(|i| i == company_id) {
+            ids.push(company_id.to_string());
+        }
+        let company = self.companies.get_mut(company_id).expect("checked above");
+        let ids = company.associations.entry("deals".into()).or_default();
+        if !ids.iter().any(|i| i == deal_id) {
+            ids.push(deal_id.to_string());
+        }
+        if primary || !self.primary_company.contains_key(deal_id) {
+            self.primary_company
+                .insert(deal_id.to_string(), company_id.to_string());
+        }
+        true
     }
 
     /// Adds an owner (control API, demo data).
@@ -225,6 +283,13 @@ impl Object {
                     "closedate",
                     "pipeline",
                     "dealstage",
+                    "createdate",
+                    "hs_lastmodifieddate",
+                    "hs_object_id",
+                ],
+                "companies" => &[
+                    "name",
+                    "domain",
                     "createdate",
                     "hs_lastmodifieddate",
                     "hs_object_id",

@@ -116,6 +116,23 @@ impl Emitter {
         }
     }
 
+    /// Company properties changed: one `company.propertyChange` event each.
+    pub fn company_changed(
+        &self,
+        company_id: &str,
+        changes: &[(String, String)],
+        source: &ChangeSource,
+    ) {
+        for (name, value) in changes {
+            self.push(
+                company_id,
+                "company.propertyChange",
+                Some((name, value)),
+                source,
+            );
+        }
+    }
+
     fn push(
         &self,
         deal_id: &str,

@@ -4,6 +4,7 @@
 //! (reference §1, §2, §10). Every rule enforced here is one Partner Central states;
 //! each cites its source.
 
+mod business;
 mod engagement;
 mod opportunity;
 mod validate;

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
+use super::business::READ_ONLY_LIFECYCLE;
 use super::{FieldError, ServiceError};
 
 /// The partner account the sandbox plays.
@@ -23,40 +24,6 @@ const CLIENT_MEMBERS: &[&str] = &[
     "Marketing",
     "SoftwareRevenue",
     "LifeCycle",
-];
-
-/// LifeCycle members AWS owns: an update does not clear them.
-const AWS_LIFECYCLE: &[&str] = &[
-    "ReviewStatus",
-    "ReviewComments",
-    "ReviewStatusReason",
-    "NextStepsHistory",
-];
-
-/// Editable while `Action Required` (developer guide "working with opportunity
-/// updates", reference §7 item 3; `Country` there is the model's `CountryCode`).
-const ACTION_REQUIRED_EDITABLE: &[&str] = &[
-    "Customer.Account.Address.City",
-    "Customer.Account.Address.CountryCode",
-    "Customer.Account.Address.PostalCode",
-    "Customer.Account.Address.StateOrRegion",
-    "Customer.Account.Address.StreetAddress",
-    "Customer.Account.WebsiteUrl",
-    "LifeCycle.TargetCloseDate",
-    "Project.ExpectedCustomerSpend",
-    "Project.CustomerBusinessProblem",
-    "PartnerOpportunityIdentifier",
-];
-
-/// Not updatable once `Approved` (reference §7 item 4).
-const APPROVED_LOCKED: &[&str] = &[
-    "Customer.Account.Address.CountryCode",
-    "Customer.Account.Address.PostalCode",
-    "Customer.Account.Industry",
-    "Customer.Account.WebsiteUrl",
-    "Project.CustomerBusinessProblem",
-    "PartnerOpportunityIdentifier",
-    "Project.Title",
 ];
 
 /// One stored opportunity.
@@ -147,8 +114,21 @@ impl Store {
     }
 
     /// CreateOpportunity (model doc: idempotent on `ClientToken`; starts at
-    /// `Pending Submission`; `Origin` must be `Partner Referral` in the AWS catalog).
+    /// `Pending Submission`; `Origin` must be `Partner Referral` in the AWS catalog),
+    /// with the field matrix's business validation.
     pub fn create(&mut self, input: &Value) -> Result<Value, ServiceError> {
+        self.insert(input, true)
+    }
+
+    /// Puts an opportunity in place as it exists in Partner Central, without the
+    /// business validation a partner's CreateOpportunity gets: the control API's
+    /// seeding, for tests that need an opportunity in a given shape (an AWS referral,
+    /// an opportunity created before a rule existed).
+    pub fn seed(&mut self, input: &Value) -> Result<Value, ServiceError> {
+        self.insert(input, false)
+    }
+
+    fn insert(&mut self, input: &Value, checked: bool) -> Result<Value, ServiceError> {
         let token = input["ClientToken"]
             .as_str()
             .unwrap_or_default()
@@ -179,7 +159,18 @@ impl Store {
                 "INVALID_VALUE",
             ));
         }
-        business_rules(input, None)?;
+        let errors = if checked {
+            super::business::create(input, super::business::today())
+        } else {
+            Vec::new()
+        };
+        if !errors.is_empty() {
+            return Err(ServiceError::validation(
+                "BUSINESS_VALIDATION_FAILED",
+                "Business validation failed",
+                errors,
+            ));
+        }
         self.next_id += 1;
         let id = format!("O{}", 5_000_000 + self.next_id);
         let now = self.tick().to_string();
@@ -272,6 +263,62 @@ impl Store {
             .unwrap_or_default()
             .to_string();
 
+        // Review: "When the opportunity is in Submitted or In-review status, all
+        // updates are blocked"; Rejected is "Disqualified (read-only)" (reference §7
+        // items 1 and 5). Only the Sandbox catalog's review simulation gets through.
+        let requested_status = input
+            .pointer("/LifeCycle/ReviewStatus")
+            .and_then(Value::as_str)
+            .filter(|r| *r != status)
+            .map(str::to_string);
+        let simulating = catalog == "Sandbox"
+            && requested_status
+                .as_deref()
+                .is_some_and(|r| matches!(r, "Approved" | "Action Required" | "Rejected"));
+        if matches!(status.as_str(), "Submitted" | "In review" | "Rejected") && !simulating {
+            let why = if status == "Rejected" {
+                "a rejected opportunity is read-only"
+            } else {
+                "updates are blocked while AWS reviews the opportunity"
+            };
+            return Err(ServiceError::validation(
+                "BUSINESS_VALIDATION_FAILED",
+                format!("Opportunity is {status}: {why}"),
+                vec![FieldError {
+                    field: "LifeCycle.ReviewStatus".into(),
+                    message: format!("the opportunity is {status}: {why}"),
+                    code: "INVALID_RESOURCE_STATE",
+                }],
+            ));
+        }
+        // Members AWS owns: a change is refused, an omission keeps them (reference
+        // §5.3, §7 "In the AWS catalog, ReviewStatus is read-only").
+        let mut read_only = Vec::new();
+        for key in READ_ONLY_LIFECYCLE {
+            let Some(given) = input.pointer(&format!("/LifeCycle/{key}")) else {
+                continue;
+            };
+            let current = stored
+                .record
+                .pointer(&format!("/LifeCycle/{key}"))
+                .unwrap_or(&Value::Null);
+            let simulated = simulating && *key != "NextStepsHistory";
+            if given != current && !given.is_null() && !simulated {
+                read_only.push(FieldError {
+                    field: format!("LifeCycle.{key}"),
+                    message: format!("LifeCycle.{key} is set by AWS and cannot be updated"),
+                    code: "ACTION_NOT_PERMITTED",
+                });
+            }
+        }
+        if !read_only.is_empty() {
+            return Err(ServiceError::validation(
+                "BUSINESS_VALIDATION_FAILED",
+                "Read-only fields cannot be updated",
+                read_only,
+            ));
+        }
+
         let mut next = stored.record.clone();
         let next_obj = next.as_object_mut().expect("records are objects");
         for member in CLIENT_MEMBERS {
@@ -280,14 +327,8 @@ impl Store {
                 None => next_obj.remove(*member),
             };
         }
-        // AWS-owned lifecycle members survive a replacement; in the Sandbox catalog
-        // an update may set ReviewStatus to simulate AWS's review (testing-sandbox).
-        let requested_status = input
-            .pointer("/LifeCycle/ReviewStatus")
-            .and_then(Value::as_str)
-            .map(str::to_string);
         let lifecycle = next_obj.entry("LifeCycle").or_insert_with(|| json!({}));
-        for key in AWS_LIFECYCLE {
+        for key in READ_ONLY_LIFECYCLE {
             match stored.record.pointer(&format!("/LifeCycle/{key}")) {
                 Some(v) => lifecycle[*key] = v.clone(),
                 None => {
@@ -297,80 +338,31 @@ impl Store {
                 }
             }
         }
-        let mut new_status = status.clone();
-        if let Some(requested) = requested_status.filter(|r| *r != status) {
-            if catalog == "Sandbox"
-                && matches!(
-                    requested.as_str(),
-                    "Approved" | "Action Required" | "Rejected"
-                )
-            {
-                new_status = requested;
-            } else {
-                return Err(business(
-                    "LifeCycle.ReviewStatus",
-                    "is set by AWS and cannot be updated",
-                    "ACTION_NOT_PERMITTED",
-                ));
-            }
-        }
-        lifecycle["ReviewStatus"] = json!(new_status);
-        if new_status != status {
-            if let Some(reason) = input.pointer("/LifeCycle/ReviewStatusReason") {
-                lifecycle["ReviewStatusReason"] = reason.clone();
-            }
-            if let Some(comments) = input.pointer("/LifeCycle/ReviewComments") {
-                lifecycle["ReviewComments"] = comments.clone();
+        if simulating && let Some(requested) = &requested_status {
+            // testing-sandbox: "use the UpdateOpportunity action with "Catalog":
+            // "Sandbox" and Lifecycle.ReviewStatus …" simulates AWS's review.
+            lifecycle["ReviewStatus"] = json!(requested);
+            for key in ["ReviewStatusReason", "ReviewComments"] {
+                if let Some(v) = input.pointer(&format!("/LifeCycle/{key}")) {
+                    lifecycle[key] = v.clone();
+                }
             }
         }
         coerce_target_company(&mut next);
 
-        // A status change alone (Sandbox simulation) is always allowed; other
-        // changes follow the review-status rules (reference §7).
+        // The matrix's lifecycle columns for what the partner changed (a review
+        // simulation alone changes nothing of the partner's).
         let changed = changed_fields(&stored.record, &next);
         if !changed.is_empty() {
-            let blocked = |fields: Vec<String>, why: &str| {
-                ServiceError::validation(
+            let errors =
+                super::business::update(&stored.record, &next, &changed, super::business::today());
+            if !errors.is_empty() {
+                return Err(ServiceError::validation(
                     "BUSINESS_VALIDATION_FAILED",
-                    format!("Opportunity is {status}: {why}"),
-                    fields
-                        .into_iter()
-                        .map(|f| FieldError {
-                            message: format!(
-                                "{f} cannot be updated while the opportunity is {status}"
-                            ),
-                            field: f,
-                            code: "ACTION_NOT_PERMITTED",
-                        })
-                        .collect(),
-                )
-            };
-            match status.as_str() {
-                "Submitted" | "In review" => {
-                    return Err(blocked(changed, "updates are blocked during AWS review"));
-                }
-                "Rejected" => return Err(blocked(changed, "a rejected opportunity is read-only")),
-                "Action Required" => {
-                    let bad: Vec<String> = changed
-                        .into_iter()
-                        .filter(|f| !covered(ACTION_REQUIRED_EDITABLE, f))
-                        .collect();
-                    if !bad.is_empty() {
-                        return Err(blocked(bad, "only the fields AWS asked about may change"));
-                    }
-                }
-                "Approved" => {
-                    let bad: Vec<String> = changed
-                        .into_iter()
-                        .filter(|f| covered(APPROVED_LOCKED, f))
-                        .collect();
-                    if !bad.is_empty() {
-                        return Err(blocked(bad, "these fields are locked after approval"));
-                    }
-                }
-                _ => {}
+                    format!("Business validation failed for an opportunity that is {status}"),
+                    errors,
+                ));
             }
-            business_rules(input, Some(&stored.record))?;
         }
         let now = self.tick().to_string();
         next["LastModifiedDate"] = json!(now);
@@ -550,57 +542,6 @@ pub(super) fn business(field: &str, message: &str, code: &'static str) -> Servic
     )
 }
 
-/// Rules the documentation states beyond the model's shapes.
-fn business_rules(input: &Value, before: Option<&Value>) -> Result<(), ServiceError> {
-    let mut errors = Vec::new();
-    // ExpectedCustomerSpend.CurrencyCode: "Accepted values are USD and EUR."
-    if let Some(spend) = input
-        .pointer("/Project/ExpectedCustomerSpend")
-        .and_then(Value::as_array)
-    {
-        for (i, item) in spend.iter().enumerate() {
-            let code = item["CurrencyCode"].as_str().unwrap_or_default();
-            if !matches!(code, "USD" | "EUR") {
-                errors.push(FieldError {
-                    field: format!("Project.ExpectedCustomerSpend[{i}].CurrencyCode"),
-                    message: format!("`{code}` is not accepted; use USD or EUR"),
-                    code: "INVALID_VALUE",
-                });
-            }
-        }
-    }
-    // LifeCycle.TargetCloseDate must not be in the past (checked when it is set or
-    // changed, so an old opportunity can still be edited otherwise).
-    let date = input
-        .pointer("/LifeCycle/TargetCloseDate")
-        .and_then(Value::as_str);
-    let unchanged = before
-        .and_then(|b| b.pointer("/LifeCycle/TargetCloseDate"))
-        .and_then(Value::as_str)
-        == date;
-    if let Some(date) = date.filter(|_| !unchanged) {
-        let today = Timestamp::now()
-            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
-            .date();
-        if date.parse::<jiff::civil::Date>().is_ok_and(|d| d < today) {
-            errors.push(FieldError {
-                field: "LifeCycle.TargetCloseDate".into(),
-                message: "must not be in the past".into(),
-                code: "INVALID_VALUE",
-            });
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ServiceError::validation(
-            "BUSINESS_VALIDATION_FAILED",
-            "Business validation failed",
-            errors,
-        ))
-    }
-}
-
 /// `TargetCompany` "only accepts the value AWS. If any other value is provided, the
 /// system will automatically set it to AWS" (model doc), except `Self` with an
 /// `ExpectedContractDuration`.
@@ -629,7 +570,7 @@ fn changed_fields(old: &Value, new: &Value) -> Vec<String> {
         leaves(old.get(*member).unwrap_or(&Value::Null), member, &mut a);
         leaves(new.get(*member).unwrap_or(&Value::Null), member, &mut b);
     }
-    for key in AWS_LIFECYCLE {
+    for key in READ_ONLY_LIFECYCLE {
         a.remove(&format!("LifeCycle.{key}"));
         b.remove(&format!("LifeCycle.{key}"));
         a.retain(|k, _| {
@@ -667,26 +608,6 @@ fn leaves(v: &Value, path: &str, out: &mut BTreeMap<String, Value>) {
             out.insert(path.to_string(), other.clone());
         }
     }
-}
-
-/// Whether a changed path is one of `fields` or inside one (indexes ignored).
-fn covered(fields: &[&str], path: &str) -> bool {
-    let plain: String = {
-        let mut out = String::new();
-        let mut skipping = false;
-        for c in path.chars() {
-            match c {
-                '[' => skipping = true,
-                ']' => skipping = false,
-                _ if !skipping => out.push(c),
-                _ => {}
-            }
-        }
-        out
-    };
-    fields
-        .iter()
-        .any(|f| plain == *f || plain.starts_with(&format!("{f}.")))
 }
 
 /// The `OpportunitySummary` ListOpportunities returns (reference §4.4).

@@ -52,6 +52,17 @@ fn check(shape_name: &str, value: &Value, path: &str, errors: &mut Vec<FieldErro
             let Some(obj) = value.as_object() else {
                 return fail("must be an object".into(), "INVALID_VALUE");
             };
+            // A member the model does not define is refused, not ignored: a typo or
+            // a member of another shape (GetOpportunity's `Arn`) is the client's bug.
+            for key in obj.keys() {
+                if !members.iter().any(|m| m.name == key) {
+                    errors.push(FieldError {
+                        field: join(path, key),
+                        message: format!("{} is not a member of {}", join(path, key), shape.name),
+                        code: "INVALID_VALUE",
+                    });
+                }
+            }
             for m in members.iter() {
                 match obj.get(m.name) {
                     None | Some(Value::Null) if m.required => errors.push(FieldError {
@@ -181,6 +192,23 @@ mod tests {
         assert!(
             got.contains(&("Project.CustomerBusinessProblem", "INVALID_STRING_FORMAT")),
             "{got:?}"
+        );
+    }
+
+    #[test]
+    fn members_unknown_to_the_model_are_refused_wherever_they_are() {
+        let errors = validate(
+            "UpdateOpportunityRequest",
+            &json!({"Catalog": "Sandbox", "Identifier": "O1", "LastModifiedDate": "2026-01-01T00:00:00Z",
+                "Arn": "arn:x", "LifeCycle": {"Stage": "Prospect", "Stag": "x"}}),
+        );
+        let got: Vec<(&str, &str)> = errors.iter().map(|e| (e.field.as_str(), e.code)).collect();
+        assert_eq!(
+            got,
+            [
+                ("Arn", "INVALID_VALUE"),
+                ("LifeCycle.Stag", "INVALID_VALUE")
+            ]
         );
     }
 

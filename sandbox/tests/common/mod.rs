@@ -32,3 +32,73 @@ pub async fn client(sb: &Sandbox, max_attempts: u32) -> pc::Client {
         .build();
     pc::Client::from_conf(conf)
 }
+
+/// A CreateOpportunity request that carries every field AWS's field matrix requires of
+/// a partner-originated opportunity (aws-opportunity-fields.csv), as JSON.
+pub fn complete_opportunity(token: &str) -> serde_json::Value {
+    serde_json::json!({
+        "Catalog": "Sandbox", "ClientToken": token, "Origin": "Partner Referral",
+        "PartnerOpportunityIdentifier": "hubspot-101",
+        "PrimaryNeedsFromAws": ["Co-Sell - Deal Support"],
+        "Customer": {"Account": {"CompanyName": "Acme", "Industry": "Software and Internet",
+            "WebsiteUrl": "https://acme.example",
+            "Address": {"CountryCode": "US", "PostalCode": "02110", "StateOrRegion": "Massachusetts"}}},
+        "Project": {"Title": "Acme data platform",
+            "CustomerBusinessProblem": "Acme needs to consolidate five data silos into one lake",
+            "CustomerUseCase": "Migration/Database Migration", "DeliveryModels": ["SaaS or PaaS"],
+            "SalesActivities": ["Initialized discussions with customer"],
+            "ExpectedCustomerSpend": [{"Amount": "12500", "CurrencyCode": "USD", "Frequency": "Monthly", "TargetCompany": "AWS"}]},
+        "Marketing": {"Source": "None"},
+        "LifeCycle": {"Stage": "Prospect", "TargetCloseDate": "2030-12-31"}
+    })
+}
+
+/// One Partner Central call as plain AWS JSON 1.0 over HTTP (for requests the SDK
+/// cannot build, such as members the model lacks): the status and the body.
+pub async fn call(
+    sb: &Sandbox,
+    operation: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(&sb.partner_central_url)
+        .header("content-type", "application/x-amz-json-1.0")
+        .header("x-amz-target", format!("AWSPartnerCentralSelling.{operation}"))
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261201/us-east-1/partnercentral-selling/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0000",
+        )
+        .header("x-amz-date", "20261201T000000Z")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The `(FieldName, Code)` pairs of a ValidationException body, after checking its shape.
+pub fn field_errors(body: &serde_json::Value, reason: &str) -> Vec<(String, String)> {
+    assert_eq!(body["__type"], "ValidationException", "{body}");
+    assert_eq!(body["Reason"], reason, "{body}");
+    assert!(
+        body["Message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body["ErrorList"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no ErrorList: {body}"))
+        .iter()
+        .map(|e| {
+            assert!(e["Message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+            (
+                e["FieldName"].as_str().unwrap_or_default().to_string(),
+                e["Code"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
