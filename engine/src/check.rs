@@ -30,6 +30,7 @@ pub fn check_pack(file: FileId, doc: &Document, pack: &RulePack) -> Vec<Diagnost
     c.triggers();
     c.mappings();
     c.set_values();
+    c.required_fields();
     c.immutability();
     let watch_shapes = c.watches();
     c.notifications(&watch_shapes);
@@ -93,11 +94,16 @@ impl Checker<'_> {
                     self.at_key(&at),
                 );
             }
-            if !t.properties.is_empty() && t.hubspot != Some(HubSpotEvent::DealPropertyChange) {
+            if !t.properties.is_empty()
+                && !matches!(
+                    t.hubspot,
+                    Some(HubSpotEvent::DealPropertyChange | HubSpotEvent::CompanyPropertyChange)
+                )
+            {
                 self.push(
                     Diagnostic::error(
                         Code::TriggerShape,
-                        "`properties` only filters `deal.propertyChange` events",
+                        "`properties` only filters `deal.propertyChange` and `company.propertyChange` events",
                     )
                     .with_help("remove `properties`, or use `hubspot: deal.propertyChange`"),
                     self.at_key(&format!("{at}/properties")),
@@ -120,6 +126,24 @@ impl Checker<'_> {
                     continue;
                 }
                 _ => {}
+            }
+            if let Some(name) = prop.strip_prefix("company.") {
+                if m.from.is_some() {
+                    self.push(
+                        Diagnostic::error(Code::MappingShape, format!("mapping `{prop}` reads the company, so it can only send to Partner Central"))
+                            .with_help("use `to:`; pcsync writes deal properties, not company properties"),
+                        self.at_key(&at),
+                    );
+                } else if !self.pack.needs.company.iter().any(|p| p == name) {
+                    self.push(
+                        Diagnostic::error(
+                            Code::MissingContext,
+                            format!("company property `{name}` is not loaded"),
+                        )
+                        .with_help(format!("add `{name}` to `needs.company`")),
+                        self.at_key(&at),
+                    );
+                }
             }
             if m.script.is_some() && m.script_file.is_some() {
                 self.push(
@@ -150,6 +174,15 @@ impl Checker<'_> {
                     for (i, v) in allow.iter().enumerate() {
                         self.enum_value(values, shape, v, &format!("{at}/allow/{i}"), to.as_str());
                     }
+                }
+                if let Some(otherwise) = &m.otherwise {
+                    self.enum_value(
+                        values,
+                        shape,
+                        otherwise,
+                        &format!("{at}/otherwise"),
+                        to.as_str(),
+                    );
                 }
                 let translated = m.table.is_some()
                     || m.allow.is_some()
@@ -201,6 +234,28 @@ impl Checker<'_> {
                 continue;
             };
             let values = enum_values_of(shape);
+            let documented = crate::partner_central::matrix::documented_values(field);
+            let literals: Vec<(String, &str)> = match value {
+                Value::String(s) if !template::is_template(s) => vec![(at.clone(), s.as_str())],
+                Value::Array(items) => items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| v.as_str().map(|s| (format!("{at}/{i}"), s)))
+                    .filter(|(_, s)| !template::is_template(s))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for (pointer, literal) in literals.iter().filter(|_| !documented.is_empty()) {
+                if !documented.contains(literal) {
+                    let mut d = Diagnostic::error(
+                        Code::InvalidEnumValue,
+                        format!("`{literal}` is not a value Partner Central accepts for `{field}`"),
+                    );
+                    d.help = did_you_mean(literal, documented.iter().copied())
+                        .or_else(|| Some("the service model documents the accepted values".into()));
+                    self.push(d, self.at_value(pointer));
+                }
+            }
             match value {
                 Value::String(s) if !template::is_template(s) => {
                     self.enum_value(values, shape, s, &at, field)
@@ -213,6 +268,40 @@ impl Checker<'_> {
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// A create pack must write every field AWS's field matrix makes mandatory for a
+    /// partner-originated opportunity without condition; otherwise no deal could ever
+    /// become an opportunity (the fields with exceptions, such as the postal code, are
+    /// waited for at run time).
+    fn required_fields(&mut self) {
+        if self.pack.create.is_none() {
+            return;
+        }
+        let written: Vec<String> = self
+            .pack
+            .map
+            .values()
+            .filter_map(|m| m.to.as_ref().map(|t| t.as_str().to_string()))
+            .chain(self.pack.set.keys().cloned())
+            .map(|f| crate::partner_central::matrix::without_indexes(&f))
+            .collect();
+        for row in crate::plan::readiness::always_required() {
+            let path = row.api_path.expect("always_required rows have a path");
+            if !written.iter().any(|w| w == path) {
+                self.push(
+                    Diagnostic::error(
+                        Code::RequiredField,
+                        format!("this pack creates opportunities but writes no `{path}`, which AWS requires"),
+                    )
+                    .with_help(format!(
+                        "map a deal or company property `to: {path}`, or give it under `set` (AWS's field matrix, row `{}`: {})",
+                        row.crm_name, row.label
+                    )),
+                    self.at_key("/create"),
+                );
             }
         }
     }
@@ -679,7 +768,11 @@ pub fn check_set(sources: &Sources, packs: &[(FileId, &Document, &RulePack)]) ->
         .collect();
     for (i, later) in writes.iter().enumerate() {
         for earlier in &writes[..i] {
-            if !triggers_overlap(earlier.pack, later.pack) {
+            // A create pack's fields go to a new opportunity, an update pack's to an
+            // existing one: they cannot race on one record.
+            if !triggers_overlap(earlier.pack, later.pack)
+                || earlier.pack.create.is_some() != later.pack.create.is_some()
+            {
                 continue;
             }
             let earlier_fields = written_fields(earlier.pack);

@@ -132,6 +132,11 @@ const PLACE_VARIABLES: &[(&str, &str)] = &[
     ("changes", "`changes` exists in `on_success`"),
     ("result", "`result` exists in `on_success`"),
     ("error", "`error` exists in `on_error`"),
+    ("missing", "`missing` exists in `create.incomplete`"),
+    (
+        "missing_fields",
+        "`missing_fields` exists in `create.incomplete`",
+    ),
     (
         "priority",
         "`priority` exists in notification templates and channels",
@@ -262,6 +267,15 @@ impl Compiler<'_> {
 
         for (prop, mapping) in &pack.map {
             let at = pointer_join("/map", prop);
+            if mapping.condition.is_some() {
+                self.rhai(
+                    &Site {
+                        pointer: format!("{at}/if"),
+                        vars: base.clone(),
+                    },
+                    true,
+                );
+            }
             let vars = with(&["value"]);
             if mapping.script.is_some() {
                 self.rhai(
@@ -429,15 +443,21 @@ impl Compiler<'_> {
             );
         }
 
-        for (section, extra) in [
-            ("on_success", &["changes", "result"][..]),
-            ("on_error", &["error"][..]),
+        let incomplete = pack.create.as_ref().map(|c| &c.incomplete);
+        for (section, extra, effects) in [
+            (
+                "on_success",
+                &["changes", "result"][..],
+                Some(&pack.on_success),
+            ),
+            ("on_error", &["error"][..], Some(&pack.on_error)),
+            (
+                "create/incomplete",
+                &["missing", "missing_fields"][..],
+                incomplete,
+            ),
         ] {
-            let effects = if section == "on_success" {
-                &pack.on_success
-            } else {
-                &pack.on_error
-            };
+            let Some(effects) = effects else { continue };
             let vars = with(extra);
             for (prop, t) in &effects.set_deal {
                 let at = pointer_join(&format!("/{section}/set_deal"), prop);
@@ -472,6 +492,7 @@ impl Compiler<'_> {
             ("aws_summary", needs.aws_summary),
             ("previous", needs.previous),
             ("snapshots", !needs.snapshots.is_empty()),
+            ("company", !needs.company.is_empty()),
         ] {
             if loaded {
                 v.push(name.into());

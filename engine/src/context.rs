@@ -14,6 +14,9 @@ pub struct Context {
     /// The HubSpot deal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deal: Option<DealSnapshot>,
+    /// The deal's primary company, when the pack needs one and the deal has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<DealSnapshot>,
     /// The opportunity (GetOpportunity's response).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opportunity: Option<Value>,
@@ -28,8 +31,9 @@ pub struct Context {
     pub previous: IndexMap<String, PackState>,
 }
 
-/// A HubSpot deal as the CRM API returns it (`id`, `properties`); other members
-/// (`createdAt`, `associations`…) are accepted and ignored.
+/// A HubSpot CRM object (a deal, or the deal's company) as the CRM API returns it
+/// (`id`, `properties`); other members (`createdAt`, `associations`…) are accepted
+/// and ignored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DealSnapshot {
     /// The deal id.

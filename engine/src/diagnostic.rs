@@ -81,6 +81,7 @@ codes! {
     UnknownReference => "unknown-reference", "a name that refers to nothing declared (a watch, threshold, setting or channel)";
     MappingShape => "mapping-shape", "a mapping without a direction, or with conflicting parts";
     WriteConflict => "write-conflict", "two packs write the same field from the same trigger";
+    RequiredField => "required-field", "a pack that creates opportunities writes no value for a field AWS requires of every new one";
     ScriptFile => "script-file", "a referenced `.rhai` file that cannot be read";
     EnvVar => "env-var", "a `${VAR}` in the config that is not set";
     SchemaInternal => "schema-internal", "the built-in schema could not be applied (a bug in pcsync)";

@@ -38,6 +38,10 @@ pub struct Event {
     /// The Partner Central opportunity, when known from the event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opportunity_id: Option<String>,
+    /// The HubSpot company, for `company.*` events: the runtime runs the packs it
+    /// starts for each deal of the company.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company_id: Option<String>,
     /// For `deal.propertyChange`: the property and its new value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub property: Option<PropertyChange>,
@@ -196,13 +200,19 @@ impl Event {
             property.as_ref().map_or("", |p| p.name.as_str()),
             occurred_ms.unwrap_or_default()
         );
+        let (deal_id, company_id) = if kind.starts_with("company.") {
+            (None, Some(object_id))
+        } else {
+            (Some(object_id), None)
+        };
         Ok(Event {
             id,
             source: Source::Hubspot,
             kind,
             occurred_at,
-            deal_id: Some(object_id),
+            deal_id,
             opportunity_id: None,
+            company_id,
             property,
             change_source: text("changeSource"),
             source_id: text("sourceId"),
@@ -248,6 +258,7 @@ impl Event {
             occurred_at: v.get("time").and_then(Value::as_str).map(str::to_string),
             deal_id: None,
             opportunity_id,
+            company_id: None,
             property: None,
             change_source: None,
             source_id: None,
@@ -299,6 +310,7 @@ impl Event {
             && self.occurred_at == other.occurred_at
             && self.deal_id == other.deal_id
             && self.opportunity_id == other.opportunity_id
+            && self.company_id == other.company_id
             && self.property == other.property
             && self.change_source == other.change_source
             && self.source_id == other.source_id
@@ -323,6 +335,7 @@ impl Event {
             occurred_at: Some(now.to_string()),
             deal_id,
             opportunity_id,
+            company_id: None,
             property: None,
             change_source: None,
             source_id: None,

@@ -26,6 +26,10 @@ struct CaseFile {
     /// The pack directory, relative to the file. Default: the folder above `tests/`.
     #[serde(default)]
     rules: Option<String>,
+    /// The packs whose effects the cases compare (every pack still runs, as in the
+    /// service); empty compares them all.
+    #[serde(default)]
+    packs: Vec<String>,
     /// Shared YAML (anchors) for the cases to refer to; not read otherwise.
     #[serde(default, rename = "fixtures")]
     _fixtures: Option<Value>,
@@ -239,7 +243,7 @@ pub fn run_file(path: &Path, filter: Option<&regex::Regex>, rules: &mut RuleCach
         if filter.is_some_and(|f| !f.is_match(&format!("{stem}/{}", case.name))) {
             continue;
         }
-        cases.push(run_case(rule_set, i, case));
+        cases.push(run_case(rule_set, &file.packs, i, case));
     }
     FileResult {
         path: path.to_path_buf(),
@@ -248,7 +252,7 @@ pub fn run_file(path: &Path, filter: Option<&regex::Regex>, rules: &mut RuleCach
     }
 }
 
-fn run_case(rules: &RuleSet, index: usize, case: &CaseSpec) -> CaseResult {
+fn run_case(rules: &RuleSet, packs: &[String], index: usize, case: &CaseSpec) -> CaseResult {
     let base = format!("/cases/{index}");
     let single = case.step();
     let steps: Vec<(String, &StepSpec)> = match (&single, case.timeline.is_empty()) {
@@ -275,7 +279,7 @@ fn run_case(rules: &RuleSet, index: usize, case: &CaseSpec) -> CaseResult {
     let mut carried: Option<Context> = None;
     let mut results = Vec::new();
     for (pointer, step) in steps {
-        let result = run_step(rules, &pointer, step, &mut carried);
+        let result = run_step(rules, packs, &pointer, step, &mut carried);
         results.push(result);
     }
     CaseResult {
@@ -286,6 +290,7 @@ fn run_case(rules: &RuleSet, index: usize, case: &CaseSpec) -> CaseResult {
 
 fn run_step(
     rules: &RuleSet,
+    packs: &[String],
     pointer: &str,
     step: &StepSpec,
     carried: &mut Option<Context>,
@@ -315,6 +320,9 @@ fn run_step(
         if ctx.deal.is_none() {
             ctx.deal = before.deal.clone();
         }
+        if ctx.company.is_none() {
+            ctx.company = before.company.clone();
+        }
         if ctx.opportunity.is_none() {
             ctx.opportunity = before.opportunity.clone();
         }
@@ -336,15 +344,19 @@ fn run_step(
             result: Value::Object(Default::default()),
         },
     };
-    let plan = simulate(&event, &ctx, rules, now, &outcome);
+    let mut plan = simulate(&event, &ctx, rules, now, &outcome);
+    let mut next = ctx.clone();
+    next.apply(&plan.effects);
+    *carried = Some(next);
+    if !packs.is_empty() {
+        plan.effects.retain(|e| packs.iter().any(|p| p == e.pack()));
+        plan.trace.retain(|t| packs.contains(&t.pack));
+    }
     let actual: Vec<Value> = plan
         .effects
         .iter()
         .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
         .collect();
-    let mut next = ctx.clone();
-    next.apply(&plan.effects);
-    *carried = Some(next);
     let failure = match &step.expect {
         None => Some("no `expect`: run with --bless to record the actual effects".to_string()),
         Some(expect) => check(expect, &actual, &plan),

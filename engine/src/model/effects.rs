@@ -33,6 +33,15 @@ pub struct CreateOpportunity {
     /// Submit the opportunity to AWS (StartEngagementFromOpportunityTask).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_engagement: Option<StartEngagement>,
+    /// While the deal lacks a value AWS requires of a new opportunity (its field
+    /// matrix: company name, website, country, postal code, industry, close date…),
+    /// pcsync makes no call and does this instead: sets these deal properties and adds
+    /// this note, with `missing` (what is missing, as a rep reads it: `Postal Code`)
+    /// and `missing_fields` (the Partner Central fields). The note is added only when
+    /// a `set_deal` value changes, so a rep hears once per new list, not per edit.
+    /// The opportunity is created at the first event that finds nothing missing.
+    #[serde(default)]
+    pub incomplete: Effects,
 }
 
 fn client_token_default() -> Template {

@@ -6,6 +6,8 @@ use super::{FieldPath, Rhai, Template};
 
 /// How one HubSpot deal property corresponds to one Partner Central field. Give
 /// either `to` (HubSpot → Partner Central) or `from` (Partner Central → HubSpot).
+/// A key `company.<property>` reads a property of the deal's primary company instead
+/// (with `to`; list the property under `needs.company`).
 /// The value then passes, in order, through `table`, `allow`, `transform` and
 /// `script`; a value that a table or allow-list does not cover, or that breaks the
 /// field's own rules (length, format, enum), is handled as `unmapped` says.
@@ -20,9 +22,17 @@ pub struct Mapping {
     /// `aws_summary.` to read the AWS-side view instead of the opportunity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<FieldPath>,
+    /// Map only when this Rhai condition holds (`deal.dealstage == "closedlost"`);
+    /// otherwise the field is left out.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Rhai>,
     /// A value table (picklist translation): source value → target value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<IndexMap<String, String>>,
+    /// The value to use when the input is empty or the `table` does not list it
+    /// (a table with a default: `otherwise: Other`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otherwise: Option<String>,
     /// Only these values pass; others are `unmapped`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow: Option<Vec<String>>,

@@ -11,6 +11,12 @@ pub struct Needs {
     /// opportunity's `PartnerOpportunityIdentifier`, else by the `link_property`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deal: Vec<String>,
+    /// HubSpot company properties to load from the deal's primary company (through
+    /// the deal's company associations), as `company` (`company.name`,
+    /// `company.domain`…), and for mappings keyed `company.<property>`. The company's
+    /// `id` is always there when the deal has one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub company: Vec<String>,
     /// Load the linked opportunity with GetOpportunity (`opportunity.LifeCycle.Stage`…).
     #[serde(default)]
     pub opportunity: bool,
@@ -35,6 +41,7 @@ impl Default for Needs {
     fn default() -> Self {
         Needs {
             deal: Vec::new(),
+            company: Vec::new(),
             opportunity: false,
             aws_summary: false,
             previous: false,

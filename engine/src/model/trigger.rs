@@ -37,7 +37,7 @@ pub struct Trigger {
     /// Run on a timer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
-    /// With `hubspot: deal.propertyChange`: only changes to these deal properties
+    /// With `hubspot: deal.propertyChange` (or `company.propertyChange`): only changes to these properties
     /// start the pack. Empty means any property.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub properties: Vec<String>,
@@ -64,6 +64,10 @@ pub enum HubSpotEvent {
     /// Deals were merged.
     #[serde(rename = "deal.merge")]
     DealMerge,
+    /// A company property changed: the pack runs for each deal of the company (one
+    /// event per property; `properties` filters them as for deals).
+    #[serde(rename = "company.propertyChange")]
+    CompanyPropertyChange,
 }
 
 impl HubSpotEvent {
@@ -76,6 +80,7 @@ impl HubSpotEvent {
             HubSpotEvent::DealAssociationChange => "deal.associationChange",
             HubSpotEvent::DealRestore => "deal.restore",
             HubSpotEvent::DealMerge => "deal.merge",
+            HubSpotEvent::CompanyPropertyChange => "company.propertyChange",
         }
     }
 }

@@ -54,6 +54,7 @@ pub fn apply(
             _ => None,
         }) {
             Some(d) => Value::String(d),
+            None if m.otherwise.is_some() => Value::Null,
             None if m.script.is_some() || m.script_file.is_some() => Value::String(String::new()),
             None => return Mapped::Skip("no value".into()),
         },
@@ -61,11 +62,14 @@ pub fn apply(
     let raw = value.clone();
     let text = text_of(&value);
 
-    if let Some(table) = &m.table {
-        match table.get(&text) {
-            Some(v) => value = Value::String(v.clone()),
-            None => return unmapped(format!("`{text}` is not in the table"), &raw),
-        }
+    match (&m.table, &m.otherwise) {
+        (Some(table), otherwise) => match (table.get(&text), otherwise) {
+            (Some(v), _) => value = Value::String(v.clone()),
+            (None, Some(fallback)) => value = Value::String(fallback.clone()),
+            (None, None) => return unmapped(format!("`{text}` is not in the table"), &raw),
+        },
+        (None, Some(fallback)) if value.is_null() => value = Value::String(fallback.clone()),
+        (None, _) => {}
     }
     if let Some(allow) = &m.allow {
         let now = text_of(&value);
@@ -198,6 +202,30 @@ fn decimal_text(d: Decimal) -> String {
 
 /// Makes `value` fit the target shape (numbers become text for string fields), or
 /// says which of the field's rules it breaks.
+/// Checks a value against the list the service model documents for `field` but does
+/// not enumerate (`Customer.Account.Address.StateOrRegion`: `Alabama | Alaska | …`),
+/// which Partner Central checks when it receives it.
+pub fn documented(field: &str, value: &Value) -> Result<(), String> {
+    let allowed = crate::partner_central::matrix::documented_values(field);
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let items: Vec<&Value> = match value {
+        Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    for item in items {
+        let text = text_of(item);
+        if !allowed.contains(&text.as_str()) {
+            return Err(format!(
+                "`{}` is not one of the values Partner Central accepts for {field}",
+                short(&text)
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn conform(value: Value, shape: &Shape) -> Result<Value, String> {
     match &shape.kind {
         ShapeKind::String(rules) => {

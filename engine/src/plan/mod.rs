@@ -8,6 +8,7 @@ mod effect;
 mod immutability;
 mod mapping;
 mod notify;
+pub mod readiness;
 mod scope;
 mod trace;
 
@@ -208,8 +209,10 @@ pub fn triggered(pack: &RulePack, event: &Event) -> bool {
     pack.on.as_slice().iter().any(|t| match event.source {
         Source::Hubspot => t.hubspot.is_some_and(|h| {
             h.as_str() == event.kind
-                && (h != HubSpotEvent::DealPropertyChange
-                    || t.properties.is_empty()
+                && (!matches!(
+                    h,
+                    HubSpotEvent::DealPropertyChange | HubSpotEvent::CompanyPropertyChange
+                ) || t.properties.is_empty()
                     || event
                         .property
                         .as_ref()
@@ -360,9 +363,38 @@ impl<'a> PackRun<'a> {
         for (prop, m) in &p.map {
             let Some(to) = &m.to else { continue };
             let at = pointer_join("/map", prop);
+            if m.condition.is_some() {
+                match self.vars.eval_bool(&format!("{at}/if"), &[]) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.step(
+                            &format!("{at}/if"),
+                            "condition false, field skipped",
+                            None,
+                            None,
+                        );
+                        continue;
+                    }
+                    Err(e) => {
+                        self.fail(&format!("{at}/if"), &e);
+                        return false;
+                    }
+                }
+            }
             let shape = self.pack.targets.get(to.as_str()).copied();
-            let input = Some(Value::String(self.vars.deal_property(prop)));
-            match mapping::apply(&self.vars, &at, m, input.clone(), shape, &p.thresholds) {
+            let input = Some(Value::String(match prop.strip_prefix("company.") {
+                Some(name) => self.vars.company_property(name),
+                None => self.vars.deal_property(prop),
+            }));
+            let mapped =
+                match mapping::apply(&self.vars, &at, m, input.clone(), shape, &p.thresholds) {
+                    Mapped::Value(v) => match mapping::documented(to.as_str(), &v) {
+                        Ok(()) => Mapped::Value(v),
+                        Err(reason) => Mapped::Unmapped(reason),
+                    },
+                    other => other,
+                };
+            match mapped {
                 Mapped::Value(v) => self.change(&mut changes, &at, to.as_str(), input, v, creating),
                 Mapped::Skip(reason) => {
                     self.step(&at, &format!("field skipped: {reason}"), input, None)
@@ -376,7 +408,16 @@ impl<'a> PackRun<'a> {
                     );
                     // Note it when this property is what changed (or on creation and
                     // schedules), not on every later sync of other properties.
-                    let about_this = self.event.property.as_ref().is_none_or(|c| c.name == *prop);
+                    let about_this = self.event.property.as_ref().is_none_or(|c| {
+                        match (
+                            self.event.kind.starts_with("company."),
+                            prop.strip_prefix("company."),
+                        ) {
+                            (true, Some(name)) => c.name == name,
+                            (false, None) => c.name == *prop,
+                            _ => false,
+                        }
+                    });
                     if m.unmapped_note.is_some() && about_this {
                         let note_at = format!("{at}/unmapped_note");
                         let value = input.clone().unwrap_or_default();
@@ -416,10 +457,17 @@ impl<'a> PackRun<'a> {
                 }
                 other => other.clone(),
             };
+            // A template that renders empty sends nothing to a new opportunity (an
+            // optional field the deal has no value for).
+            if creating && rendered.as_str().is_some_and(|s| s.trim().is_empty()) {
+                self.step(&at, "empty, not sent", None, None);
+                continue;
+            }
             let conformed = match self.pack.targets.get(field) {
                 Some(shape) if !rendered.is_array() => mapping::conform(rendered.clone(), shape),
                 _ => Ok(rendered.clone()),
-            };
+            }
+            .and_then(|v| mapping::documented(field, &v).map(|()| v));
             match conformed {
                 Ok(v) => self.change(&mut changes, &at, field, None, v, creating),
                 Err(reason) => {
@@ -533,6 +581,12 @@ impl<'a> PackRun<'a> {
             self.skip("/create", "no deal to create an opportunity for");
             return false;
         };
+        let today = self.now.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+        let missing = readiness::missing(&readiness::body(&changes), today);
+        if !missing.is_empty() {
+            self.incomplete(&deal_id, &missing);
+            return false;
+        }
         let client_token = match self.vars.render("/create/client_token", &[]) {
             Ok(t) if !t.trim().is_empty() => t,
             Ok(_) => {
@@ -601,6 +655,75 @@ impl<'a> PackRun<'a> {
             start_engagement,
         });
         true
+    }
+
+    /// `create.incomplete`: the deal lacks what AWS requires, so nothing is created;
+    /// the rep is told what is missing when that list changes.
+    fn incomplete(&mut self, deal_id: &str, missing: &[readiness::Missing]) {
+        let labels: Vec<&str> = missing.iter().map(|m| m.label.as_str()).collect();
+        let reason = format!("waiting for {}", labels.join(", "));
+        self.step(
+            "/create",
+            &format!("not created: {reason}"),
+            None,
+            Some(Value::from(
+                missing.iter().map(|m| m.field.clone()).collect::<Vec<_>>(),
+            )),
+        );
+        let missing_value = Value::from(labels.clone());
+        let fields_value = Value::from(missing.iter().map(|m| m.field.clone()).collect::<Vec<_>>());
+        let extras = [
+            ("missing", &missing_value),
+            ("missing_fields", &fields_value),
+        ];
+        let effects = &self
+            .p()
+            .create
+            .as_ref()
+            .expect("only called for create packs")
+            .incomplete;
+        let mut properties = IndexMap::new();
+        for prop in effects.set_deal.keys() {
+            let at = pointer_join("/create/incomplete/set_deal", prop);
+            match self.vars.render(&at, &extras) {
+                Ok(v) => {
+                    let current = self.ctx.deal.as_ref().and_then(|d| d.property(prop));
+                    if current.as_deref() == Some(v.as_str()) {
+                        self.step(&at, "unchanged", None, Some(Value::String(v)));
+                    } else {
+                        properties.insert(prop.clone(), v);
+                    }
+                }
+                Err(e) => self.step(&at, &format!("not rendered: {e}"), None, None),
+            }
+        }
+        let news = !properties.is_empty() || effects.set_deal.is_empty();
+        if !properties.is_empty() {
+            self.push(Effect::UpdateDeal {
+                pack: self.name(),
+                deal_id: deal_id.to_string(),
+                properties,
+            });
+        }
+        if effects.note.is_some() && news {
+            match self.vars.render("/create/incomplete/note", &extras) {
+                Ok(body) => self.push(Effect::CreateNote {
+                    pack: self.name(),
+                    deal_id: deal_id.to_string(),
+                    body,
+                }),
+                Err(e) => self.step(
+                    "/create/incomplete/note",
+                    &format!("not rendered: {e}"),
+                    None,
+                    None,
+                ),
+            }
+        }
+        self.push(Effect::Skip {
+            pack: self.name(),
+            reason,
+        });
     }
 
     /// `map … from:`: Partner Central fields into deal properties.

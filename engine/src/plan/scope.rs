@@ -26,8 +26,9 @@ pub struct Vars<'a> {
 }
 
 /// The variables every script and template may read.
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     "deal",
+    "company",
     "opportunity",
     "aws_summary",
     "snapshots",
@@ -78,6 +79,26 @@ impl<'a> Vars<'a> {
         let p = &self.pack.pack;
         match name {
             "deal" => self.deal(),
+            "company" => {
+                let mut company = Map::new();
+                let loaded = self.ctx.company.as_ref();
+                company.insert(
+                    "id".into(),
+                    Value::String(loaded.map(|c| c.id.clone()).unwrap_or_default()),
+                );
+                for name in &p.needs.company {
+                    company.insert(name.clone(), Value::String(self.company_property(name)));
+                }
+                if let Some(c) = loaded {
+                    for (k, v) in &c.properties {
+                        company.entry(k.clone()).or_insert_with(|| match v {
+                            Value::Null => Value::String(String::new()),
+                            other => other.clone(),
+                        });
+                    }
+                }
+                Value::Object(company)
+            }
             "snapshots" => Value::Array(self.ctx.snapshots.clone()),
             "previous" => self.ctx.previous.get(&p.pack).map_or(Value::Null, |state| {
                 let mut m = Map::new();
@@ -102,6 +123,22 @@ impl<'a> Vars<'a> {
             "now" => Value::String(self.now.to_string()),
             _ => Value::Null,
         }
+    }
+
+    /// One property of the deal's company as `company.NAME` reads it; empty text when
+    /// unset or when the deal has no company.
+    pub fn company_property(&self, name: &str) -> String {
+        self.ctx
+            .company
+            .as_ref()
+            .and_then(|c| {
+                if name == "id" {
+                    Some(c.id.clone())
+                } else {
+                    c.property(name)
+                }
+            })
+            .unwrap_or_default()
     }
 
     /// One deal property as `deal.NAME` reads it: the snapshot's value, else the

@@ -1,0 +1,273 @@
+//! Whether a new opportunity is ready to create: what AWS's field matrix requires of
+//! a partner-originated CreateOpportunity (`aws-opportunity-fields.csv`, inbound
+//! "Mandatory" and "Conditionally Mandatory" columns) that the planned body lacks.
+//! AWS refuses an incomplete create with a ValidationException; pcsync instead waits,
+//! tells the rep what is missing, and creates once an edit supplies the rest.
+//!
+//! This is the engine's own reading of the matrix's conditions; the sandbox reads them
+//! separately, so that one misreading cannot pass on both sides.
+
+use jiff::civil::Date;
+use pcsync_pc_model::matrix::{self, FIELD_MATRIX, Requirement};
+use serde_json::{Map, Value};
+
+use super::FieldChange;
+use crate::partner_central;
+
+/// One thing a create still lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    /// The Partner Central field (`Customer.Account.Address.PostalCode`).
+    pub field: String,
+    /// What a sales rep calls it (`Postal Code`), with why when it is not simply
+    /// absent (`Target Close Date (in the past)`).
+    pub label: String,
+}
+
+/// Countries without postal codes (matrix row `postalCode`).
+const NO_POSTAL_CODE: &[&str] = &["BQ"];
+
+/// The request body the changes make.
+pub fn body(changes: &[FieldChange]) -> Value {
+    let mut root = Value::Object(Map::new());
+    for change in changes {
+        let Ok(steps) = partner_central::parse_path(&change.field) else {
+            continue;
+        };
+        let mut at = &mut root;
+        for (i, step) in steps.iter().enumerate() {
+            if !at.is_object() {
+                *at = Value::Object(Map::new());
+            }
+            let slot = at
+                .as_object_mut()
+                .expect("made an object")
+                .entry(step.name.clone())
+                .or_insert(Value::Null);
+            at = match step.index {
+                Some(n) => {
+                    if !slot.is_array() {
+                        *slot = Value::Array(Vec::new());
+                    }
+                    let list = slot.as_array_mut().expect("made a list");
+                    while list.len() <= n {
+                        list.push(Value::Object(Map::new()));
+                    }
+                    &mut list[n]
+                }
+                None => slot,
+            };
+            if i + 1 == steps.len() {
+                *at = change.new.clone();
+            }
+        }
+    }
+    root
+}
+
+fn values<'a>(root: &'a Value, path: &str) -> Vec<&'a Value> {
+    let mut current = vec![root];
+    for step in path.split('.') {
+        current = current
+            .into_iter()
+            .flat_map(|v| match v.get(step) {
+                Some(Value::Array(items)) => items.iter().collect::<Vec<_>>(),
+                Some(Value::Null) | None => Vec::new(),
+                Some(other) => vec![other],
+            })
+            .collect();
+    }
+    current
+}
+
+fn filled(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::String(s) => !s.trim().is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        _ => true,
+    }
+}
+
+fn text<'a>(root: &'a Value, path: &str) -> Option<&'a str> {
+    values(root, path)
+        .into_iter()
+        .find_map(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+}
+
+fn label(path: &str) -> String {
+    matrix::row(path).map_or_else(|| path.to_string(), |r| r.label.to_string())
+}
+
+/// What `body` (a partner-originated CreateOpportunity's members) lacks for AWS to
+/// accept it on `today`, in the matrix's order.
+pub fn missing(body: &Value, today: Date) -> Vec<Missing> {
+    let natsec = text(body, "NationalSecurity") == Some("Yes");
+    let country = text(body, "Customer.Account.Address.CountryCode");
+    let mut out = Vec::new();
+    let mut need = |field: &str, label: String| {
+        if !out.iter().any(|m: &Missing| m.field == field) {
+            out.push(Missing {
+                field: field.to_string(),
+                label,
+            });
+        }
+    };
+    for row in FIELD_MATRIX {
+        let Some(path) = row.api_path else { continue };
+        let creatable = partner_central::resolve(partner_central::CREATE_OPPORTUNITY, path).is_ok();
+        let required = match (row.inbound, row.crm_name) {
+            (_, _) if !creatable => false,
+            // "Exception: Not required while creating a new Opportunity".
+            (_, "stage") => false,
+            // "Exception: Not mandatory if NatSec = True".
+            (Requirement::Mandatory, "customerWebsite" | "customerCompanyName") => !natsec,
+            // "Not mandatory for countries without a postal code".
+            (Requirement::Mandatory, "postalCode") => {
+                !country.is_some_and(|c| NO_POSTAL_CODE.contains(&c))
+            }
+            (Requirement::Mandatory, _) => true,
+            (Requirement::Conditional, "industryOther") => {
+                text(body, "Customer.Account.Industry") == Some("Other")
+            }
+            (Requirement::Conditional, "state") => country == Some("US") && !natsec,
+            (Requirement::Conditional, "isMarketingDevelopmentFunded") => {
+                text(body, "Marketing.Source") == Some("Marketing Activity")
+            }
+            (Requirement::Conditional, "parentOppId") => {
+                text(body, "OpportunityType") == Some("Flat Renewal")
+            }
+            (Requirement::Conditional, "competitiveTrackingOther") => {
+                text(body, "Project.CompetitorName") == Some("*Other")
+            }
+            _ => false,
+        };
+        let (parent, last) = path.rsplit_once('.').unwrap_or(("", path));
+        let holders = if parent.is_empty() {
+            vec![body]
+        } else {
+            values(body, parent)
+        };
+        let present = holders.iter().any(|h| h.get(last).is_some_and(filled));
+        if required && !present {
+            need(path, row.label.to_string());
+        }
+    }
+    // Row `expectedMonthlyAwsRevenue`: "Greater than 0".
+    let spend = "Project.ExpectedCustomerSpend.Amount";
+    let positive = values(body, spend)
+        .iter()
+        .filter_map(|v| v.as_str())
+        .any(|a| a.parse::<f64>().is_ok_and(|a| a > 0.0));
+    if !positive {
+        need(spend, label(spend));
+    }
+    // Row `targetCloseDate`: "Date cannot be in the past".
+    let close = "LifeCycle.TargetCloseDate";
+    if text(body, close)
+        .and_then(|d| d.parse::<Date>().ok())
+        .is_some_and(|d| d < today)
+    {
+        need(close, format!("{} (in the past)", label(close)));
+    }
+    out
+}
+
+/// The unconditionally mandatory fields of a partner-originated create, for
+/// `pcsync check`: a create pack that writes none of these can never create.
+pub fn always_required() -> impl Iterator<Item = &'static matrix::FieldRow> {
+    FIELD_MATRIX.iter().filter(|row| {
+        row.inbound == Requirement::Mandatory
+            && !matches!(
+                row.crm_name,
+                "stage" | "customerWebsite" | "customerCompanyName" | "postalCode"
+            )
+            && row.api_path.is_some_and(|p| {
+                partner_central::resolve(partner_central::CREATE_OPPORTUNITY, p).is_ok()
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn change(field: &str, new: Value) -> FieldChange {
+        FieldChange {
+            field: field.into(),
+            old: None,
+            new,
+        }
+    }
+
+    fn today() -> Date {
+        jiff::civil::date(2026, 12, 1)
+    }
+
+    #[test]
+    fn a_complete_body_misses_nothing() {
+        let changes = vec![
+            change("PrimaryNeedsFromAws", json!(["Co-Sell - Deal Support"])),
+            change("Customer.Account.CompanyName", json!("Acme")),
+            change("Customer.Account.Industry", json!("Software and Internet")),
+            change("Customer.Account.WebsiteUrl", json!("https://acme.example")),
+            change("Customer.Account.Address.CountryCode", json!("US")),
+            change("Customer.Account.Address.PostalCode", json!("02110")),
+            change(
+                "Customer.Account.Address.StateOrRegion",
+                json!("Massachusetts"),
+            ),
+            change("LifeCycle.TargetCloseDate", json!("2027-01-31")),
+            change("Project.Title", json!("Acme")),
+            change(
+                "Project.CustomerBusinessProblem",
+                json!("twenty characters and more"),
+            ),
+            change("Project.CustomerUseCase", json!("Database")),
+            change("Project.DeliveryModels", json!(["SaaS or PaaS"])),
+            change(
+                "Project.SalesActivities",
+                json!(["Initialized discussions with customer"]),
+            ),
+            change("Project.ExpectedCustomerSpend[0].Amount", json!("100")),
+            change("Marketing.Source", json!("None")),
+        ];
+        assert_eq!(missing(&body(&changes), today()), vec![]);
+    }
+
+    #[test]
+    fn reports_what_is_missing_with_the_names_reps_know() {
+        let changes = vec![
+            change("Customer.Account.Address.CountryCode", json!("US")),
+            change("Customer.Account.Industry", json!("Other")),
+            change("LifeCycle.TargetCloseDate", json!("2026-11-30")),
+            change("Project.ExpectedCustomerSpend[0].Amount", json!("0")),
+        ];
+        let got: Vec<String> = missing(&body(&changes), today())
+            .into_iter()
+            .map(|m| m.label)
+            .collect();
+        for label in [
+            "Customer Website",
+            "Other - Industry Vertical",
+            "Postal Code",
+            "State",
+            "Customer Company Name",
+            "Estimated AWS Monthly Recurring Revenue",
+            "Target Close Date (in the past)",
+        ] {
+            assert!(got.contains(&label.to_string()), "{label}: {got:?}");
+        }
+        assert!(!got.iter().any(|l| l == "Country"), "{got:?}");
+    }
+
+    #[test]
+    fn a_country_without_postal_codes_needs_none() {
+        let changes = vec![change("Customer.Account.Address.CountryCode", json!("BQ"))];
+        let got = missing(&body(&changes), today());
+        assert!(!got.iter().any(|m| m.field.ends_with("PostalCode")));
+        assert!(!got.iter().any(|m| m.field.ends_with("StateOrRegion")));
+    }
+}
