@@ -27,9 +27,17 @@ async fn a_new_deal_becomes_one_opportunity_however_often_it_is_announced() {
     let done_before = drained(&http, &service, 0).await["inbox"]["done"]
         .as_u64()
         .unwrap();
+    let company = create_company(
+        &http,
+        &sb,
+        json!({ "name": "Vandelay Industries", "domain": "vandelay.example",
+                "industry": "IMPORT_AND_EXPORT", "country": "United States", "state": "NY",
+                "city": "New York", "zip": "10001", "address": "129 W 81st St" }),
+    )
+    .await;
     let created: Value = http
         .post(format!("{}/_sandbox/hubspot/deals", sb.hubspot_url))
-        .json(&json!({ "properties": {
+        .json(&json!({ "company": company, "properties": {
             "dealname": "Vandelay Industries", "dealstage": "qualifiedtobuy",
             "closedate": "2031-03-31T00:00:00Z", "amount": "4200.50",
             "deal_currency_code": "EUR",
@@ -74,6 +82,14 @@ async fn a_new_deal_becomes_one_opportunity_however_often_it_is_announced() {
     assert_eq!(
         request["Project"]["ExpectedCustomerSpend"][0],
         json!({ "Amount": "4200.5", "CurrencyCode": "EUR", "Frequency": "Monthly", "TargetCompany": "AWS" })
+    );
+    // The customer is the deal's company, in AWS's terms; no placeholder.
+    assert_eq!(
+        request["Customer"]["Account"],
+        json!({ "CompanyName": "Vandelay Industries", "WebsiteUrl": "https://vandelay.example",
+                "Industry": "Wholesale and Distribution", "OtherIndustry": "import and export",
+                "Address": { "CountryCode": "US", "StateOrRegion": "New York", "City": "New York",
+                             "PostalCode": "10001", "StreetAddress": "129 W 81st St" } })
     );
     // No solution configured, no submission: the pack's switches are off.
     assert!(

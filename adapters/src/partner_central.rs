@@ -34,6 +34,15 @@ pub const UPDATE_MEMBERS: &[&str] = &[
     "LifeCycle",
 ];
 
+/// LifeCycle members AWS owns: GetOpportunity returns them, UpdateOpportunity must not
+/// carry them (the `AWS` catalog refuses a change to them; reference §5.3, §7).
+pub const READ_ONLY_LIFECYCLE: &[&str] = &[
+    "ReviewStatus",
+    "ReviewComments",
+    "ReviewStatusReason",
+    "NextStepsHistory",
+];
+
 /// A failed Partner Central call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Partner Central: {code}: {message}")]
@@ -432,6 +441,66 @@ impl PartnerCentralClient {
         raw.json()
     }
 
+    /// The opportunity pcsync created with this `PartnerOpportunityIdentifier`, as
+    /// CreateOpportunity answers (`Id`, `PartnerOpportunityIdentifier`,
+    /// `LastModifiedDate`): ListOpportunities newest first, a few pages at most (the
+    /// one sought was created moments ago). For a create whose ClientToken meets a
+    /// changed body after an earlier try succeeded.
+    pub async fn find_by_partner_identifier(
+        &self,
+        partner_id: &str,
+    ) -> Result<Option<Value>, PcError> {
+        if partner_id.is_empty() {
+            return Ok(None);
+        }
+        let sort = pc::types::OpportunitySort::builder()
+            .sort_by(pc::types::OpportunitySortName::CreatedDate)
+            .sort_order(pc::types::SortOrder::Descending)
+            .build()
+            .map_err(|e| PcError {
+                code: "InvalidInput".into(),
+                message: e.to_string(),
+                retryable: false,
+                body: None,
+                retry_after: None,
+            })?;
+        let mut pages = Pages::default();
+        for _ in 0..5 {
+            let raw = RawResponse::default();
+            self.send(
+                "ListOpportunities",
+                &self.reads,
+                self.client
+                    .list_opportunities()
+                    .catalog(&self.catalog)
+                    .sort(sort.clone())
+                    .max_results(100)
+                    .set_next_token(pages.token())
+                    .customize()
+                    .interceptor(raw.clone())
+                    .send(),
+            )
+            .await?;
+            let page = raw.json()?;
+            let found = page["OpportunitySummaries"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|o| o["PartnerOpportunityIdentifier"] == partner_id);
+            if let Some(o) = found {
+                return Ok(Some(serde_json::json!({
+                    "Id": o["Id"],
+                    "PartnerOpportunityIdentifier": o["PartnerOpportunityIdentifier"],
+                    "LastModifiedDate": o["LastModifiedDate"],
+                })));
+            }
+            if !pages.advance(page["NextToken"].as_str()) {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
     /// The whole solution catalog (every status, all pages), as ListSolutions returns
     /// its `SolutionSummaries`. ListSolutions has no search and no get-by-id, so the
     /// Solutions API keeps this list in memory and answers from it.
@@ -598,6 +667,11 @@ impl PartnerCentralClient {
         for member in UPDATE_MEMBERS {
             if let Some(v) = record.get(*member).filter(|v| !v.is_null()) {
                 body.insert((*member).to_string(), v.clone());
+            }
+        }
+        if let Some(lifecycle) = body.get_mut("LifeCycle").and_then(Value::as_object_mut) {
+            for member in READ_ONLY_LIFECYCLE {
+                lifecycle.remove(*member);
             }
         }
         let bytes = Value::Object(body).to_string().into_bytes();

@@ -75,7 +75,7 @@ async fn an_update_sends_the_whole_record_and_a_stale_one_conflicts() {
     assert!(err.is_conflict(), "{err:?}");
     assert!(!err.retryable);
 
-    // Blocked while AWS reviews: a validation error naming the field.
+    // Blocked while AWS reviews: a validation error naming the review status.
     sb.partner_central
         .with_store(|s| s.set_review("O5000001", "Submitted", None, None))
         .unwrap();
@@ -87,8 +87,7 @@ async fn an_update_sends_the_whole_record_and_a_stale_one_conflicts() {
         .await
         .unwrap_err();
     assert_eq!(err.code, "ValidationException");
-    assert_eq!(
-        err.body.unwrap()["ErrorList"][0]["FieldName"],
-        "LifeCycle.Stage"
-    );
+    let body = err.body.unwrap();
+    assert_eq!(body["ErrorList"][0]["FieldName"], "LifeCycle.ReviewStatus");
+    assert_eq!(body["ErrorList"][0]["Code"], "INVALID_RESOURCE_STATE");
 }

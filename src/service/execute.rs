@@ -2,8 +2,9 @@
 //!
 //! UpdateOpportunity replaces the whole record, so an update reads the opportunity,
 //! applies the plan's field changes to it and sends it all back with the
-//! `LastModifiedDate` it read; a `ConflictException` (someone wrote in between) reads
-//! and applies again, up to three times.
+//! `LastModifiedDate` it read. A `ConflictException` (someone wrote in between) asks
+//! the worker to plan again from a fresh read: the opportunity may have moved into a
+//! review status in which the pack's immutability rules defer or skip the change.
 
 use indexmap::IndexMap;
 use pcsync_adapters::hubspot::client::{HubSpotClient, HubSpotError};
@@ -15,9 +16,6 @@ use serde_json::{Map, Value, json};
 
 use crate::store::{Store, StoreError};
 
-/// Reads-and-writes of one UpdateOpportunity before a conflict is reported.
-const CONFLICT_ATTEMPTS: usize = 3;
-
 /// Why an effect failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -28,6 +26,21 @@ pub struct ExecError {
     pub retryable: bool,
     /// How long the remote API asked to wait before trying again, if it said.
     pub retry_after: Option<std::time::Duration>,
+    /// The opportunity changed since it was read (`ConflictException`): plan again
+    /// from a fresh read rather than retrying the same write.
+    pub replan: bool,
+}
+
+impl ExecError {
+    /// A failure retries cannot fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        ExecError {
+            message: message.into(),
+            retryable: false,
+            retry_after: None,
+            replan: false,
+        }
+    }
 }
 
 impl From<PcError> for ExecError {
@@ -40,6 +53,7 @@ impl From<PcError> for ExecError {
             message,
             retryable: e.retryable,
             retry_after: e.retry_after,
+            replan: false,
         }
     }
 }
@@ -50,6 +64,7 @@ impl From<HubSpotError> for ExecError {
             retryable: e.retryable(),
             retry_after: e.retry_after(),
             message: e.to_string(),
+            replan: false,
         }
     }
 }
@@ -60,6 +75,7 @@ impl From<PublishError> for ExecError {
             retryable: e.retryable,
             retry_after: None,
             message: format!("SNS: {e}"),
+            replan: false,
         }
     }
 }
@@ -70,6 +86,7 @@ impl From<StoreError> for ExecError {
             message: e.to_string(),
             retryable: true,
             retry_after: None,
+            replan: false,
         }
     }
 }
@@ -97,36 +114,27 @@ impl Executor {
         let now_ms = now.as_millisecond();
         match effect {
             Effect::UpdateOpportunity { id, changes, .. } => {
-                let mut last = None;
-                for _ in 0..CONFLICT_ATTEMPTS {
-                    let mut record = self.partner_central.get_opportunity(id).await?;
-                    let modified = record["LastModifiedDate"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    for change in changes {
-                        set_path(&mut record, &change.field, change.new.clone())?;
-                    }
-                    match self
-                        .partner_central
-                        .update_opportunity(id, &modified, &record)
-                        .await
-                    {
-                        Ok(modified) => {
-                            return Ok(json!({ "Id": id, "LastModifiedDate": modified }));
-                        }
-                        Err(e) if e.is_conflict() => last = Some(e),
-                        Err(e) => return Err(e.into()),
-                    }
+                let mut record = self.partner_central.get_opportunity(id).await?;
+                let modified = record["LastModifiedDate"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                for change in changes {
+                    set_path(&mut record, &change.field, change.new.clone())?;
                 }
-                let e = last.expect("at least one attempt");
-                Err(ExecError {
-                    message: format!(
-                        "{e} (the opportunity kept changing: {CONFLICT_ATTEMPTS} attempts)"
-                    ),
-                    retryable: true,
-                    retry_after: None,
-                })
+                match self
+                    .partner_central
+                    .update_opportunity(id, &modified, &record)
+                    .await
+                {
+                    Ok(modified) => Ok(json!({ "Id": id, "LastModifiedDate": modified })),
+                    Err(e) if e.is_conflict() => Err(ExecError {
+                        replan: true,
+                        retryable: true,
+                        ..ExecError::from(e)
+                    }),
+                    Err(e) => Err(e.into()),
+                }
             }
             Effect::CreateOpportunity {
                 client_token,
@@ -139,10 +147,30 @@ impl Executor {
                 for field in fields {
                     set_path(&mut body, &field.field, field.new.clone())?;
                 }
-                let created = self
+                let created = match self
                     .partner_central
                     .create_opportunity(client_token, &body)
-                    .await?;
+                    .await
+                {
+                    Ok(created) => created,
+                    // The token was used with another body: this deal's opportunity was
+                    // created by an earlier try, and the deal changed since. It is the
+                    // one carrying the deal's PartnerOpportunityIdentifier.
+                    Err(e) if e.is_conflict() => {
+                        let partner_id = body["PartnerOpportunityIdentifier"]
+                            .as_str()
+                            .unwrap_or_default();
+                        match self
+                            .partner_central
+                            .find_by_partner_identifier(partner_id)
+                            .await?
+                        {
+                            Some(found) => found,
+                            None => return Err(e.into()),
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let id = created["Id"].as_str().unwrap_or_default().to_string();
                 for solution in associate_solutions {
                     self.partner_central
@@ -205,13 +233,10 @@ impl Executor {
                 ..
             } => {
                 let Some((sns, topic)) = &self.sns else {
-                    return Err(ExecError {
-                        message: "a pack publishes a notification but the config has no \
-                                  notifications.sns_topic_arn"
-                            .into(),
-                        retryable: false,
-                        retry_after: None,
-                    });
+                    return Err(ExecError::permanent(
+                        "a pack publishes a notification but the config has no \
+                         notifications.sns_topic_arn",
+                    ));
                 };
                 let id = sns.publish(topic, subject, message, attributes).await?;
                 Ok(json!({ "MessageId": id }))
@@ -227,11 +252,7 @@ impl Executor {
 /// Sets `value` at a Partner Central field path (`Project.ExpectedCustomerSpend[0].Amount`)
 /// in `root`, creating the structures and list items on the way.
 pub fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), ExecError> {
-    let steps = parse_path(path).map_err(|e| ExecError {
-        message: e.to_string(),
-        retryable: false,
-        retry_after: None,
-    })?;
+    let steps = parse_path(path).map_err(|e| ExecError::permanent(e.to_string()))?;
     let mut at = root;
     for (i, step) in steps.iter().enumerate() {
         let last = i + 1 == steps.len();

@@ -95,10 +95,11 @@ fn reject(status: StatusCode, error: &str, detail: impl Into<String>) -> Respons
 
 /// The key under which an event's work is ordered: its deal, else its opportunity.
 pub fn ordering_key(event: &Event) -> String {
-    match (&event.deal_id, &event.opportunity_id) {
-        (Some(deal), _) => format!("deal:{deal}"),
-        (None, Some(opportunity)) => format!("opportunity:{opportunity}"),
-        (None, None) => format!("event:{}", event.id),
+    match (&event.deal_id, &event.opportunity_id, &event.company_id) {
+        (Some(deal), _, _) => format!("deal:{deal}"),
+        (None, Some(opportunity), _) => format!("opportunity:{opportunity}"),
+        (None, None, Some(company)) => format!("company:{company}"),
+        (None, None, None) => format!("event:{}", event.id),
     }
 }
 
@@ -112,6 +113,7 @@ fn unreadable(source: Source, index: usize, raw: &Value, reason: &str, batch_id:
         occurred_at: None,
         deal_id: None,
         opportunity_id: None,
+        company_id: None,
         property: None,
         change_source: None,
         source_id: None,

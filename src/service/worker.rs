@@ -54,7 +54,13 @@ pub enum Settled {
     Deferred(String),
     /// Parked in the dead-letter list.
     Dead(String),
+    /// The opportunity changed while the pack wrote (`ConflictException`): plan again
+    /// from a fresh read. Never leaves [`Worker::process`].
+    Replan(String),
 }
+
+/// Plans of one pack from fresh reads before a conflict is settled as a retry.
+const CONFLICT_ATTEMPTS: usize = 3;
 
 impl Worker {
     /// Claims due batches and processes them until `stop` turns true; the batch in
@@ -146,7 +152,7 @@ impl Worker {
         self.metrics.batch(match settled {
             Settled::Done | Settled::Untouched => "done",
             Settled::Retry(_, _) if attempts >= self.max_attempts => "dead",
-            Settled::Retry(_, _) => "retry",
+            Settled::Retry(_, _) | Settled::Replan(_) => "retry",
             Settled::Deferred(_) => "deferred",
             Settled::Dead(_) => "dead",
         });
@@ -157,6 +163,7 @@ impl Worker {
                 &format!("gave up after {attempts} attempts: {reason}"),
                 now,
             ),
+            Settled::Replan(reason) => self.store.retry(&seqs, now, reason, now),
             Settled::Retry(reason, asked) => {
                 // About 2 s, 4 s, 8 s … capped at ten minutes, each shortened by up
                 // to a quarter at random so that retries after an outage spread out.
@@ -216,8 +223,48 @@ impl Worker {
         let Some(latest) = latest else {
             return Settled::Untouched;
         };
-        let packs: Vec<&CompiledPack> = work.keys().map(|i| &rules.packs[*i]).collect();
-        let ctx = match self.resolve(latest, &packs).await {
+        // A company's events run the packs they start for each of the company's deals.
+        let deals = match (&latest.company_id, &latest.deal_id) {
+            (Some(company), None) => match self.executor.hubspot.company_deals(company).await {
+                Ok(deals) => deals.into_iter().map(Some).collect(),
+                Err(e) => {
+                    let e = ExecError::from(e);
+                    return if e.retryable {
+                        Settled::Retry(e.message, e.retry_after)
+                    } else {
+                        Settled::Dead(e.message)
+                    };
+                }
+            },
+            _ => vec![None],
+        };
+        let mut outcome = Settled::Done;
+        for deal in deals {
+            let about = |e: &Event| {
+                let mut e = e.clone();
+                if deal.is_some() {
+                    e.deal_id = deal.clone();
+                }
+                e
+            };
+            let work: Vec<(usize, Event)> = work.iter().map(|(i, e)| (*i, about(e))).collect();
+            let ended = self.run_subject(batch, &rules, &about(latest), &work).await;
+            outcome = worse(outcome, ended);
+        }
+        outcome
+    }
+
+    /// Loads the context for one deal (or opportunity) and runs the packs on it. A
+    /// pack whose write met a conflict is planned again from a fresh read.
+    async fn run_subject(
+        &self,
+        batch: &Batch,
+        rules: &RuleSet,
+        latest: &Event,
+        work: &[(usize, Event)],
+    ) -> Settled {
+        let packs: Vec<&CompiledPack> = work.iter().map(|(i, _)| &rules.packs[*i]).collect();
+        let mut ctx = match self.resolve(latest, &packs).await {
             Ok(ctx) => ctx,
             Err(e) if e.retryable => return Settled::Retry(e.message, e.retry_after),
             Err(e) => return Settled::Dead(e.message),
@@ -237,8 +284,26 @@ impl Worker {
         }
         let mut outcome = Settled::Done;
         for (i, event) in work {
-            let pack = &rules.packs[i];
-            let ended = self.run_pack(pack, &rules, event, &ctx).await;
+            let pack = &rules.packs[*i];
+            let mut ended = self.run_pack(pack, rules, event, &ctx).await;
+            for _ in 1..CONFLICT_ATTEMPTS {
+                let Settled::Replan(reason) = &ended else {
+                    break;
+                };
+                tracing::info!(pack = %pack.pack.pack, reason = %reason, "the opportunity changed meanwhile: planning again");
+                ctx = match self.resolve(latest, &packs).await {
+                    Ok(ctx) => ctx,
+                    Err(e) if e.retryable => return Settled::Retry(e.message, e.retry_after),
+                    Err(e) => return Settled::Dead(e.message),
+                };
+                ended = self.run_pack(pack, rules, event, &ctx).await;
+            }
+            if let Settled::Replan(reason) = ended {
+                ended = Settled::Retry(
+                    format!("{reason} (the opportunity kept changing: {CONFLICT_ATTEMPTS} plans)"),
+                    None,
+                );
+            }
             outcome = worse(outcome, ended);
         }
         outcome
@@ -327,14 +392,13 @@ impl Worker {
                                 result = answer;
                             }
                         }
-                        Err(ExecError {
-                            message,
-                            retryable: true,
-                            retry_after,
-                        }) => {
+                        Err(e) if e.replan => {
+                            return Settled::Replan(format!("{}: {}", pack.pack.pack, e.message));
+                        }
+                        Err(e) if e.retryable => {
                             return Settled::Retry(
-                                format!("{}: {message}", pack.pack.pack),
-                                retry_after,
+                                format!("{}: {}", pack.pack.pack, e.message),
+                                e.retry_after,
                             );
                         }
                         Err(e) => failure = Some(e.message),
@@ -376,21 +440,67 @@ impl Worker {
                 }
             }
         }
-        if wrote || failure.is_some() {
+        // A pack that skipped or deferred settles nothing (as `plan::simulate` says):
+        // notes it wrote on the way (an unmapped value, what a create still lacks)
+        // are not a sync.
+        let stopped = plan
+            .effects
+            .iter()
+            .any(|e| matches!(e, Effect::Skip { .. } | Effect::Defer { .. }));
+        if (wrote && !stopped) || failure.is_some() {
             let follow = settle(pack, rules, event, ctx, &plan.effects, &outcome, now);
-            for effect in &follow.effects {
+            // Follow-ups (the new opportunity's id on the deal, the sync status) are
+            // effects like any other: one that fails is retried with the batch, which
+            // plans again (a create finds its opportunity by its ClientToken) and does
+            // not repeat the notes already written.
+            for (offset, effect) in follow.effects.iter().enumerate() {
+                let index = plan.effects.len() + offset;
+                let journal = journal_key(event, &pack.pack.pack, index, effect);
+                if let Some(key) = &journal {
+                    match super::blocking(|| self.store.effect_done(key)) {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(e) => return Settled::Retry(e.to_string(), None),
+                    }
+                }
                 let performed = self.executor.perform(effect, &*self.store, now).await;
                 self.metrics.effect(
                     effect.kind(),
-                    if performed.is_ok() { "ok" } else { "error" },
+                    match &performed {
+                        Ok(_) => "ok",
+                        Err(e) if e.retryable => "retry",
+                        Err(_) => "error",
+                    },
                 );
-                if let Err(e) = performed {
-                    tracing::warn!(
-                        pack = %pack.pack.pack,
-                        effect = effect.kind(),
-                        error = %e.message,
-                        "a follow-up effect failed"
-                    );
+                match performed {
+                    Ok(_) => {
+                        if let Some(key) = &journal
+                            && let Err(e) = super::blocking(|| {
+                                self.store.remember_effect(key, now.as_millisecond())
+                            })
+                        {
+                            return Settled::Retry(e.to_string(), None);
+                        }
+                    }
+                    Err(e) if e.retryable => {
+                        return Settled::Retry(
+                            format!(
+                                "{}: follow-up {}: {}",
+                                pack.pack.pack,
+                                effect.kind(),
+                                e.message
+                            ),
+                            e.retry_after,
+                        );
+                    }
+                    Err(e) => {
+                        return Settled::Dead(format!(
+                            "{}: follow-up {}: {}",
+                            pack.pack.pack,
+                            effect.kind(),
+                            e.message
+                        ));
+                    }
                 }
             }
         }
@@ -404,15 +514,33 @@ impl Worker {
     /// the last-known state.
     async fn resolve(&self, event: &Event, packs: &[&CompiledPack]) -> Result<Context, ExecError> {
         let mut deal_props: Vec<String> = Vec::new();
+        let mut company_props: Vec<String> = Vec::new();
         let mut link = None;
         let (mut opportunity_needed, mut summary_needed, mut previous_needed) =
             (false, false, false);
         let mut templates: Vec<String> = Vec::new();
         for pack in packs {
             let needs = &pack.pack.needs;
-            for p in needs.deal.iter().chain([&needs.link_property]) {
+            // The create-when-ready status properties are read to tell whether the
+            // list of what is missing changed (and a note is due).
+            let incomplete = pack
+                .pack
+                .create
+                .iter()
+                .flat_map(|c| c.incomplete.set_deal.keys());
+            for p in needs
+                .deal
+                .iter()
+                .chain([&needs.link_property])
+                .chain(incomplete)
+            {
                 if !deal_props.contains(p) {
                     deal_props.push(p.clone());
+                }
+            }
+            for p in &needs.company {
+                if !company_props.contains(p) {
+                    company_props.push(p.clone());
                 }
             }
             link.get_or_insert_with(|| needs.link_property.clone());
@@ -474,6 +602,12 @@ impl Worker {
             Some(id) if !templates.is_empty() => pc.snapshots(id, &templates).await?,
             _ => Vec::new(),
         };
+        let company = match &deal {
+            Some(d) if !company_props.is_empty() => {
+                hubspot.primary_company(&d.id, &company_props).await?
+            }
+            _ => None,
+        };
         let previous = match &opportunity_id {
             Some(id) if previous_needed => super::blocking(|| self.store.pack_states(id))?,
             _ => IndexMap::new(),
@@ -482,6 +616,10 @@ impl Worker {
             deal: deal.map(|d| DealSnapshot {
                 properties: deal_properties(&d.properties),
                 id: d.id,
+            }),
+            company: company.map(|c| DealSnapshot {
+                properties: deal_properties(&c.properties),
+                id: c.id,
             }),
             opportunity: if opportunity_needed {
                 opportunity
@@ -526,7 +664,7 @@ fn worse(a: Settled, b: Settled) -> Settled {
         match s {
             Settled::Untouched | Settled::Done => 0,
             Settled::Deferred(_) => 1,
-            Settled::Retry(_, _) => 2,
+            Settled::Retry(_, _) | Settled::Replan(_) => 2,
             Settled::Dead(_) => 3,
         }
     }

@@ -297,3 +297,17 @@ pub async fn inject(http: &reqwest::Client, sb: &Sandbox, fault: Value) {
         .send_ok()
         .await;
 }
+
+/// A sales rep adds a company in HubSpot (the sandbox's control API); its id.
+pub async fn create_company(http: &reqwest::Client, sb: &Sandbox, properties: Value) -> String {
+    let created: Value = http
+        .post(format!("{}/_sandbox/hubspot/companies", sb.hubspot_url))
+        .json(&json!({ "properties": properties }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["id"].as_str().unwrap().to_string()
+}

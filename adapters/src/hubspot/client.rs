@@ -187,6 +187,14 @@ impl HubSpotClient {
             .or_else(|| body["errorType"].as_str())
             .map(str::to_string);
         let daily = body["policyName"] == "DAILY";
+        // 423 Locked: "Locks will last for 2 seconds … include a delay of at least 2
+        // seconds"; 477 Migration in Progress comes with Retry-After in seconds
+        // (reference §4.3).
+        let locked = status.as_u16() == 423;
+        let retry_after = match retry_after {
+            None if locked => Some(Duration::from_secs(2)),
+            other => other,
+        };
         Err(HubSpotError::Status {
             status: status.as_u16(),
             message: body["message"]
@@ -195,6 +203,8 @@ impl HubSpotClient {
                 .unwrap_or_else(|| text.chars().take(200).collect()),
             category,
             retryable: (status == StatusCode::TOO_MANY_REQUESTS && !daily)
+                || locked
+                || status.as_u16() == 477
                 || status.is_server_error(),
             retry_after,
         })
@@ -220,6 +230,78 @@ impl HubSpotClient {
         {
             Ok((_, body)) => Ok(Some(deal(&body)?)),
             Err(HubSpotError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The deal's primary company (v4 associations, type 5 "Primary", else the first
+    /// associated company) with `properties`; `None` when the deal has no company.
+    pub async fn primary_company(
+        &self,
+        deal_id: &str,
+        properties: &[String],
+    ) -> Result<Option<Deal>, HubSpotError> {
+        let (_, body) = match self
+            .call(
+                Method::GET,
+                &format!("/crm/v4/objects/deals/{deal_id}/associations/companies"),
+                None,
+            )
+            .await
+        {
+            Ok(found) => found,
+            Err(HubSpotError::Status { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let results = body["results"].as_array().cloned().unwrap_or_default();
+        let primary = results
+            .iter()
+            .find(|r| {
+                r["associationTypes"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t["typeId"] == 5))
+            })
+            .or_else(|| results.first());
+        let Some(id) = primary.and_then(|r| object_id(&r["toObjectId"])) else {
+            return Ok(None);
+        };
+        let query: String = properties
+            .iter()
+            .map(|p| format!("&properties={p}"))
+            .collect();
+        match self
+            .call(
+                Method::GET,
+                &format!("/crm/v3/objects/companies/{id}?archived=false{query}"),
+                None,
+            )
+            .await
+        {
+            Ok((_, body)) => Ok(Some(deal(&body)?)),
+            Err(HubSpotError::Status { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The deals a company is associated with (v4 associations), in HubSpot's order.
+    pub async fn company_deals(&self, company_id: &str) -> Result<Vec<String>, HubSpotError> {
+        match self
+            .call(
+                Method::GET,
+                &format!("/crm/v4/objects/companies/{company_id}/associations/deals"),
+                None,
+            )
+            .await
+        {
+            Ok((_, body)) => Ok(body["results"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|r| object_id(&r["toObjectId"]))
+                        .collect()
+                })
+                .unwrap_or_default()),
+            Err(HubSpotError::Status { status: 404, .. }) => Ok(Vec::new()),
             Err(e) => Err(e),
         }
     }
@@ -393,6 +475,16 @@ fn id_of(v: &Value) -> Result<String, HubSpotError> {
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| HubSpotError::Decode(format!("no `id` in {v}")))
+}
+
+/// An associated object's id (v4 writes it as a number), as text of digits only.
+fn object_id(v: &Value) -> Option<String> {
+    let text = match v {
+        Value::Number(n) => n.as_u64()?.to_string(),
+        Value::String(s) => s.clone(),
+        _ => return None,
+    };
+    (!text.is_empty() && text.chars().all(|c| c.is_ascii_digit())).then_some(text)
 }
 
 fn deal(v: &Value) -> Result<Deal, HubSpotError> {
