@@ -78,12 +78,27 @@ async fn sandbox_prints_its_url_and_serves_demo_data() {
         .count();
     assert_eq!(linked, 4);
 
-    // The Partner Central API itself answers (AWS JSON 1.0).
-    let listed: serde_json::Value = reqwest::Client::new()
-        .post(&url)
-        .header("content-type", "application/x-amz-json-1.0")
-        .header("x-amz-target", "AWSPartnerCentralSelling.ListSolutions")
-        .body(r#"{"Catalog":"Sandbox","Status":["Active"]}"#)
+    // The Partner Central API itself answers (AWS JSON 1.0), to SigV4-signed
+    // requests only, as AWS does.
+    let request = || {
+        reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-target", "AWSPartnerCentralSelling.ListSolutions")
+            .body(r#"{"Catalog":"Sandbox","Status":["Active"]}"#)
+    };
+    let unsigned = request().send().await.unwrap();
+    assert_eq!(unsigned.status(), 403);
+    let body: serde_json::Value = unsigned.json().await.unwrap();
+    assert_eq!(body["__type"], "MissingAuthenticationTokenException");
+    let listed: serde_json::Value = request()
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261201/us-east-1/partnercentral-selling/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date;x-amz-target, \
+             Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        )
+        .header("x-amz-date", "20261201T000000Z")
         .send()
         .await
         .unwrap()

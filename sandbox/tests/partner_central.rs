@@ -465,6 +465,7 @@ async fn writes_over_one_per_second_are_throttled_and_the_sdk_retries_them() {
     let sb = sandbox(Quotas {
         writes_per_second: Some(1),
         reads_per_second: Some(10),
+        ..Quotas::OFF
     })
     .await;
     let no_retry = client(&sb, 1).await;

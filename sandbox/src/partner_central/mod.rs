@@ -69,15 +69,20 @@ async fn deliver_events(
     }
 }
 
-/// The service's request quotas (developer guide "Quotas": writes 1/s, reads 10/s
-/// per partner account). `None` switches a quota off, for tests that are not about
-/// throttling.
+/// The service's request quotas per partner account (developer guide "Quotas",
+/// reference §8): reads 10/s and 100,000 per rolling 24 hours, writes 1/s and 10,000
+/// per rolling 24 hours. `None` switches a quota off, for tests that are not about
+/// throttling; tests about the daily quotas set small ones.
 #[derive(Debug, Clone, Copy)]
 pub struct Quotas {
     /// Write operations per second.
     pub writes_per_second: Option<u32>,
     /// Read operations per second.
     pub reads_per_second: Option<u32>,
+    /// Write operations per rolling 24 hours.
+    pub writes_per_day: Option<u32>,
+    /// Read operations per rolling 24 hours.
+    pub reads_per_day: Option<u32>,
 }
 
 impl Quotas {
@@ -85,6 +90,8 @@ impl Quotas {
     pub const OFF: Quotas = Quotas {
         writes_per_second: None,
         reads_per_second: None,
+        writes_per_day: None,
+        reads_per_day: None,
     };
 }
 
@@ -93,7 +100,44 @@ impl Default for Quotas {
         Quotas {
             writes_per_second: Some(1),
             reads_per_second: Some(10),
+            writes_per_day: Some(10_000),
+            reads_per_day: Some(100_000),
         }
+    }
+}
+
+/// Calls counted over a rolling 24 hours against a daily quota.
+#[derive(Debug)]
+struct DailyQuota {
+    limit: usize,
+    calls: Mutex<std::collections::VecDeque<std::time::Instant>>,
+}
+
+impl DailyQuota {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+    fn new(limit: Option<u32>) -> Option<Self> {
+        limit.map(|l| DailyQuota {
+            limit: l as usize,
+            calls: Mutex::new(std::collections::VecDeque::new()),
+        })
+    }
+
+    /// Counts a call; `false` when the last 24 hours already hold `limit` calls.
+    fn take(&self) -> bool {
+        let now = std::time::Instant::now();
+        let mut calls = self.calls.lock().expect("daily quota lock");
+        while calls
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Self::WINDOW)
+        {
+            calls.pop_front();
+        }
+        if calls.len() >= self.limit {
+            return false;
+        }
+        calls.push_back(now);
+        true
     }
 }
 
@@ -177,6 +221,8 @@ pub struct PartnerCentral {
     store: Mutex<Store>,
     writes: Option<DefaultDirectRateLimiter>,
     reads: Option<DefaultDirectRateLimiter>,
+    writes_daily: Option<DailyQuota>,
+    reads_daily: Option<DailyQuota>,
 }
 
 /// Operations counted against the write quota (developer guide "Quotas").
@@ -189,6 +235,16 @@ const WRITES: &[&str] = &[
     "AssignOpportunity",
     "StartEngagementFromOpportunityTask",
     "StartEngagementByAcceptingInvitationTask",
+];
+
+/// Operations counted against the read quota (developer guide "Quotas").
+const READS: &[&str] = &[
+    "GetOpportunity",
+    "GetAwsOpportunitySummary",
+    "ListOpportunities",
+    "ListSolutions",
+    "GetEngagementInvitation",
+    "ListEngagementInvitations",
 ];
 
 impl PartnerCentral {
@@ -207,6 +263,8 @@ impl PartnerCentral {
             store: Mutex::new(Store::default()),
             writes: limiter(quotas.writes_per_second),
             reads: limiter(quotas.reads_per_second),
+            writes_daily: DailyQuota::new(quotas.writes_per_day),
+            reads_daily: DailyQuota::new(quotas.reads_per_day),
         })
     }
 
@@ -246,13 +304,23 @@ impl PartnerCentral {
 
     /// Runs one operation on a parsed request body.
     pub fn call(&self, operation: &str, input: &Value) -> Result<Value, ServiceError> {
-        let limiter = if WRITES.contains(&operation) {
-            &self.writes
+        // The quota table classes only some operations; the others (snapshots,
+        // engagements, task listings) have no documented quota (reference §8).
+        let write = WRITES.contains(&operation);
+        let read = READS.contains(&operation);
+        let (limiter, daily) = if write {
+            (&self.writes, &self.writes_daily)
         } else {
-            &self.reads
+            (&self.reads, &self.reads_daily)
         };
         if limiter.as_ref().is_some_and(|l| l.check().is_err()) {
             return Err(ServiceError::throttled("Rate exceeded"));
+        }
+        if (write || read) && daily.as_ref().is_some_and(|d| !d.take()) {
+            return Err(ServiceError::throttled(format!(
+                "Daily {} quota exceeded for this partner account (rolling 24 hours)",
+                if write { "write" } else { "read" }
+            )));
         }
         let input_shape = pcsync_pc_model::operation(operation).map(|o| o.input);
         let Some(input_shape) = input_shape else {
@@ -352,7 +420,9 @@ async fn handle(
             return response;
         }
     }
+    let authenticated = authenticate(&headers);
     let result = match target.strip_prefix("AWSPartnerCentralSelling.") {
+        _ if authenticated.is_err() => authenticated.map(|()| Value::Null),
         None => Err(ServiceError {
             kind: "UnknownOperationException",
             status: StatusCode::BAD_REQUEST,
@@ -375,6 +445,82 @@ async fn handle(
     };
     record(status, request);
     json_response(status, body)
+}
+
+/// Every request must carry a SigV4 `Authorization` header for the service's signing
+/// name in us-east-1, with `X-Amz-Date` (reference §1: "signing name
+/// partnercentral-selling"; "The API is only in us-east-1"). The sandbox does not know
+/// callers' secrets, so it checks the header's shape, not the signature.
+fn authenticate(headers: &HeaderMap) -> Result<(), ServiceError> {
+    let forbidden = |kind: &'static str, message: String| ServiceError {
+        kind,
+        status: StatusCode::FORBIDDEN,
+        message,
+        validation: None,
+    };
+    let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return Err(forbidden(
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token".into(),
+        ));
+    };
+    let invalid = |why: &str| forbidden("InvalidSignatureException", why.to_string());
+    let rest = auth
+        .strip_prefix("AWS4-HMAC-SHA256 ")
+        .ok_or_else(|| invalid("Only AWS4-HMAC-SHA256 (SigV4) authorization is accepted"))?;
+    let mut credential = None;
+    let mut signed_headers = None;
+    let mut signature = None;
+    for part in rest.split(',').map(str::trim) {
+        match part.split_once('=') {
+            Some(("Credential", v)) => credential = Some(v),
+            Some(("SignedHeaders", v)) => signed_headers = Some(v),
+            Some(("Signature", v)) => signature = Some(v),
+            _ => {}
+        }
+    }
+    let credential = credential.ok_or_else(|| {
+        invalid("Authorization header requires 'Credential' parameter. Authorization header requires 'Signature' parameter. Authorization header requires 'SignedHeaders' parameter.")
+    })?;
+    let scope: Vec<&str> = credential.split('/').collect();
+    match scope.as_slice() {
+        [key, date, region, service, "aws4_request"]
+            if !key.is_empty() && date.len() == 8 && date.chars().all(|c| c.is_ascii_digit()) =>
+        {
+            if *service != "partnercentral-selling" {
+                return Err(invalid(&format!(
+                    "Credential should be scoped to correct service: 'partnercentral-selling', not '{service}'"
+                )));
+            }
+            if *region != "us-east-1" {
+                return Err(invalid(&format!(
+                    "Credential should be scoped to a valid region: 'us-east-1', not '{region}'"
+                )));
+            }
+        }
+        _ => {
+            return Err(invalid(
+                "Credential is not <key>/<date>/<region>/<service>/aws4_request",
+            ));
+        }
+    }
+    let signed = signed_headers.unwrap_or_default();
+    if !signed.split(';').any(|h| h == "host") || !signed.split(';').any(|h| h == "x-amz-date") {
+        return Err(invalid("SignedHeaders must include host and x-amz-date"));
+    }
+    let hex_signature =
+        signature.is_some_and(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()));
+    if !hex_signature {
+        return Err(invalid("Signature must be 64 hexadecimal characters"));
+    }
+    let dated = headers
+        .get("x-amz-date")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|d| d.len() == 16 && d.as_bytes()[8] == b'T' && d.ends_with('Z'));
+    if !dated {
+        return Err(invalid("X-Amz-Date must be given as YYYYMMDDTHHMMSSZ"));
+    }
+    Ok(())
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {

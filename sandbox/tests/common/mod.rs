@@ -67,7 +67,8 @@ pub async fn call(
         .header(
             "authorization",
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261201/us-east-1/partnercentral-selling/aws4_request, \
-             SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0000",
+             SignedHeaders=content-type;host;x-amz-date;x-amz-target, \
+             Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         )
         .header("x-amz-date", "20261201T000000Z")
         .body(body.to_string())
