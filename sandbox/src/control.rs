@@ -440,8 +440,21 @@ async fn hubspot_objects(State(c): State<Control>, Path(kind): Path<String>) -> 
         )
             .into_response();
     }
-    let objects: Vec<Value> =
-        c.hs.with_store(|s| s.table(&kind).values().map(|o| full(o, &kind)).collect());
+    // Notes and tasks also say what HubSpot's timeline shows of their HTML bodies.
+    let objects: Vec<Value> = c.hs.with_store(|s| {
+        s.table(&kind)
+            .values()
+            .map(|o| {
+                let mut v = full(o, &kind);
+                for body in ["hs_note_body", "hs_task_body"] {
+                    if let Some(html) = o.properties.get(body) {
+                        v["shown"] = json!(crate::hubspot::store::shown(html));
+                    }
+                }
+                v
+            })
+            .collect()
+    });
     Json(json!({ kind: objects })).into_response()
 }
 

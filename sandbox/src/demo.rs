@@ -228,9 +228,15 @@ fn opportunity(
         .expect("demo opportunities are valid");
     let id = created["Id"].as_str().unwrap_or_default().to_string();
     if let Some(status) = review {
+        // "Use the default solution S-1234567 for testing" (testing-sandbox guide);
+        // AWS requires a solution before it accepts a submission.
+        s.associate(&json!({"Catalog": "Sandbox", "OpportunityIdentifier": id,
+            "RelatedEntityType": "Solutions", "RelatedEntityIdentifier": "S-1234567"}))
+            .expect("the default solution exists");
         s.start_engagement(&json!({"Catalog": "Sandbox", "ClientToken": format!("demo-submit-{deal}"), "Identifier": id,
             "AwsSubmission": {"InvolvementType": "Co-Sell"}}))
             .expect("demo submissions are valid");
+        s.settle_tasks(i64::MAX);
         if status != "Submitted" {
             let (comments, reason) = match status {
                 "Action Required" => (

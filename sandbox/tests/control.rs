@@ -47,7 +47,25 @@ async fn aws_actions_change_what_the_api_returns() {
     let sb = sandbox(Quotas::OFF).await;
     let c = client(&sb, 1).await;
     let id = seeded(&sb).await;
-    c.start_engagement_from_opportunity_task()
+    sb.partner_central.with_store(|s| {
+        s.add_solution(
+            "Sandbox",
+            "S-1234567",
+            "Default",
+            "Software Product",
+            "Active",
+        )
+    });
+    c.associate_opportunity()
+        .catalog("Sandbox")
+        .opportunity_identifier(&id)
+        .related_entity_type(RelatedEntityType::Solutions)
+        .related_entity_identifier("S-1234567")
+        .send()
+        .await
+        .unwrap();
+    let started = c
+        .start_engagement_from_opportunity_task()
         .catalog("Sandbox")
         .client_token("go")
         .identifier(&id)
@@ -60,6 +78,8 @@ async fn aws_actions_change_what_the_api_returns() {
         .send()
         .await
         .unwrap();
+    let task = common::settled_task(&c, started.task_id().unwrap()).await;
+    assert_eq!(task.task_status(), Some(&TaskStatus::Complete));
     let (status, _) = post(&sb, &format!("/_sandbox/partnercentral/opportunities/{id}/review"), json!({"status": "Action Required", "comments": "Add the website", "reason": "Missing information"})).await;
     assert_eq!(status, 200);
     let (status, _) = post(

@@ -90,8 +90,23 @@ async fn actions_raise_the_documented_events() {
         .expect("pcsync reads the sandbox's events");
     assert_eq!(parsed.opportunity_id.as_deref(), Some(id.as_str()));
 
+    // Associate a solution: Opportunity Updated (event table).
+    sb.partner_central.with_store(|s| {
+        s.add_solution(
+            "Sandbox",
+            "S-1234567",
+            "Default",
+            "Software Product",
+            "Active",
+        )
+    });
+    call(&sb, "AssociateOpportunity", json!({"Catalog": "Sandbox", "OpportunityIdentifier": id, "RelatedEntityType": "Solutions", "RelatedEntityIdentifier": "S-1234567"})).await;
+    let (_, event) = drain(&mut rx, 1).await.remove(0);
+    assert_eq!(event["detail-type"], "Opportunity Updated");
+
+    // The submission task runs on its own; its events come when it completes.
     let started = call(&sb, "StartEngagementFromOpportunityTask", json!({"Catalog": "Sandbox", "ClientToken": "s", "Identifier": id, "AwsSubmission": {"InvolvementType": "Co-Sell"}})).await;
-    assert_eq!(started["TaskStatus"], "COMPLETE");
+    assert_eq!(started["TaskStatus"], "IN_PROGRESS");
     // One snapshot per template (OpportunitySummaryView, AwsOpportunitySummaryFullView).
     let kinds: Vec<String> = drain(&mut rx, 6)
         .await

@@ -647,11 +647,10 @@ async fn submission_creates_engagement_summary_and_snapshots() {
         "no AWS view before submission"
     );
 
-    // The same submission twice: the client token makes the second a replay.
-    let submit = || {
+    let submit = |token: &'static str| {
         c.start_engagement_from_opportunity_task()
             .catalog("Sandbox")
-            .client_token("submit-1")
+            .client_token(token)
             .identifier(&id)
             .aws_submission(
                 AwsSubmission::builder()
@@ -661,7 +660,42 @@ async fn submission_creates_engagement_summary_and_snapshots() {
             )
             .send()
     };
-    let task = submit().await.unwrap();
+    // The task is asynchronous; without a solution (matrix row solutionOffered) it
+    // fails, with AWS's reason.
+    let started = submit("submit-0").await.unwrap();
+    assert_eq!(started.task_status(), Some(&TaskStatus::InProgress));
+    let failed = common::settled_task(&c, started.task_id().unwrap()).await;
+    assert_eq!(failed.task_status(), Some(&TaskStatus::Failed));
+    assert_eq!(
+        failed.reason_code(),
+        Some(&ReasonCode::OpportunityValidationFailed)
+    );
+    assert!(
+        failed.message().unwrap().contains("Solutions"),
+        "{failed:?}"
+    );
+    sb.partner_central.with_store(|s| {
+        s.add_solution(
+            "Sandbox",
+            "S-1234567",
+            "Default",
+            "Software Product",
+            "Active",
+        )
+    });
+    c.associate_opportunity()
+        .catalog("Sandbox")
+        .opportunity_identifier(&id)
+        .related_entity_type(RelatedEntityType::Solutions)
+        .related_entity_identifier("S-1234567")
+        .send()
+        .await
+        .unwrap();
+
+    // The same submission twice: the client token makes the second a replay.
+    let started = submit("submit-1").await.unwrap();
+    assert_eq!(started.task_status(), Some(&TaskStatus::InProgress));
+    let task = common::settled_task(&c, started.task_id().unwrap()).await;
     assert_eq!(task.task_status(), Some(&TaskStatus::Complete));
     let engagement = task.engagement_id().unwrap().to_string();
     assert!(
@@ -671,7 +705,7 @@ async fn submission_creates_engagement_summary_and_snapshots() {
         "{engagement}"
     );
     assert!(task.task_id().unwrap().starts_with("task-"));
-    let again = submit().await.unwrap();
+    let again = submit("submit-1").await.unwrap();
     assert_eq!(
         again.engagement_id(),
         Some(engagement.as_str()),
@@ -797,23 +831,12 @@ async fn submission_creates_engagement_summary_and_snapshots() {
         Some(ResourceSnapshotPayload::AwsOpportunitySummaryFullView(_))
     ));
 
-    let err = c
-        .start_engagement_from_opportunity_task()
-        .catalog("Sandbox")
-        .client_token("submit-2")
-        .identifier(&id)
-        .aws_submission(
-            AwsSubmission::builder()
-                .involvement_type(SalesInvolvementType::CoSell)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap_err();
+    // A submitted opportunity cannot be submitted again: that task fails.
+    let again = submit("submit-2").await.unwrap();
+    let failed = common::settled_task(&c, again.task_id().unwrap()).await;
+    assert_eq!(failed.task_status(), Some(&TaskStatus::Failed));
     assert_eq!(
-        err.code(),
-        Some("ConflictException"),
-        "a submitted opportunity cannot be submitted again"
+        failed.reason_code(),
+        Some(&ReasonCode::OpportunitySubmissionFailed)
     );
 }

@@ -148,9 +148,30 @@ async fn guard(State(hs): State<Arc<HubSpot>>, request: Request, next: Next) -> 
         });
     };
     if let Some(fault) = hs.journal.take_fault("hubspot", &operation) {
+        // HubSpot's error guide (reference §4.3): 423 Locked "Locks will last for 2
+        // seconds"; 477 Migration in Progress comes with Retry-After in seconds.
         let error_body = |status: u16| {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            error(status, "INTERNAL_ERROR", "injected fault", Value::Null)
+            match status.as_u16() {
+                423 => error(
+                    status,
+                    "LOCKED",
+                    "The object is locked by another request; retry after at least 2 seconds",
+                    Value::Null,
+                ),
+                477 => {
+                    let mut r = error(
+                        status,
+                        "MIGRATION_IN_PROGRESS",
+                        "This account's data is being migrated; retry after the time in Retry-After",
+                        Value::Null,
+                    );
+                    r.headers_mut()
+                        .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                    r
+                }
+                _ => error(status, "INTERNAL_ERROR", "injected fault", Value::Null),
+            }
         };
         if let Some(response) = crate::control::apply_fault(&fault, error_body).await {
             record(response.status());

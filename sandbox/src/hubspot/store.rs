@@ -339,3 +339,88 @@ impl Object {
         }
     }
 }
+
+/// What HubSpot's timeline shows of an HTML note or task body: tags gone, entities
+/// decoded, white space (line breaks included) folded to one space as HTML folds it,
+/// and line breaks only where the markup makes them (`<br>`, paragraphs, list items,
+/// which show as `- `). A body sent as plain text with newlines shows on one line.
+pub fn shown(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        push_text(&mut out, &rest[..open]);
+        let Some(close) = rest[open..].find('>') else {
+            push_text(&mut out, &rest[open..]);
+            rest = "";
+            break;
+        };
+        let tag = rest[open + 1..open + close]
+            .trim()
+            .trim_end_matches('/')
+            .to_ascii_lowercase();
+        let name = tag.split_whitespace().next().unwrap_or_default();
+        match name {
+            "br" | "/p" | "/div" | "/li" | "/ul" | "/ol" | "/h1" | "/h2" | "/h3" => {
+                newline(&mut out)
+            }
+            "li" => {
+                newline(&mut out);
+                out.push_str("- ");
+            }
+            _ => {}
+        }
+        rest = &rest[open + close + 1..];
+    }
+    push_text(&mut out, rest);
+    out.lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn newline(out: &mut String) {
+    while out.ends_with(' ') {
+        out.pop();
+    }
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+}
+
+fn push_text(out: &mut String, text: &str) {
+    let decoded = text
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&nbsp;", " ")
+        .replace("&amp;", "&");
+    for c in decoded.chars() {
+        if c.is_whitespace() {
+            if !out.is_empty() && !out.ends_with(' ') && !out.ends_with('\n') {
+                out.push(' ');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn html_shows_its_breaks_lists_and_folds_plain_newlines() {
+        assert_eq!(
+            shown("<p>Synced</p>\n<ul>\n<li>Stage: A → B</li>\n<li>Amount &amp; more</li>\n</ul>"),
+            "Synced\n- Stage: A → B\n- Amount & more"
+        );
+        assert_eq!(
+            shown("<p><strong>Engagement:</strong> e<br />\nnext</p>"),
+            "Engagement: e\nnext"
+        );
+        assert_eq!(shown("line one\nline two"), "line one line two");
+    }
+}

@@ -6,6 +6,10 @@ use serde_json::{Value, json};
 use super::opportunity::{ACCOUNT, Store, business, strip_nulls};
 use super::{FieldError, ServiceError};
 
+/// How long a submission task runs before it ends (AWS gives no figure; long enough
+/// that a client must poll, short enough for tests).
+pub const TASK_MILLISECONDS: i64 = 300;
+
 /// An engagement created by submitting an opportunity.
 #[derive(Debug, Clone)]
 pub struct Engagement {
@@ -195,18 +199,136 @@ impl Store {
         Ok(json!({}))
     }
 
-    /// StartEngagementFromOpportunityTask: submits the opportunity (ReviewStatus
-    /// `Submitted`), creating the engagement, an invitation, a snapshot job and the
-    /// first snapshot (model doc; reference §4.5). Completes at once.
+    /// StartEngagementFromOpportunityTask: an asynchronous task (model doc: it runs
+    /// GetOpportunity, CreateEngagement, CreateResourceSnapshot(Job),
+    /// CreateEngagementInvitation and SubmitOpportunity; reference §4.5). It answers
+    /// `IN_PROGRESS` at once; [`Store::settle_tasks`] ends it a moment later as
+    /// `COMPLETE` (the opportunity `Submitted`, its engagement, invitation, snapshot
+    /// job and first snapshot made) or `FAILED` with a `ReasonCode` and `Message`, as
+    /// ListEngagementFromOpportunityTasks then lists it. A submission fails when the
+    /// opportunity has no solution: the field matrix makes
+    /// `RelatedEntityIdentifiers.Solutions` mandatory (row `solutionOffered`), and
+    /// only AssociateOpportunity sets it.
     pub fn start_engagement(&mut self, input: &Value) -> Result<Value, ServiceError> {
         let token = input["ClientToken"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        if let Some(done) = self.task_tokens.get(&token) {
-            return Ok(done.clone());
+        if let Some(task_id) = self.task_tokens.get(&token) {
+            let task = self
+                .tasks
+                .iter()
+                .find(|t| t["TaskId"] == *task_id)
+                .cloned()
+                .unwrap_or(Value::Null);
+            return Ok(task);
         }
         let stored = self.find(input, "Identifier")?.clone();
+        let id = stored.record["Id"].as_str().unwrap_or_default().to_string();
+        let catalog = stored.record["Catalog"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        // Tasks count on their own, so a submission uses one opportunity-counter value
+        // (for its engagement) as before tasks were asynchronous.
+        let now = self.tick();
+        let task_id = format!("task-{}", id36(1_000_000 + self.tasks.len() as u64, 13));
+        let task = json!({
+            "TaskId": task_id,
+            "TaskArn": format!("arn:aws:partnercentral:us-east-1:{ACCOUNT}:catalog/{catalog}/engagement-from-opportunity-task/{task_id}"),
+            "StartTime": now.to_string(), "TaskStatus": "IN_PROGRESS", "OpportunityId": id,
+        });
+        self.task_inputs.insert(
+            task_id.clone(),
+            (
+                input.clone(),
+                now.as_millisecond() + TASK_MILLISECONDS,
+                catalog,
+            ),
+        );
+        self.tasks.push(task.clone());
+        self.task_tokens.insert(token, json!(task_id));
+        Ok(task)
+    }
+
+    /// Ends the submission tasks whose time has come (see
+    /// [`Store::start_engagement`]). `now_ms` is epoch milliseconds; the service
+    /// calls it on every request and every 100 ms.
+    pub fn settle_tasks(&mut self, now_ms: i64) {
+        let due: Vec<String> = self
+            .task_inputs
+            .iter()
+            .filter(|(_, (_, at, _))| *at <= now_ms)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for task_id in due {
+            let Some((input, _, catalog)) = self.task_inputs.remove(&task_id) else {
+                continue;
+            };
+            let outcome = self.submit(&input, &catalog);
+            if let Some(task) = self.tasks.iter_mut().find(|t| t["TaskId"] == task_id) {
+                match outcome {
+                    Ok(ids) => {
+                        task["TaskStatus"] = json!("COMPLETE");
+                        for (k, v) in ids {
+                            task[k] = json!(v);
+                        }
+                    }
+                    Err((reason, message)) => {
+                        task["TaskStatus"] = json!("FAILED");
+                        task["ReasonCode"] = json!(reason);
+                        task["Message"] = json!(message);
+                    }
+                }
+            }
+        }
+    }
+
+    /// ListEngagementFromOpportunityTasks: filters by task, opportunity, engagement
+    /// and status; StartTime order (descending unless asked); `MaxResults` 1–1000.
+    pub fn list_tasks(&self, input: &Value) -> Result<Value, ServiceError> {
+        let catalog = input["Catalog"].as_str().unwrap_or_default();
+        let filter = |key: &str, task: &Value, field: &str| {
+            input
+                .get(key)
+                .and_then(Value::as_array)
+                .is_none_or(|wanted| wanted.iter().any(|w| *w == task[field]))
+        };
+        let mut found: Vec<Value> = self
+            .tasks
+            .iter()
+            .filter(|t| {
+                t["TaskArn"]
+                    .as_str()
+                    .is_some_and(|a| a.contains(&format!(":catalog/{catalog}/")))
+            })
+            .filter(|t| filter("TaskIdentifier", t, "TaskId"))
+            .filter(|t| filter("OpportunityIdentifier", t, "OpportunityId"))
+            .filter(|t| filter("EngagementIdentifier", t, "EngagementId"))
+            .filter(|t| filter("TaskStatus", t, "TaskStatus"))
+            .cloned()
+            .collect();
+        let ascending =
+            input.pointer("/Sort/SortOrder").and_then(Value::as_str) == Some("ASCENDING");
+        if !ascending {
+            found.reverse();
+        }
+        page(found, input, "TaskSummaries", 100)
+    }
+
+    /// What a task does once its time comes: checks the opportunity can be submitted,
+    /// then submits it. The ids it made, or the `ReasonCode` and `Message` it fails with.
+    fn submit(
+        &mut self,
+        input: &Value,
+        catalog: &str,
+    ) -> Result<Vec<(&'static str, String)>, (&'static str, String)> {
+        let Ok(stored) = self.find(input, "Identifier").cloned() else {
+            return Err((
+                "OpportunityAccessDenied",
+                "The opportunity no longer exists".into(),
+            ));
+        };
         let id = stored.record["Id"].as_str().unwrap_or_default().to_string();
         let status = stored
             .record
@@ -214,14 +336,24 @@ impl Store {
             .and_then(Value::as_str)
             .unwrap_or_default();
         if status != "Pending Submission" {
-            return Err(ServiceError::conflict(format!(
-                "Opportunity {id} is {status}; only Pending Submission opportunities can be submitted"
-            )));
+            return Err((
+                "OpportunitySubmissionFailed",
+                format!(
+                    "Opportunity {id} is {status}; only a Pending Submission opportunity can be submitted"
+                ),
+            ));
         }
-        let catalog = stored.record["Catalog"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let solutions = stored
+            .record
+            .pointer("/RelatedEntityIdentifiers/Solutions")
+            .and_then(Value::as_array)
+            .is_some_and(|s| !s.is_empty());
+        if !solutions {
+            return Err((
+                "OpportunityValidationFailed",
+                "RelatedEntityIdentifiers.Solutions is required to submit an opportunity: associate a solution with AssociateOpportunity first".into(),
+            ));
+        }
         let involvement = input
             .pointer("/AwsSubmission/InvolvementType")
             .cloned()
@@ -259,33 +391,28 @@ impl Store {
         self.emit_opportunity("Opportunity Updated", &id);
         self.emit(
             "Engagement Created",
-            &catalog,
+            catalog,
             json!({ "engagement": { "engagementArn": format!("arn:aws:partnercentral:us-east-1::catalog/{catalog}/engagement/{engagement_id}"),
                     "engagementId": engagement_id, "CreatedAt": now, "CreatedBy": ACCOUNT, "ContextTypes": ["CustomerProject"] } }),
         );
         self.snapshot_if_engaged(&id, "partner");
         self.emit(
             "Engagement Member Added",
-            &catalog,
+            catalog,
             json!({ "engagement": { "id": engagement_id }, "engagementMember": { "accountId": ACCOUNT, "companyName": "Sandbox Partner" } }),
         );
+        let invitation = format!("engi-{}", id36(n + 2, 13));
         self.emit(
             "Engagement Invitation Created",
-            &catalog,
-            json!({ "engagementInvitation": { "id": format!("engi-{}", id36(n + 2, 13)), "engagementId": engagement_id,
+            catalog,
+            json!({ "engagementInvitation": { "id": invitation, "engagementId": engagement_id,
                     "participantType": "SENDER", "payloadType": "OpportunityInvitation" } }),
         );
-        let task_id = format!("task-{}", id36(n, 13));
-        let out = strip_nulls(json!({
-            "TaskId": task_id,
-            "TaskArn": format!("arn:aws:partnercentral:us-east-1:{ACCOUNT}:catalog/{catalog}/engagement-from-opportunity-task/{task_id}"),
-            "StartTime": now, "TaskStatus": "COMPLETE", "OpportunityId": id,
-            "ResourceSnapshotJobId": format!("job-{}", id36(n + 1, 13)),
-            "EngagementId": engagement_id,
-            "EngagementInvitationId": format!("engi-{}", id36(n + 2, 13)),
-        }));
-        self.task_tokens.insert(token, out.clone());
-        Ok(out)
+        Ok(vec![
+            ("ResourceSnapshotJobId", format!("job-{}", id36(n + 1, 13))),
+            ("EngagementId", engagement_id),
+            ("EngagementInvitationId", invitation),
+        ])
     }
 
     /// GetAwsOpportunitySummary: the AWS-side view (reference §4.7). Before

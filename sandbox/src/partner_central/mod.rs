@@ -256,7 +256,7 @@ impl PartnerCentral {
         };
         let (outbox, queue) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(deliver_events(queue, Arc::clone(&journal)));
-        Arc::new(PartnerCentral {
+        let pc = Arc::new(PartnerCentral {
             events: Mutex::new(None),
             outbox,
             journal,
@@ -265,7 +265,17 @@ impl PartnerCentral {
             reads: limiter(quotas.reads_per_second),
             writes_daily: DailyQuota::new(quotas.writes_per_day),
             reads_daily: DailyQuota::new(quotas.reads_per_day),
-        })
+        });
+        // Submission tasks end on their own, as AWS's do, whether or not anyone asks.
+        let weak = Arc::downgrade(&pc);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let Some(pc) = weak.upgrade() else { break };
+                pc.with_store(|s| s.settle_tasks(jiff::Timestamp::now().as_millisecond()));
+            }
+        });
+        pc
     }
 
     /// The HTTP routes.
@@ -352,6 +362,9 @@ impl PartnerCentral {
                 }],
             ));
         }
+        self.with_store(|store| {
+            store.settle_tasks(jiff::Timestamp::now().as_millisecond());
+        });
         self.with_store(|store| match operation {
             "CreateOpportunity" => store.create(input),
             "GetOpportunity" => store.get(input),
@@ -359,6 +372,7 @@ impl PartnerCentral {
             "ListOpportunities" => store.list(input),
             "AssociateOpportunity" => store.associate(input),
             "StartEngagementFromOpportunityTask" => store.start_engagement(input),
+            "ListEngagementFromOpportunityTasks" => store.list_tasks(input),
             "GetAwsOpportunitySummary" => store.aws_summary(input),
             "ListSolutions" => store.list_solutions(input),
             "ListEngagementResourceAssociations" => store.list_associations(input),

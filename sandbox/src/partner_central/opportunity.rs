@@ -46,6 +46,10 @@ pub struct Store {
     pub(super) summaries: HashMap<String, Value>,
     pub(super) engagements: Vec<super::engagement::Engagement>,
     pub(super) task_tokens: HashMap<String, Value>,
+    /// Submission tasks as ListEngagementFromOpportunityTasks lists them.
+    pub(super) tasks: Vec<Value>,
+    /// Tasks still running: their request, when they end (epoch ms), their catalog.
+    pub(super) task_inputs: HashMap<String, (Value, i64, String)>,
     /// EventBridge events raised by changes, waiting to be delivered.
     pub(super) events: Vec<Value>,
     pub(super) next_event: u64,

@@ -103,3 +103,26 @@ pub fn field_errors(body: &serde_json::Value, reason: &str) -> Vec<(String, Stri
         })
         .collect()
 }
+
+/// Polls ListEngagementFromOpportunityTasks until the submission task ends (the
+/// sandbox ends tasks a moment after they start, as AWS does); its summary.
+pub async fn settled_task(
+    client: &pc::Client,
+    task_id: &str,
+) -> pc::types::ListEngagementFromOpportunityTaskSummary {
+    for _ in 0..50 {
+        let listed = client
+            .list_engagement_from_opportunity_tasks()
+            .catalog("Sandbox")
+            .task_identifier(task_id)
+            .send()
+            .await
+            .expect("the task listing answers");
+        let task = listed.task_summaries()[0].clone();
+        if task.task_status() != Some(&pc::types::TaskStatus::InProgress) {
+            return task;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("task {task_id} never ended");
+}
