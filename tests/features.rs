@@ -299,7 +299,7 @@ async fn review_decisions_sellers_and_engagement_levels_reach_the_deal_team_once
         notes
             .iter()
             .any(|n| n["associations"]["deals"][0] == submitted_deal.as_str()
-                && n["properties"]["hs_note_body"]
+                && n["shown"]
                     .as_str()
                     .unwrap()
                     .contains("AWS Approved Opportunity")),
@@ -328,7 +328,7 @@ async fn review_decisions_sellers_and_engagement_levels_reach_the_deal_team_once
         action_task["properties"]["hs_task_subject"],
         "⚠️ AWS Requires Action"
     );
-    let body = action_task["properties"]["hs_task_body"].as_str().unwrap();
+    let body = action_task["shown"].as_str().unwrap();
     assert!(
         body.contains("Add the customer's website.")
             && body.contains("Missing customer information"),
@@ -368,8 +368,9 @@ async fn review_decisions_sellers_and_engagement_levels_reach_the_deal_team_once
             .find(|t| t["properties"]["hs_task_subject"] == "👤 AWS Seller Assigned")
     })
     .await;
-    let body = seller["properties"]["hs_task_body"].as_str().unwrap();
-    assert!(body.contains("Ada Lovelace <ada@amazon.example>"), "{body}");
+    // Stored as HTML, shown as the rep reads it.
+    let body = seller["shown"].as_str().unwrap();
+    assert!(body.contains("Ada Lovelace (ada@amazon.example)"), "{body}");
     aws(
         &http,
         &sb,
@@ -447,9 +448,7 @@ async fn a_retry_after_a_partial_success_repeats_no_task_or_note() {
         .into_iter()
         .filter(|n| {
             n["associations"]["deals"][0] == deal.as_str()
-                && n["properties"]["hs_note_body"]
-                    .as_str()
-                    .is_some_and(|b| b.starts_with("✅"))
+                && n["shown"].as_str().is_some_and(|b| b.starts_with("✅"))
         })
         .collect();
     assert_eq!(notes.len(), 1, "{notes:?}");

@@ -67,9 +67,10 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
         }
     })
     .await;
-    let body = note["properties"]["hs_note_body"].as_str().unwrap();
+    // HubSpot keeps notes as HTML: the change list shows as a list.
+    let body = note["shown"].as_str().unwrap();
     assert!(
-        body.contains("LifeCycle.Stage: Prospect → Qualified"),
+        body.contains("\n- LifeCycle.Stage: Prospect → Qualified"),
         "{body}"
     );
 
@@ -437,7 +438,7 @@ async fn each_snapshot_revision_becomes_one_note_on_the_deal() {
             .as_array()?
             .iter()
             .filter(|n| n["associations"]["deals"][0] == "40000000002")
-            .filter_map(|n| n["properties"]["hs_note_body"].as_str())
+            .filter_map(|n| n["shown"].as_str())
             .filter(|b| b.contains("AWS snapshot"))
             .map(|b| b.lines().next().unwrap_or_default().to_string())
             .collect();

@@ -604,14 +604,16 @@ impl PartnerCentralClient {
         .map(|_| ())
     }
 
-    /// StartEngagementFromOpportunityTask: submits the opportunity to AWS.
+    /// StartEngagementFromOpportunityTask: submits the opportunity to AWS. The task
+    /// is asynchronous: the answer (`TaskId`, `TaskStatus`…, as the API writes it) is
+    /// usually `IN_PROGRESS`; [`PartnerCentralClient::engagement_task`] follows it.
     pub async fn start_engagement(
         &self,
         opportunity_id: &str,
         client_token: &str,
         involvement_type: &str,
         visibility: &str,
-    ) -> Result<(), PcError> {
+    ) -> Result<Value, PcError> {
         let submission = pc::types::AwsSubmission::builder()
             .involvement_type(pc::types::SalesInvolvementType::from(involvement_type))
             .visibility(pc::types::Visibility::from(visibility))
@@ -623,6 +625,7 @@ impl PartnerCentralClient {
                 body: None,
                 retry_after: None,
             })?;
+        let raw = RawResponse::default();
         self.send(
             "StartEngagementFromOpportunityTask",
             &self.writes,
@@ -632,10 +635,36 @@ impl PartnerCentralClient {
                 .client_token(client_token)
                 .identifier(opportunity_id)
                 .aws_submission(submission)
+                .customize()
+                .interceptor(raw.clone())
                 .send(),
         )
-        .await
-        .map(|_| ())
+        .await?;
+        raw.json()
+    }
+
+    /// A submission task as ListEngagementFromOpportunityTasks lists it (`TaskStatus`
+    /// `IN_PROGRESS`, `COMPLETE` or `FAILED` with `ReasonCode` and `Message`); `None`
+    /// when the listing does not know it.
+    pub async fn engagement_task(&self, task_id: &str) -> Result<Option<Value>, PcError> {
+        let raw = RawResponse::default();
+        self.send(
+            "ListEngagementFromOpportunityTasks",
+            &self.reads,
+            self.client
+                .list_engagement_from_opportunity_tasks()
+                .catalog(&self.catalog)
+                .task_identifier(task_id)
+                .customize()
+                .interceptor(raw.clone())
+                .send(),
+        )
+        .await?;
+        let mut page = raw.json()?;
+        Ok(page["TaskSummaries"].as_array_mut().and_then(|tasks| {
+            let i = tasks.iter().position(|t| t["TaskId"] == task_id)?;
+            Some(tasks.swap_remove(i))
+        }))
     }
 
     /// UpdateOpportunity with the whole `record` (as GetOpportunity returned it, with

@@ -181,6 +181,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         public_url: config.public_url.clone(),
         accept_v1: config.hubspot.accept_v1_signatures,
         eventbridge_secret: config.eventbridge.as_ref().map(|e| e.shared_secret.clone()),
+        catalog: config.partner_central.catalog.as_str().to_string(),
         now_ms: || jiff::Timestamp::now().as_millisecond(),
         metrics: Arc::clone(&metrics),
         busy,

@@ -177,8 +177,10 @@ impl Executor {
                         .associate_solution(&id, solution)
                         .await?;
                 }
+                let mut created = created;
                 if let Some(submission) = start_engagement {
-                    self.partner_central
+                    let task = self
+                        .partner_central
                         .start_engagement(
                             &id,
                             &format!("{client_token}-submit"),
@@ -186,6 +188,7 @@ impl Executor {
                             &submission.visibility,
                         )
                         .await?;
+                    created["Submission"] = self.follow_task(task).await?;
                 }
                 Ok(created)
             }
@@ -246,6 +249,29 @@ impl Executor {
             | Effect::Fail { .. }
             | Effect::RecordState { .. } => Ok(Value::Null),
         }
+    }
+}
+
+impl Executor {
+    /// Follows a submission task until it ends (COMPLETE or FAILED, with AWS's
+    /// `ReasonCode` and `Message`), polling ListEngagementFromOpportunityTasks at
+    /// 0.25 s, doubling to 2 s, for up to about 20 s; a task still running then is
+    /// answered as it stands (`IN_PROGRESS`), for the pack to report.
+    async fn follow_task(&self, mut task: Value) -> Result<Value, ExecError> {
+        let Some(task_id) = task["TaskId"].as_str().map(str::to_string) else {
+            return Ok(task);
+        };
+        let mut wait = std::time::Duration::from_millis(250);
+        let mut waited = std::time::Duration::ZERO;
+        while task["TaskStatus"] == "IN_PROGRESS" && waited < std::time::Duration::from_secs(20) {
+            tokio::time::sleep(wait).await;
+            waited += wait;
+            wait = (wait * 2).min(std::time::Duration::from_secs(2));
+            if let Some(listed) = self.partner_central.engagement_task(&task_id).await? {
+                task = listed;
+            }
+        }
+        Ok(task)
     }
 }
 

@@ -40,6 +40,9 @@ pub struct Ingest {
     pub accept_v1: bool,
     /// The EventBridge shared secret, when EventBridge ingest is configured.
     pub eventbridge_secret: Option<String>,
+    /// The Partner Central catalog pcsync works in (`AWS` or `Sandbox`): events carry
+    /// the catalog their change happened in, and others are not pcsync's.
+    pub catalog: String,
     /// The clock (ms since the epoch); a function so tests can fix it.
     pub now_ms: fn() -> i64,
     /// Counters for `/metrics`.
@@ -306,8 +309,18 @@ async fn partnercentral(
     };
     let mut events = Vec::new();
     let mut bad = Vec::new();
+    let mut other_catalog = 0;
     let batch_id = (ingest.now_ms)().to_string();
     for (i, item) in items.iter().enumerate() {
+        // One EventBridge rule may forward both catalogs (reference §9: "catalog":
+        // "<Sandbox | AWS>"); changes in the other one are dropped, and counted.
+        let catalog = item.pointer("/detail/catalog").and_then(Value::as_str);
+        if item["source"] == "aws.partnercentral-selling"
+            && catalog.is_some_and(|c| c != ingest.catalog)
+        {
+            other_catalog += 1;
+            continue;
+        }
         if item["source"] != "aws.partnercentral-selling" {
             let reason = format!(
                 "event {i} is from `{}`, not aws.partnercentral-selling",
@@ -330,6 +343,14 @@ async fn partnercentral(
             }
         }
     }
+    if other_catalog > 0 {
+        ingest.metrics.rejected("other_catalog", other_catalog);
+        tracing::debug!(
+            events = other_catalog,
+            catalog = %ingest.catalog,
+            "EventBridge events about another catalog dropped"
+        );
+    }
     accept(&ingest, events, bad).await
 }
 
@@ -349,20 +370,29 @@ mod tests {
     struct Running {
         url: String,
         store: Arc<SqliteStore>,
+        metrics: Arc<crate::service::metrics::Metrics>,
         _dir: tempfile::TempDir,
+    }
+
+    impl Running {
+        fn metrics_text(&self) -> String {
+            self.metrics.render(None)
+        }
     }
 
     async fn start(accept_v1: bool) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+        let metrics: Arc<crate::service::metrics::Metrics> = Default::default();
         let ingest = Arc::new(Ingest {
             store: store.clone(),
             client_secret: SECRET.into(),
             public_url: format!("{PUBLIC}/"),
             accept_v1,
             eventbridge_secret: Some("eventbridge-shared-secret".into()),
+            catalog: "Sandbox".into(),
             now_ms: now,
-            metrics: Default::default(),
+            metrics: Arc::clone(&metrics),
             busy: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -371,6 +401,7 @@ mod tests {
         Running {
             url,
             store,
+            metrics,
             _dir: dir,
         }
     }
@@ -607,5 +638,24 @@ mod tests {
         );
         let claimed = r.store.claim(now() + 1, 0, 10).unwrap();
         assert_eq!(claimed[0].key, "opportunity:O5000001");
+
+        // A change in the AWS catalog is not this Sandbox-catalog service's.
+        let mut production = event.clone();
+        production["id"] = json!("e-3");
+        production["detail"]["catalog"] = json!("AWS");
+        production["detail"]["opportunity"]["identifier"] = json!("O5000009");
+        let answer: Value = post("eventbridge-shared-secret", production)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["accepted"], 0, "{answer}");
+        assert!(
+            r.metrics_text().contains(r#"reason="other_catalog"} 1"#),
+            "{}",
+            r.metrics_text()
+        );
+        let claimed = r.store.claim(now() + 1, 0, 10).unwrap();
+        assert!(!claimed.iter().any(|b| b.key == "opportunity:O5000009"));
     }
 }

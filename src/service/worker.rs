@@ -594,8 +594,15 @@ impl Worker {
                     .next();
             }
         }
+        // AWS keeps no summary of an opportunity it was never sent: before submission
+        // there is none to read, whatever error AWS would answer for it.
+        let unsubmitted = opportunity
+            .as_ref()
+            .and_then(|o| o.pointer("/LifeCycle/ReviewStatus"))
+            .and_then(Value::as_str)
+            == Some("Pending Submission");
         let aws_summary = match &opportunity_id {
-            Some(id) if summary_needed => pc.get_aws_summary(id).await?,
+            Some(id) if summary_needed && !unsubmitted => pc.get_aws_summary(id).await?,
             _ => None,
         };
         let snapshots = match &opportunity_id {

@@ -377,7 +377,8 @@ impl HubSpotClient {
         }
     }
 
-    /// Adds a note to a deal (association type 214, note → deal).
+    /// Adds a note to a deal (association type 214, note → deal). `body` is Markdown,
+    /// stored as the HTML HubSpot keeps notes in.
     pub async fn create_note(
         &self,
         deal_id: &str,
@@ -385,7 +386,7 @@ impl HubSpotClient {
         timestamp: &str,
     ) -> Result<String, HubSpotError> {
         let input = json!({
-            "properties": { "hs_timestamp": timestamp, "hs_note_body": body },
+            "properties": { "hs_timestamp": timestamp, "hs_note_body": super::html::from_markdown(body) },
             "associations": [{ "to": { "id": deal_id }, "types": [{ "associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 214 }] }],
         });
         let (_, created) = self
@@ -405,7 +406,7 @@ impl HubSpotClient {
         due: &str,
     ) -> Result<String, HubSpotError> {
         let mut properties = json!({
-            "hs_timestamp": due, "hs_task_subject": subject, "hs_task_body": body,
+            "hs_timestamp": due, "hs_task_subject": subject, "hs_task_body": super::html::from_markdown(body),
             "hs_task_status": "NOT_STARTED", "hs_task_priority": priority.to_uppercase(), "hs_task_type": "TODO",
         });
         if !owner.is_empty() {

@@ -13,7 +13,8 @@ pub struct Effects {
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub set_deal: IndexMap<String, Template>,
     /// A note to add to the deal. After a sync, `changes` lists what changed
-    /// (`field`, `old`, `new`); after a failure, `error.message` says why.
+    /// (`field`, `old`, `new`); after a failure, `error.message` says why. A note
+    /// that renders empty is not added.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<Template>,
 }

@@ -190,6 +190,11 @@ pub fn settle(
     if effects.note.is_some() {
         let at = format!("/{section}/note");
         match run.vars.render(&at, &extras) {
+            // A note whose template renders nothing (an `{% if %}` that did not hold)
+            // is not added.
+            Ok(body) if body.trim().is_empty() => {
+                run.step(&at, "rendered empty, no note", None, None)
+            }
             Ok(body) => run.push(Effect::CreateNote {
                 pack: run.name(),
                 deal_id,
