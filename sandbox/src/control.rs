@@ -48,6 +48,10 @@ pub struct Fault {
     /// Close the connection without an answer.
     #[serde(default)]
     pub drop: bool,
+    /// Carry the request out, then close the connection without its answer (a write
+    /// that happened although the caller saw it fail). Partner Central only.
+    #[serde(default)]
+    pub drop_after: bool,
     /// Headers added to the error answer, e.g. `Retry-After` on a HubSpot 429 or
     /// `x-amz-retry-after` on a Partner Central throttle.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -121,7 +125,7 @@ pub async fn apply_fault(
 
 /// A response whose body fails at once, so the server closes the connection
 /// without a complete answer (the client sees a dropped connection).
-fn dropped_connection() -> Response {
+pub(crate) fn dropped_connection() -> Response {
     struct Broken;
     impl http_body::Body for Broken {
         type Data = axum::body::Bytes;

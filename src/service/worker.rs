@@ -332,6 +332,16 @@ impl Worker {
         event: &Event,
         ctx: &Context,
     ) -> Settled {
+        let key = settle_key(event, pack);
+        match super::blocking(|| self.store.pending_settle(&key)) {
+            Ok(Some(saved)) => {
+                if let Some(settled) = self.finish_settle(pack, rules, event, ctx, &saved).await {
+                    return settled;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Settled::Retry(e.to_string(), None),
+        }
         let now = jiff::Timestamp::now();
         let plan = plan_pack(pack, rules, event, ctx, now);
         self.metrics.planned(&pack.pack.pack);
@@ -448,66 +458,115 @@ impl Worker {
             .iter()
             .any(|e| matches!(e, Effect::Skip { .. } | Effect::Defer { .. }));
         if (wrote && !stopped) || failure.is_some() {
-            let follow = settle(pack, rules, event, ctx, &plan.effects, &outcome, now);
-            // Follow-ups (the new opportunity's id on the deal, the sync status) are
-            // effects like any other: one that fails is retried with the batch, which
-            // plans again (a create finds its opportunity by its ClientToken) and does
-            // not repeat the notes already written.
-            for (offset, effect) in follow.effects.iter().enumerate() {
-                let index = plan.effects.len() + offset;
-                let journal = journal_key(event, &pack.pack.pack, index, effect);
-                if let Some(key) = &journal {
-                    match super::blocking(|| self.store.effect_done(key)) {
-                        Ok(true) => continue,
-                        Ok(false) => {}
-                        Err(e) => return Settled::Retry(e.to_string(), None),
-                    }
-                }
-                let performed = self.executor.perform(effect, &*self.store, now).await;
-                self.metrics.effect(
-                    effect.kind(),
-                    match &performed {
-                        Ok(_) => "ok",
-                        Err(e) if e.retryable => "retry",
-                        Err(_) => "error",
-                    },
-                );
-                match performed {
-                    Ok(_) => {
-                        if let Some(key) = &journal
-                            && let Err(e) = super::blocking(|| {
-                                self.store.remember_effect(key, now.as_millisecond())
-                            })
-                        {
-                            return Settled::Retry(e.to_string(), None);
-                        }
-                    }
-                    Err(e) if e.retryable => {
-                        return Settled::Retry(
-                            format!(
-                                "{}: follow-up {}: {}",
-                                pack.pack.pack,
-                                effect.kind(),
-                                e.message
-                            ),
-                            e.retry_after,
-                        );
-                    }
-                    Err(e) => {
-                        return Settled::Dead(format!(
-                            "{}: follow-up {}: {}",
-                            pack.pack.pack,
-                            effect.kind(),
-                            e.message
-                        ));
-                    }
-                }
+            let key = settle_key(event, pack);
+            let saved = encode_settle(&plan.effects, &outcome);
+            let now_ms = now.as_millisecond();
+            if let Err(e) = super::blocking(|| self.store.save_settle(&key, &saved, now_ms)) {
+                return Settled::Retry(e.to_string(), None);
+            }
+            if let Err(settled) = self
+                .follow_up(pack, rules, event, ctx, &plan.effects, &outcome, now)
+                .await
+            {
+                return settled;
+            }
+            if let Err(e) = super::blocking(|| self.store.clear_settle(&key)) {
+                return Settled::Retry(e.to_string(), None);
             }
         }
         match failure {
             Some(message) => Settled::Dead(format!("{}: {message}", pack.pack.pack)),
             None => Settled::Done,
         }
+    }
+
+    /// A pack run whose writes were done by an earlier try of this batch, but not all
+    /// its follow-ups: finishes them rather than planning again (a fresh plan would
+    /// find nothing left to change, and settle nothing).
+    async fn finish_settle(
+        &self,
+        pack: &CompiledPack,
+        rules: &RuleSet,
+        event: &Event,
+        ctx: &Context,
+        saved: &str,
+    ) -> Option<Settled> {
+        let (planned, outcome) = decode_settle(saved)?;
+        let now = jiff::Timestamp::now();
+        if let Err(settled) = self
+            .follow_up(pack, rules, event, ctx, &planned, &outcome, now)
+            .await
+        {
+            return Some(settled);
+        }
+        let key = settle_key(event, pack);
+        if let Err(e) = super::blocking(|| self.store.clear_settle(&key)) {
+            return Some(Settled::Retry(e.to_string(), None));
+        }
+        Some(match outcome {
+            Outcome::Failure { message } => Settled::Dead(format!("{}: {message}", pack.pack.pack)),
+            Outcome::Success { .. } => Settled::Done,
+        })
+    }
+
+    /// Performs the pack's `on_success` or `on_error` effects. Follow-ups (the new
+    /// opportunity's id on the deal, the sync status) are effects like any other: one
+    /// that fails retries the batch, which finishes them from the pending settle, and
+    /// the notes already written are not repeated.
+    #[allow(clippy::too_many_arguments)]
+    async fn follow_up(
+        &self,
+        pack: &CompiledPack,
+        rules: &RuleSet,
+        event: &Event,
+        ctx: &Context,
+        planned: &[Effect],
+        outcome: &Outcome,
+        now: jiff::Timestamp,
+    ) -> Result<(), Settled> {
+        let follow = settle(pack, rules, event, ctx, planned, outcome, now);
+        for (offset, effect) in follow.effects.iter().enumerate() {
+            let index = planned.len() + offset;
+            let journal = journal_key(event, &pack.pack.pack, index, effect);
+            if let Some(key) = &journal {
+                match super::blocking(|| self.store.effect_done(key)) {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => return Err(Settled::Retry(e.to_string(), None)),
+                }
+            }
+            let performed = self.executor.perform(effect, &*self.store, now).await;
+            self.metrics.effect(
+                effect.kind(),
+                match &performed {
+                    Ok(_) => "ok",
+                    Err(e) if e.retryable => "retry",
+                    Err(_) => "error",
+                },
+            );
+            let failed = |e: &ExecError| {
+                format!(
+                    "{}: follow-up {}: {}",
+                    pack.pack.pack,
+                    effect.kind(),
+                    e.message
+                )
+            };
+            match performed {
+                Ok(_) => {
+                    if let Some(key) = &journal
+                        && let Err(e) = super::blocking(|| {
+                            self.store.remember_effect(key, now.as_millisecond())
+                        })
+                    {
+                        return Err(Settled::Retry(e.to_string(), None));
+                    }
+                }
+                Err(e) if e.retryable => return Err(Settled::Retry(failed(&e), e.retry_after)),
+                Err(e) => return Err(Settled::Dead(failed(&e))),
+            }
+        }
+        Ok(())
     }
 
     /// Loads what `packs` need for `event`: the deal, the opportunity, the AWS view,
@@ -664,6 +723,44 @@ fn journal_key(event: &Event, pack: &str, index: usize, effect: &Effect) -> Opti
     let mut h = std::hash::DefaultHasher::new();
     (kind, deal, title).hash(&mut h);
     Some(format!("{}|{pack}|{index}|{:016x}", event.id, h.finish()))
+}
+
+/// The key of a pack run's pending settle: the event it ran on and the pack.
+fn settle_key(event: &Event, pack: &CompiledPack) -> String {
+    format!(
+        "{}|{}|{}",
+        event.id,
+        event.deal_id.as_deref().unwrap_or_default(),
+        pack.pack.pack
+    )
+}
+
+/// A pending settle as stored: the planned effects and how their writes ended
+/// (versioned JSON, read back by a later try, possibly by a later pcsync).
+fn encode_settle(planned: &[Effect], outcome: &Outcome) -> String {
+    let (ok, value) = match outcome {
+        Outcome::Success { result } => (true, result.clone()),
+        Outcome::Failure { message } => (false, Value::String(message.clone())),
+    };
+    serde_json::json!({ "v": 1, "effects": planned, "ok": ok, "value": value }).to_string()
+}
+
+fn decode_settle(text: &str) -> Option<(Vec<Effect>, Outcome)> {
+    let v: Value = serde_json::from_str(text).ok()?;
+    if v["v"] != 1 {
+        return None;
+    }
+    let effects: Vec<Effect> = serde_json::from_value(v["effects"].clone()).ok()?;
+    let outcome = if v["ok"].as_bool()? {
+        Outcome::Success {
+            result: v["value"].clone(),
+        }
+    } else {
+        Outcome::Failure {
+            message: v["value"].as_str()?.to_string(),
+        }
+    };
+    Some((effects, outcome))
 }
 
 fn worse(a: Settled, b: Settled) -> Settled {

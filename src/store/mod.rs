@@ -197,6 +197,18 @@ pub trait Store: Send + Sync {
     /// does not repeat it (a second note, task or message).
     fn remember_effect(&self, key: &str, now_ms: i64) -> Result<(), StoreError>;
 
+    /// A pack run whose writes succeeded but whose follow-ups (`on_success`,
+    /// `on_error`) did not all: the planned effects and how they ended (JSON), so a
+    /// retry of the batch finishes the follow-ups instead of planning again (which
+    /// would find nothing left to change, and settle nothing).
+    fn pending_settle(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Records a pending settle ([`Store::pending_settle`]).
+    fn save_settle(&self, key: &str, outcome: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Forgets a pending settle once its follow-ups are done.
+    fn clear_settle(&self, key: &str) -> Result<(), StoreError>;
+
     /// Deletes applied events last touched before `before_ms`, at most `limit` of
     /// them; returns how many went.
     fn prune_done(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError>;

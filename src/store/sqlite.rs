@@ -61,6 +61,11 @@ CREATE TABLE IF NOT EXISTS effect_log (
     key     TEXT PRIMARY KEY,
     done_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending_settle (
+    key     TEXT PRIMARY KEY,
+    outcome TEXT NOT NULL,
+    at      INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS written (
     object     TEXT NOT NULL,
     property   TEXT NOT NULL,
@@ -927,11 +932,48 @@ impl Store for SqliteStore {
             .map_err(err)
     }
 
+    fn pending_settle(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.db()
+            .conn
+            .query_row(
+                "SELECT outcome FROM pending_settle WHERE key = ?1",
+                params![key],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(err)
+    }
+
+    fn save_settle(&self, key: &str, outcome: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.db()
+            .conn
+            .execute(
+                "INSERT OR REPLACE INTO pending_settle (key, outcome, at) VALUES (?1, ?2, ?3)",
+                params![key, outcome, now_ms],
+            )
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    fn clear_settle(&self, key: &str) -> Result<(), StoreError> {
+        self.db()
+            .conn
+            .execute("DELETE FROM pending_settle WHERE key = ?1", params![key])
+            .map(|_| ())
+            .map_err(err)
+    }
+
     fn prune_done(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError> {
         let mut db = self.db();
         db.conn
             .execute(
                 "DELETE FROM effect_log WHERE done_at < ?1",
+                params![before_ms],
+            )
+            .map_err(err)?;
+        db.conn
+            .execute(
+                "DELETE FROM pending_settle WHERE at < ?1",
                 params![before_ms],
             )
             .map_err(err)?;

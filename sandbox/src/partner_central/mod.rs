@@ -410,7 +410,9 @@ async fn handle(
             request,
         });
     };
+    let mut drop_after = false;
     if let Some(fault) = pc.journal.take_fault("partnercentral", &operation) {
+        drop_after = fault.drop_after;
         let error_body = |status: u16| {
             let kind = match status {
                 429 => "ThrottlingException",
@@ -458,6 +460,9 @@ async fn handle(
         Err(e) => (e.status, e.body()),
     };
     record(status, request);
+    if drop_after {
+        return crate::control::dropped_connection();
+    }
     json_response(status, body)
 }
 

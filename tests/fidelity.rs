@@ -1,0 +1,367 @@
+//! The flows against the strict sandbox (issue #11 part C), end to end: the real
+//! binary, HubSpot's webhooks and Partner Central over HTTP. Each test is one
+//! production situation the flows must survive on their first real call.
+
+mod common;
+
+use common::*;
+use pcsync_sandbox::Sandbox;
+use serde_json::{Value, json};
+
+/// CreateOpportunity calls the sandbox answered, by status.
+fn creates(sb: &Sandbox, status: u16) -> Vec<Value> {
+    sb.journal
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "CreateOpportunity" && c.status == status)
+        .map(|c| c.request)
+        .collect()
+}
+
+/// A deal the rep creates in HubSpot for `company`.
+async fn new_deal(http: &reqwest::Client, sb: &Sandbox, company: &str, name: &str) -> String {
+    let created: Value = http
+        .post(format!("{}/_sandbox/hubspot/deals", sb.hubspot_url))
+        .json(&json!({ "company": company, "properties": {
+            "dealname": name, "dealstage": "qualifiedtobuy",
+            "closedate": "2031-03-31T00:00:00Z", "amount": "9000", "deal_currency_code": "USD",
+            "description": "The customer moves its order system onto AWS this year",
+        }}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["id"].as_str().unwrap().to_string()
+}
+
+fn acme(zip: &str) -> Value {
+    json!({ "name": "Acme Corporation", "domain": "acme.example", "industry": "RETAIL",
+            "country": "United States", "state": "MA", "city": "Boston", "zip": zip })
+}
+
+/// The deal as the sandbox holds it.
+async fn deal(http: &reqwest::Client, sb: &Sandbox, id: &str) -> Value {
+    hubspot_objects(http, sb, "deals")
+        .await
+        .into_iter()
+        .find(|d| d["id"] == id)
+        .unwrap()
+}
+
+/// The opportunity id on the deal, once it is there.
+async fn linked(http: &reqwest::Client, sb: &Sandbox, service: &Service, id: &str) -> String {
+    eventually("the opportunity id on the deal", service, || async {
+        let d = deal(http, sb, id).await;
+        d["properties"]["aws_opportunity_id"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    })
+    .await
+}
+
+async fn notes_on(http: &reqwest::Client, sb: &Sandbox, deal: &str) -> Vec<String> {
+    hubspot_objects(http, sb, "notes")
+        .await
+        .into_iter()
+        .filter(|n| n["associations"]["deals"][0] == deal)
+        .filter_map(|n| n["shown"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creation_waits_for_the_postal_code_and_happens_when_it_is_filled_in() {
+    let (sb, _dir, service, _config) = start(|_| {}, "worker:\n  coalesce: 100ms\n").await;
+    let http = reqwest::Client::new();
+    let company = create_company(&http, &sb, acme("")).await;
+    let id = new_deal(&http, &sb, &company, "Acme order system").await;
+
+    let status = eventually("the waiting status", &service, || async {
+        let d = deal(&http, &sb, &id).await;
+        d["properties"]["aws_sync_status"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .await;
+    assert_eq!(status, "waiting for: Postal Code");
+    // An unrelated edit: still waiting, and the rep is not told twice.
+    edit_deal(&http, &sb, &id, json!({ "amount": "9500" })).await;
+    drained(&http, &service, 0).await;
+    let notes = notes_on(&http, &sb, &id).await;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("Not yet sent to AWS Partner Central"),
+        "{notes:?}"
+    );
+    assert!(notes[0].contains("\n- Postal Code"), "{notes:?}");
+    assert!(creates(&sb, 200).is_empty() && creates(&sb, 400).is_empty());
+
+    // The rep fills in the company's postal code: HubSpot's company.propertyChange
+    // reaches the deal, and the opportunity is created.
+    http.patch(format!(
+        "{}/_sandbox/hubspot/companies/{company}",
+        sb.hubspot_url
+    ))
+    .json(&json!({ "properties": { "zip": "02110" } }))
+    .send_ok()
+    .await;
+    let opportunity = linked(&http, &sb, &service, &id).await;
+    let made = creates(&sb, 200);
+    assert_eq!(made.len(), 1);
+    assert_eq!(
+        made[0]["Customer"]["Account"]["Address"]["PostalCode"],
+        "02110"
+    );
+    assert_eq!(made[0]["Customer"]["Account"]["Industry"], "Retail");
+    assert_eq!(
+        deal(&http, &sb, &id).await["properties"]["aws_sync_status"],
+        "created"
+    );
+    assert!(opportunity.starts_with('O'));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_lost_carries_the_reason_aws_requires() {
+    let (sb, _dir, service, _config) = start(|_| {}, "worker:\n  coalesce: 100ms\n").await;
+    let http = reqwest::Client::new();
+    // The demo's first deal: its opportunity is Pending Submission at Prospect.
+    let (deal_id, opportunity_id) = ("40000000001", "O5000001");
+    edit_deal(
+        &http,
+        &sb,
+        deal_id,
+        json!({ "dealstage": "closedlost", "closed_lost_reason": "Too expensive" }),
+    )
+    .await;
+    let o = eventually("the opportunity closed lost", &service, || async {
+        let o = opportunity(&http, &sb, opportunity_id).await?;
+        (o["LifeCycle"]["Stage"] == "Closed Lost").then_some(o)
+    })
+    .await;
+    assert_eq!(o["LifeCycle"]["ClosedLostReason"], "Price");
+    assert!(updates(&sb, 400).is_empty(), "{:?}", updates(&sb, 400));
+    // Once Closed Lost, the pack sends nothing more for the deal's edits.
+    let before = updates(&sb, 200).len();
+    edit_deal(&http, &sb, deal_id, json!({ "amount": "1" })).await;
+    drained(&http, &service, 0).await;
+    assert_eq!(updates(&sb, 200).len(), before);
+    assert!(updates(&sb, 400).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_link_to_a_new_opportunity_is_retried_after_hubspot_fails() {
+    let (sb, _dir, service, config) = start(|_| {}, "worker:\n  coalesce: 100ms\n").await;
+    let http = reqwest::Client::new();
+    let company = create_company(&http, &sb, acme("02110")).await;
+    // Writing the new opportunity's id back to the deal fails twice.
+    inject(
+        &http,
+        &sb,
+        json!({ "service": "hubspot", "operation": "PATCH /crm/v3/objects/deals/", "count": 2, "status": 500 }),
+    )
+    .await;
+    let id = new_deal(&http, &sb, &company, "Acme order system").await;
+    let opportunity_id = linked(&http, &sb, &service, &id).await;
+    drained(&http, &service, 0).await;
+    // The retries finished the follow-ups; the opportunity was created once.
+    assert_eq!(creates(&sb, 200).len(), 1);
+    assert_eq!(
+        creates(&sb, 200)[0]["PartnerOpportunityIdentifier"],
+        id.as_str()
+    );
+    let patches: Vec<u16> = sb
+        .journal
+        .calls()
+        .iter()
+        .filter(|c| c.operation == format!("PATCH /crm/v3/objects/deals/{id}"))
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(&patches[..3], [500, 500, 200], "{patches:?}");
+    assert_eq!(
+        deal(&http, &sb, &id).await["properties"]["aws_sync_status"],
+        "created"
+    );
+    assert!(opportunity(&http, &sb, &opportunity_id).await.is_some());
+    assert!(!dlq(&config, &["list"]).1.contains(&id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_retried_after_an_edit_finds_its_opportunity() {
+    let (sb, _dir, service, config) = start(|_| {}, "worker:\n  coalesce: 100ms\n").await;
+    let http = reqwest::Client::new();
+    let company = create_company(&http, &sb, acme("02110")).await;
+    // AWS creates the opportunity, but pcsync never hears the answer.
+    inject(
+        &http,
+        &sb,
+        json!({ "service": "partnercentral", "operation": "CreateOpportunity", "count": 3, "drop_after": true }),
+    )
+    .await;
+    let id = new_deal(&http, &sb, &company, "Acme order system").await;
+    eventually("the opportunity created", &service, || async {
+        (!creates(&sb, 200).is_empty()).then_some(())
+    })
+    .await;
+    // Meanwhile the rep edits the deal: the retried create carries another body
+    // under the same ClientToken, which AWS refuses as a conflict.
+    edit_deal(&http, &sb, &id, json!({ "amount": "12000" })).await;
+    let opportunity_id = linked(&http, &sb, &service, &id).await;
+    drained(&http, &service, 0).await;
+
+    let all: Vec<Value> = opportunities(&http, &sb)
+        .await
+        .into_iter()
+        .filter(|o| o["PartnerOpportunityIdentifier"] == id.as_str())
+        .collect();
+    assert_eq!(all.len(), 1, "one opportunity for the deal: {all:?}");
+    assert_eq!(all[0]["Id"], opportunity_id.as_str());
+    assert!(
+        !creates(&sb, 409).is_empty(),
+        "the edited body met the token's first body"
+    );
+    assert!(!dlq(&config, &["list"]).1.contains(&id));
+    // The edit is not lost: once linked, the update sync brings it to the opportunity.
+    let synced = eventually("the edited amount on the opportunity", &service, || async {
+        let o = opportunity(&http, &sb, &opportunity_id).await?;
+        (o["Project"]["ExpectedCustomerSpend"][0]["Amount"] == "12000").then_some(o)
+    })
+    .await;
+    assert_eq!(synced["Id"], opportunity_id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_is_read_again_and_meets_the_review_that_began_meanwhile() {
+    let (sb, _dir, service, config) = start(|_| {}, "worker:\n  coalesce: 100ms\n").await;
+    let http = reqwest::Client::new();
+    let (deal_id, opportunity_id) = ("40000000001", "O5000001");
+    // The update waits long enough for AWS to take the opportunity into review.
+    inject(
+        &http,
+        &sb,
+        json!({ "service": "partnercentral", "operation": "UpdateOpportunity", "delay_ms": 1500 }),
+    )
+    .await;
+    let reads = || {
+        sb.journal
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "GetOpportunity")
+            .count()
+    };
+    let before = reads();
+    edit_deal(&http, &sb, deal_id, json!({ "closedate": "2031-06-30" })).await;
+    // pcsync read the opportunity (twice: to plan, then to write); AWS starts its
+    // review before the delayed update arrives.
+    eventually("pcsync to read the opportunity", &service, || async {
+        (reads() >= before + 2).then_some(())
+    })
+    .await;
+    http.post(format!(
+        "{}/_sandbox/partnercentral/opportunities/{opportunity_id}/review",
+        sb.partner_central_url
+    ))
+    .json(&json!({ "status": "Submitted" }))
+    .send_ok()
+    .await;
+    // The stale update conflicts; planned again from a fresh read, the edit waits
+    // for the review instead of failing.
+    let rules = format!("{}/rules", service.url);
+    let deferred = eventually("the edit deferred", &service, || async {
+        let r = get(&http, &rules).await?;
+        let d = r["deferred"].as_array()?.clone();
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    assert!(
+        deferred[0]["reason"].as_str().unwrap().contains("review"),
+        "{deferred:?}"
+    );
+    assert_eq!(updates(&sb, 409).len(), 1);
+    assert!(updates(&sb, 400).is_empty());
+    let dead = dlq(&config, &["list"]).1;
+    assert!(!dead.contains(deal_id), "{dead}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_submission_reaches_the_deal_with_aws_reason() {
+    let (sb, _dir, service, _config) = start(
+        |rules| {
+            edit_pack(
+                rules,
+                "deal-creation.yaml",
+                "submit_to_aws: false",
+                "submit_to_aws: true",
+            )
+        },
+        "worker:\n  coalesce: 100ms\n",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let company = create_company(&http, &sb, acme("02110")).await;
+    // No solution is configured: AWS fails the submission task.
+    let id = new_deal(&http, &sb, &company, "Acme order system").await;
+    linked(&http, &sb, &service, &id).await;
+    let d = deal(&http, &sb, &id).await;
+    let status = d["properties"]["aws_sync_status"].as_str().unwrap();
+    assert!(
+        status.starts_with("created; submission failed: RelatedEntityIdentifiers.Solutions"),
+        "{status}"
+    );
+    let notes = eventually("the submission note", &service, || async {
+        let n = notes_on(&http, &sb, &id).await;
+        (!n.is_empty()).then_some(n)
+    })
+    .await;
+    assert!(
+        notes[0].contains("AWS did not accept the submission")
+            && notes[0].contains("OpportunityValidationFailed"),
+        "{notes:?}"
+    );
+    let polls = sb
+        .journal
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "ListEngagementFromOpportunityTasks")
+        .count();
+    assert!(polls >= 1, "pcsync followed the task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspot_locked_and_migrating_answers_are_retried() {
+    let (sb, _dir, service, _config) = start(|_| {}, "worker:\n  coalesce: 100ms\n").await;
+    let http = reqwest::Client::new();
+    for status in [423, 477] {
+        inject(
+            &http,
+            &sb,
+            json!({ "service": "hubspot", "operation": "POST /crm/v3/objects/notes", "status": status }),
+        )
+        .await;
+    }
+    edit_deal(
+        &http,
+        &sb,
+        "40000000001",
+        json!({ "closedate": "2031-09-30" }),
+    )
+    .await;
+    let notes = eventually("the sync note", &service, || async {
+        let n = notes_on(&http, &sb, "40000000001").await;
+        (!n.is_empty()).then_some(n)
+    })
+    .await;
+    assert!(
+        notes[0].contains("Synced to AWS Partner Central"),
+        "{notes:?}"
+    );
+    let answers: Vec<u16> = sb
+        .journal
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "POST /crm/v3/objects/notes")
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(answers, [423, 477, 201]);
+}
