@@ -173,6 +173,11 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         Arc::clone(&store),
         hubspot,
         poller_pc,
+        if _sandbox.is_some() {
+            crate::service::poll::FirstRun::Immediately
+        } else {
+            crate::service::poll::FirstRun::WithinJitter
+        },
     ));
 
     let ingest = Arc::new(Ingest {

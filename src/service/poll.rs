@@ -40,12 +40,24 @@ fn queue(store: &dyn Store, pack: &str, events: &[(Event, String)], now_ms: i64)
     }
 }
 
+/// When a schedule first runs after start-up (or after its pack appears).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstRun {
+    /// Within the schedule's jitter, so that a restart neither waits a whole period
+    /// nor fires every pack at once.
+    WithinJitter,
+    /// At once: `serve --sandbox`, whose demo needs the notifications' baseline
+    /// before anyone rescores an opportunity.
+    Immediately,
+}
+
 /// Runs the packs' schedules until the task is dropped.
 pub async fn run(
     rules: Arc<RuleHost>,
     store: Arc<dyn Store>,
     hubspot: Arc<HubSpotClient>,
     partner_central: PartnerCentralClient,
+    first_run: FirstRun,
 ) {
     // Per pack and schedule: when it is next due (ms since the epoch), and for
     // `changed_opportunities` where the previous run started.
@@ -65,8 +77,11 @@ pub async fn run(
                 let key = format!("{}#{i}:{}", pack.pack.pack, every.as_millis());
                 // The first run comes within the jitter of start-up (or of the pack
                 // appearing), so a restart does not wait a whole period.
-                let next = *due.entry(key.clone()).or_insert_with(|| {
-                    now_ms + super::random_below(jitter.as_millis() as i64, &key)
+                let next = *due.entry(key.clone()).or_insert_with(|| match first_run {
+                    FirstRun::Immediately => now_ms,
+                    FirstRun::WithinJitter => {
+                        now_ms + super::random_below(jitter.as_millis() as i64, &key)
+                    }
                 });
                 if now_ms < next {
                     continue;
