@@ -67,6 +67,32 @@ fn hubspot_defined(name: &str) -> bool {
     DEFAULTS.contains(&name) || name.starts_with("hs_")
 }
 
+/// What the packs' triggers ask of the outside world: HubSpot webhook subscriptions
+/// (`deal.propertyChange` per property, as HubSpot subscribes them) and the
+/// EventBridge detail-types the rule must route. An unfiltered property change is `*`.
+fn subscriptions(rules: &pcsync_engine::RuleSet) -> (BTreeSet<String>, BTreeSet<&'static str>) {
+    let (mut hubspot, mut eventbridge) = (BTreeSet::new(), BTreeSet::new());
+    for compiled in rules.packs.iter().filter(|c| c.pack.enabled) {
+        for trigger in compiled.pack.on.as_slice() {
+            if let Some(event) = trigger.hubspot {
+                let kind = event.as_str();
+                if kind.ends_with(".propertyChange") {
+                    if trigger.properties.is_empty() {
+                        hubspot.insert(format!("{kind} *"));
+                    }
+                    hubspot.extend(trigger.properties.iter().map(|p| format!("{kind} {p}")));
+                } else {
+                    hubspot.insert(kind.to_string());
+                }
+            }
+            if let Some(event) = trigger.partnercentral {
+                eventbridge.insert(event.as_str());
+            }
+        }
+    }
+    (hubspot, eventbridge)
+}
+
 pub fn run(config_path: &Path) -> ExitCode {
     let checked = super::checked_config(config_path, MissingEnv::Error).and_then(|config| {
         crate::service::reload::load_dir(&config.rules_dir(config_path)).map(|r| (config, r))
@@ -161,6 +187,47 @@ pub fn run(config_path: &Path) -> ExitCode {
             }
         }
         println!("{created} created, {kept} already there");
+        // Subscriptions belong to the HubSpot app and the AWS account, which this
+        // command's credentials cannot change: say what they must be.
+        let (hooks, events) = subscriptions(&rules);
+        println!("\nthe HubSpot app's webhook subscriptions the packs need (target: {}/webhooks/hubspot):", config.public_url);
+        for hook in &hooks {
+            println!("  {hook}");
+        }
+        println!("the EventBridge rule's detail-types (source aws.partnercentral-selling, target: {}/events/partnercentral):", config.public_url);
+        for event in &events {
+            println!("  {event}");
+        }
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_packs_need_these_subscriptions() {
+        let rules = crate::service::reload::load_dir(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/rules"
+        )))
+        .unwrap();
+        let (hooks, events) = subscriptions(&rules);
+        assert!(hooks.contains("deal.creation"), "{hooks:?}");
+        assert!(hooks.contains("deal.propertyChange dealstage"), "{hooks:?}");
+        assert!(
+            hooks.contains("deal.propertyChange closed_lost_reason"),
+            "{hooks:?}"
+        );
+        assert!(hooks.contains("company.propertyChange zip"), "{hooks:?}");
+        assert!(!hooks.iter().any(|h| h.ends_with('*')), "{hooks:?}");
+        assert_eq!(
+            events.into_iter().collect::<Vec<_>>(),
+            [
+                "Engagement Resource Snapshot Created",
+                "Opportunity Updated"
+            ]
+        );
+    }
 }
