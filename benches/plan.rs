@@ -85,7 +85,9 @@ fn bench(c: &mut Criterion) {
         assert!(
             produced.effects.iter().all(|e| !matches!(
                 e,
-                pcsync_engine::Effect::Fail { .. } | pcsync_engine::Effect::Skip { .. }
+                pcsync_engine::PlanEntry::Decision(
+                    pcsync_engine::Decision::Fail { .. } | pcsync_engine::Decision::Skip { .. }
+                )
             )),
             "{name}: the benchmark event must do real work: {:#?}",
             produced.effects

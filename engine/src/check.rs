@@ -288,7 +288,7 @@ impl Checker<'_> {
             .chain(self.pack.set.keys().cloned())
             .map(|f| crate::partner_central::matrix::without_indexes(&f))
             .collect();
-        for row in crate::plan::readiness::always_required() {
+        for row in crate::readiness::always_required() {
             let path = row.api_path.expect("always_required rows have a path");
             if !written.iter().any(|w| w == path) {
                 self.push(

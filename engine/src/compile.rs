@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 use jsonpath_rust::parser::model::JpQuery;
@@ -830,6 +831,32 @@ fn model_path(shape: &str, root: &str, rest: &[&str]) -> Option<Diagnostic> {
         )),
         // Indexing and deeper access into scalars are left to run time.
         Err(_) => None,
+    }
+}
+
+/// A loaded, checked and compiled set of packs: what the service runs.
+pub struct RuleSet {
+    /// The packs, in file-name order.
+    pub packs: Vec<CompiledPack>,
+    /// The Rhai engine the packs' scripts were compiled for.
+    pub engine: Arc<rhai::Engine>,
+    /// A short hash of every file's content: changes whenever any pack changes.
+    pub version: String,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("version", &self.version)
+            .field("packs", &self.packs)
+            .finish()
+    }
+}
+
+impl RuleSet {
+    /// The pack with this name.
+    pub fn pack(&self, name: &str) -> Option<&CompiledPack> {
+        self.packs.iter().find(|p| p.pack.pack == name)
     }
 }
 

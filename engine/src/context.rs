@@ -74,38 +74,32 @@ pub struct PackState {
     pub sent: Vec<String>,
 }
 
-impl Context {
-    /// Applies the effects that change what a later event would see: recorded state
-    /// and deal property updates. Used to play a timeline of events in tests and
-    /// `pcsync eval`, as the runtime's store would between events.
-    pub fn apply(&mut self, effects: &[crate::plan::Effect]) {
-        use crate::plan::Effect;
-        for effect in effects {
-            match effect {
-                Effect::RecordState {
-                    pack,
-                    watches,
-                    marks,
-                    sent,
-                    ..
-                } => {
-                    let state = self.previous.entry(pack.clone()).or_default();
-                    state.watches = watches.clone();
-                    state.marks = marks.clone();
-                    for key in sent {
-                        if !state.sent.contains(key) {
-                            state.sent.push(key.clone());
-                        }
-                    }
-                }
-                Effect::UpdateDeal { properties, .. } => {
-                    if let Some(deal) = &mut self.deal {
-                        for (k, v) in properties {
-                            deal.properties.insert(k.clone(), Value::String(v.clone()));
-                        }
-                    }
-                }
-                _ => {}
+/// What one pack run asks to remember about an opportunity: the watched values now,
+/// the marks thresholds measure from, and the notifications it sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateRecord {
+    /// The opportunity the state belongs to.
+    pub opportunity_id: String,
+    /// Watched values now.
+    pub watches: IndexMap<String, Value>,
+    /// Per watch, the value thresholds measure from next time.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub marks: IndexMap<String, Value>,
+    /// Notification keys sent by this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sent: Vec<String>,
+}
+
+impl PackState {
+    /// Takes in a run's record: watches and marks are replaced, sent keys are added
+    /// to those already sent (a key once sent stays sent). The store and the
+    /// simulation both merge with this.
+    pub fn merge(&mut self, record: &StateRecord) {
+        self.watches = record.watches.clone();
+        self.marks = record.marks.clone();
+        for key in &record.sent {
+            if !self.sent.contains(key) {
+                self.sent.push(key.clone());
             }
         }
     }

@@ -13,9 +13,10 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::compile::RuleSet;
 use crate::context::Context;
 use crate::event::Event;
-use crate::load::{RuleSet, load_rules};
+use crate::load::load_rules;
 use crate::plan::{Outcome, Plan, simulate};
 use crate::source::{self, Document};
 
@@ -346,7 +347,7 @@ fn run_step(
     };
     let mut plan = simulate(&event, &ctx, rules, now, &outcome);
     let mut next = ctx.clone();
-    next.apply(&plan.effects);
+    plan.apply_to(&mut next);
     *carried = Some(next);
     if !packs.is_empty() {
         plan.effects.retain(|e| packs.iter().any(|p| p == e.pack()));

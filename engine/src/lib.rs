@@ -6,26 +6,31 @@
 pub mod check;
 pub mod compile;
 pub mod config;
+pub mod dates;
 pub mod diagnostic;
 pub mod embed;
 pub mod load;
 pub mod model;
 /// The Partner Central model table (generated from AWS's service model).
 pub use pcsync_pc_model as partner_central;
+pub mod readiness;
 pub mod schema;
 pub mod script;
 pub mod source;
 pub mod template;
 
-pub use compile::CompiledPack;
+pub use compile::{CompiledPack, RuleSet};
 pub use diagnostic::{Code, Diagnostic, Format, Severity, Sources};
-pub use load::{Loaded, MissingEnv, RuleSet, load_config, load_rules};
+pub use load::{Loaded, MissingEnv, load_config, load_rules};
 pub use model::RulePack;
 pub mod context;
 pub mod event;
 pub mod plan;
 
-pub use context::{Context, DealSnapshot, PackState};
+pub use context::{Context, DealSnapshot, PackState, StateRecord};
 pub use event::{Event, Source};
-pub use plan::{Effect, Outcome, Plan, plan, settle, simulate};
+pub use plan::{
+    Conclusion, Decision, Effect, Ending, Outcome, PackPlan, Plan, PlanEntry, Verdict, conclude,
+    plan, settle, simulate,
+};
 pub mod golden;

@@ -9,39 +9,13 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::check;
-use crate::compile::{self, CompiledPack};
+use crate::compile::{self, RuleSet};
 use crate::config::ServiceConfig;
 use crate::diagnostic::{self, Code, Diagnostic, FileId, Severity, Sources};
 use crate::model::RulePack;
 use crate::schema::{self, SchemaKind};
 use crate::script;
 use crate::source::{self, Document};
-
-/// A loaded, checked and compiled set of packs: what the service runs.
-pub struct RuleSet {
-    /// The packs, in file-name order.
-    pub packs: Vec<CompiledPack>,
-    /// The Rhai engine the packs' scripts were compiled for.
-    pub engine: Arc<rhai::Engine>,
-    /// A short hash of every file's content: changes whenever any pack changes.
-    pub version: String,
-}
-
-impl std::fmt::Debug for RuleSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuleSet")
-            .field("version", &self.version)
-            .field("packs", &self.packs)
-            .finish()
-    }
-}
-
-impl RuleSet {
-    /// The pack with this name.
-    pub fn pack(&self, name: &str) -> Option<&CompiledPack> {
-        self.packs.iter().find(|p| p.pack.pack == name)
-    }
-}
 
 /// The outcome of loading: every diagnostic, the sources to render them, and the
 /// rule set if nothing was an error.

@@ -136,8 +136,8 @@ fn truncate(
 /// `strftime` format, e.g. `{{ now | date("%Y-%m-%d %H:%M UTC") }}`.
 fn date(value: Value, format: Option<String>) -> Result<String, Error> {
     let text = value.to_string();
-    let ts =
-        crate::plan::to_timestamp(&text).map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
+    let ts = crate::dates::to_timestamp(&text)
+        .map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
     let zoned = ts.to_zoned_datetime(jiff::tz::TimeZone::UTC);
     Ok(match format {
         Some(f) => zoned.strftime(&f).to_string(),

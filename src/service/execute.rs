@@ -244,10 +244,6 @@ impl Executor {
                 let id = sns.publish(topic, subject, message, attributes).await?;
                 Ok(json!({ "MessageId": id }))
             }
-            Effect::Skip { .. }
-            | Effect::Defer { .. }
-            | Effect::Fail { .. }
-            | Effect::RecordState { .. } => Ok(Value::Null),
         }
     }
 }

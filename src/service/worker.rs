@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use pcsync_engine::plan::{plan_pack, settle, triggered};
-use pcsync_engine::{CompiledPack, Context, DealSnapshot, Effect, Event, Outcome, RuleSet};
+use pcsync_engine::{
+    CompiledPack, Context, DealSnapshot, Effect, Ending, Event, Outcome, PlanEntry, RuleSet,
+    conclude,
+};
 use serde_json::Value;
 
 use super::execute::{ExecError, Executor, deal_properties};
@@ -344,128 +347,85 @@ impl Worker {
         }
         let now = jiff::Timestamp::now();
         let plan = plan_pack(pack, rules, event, ctx, now);
-        self.metrics.planned(&pack.pack.pack);
+        self.metrics.planned(&plan.pack);
         tracing::debug!(
             event = %event.id,
-            pack = %pack.pack.pack,
-            plan = %serde_json::to_string(&plan).unwrap_or_default(),
+            pack = %plan.pack,
+            verdict = ?plan.verdict,
+            writes = %serde_json::to_string(&plan.writes).unwrap_or_default(),
             "planned"
         );
         let mut result = Value::Null;
         let mut failure = None;
-        let mut deferred = None;
-        let mut states = Vec::new();
-        let mut wrote = false;
-        for (index, effect) in plan.effects.iter().enumerate() {
-            match effect {
-                Effect::Skip { .. } => {}
-                Effect::Defer { reason, .. } => deferred = Some(reason.clone()),
-                Effect::Fail { reason, .. } => failure = Some(reason.clone()),
-                Effect::RecordState { .. } => states.push(effect),
-                write => {
-                    if failure.is_some() {
+        for (index, write) in plan.writes.iter().enumerate() {
+            // Notes, tasks and messages are not idempotent: one already carried out
+            // by an earlier try of this batch is not repeated.
+            let journal = JournalKey::of(event, &plan.pack, index, write);
+            if let Some(key) = &journal {
+                match super::blocking(|| key.done(&*self.store)) {
+                    Ok(true) => {
+                        self.metrics.effect(write.kind(), "already_done");
                         continue;
                     }
-                    wrote = true;
-                    // Notes, tasks and messages are not idempotent: one already carried
-                    // out by an earlier try of this batch is not repeated.
-                    let journal = journal_key(event, &pack.pack.pack, index, write);
-                    if let Some(key) = &journal {
-                        match super::blocking(|| self.store.effect_done(key)) {
-                            Ok(true) => {
-                                self.metrics.effect(write.kind(), "already_done");
-                                continue;
-                            }
-                            Ok(false) => {}
-                            Err(e) => return Settled::Retry(e.to_string(), None),
-                        }
+                    Ok(false) => {}
+                    Err(e) => return Settled::Retry(e.to_string(), None),
+                }
+            }
+            let performed = self.executor.perform(write, &*self.store, now).await;
+            if let (Some(key), Ok(_)) = (&journal, &performed)
+                && let Err(e) =
+                    super::blocking(|| self.store.remember_effect(&key.key, now.as_millisecond()))
+            {
+                return Settled::Retry(e.to_string(), None);
+            }
+            self.metrics.effect(
+                write.kind(),
+                match &performed {
+                    Ok(_) => "ok",
+                    Err(e) if e.retryable => "retry",
+                    Err(_) => "error",
+                },
+            );
+            match performed {
+                Ok(answer) => {
+                    if !answer.is_null() {
+                        result = answer;
                     }
-                    let performed = self.executor.perform(write, &*self.store, now).await;
-                    if let (Some(key), Ok(_)) = (&journal, &performed)
-                        && let Err(e) = super::blocking(|| {
-                            self.store.remember_effect(key, now.as_millisecond())
-                        })
-                    {
-                        return Settled::Retry(e.to_string(), None);
-                    }
-                    self.metrics.effect(
-                        write.kind(),
-                        match &performed {
-                            Ok(_) => "ok",
-                            Err(e) if e.retryable => "retry",
-                            Err(_) => "error",
-                        },
-                    );
-                    match performed {
-                        Ok(answer) => {
-                            if !answer.is_null() {
-                                result = answer;
-                            }
-                        }
-                        Err(e) if e.replan => {
-                            return Settled::Replan(format!("{}: {}", pack.pack.pack, e.message));
-                        }
-                        Err(e) if e.retryable => {
-                            return Settled::Retry(
-                                format!("{}: {}", pack.pack.pack, e.message),
-                                e.retry_after,
-                            );
-                        }
-                        Err(e) => failure = Some(e.message),
-                    }
+                }
+                Err(e) if e.replan => {
+                    return Settled::Replan(format!("{}: {}", plan.pack, e.message));
+                }
+                Err(e) if e.retryable => {
+                    return Settled::Retry(format!("{}: {}", plan.pack, e.message), e.retry_after);
+                }
+                Err(e) => {
+                    failure = Some(e.message);
+                    break;
                 }
             }
         }
-        if let Some(reason) = deferred {
-            return Settled::Deferred(format!("{}: {reason}", pack.pack.pack));
-        }
-        let outcome = match &failure {
-            Some(message) => Outcome::Failure {
-                message: message.clone(),
-            },
+        let writes = match failure {
+            Some(message) => Outcome::Failure { message },
             None => Outcome::Success { result },
         };
-        if failure.is_none() {
-            for state in states {
-                if let Effect::RecordState {
-                    opportunity_id,
-                    watches,
-                    marks,
-                    sent,
-                    ..
-                } = state
-                {
-                    let state = pcsync_engine::PackState {
-                        watches: watches.clone(),
-                        marks: marks.clone(),
-                        sent: sent.clone(),
-                    };
-                    let now_ms = now.as_millisecond();
-                    if let Err(e) = super::blocking(|| {
-                        self.store
-                            .record_state(opportunity_id, &pack.pack.pack, &state, now_ms)
-                    }) {
-                        return Settled::Retry(e.to_string(), None);
-                    }
-                }
+        // What follows is the engine's to say, as it says it for `pcsync test`.
+        let conclusion = conclude(&plan, &writes);
+        if let Some(record) = conclusion.record {
+            let now_ms = now.as_millisecond();
+            if let Err(e) = super::blocking(|| self.store.record_state(&plan.pack, record, now_ms))
+            {
+                return Settled::Retry(e.to_string(), None);
             }
         }
-        // A pack that skipped or deferred settles nothing (as `plan::simulate` says):
-        // notes it wrote on the way (an unmapped value, what a create still lacks)
-        // are not a sync.
-        let stopped = plan
-            .effects
-            .iter()
-            .any(|e| matches!(e, Effect::Skip { .. } | Effect::Defer { .. }));
-        if (wrote && !stopped) || failure.is_some() {
+        if let Some(follow_up) = &conclusion.follow_up {
             let key = settle_key(event, pack);
-            let saved = encode_settle(&plan.effects, &outcome);
+            let saved = encode_settle(&plan.writes, follow_up);
             let now_ms = now.as_millisecond();
             if let Err(e) = super::blocking(|| self.store.save_settle(&key, &saved, now_ms)) {
                 return Settled::Retry(e.to_string(), None);
             }
             if let Err(settled) = self
-                .follow_up(pack, rules, event, ctx, &plan.effects, &outcome, now)
+                .follow_up(pack, rules, event, ctx, &plan.writes, follow_up, now)
                 .await
             {
                 return settled;
@@ -474,10 +434,7 @@ impl Worker {
                 return Settled::Retry(e.to_string(), None);
             }
         }
-        match failure {
-            Some(message) => Settled::Dead(format!("{}: {message}", pack.pack.pack)),
-            None => Settled::Done,
-        }
+        ending(&plan.pack, conclusion.ending)
     }
 
     /// A pack run whose writes were done by an earlier try of this batch, but not all
@@ -504,7 +461,7 @@ impl Worker {
             return Some(Settled::Retry(e.to_string(), None));
         }
         Some(match outcome {
-            Outcome::Failure { message } => Settled::Dead(format!("{}: {message}", pack.pack.pack)),
+            Outcome::Failure { message } => ending(&pack.pack.pack, Ending::Failed(message)),
             Outcome::Success { .. } => Settled::Done,
         })
     }
@@ -525,11 +482,11 @@ impl Worker {
         now: jiff::Timestamp,
     ) -> Result<(), Settled> {
         let follow = settle(pack, rules, event, ctx, planned, outcome, now);
-        for (offset, effect) in follow.effects.iter().enumerate() {
+        for (offset, effect) in follow.writes.iter().enumerate() {
             let index = planned.len() + offset;
-            let journal = journal_key(event, &pack.pack.pack, index, effect);
+            let journal = JournalKey::of(event, &pack.pack.pack, index, effect);
             if let Some(key) = &journal {
-                match super::blocking(|| self.store.effect_done(key)) {
+                match super::blocking(|| key.done(&*self.store)) {
                     Ok(true) => continue,
                     Ok(false) => {}
                     Err(e) => return Err(Settled::Retry(e.to_string(), None)),
@@ -556,7 +513,7 @@ impl Worker {
                 Ok(_) => {
                     if let Some(key) = &journal
                         && let Err(e) = super::blocking(|| {
-                            self.store.remember_effect(key, now.as_millisecond())
+                            self.store.remember_effect(&key.key, now.as_millisecond())
                         })
                     {
                         return Err(Settled::Retry(e.to_string(), None));
@@ -699,30 +656,71 @@ impl Worker {
     }
 }
 
-/// The more serious of two endings: dead beats retry beats deferred beats done.
-/// The journal key of a note, task or message: the event the pack ran on, the pack,
-/// the effect's place in the plan, and what identifies it to a reader (the deal and
-/// the title: a note's first line, a task's or message's subject). Bodies and due
-/// times are left out because they may carry the time of planning, which a retry
-/// changes; a retry that plans a different note or task does it.
-fn journal_key(event: &Event, pack: &str, index: usize, effect: &Effect) -> Option<String> {
-    use std::hash::{Hash, Hasher};
-    let (kind, deal, title) = match effect {
-        Effect::CreateNote { deal_id, body, .. } => (
-            "note",
-            deal_id.as_str(),
-            body.lines().next().unwrap_or_default(),
-        ),
-        Effect::CreateTask {
-            deal_id, subject, ..
-        } => ("task", deal_id.as_str(), subject.as_str()),
-        Effect::Publish { subject, .. } => ("publish", "", subject.as_str()),
-        _ => return None,
-    };
-    // SipHash with fixed keys: the same input gives the same key in every run.
-    let mut h = std::hash::DefaultHasher::new();
-    (kind, deal, title).hash(&mut h);
-    Some(format!("{}|{pack}|{index}|{:016x}", event.id, h.finish()))
+/// What becomes of a batch when a pack's run ended as the engine concluded.
+fn ending(pack: &str, ending: Ending) -> Settled {
+    match ending {
+        Ending::Done => Settled::Done,
+        Ending::Deferred(reason) => Settled::Deferred(format!("{pack}: {reason}")),
+        Ending::Failed(reason) => Settled::Dead(format!("{pack}: {reason}")),
+    }
+}
+
+/// The effect journal's key for a note, task or message: the event the pack ran on,
+/// the pack, the effect's place among the pack's writes, and a digest of what
+/// identifies it to a reader (the deal and the title: a note's first line, a task's
+/// or message's subject). Bodies and due times are left out because they may carry
+/// the time of planning, which a retry changes; a retry that plans a different note
+/// or task does it.
+///
+/// The digest is SHA-256 (its first 16 bytes, hex) over the kind, deal and title
+/// joined by NUL: a specified function, so a key written by one build is found by
+/// the next. Journals written before v2 used std's `DefaultHasher`, whose output may
+/// change between Rust releases; `legacy` is that key, still honoured when a batch
+/// retried across the upgrade.
+struct JournalKey {
+    key: String,
+    legacy: String,
+}
+
+impl JournalKey {
+    fn of(event: &Event, pack: &str, index: usize, effect: &Effect) -> Option<Self> {
+        use sha2::Digest;
+        let (kind, deal, title) = match effect {
+            Effect::CreateNote { deal_id, body, .. } => (
+                "note",
+                deal_id.as_str(),
+                body.lines().next().unwrap_or_default(),
+            ),
+            Effect::CreateTask {
+                deal_id, subject, ..
+            } => ("task", deal_id.as_str(), subject.as_str()),
+            Effect::Publish { subject, .. } => ("publish", "", subject.as_str()),
+            _ => return None,
+        };
+        let digest = sha2::Sha256::new()
+            .chain_update(kind)
+            .chain_update([0])
+            .chain_update(deal)
+            .chain_update([0])
+            .chain_update(title)
+            .finalize();
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let legacy = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            (kind, deal, title).hash(&mut h);
+            format!("{}|{pack}|{index}|{:016x}", event.id, h.finish())
+        };
+        Some(JournalKey {
+            key: format!("v2|{}|{pack}|{index}|{hex}", event.id),
+            legacy,
+        })
+    }
+
+    /// Whether an earlier try carried the effect out.
+    fn done(&self, store: &dyn Store) -> Result<bool, crate::store::StoreError> {
+        Ok(store.effect_done(&self.key)? || store.effect_done(&self.legacy)?)
+    }
 }
 
 /// The key of a pack run's pending settle: the event it ran on and the pack.
@@ -750,7 +748,16 @@ fn decode_settle(text: &str) -> Option<(Vec<Effect>, Outcome)> {
     if v["v"] != 1 {
         return None;
     }
-    let effects: Vec<Effect> = serde_json::from_value(v["effects"].clone()).ok()?;
+    // Before the engine's verdicts were typed, plans were saved with their
+    // decisions among the writes: keep the writes.
+    let entries: Vec<PlanEntry> = serde_json::from_value(v["effects"].clone()).ok()?;
+    let effects = entries
+        .into_iter()
+        .filter_map(|e| match e {
+            PlanEntry::Write(effect) => Some(effect),
+            PlanEntry::Decision(_) => None,
+        })
+        .collect();
     let outcome = if v["ok"].as_bool()? {
         Outcome::Success {
             result: v["value"].clone(),
@@ -763,6 +770,7 @@ fn decode_settle(text: &str) -> Option<(Vec<Effect>, Outcome)> {
     Some((effects, outcome))
 }
 
+/// The more serious of two endings: dead beats retry beats deferred beats done.
 fn worse(a: Settled, b: Settled) -> Settled {
     fn rank(s: &Settled) -> u8 {
         match s {

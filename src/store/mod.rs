@@ -7,7 +7,7 @@ mod queue;
 mod sqlite;
 
 use indexmap::IndexMap;
-use pcsync_engine::{Event, PackState};
+use pcsync_engine::{Event, PackState, StateRecord};
 
 pub use sqlite::SqliteStore;
 
@@ -216,15 +216,10 @@ pub trait Store: Send + Sync {
     /// The last-known state of every pack for an opportunity.
     fn pack_states(&self, opportunity_id: &str) -> Result<IndexMap<String, PackState>, StoreError>;
 
-    /// Records a pack's state for an opportunity: the watched values and marks, and
-    /// notification keys to add to those already sent.
-    fn record_state(
-        &self,
-        opportunity_id: &str,
-        pack: &str,
-        state: &PackState,
-        now_ms: i64,
-    ) -> Result<(), StoreError>;
+    /// Merges a pack run's record into the pack's state for the record's opportunity
+    /// ([`PackState::merge`]).
+    fn record_state(&self, pack: &str, record: &StateRecord, now_ms: i64)
+    -> Result<(), StoreError>;
 
     /// Remembers a value pcsync wrote to an object's property (echo suppression).
     fn remember_write(

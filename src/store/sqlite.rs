@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::{Condvar, Mutex};
 
 use indexmap::IndexMap;
-use pcsync_engine::{Event, PackState};
+use pcsync_engine::{Event, PackState, StateRecord};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::queue::{Item, Outcome, Queue};
@@ -1035,11 +1035,11 @@ impl Store for SqliteStore {
 
     fn record_state(
         &self,
-        opportunity_id: &str,
         pack: &str,
-        state: &PackState,
+        record: &StateRecord,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let opportunity_id = record.opportunity_id.as_str();
         let mut db = self.db();
         let tx = db.conn.transaction().map_err(err)?;
         let existing: Option<String> = tx
@@ -1050,17 +1050,11 @@ impl Store for SqliteStore {
             )
             .optional()
             .map_err(err)?;
-        let mut merged = state.clone();
-        if let Some(text) = existing {
-            let old: PackState = serde_json::from_str(&text).map_err(err)?;
-            let mut sent = old.sent;
-            for key in &state.sent {
-                if !sent.contains(key) {
-                    sent.push(key.clone());
-                }
-            }
-            merged.sent = sent;
-        }
+        let mut merged: PackState = match existing {
+            Some(text) => serde_json::from_str(&text).map_err(err)?,
+            None => PackState::default(),
+        };
+        merged.merge(record);
         tx.execute(
             "INSERT INTO pack_state (opportunity_id, pack, state, updated_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (opportunity_id, pack) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
@@ -1426,15 +1420,16 @@ mod tests {
     #[test]
     fn pack_state_accumulates_sent_keys_and_writes_are_remembered() {
         let (_d, s) = store();
-        let mut state = PackState::default();
-        state.watches.insert("score".into(), json!(50));
-        state.sent = vec!["score-up:40->50".into()];
-        s.record_state("O1", "smart-notifications", &state, 0)
-            .unwrap();
-        state.watches.insert("score".into(), json!(70));
-        state.sent = vec!["score-up:50->70".into()];
-        s.record_state("O1", "smart-notifications", &state, 1)
-            .unwrap();
+        let mut record = StateRecord {
+            opportunity_id: "O1".into(),
+            ..StateRecord::default()
+        };
+        record.watches.insert("score".into(), json!(50));
+        record.sent = vec!["score-up:40->50".into()];
+        s.record_state("smart-notifications", &record, 0).unwrap();
+        record.watches.insert("score".into(), json!(70));
+        record.sent = vec!["score-up:50->70".into()];
+        s.record_state("smart-notifications", &record, 1).unwrap();
         let got = &s.pack_states("O1").unwrap()["smart-notifications"];
         assert_eq!(got.watches["score"], 70);
         assert_eq!(got.sent, ["score-up:40->50", "score-up:50->70"]);

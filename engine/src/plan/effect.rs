@@ -1,20 +1,176 @@
-//! What a plan asks the runtime to do.
+//! What a plan asks the runtime to do (the writes, [`Effect`]), how each pack decided
+//! ([`Verdict`]), and the report of both ([`Plan`]).
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::trace::TraceStep;
+use crate::context::{Context, StateRecord};
 
-/// The outcome of planning one event: the effects to perform, in order, and how each
-/// pack decided.
+/// What planning and settling one event came to, as `pcsync test`, `pcsync eval` and
+/// golden files show it: per triggered pack in file order, its writes, its verdict
+/// when it did not proceed, the state it records, then its follow-ups.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
-    /// Effects, pack by pack in file order.
-    pub effects: Vec<Effect>,
+    /// Entries, pack by pack in file order.
+    pub effects: Vec<PlanEntry>,
     /// Which pack and rule decided what.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trace: Vec<TraceStep>,
+}
+
+impl Plan {
+    /// Applies what a later event would see changed: recorded state and deal property
+    /// updates. Plays a timeline of events in golden files and `pcsync eval`, as the
+    /// runtime's store and HubSpot would between events.
+    pub fn apply_to(&self, ctx: &mut Context) {
+        for entry in &self.effects {
+            match entry {
+                PlanEntry::Decision(Decision::RecordState { pack, record }) => {
+                    ctx.previous.entry(pack.clone()).or_default().merge(record)
+                }
+                PlanEntry::Write(Effect::UpdateDeal { properties, .. }) => {
+                    if let Some(deal) = &mut ctx.deal {
+                        for (k, v) in properties {
+                            deal.properties.insert(k.clone(), Value::String(v.clone()));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// One line of a [`Plan`]: a write, or what a pack decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PlanEntry {
+    /// A remote write.
+    Write(Effect),
+    /// A verdict other than proceed, or the state a pack records.
+    Decision(Decision),
+}
+
+impl PlanEntry {
+    /// The pack the entry belongs to.
+    pub fn pack(&self) -> &str {
+        match self {
+            PlanEntry::Write(e) => e.pack(),
+            PlanEntry::Decision(
+                Decision::Defer { pack, .. }
+                | Decision::Skip { pack, .. }
+                | Decision::Fail { pack, .. }
+                | Decision::RecordState { pack, .. },
+            ) => pack,
+        }
+    }
+}
+
+/// How a pack's run ended other than by proceeding, and the state it records, as a
+/// [`Plan`] shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Decision {
+    /// The pack's writes wait until the opportunity is editable again.
+    Defer {
+        /// The pack.
+        pack: String,
+        /// Why.
+        reason: String,
+        /// The review statuses that block it now.
+        while_status: Vec<String>,
+    },
+    /// The pack did nothing more for this event, and why.
+    Skip {
+        /// The pack.
+        pack: String,
+        /// Why.
+        reason: String,
+    },
+    /// The pack failed for a reason retries cannot fix: nothing it planned is
+    /// written, the event is dead-lettered, and `on_error` runs.
+    Fail {
+        /// The pack.
+        pack: String,
+        /// Why.
+        reason: String,
+    },
+    /// Watched values and sent notifications remembered for the next comparison.
+    RecordState {
+        /// The pack.
+        pack: String,
+        /// What is recorded.
+        #[serde(flatten)]
+        record: StateRecord,
+    },
+}
+
+/// How one pack decided to end its run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Its writes are what it does.
+    Proceed,
+    /// Nothing (more) to do for this event; writes made on the way (a note about an
+    /// unmapped value, what a creation still lacks) stand, but nothing settles.
+    Skip {
+        /// Why.
+        reason: String,
+    },
+    /// The opportunity is not editable now: the event waits and is planned again.
+    Defer {
+        /// Why.
+        reason: String,
+        /// The review statuses that block it now.
+        while_status: Vec<String>,
+    },
+    /// Failed for good: no writes, `on_error`, dead letter.
+    Fail {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The typed result of planning one pack for one event: everything the runtime needs
+/// to carry it out, and everything [`super::conclude`] needs to say how it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackPlan {
+    /// The pack's name.
+    pub pack: String,
+    /// How the pack decided.
+    pub verdict: Verdict,
+    /// The remote writes, in order (none when the verdict is `Fail`).
+    pub writes: Vec<Effect>,
+    /// The state to record once the writes succeed.
+    pub state: Option<StateRecord>,
+    /// Which rule decided what.
+    pub trace: Vec<TraceStep>,
+}
+
+impl PackPlan {
+    /// The verdict as a [`Plan`] line (none for proceed).
+    pub fn decision(&self) -> Option<Decision> {
+        let pack = self.pack.clone();
+        match &self.verdict {
+            Verdict::Proceed => None,
+            Verdict::Skip { reason } => Some(Decision::Skip {
+                pack,
+                reason: reason.clone(),
+            }),
+            Verdict::Defer {
+                reason,
+                while_status,
+            } => Some(Decision::Defer {
+                pack,
+                reason: reason.clone(),
+                while_status: while_status.clone(),
+            }),
+            Verdict::Fail { reason } => Some(Decision::Fail {
+                pack,
+                reason: reason.clone(),
+            }),
+        }
+    }
 }
 
 /// One field change of an opportunity.
@@ -38,7 +194,8 @@ pub struct Submission {
     pub visibility: String,
 }
 
-/// A typed effect. Every effect names the pack that planned it.
+/// A remote write. Every effect names the pack that planned it. A new kind of write
+/// is added here, planned in [`super`], and performed by the runtime's executor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Effect {
     /// Change fields of an opportunity. UpdateOpportunity replaces the whole record,
@@ -118,44 +275,6 @@ pub enum Effect {
         /// Message attributes.
         attributes: IndexMap<String, String>,
     },
-    /// Hold the pack's writes until the opportunity is editable again.
-    Defer {
-        /// The pack.
-        pack: String,
-        /// Why.
-        reason: String,
-        /// The review statuses that block it now.
-        while_status: Vec<String>,
-    },
-    /// The pack did nothing for this event, and why.
-    Skip {
-        /// The pack.
-        pack: String,
-        /// Why.
-        reason: String,
-    },
-    /// The pack's writes failed for a reason retries cannot fix: dead-letter it.
-    Fail {
-        /// The pack.
-        pack: String,
-        /// Why.
-        reason: String,
-    },
-    /// Remember watched values and sent notifications for the next comparison.
-    RecordState {
-        /// The pack.
-        pack: String,
-        /// The opportunity the state belongs to.
-        opportunity_id: String,
-        /// Watched values now.
-        watches: IndexMap<String, Value>,
-        /// Per watch, the value thresholds measure from next time.
-        #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
-        marks: IndexMap<String, Value>,
-        /// Notification keys sent by this plan.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        sent: Vec<String>,
-    },
 }
 
 impl Effect {
@@ -167,11 +286,7 @@ impl Effect {
             | Effect::CreateNote { pack, .. }
             | Effect::CreateTask { pack, .. }
             | Effect::UpdateDeal { pack, .. }
-            | Effect::Publish { pack, .. }
-            | Effect::Defer { pack, .. }
-            | Effect::Skip { pack, .. }
-            | Effect::Fail { pack, .. }
-            | Effect::RecordState { pack, .. } => pack,
+            | Effect::Publish { pack, .. } => pack,
         }
     }
 
@@ -184,10 +299,6 @@ impl Effect {
             Effect::CreateTask { .. } => "CreateTask",
             Effect::UpdateDeal { .. } => "UpdateDeal",
             Effect::Publish { .. } => "Publish",
-            Effect::Defer { .. } => "Defer",
-            Effect::Skip { .. } => "Skip",
-            Effect::Fail { .. } => "Fail",
-            Effect::RecordState { .. } => "RecordState",
         }
     }
 }

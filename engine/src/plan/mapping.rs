@@ -5,8 +5,6 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Mutex, OnceLock};
 
-use jiff::Timestamp;
-use jiff::civil::Date;
 use regex::Regex;
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -15,6 +13,7 @@ use crate::model::{Mapping, NumberRef, Transform, Unmapped};
 use crate::partner_central::{Shape, ShapeKind};
 
 use super::scope::Vars;
+use crate::dates::{to_date, to_timestamp};
 
 /// What became of one mapped value.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,41 +150,6 @@ fn transform(
         Transform::Default(d) if text.is_empty() => Value::String(d.clone()),
         Transform::Default(_) => value,
     })
-}
-
-/// A HubSpot date or datetime (`2026-12-31`, ISO 8601 with time, or epoch
-/// milliseconds) as the UTC calendar day `YYYY-MM-DD`.
-pub fn to_date(text: &str) -> Result<String, String> {
-    if let Ok(date) = Date::from_str(text.trim()) {
-        return Ok(date.to_string());
-    }
-    let ts = to_timestamp(text)?;
-    Ok(ts
-        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
-        .date()
-        .to_string())
-}
-
-/// A HubSpot datetime (ISO 8601 or epoch milliseconds) as a timestamp.
-pub fn to_timestamp(text: &str) -> Result<Timestamp, String> {
-    let t = text.trim();
-    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()) {
-        let ms: i64 = t.parse().map_err(|_| format!("`{t}` is not a date"))?;
-        return Timestamp::from_millisecond(ms)
-            .map_err(|_| format!("`{t}` is out of range for a date"));
-    }
-    if let Ok(ts) = Timestamp::from_str(t) {
-        return Ok(ts);
-    }
-    if let Ok(date) = Date::from_str(t) {
-        return date
-            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
-            .map(|z| z.timestamp())
-            .map_err(|e| e.to_string());
-    }
-    Err(format!(
-        "`{t}` is not a date (expected YYYY-MM-DD, ISO 8601 or epoch milliseconds)"
-    ))
 }
 
 fn parse_decimal(text: &str) -> Result<Decimal, String> {

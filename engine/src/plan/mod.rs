@@ -4,11 +4,11 @@
 //! chooses notifications and renders their text. It performs no I/O and reads no
 //! clock: the same inputs always give the same plan.
 
+mod conclude;
 mod effect;
 mod immutability;
 mod mapping;
 mod notify;
-pub mod readiness;
 mod scope;
 mod trace;
 
@@ -16,27 +16,39 @@ use indexmap::IndexMap;
 use jiff::Timestamp;
 use serde_json::Value;
 
-pub use effect::{Effect, FieldChange, Plan, Submission};
-pub use mapping::{to_date, to_timestamp};
+pub use crate::dates::{to_date, to_timestamp};
+pub use conclude::{Conclusion, Ending, Outcome, conclude};
+pub use effect::{Decision, Effect, FieldChange, PackPlan, Plan, PlanEntry, Submission, Verdict};
 pub use trace::TraceStep;
 
 use crate::compile::CompiledPack;
-use crate::context::Context;
+use crate::compile::RuleSet;
+use crate::context::{Context, StateRecord};
 use crate::event::{Event, Source};
-use crate::load::RuleSet;
 use crate::model::{HubSpotEvent, ImmutableAction, RulePack};
 use crate::partner_central;
+use crate::readiness;
 use crate::source::pointer_join;
 use mapping::Mapped;
 use scope::Vars;
 
-/// Plans `event` against every enabled pack of `rules`.
+/// Plans `event` against every enabled pack of `rules`: what each pack would write
+/// and decide, before any write is tried (no follow-ups; see [`simulate`]).
 pub fn plan(event: &Event, ctx: &Context, rules: &RuleSet, now: Timestamp) -> Plan {
     let mut plan = Plan::default();
     for pack in triggered_packs(rules, event) {
-        let mut one = plan_pack(pack, rules, event, ctx, now);
-        plan.effects.append(&mut one.effects);
-        plan.trace.append(&mut one.trace);
+        let one = plan_pack(pack, rules, event, ctx, now);
+        plan.effects
+            .extend(one.writes.iter().cloned().map(PlanEntry::Write));
+        plan.effects.extend(one.decision().map(PlanEntry::Decision));
+        if let Some(record) = &one.state {
+            plan.effects
+                .push(PlanEntry::Decision(Decision::RecordState {
+                    pack: one.pack.clone(),
+                    record: record.clone(),
+                }));
+        }
+        plan.trace.extend(one.trace);
     }
     plan
 }
@@ -59,20 +71,30 @@ pub fn plan_pack(
     event: &Event,
     ctx: &Context,
     now: Timestamp,
-) -> Plan {
+) -> PackPlan {
     let mut run = PackRun::new(pack, rules, event, ctx, now);
     run.step("/on", "triggered", None, None);
     run.run();
-    Plan {
-        effects: run.effects,
+    let verdict = run.verdict.unwrap_or(Verdict::Proceed);
+    // A failed pack writes nothing: half a run is worse than none, and a replay from
+    // the dead-letter list starts clean.
+    let writes = match verdict {
+        Verdict::Fail { .. } => Vec::new(),
+        _ => run.effects,
+    };
+    PackPlan {
+        pack: pack.pack.pack.clone(),
+        verdict,
+        writes,
+        state: run.state,
         trace: run.trace,
     }
 }
 
-/// What the runtime does for `event` when every write ends as `outcome` says: each
-/// triggered pack's plan, followed by its `on_success` effects, or its `on_error`
-/// effects when the pack failed (a `Fail` effect, or an `outcome` failure). Packs
-/// that skipped or deferred settle nothing.
+/// What the runtime does for `event` when every write ends as `outcome` says: per
+/// triggered pack its writes, its verdict, and what [`conclude`] makes of them (the
+/// state it records, its `on_success` or `on_error` follow-ups). The worker drives
+/// the same [`plan_pack`], [`conclude`] and [`settle`].
 pub fn simulate(
     event: &Event,
     ctx: &Context,
@@ -82,46 +104,35 @@ pub fn simulate(
 ) -> Plan {
     let mut out = Plan::default();
     for pack in triggered_packs(rules, event) {
-        let mut one = plan_pack(pack, rules, event, ctx, now);
-        let stopped = one
-            .effects
-            .iter()
-            .any(|e| matches!(e, Effect::Skip { .. } | Effect::Defer { .. }));
-        let failed = one.effects.iter().find_map(|e| match e {
-            Effect::Fail { reason, .. } => Some(reason.clone()),
-            _ => None,
-        });
-        let settle_with = match (failed, stopped) {
-            (Some(message), _) => Some(Outcome::Failure { message }),
-            (None, false) => Some(outcome.clone()),
-            (None, true) => None,
-        };
-        let mut settled = match settle_with {
-            Some(o) => settle(pack, rules, event, ctx, &one.effects, &o, now),
-            None => Plan::default(),
-        };
-        out.effects.append(&mut one.effects);
-        out.effects.append(&mut settled.effects);
-        out.trace.append(&mut one.trace);
-        out.trace.append(&mut settled.trace);
+        let one = plan_pack(pack, rules, event, ctx, now);
+        let conclusion = conclude(&one, outcome);
+        out.effects
+            .extend(one.writes.iter().cloned().map(PlanEntry::Write));
+        out.effects.extend(one.decision().map(PlanEntry::Decision));
+        if let Some(record) = conclusion.record {
+            out.effects.push(PlanEntry::Decision(Decision::RecordState {
+                pack: one.pack.clone(),
+                record: record.clone(),
+            }));
+        }
+        out.trace.extend(one.trace.iter().cloned());
+        if let Some(follow_up) = &conclusion.follow_up {
+            let settled = settle(pack, rules, event, ctx, &one.writes, follow_up, now);
+            out.effects
+                .extend(settled.writes.into_iter().map(PlanEntry::Write));
+            out.trace.extend(settled.trace);
+        }
     }
     out
 }
 
-/// How a pack's writes ended, for [`settle`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Every effect succeeded; `result` is what the write returned (CreateOpportunity's
-    /// `Id`, say).
-    Success {
-        /// The response of the write.
-        result: Value,
-    },
-    /// The writes failed for good.
-    Failure {
-        /// Why.
-        message: String,
-    },
+/// A pack's follow-up writes (`on_success` or `on_error`) and how they were decided.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FollowUps {
+    /// The writes, in order.
+    pub writes: Vec<Effect>,
+    /// Which rule decided what.
+    pub trace: Vec<TraceStep>,
 }
 
 /// The pack's `on_success` or `on_error` effects, once the runtime knows how its
@@ -135,11 +146,10 @@ pub fn settle(
     planned: &[Effect],
     outcome: &Outcome,
     now: Timestamp,
-) -> Plan {
+) -> FollowUps {
     let mut run = PackRun::new(pack, rules, event, ctx, now);
     let changes: Vec<Value> = planned
         .iter()
-        .filter(|e| e.pack() == pack.pack.pack)
         .flat_map(|e| match e {
             Effect::UpdateOpportunity { changes, .. } => changes.clone(),
             Effect::CreateOpportunity { fields, .. } => fields.clone(),
@@ -165,8 +175,8 @@ pub fn settle(
         if !effects.set_deal.is_empty() || effects.note.is_some() {
             run.step(&format!("/{section}"), "no deal to update", None, None);
         }
-        return Plan {
-            effects: run.effects,
+        return FollowUps {
+            writes: run.effects,
             trace: run.trace,
         };
     };
@@ -203,8 +213,8 @@ pub fn settle(
             Err(e) => run.step(&at, &format!("not rendered: {e}"), None, None),
         }
     }
-    Plan {
-        effects: run.effects,
+    FollowUps {
+        writes: run.effects,
         trace: run.trace,
     }
 }
@@ -238,6 +248,9 @@ struct PackRun<'a> {
     now: Timestamp,
     vars: Vars<'a>,
     effects: Vec<Effect>,
+    /// How the run ended when it did not proceed; the first verdict stands.
+    verdict: Option<Verdict>,
+    state: Option<StateRecord>,
     trace: Vec<TraceStep>,
 }
 
@@ -256,6 +269,8 @@ impl<'a> PackRun<'a> {
             now,
             vars: Vars::new(pack, &rules.engine, event, ctx, now),
             effects: Vec::new(),
+            verdict: None,
+            state: None,
             trace: Vec::new(),
         }
     }
@@ -282,20 +297,26 @@ impl<'a> PackRun<'a> {
         self.effects.push(effect);
     }
 
+    fn decide(&mut self, verdict: Verdict) {
+        self.verdict.get_or_insert(verdict);
+    }
+
     fn skip(&mut self, at: &str, reason: &str) {
         self.step(at, &format!("skip: {reason}"), None, None);
-        self.push(Effect::Skip {
-            pack: self.name(),
+        self.decide(Verdict::Skip {
             reason: reason.to_string(),
         });
     }
 
     fn fail(&mut self, at: &str, reason: &str) {
         self.step(at, &format!("fail: {reason}"), None, None);
-        self.push(Effect::Fail {
-            pack: self.name(),
+        self.decide(Verdict::Fail {
             reason: reason.to_string(),
         });
+    }
+
+    fn record(&mut self, record: StateRecord) {
+        self.state = Some(record);
     }
 
     fn deal_id(&self) -> Option<String> {
@@ -492,8 +513,7 @@ impl<'a> PackRun<'a> {
         match immutability::apply(self, changes) {
             immutability::Verdict::Proceed(changes) if changes.is_empty() => {
                 self.step("/map", "nothing to change", None, None);
-                self.push(Effect::Skip {
-                    pack: self.name(),
+                self.decide(Verdict::Skip {
                     reason: "no field changed".into(),
                 });
                 false
@@ -511,8 +531,7 @@ impl<'a> PackRun<'a> {
                 match action {
                     ImmutableAction::Defer => {
                         self.step(&at, &format!("defer: {reason}"), None, None);
-                        self.push(Effect::Defer {
-                            pack: self.name(),
+                        self.decide(Verdict::Defer {
                             reason,
                             while_status: status.into_iter().collect(),
                         });
@@ -587,7 +606,8 @@ impl<'a> PackRun<'a> {
             return false;
         };
         let today = self.now.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
-        let missing = readiness::missing(&readiness::body(&changes), today);
+        let body = readiness::body(changes.iter().map(|c| (c.field.as_str(), &c.new)));
+        let missing = readiness::missing(&body, today);
         if !missing.is_empty() {
             self.incomplete(&deal_id, &missing);
             return false;
@@ -725,10 +745,7 @@ impl<'a> PackRun<'a> {
                 ),
             }
         }
-        self.push(Effect::Skip {
-            pack: self.name(),
-            reason,
-        });
+        self.decide(Verdict::Skip { reason });
     }
 
     /// `map … from:`: Partner Central fields into deal properties.

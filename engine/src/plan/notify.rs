@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{Effect, PackRun};
+use crate::context::StateRecord;
 use crate::model::{ChannelKind, Condition, Notification, NumberRef, Priority, PrioritySpec};
 
 /// Runs the pack's watches and notification rules.
@@ -41,8 +42,7 @@ pub fn run(run: &mut PackRun<'_>) {
             Some(Value::Object(now_values.clone().into_iter().collect())),
         );
         if let Some(id) = opportunity_id {
-            run.push(Effect::RecordState {
-                pack: run.name(),
+            run.record(StateRecord {
                 opportunity_id: id,
                 marks: now_values.clone(),
                 watches: now_values,
@@ -187,8 +187,7 @@ pub fn run(run: &mut PackRun<'_>) {
     if let Some(id) = opportunity_id
         && (changed || !new_keys.is_empty())
     {
-        run.push(Effect::RecordState {
-            pack: run.name(),
+        run.record(StateRecord {
             opportunity_id: id,
             watches: now_values,
             marks,

@@ -11,7 +11,6 @@ use jiff::civil::Date;
 use pcsync_pc_model::matrix::{self, FIELD_MATRIX, Requirement};
 use serde_json::{Map, Value};
 
-use super::FieldChange;
 use crate::partner_central;
 
 /// One thing a create still lacks.
@@ -28,10 +27,10 @@ pub struct Missing {
 const NO_POSTAL_CODE: &[&str] = &["BQ"];
 
 /// The request body the changes make.
-pub fn body(changes: &[FieldChange]) -> Value {
+pub fn body<'a>(changes: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Value {
     let mut root = Value::Object(Map::new());
-    for change in changes {
-        let Ok(steps) = partner_central::parse_path(&change.field) else {
+    for (field, new) in changes {
+        let Ok(steps) = partner_central::parse_path(field) else {
             continue;
         };
         let mut at = &mut root;
@@ -58,7 +57,7 @@ pub fn body(changes: &[FieldChange]) -> Value {
                 None => slot,
             };
             if i + 1 == steps.len() {
-                *at = change.new.clone();
+                *at = new.clone();
             }
         }
     }
@@ -194,12 +193,12 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn change(field: &str, new: Value) -> FieldChange {
-        FieldChange {
-            field: field.into(),
-            old: None,
-            new,
-        }
+    fn change(field: &str, new: Value) -> (&str, Value) {
+        (field, new)
+    }
+
+    fn body(changes: &[(&str, Value)]) -> Value {
+        super::body(changes.iter().map(|(f, v)| (*f, v)))
     }
 
     fn today() -> Date {
