@@ -3,8 +3,6 @@
 
 mod cli;
 mod commands;
-mod service;
-mod store;
 
 use std::process::ExitCode;
 

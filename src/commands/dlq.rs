@@ -8,7 +8,7 @@ use pcsync_engine::MissingEnv;
 
 use super::EXIT_USAGE;
 use crate::cli::DlqAction;
-use crate::store::{SqliteStore, Store};
+use pcsync_runtime::store::{SqliteStore, Store};
 
 pub fn run(action: DlqAction) -> ExitCode {
     let (config, id) = match &action {

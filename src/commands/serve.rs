@@ -21,13 +21,13 @@ use serde_json::json;
 
 use super::EXIT_USAGE;
 use crate::cli::LogFormat;
-use crate::service::execute::Executor;
-use crate::service::ingest::{self, Ingest};
-use crate::service::metrics::Metrics;
-use crate::service::reload::{Reloaded, RuleHost};
-use crate::service::solutions::Solutions;
-use crate::service::worker::Worker;
-use crate::store::{SqliteStore, Store};
+use pcsync_runtime::service::execute::Executor;
+use pcsync_runtime::service::ingest::{self, Ingest};
+use pcsync_runtime::service::metrics::Metrics;
+use pcsync_runtime::service::reload::{Reloaded, RuleHost};
+use pcsync_runtime::service::solutions::Solutions;
+use pcsync_runtime::service::worker::Worker;
+use pcsync_runtime::store::{SqliteStore, Store};
 
 /// Where `serve --sandbox` listens: the service, and the sandbox's Partner Central
 /// (HubSpot and SNS on the next two ports, as `pcsync sandbox`).
@@ -151,7 +151,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         partner_central,
         sns,
     };
-    let busy = Arc::new(crate::service::Busy::default());
+    let busy = Arc::new(pcsync_runtime::service::Busy::default());
     let worker = Arc::new(Worker {
         store: Arc::clone(&store),
         rules: Arc::clone(&rules),
@@ -168,15 +168,15 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     let working = spawn_worker(Arc::clone(&worker), stopping)?;
     tokio::spawn(Arc::clone(&rules).watch());
     tokio::spawn(Arc::clone(&rules).on_hangup());
-    tokio::spawn(crate::service::poll::run(
+    tokio::spawn(pcsync_runtime::service::poll::run(
         Arc::clone(&rules),
         Arc::clone(&store),
         hubspot,
         poller_pc,
         if _sandbox.is_some() {
-            crate::service::poll::FirstRun::Immediately
+            pcsync_runtime::service::poll::FirstRun::Immediately
         } else {
-            crate::service::poll::FirstRun::WithinJitter
+            pcsync_runtime::service::poll::FirstRun::WithinJitter
         },
     ));
 
@@ -192,7 +192,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         busy,
     });
     let app = ingest::router(ingest)
-        .merge(crate::service::solutions::router(solutions))
+        .merge(pcsync_runtime::service::solutions::router(solutions))
         .merge(
             Router::new()
                 .route("/healthz", get(health))
@@ -343,7 +343,7 @@ async fn metrics_text(State(h): State<Health>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let text = h
         .metrics
-        .render(crate::service::blocking(|| h.store.stats()).ok());
+        .render(pcsync_runtime::service::blocking(|| h.store.stats()).ok());
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -358,7 +358,8 @@ async fn metrics_text(State(h): State<Health>) -> axum::response::Response {
 /// rules are holding: inbox counts and the edits deferred while AWS reviews.
 async fn rules_status(State(h): State<Health>) -> Json<serde_json::Value> {
     let mut out = h.rules.describe();
-    let (stats, deferred) = crate::service::blocking(|| (h.store.stats(), h.store.deferred(100)));
+    let (stats, deferred) =
+        pcsync_runtime::service::blocking(|| (h.store.stats(), h.store.deferred(100)));
     if let Ok(s) = stats {
         out["inbox"] = json!(s);
     }
@@ -430,7 +431,7 @@ async fn admin_reload(
 async fn health(State(h): State<Health>) -> axum::response::Response {
     use axum::response::IntoResponse;
     let version = h.rules.current().version.clone();
-    match crate::service::blocking(|| h.store.stats()) {
+    match pcsync_runtime::service::blocking(|| h.store.stats()) {
         Ok(s) => Json(json!({
             "status": "ok",
             "rules_version": version,

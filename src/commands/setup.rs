@@ -95,7 +95,8 @@ fn subscriptions(rules: &pcsync_engine::RuleSet) -> (BTreeSet<String>, BTreeSet<
 
 pub fn run(config_path: &Path) -> ExitCode {
     let checked = super::checked_config(config_path, MissingEnv::Error).and_then(|config| {
-        crate::service::reload::load_dir(&config.rules_dir(config_path)).map(|r| (config, r))
+        pcsync_runtime::service::reload::load_dir(&config.rules_dir(config_path))
+            .map(|r| (config, r))
     });
     let (config, rules) = match checked {
         Ok(both) => both,
@@ -208,7 +209,7 @@ mod tests {
 
     #[test]
     fn the_shipped_packs_need_these_subscriptions() {
-        let rules = crate::service::reload::load_dir(Path::new(concat!(
+        let rules = pcsync_runtime::service::reload::load_dir(Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/rules"
         )))

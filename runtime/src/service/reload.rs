@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn a_rhai_file_outside_the_rules_directory_is_watched() {
-        let packs = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/language/packs");
+        let packs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/language/packs");
         let dir = tempfile::tempdir().unwrap();
         let rules = dir.path().join("rules");
         let scripts = dir.path().join("shared-scripts");

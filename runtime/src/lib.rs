@@ -1,0 +1,12 @@
+//! pcsync's runtime: everything that performs I/O. The engine decides what a pack
+//! run writes and how it ends; the runtime reads what the engine needs, performs the
+//! writes, and keeps the inbox, the effect journal, pack state and echo memory in
+//! SQLite.
+//!
+//! - [`store`]: the durable state, behind the traits its users need.
+//! - [`service`]: ingest (webhooks, EventBridge), the worker, schedules, hot reload,
+//!   the Solutions API and metrics.
+#![forbid(unsafe_code)]
+
+pub mod service;
+pub mod store;
