@@ -201,8 +201,28 @@ impl RuleCache {
     }
 }
 
+/// What carries a step out: given the rules, the event, the context, the time and
+/// how the writes end, the plan as performed. `pcsync test` uses [`simulate`]; the
+/// runtime's tests drive the real worker with the same corpus.
+pub type Driver<'a> = dyn FnMut(&RuleSet, &Event, &Context, Timestamp, &Outcome) -> Plan + 'a;
+
 /// Runs one test file; `filter` selects cases by `file-stem/case name`.
 pub fn run_file(path: &Path, filter: Option<&regex::Regex>, rules: &mut RuleCache) -> FileResult {
+    run_file_with(
+        path,
+        filter,
+        rules,
+        &mut |rules, event, ctx, now, outcome| simulate(event, ctx, rules, now, outcome),
+    )
+}
+
+/// [`run_file`] with another driver than [`simulate`].
+pub fn run_file_with(
+    path: &Path,
+    filter: Option<&regex::Regex>,
+    rules: &mut RuleCache,
+    driver: &mut Driver<'_>,
+) -> FileResult {
     let fail = |error: String| FileResult {
         path: path.to_path_buf(),
         cases: Vec::new(),
@@ -244,7 +264,7 @@ pub fn run_file(path: &Path, filter: Option<&regex::Regex>, rules: &mut RuleCach
         if filter.is_some_and(|f| !f.is_match(&format!("{stem}/{}", case.name))) {
             continue;
         }
-        cases.push(run_case(rule_set, &file.packs, i, case));
+        cases.push(run_case(rule_set, &file.packs, i, case, driver));
     }
     FileResult {
         path: path.to_path_buf(),
@@ -253,7 +273,13 @@ pub fn run_file(path: &Path, filter: Option<&regex::Regex>, rules: &mut RuleCach
     }
 }
 
-fn run_case(rules: &RuleSet, packs: &[String], index: usize, case: &CaseSpec) -> CaseResult {
+fn run_case(
+    rules: &RuleSet,
+    packs: &[String],
+    index: usize,
+    case: &CaseSpec,
+    driver: &mut Driver<'_>,
+) -> CaseResult {
     let base = format!("/cases/{index}");
     let single = case.step();
     let steps: Vec<(String, &StepSpec)> = match (&single, case.timeline.is_empty()) {
@@ -280,7 +306,7 @@ fn run_case(rules: &RuleSet, packs: &[String], index: usize, case: &CaseSpec) ->
     let mut carried: Option<Context> = None;
     let mut results = Vec::new();
     for (pointer, step) in steps {
-        let result = run_step(rules, packs, &pointer, step, &mut carried);
+        let result = run_step(rules, packs, &pointer, step, &mut carried, driver);
         results.push(result);
     }
     CaseResult {
@@ -295,6 +321,7 @@ fn run_step(
     pointer: &str,
     step: &StepSpec,
     carried: &mut Option<Context>,
+    driver: &mut Driver<'_>,
 ) -> StepResult {
     let broken = |failure: String| StepResult {
         pointer: pointer.to_string(),
@@ -345,7 +372,7 @@ fn run_step(
             result: Value::Object(Default::default()),
         },
     };
-    let mut plan = simulate(&event, &ctx, rules, now, &outcome);
+    let mut plan = driver(rules, &event, &ctx, now, &outcome);
     let mut next = ctx.clone();
     plan.apply_to(&mut next);
     *carried = Some(next);

@@ -8,5 +8,6 @@
 //!   the Solutions API and metrics.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod service;
 pub mod store;

@@ -21,7 +21,7 @@ use serde_json::json;
 
 use super::EXIT_USAGE;
 use crate::cli::LogFormat;
-use pcsync_runtime::service::execute::Executor;
+use pcsync_runtime::service::execute::ApiExecutor;
 use pcsync_runtime::service::ingest::{self, Ingest};
 use pcsync_runtime::service::metrics::Metrics;
 use pcsync_runtime::service::reload::{Reloaded, RuleHost};
@@ -146,7 +146,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     ));
     tokio::spawn(Arc::clone(&solutions).run());
     let poller_pc = partner_central.clone();
-    let executor = Executor {
+    let executor = ApiExecutor {
         hubspot: Arc::clone(&hubspot),
         partner_central,
         sns,
@@ -156,6 +156,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         store: Arc::clone(&store),
         rules: Arc::clone(&rules),
         executor,
+        clock: Arc::new(pcsync_runtime::clock::SystemClock),
         app_id: config.hubspot.app_id,
         coalesce: config.worker.coalesce.0,
         max_attempts: config.worker.max_attempts,

@@ -6,6 +6,7 @@
 
 mod conclude;
 mod effect;
+mod fetch;
 mod immutability;
 mod mapping;
 mod notify;
@@ -19,6 +20,7 @@ use serde_json::Value;
 pub use crate::dates::{to_date, to_timestamp};
 pub use conclude::{Conclusion, Ending, Outcome, conclude};
 pub use effect::{Decision, Effect, FieldChange, PackPlan, Plan, PlanEntry, Submission, Verdict};
+pub use fetch::{Fetch, fetches};
 pub use trace::TraceStep;
 
 use crate::compile::CompiledPack;

@@ -7,11 +7,12 @@
 //! review status in which the pack's immutability rules defer or skip the change.
 
 use indexmap::IndexMap;
-use pcsync_adapters::hubspot::client::{HubSpotClient, HubSpotError};
+use jiff::Timestamp;
+use pcsync_adapters::hubspot::client::{Deal, HubSpotClient, HubSpotError};
 use pcsync_adapters::partner_central::{PartnerCentralClient, PcError};
 use pcsync_adapters::sns::{PublishError, SnsPublisher};
-use pcsync_engine::Effect;
 use pcsync_engine::partner_central::parse_path;
+use pcsync_engine::{DealSnapshot, Effect};
 use serde_json::{Map, Value, json};
 
 use crate::store::{Store, StoreError};
@@ -91,8 +92,70 @@ impl From<StoreError> for ExecError {
     }
 }
 
+/// What the worker needs of the outside world: the reads that fill a pack's context
+/// and the writes a plan holds. [`ApiExecutor`] speaks to HubSpot, Partner Central and
+/// SNS; tests give the worker one that records what it was asked.
+pub trait Executor: Send + Sync + 'static {
+    /// Performs one write; answers what the write returned (CreateOpportunity's
+    /// response, an update's new `LastModifiedDate`), `Null` when nothing. Values it
+    /// writes to deal properties are remembered in `store` (echo suppression).
+    fn perform(
+        &self,
+        effect: &Effect,
+        store: &dyn Store,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Value, ExecError>> + Send;
+
+    /// The deal with these properties; `None` when HubSpot has no such deal.
+    fn deal(
+        &self,
+        id: &str,
+        properties: &[String],
+    ) -> impl Future<Output = Result<Option<DealSnapshot>, ExecError>> + Send;
+
+    /// The first deal whose `link` property holds `opportunity_id`.
+    fn deal_linked_to(
+        &self,
+        link: &str,
+        opportunity_id: &str,
+        properties: &[String],
+    ) -> impl Future<Output = Result<Option<DealSnapshot>, ExecError>> + Send;
+
+    /// The deal's primary company with these properties.
+    fn primary_company(
+        &self,
+        deal_id: &str,
+        properties: &[String],
+    ) -> impl Future<Output = Result<Option<DealSnapshot>, ExecError>> + Send;
+
+    /// The ids of a company's deals.
+    fn company_deals(
+        &self,
+        company_id: &str,
+    ) -> impl Future<Output = Result<Vec<String>, ExecError>> + Send;
+
+    /// GetOpportunity; `None` when AWS does not know the id.
+    fn opportunity(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Value>, ExecError>> + Send;
+
+    /// GetAwsOpportunitySummary; `None` when AWS keeps none.
+    fn aws_summary(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Value>, ExecError>> + Send;
+
+    /// The opportunity's resource snapshots of these templates, oldest first.
+    fn snapshots(
+        &self,
+        id: &str,
+        templates: &[String],
+    ) -> impl Future<Output = Result<Vec<Value>, ExecError>> + Send;
+}
+
 /// The clients effects are carried out with.
-pub struct Executor {
+pub struct ApiExecutor {
     /// HubSpot (shared with the pollers: one limiter for the account).
     pub hubspot: std::sync::Arc<HubSpotClient>,
     /// Partner Central.
@@ -101,15 +164,72 @@ pub struct Executor {
     pub sns: Option<(SnsPublisher, String)>,
 }
 
-impl Executor {
-    /// Performs one write effect; returns what the write answered (CreateOpportunity's
-    /// response, an update's new `LastModifiedDate`), `Null` for effects with no answer.
-    /// Bookkeeping effects (`Skip`, `Defer`, `Fail`, `RecordState`) are the caller's.
-    pub async fn perform(
+fn snapshot(d: Deal) -> DealSnapshot {
+    DealSnapshot {
+        properties: deal_properties(&d.properties),
+        id: d.id,
+    }
+}
+
+impl Executor for ApiExecutor {
+    async fn deal(
+        &self,
+        id: &str,
+        properties: &[String],
+    ) -> Result<Option<DealSnapshot>, ExecError> {
+        Ok(self.hubspot.get_deal(id, properties).await?.map(snapshot))
+    }
+
+    async fn deal_linked_to(
+        &self,
+        link: &str,
+        opportunity_id: &str,
+        properties: &[String],
+    ) -> Result<Option<DealSnapshot>, ExecError> {
+        let found = self
+            .hubspot
+            .find_deals(link, opportunity_id, properties)
+            .await?;
+        Ok(found.into_iter().next().map(snapshot))
+    }
+
+    async fn primary_company(
+        &self,
+        deal_id: &str,
+        properties: &[String],
+    ) -> Result<Option<DealSnapshot>, ExecError> {
+        Ok(self
+            .hubspot
+            .primary_company(deal_id, properties)
+            .await?
+            .map(snapshot))
+    }
+
+    async fn company_deals(&self, company_id: &str) -> Result<Vec<String>, ExecError> {
+        Ok(self.hubspot.company_deals(company_id).await?)
+    }
+
+    async fn opportunity(&self, id: &str) -> Result<Option<Value>, ExecError> {
+        match self.partner_central.get_opportunity(id).await {
+            Ok(o) => Ok(Some(o)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn aws_summary(&self, id: &str) -> Result<Option<Value>, ExecError> {
+        Ok(self.partner_central.get_aws_summary(id).await?)
+    }
+
+    async fn snapshots(&self, id: &str, templates: &[String]) -> Result<Vec<Value>, ExecError> {
+        Ok(self.partner_central.snapshots(id, templates).await?)
+    }
+
+    async fn perform(
         &self,
         effect: &Effect,
         store: &dyn Store,
-        now: jiff::Timestamp,
+        now: Timestamp,
     ) -> Result<Value, ExecError> {
         let now_ms = now.as_millisecond();
         match effect {
@@ -248,7 +368,7 @@ impl Executor {
     }
 }
 
-impl Executor {
+impl ApiExecutor {
     /// Follows a submission task until it ends (COMPLETE or FAILED, with AWS's
     /// `ReasonCode` and `Message`), polling ListEngagementFromOpportunityTasks at
     /// 0.25 s, doubling to 2 s, for up to about 20 s; a task still running then is

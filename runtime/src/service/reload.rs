@@ -40,8 +40,12 @@ pub enum Reloaded {
 impl RuleHost {
     /// Loads `dir`; the rendered diagnostics when it does not check.
     pub fn load(dir: &Path, metrics: Arc<super::metrics::Metrics>) -> Result<RuleHost, String> {
-        let rules = load_dir(dir)?;
-        Ok(RuleHost {
+        Ok(RuleHost::new(dir, load_dir(dir)?, metrics))
+    }
+
+    /// A host for rules already loaded from `dir`.
+    pub fn new(dir: &Path, rules: RuleSet, metrics: Arc<super::metrics::Metrics>) -> RuleHost {
+        RuleHost {
             dir: dir.to_path_buf(),
             metrics,
             current: RwLock::new(Arc::new(rules)),
@@ -49,7 +53,7 @@ impl RuleHost {
                 loaded_at: jiff::Timestamp::now().to_string(),
                 ..Status::default()
             }),
-        })
+        }
     }
 
     /// The rule set in force.

@@ -6,25 +6,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use pcsync_engine::plan::{plan_pack, settle, triggered};
+use pcsync_engine::plan::{Fetch, fetches, plan_pack, settle, triggered};
 use pcsync_engine::{
-    CompiledPack, Context, DealSnapshot, Effect, Ending, Event, Outcome, PlanEntry, RuleSet,
-    conclude,
+    CompiledPack, Context, Effect, Ending, Event, Outcome, PlanEntry, RuleSet, conclude,
 };
 use serde_json::Value;
 
-use super::execute::{ExecError, Executor, deal_properties};
+use super::execute::{ApiExecutor, ExecError, Executor};
 use super::reload::RuleHost;
+use crate::clock::Clock;
 use crate::store::{Batch, Store};
 
-/// What the worker needs.
-pub struct Worker {
+/// What the worker needs. `E` performs the I/O; the clock says what time it is.
+pub struct Worker<E: Executor = ApiExecutor> {
     /// The inbox and state.
     pub store: Arc<dyn Store>,
     /// The rules in force.
     pub rules: Arc<RuleHost>,
-    /// The clients.
-    pub executor: Executor,
+    /// The reads and writes.
+    pub executor: E,
+    /// The time.
+    pub clock: Arc<dyn Clock>,
     /// The HubSpot app's id: its own writes come back as `INTEGRATION` events with
     /// this `sourceId`.
     pub app_id: Option<u64>,
@@ -65,14 +67,14 @@ pub enum Settled {
 /// Plans of one pack from fresh reads before a conflict is settled as a retry.
 const CONFLICT_ATTEMPTS: usize = 3;
 
-impl Worker {
+impl<E: Executor> Worker<E> {
     /// Claims due batches and processes them until `stop` turns true; the batch in
     /// hand is finished first, and claimed batches not yet started go back in line.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
+        let mut last_prune = i64::MIN;
         while !*stop.borrow() {
-            if last_prune.elapsed() >= Duration::from_secs(60) {
-                last_prune = std::time::Instant::now();
+            if self.clock.now_ms().saturating_sub(last_prune) >= 60_000 {
+                last_prune = self.clock.now_ms();
                 self.prune();
             }
             let yielded = std::time::Instant::now();
@@ -96,8 +98,8 @@ impl Worker {
 
     /// Deletes applied events older than `keep_done`, a slice at a time so that
     /// ingest never waits long for the database.
-    fn prune(&self) {
-        let before = jiff::Timestamp::now().as_millisecond() - self.keep_done.as_millis() as i64;
+    pub fn prune(&self) {
+        let before = self.clock.now_ms() - self.keep_done.as_millis() as i64;
         let mut pruned = 0;
         loop {
             match super::blocking(|| self.store.prune_done(before, 5_000)) {
@@ -119,7 +121,7 @@ impl Worker {
         &self,
         stop: &tokio::sync::watch::Receiver<bool>,
     ) -> Result<usize, crate::store::StoreError> {
-        let now = jiff::Timestamp::now().as_millisecond();
+        let now = self.clock.now_ms();
         let batches =
             super::blocking(|| self.store.claim(now, self.coalesce.as_millis() as i64, 16))?;
         let n = batches.len();
@@ -137,7 +139,7 @@ impl Worker {
                 break;
             }
         }
-        let now = jiff::Timestamp::now().as_millisecond();
+        let now = self.clock.now_ms();
         if !untouched.is_empty() {
             super::blocking(|| self.store.complete(&untouched, now))?;
         }
@@ -149,7 +151,7 @@ impl Worker {
     }
 
     fn record(&self, batch: &Batch, settled: &Settled) -> Result<(), crate::store::StoreError> {
-        let now = jiff::Timestamp::now().as_millisecond();
+        let now = self.clock.now_ms();
         let seqs: Vec<i64> = batch.items.iter().map(|c| c.seq).collect();
         let attempts = batch.items.iter().map(|c| c.attempts).max().unwrap_or(0) + 1;
         self.metrics.batch(match settled {
@@ -228,10 +230,9 @@ impl Worker {
         };
         // A company's events run the packs they start for each of the company's deals.
         let deals = match (&latest.company_id, &latest.deal_id) {
-            (Some(company), None) => match self.executor.hubspot.company_deals(company).await {
+            (Some(company), None) => match self.executor.company_deals(company).await {
                 Ok(deals) => deals.into_iter().map(Some).collect(),
                 Err(e) => {
-                    let e = ExecError::from(e);
                     return if e.retryable {
                         Settled::Retry(e.message, e.retry_after)
                     } else {
@@ -257,8 +258,9 @@ impl Worker {
         outcome
     }
 
-    /// Loads the context for one deal (or opportunity) and runs the packs on it. A
-    /// pack whose write met a conflict is planned again from a fresh read.
+    /// Loads the context for one deal (or opportunity) and runs the packs on it, one
+    /// load per link property the packs use (the engine's [`fetches`]). A pack whose
+    /// write met a conflict is planned again from a fresh read.
     async fn run_subject(
         &self,
         batch: &Batch,
@@ -266,48 +268,48 @@ impl Worker {
         latest: &Event,
         work: &[(usize, Event)],
     ) -> Settled {
-        let packs: Vec<&CompiledPack> = work.iter().map(|(i, _)| &rules.packs[*i]).collect();
-        let mut ctx = match self.resolve(latest, &packs).await {
-            Ok(ctx) => ctx,
-            Err(e) if e.retryable => return Settled::Retry(e.message, e.retry_after),
-            Err(e) => return Settled::Dead(e.message),
-        };
-        // An event about the opportunity may mean it is editable again: the deal's
-        // deferred edits are due now rather than at their next re-check.
-        if let Some(deal) = &ctx.deal {
-            let key = format!("deal:{}", deal.id);
-            if key != batch.key
-                && let Err(e) = super::blocking(|| {
-                    self.store
-                        .wake(&key, jiff::Timestamp::now().as_millisecond())
-                })
-            {
-                return Settled::Retry(e.to_string(), None);
-            }
-        }
         let mut outcome = Settled::Done;
-        for (i, event) in work {
-            let pack = &rules.packs[*i];
-            let mut ended = self.run_pack(pack, rules, event, &ctx).await;
-            for _ in 1..CONFLICT_ATTEMPTS {
-                let Settled::Replan(reason) = &ended else {
-                    break;
-                };
-                tracing::info!(pack = %pack.pack.pack, reason = %reason, "the opportunity changed meanwhile: planning again");
-                ctx = match self.resolve(latest, &packs).await {
-                    Ok(ctx) => ctx,
-                    Err(e) if e.retryable => return Settled::Retry(e.message, e.retry_after),
-                    Err(e) => return Settled::Dead(e.message),
-                };
-                ended = self.run_pack(pack, rules, event, &ctx).await;
+        for fetch in fetches(work.iter().map(|(i, _)| (*i, &rules.packs[*i]))) {
+            let mut ctx = match self.resolve(latest, &fetch).await {
+                Ok(ctx) => ctx,
+                Err(e) if e.retryable => return Settled::Retry(e.message, e.retry_after),
+                Err(e) => return Settled::Dead(e.message),
+            };
+            // An event about the opportunity may mean it is editable again: the deal's
+            // deferred edits are due now rather than at their next re-check.
+            if let Some(deal) = &ctx.deal {
+                let key = format!("deal:{}", deal.id);
+                if key != batch.key
+                    && let Err(e) = super::blocking(|| self.store.wake(&key, self.clock.now_ms()))
+                {
+                    return Settled::Retry(e.to_string(), None);
+                }
             }
-            if let Settled::Replan(reason) = ended {
-                ended = Settled::Retry(
-                    format!("{reason} (the opportunity kept changing: {CONFLICT_ATTEMPTS} plans)"),
-                    None,
-                );
+            for (i, event) in work.iter().filter(|(i, _)| fetch.packs.contains(i)) {
+                let pack = &rules.packs[*i];
+                let mut ended = self.run_pack(pack, rules, event, &ctx).await;
+                for _ in 1..CONFLICT_ATTEMPTS {
+                    let Settled::Replan(reason) = &ended else {
+                        break;
+                    };
+                    tracing::info!(pack = %pack.pack.pack, reason = %reason, "the opportunity changed meanwhile: planning again");
+                    ctx = match self.resolve(latest, &fetch).await {
+                        Ok(ctx) => ctx,
+                        Err(e) if e.retryable => return Settled::Retry(e.message, e.retry_after),
+                        Err(e) => return Settled::Dead(e.message),
+                    };
+                    ended = self.run_pack(pack, rules, event, &ctx).await;
+                }
+                if let Settled::Replan(reason) = ended {
+                    ended = Settled::Retry(
+                        format!(
+                            "{reason} (the opportunity kept changing: {CONFLICT_ATTEMPTS} plans)"
+                        ),
+                        None,
+                    );
+                }
+                outcome = worse(outcome, ended);
             }
-            outcome = worse(outcome, ended);
         }
         outcome
     }
@@ -345,7 +347,7 @@ impl Worker {
             Ok(None) => {}
             Err(e) => return Settled::Retry(e.to_string(), None),
         }
-        let now = jiff::Timestamp::now();
+        let now = self.clock.now();
         let plan = plan_pack(pack, rules, event, ctx, now);
         self.metrics.planned(&plan.pack);
         tracing::debug!(
@@ -449,7 +451,7 @@ impl Worker {
         saved: &str,
     ) -> Option<Settled> {
         let (planned, outcome) = decode_settle(saved)?;
-        let now = jiff::Timestamp::now();
+        let now = self.clock.now();
         if let Err(settled) = self
             .follow_up(pack, rules, event, ctx, &planned, &outcome, now)
             .await
@@ -526,71 +528,25 @@ impl Worker {
         Ok(())
     }
 
-    /// Loads what `packs` need for `event`: the deal, the opportunity, the AWS view,
-    /// the last-known state.
-    async fn resolve(&self, event: &Event, packs: &[&CompiledPack]) -> Result<Context, ExecError> {
-        let mut deal_props: Vec<String> = Vec::new();
-        let mut company_props: Vec<String> = Vec::new();
-        let mut link = None;
-        let (mut opportunity_needed, mut summary_needed, mut previous_needed) =
-            (false, false, false);
-        let mut templates: Vec<String> = Vec::new();
-        for pack in packs {
-            let needs = &pack.pack.needs;
-            // The create-when-ready status properties are read to tell whether the
-            // list of what is missing changed (and a note is due).
-            let incomplete = pack
-                .pack
-                .create
-                .iter()
-                .flat_map(|c| c.incomplete.set_deal.keys());
-            for p in needs
-                .deal
-                .iter()
-                .chain([&needs.link_property])
-                .chain(incomplete)
-            {
-                if !deal_props.contains(p) {
-                    deal_props.push(p.clone());
-                }
-            }
-            for p in &needs.company {
-                if !company_props.contains(p) {
-                    company_props.push(p.clone());
-                }
-            }
-            link.get_or_insert_with(|| needs.link_property.clone());
-            opportunity_needed |= needs.opportunity;
-            summary_needed |= needs.aws_summary;
-            previous_needed |= needs.previous;
-            for t in &needs.snapshots {
-                if !templates.contains(t) {
-                    templates.push(t.clone());
-                }
-            }
-        }
-        let link = link.unwrap_or_else(|| "aws_opportunity_id".into());
-        let hubspot = &self.executor.hubspot;
-        let pc = &self.executor.partner_central;
-
+    /// Loads what `fetch` names for `event`: the deal, its company, the opportunity,
+    /// the AWS view, snapshots, the last-known state.
+    async fn resolve(&self, event: &Event, fetch: &Fetch) -> Result<Context, ExecError> {
+        let x = &self.executor;
+        let link = &fetch.link_property;
         let mut deal = match &event.deal_id {
-            Some(id) => hubspot.get_deal(id, &deal_props).await?,
+            Some(id) => x.deal(id, &fetch.deal).await?,
             None => None,
         };
         let opportunity_id = event.opportunity_id.clone().or_else(|| {
             deal.as_ref()
-                .and_then(|d| d.properties.get(&link).cloned().flatten())
+                .and_then(|d| d.property(link))
                 .filter(|v| !v.is_empty())
         });
         let mut opportunity = None;
         if let Some(id) = &opportunity_id
-            && (opportunity_needed || deal.is_none())
+            && (fetch.opportunity || deal.is_none())
         {
-            opportunity = match pc.get_opportunity(id).await {
-                Ok(o) => Some(o),
-                Err(e) if e.is_not_found() => None,
-                Err(e) => return Err(e.into()),
-            };
+            opportunity = x.opportunity(id).await?;
         }
         if deal.is_none()
             && let Some(id) = &opportunity_id
@@ -600,14 +556,10 @@ impl Worker {
                 .and_then(|o| o["PartnerOpportunityIdentifier"].as_str())
                 .filter(|s| !s.is_empty());
             if let Some(deal_id) = by_identifier {
-                deal = hubspot.get_deal(deal_id, &deal_props).await?;
+                deal = x.deal(deal_id, &fetch.deal).await?;
             }
             if deal.is_none() {
-                deal = hubspot
-                    .find_deals(&link, id, &deal_props)
-                    .await?
-                    .into_iter()
-                    .next();
+                deal = x.deal_linked_to(link, id, &fetch.deal).await?;
             }
         }
         // AWS keeps no summary of an opportunity it was never sent: before submission
@@ -618,37 +570,27 @@ impl Worker {
             .and_then(Value::as_str)
             == Some("Pending Submission");
         let aws_summary = match &opportunity_id {
-            Some(id) if summary_needed && !unsubmitted => pc.get_aws_summary(id).await?,
+            Some(id) if fetch.aws_summary && !unsubmitted => x.aws_summary(id).await?,
             _ => None,
         };
         let snapshots = match &opportunity_id {
-            Some(id) if !templates.is_empty() => pc.snapshots(id, &templates).await?,
+            Some(id) if !fetch.snapshots.is_empty() => x.snapshots(id, &fetch.snapshots).await?,
             _ => Vec::new(),
         };
         let company = match &deal {
-            Some(d) if !company_props.is_empty() => {
-                hubspot.primary_company(&d.id, &company_props).await?
+            Some(d) if !fetch.company.is_empty() => {
+                x.primary_company(&d.id, &fetch.company).await?
             }
             _ => None,
         };
         let previous = match &opportunity_id {
-            Some(id) if previous_needed => super::blocking(|| self.store.pack_states(id))?,
+            Some(id) if fetch.previous => super::blocking(|| self.store.pack_states(id))?,
             _ => IndexMap::new(),
         };
         Ok(Context {
-            deal: deal.map(|d| DealSnapshot {
-                properties: deal_properties(&d.properties),
-                id: d.id,
-            }),
-            company: company.map(|c| DealSnapshot {
-                properties: deal_properties(&c.properties),
-                id: c.id,
-            }),
-            opportunity: if opportunity_needed {
-                opportunity
-            } else {
-                None
-            },
+            deal,
+            company,
+            opportunity: if fetch.opportunity { opportunity } else { None },
             aws_summary,
             snapshots,
             previous,
@@ -782,3 +724,7 @@ fn worse(a: Settled, b: Settled) -> Settled {
     }
     if rank(&b) > rank(&a) { b } else { a }
 }
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;

@@ -1,0 +1,690 @@
+//! The worker, in-process: a real SQLite store in a temporary directory, a manual
+//! clock and an executor that serves an in-memory HubSpot and Partner Central and
+//! records every write it is asked for. No sleeps: time moves when a test moves it.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use jiff::Timestamp;
+use pcsync_engine::plan::{plan_pack, triggered_packs};
+use pcsync_engine::{
+    Context, DealSnapshot, Decision, Effect, Event, Outcome, Plan, PlanEntry, RuleSet, Verdict,
+    golden,
+};
+use serde_json::{Value, json};
+
+use super::{Settled, Worker};
+use crate::clock::{Clock, ManualClock};
+use crate::service::execute::{ExecError, Executor, set_path};
+use crate::service::ingest::ordering_key;
+use crate::service::metrics::Metrics;
+use crate::service::reload::{RuleHost, load_dir};
+use crate::store::SqliteStore;
+use crate::store::Store;
+
+/// What the in-memory remote holds.
+#[derive(Default)]
+struct World {
+    deals: IndexMap<String, DealSnapshot>,
+    companies: HashMap<String, DealSnapshot>,
+    company_deals: HashMap<String, Vec<String>>,
+    opportunities: HashMap<String, Value>,
+    summaries: HashMap<String, Value>,
+    snapshots: HashMap<String, Vec<Value>>,
+}
+
+/// An executor over a [`World`] that records each write it is asked for (done or
+/// failed) and fails the writes it was told to.
+#[derive(Default)]
+struct Recording {
+    world: Mutex<World>,
+    /// Every write asked for, in order.
+    asked: Mutex<Vec<Effect>>,
+    /// Failures for coming writes, by effect kind (`*` for any), first come first used.
+    failures: Mutex<VecDeque<(String, ExecError)>>,
+    /// What a successful write answers; `None` for the natural answer.
+    answer: Mutex<Option<Value>>,
+}
+
+impl Recording {
+    fn fail_next(&self, kind: &str, error: ExecError) {
+        self.failures
+            .lock()
+            .unwrap()
+            .push_back((kind.to_string(), error));
+    }
+
+    fn asked(&self) -> Vec<Effect> {
+        self.asked.lock().unwrap().clone()
+    }
+
+    fn asked_kinds(&self) -> Vec<&'static str> {
+        self.asked().iter().map(Effect::kind).collect()
+    }
+
+    fn take(&self) -> Vec<Effect> {
+        std::mem::take(&mut *self.asked.lock().unwrap())
+    }
+}
+
+fn retryable(message: &str) -> ExecError {
+    ExecError {
+        message: message.into(),
+        retryable: true,
+        retry_after: None,
+        replan: false,
+    }
+}
+
+impl Executor for Recording {
+    async fn perform(
+        &self,
+        effect: &Effect,
+        store: &dyn Store,
+        now: Timestamp,
+    ) -> Result<Value, ExecError> {
+        self.asked.lock().unwrap().push(effect.clone());
+        {
+            let mut failures = self.failures.lock().unwrap();
+            if let Some(i) = failures
+                .iter()
+                .position(|(k, _)| k == effect.kind() || k == "*")
+            {
+                return Err(failures.remove(i).unwrap().1);
+            }
+        }
+        let mut world = self.world.lock().unwrap();
+        let natural = match effect {
+            Effect::UpdateOpportunity { id, changes, .. } => {
+                if let Some(o) = world.opportunities.get_mut(id) {
+                    for c in changes {
+                        set_path(o, &c.field, c.new.clone())?;
+                    }
+                    o["LastModifiedDate"] = json!(now.to_string());
+                }
+                json!({ "LastModifiedDate": now.to_string() })
+            }
+            Effect::CreateOpportunity { .. } => json!({ "Id": "O9000001" }),
+            Effect::UpdateDeal {
+                deal_id,
+                properties,
+                ..
+            } => {
+                for (name, value) in properties {
+                    store
+                        .remember_write(
+                            &format!("deal:{deal_id}"),
+                            name,
+                            value,
+                            now.as_millisecond(),
+                        )
+                        .map_err(ExecError::from)?;
+                    if let Some(deal) = world.deals.get_mut(deal_id) {
+                        deal.properties.insert(name.clone(), json!(value));
+                    }
+                }
+                Value::Null
+            }
+            Effect::Publish { .. } => json!({ "MessageId": "m-1" }),
+            Effect::CreateNote { .. } | Effect::CreateTask { .. } => Value::Null,
+        };
+        Ok(self.answer.lock().unwrap().clone().unwrap_or(natural))
+    }
+
+    async fn deal(
+        &self,
+        id: &str,
+        properties: &[String],
+    ) -> Result<Option<DealSnapshot>, ExecError> {
+        let world = self.world.lock().unwrap();
+        Ok(world.deals.get(id).map(|d| only(d, properties)))
+    }
+
+    async fn deal_linked_to(
+        &self,
+        link: &str,
+        opportunity_id: &str,
+        properties: &[String],
+    ) -> Result<Option<DealSnapshot>, ExecError> {
+        let world = self.world.lock().unwrap();
+        Ok(world
+            .deals
+            .values()
+            .find(|d| d.property(link).as_deref() == Some(opportunity_id))
+            .map(|d| only(d, properties)))
+    }
+
+    async fn primary_company(
+        &self,
+        deal_id: &str,
+        properties: &[String],
+    ) -> Result<Option<DealSnapshot>, ExecError> {
+        let world = self.world.lock().unwrap();
+        Ok(world.companies.get(deal_id).map(|c| only(c, properties)))
+    }
+
+    async fn company_deals(&self, company_id: &str) -> Result<Vec<String>, ExecError> {
+        let world = self.world.lock().unwrap();
+        Ok(world
+            .company_deals
+            .get(company_id)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn opportunity(&self, id: &str) -> Result<Option<Value>, ExecError> {
+        Ok(self.world.lock().unwrap().opportunities.get(id).cloned())
+    }
+
+    async fn aws_summary(&self, id: &str) -> Result<Option<Value>, ExecError> {
+        Ok(self.world.lock().unwrap().summaries.get(id).cloned())
+    }
+
+    async fn snapshots(&self, id: &str, _templates: &[String]) -> Result<Vec<Value>, ExecError> {
+        Ok(self
+            .world
+            .lock()
+            .unwrap()
+            .snapshots
+            .get(id)
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+/// The object with only the properties asked for, as HubSpot answers.
+fn only(object: &DealSnapshot, properties: &[String]) -> DealSnapshot {
+    DealSnapshot {
+        id: object.id.clone(),
+        properties: object
+            .properties
+            .iter()
+            .filter(|(k, _)| properties.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// A worker over `rules`, a fresh store and a manual clock.
+struct Harness {
+    _dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    clock: Arc<ManualClock>,
+    worker: Worker<Recording>,
+}
+
+const COALESCE: Duration = Duration::from_secs(2);
+const DEFER_RECHECK: Duration = Duration::from_secs(300);
+
+fn harness(rules_dir: &Path, rules: RuleSet, now: Timestamp) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("pcsync.db")).unwrap());
+    let clock = Arc::new(ManualClock::new(now));
+    let metrics = Arc::new(Metrics::default());
+    let worker = Worker {
+        store: Arc::clone(&store) as Arc<dyn Store>,
+        rules: Arc::new(RuleHost::new(rules_dir, rules, Arc::clone(&metrics))),
+        executor: Recording::default(),
+        clock: Arc::clone(&clock) as Arc<dyn Clock>,
+        app_id: Some(4242),
+        coalesce: COALESCE,
+        max_attempts: 3,
+        defer_recheck: DEFER_RECHECK,
+        keep_done: Duration::from_secs(3600),
+        metrics,
+        busy: Arc::new(super::super::Busy::default()),
+    };
+    Harness {
+        _dir: dir,
+        store,
+        clock,
+        worker,
+    }
+}
+
+impl Harness {
+    /// The shipped packs, a deal linked to an opportunity in `review` status.
+    fn shipped(review: &str) -> Harness {
+        let dir = repo("rules");
+        let h = harness(
+            &dir,
+            load_dir(&dir).unwrap(),
+            "2026-11-28T12:00:00Z".parse().unwrap(),
+        );
+        let mut world = h.worker.executor.world.lock().unwrap();
+        world.deals.insert(
+            "101".into(),
+            serde_json::from_value(json!({"id": "101", "properties": {
+                "dealname": "Acme data platform", "dealstage": "appointmentscheduled",
+                "closedate": "2026-12-31T00:00:00.000Z", "amount": "10000",
+                "description": "Acme needs to consolidate five data silos into one governed lake",
+                "deal_currency_code": "USD", "aws_opportunity_id": "O1234567",
+                "hubspot_owner_id": "77"}}))
+            .unwrap(),
+        );
+        world.opportunities.insert(
+            "O1234567".into(),
+            json!({"Catalog": "Sandbox", "Id": "O1234567", "LastModifiedDate": "2026-11-01T00:00:00Z",
+                "LifeCycle": {"Stage": "Prospect", "ReviewStatus": review, "TargetCloseDate": "2026-12-31"},
+                "Project": {"Title": "Acme data platform",
+                    "CustomerBusinessProblem": "Acme needs to consolidate five data silos into one governed lake",
+                    "ExpectedCustomerSpend": [{"Amount": "10000", "CurrencyCode": "USD",
+                        "Frequency": "Monthly", "TargetCompany": "AWS"}]}}),
+        );
+        drop(world);
+        h
+    }
+
+    /// HubSpot reports `property` of deal 101 changed to `value`.
+    fn edit(&self, event_id: u64, property: &str, value: &str) {
+        self.edit_from(event_id, property, value, json!({}));
+    }
+
+    fn edit_from(&self, event_id: u64, property: &str, value: &str, extra: Value) {
+        self.worker
+            .executor
+            .world
+            .lock()
+            .unwrap()
+            .deals
+            .get_mut("101")
+            .unwrap()
+            .properties
+            .insert(property.into(), json!(value));
+        let mut hook = json!({"subscriptionType": "deal.propertyChange", "objectId": 101,
+            "propertyName": property, "propertyValue": value, "eventId": event_id,
+            "occurredAt": self.clock.now_ms()});
+        hook.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let event = Event::from_hubspot(&hook).unwrap();
+        let key = ordering_key(&event);
+        self.store
+            .accept(&[(event, key)], self.clock.now_ms())
+            .unwrap();
+    }
+
+    async fn tick(&self) -> usize {
+        let (_stop, stopping) = tokio::sync::watch::channel(false);
+        self.worker.tick(&stopping).await.unwrap()
+    }
+
+    fn later(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
+    fn stage(&self) -> Value {
+        self.worker.executor.world.lock().unwrap().opportunities["O1234567"]["LifeCycle"]["Stage"]
+            .clone()
+    }
+}
+
+#[tokio::test]
+async fn quick_edits_of_one_deal_are_one_write_once_the_window_has_passed() {
+    let h = Harness::shipped("Approved");
+    h.edit(1, "dealstage", "qualifiedtobuy");
+    h.later(Duration::from_millis(500));
+    h.edit(2, "dealstage", "presentationscheduled");
+    assert_eq!(h.tick().await, 0, "nothing is claimed inside the window");
+    assert!(h.worker.executor.asked().is_empty());
+    h.later(COALESCE);
+    assert_eq!(h.tick().await, 1);
+    let updates: Vec<Effect> = h
+        .worker
+        .executor
+        .asked()
+        .into_iter()
+        .filter(|e| e.kind() == "UpdateOpportunity")
+        .collect();
+    assert_eq!(updates.len(), 1, "{updates:?}");
+    assert_eq!(h.stage(), "Technical Validation");
+    assert_eq!(h.store.stats().unwrap().done, 2);
+}
+
+#[tokio::test]
+async fn a_throttled_write_is_retried_after_its_backoff_and_not_before() {
+    let h = Harness::shipped("Approved");
+    h.worker
+        .executor
+        .fail_next("UpdateOpportunity", retryable("ThrottlingException"));
+    h.edit(1, "dealstage", "qualifiedtobuy");
+    h.later(COALESCE);
+    h.tick().await;
+    assert_eq!(h.stage(), "Prospect");
+    assert_eq!(h.store.stats().unwrap().pending, 1);
+    // The first backoff is 1.5 to 2 s: not yet due at 1 s, due at 2 s.
+    h.later(Duration::from_secs(1));
+    assert_eq!(h.tick().await, 0);
+    h.later(Duration::from_secs(1) + COALESCE);
+    assert_eq!(h.tick().await, 1);
+    assert_eq!(h.stage(), "Qualified");
+    assert_eq!(h.store.stats().unwrap().done, 1);
+}
+
+#[tokio::test]
+async fn an_edit_during_review_waits_and_lands_when_the_opportunity_wakes_it() {
+    let h = Harness::shipped("Submitted");
+    h.edit(1, "dealstage", "qualifiedtobuy");
+    h.later(COALESCE);
+    h.tick().await;
+    assert_eq!(h.stage(), "Prospect");
+    let deferred = h.store.deferred(10).unwrap();
+    assert_eq!(deferred.len(), 1);
+    assert!(
+        deferred[0]
+            .reason
+            .starts_with("deal-update-sync: AWS is reviewing"),
+        "{deferred:?}"
+    );
+    // Not due before its re-check.
+    h.later(Duration::from_secs(10));
+    assert_eq!(h.tick().await, 0);
+    // AWS approves: its event about the opportunity wakes the deal's edit.
+    h.worker
+        .executor
+        .world
+        .lock()
+        .unwrap()
+        .opportunities
+        .get_mut("O1234567")
+        .unwrap()["LifeCycle"]["ReviewStatus"] = json!("Approved");
+    let event = Event::from_value(
+        &json!({"eventbridge": {"version": "0", "id": "eb-1", "source": "aws.partnercentral-selling",
+            "detail-type": "Opportunity Updated", "time": "2026-11-28T12:00:30Z",
+            "detail": {"catalog": "Sandbox", "opportunity": {"identifier": "O1234567"}}}}),
+        h.clock.now(),
+    )
+    .unwrap();
+    let key = ordering_key(&event);
+    h.store.accept(&[(event, key)], h.clock.now_ms()).unwrap();
+    h.later(COALESCE);
+    h.tick().await;
+    // The woken edit is due, long before its re-check, once the window has passed.
+    assert!(h.store.deferred(10).unwrap().is_empty());
+    assert_eq!(h.store.stats().unwrap().pending, 1);
+    h.later(COALESCE);
+    h.tick().await;
+    assert_eq!(h.stage(), "Qualified");
+    assert_eq!(h.store.stats().unwrap().done, 2);
+}
+
+#[tokio::test]
+async fn a_refused_write_is_dead_lettered_with_its_reason_and_on_error_runs() {
+    let h = Harness::shipped("Approved");
+    h.worker.executor.fail_next(
+        "UpdateOpportunity",
+        ExecError::permanent("ValidationException: Stage is not valid"),
+    );
+    h.edit(1, "dealstage", "qualifiedtobuy");
+    h.later(COALESCE);
+    h.tick().await;
+    let dead = h.store.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].reason,
+        "deal-update-sync: ValidationException: Stage is not valid"
+    );
+    let world = h.worker.executor.world.lock().unwrap();
+    assert_eq!(
+        world.deals["101"].property("aws_sync_status").as_deref(),
+        Some("error: ValidationException: Stage is not valid")
+    );
+}
+
+#[tokio::test]
+async fn retries_that_exhaust_max_attempts_end_in_the_dead_letter_list() {
+    let h = Harness::shipped("Approved");
+    for _ in 0..3 {
+        h.worker
+            .executor
+            .fail_next("UpdateOpportunity", retryable("HTTP 503"));
+    }
+    h.edit(1, "dealstage", "qualifiedtobuy");
+    for _ in 0..3 {
+        h.later(Duration::from_secs(600));
+        h.tick().await;
+    }
+    let dead = h.store.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1, "{:?}", h.store.stats());
+    assert!(
+        dead[0].reason.starts_with("gave up after 3 attempts"),
+        "{}",
+        dead[0].reason
+    );
+}
+
+#[tokio::test]
+async fn pcsyncs_own_writes_coming_back_are_dropped() {
+    let h = Harness::shipped("Approved");
+    // From the app itself.
+    h.edit_from(
+        1,
+        "dealstage",
+        "qualifiedtobuy",
+        json!({"changeSource": "INTEGRATION", "sourceId": "4242"}),
+    );
+    // A value pcsync wrote itself.
+    h.store
+        .remember_write("deal:101", "closedate", "2027-01-31", h.clock.now_ms())
+        .unwrap();
+    h.edit(2, "closedate", "2027-01-31");
+    h.later(COALESCE);
+    h.tick().await;
+    assert!(h.worker.executor.asked().is_empty());
+    assert_eq!(h.store.stats().unwrap().done, 2);
+}
+
+#[tokio::test]
+async fn a_retried_batch_finishes_its_follow_ups_without_repeating_a_note() {
+    let h = Harness::shipped("Approved");
+    // The update lands and the status is set; the "synced" note's first try fails.
+    h.worker
+        .executor
+        .fail_next("CreateNote", retryable("HubSpot 502"));
+    h.edit(1, "dealstage", "qualifiedtobuy");
+    h.later(COALESCE);
+    h.tick().await;
+    assert_eq!(
+        h.worker
+            .executor
+            .take()
+            .iter()
+            .map(Effect::kind)
+            .collect::<Vec<_>>(),
+        ["UpdateOpportunity", "UpdateDeal", "CreateNote"]
+    );
+    h.later(Duration::from_secs(3) + COALESCE);
+    h.tick().await;
+    // No second update from a fresh plan; the note is written once.
+    assert_eq!(
+        h.worker.executor.asked_kinds(),
+        ["UpdateDeal", "CreateNote"]
+    );
+    assert_eq!(h.store.stats().unwrap().done, 1);
+    // A later try of a batch whose note was done does not write it again.
+    h.worker
+        .executor
+        .fail_next("CreateNote", retryable("HubSpot 502"));
+    h.edit(2, "dealstage", "presentationscheduled");
+    h.later(COALESCE);
+    h.tick().await;
+    h.worker.executor.take();
+    h.later(Duration::from_secs(3) + COALESCE);
+    h.tick().await;
+    assert_eq!(
+        h.worker
+            .executor
+            .asked_kinds()
+            .iter()
+            .filter(|k| **k == "CreateNote")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_value_the_stage_table_lacks_is_noted_and_settles_nothing() {
+    // Regression: the service ran on_success after such a note and "no field
+    // changed"; `pcsync test` did not.
+    let h = Harness::shipped("Approved");
+    h.edit(1, "dealstage", "galactic_stage");
+    h.later(COALESCE);
+    h.tick().await;
+    let asked = h.worker.executor.asked();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let Effect::CreateNote { body, .. } = &asked[0] else {
+        panic!("{asked:?}")
+    };
+    assert!(body.contains("galactic_stage"), "{body}");
+    assert_eq!(h.store.stats().unwrap().done, 1);
+}
+
+#[test]
+fn the_journal_key_is_a_specified_digest() {
+    let event = Event::from_hubspot(&json!({"subscriptionType": "deal.creation",
+        "objectId": 101, "eventId": 7, "occurredAt": 1764331200000u64}))
+    .unwrap();
+    let note = Effect::CreateNote {
+        pack: "p".into(),
+        deal_id: "101".into(),
+        body: "🔄 Synced\nmore".into(),
+    };
+    let key = super::JournalKey::of(&event, "p", 3, &note).unwrap();
+    // SHA-256 of "note\0101\0🔄 Synced", first 16 bytes: the same in every build.
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest("note\u{0}101\u{0}🔄 Synced".as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(key.key, format!("v2|{}|p|3|{hex}", event.id));
+    assert!(key.legacy.starts_with(&format!("{}|p|3|", event.id)));
+}
+
+/// Drives one golden step through the worker: each triggered pack runs in
+/// `run_pack` against a fresh store, with the step's context, and the step's outcome
+/// as what the executor answers. The plan reported is what the executor was asked
+/// and the store recorded, with the pack's verdict between its writes and its
+/// follow-ups, as `pcsync test` shows it.
+fn drive(rules: &RuleSet, event: &Event, ctx: &Context, now: Timestamp, outcome: &Outcome) -> Plan {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // The worker's own rule host is not used: run_pack is given the step's rules.
+        let shipped = repo("rules");
+        let h = harness(&shipped, load_dir(&shipped).unwrap(), now);
+        let mut plan = Plan::default();
+        for pack in triggered_packs(rules, event) {
+            let planned = plan_pack(pack, rules, event, ctx, now);
+            // The outcome is how the pack's own writes end; its follow-ups succeed.
+            match outcome {
+                Outcome::Failure { message } if !planned.writes.is_empty() => h
+                    .worker
+                    .executor
+                    .fail_next("*", ExecError::permanent(message.clone())),
+                Outcome::Failure { .. } => {}
+                Outcome::Success { result } => {
+                    *h.worker.executor.answer.lock().unwrap() = Some(result.clone())
+                }
+            }
+            let settled = h.worker.run_pack(pack, rules, event, ctx).await;
+            h.worker.executor.failures.lock().unwrap().clear();
+            let asked = h.worker.executor.take();
+            let (writes, follow_ups) = asked.split_at(planned.writes.len().min(asked.len()));
+            plan.effects
+                .extend(writes.iter().cloned().map(PlanEntry::Write));
+            plan.effects
+                .extend(planned.decision().map(PlanEntry::Decision));
+            plan.trace.extend(planned.trace.iter().cloned());
+            for id in opportunity_ids(event, ctx, &pack.pack.needs.link_property) {
+                if let Some(state) = h.store.pack_states(&id).unwrap().get(&pack.pack.pack) {
+                    plan.effects
+                        .push(PlanEntry::Decision(Decision::RecordState {
+                            pack: pack.pack.pack.clone(),
+                            record: pcsync_engine::StateRecord {
+                                opportunity_id: id.clone(),
+                                watches: state.watches.clone(),
+                                marks: state.marks.clone(),
+                                sent: state.sent.clone(),
+                            },
+                        }));
+                }
+            }
+            plan.effects
+                .extend(follow_ups.iter().cloned().map(PlanEntry::Write));
+            let wrote_and_failed =
+                !planned.writes.is_empty() && matches!(outcome, Outcome::Failure { .. });
+            let expected = match &planned.verdict {
+                Verdict::Fail { .. } => "dead",
+                _ if wrote_and_failed => "dead",
+                Verdict::Defer { .. } => "deferred",
+                _ => "done",
+            };
+            let ended = match settled {
+                Settled::Done | Settled::Untouched => "done",
+                Settled::Deferred(_) => "deferred",
+                Settled::Dead(_) => "dead",
+                other => panic!("{}: the worker ended with {other:?}", pack.pack.pack),
+            };
+            assert_eq!(ended, expected, "{}: how the batch ends", pack.pack.pack);
+        }
+        plan
+    })
+}
+
+/// Where a pack's recorded state may be kept: the ids the planner may have used.
+fn opportunity_ids(event: &Event, ctx: &Context, link: &str) -> Vec<String> {
+    let mut ids: Vec<String> = [
+        event.opportunity_id.clone(),
+        ctx.opportunity
+            .as_ref()
+            .and_then(|o| o["Id"].as_str())
+            .map(str::to_string),
+        ctx.deal.as_ref().and_then(|d| d.property(link)),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|id| !id.is_empty())
+    .collect();
+    ids.dedup();
+    ids
+}
+
+#[test]
+fn every_golden_case_gives_the_same_effects_through_the_worker() {
+    let files = golden::test_files(&[repo("rules/tests"), repo("tests/language/tests")]).unwrap();
+    assert!(files.len() >= 7, "{files:?}");
+    let mut cache = golden::RuleCache::default();
+    let mut steps = 0;
+    let mut failures = Vec::new();
+    for file in &files {
+        let result = golden::run_file_with(file, None, &mut cache, &mut drive);
+        assert!(
+            result.error.is_none(),
+            "{}: {:?}",
+            file.display(),
+            result.error
+        );
+        for case in &result.cases {
+            for step in &case.steps {
+                steps += 1;
+                if let Some(failure) = &step.failure {
+                    failures.push(format!(
+                        "{} :: {} ({})\n{failure}",
+                        file.display(),
+                        case.name,
+                        step.pointer
+                    ));
+                }
+            }
+        }
+    }
+    assert!(steps >= 60, "only {steps} steps ran");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
