@@ -1,5 +1,6 @@
-//! The `pcsync` binary: the CLI, and (in later stages) the service runtime that wires
-//! the engine to the adapters.
+//! The `pcsync` binary: a thin CLI. Each command lives in `commands/`; the rule-pack
+//! language is `pcsync-engine`, the service `pcsync-runtime`, the remote APIs'
+//! clients `pcsync-adapters`, and the local stand-ins for them `pcsync-sandbox`.
 
 mod cli;
 mod commands;

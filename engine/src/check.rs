@@ -739,7 +739,7 @@ pub fn check_set(sources: &Sources, packs: &[(FileId, &Document, &RulePack)]) ->
     let mut out = Vec::new();
     for (i, (file, doc, pack)) in packs.iter().enumerate() {
         if let Some((other_file, other_doc, _)) =
-            packs[..i].iter().find(|(_, _, p)| p.pack == pack.pack)
+            packs[..i].iter().find(|(_, _, p)| p.name == pack.name)
         {
             let line = sources
                 .position(*other_file, other_doc.value_span("/pack").start)
@@ -747,7 +747,7 @@ pub fn check_set(sources: &Sources, packs: &[(FileId, &Document, &RulePack)]) ->
             out.push(
                 Diagnostic::error(
                     Code::DuplicatePack,
-                    format!("a pack named `{}` is already loaded", pack.pack),
+                    format!("a pack named `{}` is already loaded", pack.name),
                 )
                 .at(*file, doc.value_span("/pack"))
                 .with_help(format!(
@@ -787,7 +787,7 @@ pub fn check_set(sources: &Sources, packs: &[(FileId, &Document, &RulePack)]) ->
                 out.push(
                     Diagnostic::error(
                         Code::WriteConflict,
-                        format!("`{field}` is also written by pack `{}` on the same trigger", earlier.pack.pack),
+                        format!("`{field}` is also written by pack `{}` on the same trigger", earlier.pack.name),
                     )
                     .at(later.file, span_of(later.doc, &pointer, at_key))
                     .with_help(format!(

@@ -46,7 +46,7 @@ pub struct CompiledPack {
 impl std::fmt::Debug for CompiledPack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CompiledPack")
-            .field("pack", &self.pack.pack)
+            .field("pack", &self.pack.name)
             .field("path", &self.path)
             .field("scripts", &self.scripts.len())
             .field("watches", &self.watches.len())
@@ -856,7 +856,7 @@ impl std::fmt::Debug for RuleSet {
 impl RuleSet {
     /// The pack with this name.
     pub fn pack(&self, name: &str) -> Option<&CompiledPack> {
-        self.packs.iter().find(|p| p.pack.pack == name)
+        self.packs.iter().find(|p| p.pack.name == name)
     }
 }
 

@@ -19,7 +19,8 @@ pub struct RulePack {
     /// The pack's unique name, in kebab-case (`deal-update-sync`). It appears in logs,
     /// traces, metrics and test reports.
     #[schemars(regex(pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$"), length(max = 64))]
-    pub pack: String,
+    #[serde(rename = "pack")]
+    pub name: String,
 
     /// What the pack does, for the people who maintain it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

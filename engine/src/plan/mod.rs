@@ -85,7 +85,7 @@ pub fn plan_pack(
         _ => run.effects,
     };
     PackPlan {
-        pack: pack.pack.pack.clone(),
+        pack: pack.pack.name.clone(),
         verdict,
         writes,
         state: run.state,
@@ -237,7 +237,7 @@ pub fn triggered(pack: &RulePack, event: &Event) -> bool {
         }),
         Source::Partnercentral => t.partnercentral.is_some_and(|p| p.as_str() == event.kind),
         Source::Schedule => {
-            t.schedule.is_some() && event.pack.as_deref() == Some(pack.pack.as_str())
+            t.schedule.is_some() && event.pack.as_deref() == Some(pack.name.as_str())
         }
     })
 }
@@ -278,7 +278,7 @@ impl<'a> PackRun<'a> {
     }
 
     fn name(&self) -> String {
-        self.pack.pack.pack.clone()
+        self.pack.pack.name.clone()
     }
 
     fn p(&self) -> &'a RulePack {

@@ -31,7 +31,7 @@ pub fn run(run: &mut PackRun<'_>) {
         };
         now_values.insert(name.clone(), value);
     }
-    let previous = run.ctx.previous.get(&p.pack);
+    let previous = run.ctx.previous.get(&p.name);
     let opportunity_id = run.opportunity_id();
     if !p.watch.is_empty() && previous.is_none() {
         // First sighting: record a baseline, notify nothing (no flood on first deploy).

@@ -100,7 +100,7 @@ impl<'a> Vars<'a> {
                 Value::Object(company)
             }
             "snapshots" => Value::Array(self.ctx.snapshots.clone()),
-            "previous" => self.ctx.previous.get(&p.pack).map_or(Value::Null, |state| {
+            "previous" => self.ctx.previous.get(&p.name).map_or(Value::Null, |state| {
                 let mut m = Map::new();
                 m.insert(
                     "watches".into(),

@@ -1,5 +1,7 @@
-//! The service runtime (`pcsync serve`). Ingest lands first; the workers that
-//! resolve, plan and execute follow.
+//! The service (`pcsync serve`): ingest puts webhooks and EventBridge events in the
+//! durable inbox; the worker loads what the engine says a run needs, has the engine
+//! plan and conclude, and performs the writes; the pollers queue scheduled runs; the
+//! rule host hot-reloads the packs; the Solutions API serves the cached catalog.
 
 pub mod execute;
 pub mod ingest;

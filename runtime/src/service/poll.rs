@@ -74,7 +74,7 @@ pub async fn run(
                 };
                 let every = schedule.every.0;
                 let jitter = schedule.jitter.as_ref().map_or(every / 10, |j| j.0);
-                let key = format!("{}#{i}:{}", pack.pack.pack, every.as_millis());
+                let key = format!("{}#{i}:{}", pack.pack.name, every.as_millis());
                 // The first run comes within the jitter of start-up (or of the pack
                 // appearing), so a restart does not wait a whole period.
                 let next = *due.entry(key.clone()).or_insert_with(|| match first_run {
@@ -96,7 +96,7 @@ pub async fn run(
                                     .map(|d| {
                                         let opportunity = d.properties.get(link).cloned().flatten();
                                         let event = Event::schedule(
-                                            &pack.pack.pack,
+                                            &pack.pack.name,
                                             Some(d.id.clone()),
                                             opportunity,
                                             now,
@@ -105,12 +105,12 @@ pub async fn run(
                                         (event, key)
                                     })
                                     .collect();
-                                if !queue(&*store, &pack.pack.pack, &events, now_ms) {
+                                if !queue(&*store, &pack.pack.name, &events, now_ms) {
                                     continue;
                                 }
                             }
                             Err(e) => {
-                                tracing::warn!(pack = %pack.pack.pack, error = %e, "scheduled run cannot list linked deals");
+                                tracing::warn!(pack = %pack.pack.name, error = %e, "scheduled run cannot list linked deals");
                                 continue;
                             }
                         }
@@ -128,18 +128,18 @@ pub async fn run(
                                     .into_iter()
                                     .map(|(id, _)| {
                                         let event =
-                                            Event::schedule(&pack.pack.pack, None, Some(id), now);
+                                            Event::schedule(&pack.pack.name, None, Some(id), now);
                                         let key = super::ingest::ordering_key(&event);
                                         (event, key)
                                     })
                                     .collect();
-                                if !queue(&*store, &pack.pack.pack, &events, now_ms) {
+                                if !queue(&*store, &pack.pack.name, &events, now_ms) {
                                     continue;
                                 }
                                 since.insert(key.clone(), now);
                             }
                             Err(e) => {
-                                tracing::warn!(pack = %pack.pack.pack, error = %e, "scheduled run cannot list changed opportunities");
+                                tracing::warn!(pack = %pack.pack.name, error = %e, "scheduled run cannot list changed opportunities");
                                 continue;
                             }
                         }

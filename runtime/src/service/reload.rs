@@ -104,7 +104,7 @@ impl RuleHost {
             "directory": self.dir.display().to_string(),
             "loaded_at": status.loaded_at,
             "packs": rules.packs.iter().map(|p| json!({
-                "pack": p.pack.pack,
+                "pack": p.pack.name,
                 "enabled": p.pack.enabled,
                 "file": p.path.display().to_string(),
             })).collect::<Vec<_>>(),

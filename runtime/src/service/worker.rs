@@ -292,7 +292,7 @@ impl<E: Executor> Worker<E> {
                     let Settled::Replan(reason) = &ended else {
                         break;
                     };
-                    tracing::info!(pack = %pack.pack.pack, reason = %reason, "the opportunity changed meanwhile: planning again");
+                    tracing::info!(pack = %pack.pack.name, reason = %reason, "the opportunity changed meanwhile: planning again");
                     ctx = match self.resolve(latest, &fetch).await {
                         Ok(ctx) => ctx,
                         Err(e) if e.retryable => return Settled::Retry(e.message, e.retry_after),
@@ -463,7 +463,7 @@ impl<E: Executor> Worker<E> {
             return Some(Settled::Retry(e.to_string(), None));
         }
         Some(match outcome {
-            Outcome::Failure { message } => ending(&pack.pack.pack, Ending::Failed(message)),
+            Outcome::Failure { message } => ending(&pack.pack.name, Ending::Failed(message)),
             Outcome::Success { .. } => Settled::Done,
         })
     }
@@ -486,7 +486,7 @@ impl<E: Executor> Worker<E> {
         let follow = settle(pack, rules, event, ctx, planned, outcome, now);
         for (offset, effect) in follow.writes.iter().enumerate() {
             let index = planned.len() + offset;
-            let journal = JournalKey::of(event, &pack.pack.pack, index, effect);
+            let journal = JournalKey::of(event, &pack.pack.name, index, effect);
             if let Some(key) = &journal {
                 match super::blocking(|| key.done(&*self.store)) {
                     Ok(true) => continue,
@@ -506,7 +506,7 @@ impl<E: Executor> Worker<E> {
             let failed = |e: &ExecError| {
                 format!(
                     "{}: follow-up {}: {}",
-                    pack.pack.pack,
+                    pack.pack.name,
                     effect.kind(),
                     e.message
                 )
@@ -671,7 +671,7 @@ fn settle_key(event: &Event, pack: &CompiledPack) -> String {
         "{}|{}|{}",
         event.id,
         event.deal_id.as_deref().unwrap_or_default(),
-        pack.pack.pack
+        pack.pack.name
     )
 }
 

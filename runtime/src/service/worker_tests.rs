@@ -603,10 +603,10 @@ fn drive(rules: &RuleSet, event: &Event, ctx: &Context, now: Timestamp, outcome:
                 .extend(planned.decision().map(PlanEntry::Decision));
             plan.trace.extend(planned.trace.iter().cloned());
             for id in opportunity_ids(event, ctx, &pack.pack.needs.link_property) {
-                if let Some(state) = h.store.pack_states(&id).unwrap().get(&pack.pack.pack) {
+                if let Some(state) = h.store.pack_states(&id).unwrap().get(&pack.pack.name) {
                     plan.effects
                         .push(PlanEntry::Decision(Decision::RecordState {
-                            pack: pack.pack.pack.clone(),
+                            pack: pack.pack.name.clone(),
                             record: pcsync_engine::StateRecord {
                                 opportunity_id: id.clone(),
                                 watches: state.watches.clone(),
@@ -630,9 +630,9 @@ fn drive(rules: &RuleSet, event: &Event, ctx: &Context, now: Timestamp, outcome:
                 Settled::Done | Settled::Untouched => "done",
                 Settled::Deferred(_) => "deferred",
                 Settled::Dead(_) => "dead",
-                other => panic!("{}: the worker ended with {other:?}", pack.pack.pack),
+                other => panic!("{}: the worker ended with {other:?}", pack.pack.name),
             };
-            assert_eq!(ended, expected, "{}: how the batch ends", pack.pack.pack);
+            assert_eq!(ended, expected, "{}: how the batch ends", pack.pack.name);
         }
         plan
     })
