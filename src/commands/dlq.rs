@@ -8,7 +8,7 @@ use pcsync_engine::MissingEnv;
 
 use super::EXIT_USAGE;
 use crate::cli::DlqAction;
-use pcsync_runtime::store::{SqliteStore, Store};
+use pcsync_runtime::store::{Inbox, SqliteStore};
 
 pub fn run(action: DlqAction) -> ExitCode {
     let (config, id) = match &action {

@@ -171,7 +171,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     tokio::spawn(Arc::clone(&rules).on_hangup());
     tokio::spawn(pcsync_runtime::service::poll::run(
         Arc::clone(&rules),
-        Arc::clone(&store),
+        Arc::clone(&store) as Arc<dyn pcsync_runtime::store::Inbox>,
         hubspot,
         poller_pc,
         if _sandbox.is_some() {
@@ -182,7 +182,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     ));
 
     let ingest = Arc::new(Ingest {
-        store: Arc::clone(&store),
+        store: Arc::clone(&store) as Arc<dyn pcsync_runtime::store::Inbox>,
         client_secret: config.hubspot.client_secret.clone(),
         public_url: config.public_url.clone(),
         accept_v1: config.hubspot.accept_v1_signatures,

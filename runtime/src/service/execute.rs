@@ -15,7 +15,7 @@ use pcsync_engine::partner_central::parse_path;
 use pcsync_engine::{DealSnapshot, Effect};
 use serde_json::{Map, Value, json};
 
-use crate::store::{Store, StoreError};
+use crate::store::{EchoMemory, StoreError};
 
 /// Why an effect failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,7 +102,7 @@ pub trait Executor: Send + Sync + 'static {
     fn perform(
         &self,
         effect: &Effect,
-        store: &dyn Store,
+        store: &dyn EchoMemory,
         now: Timestamp,
     ) -> impl Future<Output = Result<Value, ExecError>> + Send;
 
@@ -228,7 +228,7 @@ impl Executor for ApiExecutor {
     async fn perform(
         &self,
         effect: &Effect,
-        store: &dyn Store,
+        store: &dyn EchoMemory,
         now: Timestamp,
     ) -> Result<Value, ExecError> {
         let now_ms = now.as_millisecond();

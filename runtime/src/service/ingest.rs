@@ -23,7 +23,7 @@ use pcsync_engine::{Event, Source};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use crate::store::{Arrival, Store};
+use crate::store::{Arrival, Inbox};
 
 /// Largest request body accepted (a batch of 100 events is about 30 KiB).
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -31,7 +31,7 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// What ingest needs.
 pub struct Ingest {
     /// The durable inbox.
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn Inbox>,
     /// The HubSpot app's client secret.
     pub client_secret: String,
     /// The public base URL HubSpot calls (the signed URI starts with it).
@@ -357,7 +357,7 @@ async fn partnercentral(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::SqliteStore;
+    use crate::store::{Inbox, SqliteStore};
     use pcsync_sandbox::hubspot::webhooks;
 
     const SECRET: &str = "test-client-secret";

@@ -17,7 +17,7 @@ use pcsync_engine::Event;
 use pcsync_engine::model::ScheduleScope;
 
 use super::reload::RuleHost;
-use crate::store::Store;
+use crate::store::Inbox;
 
 /// How often the poller looks for due schedules.
 const TICK: Duration = Duration::from_secs(5);
@@ -27,7 +27,7 @@ const TICK: Duration = Duration::from_secs(5);
 const OVERLAP: Duration = Duration::from_secs(60);
 
 /// Commits a run's events; whether it worked.
-fn queue(store: &dyn Store, pack: &str, events: &[(Event, String)], now_ms: i64) -> bool {
+fn queue(store: &dyn Inbox, pack: &str, events: &[(Event, String)], now_ms: i64) -> bool {
     match super::blocking(|| store.accept(events, now_ms)) {
         Ok(a) => {
             tracing::info!(pack = %pack, queued = a.new, "scheduled run queued its work");
@@ -54,7 +54,7 @@ pub enum FirstRun {
 /// Runs the packs' schedules until the task is dropped.
 pub async fn run(
     rules: Arc<RuleHost>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Inbox>,
     hubspot: Arc<HubSpotClient>,
     partner_central: PartnerCentralClient,
     first_run: FirstRun,

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::execute::{ApiExecutor, ExecError, Executor};
 use super::reload::RuleHost;
 use crate::clock::Clock;
-use crate::store::{Batch, Store};
+use crate::store::{Batch, EffectJournal, Store};
 
 /// What the worker needs. `E` performs the I/O; the clock says what time it is.
 pub struct Worker<E: Executor = ApiExecutor> {
@@ -660,7 +660,7 @@ impl JournalKey {
     }
 
     /// Whether an earlier try carried the effect out.
-    fn done(&self, store: &dyn Store) -> Result<bool, crate::store::StoreError> {
+    fn done(&self, store: &dyn EffectJournal) -> Result<bool, crate::store::StoreError> {
         Ok(store.effect_done(&self.key)? || store.effect_done(&self.legacy)?)
     }
 }

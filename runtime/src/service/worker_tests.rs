@@ -23,7 +23,7 @@ use crate::service::ingest::ordering_key;
 use crate::service::metrics::Metrics;
 use crate::service::reload::{RuleHost, load_dir};
 use crate::store::SqliteStore;
-use crate::store::Store;
+use crate::store::{EchoMemory, Inbox, PackStates, Store};
 
 /// What the in-memory remote holds.
 #[derive(Default)]
@@ -83,7 +83,7 @@ impl Executor for Recording {
     async fn perform(
         &self,
         effect: &Effect,
-        store: &dyn Store,
+        store: &dyn EchoMemory,
         now: Timestamp,
     ) -> Result<Value, ExecError> {
         self.asked.lock().unwrap().push(effect.clone());

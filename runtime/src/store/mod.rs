@@ -11,10 +11,53 @@ use pcsync_engine::{Event, PackState, StateRecord};
 
 pub use sqlite::SqliteStore;
 
-/// A store error (I/O, corruption, a bug in a query).
+/// A store error, with its cause.
 #[derive(Debug, thiserror::Error)]
-#[error("state store: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// The database file cannot be opened or set up.
+    #[error("state store: cannot open {path}: {source}")]
+    Open {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A database from an older pcsync cannot be brought to the current layout.
+    #[error("state store: cannot move {path} to the current layout: {source}")]
+    Migrate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A query failed (I/O, a full disk, a locked or corrupt file).
+    #[error("state store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The write-ahead log cannot be opened or synced.
+    #[error("state store: {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored value (pack state, an event's JSON) does not read back.
+    #[error("state store: a stored value does not parse: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A stored event does not read back as an event.
+    #[error("state store: a stored event does not parse: {0}")]
+    Event(String),
+    /// The commit that carried this request was cut short.
+    #[error("state store: the commit was interrupted")]
+    Interrupted,
+    /// The group commit that carried this request failed; every request in the
+    /// group gets the same cause.
+    #[error(transparent)]
+    Shared(std::sync::Arc<StoreError>),
+}
 
 /// The outcome of accepting a batch of events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,9 +84,7 @@ pub struct Arrival {
 impl Arrival {
     /// An arrival stored as [`Event::to_stored_json`] gives.
     pub fn new(event: Event, key: String) -> Result<Arrival, StoreError> {
-        let stored = event
-            .to_stored_json()
-            .map_err(|e| StoreError(e.to_string()))?;
+        let stored = event.to_stored_json()?;
         Ok(Arrival { event, key, stored })
     }
 }
@@ -113,13 +154,14 @@ pub struct InboxStats {
     pub dead: u64,
 }
 
-/// The service's durable state.
-pub trait Store: Send + Sync {
+/// The inbox: accepted events, claimed per ordering key, retried, deferred and
+/// dead-lettered; nothing leaves it any other way.
+pub trait Inbox: Send + Sync {
     /// Commits events to the inbox; duplicates (same event id) are dropped. Only
     /// after this returns may the sender be told 2xx.
     fn accept_arrivals(&self, arrivals: Vec<Arrival>, now_ms: i64) -> Result<Accepted, StoreError>;
 
-    /// [`Store::accept_arrivals`] for events and their ordering keys.
+    /// [`Inbox::accept_arrivals`] for events and their ordering keys.
     fn accept(&self, events: &[(Event, String)], now_ms: i64) -> Result<Accepted, StoreError> {
         let arrivals = events
             .iter()
@@ -190,6 +232,14 @@ pub trait Store: Send + Sync {
     /// The deferred edits, oldest first, at most `limit` keys.
     fn deferred(&self, limit: usize) -> Result<Vec<Deferred>, StoreError>;
 
+    /// Deletes applied events last touched before `before_ms`, at most `limit` of
+    /// them; returns how many went.
+    fn prune_done(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError>;
+}
+
+/// What a retried batch must not do twice (notes, tasks, messages carried out) and the
+/// follow-ups it still owes (pending settles).
+pub trait EffectJournal: Send + Sync {
     /// Whether the effect with this key (event, pack, content) was carried out.
     fn effect_done(&self, key: &str) -> Result<bool, StoreError>;
 
@@ -203,16 +253,15 @@ pub trait Store: Send + Sync {
     /// would find nothing left to change, and settle nothing).
     fn pending_settle(&self, key: &str) -> Result<Option<String>, StoreError>;
 
-    /// Records a pending settle ([`Store::pending_settle`]).
+    /// Records a pending settle ([`EffectJournal::pending_settle`]).
     fn save_settle(&self, key: &str, outcome: &str, now_ms: i64) -> Result<(), StoreError>;
 
     /// Forgets a pending settle once its follow-ups are done.
     fn clear_settle(&self, key: &str) -> Result<(), StoreError>;
+}
 
-    /// Deletes applied events last touched before `before_ms`, at most `limit` of
-    /// them; returns how many went.
-    fn prune_done(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError>;
-
+/// The last-known state per opportunity and pack, for change detection.
+pub trait PackStates: Send + Sync {
     /// The last-known state of every pack for an opportunity.
     fn pack_states(&self, opportunity_id: &str) -> Result<IndexMap<String, PackState>, StoreError>;
 
@@ -220,7 +269,11 @@ pub trait Store: Send + Sync {
     /// ([`PackState::merge`]).
     fn record_state(&self, pack: &str, record: &StateRecord, now_ms: i64)
     -> Result<(), StoreError>;
+}
 
+/// The values pcsync wrote to HubSpot properties, to recognise their webhooks coming
+/// back.
+pub trait EchoMemory: Send + Sync {
     /// Remembers a value pcsync wrote to an object's property (echo suppression).
     fn remember_write(
         &self,
@@ -233,3 +286,10 @@ pub trait Store: Send + Sync {
     /// The value pcsync last wrote to an object's property, if any.
     fn last_write(&self, object: &str, property: &str) -> Result<Option<String>, StoreError>;
 }
+
+/// The service's durable state: every part, for the worker, which uses them all.
+/// Users that need less take the part they need (ingest and the pollers an
+/// [`Inbox`], the executor an [`EchoMemory`]).
+pub trait Store: Inbox + EffectJournal + PackStates + EchoMemory {}
+
+impl<T: Inbox + EffectJournal + PackStates + EchoMemory> Store for T {}

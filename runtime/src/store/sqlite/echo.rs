@@ -1,0 +1,37 @@
+//! Echo memory on SQLite: the values pcsync wrote to HubSpot properties, so their
+//! webhooks coming back are recognised.
+
+use super::*;
+use crate::store::EchoMemory;
+
+impl EchoMemory for SqliteStore {
+    fn remember_write(
+        &self,
+        object: &str,
+        property: &str,
+        value: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.db()
+            .conn
+            .execute(
+                "INSERT INTO written (object, property, value, written_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (object, property) DO UPDATE SET value = excluded.value, written_at = excluded.written_at",
+                params![object, property, value, now_ms],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn last_write(&self, object: &str, property: &str) -> Result<Option<String>, StoreError> {
+        self.db()
+            .conn
+            .query_row(
+                "SELECT value FROM written WHERE object = ?1 AND property = ?2",
+                params![object, property],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)
+    }
+}

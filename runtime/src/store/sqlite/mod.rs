@@ -1,0 +1,607 @@
+//! The SQLite store: one file, WAL journal, `synchronous=FULL` so that an accepted
+//! event survives a crash of the process or the machine once `accept` returns.
+//!
+//! Layout, chosen so that accepting an event appends and touches no random page:
+//! - `events`: every accepted event, written once, in arrival order (`seq`), with a
+//!   unique index on (occurred time, event id) for dropping redeliveries. A
+//!   redelivery carries its original occurred time, so the index grows at its end
+//!   instead of at a random place as an index on the id alone would.
+//! - `work`: one small row per unfinished event (pending, deferred or dead) with its
+//!   attempts, due time and last error; an event leaves it when applied.
+//! - the per-key lines that claims need live in memory ([`Queue`]), rebuilt from
+//!   `work` at start-up and whenever another process (`pcsync dlq`) changed the file.
+//!   Claims are not written down: after a crash, a claimed event is simply pending.
+//!
+//! Group commit: requests accepting events at the same time share one transaction
+//! (one fsync). The first to arrive while no commit is running leads: it takes every
+//! queued request's rows, writes them together and hands each its own counts; the
+//! others wait for their answer, or lead the next group if theirs missed this one.
+//! One connection serves everything, behind a mutex, so the worker's transactions
+//! never wait in SQLite's busy handler (which sleeps in steps of up to 100 ms).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Condvar, Mutex};
+
+use indexmap::IndexMap;
+use pcsync_engine::{Event, PackState, StateRecord};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::queue::{Item, Outcome, Queue};
+use super::{Accepted, Arrival, Batch, Claimed, DeadLetter, Deferred, InboxStats, StoreError};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    seq          INTEGER PRIMARY KEY,
+    occurred     TEXT NOT NULL,
+    event_id     TEXT NOT NULL,
+    ordering_key TEXT NOT NULL,
+    received_at  INTEGER NOT NULL,
+    event        TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_id ON events (occurred, event_id);
+CREATE TABLE IF NOT EXISTS work (
+    seq        INTEGER PRIMARY KEY,
+    status     TEXT NOT NULL CHECK (status IN ('pending', 'deferred', 'dead')),
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    not_before INTEGER NOT NULL,
+    last_error TEXT,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pack_state (
+    opportunity_id TEXT NOT NULL,
+    pack           TEXT NOT NULL,
+    state          TEXT NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    PRIMARY KEY (opportunity_id, pack)
+);
+CREATE TABLE IF NOT EXISTS effect_log (
+    key     TEXT PRIMARY KEY,
+    done_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending_settle (
+    key     TEXT PRIMARY KEY,
+    outcome TEXT NOT NULL,
+    at      INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS written (
+    object     TEXT NOT NULL,
+    property   TEXT NOT NULL,
+    value      TEXT NOT NULL,
+    written_at INTEGER NOT NULL,
+    PRIMARY KEY (object, property)
+);
+";
+
+/// State files written before the `events`/`work` split kept one `inbox` table with
+/// every event's status: its rows move over once, claims in progress becoming pending.
+const MIGRATE_INBOX: &str = "
+INSERT INTO events (seq, occurred, event_id, ordering_key, received_at, event)
+    SELECT seq, COALESCE(json_extract(event, '$.occurred_at'), ''), event_id, ordering_key, received_at, event
+    FROM inbox ORDER BY seq;
+INSERT INTO work (seq, status, attempts, not_before, last_error, updated_at)
+    SELECT seq, CASE status WHEN 'running' THEN 'pending' ELSE status END, attempts, not_before, last_error, updated_at
+    FROM inbox WHERE status <> 'done';
+DROP TABLE inbox;
+";
+
+/// The connection and the in-memory lines it serves, behind one lock.
+struct Db {
+    conn: Connection,
+    queue: Queue,
+    /// Whether `queue` matches the database; false until first read, and after a
+    /// change the queue could not follow (another process, a requeued dead letter).
+    fresh: bool,
+    /// `PRAGMA data_version` when `queue` was last known to match: it changes when
+    /// another connection commits.
+    version: i64,
+    /// Rows in `events`, and dead letters, once counted (a count reads a whole
+    /// table); kept up to date by the writes here, and counted again after a
+    /// change from elsewhere.
+    counts: Option<Counts>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    events: u64,
+    dead: u64,
+}
+
+/// The embedded store.
+pub struct SqliteStore {
+    db: std::sync::Arc<Mutex<Db>>,
+    /// The WAL file, synced by the group commits themselves.
+    wal: std::sync::OnceLock<std::fs::File>,
+    wal_path: std::path::PathBuf,
+    group: Mutex<Group>,
+    turn: Condvar,
+    /// Ends the checkpoint thread when the store goes.
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Checkpoints the WAL every `CHECKPOINT_EVERY` until `stop`, without holding up
+/// commits: PASSIVE, on its own connection, copies what was committed since the last
+/// time, and this thread then flushes the database file.
+///
+/// The log starts over (the file is written from its beginning again) only when a
+/// write begins after a checkpoint that copied every frame; under a steady flood of
+/// commits some frames are always newer than the checkpoint that just ended, so it
+/// would grow without end. Once the log passes `WAL_FRAMES`, a second PASSIVE runs
+/// while holding the store's lock: no commit can start, so it copies the few frames
+/// written during the first (milliseconds' worth) and the next commit starts the log
+/// over. (Before, a RESTART checkpoint did this, but it takes SQLite's write lock, and
+/// a commit that meets it sleeps in the busy handler's growing steps: the ingest
+/// bench saw 20-370 ms stalls.)
+fn checkpoint(
+    ckpt: Connection,
+    db: std::sync::Weak<Mutex<Db>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    // (frames in the log, frames copied so far)
+    let passive = |ckpt: &Connection| {
+        let started = std::time::Instant::now();
+        match ckpt.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
+            Ok((log, copied)) => {
+                tracing::trace!(log, copied, took = ?started.elapsed(), "WAL checkpoint");
+                (log, copied)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "WAL checkpoint");
+                (0, 0)
+            }
+        }
+    };
+    let file = ckpt.path().and_then(|p| std::fs::File::open(p).ok());
+    let mut flushed = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let (log, copied) = passive(&ckpt);
+        // The checkpoint that copies the last frames flushes the database file, and
+        // with it every page the earlier ones copied; a large flush holds up the
+        // commits' own WAL syncs on the same disk. Flushed here, a little at a time,
+        // it stays small.
+        if copied != flushed {
+            flushed = copied;
+            let started = std::time::Instant::now();
+            if let Some(file) = &file
+                && let Err(e) = file.sync_data()
+            {
+                tracing::debug!(error = %e, "flushing the database file");
+            }
+            tracing::trace!(took = ?started.elapsed(), "database file flushed");
+        }
+        if log > WAL_FRAMES {
+            let Some(db) = db.upgrade() else { break };
+            let _held = db.lock().unwrap_or_else(|e| e.into_inner());
+            passive(&ckpt);
+            flushed = 0;
+        }
+    }
+    let _ = ckpt.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+/// How often the WAL is copied into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Frames (pages) the WAL may hold before it is made to start over: 64 MiB.
+const WAL_FRAMES: i64 = 16_384;
+
+/// Rows one claim takes at most (after the first batch).
+const CLAIM_ROWS: usize = 256;
+
+/// Events of one key that one claim takes at most.
+const BATCH_ROWS: usize = 200;
+
+/// An event ready to insert: id, occurred time ('' when unknown), ordering key, JSON.
+type Row = (String, String, String, String);
+
+/// A new event for its key's line.
+type Keyed<'a> = (&'a str, Item);
+
+/// Requests waiting for the next group commit, and the answers of finished ones.
+#[derive(Default)]
+struct Group {
+    queue: Vec<(u64, Vec<Row>, i64)>,
+    leading: bool,
+    next_ticket: u64,
+    answers: HashMap<u64, Result<Accepted, StoreError>>,
+}
+
+/// Ends a group's leadership once its rows are written (or the write panicked), so
+/// the next group can lead.
+struct Leading<'a>(&'a SqliteStore);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.0.group().leading = false;
+        self.0.turn.notify_all();
+    }
+}
+
+/// Answers a group's requests that have no answer yet (the commit panicked), and
+/// wakes them to collect their answers.
+struct Unanswered<'a>(&'a SqliteStore, Vec<u64>);
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        let mut group = self.0.group();
+        for ticket in self.1.drain(..) {
+            group
+                .answers
+                .entry(ticket)
+                .or_insert_with(|| Err(StoreError::Interrupted));
+        }
+        self.0.turn.notify_all();
+    }
+}
+
+fn err(e: impl Into<StoreError>) -> StoreError {
+    e.into()
+}
+
+fn row(a: Arrival) -> Row {
+    (
+        a.event.id,
+        a.event.occurred_at.unwrap_or_default(),
+        a.key,
+        a.stored,
+    )
+}
+
+impl Db {
+    /// Runs `write` with its commit left unsynced (`synchronous=NORMAL`); the caller
+    /// says what makes it durable.
+    fn unsynced<T>(
+        &mut self,
+        write: impl FnOnce(&mut Db) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        let written = write(self);
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        written
+    }
+
+    /// Rebuilds the in-memory lines when they may not match the database.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if self.fresh && version == self.version {
+            return Ok(());
+        }
+        let rows: Vec<(String, Item)> = {
+            let mut q = self
+                .conn
+                .prepare_cached(
+                    "SELECT e.ordering_key, w.seq, e.received_at, w.not_before, w.attempts, w.status
+                     FROM work w JOIN events e ON e.seq = w.seq
+                     WHERE w.status IN ('pending', 'deferred') ORDER BY w.seq",
+                )
+                .map_err(err)?;
+            q.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    Item {
+                        seq: r.get(1)?,
+                        received_at: r.get(2)?,
+                        not_before: r.get(3)?,
+                        attempts: r.get(4)?,
+                        deferred: r.get::<_, String>(5)? == "deferred",
+                    },
+                ))
+            })
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)?
+        };
+        tracing::debug!(events = rows.len(), "inbox lines read from the database");
+        self.queue = Queue::rebuilt(rows, std::mem::take(&mut self.queue));
+        self.fresh = true;
+        self.counts = None;
+        self.version = version;
+        Ok(())
+    }
+
+    /// Writes a change of claimed events, then settles them in the lines.
+    fn settle(
+        &mut self,
+        seqs: &[i64],
+        outcome: Outcome,
+        sql: Option<Update<'_>>,
+    ) -> Result<(), StoreError> {
+        if let Some(update) = sql {
+            // Not synced on its own: the next accepted batch's sync makes it durable
+            // too (the WAL is one file). If the machine dies before that, the events
+            // run again, and everything they do is safe to repeat (the effect journal
+            // is synced). Syncing each settle held the store, and ingest, for a
+            // disk flush several dozen times a second.
+            let changed = self.unsynced(|db| db.write_settle(seqs, update))?;
+            if let (Update::Status { status: "dead", .. }, Some(c)) = (update, &mut self.counts) {
+                c.dead += changed as u64;
+            }
+        }
+        if !self.queue.settle(seqs, outcome) {
+            self.fresh = false;
+        }
+        Ok(())
+    }
+
+    /// Writes a settle; how many rows it changed.
+    fn write_settle(&mut self, seqs: &[i64], update: Update<'_>) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction().map_err(err)?;
+        let mut changed = 0;
+        {
+            let mut statement = tx.prepare_cached(update.sql()).map_err(err)?;
+            for seq in seqs {
+                changed += match update {
+                    Update::Delete => statement.execute(params![seq]),
+                    Update::Status {
+                        status,
+                        not_before,
+                        error,
+                        bump,
+                        now,
+                    } => statement.execute(params![
+                        seq,
+                        status,
+                        not_before,
+                        error,
+                        i64::from(bump),
+                        now
+                    ]),
+                }
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(changed)
+    }
+
+    /// The counts, read from the tables when not known.
+    fn counts(&mut self) -> Result<Counts, StoreError> {
+        if let Some(c) = self.counts {
+            return Ok(c);
+        }
+        let (events, dead): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM work WHERE status = 'dead')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(err)?;
+        let c = Counts {
+            events: events as u64,
+            dead: dead as u64,
+        };
+        self.counts = Some(c);
+        Ok(c)
+    }
+}
+
+/// How settling changes `work`.
+#[derive(Clone, Copy)]
+enum Update<'a> {
+    /// Applied: the event leaves `work`.
+    Delete,
+    /// A new status, due time (if any) and error (if any); `bump` counts an attempt.
+    Status {
+        status: &'a str,
+        not_before: Option<i64>,
+        error: Option<&'a str>,
+        bump: bool,
+        now: i64,
+    },
+}
+
+impl Update<'_> {
+    fn sql(&self) -> &'static str {
+        match self {
+            Update::Delete => "DELETE FROM work WHERE seq = ?1",
+            Update::Status { .. } => {
+                "UPDATE work SET status = ?2, not_before = COALESCE(?3, not_before),
+                        last_error = COALESCE(?4, last_error), attempts = attempts + ?5, updated_at = ?6
+                 WHERE seq = ?1 AND status <> 'dead'"
+            }
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let opening = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(opening)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.pragma_update(None, "busy_timeout", 5000)
+            .map_err(err)?;
+        // 16 MiB of page cache (the default is 2 MiB): the tables' recent pages and
+        // the dedupe index stay in memory instead of being re-read from the OS.
+        conn.pragma_update(None, "cache_size", -16_000)
+            .map_err(err)?;
+        // Checkpoints (copying the WAL back into the database file) run on their
+        // own connection and thread, not inside a commit an HTTP request waits for.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(err)?;
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute_batch(SCHEMA).map_err(err)?;
+        let old: bool = tx
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox'",
+                [],
+                |_| Ok(()),
+            )
+            .optional()
+            .map_err(err)?
+            .is_some();
+        if old {
+            tx.execute_batch(MIGRATE_INBOX)
+                .map_err(|source| StoreError::Migrate {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+        }
+        tx.commit().map_err(err)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let checkpointer = Connection::open(path).map_err(err)?;
+        checkpointer
+            .pragma_update(None, "busy_timeout", 5000)
+            .map_err(err)?;
+        let db = std::sync::Arc::new(Mutex::new(Db {
+            conn,
+            queue: Queue::default(),
+            fresh: false,
+            version: 0,
+            counts: None,
+        }));
+        let (stopping, held) = (std::sync::Arc::clone(&stop), std::sync::Arc::downgrade(&db));
+        std::thread::Builder::new()
+            .name("pcsync-checkpoint".into())
+            .spawn(move || checkpoint(checkpointer, held, stopping))
+            .map_err(|source| StoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        Ok(SqliteStore {
+            db,
+            wal: std::sync::OnceLock::new(),
+            wal_path: wal_path.into(),
+            group: Mutex::default(),
+            turn: Condvar::new(),
+            stop,
+        })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Db> {
+        self.db.lock().expect("the store lock is never poisoned")
+    }
+
+    fn group(&self) -> std::sync::MutexGuard<'_, Group> {
+        self.group.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes queued requests' rows in one transaction; each request's counts. New
+    /// events join their key's line once they are committed.
+    fn commit_group(&self, jobs: &[(u64, Vec<Row>, i64)]) -> Result<Vec<Accepted>, StoreError> {
+        let waited = std::time::Instant::now();
+        let mut guard = self.db();
+        let db = &mut *guard;
+        let started = std::time::Instant::now();
+        // The caller syncs the WAL after letting go of the database (see `accept`).
+        let (counts, arrived_at) = db.unsynced(|db| Self::insert_group(db, jobs))?;
+        tracing::trace!(
+            requests = jobs.len(),
+            lock_us = (started - waited).as_micros() as u64,
+            write_us = started.elapsed().as_micros() as u64,
+            "group written"
+        );
+        if let Some(c) = &mut db.counts {
+            c.events += arrived_at.len() as u64;
+        }
+        for (key, item) in arrived_at {
+            db.queue.push(key, item);
+        }
+        Ok(counts)
+    }
+
+    /// The rows of a group in one transaction: each request's counts, and the new
+    /// events (with their keys) for the lines.
+    fn insert_group<'j>(
+        db: &mut Db,
+        jobs: &'j [(u64, Vec<Row>, i64)],
+    ) -> Result<(Vec<Accepted>, Vec<Keyed<'j>>), StoreError> {
+        let tx = db.conn.transaction().map_err(err)?;
+        let mut counts = Vec::with_capacity(jobs.len());
+        let mut arrived: Vec<Keyed<'_>> = Vec::new();
+        {
+            let mut event = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO events (event_id, occurred, ordering_key, received_at, event)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(err)?;
+            let mut work = tx
+                .prepare_cached(
+                    "INSERT INTO work (seq, status, not_before, updated_at) VALUES (?1, 'pending', ?2, ?2)",
+                )
+                .map_err(err)?;
+            for (_, rows, now_ms) in jobs {
+                let mut new = 0;
+                for (id, occurred, key, text) in rows {
+                    if event
+                        .execute(params![id, occurred, key, now_ms, text])
+                        .map_err(err)?
+                        == 0
+                    {
+                        continue;
+                    }
+                    let seq = tx.last_insert_rowid();
+                    work.execute(params![seq, now_ms]).map_err(err)?;
+                    new += 1;
+                    arrived.push((key, Item::arrived(seq, *now_ms)));
+                }
+                counts.push(Accepted {
+                    new,
+                    duplicates: rows.len() - new,
+                });
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok((counts, arrived))
+    }
+
+    /// Makes everything written to the WAL so far durable.
+    fn sync_wal(&self) -> Result<(), StoreError> {
+        let file = match self.wal.get() {
+            Some(file) => file,
+            None => {
+                let file =
+                    std::fs::File::open(&self.wal_path).map_err(|source| StoreError::Io {
+                        path: self.wal_path.clone(),
+                        source,
+                    })?;
+                self.wal.get_or_init(|| file)
+            }
+        };
+        let started = std::time::Instant::now();
+        let r = file.sync_data().map_err(|source| StoreError::Io {
+            path: self.wal_path.clone(),
+            source,
+        });
+        tracing::trace!(took_us = started.elapsed().as_micros() as u64, "WAL synced");
+        r
+    }
+}
+
+fn event_of(text: &str) -> Result<Event, StoreError> {
+    Event::from_stored_json(text).map_err(StoreError::Event)
+}
+
+mod echo;
+mod inbox;
+mod journal;
+mod state;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,351 @@
+//! The SQLite store's tests.
+
+use super::*;
+use crate::store::{EchoMemory, Inbox, PackStates};
+use jiff::Timestamp;
+use serde_json::json;
+
+fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    (dir, s)
+}
+
+fn change(deal: u64, event_id: u64, property: &str) -> (Event, String) {
+    let e = Event::from_value(
+        &json!({"hubspot": {"subscriptionType": "deal.propertyChange", "objectId": deal, "propertyName": property, "propertyValue": "x", "eventId": event_id, "occurredAt": 1}}),
+        Timestamp::UNIX_EPOCH,
+    )
+    .unwrap();
+    (e, format!("deal:{deal}"))
+}
+
+#[test]
+fn applied_events_are_pruned_after_their_time_and_nothing_else_is() {
+    let (_dir, s) = store();
+    s.accept(&[change(1, 1, "a"), change(2, 2, "a")], 10)
+        .unwrap();
+    s.accept(&[change(3, 3, "a"), change(4, 4, "a")], 5_000)
+        .unwrap();
+    let batches = s.claim(6_000, 0, 10).unwrap();
+    let seq = |deal: &str| {
+        batches
+            .iter()
+            .find(|b| b.key == format!("deal:{deal}"))
+            .unwrap()
+            .items[0]
+            .seq
+    };
+    // Deal 1's event is applied and old; deal 2's is old but parked; deal 3's is
+    // applied but recent; deal 4's is old enough but still waiting.
+    s.complete(&[seq("1"), seq("3")], 6_000).unwrap();
+    s.dead_letter(&[seq("2")], "no", 6_000).unwrap();
+    s.release(&[seq("4")], 6_000).unwrap();
+    assert_eq!(s.prune_done(2_000, 100).unwrap(), 1);
+    assert_eq!(s.prune_done(2_000, 100).unwrap(), 0);
+    let left = s.stats().unwrap();
+    assert_eq!((left.done, left.dead, left.pending), (1, 1, 1));
+    // A pruned event is forgotten: the same delivery again is new.
+    assert_eq!(s.accept(&[change(1, 1, "a")], 7_000).unwrap().new, 1);
+    assert_eq!(s.accept(&[change(2, 2, "a")], 7_000).unwrap().duplicates, 1);
+    assert_eq!(s.accept(&[change(3, 3, "a")], 7_000).unwrap().duplicates, 1);
+}
+
+#[test]
+fn events_waiting_out_a_backoff_do_not_hold_up_due_ones() {
+    let (_dir, s) = store();
+    s.accept(&[change(1, 1, "a"), change(2, 2, "a")], 10)
+        .unwrap();
+    let first = s.claim(100, 0, 10).unwrap();
+    assert_eq!(first.len(), 2);
+    let seqs: Vec<i64> = first.iter().map(|b| b.items[0].seq).collect();
+    s.retry(&seqs, 1_000_000, "throttled", 100).unwrap();
+    s.accept(&[change(3, 3, "a"), change(1, 4, "a")], 200)
+        .unwrap();
+    // Deal 3 is due; deal 1's new event waits behind its own retry, in order.
+    let due = s.claim(300, 0, 10).unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(due[0].key, "deal:3");
+    // Once the backoff ends the retries come first, then deal 1's later event.
+    s.complete(&[due[0].items[0].seq], 300).unwrap();
+    let later = s.claim(1_000_000, 0, 10).unwrap();
+    let keys: Vec<&str> = later.iter().map(|b| b.key.as_str()).collect();
+    assert_eq!(keys, ["deal:1", "deal:2"]);
+    let done: Vec<i64> = later.iter().map(|b| b.items[0].seq).collect();
+    s.complete(&done, 1_000_000).unwrap();
+    let last = s.claim(1_000_001, 0, 10).unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].items[0].event.id, change(1, 4, "a").0.id);
+}
+
+#[test]
+fn concurrent_accepts_share_commits_and_each_gets_its_own_counts() {
+    let (_dir, s) = store();
+    let s = std::sync::Arc::new(s);
+    // Eight requests at once, each of 50 events; every second request repeats
+    // the previous one's events (a redelivery racing the original).
+    let answers: Vec<Accepted> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8u64)
+            .map(|r| {
+                let s = std::sync::Arc::clone(&s);
+                scope.spawn(move || {
+                    let base = (r / 2) * 1_000;
+                    let events: Vec<_> = (0..50)
+                        .map(|i| change(i % 7, base + i, "dealstage"))
+                        .collect();
+                    s.accept(&events, 10).unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let new: usize = answers.iter().map(|a| a.new).sum();
+    let duplicates: usize = answers.iter().map(|a| a.duplicates).sum();
+    assert_eq!(new, 200, "{answers:?}");
+    assert_eq!(duplicates, 200, "{answers:?}");
+    assert!(answers.iter().all(|a| a.new + a.duplicates == 50));
+    assert_eq!(s.stats().unwrap().pending, 200);
+    // Per key, inbox order is arrival order: claims still come oldest first.
+    let batches = s.claim(100, 0, 100).unwrap();
+    assert_eq!(batches.len(), 7);
+    for b in &batches {
+        assert!(b.items.windows(2).all(|w| w[0].seq < w[1].seq));
+    }
+}
+
+#[test]
+fn duplicate_deliveries_are_dropped_at_the_inbox() {
+    let (_d, s) = store();
+    assert_eq!(
+        s.accept(&[change(1, 10, "amount"), change(1, 11, "dealstage")], 0)
+            .unwrap(),
+        Accepted {
+            new: 2,
+            duplicates: 0
+        }
+    );
+    assert_eq!(
+        s.accept(&[change(1, 10, "amount")], 5).unwrap(),
+        Accepted {
+            new: 0,
+            duplicates: 1
+        }
+    );
+    assert_eq!(s.stats().unwrap().pending, 2);
+}
+
+#[test]
+fn one_key_runs_in_order_and_rapid_edits_coalesce_into_one_batch() {
+    let (_d, s) = store();
+    s.accept(&[change(1, 1, "amount")], 0).unwrap();
+    s.accept(&[change(1, 2, "dealstage"), change(2, 3, "amount")], 300)
+        .unwrap();
+    s.accept(&[change(1, 4, "closedate")], 5_000).unwrap();
+    assert!(
+        s.claim(400, 1_000, 10).unwrap().is_empty(),
+        "nothing is due before the window has passed"
+    );
+    let batches = s.claim(1_500, 1_000, 10).unwrap();
+    let shape: Vec<(String, Vec<i64>)> = batches
+        .iter()
+        .map(|b| (b.key.clone(), b.items.iter().map(|i| i.seq).collect()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("deal:1".to_string(), vec![1, 2]),
+            ("deal:2".to_string(), vec![3])
+        ]
+    );
+    assert!(
+        s.claim(10_000, 1_000, 10).unwrap().is_empty(),
+        "deal 1's next event waits for the running batch"
+    );
+    s.complete(&[1, 2], 10_000).unwrap();
+    let next = s.claim(10_000, 1_000, 10).unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].items[0].seq, 4);
+}
+
+#[test]
+fn retries_deferrals_and_dead_letters() {
+    let (_d, s) = store();
+    s.accept(&[change(1, 1, "amount")], 0).unwrap();
+    let b = s.claim(0, 0, 10).unwrap();
+    s.retry(&[b[0].items[0].seq], 1_000, "HubSpot answered 503", 0)
+        .unwrap();
+    assert!(s.claim(500, 0, 10).unwrap().is_empty());
+    let b = s.claim(1_000, 0, 10).unwrap();
+    assert_eq!(b[0].items[0].attempts, 1);
+    s.defer(&[1], 60_000, "AWS is reviewing the opportunity", 1_000)
+        .unwrap();
+    assert_eq!(s.stats().unwrap().deferred, 1);
+    let b = s.claim(60_000, 0, 10).unwrap();
+    s.dead_letter(
+        &[b[0].items[0].seq],
+        "ValidationException: LifeCycle.Stage",
+        60_000,
+    )
+    .unwrap();
+    let dead = s.dead_letters().unwrap();
+    assert_eq!(
+        (dead.len(), dead[0].reason.as_str(), dead[0].attempts),
+        (1, "ValidationException: LifeCycle.Stage", 2)
+    );
+    assert!(s.requeue(1, 70_000).unwrap());
+    assert!(!s.requeue(1, 70_000).unwrap(), "no longer a dead letter");
+    assert_eq!(s.claim(70_000, 0, 10).unwrap()[0].items[0].attempts, 0);
+    s.dead_letter(&[1], "again", 70_000).unwrap();
+    assert!(s.drop_dead(1).unwrap());
+    assert_eq!(s.stats().unwrap(), InboxStats::default());
+}
+
+#[test]
+fn claimed_work_of_a_crashed_process_is_recovered_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        s.accept(&[change(1, 1, "amount"), change(2, 2, "amount")], 0)
+            .unwrap();
+        assert_eq!(s.claim(0, 0, 10).unwrap().len(), 2);
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.recover(100).unwrap(), 2);
+    assert_eq!(s.claim(100, 0, 10).unwrap().len(), 2);
+}
+
+#[test]
+fn a_dead_letter_requeued_by_another_process_is_claimed_by_the_running_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let service = SqliteStore::open(&path).unwrap();
+    service.accept(&[change(1, 1, "amount")], 0).unwrap();
+    let b = service.claim(0, 0, 10).unwrap();
+    service.dead_letter(&[b[0].items[0].seq], "no", 0).unwrap();
+    assert!(service.claim(10, 0, 10).unwrap().is_empty());
+    // `pcsync dlq retry` opens the same file while the service runs.
+    let cli = SqliteStore::open(&path).unwrap();
+    assert!(cli.requeue(b[0].items[0].seq, 20).unwrap());
+    drop(cli);
+    let again = service.claim(30, 0, 10).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].items[0].event.id, change(1, 1, "amount").0.id);
+}
+
+#[test]
+fn a_state_file_with_the_old_single_inbox_table_moves_to_the_new_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch(
+            "CREATE TABLE inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+                 ordering_key TEXT NOT NULL, received_at INTEGER NOT NULL, event TEXT NOT NULL,
+                 status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, not_before INTEGER NOT NULL,
+                 last_error TEXT, updated_at INTEGER NOT NULL);",
+        )
+        .unwrap();
+        for (deal, status, error) in [
+            (1, "done", None),
+            (2, "running", None),
+            (3, "dead", Some("bad")),
+        ] {
+            let (event, key) = change(deal, deal, "amount");
+            db.execute(
+                "INSERT INTO inbox (event_id, ordering_key, received_at, event, status, attempts, not_before, last_error, updated_at)
+                 VALUES (?1, ?2, 5, ?3, ?4, 1, 5, ?5, 5)",
+                params![event.id, key, serde_json::to_string(&event).unwrap(), status, error],
+            )
+            .unwrap();
+        }
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.recover(10).unwrap(), 1);
+    let stats = s.stats().unwrap();
+    assert_eq!((stats.done, stats.pending, stats.dead), (1, 1, 1));
+    let claimed = s.claim(10, 0, 10).unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        (claimed[0].key.as_str(), claimed[0].items[0].attempts),
+        ("deal:2", 1)
+    );
+    assert_eq!(s.dead_letters().unwrap()[0].reason, "bad");
+    // The applied event is still recognised when delivered again.
+    assert_eq!(
+        s.accept(&[change(1, 1, "amount")], 20).unwrap().duplicates,
+        1
+    );
+    drop(s);
+    // Opening again finds nothing left to move.
+    assert_eq!(SqliteStore::open(&path).unwrap().stats().unwrap().done, 1);
+}
+
+#[test]
+fn counts_follow_every_change_without_recounting_and_after_another_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let s = SqliteStore::open(&path).unwrap();
+    let shape = |s: &SqliteStore| {
+        let t = s.stats().unwrap();
+        (t.pending, t.running, t.deferred, t.done, t.dead)
+    };
+    s.accept(
+        &[change(1, 1, "a"), change(2, 2, "a"), change(3, 3, "a")],
+        0,
+    )
+    .unwrap();
+    assert_eq!(shape(&s), (3, 0, 0, 0, 0));
+    let b = s.claim(0, 0, 10).unwrap();
+    assert_eq!(shape(&s), (0, 3, 0, 0, 0));
+    s.defer(&[b[0].items[0].seq], 100, "review", 0).unwrap();
+    s.dead_letter(&[b[1].items[0].seq], "bad", 0).unwrap();
+    s.complete(&[b[2].items[0].seq], 0).unwrap();
+    assert_eq!(shape(&s), (0, 0, 1, 1, 1));
+    let (unreadable, _) = change(9, 9, "a");
+    s.park(&[(unreadable, "cannot be read".into())], 0).unwrap();
+    assert_eq!(shape(&s), (0, 0, 1, 1, 2));
+    // The same dead letter parked again is not counted twice.
+    let again = s.claim(200, 0, 10).unwrap();
+    s.dead_letter(&[again[0].items[0].seq], "still in review", 200)
+        .unwrap();
+    assert_eq!(shape(&s), (0, 0, 0, 1, 3));
+    assert!(s.drop_dead(b[1].items[0].seq).unwrap());
+    assert_eq!(shape(&s), (0, 0, 0, 1, 2));
+    assert_eq!(s.prune_done(1_000, 10).unwrap(), 1);
+    assert_eq!(shape(&s), (0, 0, 0, 0, 2));
+    // Another process (`pcsync dlq retry`) puts one back.
+    let cli = SqliteStore::open(&path).unwrap();
+    assert!(cli.requeue(b[0].items[0].seq, 300).unwrap());
+    drop(cli);
+    assert_eq!(shape(&s), (1, 0, 0, 0, 1));
+}
+
+#[test]
+fn pack_state_accumulates_sent_keys_and_writes_are_remembered() {
+    let (_d, s) = store();
+    let mut record = StateRecord {
+        opportunity_id: "O1".into(),
+        ..StateRecord::default()
+    };
+    record.watches.insert("score".into(), json!(50));
+    record.sent = vec!["score-up:40->50".into()];
+    s.record_state("smart-notifications", &record, 0).unwrap();
+    record.watches.insert("score".into(), json!(70));
+    record.sent = vec!["score-up:50->70".into()];
+    s.record_state("smart-notifications", &record, 1).unwrap();
+    let got = &s.pack_states("O1").unwrap()["smart-notifications"];
+    assert_eq!(got.watches["score"], 70);
+    assert_eq!(got.sent, ["score-up:40->50", "score-up:50->70"]);
+    assert!(s.pack_states("O2").unwrap().is_empty());
+
+    assert_eq!(s.last_write("deal:1", "aws_sync_status").unwrap(), None);
+    s.remember_write("deal:1", "aws_sync_status", "synced", 0)
+        .unwrap();
+    assert_eq!(
+        s.last_write("deal:1", "aws_sync_status")
+            .unwrap()
+            .as_deref(),
+        Some("synced")
+    );
+}
