@@ -1,11 +1,11 @@
-//! The committed JSON Schemas match the engine's types, and every shipped pack
+//! The committed JSON Schemas match the engine's and the runtime's types, and every shipped pack
 //! validates against the committed rule-pack schema (checked with the `jsonschema`
 //! crate directly, independent of `pcsync check`).
 
 use std::path::PathBuf;
 
 use pcsync_engine::diagnostic::FileId;
-use pcsync_engine::schema::{SchemaKind, schema_text};
+use pcsync_engine::schema::{Schema, schema_text};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -13,7 +13,7 @@ fn root() -> PathBuf {
 
 #[test]
 fn committed_schemas_match_the_generated_ones() {
-    for kind in [SchemaKind::RulePack, SchemaKind::Config] {
+    for kind in [Schema::rule_pack(), pcsync_runtime::config::schema()] {
         let path = root().join("schemas").join(kind.file_name());
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(

@@ -5,7 +5,6 @@
 
 pub mod check;
 pub mod compile;
-pub mod config;
 pub mod dates;
 pub mod diagnostic;
 pub mod embed;
@@ -21,7 +20,7 @@ pub mod template;
 
 pub use compile::{CompiledPack, RuleSet};
 pub use diagnostic::{Code, Diagnostic, Format, Severity, Sources};
-pub use load::{Loaded, MissingEnv, load_config, load_rules};
+pub use load::{Loaded, MissingEnv, load_rules};
 pub use model::RulePack;
 pub mod context;
 pub mod event;

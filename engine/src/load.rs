@@ -10,10 +10,9 @@ use sha2::{Digest, Sha256};
 
 use crate::check;
 use crate::compile::{self, RuleSet};
-use crate::config::ServiceConfig;
 use crate::diagnostic::{self, Code, Diagnostic, FileId, Severity, Sources};
 use crate::model::RulePack;
-use crate::schema::{self, SchemaKind};
+use crate::schema::{self, Schema};
 use crate::script;
 use crate::source::{self, Document};
 
@@ -90,8 +89,7 @@ pub fn load_rules(paths: &[PathBuf]) -> Loaded<RuleSet> {
         };
         hasher.update(path.display().to_string().as_bytes());
         hasher.update(sources.text(file).as_bytes());
-        let Some(doc) = validate_structure(SchemaKind::RulePack, file, doc, &mut diagnostics)
-        else {
+        let Some(doc) = validate_structure(Schema::rule_pack(), file, doc, &mut diagnostics) else {
             continue;
         };
         match schema::deserialize::<RulePack>(file, &doc) {
@@ -141,7 +139,7 @@ pub fn load_rules(paths: &[PathBuf]) -> Loaded<RuleSet> {
 /// Runs the schema over `doc`. Misspelt keys alone do not stop the later passes: they
 /// are reported, dropped, and the rest of the file is checked too.
 fn validate_structure(
-    kind: SchemaKind,
+    kind: &Schema,
     file: FileId,
     mut doc: Document,
     diagnostics: &mut Vec<Diagnostic>,
@@ -197,13 +195,17 @@ pub enum MissingEnv {
     Warning,
 }
 
-/// Loads and validates the service config at `path`. `env` looks up environment
-/// variables for `${VAR}` interpolation.
-pub fn load_config(
+/// Loads a YAML document at `path` (a service config), interpolating `${VAR}` from
+/// `env`, validating it against `schema` and deserializing it; `check` adds the
+/// document's own semantic checks (the runtime's config checks its address and
+/// directories).
+pub fn load_document<T: serde::de::DeserializeOwned>(
     path: &Path,
+    schema: &Schema,
     env: &dyn Fn(&str) -> Option<String>,
     missing: MissingEnv,
-) -> Loaded<ServiceConfig> {
+    check: impl FnOnce(&T, &Document, FileId, &mut Vec<Diagnostic>),
+) -> Loaded<T> {
     let mut sources = Sources::default();
     let mut diagnostics = Vec::new();
     let Some((file, mut doc)) = read_document(&mut sources, &mut diagnostics, path) else {
@@ -233,33 +235,11 @@ pub fn load_config(
         diagnostics.push(d);
     }
     let mut value = None;
-    if let Some(doc) = validate_structure(SchemaKind::Config, file, doc, &mut diagnostics) {
-        match schema::deserialize::<ServiceConfig>(file, &doc) {
-            Ok(config) => {
-                if config.listen.parse::<std::net::SocketAddr>().is_err() {
-                    diagnostics.push(
-                        Diagnostic::error(Code::InvalidValue, format!("`{}` is not an address to listen on", config.listen))
-                            .at(file, doc.value_span("/listen"))
-                            .with_help("write an IP address and a port, e.g. `127.0.0.1:8080` or `0.0.0.0:8080`"),
-                    );
-                }
-                let rules = config.rules_dir(path);
-                if !rules.is_dir() {
-                    let span = if doc.value.get("rules").is_some() {
-                        doc.value_span("/rules")
-                    } else {
-                        doc.key_span("")
-                    };
-                    diagnostics.push(
-                        Diagnostic::error(
-                            Code::Io,
-                            format!("rules directory `{}` does not exist", rules.display()),
-                        )
-                        .at(file, span)
-                        .with_help("`rules` is taken relative to the config file's folder"),
-                    );
-                }
-                value = Some(config);
+    if let Some(doc) = validate_structure(schema, file, doc, &mut diagnostics) {
+        match schema::deserialize::<T>(file, &doc) {
+            Ok(loaded) => {
+                check(&loaded, &doc, file, &mut diagnostics);
+                value = Some(loaded);
             }
             Err(d) => diagnostics.push(*d),
         }

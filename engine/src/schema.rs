@@ -1,4 +1,4 @@
-//! The JSON Schemas generated from the engine's types, and validation of a parsed
+//! JSON Schemas generated from Rust types (the rule pack's here), and validation of a parsed
 //! document against them. Schema validation is the first pass of `pcsync check`: it
 //! finds every structural problem in a file at once (unknown keys, wrong types,
 //! values outside an enum), each mapped back to its line and column.
@@ -11,67 +11,68 @@ use jsonschema::{ValidationError, Validator};
 use schemars::generate::SchemaSettings;
 use serde_json::Value;
 
-use crate::config::ServiceConfig;
 use crate::diagnostic::{Code, Diagnostic, FileId, did_you_mean};
 use crate::model::RulePack;
 use crate::source::{Document, pointer_join};
 
 /// The file name of the rule-pack schema under `schemas/`.
 pub const RULE_PACK_SCHEMA_FILE: &str = "rule-pack.schema.json";
-/// The file name of the service-config schema under `schemas/`.
-pub const CONFIG_SCHEMA_FILE: &str = "config.schema.json";
 
-/// Which document a schema describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SchemaKind {
-    /// A rule pack (`rules/*.yaml`).
-    RulePack,
-    /// The service config.
-    Config,
+/// A generated JSON Schema with its compiled validator: the rule pack's here, the
+/// service config's in the runtime (which owns that type).
+pub struct Schema {
+    value: Value,
+    validator: Validator,
+    noun: &'static str,
+    file_name: &'static str,
 }
 
-impl SchemaKind {
-    /// The generated JSON Schema.
-    pub fn schema(self) -> &'static Value {
-        static PACK: OnceLock<Value> = OnceLock::new();
-        static CONFIG: OnceLock<Value> = OnceLock::new();
-        match self {
-            SchemaKind::RulePack => PACK.get_or_init(|| generate::<RulePack>("pcsync rule pack")),
-            SchemaKind::Config => {
-                CONFIG.get_or_init(|| generate::<ServiceConfig>("pcsync service config"))
-            }
+impl Schema {
+    /// The schema of `T`, titled `title`; `noun` names the document in messages
+    /// ("the pack"), `file_name` is its file under `schemas/`.
+    pub fn generate<T: schemars::JsonSchema>(
+        title: &str,
+        noun: &'static str,
+        file_name: &'static str,
+    ) -> Schema {
+        let value = generate::<T>(title);
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&value)
+            .expect("the generated schema is a valid JSON Schema");
+        Schema {
+            value,
+            validator,
+            noun,
+            file_name,
         }
+    }
+
+    /// The rule pack's schema.
+    pub fn rule_pack() -> &'static Schema {
+        static PACK: OnceLock<Schema> = OnceLock::new();
+        PACK.get_or_init(|| {
+            Schema::generate::<RulePack>("pcsync rule pack", "the pack", RULE_PACK_SCHEMA_FILE)
+        })
+    }
+
+    /// The generated JSON Schema.
+    pub fn schema(&self) -> &Value {
+        &self.value
     }
 
     /// What the document is called in messages.
-    pub fn noun(self) -> &'static str {
-        match self {
-            SchemaKind::RulePack => "the pack",
-            SchemaKind::Config => "the config",
-        }
+    pub fn noun(&self) -> &'static str {
+        self.noun
     }
 
     /// The schema's file name under `schemas/`.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            SchemaKind::RulePack => RULE_PACK_SCHEMA_FILE,
-            SchemaKind::Config => CONFIG_SCHEMA_FILE,
-        }
+    pub fn file_name(&self) -> &'static str {
+        self.file_name
     }
 
-    fn validator(self) -> &'static Validator {
-        static PACK: OnceLock<Validator> = OnceLock::new();
-        static CONFIG: OnceLock<Validator> = OnceLock::new();
-        let build = || {
-            jsonschema::options()
-                .should_validate_formats(true)
-                .build(self.schema())
-                .expect("the generated schema is a valid JSON Schema")
-        };
-        match self {
-            SchemaKind::RulePack => PACK.get_or_init(build),
-            SchemaKind::Config => CONFIG.get_or_init(build),
-        }
+    fn validator(&self) -> &Validator {
+        &self.validator
     }
 }
 
@@ -85,12 +86,12 @@ fn generate<T: schemars::JsonSchema>(title: &str) -> Value {
 }
 
 /// The schema as the pretty-printed text committed under `schemas/`.
-pub fn schema_text(kind: SchemaKind) -> String {
+pub fn schema_text(kind: &Schema) -> String {
     serde_json::to_string_pretty(kind.schema()).expect("a schema is plain JSON") + "\n"
 }
 
 /// Validates `doc` against the schema and returns one diagnostic per problem.
-pub fn validate(kind: SchemaKind, file: FileId, doc: &Document) -> Vec<Diagnostic> {
+pub fn validate(kind: &Schema, file: FileId, doc: &Document) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     for error in kind.validator().iter_errors(&doc.value) {
         convert(kind, file, doc, &error, &mut out);
@@ -100,7 +101,7 @@ pub fn validate(kind: SchemaKind, file: FileId, doc: &Document) -> Vec<Diagnosti
 }
 
 fn convert(
-    kind: SchemaKind,
+    kind: &Schema,
     file: FileId,
     doc: &Document,
     error: &ValidationError<'_>,
@@ -201,7 +202,7 @@ fn convert(
 /// likely meant, which is one whose type matched (its errors are about content, not
 /// kind). When no alternative's type matched, say which kinds would do.
 fn convert_alternatives(
-    kind: SchemaKind,
+    kind: &Schema,
     file: FileId,
     doc: &Document,
     pointer: &str,

@@ -18,7 +18,6 @@ const LAYERS: &[&str] = &[
     "embed",
     "readiness",
     "template",
-    "config",
     "check",
     "compile",
     "schema",

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use pcsync_engine::diagnostic::{self, Diagnostic, Sources};
-use pcsync_engine::{Code, MissingEnv, load_config, load_rules};
+use pcsync_engine::{Code, MissingEnv, load_rules};
+use pcsync_runtime::config::load_config;
 
 use crate::cli::CheckFormat;
 

@@ -63,8 +63,8 @@ pub fn run(cli: Cli) -> ExitCode {
 fn checked_config(
     path: &std::path::Path,
     missing: pcsync_engine::MissingEnv,
-) -> Result<pcsync_engine::config::ServiceConfig, String> {
-    let loaded = pcsync_engine::load_config(path, &|k| std::env::var(k).ok(), missing);
+) -> Result<pcsync_runtime::config::ServiceConfig, String> {
+    let loaded = pcsync_runtime::config::load_config(path, &|k| std::env::var(k).ok(), missing);
     match loaded.value {
         Some(config) if !loaded.has_errors() => Ok(config),
         _ => Err(pcsync_engine::diagnostic::render_human(

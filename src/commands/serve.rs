@@ -16,7 +16,7 @@ use pcsync_adapters::hubspot::client::HubSpotClient;
 use pcsync_adapters::partner_central::PartnerCentralClient;
 use pcsync_adapters::sns::SnsPublisher;
 use pcsync_engine::MissingEnv;
-use pcsync_engine::config::ServiceConfig;
+use pcsync_runtime::config::ServiceConfig;
 use serde_json::json;
 
 use super::EXIT_USAGE;

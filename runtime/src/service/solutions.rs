@@ -12,6 +12,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::config::{SearchWeights, SolutionsConfig};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -20,7 +21,6 @@ use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use pcsync_adapters::partner_central::PartnerCentralClient;
-use pcsync_engine::config::{SearchWeights, SolutionsConfig};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -1,9 +1,81 @@
 //! The service config file (`pcsync serve --config FILE`): its types, which generate
-//! `schemas/config.schema.json`. Keys are a stable contract: operators and scripts
-//! rely on these names.
+//! `schemas/config.schema.json`, and loading it with positioned diagnostics. Keys are
+//! a stable contract: operators and scripts rely on these names. It lives with the
+//! runtime, which is what it configures; the engine lends the YAML, schema and
+//! diagnostics machinery.
 
+use std::path::Path;
+use std::sync::OnceLock;
+
+use pcsync_engine::diagnostic::{Code, Diagnostic, FileId};
+use pcsync_engine::load::{Loaded, MissingEnv, load_document};
+use pcsync_engine::schema::Schema;
+use pcsync_engine::source::Document;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// The file name of the service-config schema under `schemas/`.
+pub const CONFIG_SCHEMA_FILE: &str = "config.schema.json";
+
+/// The service config's JSON Schema.
+pub fn schema() -> &'static Schema {
+    static CONFIG: OnceLock<Schema> = OnceLock::new();
+    CONFIG.get_or_init(|| {
+        Schema::generate::<ServiceConfig>("pcsync service config", "the config", CONFIG_SCHEMA_FILE)
+    })
+}
+
+/// Loads and validates the service config at `path`. `env` looks up environment
+/// variables for `${VAR}` interpolation.
+pub fn load_config(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    missing: MissingEnv,
+) -> Loaded<ServiceConfig> {
+    load_document(
+        path,
+        schema(),
+        env,
+        missing,
+        |config, doc, file, diagnostics| check(path, config, doc, file, diagnostics),
+    )
+}
+
+/// What the schema cannot say: an address to listen on, a rules directory that exists.
+fn check(
+    path: &Path,
+    config: &ServiceConfig,
+    doc: &Document,
+    file: FileId,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    if config.listen.parse::<std::net::SocketAddr>().is_err() {
+        diagnostics.push(
+            Diagnostic::error(
+                Code::InvalidValue,
+                format!("`{}` is not an address to listen on", config.listen),
+            )
+            .at(file, doc.value_span("/listen"))
+            .with_help("write an IP address and a port, e.g. `127.0.0.1:8080` or `0.0.0.0:8080`"),
+        );
+    }
+    let rules = config.rules_dir(path);
+    if !rules.is_dir() {
+        let span = if doc.value.get("rules").is_some() {
+            doc.value_span("/rules")
+        } else {
+            doc.key_span("")
+        };
+        diagnostics.push(
+            Diagnostic::error(
+                Code::Io,
+                format!("rules directory `{}` does not exist", rules.display()),
+            )
+            .at(file, span)
+            .with_help("`rules` is taken relative to the config file's folder"),
+        );
+    }
+}
 
 /// pcsync's service configuration. `${VAR}` anywhere in a value is replaced from the
 /// environment (`${VAR:-default}` gives a default); unknown keys are errors.
@@ -54,7 +126,7 @@ pub struct ServiceConfig {
 pub struct SolutionsConfig {
     /// How often the catalog is read again from Partner Central (all pages).
     #[serde(default = "solutions_refresh_default")]
-    pub refresh: crate::model::DurationSpec,
+    pub refresh: pcsync_engine::model::DurationSpec,
     /// Browser origins allowed to call the Solutions API (CORS), e.g.
     /// `https://app.hubspot.com`; `*` allows any origin. Empty: no CORS headers.
     #[serde(default)]
@@ -74,8 +146,8 @@ impl Default for SolutionsConfig {
     }
 }
 
-fn solutions_refresh_default() -> crate::model::DurationSpec {
-    crate::model::DurationSpec(std::time::Duration::from_secs(15 * 60))
+fn solutions_refresh_default() -> pcsync_engine::model::DurationSpec {
+    pcsync_engine::model::DurationSpec(std::time::Duration::from_secs(15 * 60))
 }
 
 /// How `GET /solutions/search` scores a solution against the query (0–100). Each
@@ -161,7 +233,7 @@ pub struct WorkerConfig {
     /// How long to wait after an event for more about the same deal, so that a
     /// burst of edits becomes one Partner Central write (it allows one per second).
     #[serde(default = "coalesce_default")]
-    pub coalesce: crate::model::DurationSpec,
+    pub coalesce: pcsync_engine::model::DurationSpec,
     /// Tries before an event that keeps failing for a passing reason (throttling,
     /// outages) is parked in the dead-letter list.
     #[serde(default = "max_attempts_default")]
@@ -170,13 +242,13 @@ pub struct WorkerConfig {
     /// How long an edit waits while AWS reviews the opportunity before it is checked
     /// again (an event about the opportunity checks it at once).
     #[serde(default = "defer_recheck_default")]
-    pub defer_recheck: crate::model::DurationSpec,
+    pub defer_recheck: pcsync_engine::model::DurationSpec,
     /// How long applied events stay in the inbox, counted from their arrival (events
     /// not yet applied stay until they are). Within this time a redelivery of the
     /// same event is recognised and dropped (HubSpot retries for up to a day,
     /// EventBridge for up to 24 hours); after it they are deleted.
     #[serde(default = "keep_done_default")]
-    pub keep_done: crate::model::DurationSpec,
+    pub keep_done: pcsync_engine::model::DurationSpec,
 }
 
 impl Default for WorkerConfig {
@@ -190,20 +262,20 @@ impl Default for WorkerConfig {
     }
 }
 
-fn coalesce_default() -> crate::model::DurationSpec {
-    crate::model::DurationSpec(std::time::Duration::from_millis(500))
+fn coalesce_default() -> pcsync_engine::model::DurationSpec {
+    pcsync_engine::model::DurationSpec(std::time::Duration::from_millis(500))
 }
 
 fn max_attempts_default() -> u32 {
     8
 }
 
-fn keep_done_default() -> crate::model::DurationSpec {
-    crate::model::DurationSpec(std::time::Duration::from_secs(7 * 24 * 3600))
+fn keep_done_default() -> pcsync_engine::model::DurationSpec {
+    pcsync_engine::model::DurationSpec(std::time::Duration::from_secs(7 * 24 * 3600))
 }
 
-fn defer_recheck_default() -> crate::model::DurationSpec {
-    crate::model::DurationSpec(std::time::Duration::from_secs(300))
+fn defer_recheck_default() -> pcsync_engine::model::DurationSpec {
+    pcsync_engine::model::DurationSpec(std::time::Duration::from_secs(300))
 }
 
 impl ServiceConfig {
