@@ -8,7 +8,7 @@
 //!
 //! `cargo bench --bench ingest` (release). Numbers go in BENCHMARKS.md. The service's
 //! log goes to `pcsync-bench.log` in the temporary directory, at the level
-//! `PCSYNC_BENCH_LOG` gives (`warn` by default; `pcsync::store=trace` shows each
+//! `PCSYNC_BENCH_LOG` gives (`warn` by default; `pcsync_runtime::store=trace` shows each
 //! group commit and checkpoint).
 
 use std::path::PathBuf;
