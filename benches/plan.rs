@@ -63,7 +63,10 @@ fn bench(c: &mut Criterion) {
                 "occurredAt": 1764331200000u64}}), now).unwrap(),
             context(json!({"deal": {"id": "101", "properties": {"dealname": "Acme", "dealstage": "qualifiedtobuy",
                 "closedate": "2026-12-31T00:00:00.000Z", "amount": "10000", "deal_currency_code": "USD",
-                "description": "Acme needs to consolidate five data silos into one governed lake"}}})),
+                "description": "Acme needs to consolidate five data silos into one governed lake"}},
+                "company": {"id": "9001", "properties": {"name": "Acme Corporation", "domain": "acme.example",
+                "industry": "COMPUTER_SOFTWARE", "country": "United States", "state": "MA", "city": "Boston",
+                "zip": "02110", "address": "1 Federal St"}}})),
         ),
         (
             "smart-notifications",

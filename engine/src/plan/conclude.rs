@@ -64,34 +64,30 @@ pub fn conclude<'a>(plan: &'a PackPlan, writes: &Outcome) -> Conclusion<'a> {
         ending: Ending::Failed(message.to_string()),
         record: None,
     };
-    if let Verdict::Fail { reason } = &plan.verdict {
-        return failed(reason);
-    }
-    if !plan.writes.is_empty()
-        && let Outcome::Failure { message } = writes
-    {
-        return failed(message);
-    }
+    // A pack with nothing to write succeeded at it.
+    let written = if plan.writes.is_empty() {
+        Outcome::Success {
+            result: Value::Object(Default::default()),
+        }
+    } else {
+        writes.clone()
+    };
     let record = plan.state.as_ref();
-    match &plan.verdict {
-        Verdict::Skip { .. } => Conclusion {
+    match (&plan.verdict, written) {
+        (Verdict::Fail { reason }, _) => failed(reason),
+        (_, Outcome::Failure { message }) => failed(&message),
+        (Verdict::Skip { .. }, _) => Conclusion {
             follow_up: None,
             ending: Ending::Done,
             record,
         },
-        Verdict::Defer { reason, .. } => Conclusion {
+        (Verdict::Defer { reason, .. }, _) => Conclusion {
             follow_up: None,
             ending: Ending::Deferred(reason.clone()),
             record,
         },
-        Verdict::Proceed | Verdict::Fail { .. } => Conclusion {
-            follow_up: Some(if plan.writes.is_empty() {
-                Outcome::Success {
-                    result: Value::Object(Default::default()),
-                }
-            } else {
-                writes.clone()
-            }),
+        (Verdict::Proceed, success) => Conclusion {
+            follow_up: Some(success),
             ending: Ending::Done,
             record,
         },

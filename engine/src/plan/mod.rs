@@ -39,20 +39,28 @@ use scope::Vars;
 pub fn plan(event: &Event, ctx: &Context, rules: &RuleSet, now: Timestamp) -> Plan {
     let mut plan = Plan::default();
     for pack in triggered_packs(rules, event) {
-        let one = plan_pack(pack, rules, event, ctx, now);
-        plan.effects
-            .extend(one.writes.iter().cloned().map(PlanEntry::Write));
-        plan.effects.extend(one.decision().map(PlanEntry::Decision));
-        if let Some(record) = &one.state {
-            plan.effects
-                .push(PlanEntry::Decision(Decision::RecordState {
-                    pack: one.pack.clone(),
-                    record: record.clone(),
-                }));
-        }
-        plan.trace.extend(one.trace);
+        let mut one = plan_pack(pack, rules, event, ctx, now);
+        let record = one.state.take();
+        push_pack(&mut plan, one, record);
     }
     plan
+}
+
+/// Moves one pack's writes, decision and trace into `plan`, with the state it
+/// records.
+fn push_pack(plan: &mut Plan, mut one: PackPlan, record: Option<crate::context::StateRecord>) {
+    let decision = one.decision();
+    plan.effects
+        .extend(one.writes.drain(..).map(PlanEntry::Write));
+    plan.effects.extend(decision.map(PlanEntry::Decision));
+    if let Some(record) = record {
+        plan.effects
+            .push(PlanEntry::Decision(Decision::RecordState {
+                pack: one.pack,
+                record,
+            }));
+    }
+    plan.trace.append(&mut one.trace);
 }
 
 /// The enabled packs `event` starts, in file order.
@@ -108,18 +116,12 @@ pub fn simulate(
     for pack in triggered_packs(rules, event) {
         let one = plan_pack(pack, rules, event, ctx, now);
         let conclusion = conclude(&one, outcome);
-        out.effects
-            .extend(one.writes.iter().cloned().map(PlanEntry::Write));
-        out.effects.extend(one.decision().map(PlanEntry::Decision));
-        if let Some(record) = conclusion.record {
-            out.effects.push(PlanEntry::Decision(Decision::RecordState {
-                pack: one.pack.clone(),
-                record: record.clone(),
-            }));
-        }
-        out.trace.extend(one.trace.iter().cloned());
-        if let Some(follow_up) = &conclusion.follow_up {
-            let settled = settle(pack, rules, event, ctx, &one.writes, follow_up, now);
+        let record = conclusion.record.cloned();
+        let follow_ups = conclusion
+            .follow_up
+            .map(|follow_up| settle(pack, rules, event, ctx, &one.writes, &follow_up, now));
+        push_pack(&mut out, one, record);
+        if let Some(settled) = follow_ups {
             out.effects
                 .extend(settled.writes.into_iter().map(PlanEntry::Write));
             out.trace.extend(settled.trace);
