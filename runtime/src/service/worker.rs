@@ -117,6 +117,10 @@ impl<E: Executor> Worker<E> {
     }
 
     /// Claims and processes the batches that are due; returns how many there were.
+    ///
+    /// A store error ends the pass, and every claimed event not yet settled goes back
+    /// in line (releasing touches only memory, so it works on a full or read-only
+    /// disk): none stays claimed to hold its deal's later events behind it.
     pub async fn tick(
         &self,
         stop: &tokio::sync::watch::Receiver<bool>,
@@ -125,6 +129,36 @@ impl<E: Executor> Worker<E> {
         let batches =
             super::blocking(|| self.store.claim(now, self.coalesce.as_millis() as i64, 16))?;
         let n = batches.len();
+        let mut unsettled: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| b.items.iter().map(|c| c.seq))
+            .collect();
+        let worked = self.work(batches, stop, &mut unsettled).await;
+        if let Err(e) = &worked
+            && !unsettled.is_empty()
+        {
+            let now = self.clock.now_ms();
+            match super::blocking(|| self.store.release(&unsettled, now)) {
+                Ok(()) => tracing::warn!(error = %e, released = unsettled.len(),
+                    "the store failed mid-pass; unsettled events go back in line"),
+                Err(again) => tracing::error!(error = %again,
+                    "cannot release events claimed before a store error"),
+            }
+        }
+        worked.map(|()| n)
+    }
+
+    /// Processes claimed batches and settles them, taking each settled event out of
+    /// `unsettled`.
+    async fn work(
+        &self,
+        batches: Vec<Batch>,
+        stop: &tokio::sync::watch::Receiver<bool>,
+        unsettled: &mut Vec<i64>,
+    ) -> Result<(), crate::store::StoreError> {
+        let settled = |unsettled: &mut Vec<i64>, seqs: &[i64]| {
+            unsettled.retain(|s| !seqs.contains(s));
+        };
         let mut untouched = Vec::new();
         let mut left = batches.into_iter();
         for batch in left.by_ref() {
@@ -133,7 +167,11 @@ impl<E: Executor> Worker<E> {
                     self.metrics.batch("done");
                     untouched.extend(batch.items.iter().map(|c| c.seq));
                 }
-                settled => super::blocking(|| self.record(&batch, &settled))?,
+                outcome => {
+                    super::blocking(|| self.record(&batch, &outcome))?;
+                    let seqs: Vec<i64> = batch.items.iter().map(|c| c.seq).collect();
+                    settled(unsettled, &seqs);
+                }
             }
             if *stop.borrow() {
                 break;
@@ -142,12 +180,14 @@ impl<E: Executor> Worker<E> {
         let now = self.clock.now_ms();
         if !untouched.is_empty() {
             super::blocking(|| self.store.complete(&untouched, now))?;
+            settled(unsettled, &untouched);
         }
         let unstarted: Vec<i64> = left.flat_map(|b| b.items).map(|c| c.seq).collect();
         if !unstarted.is_empty() {
             super::blocking(|| self.store.release(&unstarted, now))?;
+            settled(unsettled, &unstarted);
         }
-        Ok(n)
+        Ok(())
     }
 
     fn record(&self, batch: &Batch, settled: &Settled) -> Result<(), crate::store::StoreError> {
@@ -360,34 +400,14 @@ impl<E: Executor> Worker<E> {
         let mut result = Value::Null;
         let mut failure = None;
         for (index, write) in plan.writes.iter().enumerate() {
-            // Notes, tasks and messages are not idempotent: one already carried out
-            // by an earlier try of this batch is not repeated.
-            let journal = JournalKey::of(event, &plan.pack, index, write);
-            if let Some(key) = &journal {
-                match super::blocking(|| key.done(&*self.store)) {
-                    Ok(true) => {
-                        self.metrics.effect(write.kind(), "already_done");
-                        continue;
-                    }
-                    Ok(false) => {}
-                    Err(e) => return Settled::Retry(e.to_string(), None),
-                }
-            }
-            let performed = self.executor.perform(write, &*self.store, now).await;
-            if let (Some(key), Ok(_)) = (&journal, &performed)
-                && let Err(e) =
-                    super::blocking(|| self.store.remember_effect(&key.key, now.as_millisecond()))
+            let performed = match self
+                .perform_once(event, &plan.pack, index, write, now)
+                .await
             {
-                return Settled::Retry(e.to_string(), None);
-            }
-            self.metrics.effect(
-                write.kind(),
-                match &performed {
-                    Ok(_) => "ok",
-                    Err(e) if e.retryable => "retry",
-                    Err(_) => "error",
-                },
-            );
+                Ok(Some(performed)) => performed,
+                Ok(None) => continue,
+                Err(e) => return Settled::Retry(e.to_string(), None),
+            };
             match performed {
                 Ok(answer) => {
                     if !answer.is_null() {
@@ -486,23 +506,14 @@ impl<E: Executor> Worker<E> {
         let follow = settle(pack, rules, event, ctx, planned, outcome, now);
         for (offset, effect) in follow.writes.iter().enumerate() {
             let index = planned.len() + offset;
-            let journal = JournalKey::of(event, &pack.pack.name, index, effect);
-            if let Some(key) = &journal {
-                match super::blocking(|| key.done(&*self.store)) {
-                    Ok(true) => continue,
-                    Ok(false) => {}
-                    Err(e) => return Err(Settled::Retry(e.to_string(), None)),
-                }
-            }
-            let performed = self.executor.perform(effect, &*self.store, now).await;
-            self.metrics.effect(
-                effect.kind(),
-                match &performed {
-                    Ok(_) => "ok",
-                    Err(e) if e.retryable => "retry",
-                    Err(_) => "error",
-                },
-            );
+            let performed = match self
+                .perform_once(event, &pack.pack.name, index, effect, now)
+                .await
+            {
+                Ok(Some(performed)) => performed,
+                Ok(None) => continue,
+                Err(e) => return Err(Settled::Retry(e.to_string(), None)),
+            };
             let failed = |e: &ExecError| {
                 format!(
                     "{}: follow-up {}: {}",
@@ -512,20 +523,46 @@ impl<E: Executor> Worker<E> {
                 )
             };
             match performed {
-                Ok(_) => {
-                    if let Some(key) = &journal
-                        && let Err(e) = super::blocking(|| {
-                            self.store.remember_effect(&key.key, now.as_millisecond())
-                        })
-                    {
-                        return Err(Settled::Retry(e.to_string(), None));
-                    }
-                }
+                Ok(_) => {}
                 Err(e) if e.retryable => return Err(Settled::Retry(failed(&e), e.retry_after)),
                 Err(e) => return Err(Settled::Dead(failed(&e))),
             }
         }
         Ok(())
+    }
+
+    /// Performs one write of a pack run, at most once where repeating it would show:
+    /// notes, tasks and messages are not idempotent, so one an earlier try of this
+    /// batch carried out (its journal key is remembered) is skipped, and `None` says so.
+    /// A store error is the caller's to retry.
+    async fn perform_once(
+        &self,
+        event: &Event,
+        pack: &str,
+        index: usize,
+        effect: &Effect,
+        now: jiff::Timestamp,
+    ) -> Result<Option<Result<Value, ExecError>>, crate::store::StoreError> {
+        let journal = JournalKey::of(event, pack, index, effect);
+        if let Some(key) = &journal
+            && super::blocking(|| key.done(&*self.store))?
+        {
+            self.metrics.effect(effect.kind(), "already_done");
+            return Ok(None);
+        }
+        let performed = self.executor.perform(effect, &*self.store, now).await;
+        if let (Some(key), Ok(_)) = (&journal, &performed) {
+            super::blocking(|| self.store.remember_effect(&key.key, now.as_millisecond()))?;
+        }
+        self.metrics.effect(
+            effect.kind(),
+            match &performed {
+                Ok(_) => "ok",
+                Err(e) if e.retryable => "retry",
+                Err(_) => "error",
+            },
+        );
+        Ok(Some(performed))
     }
 
     /// Loads what `fetch` names for `event`: the deal, its company, the opportunity,

@@ -349,6 +349,38 @@ async fn quick_edits_of_one_deal_are_one_write_once_the_window_has_passed() {
 }
 
 #[tokio::test]
+async fn a_store_error_mid_pass_puts_the_claimed_events_back_in_line() {
+    let h = Harness::shipped("Approved");
+    // The store refuses to settle, as a full disk would: a trigger makes SQLite
+    // abort the delete that marks events applied.
+    let db = rusqlite::Connection::open(h._dir.path().join("pcsync.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER full_disk BEFORE DELETE ON work BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    )
+    .unwrap();
+    h.edit(1, "dealstage", "qualifiedtobuy");
+    h.later(COALESCE);
+    let (_stop, stopping) = tokio::sync::watch::channel(false);
+    let failed = h.worker.tick(&stopping).await;
+    assert!(failed.is_err(), "the pass reports the store error");
+    let stats = h.store.stats().unwrap();
+    assert_eq!((stats.running, stats.pending), (0, 1), "{stats:?}");
+
+    // Once the disk has room, the event and the deal's later edits go through.
+    db.execute_batch("DROP TRIGGER full_disk").unwrap();
+    h.edit(2, "dealstage", "presentationscheduled");
+    h.later(COALESCE);
+    assert_eq!(h.tick().await, 1);
+    assert_eq!(h.stage(), "Technical Validation");
+    let stats = h.store.stats().unwrap();
+    assert_eq!(
+        (stats.running, stats.pending, stats.done),
+        (0, 0, 2),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_throttled_write_is_retried_after_its_backoff_and_not_before() {
     let h = Harness::shipped("Approved");
     h.worker
