@@ -65,17 +65,18 @@ pub fn conclude<'a>(plan: &'a PackPlan, writes: &Outcome) -> Conclusion<'a> {
         record: None,
     };
     // A pack with nothing to write succeeded at it.
+    let nothing_to_write = Outcome::Success {
+        result: Value::Object(Default::default()),
+    };
     let written = if plan.writes.is_empty() {
-        Outcome::Success {
-            result: Value::Object(Default::default()),
-        }
+        &nothing_to_write
     } else {
-        writes.clone()
+        writes
     };
     let record = plan.state.as_ref();
     match (&plan.verdict, written) {
         (Verdict::Fail { reason }, _) => failed(reason),
-        (_, Outcome::Failure { message }) => failed(&message),
+        (_, Outcome::Failure { message }) => failed(message),
         (Verdict::Skip { .. }, _) => Conclusion {
             follow_up: None,
             ending: Ending::Done,
@@ -87,7 +88,7 @@ pub fn conclude<'a>(plan: &'a PackPlan, writes: &Outcome) -> Conclusion<'a> {
             record,
         },
         (Verdict::Proceed, success) => Conclusion {
-            follow_up: Some(success),
+            follow_up: Some(success.clone()),
             ending: Ending::Done,
             record,
         },

@@ -214,7 +214,7 @@ fn repo(path: &str) -> PathBuf {
 
 /// A worker over `rules`, a fresh store and a manual clock.
 struct Harness {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     store: Arc<SqliteStore>,
     clock: Arc<ManualClock>,
     worker: Worker<Recording>,
@@ -242,7 +242,7 @@ fn harness(rules_dir: &Path, rules: RuleSet, now: Timestamp) -> Harness {
         busy: Arc::new(super::super::Busy::default()),
     };
     Harness {
-        _dir: dir,
+        dir,
         store,
         clock,
         worker,
@@ -353,7 +353,7 @@ async fn a_store_error_mid_pass_puts_the_claimed_events_back_in_line() {
     let h = Harness::shipped("Approved");
     // The store refuses to settle, as a full disk would: a trigger makes SQLite
     // abort the delete that marks events applied.
-    let db = rusqlite::Connection::open(h._dir.path().join("pcsync.db")).unwrap();
+    let db = rusqlite::Connection::open(h.dir.path().join("pcsync.db")).unwrap();
     db.execute_batch(
         "CREATE TRIGGER full_disk BEFORE DELETE ON work BEGIN SELECT RAISE(ABORT, 'disk full'); END",
     )
