@@ -95,11 +95,18 @@ pub struct ServiceConfig {
     /// The SQLite state file (inbox, dead letters, last-known state).
     #[serde(default = "state_default")]
     pub state: String,
-    /// The bearer token `POST /admin/reload` requires (`Authorization: Bearer …`). Use
-    /// `${PCSYNC_ADMIN_TOKEN}`. Unset: only clients on the loopback interface may call it.
+    /// The bearer token the operator's routes (`GET /rules`, `POST /admin/reload`)
+    /// require (`Authorization: Bearer …`). Use `${PCSYNC_ADMIN_TOKEN}`. Unset: they
+    /// answer no one, unless `admin_loopback` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 16))]
     pub admin_token: Option<String>,
+    /// Without `admin_token`: let peers on the loopback interface use the operator's
+    /// routes, as long as no proxy forwarded the request (`Forwarded`,
+    /// `X-Forwarded-For`, `X-Real-IP`, `Via`). For a laptop; a local reverse proxy
+    /// that adds none of those would lend its address to anyone it serves.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub admin_loopback: bool,
     /// HubSpot connection.
     pub hubspot: HubSpotConfig,
     /// Partner Central connection. AWS credentials come from the standard AWS chain

@@ -9,9 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use pcsync_adapters::hubspot::client::HubSpotClient;
 use pcsync_adapters::partner_central::PartnerCentralClient;
 use pcsync_adapters::sns::SnsPublisher;
@@ -21,10 +18,11 @@ use serde_json::json;
 
 use super::EXIT_USAGE;
 use crate::cli::LogFormat;
+use pcsync_runtime::service::admin;
 use pcsync_runtime::service::execute::ApiExecutor;
 use pcsync_runtime::service::ingest::{self, Ingest};
 use pcsync_runtime::service::metrics::Metrics;
-use pcsync_runtime::service::reload::{Reloaded, RuleHost};
+use pcsync_runtime::service::reload::RuleHost;
 use pcsync_runtime::service::solutions::Solutions;
 use pcsync_runtime::service::worker::Worker;
 use pcsync_runtime::store::{SqliteStore, Store};
@@ -194,20 +192,14 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     });
     let app = ingest::router(ingest)
         .merge(pcsync_runtime::service::solutions::router(solutions))
-        .merge(
-            Router::new()
-                .route("/healthz", get(health))
-                .route("/readyz", get(health))
-                .route("/rules", get(rules_status))
-                .route("/metrics", get(metrics_text))
-                .route("/admin/reload", axum::routing::post(admin_reload))
-                .with_state(Health {
-                    store: Arc::clone(&store),
-                    rules: Arc::clone(&rules),
-                    metrics,
-                    admin_token: config.admin_token.as_deref().map(Arc::from),
-                }),
-        );
+        .merge(admin::router(Arc::new(admin::Admin {
+            store: Arc::clone(&store),
+            rules: Arc::clone(&rules),
+            metrics,
+            admin_token: config.admin_token.clone(),
+            admin_loopback: config.admin_loopback,
+            now_ms: || jiff::Timestamp::now().as_millisecond(),
+        })));
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -331,122 +323,6 @@ fn load(path: &Path) -> Result<ServiceConfig, String> {
         .map_err(|shown| format!("the config does not check:\n{shown}"))
 }
 
-#[derive(Clone)]
-struct Health {
-    store: Arc<dyn Store>,
-    rules: Arc<RuleHost>,
-    metrics: Arc<Metrics>,
-    admin_token: Option<Arc<str>>,
-}
-
-/// `GET /metrics`: Prometheus (OpenMetrics) text.
-async fn metrics_text(State(h): State<Health>) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let text = h
-        .metrics
-        .render(pcsync_runtime::service::blocking(|| h.store.stats()).ok());
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
-}
-
-/// `GET /rules`: the rule set in force, the last reload error, and the work the
-/// rules are holding: inbox counts and the edits deferred while AWS reviews.
-async fn rules_status(State(h): State<Health>) -> Json<serde_json::Value> {
-    let mut out = h.rules.describe();
-    let (stats, deferred) =
-        pcsync_runtime::service::blocking(|| (h.store.stats(), h.store.deferred(100)));
-    if let Ok(s) = stats {
-        out["inbox"] = json!(s);
-    }
-    if let Ok(deferred) = deferred {
-        out["deferred"] = deferred
-            .iter()
-            .map(|d| {
-                json!({
-                    "key": d.key,
-                    "events": d.events,
-                    "reason": d.reason,
-                    "recheck_at": jiff::Timestamp::from_millisecond(d.recheck_at)
-                        .map(|t| t.to_string())
-                        .unwrap_or_default(),
-                })
-            })
-            .collect();
-    }
-    Json(out)
-}
-
-/// `POST /admin/reload`: reload now; 422 with the diagnostics when the packs do not
-/// check (the rules in force stay).
-async fn admin_reload(
-    State(h): State<Health>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
-    headers: axum::http::HeaderMap,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    use subtle::ConstantTimeEq;
-    let allowed = match &h.admin_token {
-        Some(token) => headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes()))),
-        None => peer.ip().is_loopback(),
-    };
-    if !allowed {
-        let message = if h.admin_token.is_some() {
-            "POST /admin/reload needs `Authorization: Bearer <admin_token>`"
-        } else {
-            "POST /admin/reload answers only on the loopback interface unless the config sets admin_token"
-        };
-        return (
-            axum::http::StatusCode::FORBIDDEN,
-            Json(json!({ "error": "forbidden", "message": message })),
-        )
-            .into_response();
-    }
-    match h.rules.reload() {
-        Ok(Reloaded::Changed(v)) => Json(json!({ "reloaded": true, "version": v })).into_response(),
-        Ok(Reloaded::Unchanged(v)) => {
-            Json(json!({ "reloaded": false, "version": v })).into_response()
-        }
-        Err(diagnostics) => (
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            Json(
-                json!({ "reloaded": false, "version": h.rules.current().version,
-                         "error": "the rule packs do not check", "diagnostics": diagnostics }),
-            ),
-        )
-            .into_response(),
-    }
-}
-
-/// `GET /healthz` and `/readyz`: the store answers and rules are loaded (they are
-/// from start-up on), with the inbox counts and the rules in force.
-async fn health(State(h): State<Health>) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let version = h.rules.current().version.clone();
-    match pcsync_runtime::service::blocking(|| h.store.stats()) {
-        Ok(s) => Json(json!({
-            "status": "ok",
-            "rules_version": version,
-            "inbox": s,
-        }))
-        .into_response(),
-        Err(e) => (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "error", "error": e.to_string() })),
-        )
-            .into_response(),
-    }
-}
-
 async fn start_sandbox(listen: &str) -> Result<pcsync_sandbox::Sandbox, String> {
     let addr = listen
         .parse()
@@ -487,6 +363,8 @@ fn sandbox_config(sandbox: &pcsync_sandbox::Sandbox, listen: &str) -> ServiceCon
             "sns_endpoint_url": sandbox.sns_url,
         },
         "eventbridge": { "shared_secret": SANDBOX_EVENTS_SECRET },
+        // A laptop: `curl -X POST localhost:…/admin/reload` works as is.
+        "admin_loopback": true,
         // Any page may try the Solutions API against the demo catalog.
         "solutions": { "refresh": "1m", "cors_allow_origins": ["*"] },
     });

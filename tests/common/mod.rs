@@ -162,7 +162,7 @@ pub async fn start_with(
              hubspot:\n  base_url: {hs}\n  token: sandbox-token\n  client_secret: test-secret\n  app_id: 777\n\
              partner_central:\n  catalog: Sandbox\n  endpoint_url: {pc}\n\
              notifications:\n  sns_topic_arn: {topic}\n  sns_endpoint_url: {sns}\n\
-             eventbridge:\n  shared_secret: events-secret-0123456789\n{extra_config}",
+             eventbridge:\n  shared_secret: events-secret-0123456789\nadmin_loopback: true\n{extra_config}",
             state = dir.path().join("state.db").display(),
             hs = sb.hubspot_url,
             pc = sb.partner_central_url,

@@ -3,6 +3,7 @@
 //! plan and conclude, and performs the writes; the pollers queue scheduled runs; the
 //! rule host hot-reloads the packs; the Solutions API serves the cached catalog.
 
+pub mod admin;
 pub mod execute;
 pub mod ingest;
 pub mod metrics;

@@ -101,16 +101,29 @@ impl RuleHost {
         let status = self.status.lock().expect("status lock");
         json!({
             "version": rules.version,
-            "directory": self.dir.display().to_string(),
             "loaded_at": status.loaded_at,
             "packs": rules.packs.iter().map(|p| json!({
                 "pack": p.pack.name,
                 "enabled": p.pack.enabled,
-                "file": p.path.display().to_string(),
+                "file": self.relative(&p.path),
             })).collect::<Vec<_>>(),
             "reloads": { "ok": status.reloads_ok, "failed": status.reloads_failed },
-            "last_error": status.last_error.as_ref().map(|(at, text)| json!({ "at": at, "diagnostics": text })),
+            "last_error": status.last_error.as_ref().map(|(at, text)| json!({
+                "at": at,
+                "diagnostics": text.replace(&format!("{}{}", self.dir.display(), std::path::MAIN_SEPARATOR), ""),
+            })),
         })
+    }
+
+    /// A pack file as `/rules` shows it: relative to the rule directory (the
+    /// machine's layout is not the caller's business), or its name when outside.
+    fn relative(&self, path: &Path) -> String {
+        path.strip_prefix(&self.dir)
+            .ok()
+            .or_else(|| path.file_name().map(Path::new))
+            .unwrap_or(path)
+            .display()
+            .to_string()
     }
 
     /// Reloads on each `SIGHUP` (Unix).

@@ -57,6 +57,15 @@ pub enum StoreError {
     /// group gets the same cause.
     #[error(transparent)]
     Shared(std::sync::Arc<StoreError>),
+    /// A write failed moments ago (a full disk, a read-only file system) and none
+    /// has succeeded since: the store is not taking writes.
+    #[error("state store: not taking writes since {since} ms ago: {cause}")]
+    Unwritable {
+        /// How long ago the last write failed.
+        since: i64,
+        /// Why it failed.
+        cause: String,
+    },
 }
 
 /// The outcome of accepting a batch of events.
@@ -228,6 +237,11 @@ pub trait Inbox: Send + Sync {
 
     /// Counts by state.
     fn stats(&self) -> Result<InboxStats, StoreError>;
+
+    /// Whether the store takes writes now (for health checks): an error when a
+    /// write failed recently and none succeeded since, or when a small probe write
+    /// fails (a file system remounted read-only, a full disk).
+    fn check_writable(&self, now_ms: i64) -> Result<(), StoreError>;
 
     /// The deferred edits, oldest first, at most `limit` keys.
     fn deferred(&self, limit: usize) -> Result<Vec<Deferred>, StoreError>;

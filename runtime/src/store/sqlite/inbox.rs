@@ -29,7 +29,7 @@ impl Inbox for SqliteStore {
             };
             // The next group may write while this one's frames go to the disk; its
             // requests are answered once they are there.
-            let outcome = written.and_then(|counts| self.sync_wal().map(|()| counts));
+            let outcome = self.noted(written.and_then(|counts| self.sync_wal().map(|()| counts)));
             group = self.group();
             match outcome {
                 Ok(counts) => {
@@ -141,7 +141,7 @@ impl Inbox for SqliteStore {
     }
 
     fn complete(&self, seqs: &[i64], _now_ms: i64) -> Result<(), StoreError> {
-        self.db().settle(seqs, Outcome::Gone, Some(Update::Delete))
+        self.noted(self.db().settle(seqs, Outcome::Gone, Some(Update::Delete)))
     }
 
     fn retry(
@@ -151,7 +151,7 @@ impl Inbox for SqliteStore {
         error: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.db().settle(
+        self.noted(self.db().settle(
             seqs,
             Outcome::Retry {
                 not_before: not_before_ms,
@@ -163,7 +163,7 @@ impl Inbox for SqliteStore {
                 bump: true,
                 now: now_ms,
             }),
-        )
+        ))
     }
 
     fn defer(
@@ -173,7 +173,7 @@ impl Inbox for SqliteStore {
         reason: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.db().settle(
+        self.noted(self.db().settle(
             seqs,
             Outcome::Defer {
                 recheck: recheck_ms,
@@ -185,7 +185,7 @@ impl Inbox for SqliteStore {
                 bump: false,
                 now: now_ms,
             }),
-        )
+        ))
     }
 
     fn wake(&self, key: &str, now_ms: i64) -> Result<u64, StoreError> {
@@ -210,7 +210,7 @@ impl Inbox for SqliteStore {
     }
 
     fn dead_letter(&self, seqs: &[i64], reason: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.db().settle(
+        self.noted(self.db().settle(
             seqs,
             Outcome::Gone,
             Some(Update::Status {
@@ -220,7 +220,7 @@ impl Inbox for SqliteStore {
                 bump: true,
                 now: now_ms,
             }),
-        )
+        ))
     }
 
     fn recover(&self, _now_ms: i64) -> Result<u64, StoreError> {
@@ -354,6 +354,10 @@ impl Inbox for SqliteStore {
             c.events = c.events.saturating_sub(n as u64);
         }
         Ok(n as u64)
+    }
+
+    fn check_writable(&self, now_ms: i64) -> Result<(), StoreError> {
+        self.writable(now_ms)
     }
 
     fn stats(&self) -> Result<InboxStats, StoreError> {

@@ -19,14 +19,16 @@ impl EffectJournal for SqliteStore {
     }
 
     fn remember_effect(&self, key: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.db()
-            .conn
-            .execute(
-                "INSERT OR IGNORE INTO effect_log (key, done_at) VALUES (?1, ?2)",
-                params![key, now_ms],
-            )
-            .map(|_| ())
-            .map_err(err)
+        self.noted(
+            self.db()
+                .conn
+                .execute(
+                    "INSERT OR IGNORE INTO effect_log (key, done_at) VALUES (?1, ?2)",
+                    params![key, now_ms],
+                )
+                .map(|_| ())
+                .map_err(err),
+        )
     }
 
     fn pending_settle(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -42,14 +44,16 @@ impl EffectJournal for SqliteStore {
     }
 
     fn save_settle(&self, key: &str, outcome: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.db()
-            .conn
-            .execute(
-                "INSERT OR REPLACE INTO pending_settle (key, outcome, at) VALUES (?1, ?2, ?3)",
-                params![key, outcome, now_ms],
-            )
-            .map(|_| ())
-            .map_err(err)
+        self.noted(
+            self.db()
+                .conn
+                .execute(
+                    "INSERT OR REPLACE INTO pending_settle (key, outcome, at) VALUES (?1, ?2, ?3)",
+                    params![key, outcome, now_ms],
+                )
+                .map(|_| ())
+                .map_err(err),
+        )
     }
 
     fn clear_settle(&self, key: &str) -> Result<(), StoreError> {

@@ -64,6 +64,10 @@ CREATE TABLE IF NOT EXISTS pending_settle (
     outcome TEXT NOT NULL,
     at      INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS heartbeat (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS written (
     object     TEXT NOT NULL,
     property   TEXT NOT NULL,
@@ -117,7 +121,21 @@ pub struct SqliteStore {
     turn: Condvar,
     /// Ends the checkpoint thread when the store goes.
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// How the last writes went, for [`Inbox::check_writable`].
+    writes: Mutex<Writes>,
 }
+
+/// The outcome of the latest writes: when one last succeeded, and the latest
+/// failure.
+#[derive(Debug, Default)]
+struct Writes {
+    ok_at: i64,
+    failed: Option<(i64, String)>,
+}
+
+/// How long a failed write marks the store unwritable when no write succeeds after
+/// it (then the probe write decides).
+const FAILURE_HOLDS_MS: i64 = 30_000;
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
@@ -490,11 +508,51 @@ impl SqliteStore {
             group: Mutex::default(),
             turn: Condvar::new(),
             stop,
+            writes: Mutex::default(),
         })
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Db> {
         self.db.lock().expect("the store lock is never poisoned")
+    }
+
+    /// Notes how a write went (for health checks) and passes its result on.
+    fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(_) => writes.ok_at = now,
+            Err(e) => writes.failed = Some((now, e.to_string())),
+        }
+        result
+    }
+
+    /// [`Inbox::check_writable`].
+    fn writable(&self, now_ms: i64) -> Result<(), StoreError> {
+        // A write the size of one row: fails at once on a read-only file system.
+        // Left unsynced; it matters only that it can be written. Not noted: a full
+        // disk may take one row and still refuse a batch, so only real writes say
+        // the store has recovered.
+        self.db().unsynced(|db| {
+            db.conn
+                .execute(
+                    "INSERT INTO heartbeat (id, at) VALUES (1, ?1)
+                     ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                    params![now_ms],
+                )
+                .map(|_| ())
+                .map_err(err)
+        })?;
+        let writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        match &writes.failed {
+            Some((at, cause)) if *at >= writes.ok_at && now_ms - at < FAILURE_HOLDS_MS => {
+                Err(StoreError::Unwritable {
+                    since: (now_ms - at).max(0),
+                    cause: cause.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     fn group(&self) -> std::sync::MutexGuard<'_, Group> {

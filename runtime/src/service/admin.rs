@@ -1,0 +1,383 @@
+//! The operator's routes: health, readiness, metrics, the rules in force, and reload.
+//!
+//! - `GET /healthz`, `GET /readyz`: 200 while the store takes writes (a failed
+//!   write in the last moments, or a failing probe write, answers 503 with the
+//!   cause); the inbox counts and the rules version either way.
+//! - `GET /metrics`: Prometheus (OpenMetrics) text.
+//! - `GET /rules`: the rule set in force, the last reload error and the work the
+//!   rules hold. Pack files are shown relative to the rule directory.
+//! - `POST /admin/reload`: reload now.
+//!
+//! `/rules` and `/admin/reload` are the operator's: with `admin_token` set they need
+//! `Authorization: Bearer <admin_token>`. Without one they answer only when the
+//! config says to trust loopback peers (`admin_loopback: true`), and then only a
+//! peer on the loopback interface that no proxy forwarded (a local reverse proxy
+//! would otherwise lend its own address to anyone it serves).
+
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::service::metrics::Metrics;
+use crate::service::reload::{Reloaded, RuleHost};
+use crate::store::Store;
+
+/// What the operator's routes need.
+pub struct Admin {
+    /// The store (counts, and whether it takes writes).
+    pub store: Arc<dyn Store>,
+    /// The rules in force.
+    pub rules: Arc<RuleHost>,
+    /// The counters.
+    pub metrics: Arc<Metrics>,
+    /// The token `/rules` and `/admin/reload` require, when set.
+    pub admin_token: Option<String>,
+    /// Without a token: whether direct loopback peers may use them.
+    pub admin_loopback: bool,
+    /// The clock (ms since the epoch).
+    pub now_ms: fn() -> i64,
+}
+
+/// The operator's routes. The server must be served with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+pub fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/readyz", get(health))
+        .route("/rules", get(rules_status))
+        .route("/metrics", get(metrics_text))
+        .route("/admin/reload", post(admin_reload))
+        .with_state(admin)
+}
+
+/// Headers a proxy adds to say whom it forwards for.
+const FORWARDING: [&str; 5] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-real-ip",
+    "via",
+];
+
+impl Admin {
+    /// `None` when the request may use an operator's route, else the refusal.
+    fn refuse(&self, peer: std::net::SocketAddr, headers: &HeaderMap) -> Option<Response> {
+        use subtle::ConstantTimeEq;
+        let (allowed, message) = match &self.admin_token {
+            Some(token) => (
+                headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes()))),
+                "this route needs `Authorization: Bearer <admin_token>`",
+            ),
+            None if self.admin_loopback => (
+                peer.ip().is_loopback() && !FORWARDING.iter().any(|h| headers.contains_key(*h)),
+                "without admin_token this route answers only a loopback peer that no proxy forwarded",
+            ),
+            None => (
+                false,
+                "this route needs admin_token in the config (or admin_loopback: true to trust loopback peers)",
+            ),
+        };
+        (!allowed).then(|| {
+            (
+                StatusCode::FORBIDDEN,
+                Json(json!({ "error": "forbidden", "message": message })),
+            )
+                .into_response()
+        })
+    }
+}
+
+/// `GET /healthz` and `/readyz`.
+async fn health(State(a): State<Arc<Admin>>) -> Response {
+    let version = a.rules.current().version.clone();
+    let now = (a.now_ms)();
+    let (writable, stats) = super::blocking(|| (a.store.check_writable(now), a.store.stats()));
+    match (writable, stats) {
+        (Ok(()), Ok(s)) => Json(json!({
+            "status": "ok",
+            "rules_version": version,
+            "inbox": s,
+        }))
+        .into_response(),
+        (writable, stats) => {
+            let error = match (&writable, &stats) {
+                (Err(e), _) | (_, Err(e)) => e.to_string(),
+                (Ok(()), Ok(_)) => String::new(),
+            };
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({
+                    "status": "error",
+                    "error": error,
+                    "rules_version": version,
+                    "inbox": stats.ok(),
+                })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `GET /metrics`.
+async fn metrics_text(State(a): State<Arc<Admin>>) -> Response {
+    let text = a.metrics.render(super::blocking(|| a.store.stats()).ok());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// `GET /rules`.
+async fn rules_status(
+    State(a): State<Arc<Admin>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = a.refuse(peer, &headers) {
+        return refused;
+    }
+    let mut out = a.rules.describe();
+    let (stats, deferred) = super::blocking(|| (a.store.stats(), a.store.deferred(100)));
+    if let Ok(s) = stats {
+        out["inbox"] = json!(s);
+    }
+    if let Ok(deferred) = deferred {
+        out["deferred"] = deferred
+            .iter()
+            .map(|d| {
+                json!({
+                    "key": d.key,
+                    "events": d.events,
+                    "reason": d.reason,
+                    "recheck_at": jiff::Timestamp::from_millisecond(d.recheck_at)
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect();
+    }
+    Json(out).into_response()
+}
+
+/// `POST /admin/reload`: 422 with the diagnostics when the packs do not check (the
+/// rules in force stay).
+async fn admin_reload(
+    State(a): State<Arc<Admin>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = a.refuse(peer, &headers) {
+        return refused;
+    }
+    match a.rules.reload() {
+        Ok(Reloaded::Changed(v)) => Json(json!({ "reloaded": true, "version": v })).into_response(),
+        Ok(Reloaded::Unchanged(v)) => {
+            Json(json!({ "reloaded": false, "version": v })).into_response()
+        }
+        Err(diagnostics) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(
+                json!({ "reloaded": false, "version": a.rules.current().version,
+                         "error": "the rule packs do not check", "diagnostics": diagnostics }),
+            ),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Inbox, SqliteStore};
+    use serde_json::Value;
+    use std::path::Path;
+
+    struct Running {
+        url: String,
+        store: Arc<SqliteStore>,
+        dir: tempfile::TempDir,
+    }
+
+    impl Running {
+        /// A second connection to the state file, to make writes fail as a full or
+        /// read-only disk would (a trigger aborts them).
+        fn sql(&self, statement: &str) {
+            rusqlite::Connection::open(self.dir.path().join("state.db"))
+                .unwrap()
+                .execute_batch(statement)
+                .unwrap();
+        }
+    }
+
+    fn now() -> i64 {
+        jiff::Timestamp::now().as_millisecond()
+    }
+
+    async fn start(admin_token: Option<&str>, admin_loopback: bool) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/language/packs");
+        let rules = dir.path().join("rules");
+        std::fs::create_dir_all(rules.join("scripts")).unwrap();
+        for file in ["mapping.yaml", "scripts/title.rhai"] {
+            std::fs::copy(packs.join(file), rules.join(file)).unwrap();
+        }
+        let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let host = RuleHost::load(&rules, Arc::clone(&metrics)).unwrap_or_else(|e| panic!("{e}"));
+        let admin = Arc::new(Admin {
+            store: store.clone(),
+            rules: Arc::new(host),
+            metrics,
+            admin_token: admin_token.map(String::from),
+            admin_loopback,
+            now_ms: now,
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router(admin).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap()
+        });
+        Running { url, store, dir }
+    }
+
+    async fn get(r: &Running, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut request = reqwest::Client::new().get(format!("{}{path}", r.url));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let answer = request.send().await.unwrap();
+        (
+            answer.status().as_u16(),
+            answer.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    fn change(deal: u64, id: u64) -> (pcsync_engine::Event, String) {
+        let event = pcsync_engine::Event::from_value(
+            &serde_json::json!({"hubspot": {"subscriptionType": "deal.propertyChange", "objectId": deal,
+                "propertyName": "dealstage", "propertyValue": "x", "eventId": id, "occurredAt": 1}}),
+            jiff::Timestamp::UNIX_EPOCH,
+        )
+        .unwrap();
+        (event, format!("deal:{deal}"))
+    }
+
+    #[tokio::test]
+    async fn health_answers_503_while_the_store_refuses_writes() {
+        let r = start(None, false).await;
+        for path in ["/healthz", "/readyz"] {
+            let (status, body) = get(&r, path, &[]).await;
+            assert_eq!(
+                (status, body["status"].as_str()),
+                (200, Some("ok")),
+                "{body}"
+            );
+        }
+
+        // A file system that refuses every write: the probe write fails.
+        r.sql(
+            "CREATE TRIGGER read_only BEFORE UPDATE ON heartbeat BEGIN SELECT RAISE(ABORT, 'attempt to write a readonly database'); END;
+             CREATE TRIGGER read_only_insert BEFORE INSERT ON heartbeat BEGIN SELECT RAISE(ABORT, 'attempt to write a readonly database'); END;",
+        );
+        for path in ["/healthz", "/readyz"] {
+            let (status, body) = get(&r, path, &[]).await;
+            assert_eq!(status, 503, "{path}: {body}");
+            assert!(
+                body["error"].as_str().unwrap().contains("readonly"),
+                "{body}"
+            );
+        }
+        r.sql("DROP TRIGGER read_only; DROP TRIGGER read_only_insert;");
+        assert_eq!(get(&r, "/healthz", &[]).await.0, 200);
+
+        // A full disk that still takes the probe's one row but not a batch: the
+        // failed accept marks the store unwritable until a write succeeds.
+        r.sql("CREATE TRIGGER full BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;");
+        assert!(r.store.accept(&[change(1, 1)], now()).is_err());
+        let (status, body) = get(&r, "/readyz", &[]).await;
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("disk is full"),
+            "{body}"
+        );
+        r.sql("DROP TRIGGER full;");
+        r.store.accept(&[change(1, 1)], now()).unwrap();
+        let (status, body) = get(&r, "/readyz", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["inbox"]["pending"], 1, "{body}");
+    }
+
+    #[tokio::test]
+    async fn operator_routes_need_the_token_or_a_direct_loopback_peer() {
+        // No token, loopback not trusted: refused, saying how to allow it.
+        let closed = start(None, false).await;
+        let (status, body) = get(&closed, "/rules", &[]).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(body["message"].as_str().unwrap().contains("admin_token"));
+        let reload = reqwest::Client::new()
+            .post(format!("{}/admin/reload", closed.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reload.status(), 403);
+
+        // Loopback trusted: a direct peer is let in, one a proxy forwarded is not.
+        let open = start(None, true).await;
+        let (status, body) = get(&open, "/rules", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        for forwarded in [
+            ("x-forwarded-for", "203.0.113.9"),
+            ("forwarded", "for=203.0.113.9"),
+            ("x-real-ip", "203.0.113.9"),
+            ("via", "1.1 nginx"),
+        ] {
+            assert_eq!(
+                get(&open, "/rules", &[forwarded]).await.0,
+                403,
+                "{forwarded:?}"
+            );
+        }
+
+        // A token: needed even on loopback, and enough behind a proxy.
+        let token = start(Some("operator-token-0123456789"), true).await;
+        assert_eq!(get(&token, "/rules", &[]).await.0, 403);
+        let (status, body) = get(
+            &token,
+            "/rules",
+            &[
+                ("authorization", "Bearer operator-token-0123456789"),
+                ("x-forwarded-for", "203.0.113.9"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        // The machine's layout stays private: pack files relative to the rules.
+        assert_eq!(body["packs"][0]["file"], "mapping.yaml", "{body}");
+        assert!(
+            !body
+                .to_string()
+                .contains(&*token.dir.path().to_string_lossy()),
+            "{body}"
+        );
+        // Health and metrics stay open (probes and scrapers carry no token).
+        assert_eq!(get(&token, "/healthz", &[]).await.0, 200);
+    }
+}
