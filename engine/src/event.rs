@@ -175,9 +175,11 @@ impl Event {
             .and_then(Value::as_str)
             .ok_or(field("subscriptionType", "a string"))?
             .to_string();
+        // The id goes into HubSpot URL paths: only digits are an id.
         let object_id = v
             .get("objectId")
             .and_then(id_text)
+            .filter(|id| (1..=20).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit()))
             .ok_or(field("objectId", "a number"))?;
         let occurred_ms = v.get("occurredAt").and_then(Value::as_i64);
         let occurred_at = occurred_ms
@@ -246,11 +248,19 @@ impl Event {
         let detail = v.get("detail").ok_or(field("detail", "an object"))?;
         // `Opportunity *` events name the opportunity; snapshot events name their
         // resource, which is an opportunity (ResourceType is only `Opportunity`).
-        let opportunity_id = detail
+        let opportunity_id = match detail
             .pointer("/opportunity/identifier")
             .or_else(|| detail.pointer("/resourceSnapshot/resourceId"))
-            .and_then(Value::as_str)
-            .map(str::to_string);
+        {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) if is_opportunity_id(id) => Some(id.clone()),
+            Some(_) => {
+                return Err(field(
+                    "detail.opportunity.identifier",
+                    "an opportunity id (O and 1 to 19 digits)",
+                ));
+            }
+        };
         Ok(Event {
             id: format!("eventbridge:{id}"),
             source: Source::Partnercentral,
@@ -404,6 +414,14 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
     Value::deserialize(d).map(Some)
 }
 
+/// Whether `id` is a Partner Central opportunity id (`O[0-9]{1,19}`, the service
+/// model's `OpportunityIdentifier`).
+pub fn is_opportunity_id(id: &str) -> bool {
+    id.strip_prefix('O').is_some_and(|digits| {
+        (1..=19).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 fn id_text(v: &Value) -> Option<String> {
     match v {
         Value::Number(n) => Some(n.to_string()),
@@ -536,6 +554,50 @@ mod tests {
                 .as_deref(),
             Some("O123211231")
         );
+    }
+
+    #[test]
+    fn ids_that_are_not_ids_are_refused_before_they_reach_a_url() {
+        for object_id in [
+            json!("40000000005/../40000000001"),
+            json!("1/../../../../crm/v3/owners?x="),
+            json!("12a"),
+            json!("123456789012345678901"),
+            json!(-4),
+        ] {
+            let v =
+                json!({"objectId": object_id, "subscriptionType": "deal.creation", "eventId": 1});
+            assert_eq!(
+                Event::from_hubspot(&v).unwrap_err(),
+                EventError::Field {
+                    kind: "HubSpot",
+                    field: "objectId",
+                    expected: "a number"
+                },
+                "{object_id}"
+            );
+        }
+        assert_eq!(
+            Event::from_hubspot(&json!({"objectId": "42", "subscriptionType": "deal.creation"}))
+                .unwrap()
+                .deal_id
+                .as_deref(),
+            Some("42")
+        );
+        for identifier in [json!("O1/../O2"), json!("1234"), json!("O"), json!(7)] {
+            let v = json!({"id": "e-1", "detail-type": "Opportunity Updated",
+                "detail": {"catalog": "AWS", "opportunity": {"identifier": identifier}}});
+            assert!(
+                matches!(
+                    Event::from_eventbridge(&v),
+                    Err(EventError::Field {
+                        field: "detail.opportunity.identifier",
+                        ..
+                    })
+                ),
+                "{identifier}"
+            );
+        }
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub enum HubSpotError {
     /// The answer was not what the API documents.
     #[error("unexpected answer from HubSpot: {0}")]
     Decode(String),
+    /// An object id that is not one (HubSpot's are numbers): never sent, since it
+    /// would become part of a URL path.
+    #[error("`{0}` is not a HubSpot object id (digits only)")]
+    InvalidId(String),
 }
 
 impl HubSpotError {
@@ -49,7 +53,7 @@ impl HubSpotError {
         match self {
             HubSpotError::Status { retryable, .. } => *retryable,
             HubSpotError::Transport(_) => true,
-            HubSpotError::Decode(_) => false,
+            HubSpotError::Decode(_) | HubSpotError::InvalidId(_) => false,
         }
     }
 }
@@ -143,6 +147,7 @@ impl HubSpotClient {
                 Err(HubSpotError::Status { status, .. }) => status.to_string(),
                 Err(HubSpotError::Transport(_)) => "transport".to_string(),
                 Err(HubSpotError::Decode(_)) => "decode".to_string(),
+                Err(HubSpotError::InvalidId(_)) => "invalid_id".to_string(),
             };
             o.called("hubspot", &operation, &outcome, started.elapsed());
         }
@@ -216,6 +221,7 @@ impl HubSpotClient {
         id: &str,
         properties: &[String],
     ) -> Result<Option<Deal>, HubSpotError> {
+        let id = checked_id(id)?;
         let query: String = properties
             .iter()
             .map(|p| format!("&properties={p}"))
@@ -241,6 +247,7 @@ impl HubSpotClient {
         deal_id: &str,
         properties: &[String],
     ) -> Result<Option<Deal>, HubSpotError> {
+        let deal_id = checked_id(deal_id)?;
         let (_, body) = match self
             .call(
                 Method::GET,
@@ -285,6 +292,7 @@ impl HubSpotClient {
 
     /// The deals a company is associated with (v4 associations), in HubSpot's order.
     pub async fn company_deals(&self, company_id: &str) -> Result<Vec<String>, HubSpotError> {
+        let company_id = checked_id(company_id)?;
         match self
             .call(
                 Method::GET,
@@ -312,6 +320,7 @@ impl HubSpotClient {
         id: &str,
         properties: &IndexMap<String, String>,
     ) -> Result<(), HubSpotError> {
+        let id = checked_id(id)?;
         self.call(
             Method::PATCH,
             &format!("/crm/v3/objects/deals/{id}"),
@@ -478,6 +487,21 @@ fn id_of(v: &Value) -> Result<String, HubSpotError> {
         .ok_or_else(|| HubSpotError::Decode(format!("no `id` in {v}")))
 }
 
+/// Whether `id` can be a HubSpot object id: 1 to 20 ASCII digits (a `u64`). Ids
+/// go into URL paths, so anything else (`1/../../owners`) is refused before a
+/// request is made, whoever supplied it: a webhook, a deal property, an AWS field.
+pub fn is_object_id(id: &str) -> bool {
+    (1..=20).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn checked_id(id: &str) -> Result<&str, HubSpotError> {
+    if is_object_id(id) {
+        Ok(id)
+    } else {
+        Err(HubSpotError::InvalidId(id.chars().take(64).collect()))
+    }
+}
+
 /// An associated object's id (v4 writes it as a number), as text of digits only.
 fn object_id(v: &Value) -> Option<String> {
     let text = match v {
@@ -485,7 +509,7 @@ fn object_id(v: &Value) -> Option<String> {
         Value::String(s) => s.clone(),
         _ => return None,
     };
-    (!text.is_empty() && text.chars().all(|c| c.is_ascii_digit())).then_some(text)
+    is_object_id(&text).then_some(text)
 }
 
 fn deal(v: &Value) -> Result<Deal, HubSpotError> {
@@ -520,6 +544,42 @@ fn path_template(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn an_id_with_a_path_in_it_is_never_sent() {
+        // Nothing listens on port 9: a request that went out would be a transport error.
+        let client = super::HubSpotClient::new("http://127.0.0.1:9", "token", 100);
+        for id in [
+            "1/../../../../crm/v3/owners?x=",
+            "40000000005/../40000000001",
+            "",
+            "12 3",
+        ] {
+            assert!(
+                matches!(
+                    client.get_deal(id, &[]).await,
+                    Err(super::HubSpotError::InvalidId(_))
+                ),
+                "{id}"
+            );
+            assert!(matches!(
+                client.update_deal(id, &Default::default()).await,
+                Err(super::HubSpotError::InvalidId(_))
+            ));
+            assert!(matches!(
+                client.primary_company(id, &[]).await,
+                Err(super::HubSpotError::InvalidId(_))
+            ));
+            assert!(matches!(
+                client.company_deals(id).await,
+                Err(super::HubSpotError::InvalidId(_))
+            ));
+        }
+        assert!(matches!(
+            client.get_deal("40000000001", &[]).await,
+            Err(super::HubSpotError::Transport(_))
+        ));
+    }
 
     #[test]
     fn metric_labels_name_the_operation_not_the_object() {

@@ -601,6 +601,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_object_id_with_a_path_in_it_is_parked_not_followed() {
+        let r = start(false).await;
+        let mut events: Vec<Value> = serde_json::from_str(&batch(&[1, 2])).unwrap();
+        events[0]["objectId"] = json!("40000000005/../40000000001");
+        events[1]["objectId"] = json!("1/../../../../crm/v3/owners?x=");
+        let (status, body) = send(
+            &r,
+            "/webhooks/hubspot",
+            &Value::Array(events).to_string(),
+            SECRET,
+            now(),
+        )
+        .await;
+        assert_eq!(
+            (
+                status,
+                body["accepted"].as_u64(),
+                body["dead_lettered"].as_u64()
+            ),
+            (200, Some(0), Some(2)),
+            "{body}"
+        );
+        assert_eq!(r.store.stats().unwrap().pending, 0);
+        let dead = r.store.dead_letters().unwrap();
+        assert!(
+            dead.iter().all(|d| d.reason.contains("objectId")),
+            "{dead:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn eventbridge_events_need_the_shared_secret() {
         let r = start(false).await;
         let event = json!({"version": "0", "id": "e-1", "source": "aws.partnercentral-selling", "detail-type": "Opportunity Updated",

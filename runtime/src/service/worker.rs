@@ -591,7 +591,8 @@ impl<E: Executor> Worker<E> {
             let by_identifier = opportunity
                 .as_ref()
                 .and_then(|o| o["PartnerOpportunityIdentifier"].as_str())
-                .filter(|s| !s.is_empty());
+                // A partner's own CRM id, not a deal's: find the deal by its link.
+                .filter(|s| pcsync_adapters::hubspot::client::is_object_id(s));
             if let Some(deal_id) = by_identifier {
                 deal = x.deal(deal_id, &fetch.deal).await?;
             }

@@ -139,6 +139,15 @@ impl Executor for Recording {
         id: &str,
         properties: &[String],
     ) -> Result<Option<DealSnapshot>, ExecError> {
+        // As the real client: an id that is not digits is never looked up.
+        if !pcsync_adapters::hubspot::client::is_object_id(id) {
+            return Err(ExecError {
+                message: format!("`{id}` is not a HubSpot object id"),
+                retryable: false,
+                retry_after: None,
+                replan: false,
+            });
+        }
         let world = self.world.lock().unwrap();
         Ok(world.deals.get(id).map(|d| only(d, properties)))
     }
@@ -377,6 +386,35 @@ async fn a_store_error_mid_pass_puts_the_claimed_events_back_in_line() {
         (stats.running, stats.pending, stats.done),
         (0, 0, 2),
         "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_partner_identifier_that_is_no_deal_id_is_not_followed() {
+    let h = Harness::shipped("Approved");
+    h.worker
+        .executor
+        .world
+        .lock()
+        .unwrap()
+        .opportunities
+        .get_mut("O1234567")
+        .unwrap()["PartnerOpportunityIdentifier"] = json!("1/../../../../crm/v3/owners/");
+    let event = Event::from_eventbridge(&json!({"id": "e-1", "detail-type": "Opportunity Updated",
+        "time": "2026-11-28T12:00:00Z", "source": "aws.partnercentral-selling",
+        "detail": {"catalog": "Sandbox", "opportunity": {"identifier": "O1234567"}}}))
+    .unwrap();
+    let key = ordering_key(&event);
+    h.store.accept(&[(event, key)], h.clock.now_ms()).unwrap();
+    h.later(COALESCE);
+    h.tick().await;
+    // The deal is found by its link instead, and the event is applied.
+    let stats = h.store.stats().unwrap();
+    assert_eq!(
+        (stats.done, stats.dead, stats.pending),
+        (1, 0, 0),
+        "{stats:?} {:?}",
+        h.store.dead_letters()
     );
 }
 
