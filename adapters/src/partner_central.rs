@@ -140,8 +140,13 @@ fn error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
         }
         _ => (false, None, None),
     };
+    let fallback = if matches!(e, SdkError::TimeoutError(_)) {
+        "Timeout"
+    } else {
+        "Transport"
+    };
     PcError {
-        code: e.code().unwrap_or("Transport").to_string(),
+        code: e.code().unwrap_or(fallback).to_string(),
         message: e
             .message()
             .map(str::to_string)
@@ -211,7 +216,8 @@ impl PartnerCentralClient {
     /// A client using the standard AWS credential chain, talking to `endpoint_url`
     /// when given (the sandbox) instead of AWS.
     pub async fn new(catalog: &str, region: &str, endpoint_url: Option<&str>) -> Self {
-        let config = crate::aws_sdk_config(region, endpoint_url, None).await;
+        let config =
+            crate::aws_sdk_config(region, endpoint_url, None, crate::AwsTimeouts::default()).await;
         Self::from_client(pc::Client::new(&config), catalog)
     }
 
@@ -236,8 +242,19 @@ impl PartnerCentralClient {
         }
     }
 
-    /// Reports each call (and its wait for the rate limiter) to `observer`.
+    /// Reports each call (and its wait for the rate limiter) to `observer`, and each
+    /// attempt the SDK makes for it.
     pub fn with_observer(mut self, observer: Arc<dyn crate::Observer>) -> Self {
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .interceptor(crate::Attempts {
+                api: API,
+                observer: Arc::clone(&observer),
+            })
+            .build();
+        self.client = pc::Client::from_conf(config);
         self.observer = Some(observer);
         self
     }

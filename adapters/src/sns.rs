@@ -27,7 +27,8 @@ impl SnsPublisher {
     /// A publisher using the standard AWS credential chain, in `region`, talking to
     /// `endpoint_url` when given (the sandbox, a test double) instead of AWS.
     pub async fn new(region: &str, endpoint_url: Option<&str>) -> Self {
-        let config = crate::aws_sdk_config(region, endpoint_url, None).await;
+        let config =
+            crate::aws_sdk_config(region, endpoint_url, None, crate::AwsTimeouts::default()).await;
         Self::from_client(aws_sdk_sns::Client::new(&config))
     }
 
@@ -46,6 +47,16 @@ impl SnsPublisher {
 
     /// Reports each publish to `observer`.
     pub fn with_observer(mut self, observer: std::sync::Arc<dyn crate::Observer>) -> Self {
+        let config = self
+            .client
+            .config()
+            .to_builder()
+            .interceptor(crate::Attempts {
+                api: "sns",
+                observer: std::sync::Arc::clone(&observer),
+            })
+            .build();
+        self.client = aws_sdk_sns::Client::from_conf(config);
         self.observer = Some(observer);
         self
     }

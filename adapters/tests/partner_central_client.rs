@@ -20,6 +20,7 @@ async fn setup() -> (Sandbox, PartnerCentralClient) {
         "us-east-1",
         Some(&sb.partner_central_url),
         Some(("AKIDEXAMPLE", "sandbox-secret")),
+        pcsync_adapters::AwsTimeouts::default(),
     )
     .await;
     let client = PartnerCentralClient::from_config(&conf, "Sandbox");
@@ -90,4 +91,96 @@ async fn an_update_sends_the_whole_record_and_a_stale_one_conflicts() {
     let body = err.body.unwrap();
     assert_eq!(body["ErrorList"][0]["FieldName"], "LifeCycle.ReviewStatus");
     assert_eq!(body["ErrorList"][0]["Code"], "INVALID_RESOURCE_STATE");
+}
+
+/// Records what the client reports.
+#[derive(Debug, Default)]
+struct Seen {
+    calls: std::sync::Mutex<Vec<(String, String)>>,
+    attempts: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl pcsync_adapters::Observer for Seen {
+    fn called(&self, _: &'static str, operation: &str, outcome: &str, _: std::time::Duration) {
+        let mut calls = self.calls.lock().unwrap();
+        calls.push((operation.into(), outcome.into()));
+    }
+    fn waited(&self, _: &'static str, _: std::time::Duration) {}
+    fn attempted(&self, _: &'static str, operation: &str, outcome: &str) {
+        let mut attempts = self.attempts.lock().unwrap();
+        attempts.push((operation.into(), outcome.into()));
+    }
+}
+
+fn fault(
+    operation: &str,
+    count: u32,
+    status: Option<u16>,
+    delay_ms: Option<u64>,
+) -> pcsync_sandbox::control::Fault {
+    serde_json::from_value(
+        serde_json::json!({"service": "partnercentral", "operation": operation,
+        "count": count, "status": status, "delay_ms": delay_ms}),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_hung_endpoint_ends_in_a_retryable_timeout_not_a_wait() {
+    let (sb, _) = setup().await;
+    let conf = pcsync_adapters::aws_sdk_config(
+        "us-east-1",
+        Some(&sb.partner_central_url),
+        Some(("AKIDEXAMPLE", "sandbox-secret")),
+        pcsync_adapters::AwsTimeouts {
+            attempt: std::time::Duration::from_millis(200),
+        },
+    )
+    .await;
+    let seen = std::sync::Arc::new(Seen::default());
+    let c = PartnerCentralClient::from_config(&conf, "Sandbox").with_observer(seen.clone());
+    // Each answer would come after 40 s: every attempt times out instead.
+    sb.journal
+        .inject(fault("GetOpportunity", 3, None, Some(40_000)));
+    let e = c.get_opportunity("O5000004").await.unwrap_err();
+    assert_eq!(e.code, "Timeout", "{e:?}");
+    assert!(e.retryable);
+    let attempts = seen.attempts.lock().unwrap().clone();
+    assert!(
+        !attempts.is_empty()
+            && attempts
+                .iter()
+                .all(|(op, outcome)| op == "GetOpportunity" && outcome == "timeout"),
+        "{attempts:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_sdks_own_retries_are_each_counted() {
+    let (sb, _) = setup().await;
+    let conf = pcsync_adapters::aws_sdk_config(
+        "us-east-1",
+        Some(&sb.partner_central_url),
+        Some(("AKIDEXAMPLE", "sandbox-secret")),
+        pcsync_adapters::AwsTimeouts::default(),
+    )
+    .await;
+    let seen = std::sync::Arc::new(Seen::default());
+    let c = PartnerCentralClient::from_config(&conf, "Sandbox").with_observer(seen.clone());
+    sb.journal
+        .inject(fault("GetOpportunity", 2, Some(500), None));
+    c.get_opportunity("O5000004").await.unwrap();
+    assert_eq!(
+        *seen.calls.lock().unwrap(),
+        vec![("GetOpportunity".to_string(), "ok".to_string())],
+        "one call, as the caller saw it"
+    );
+    let attempts: Vec<String> = seen
+        .attempts
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.1.clone())
+        .collect();
+    assert_eq!(attempts, ["500", "500", "ok"], "every exchange on the wire");
 }

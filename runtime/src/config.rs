@@ -256,6 +256,13 @@ pub struct WorkerConfig {
     /// EventBridge for up to 24 hours); after it they are deleted.
     #[serde(default = "keep_done_default")]
     pub keep_done: pcsync_engine::model::DurationSpec,
+    /// Batches (each about a different deal or opportunity) worked at the same time,
+    /// so that one slow call does not hold up unrelated deals. Two batches about the
+    /// same opportunity still take turns. Partner Central's own limits (1 write and
+    /// 10 reads a second) hold whatever this is.
+    #[serde(default = "concurrency_default")]
+    #[schemars(range(min = 1, max = 64))]
+    pub concurrency: usize,
 }
 
 impl Default for WorkerConfig {
@@ -265,8 +272,13 @@ impl Default for WorkerConfig {
             max_attempts: max_attempts_default(),
             defer_recheck: defer_recheck_default(),
             keep_done: keep_done_default(),
+            concurrency: concurrency_default(),
         }
     }
+}
+
+fn concurrency_default() -> usize {
+    4
 }
 
 fn coalesce_default() -> pcsync_engine::model::DurationSpec {
@@ -359,6 +371,15 @@ pub struct PartnerCentralConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(url)]
     pub endpoint_url: Option<String>,
+    /// How long one attempt of a Partner Central or SNS call may take (connect, send,
+    /// answer); a call with the SDK's retries gets three times that. A hung endpoint
+    /// then costs the batch a retry, not the worker its afternoon.
+    #[serde(default = "call_timeout_default")]
+    pub call_timeout: pcsync_engine::model::DurationSpec,
+}
+
+fn call_timeout_default() -> pcsync_engine::model::DurationSpec {
+    pcsync_engine::model::DurationSpec(std::time::Duration::from_secs(10))
 }
 
 fn region_default() -> String {

@@ -106,9 +106,16 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     }
 
     let pc = &config.partner_central;
-    let aws =
-        pcsync_adapters::aws_sdk_config(&pc.region, pc.endpoint_url.as_deref(), static_credentials)
-            .await;
+    let timeouts = pcsync_adapters::AwsTimeouts {
+        attempt: pc.call_timeout.0,
+    };
+    let aws = pcsync_adapters::aws_sdk_config(
+        &pc.region,
+        pc.endpoint_url.as_deref(),
+        static_credentials,
+        timeouts,
+    )
+    .await;
     let observer: Arc<dyn pcsync_adapters::Observer> = metrics.clone();
     let notifications = &config.notifications;
     let sns = match &notifications.sns_topic_arn {
@@ -117,6 +124,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
                 &pc.region,
                 notifications.sns_endpoint_url.as_deref(),
                 static_credentials,
+                timeouts,
             )
             .await;
             Some((
@@ -162,6 +170,8 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         keep_done: config.worker.keep_done.0,
         metrics: Arc::clone(&metrics),
         busy: Arc::clone(&busy),
+        concurrency: config.worker.concurrency,
+        in_flight: Default::default(),
     });
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let working = spawn_worker(Arc::clone(&worker), stopping)?;

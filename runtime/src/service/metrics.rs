@@ -30,6 +30,7 @@ pub struct Metrics {
     solution_refreshes: Family<Labels, Counter>,
     solutions: Gauge,
     remote_calls: Family<Labels, Counter>,
+    remote_attempts: Family<Labels, Counter>,
     remote_seconds: Timings,
     limiter_waits: Timings,
 }
@@ -57,6 +58,16 @@ impl pcsync_adapters::Observer for Metrics {
             .observe(took.as_secs_f64());
     }
 
+    fn attempted(&self, api: &'static str, operation: &str, outcome: &str) {
+        self.remote_attempts
+            .get_or_create(&vec![
+                ("api", api.to_string()),
+                ("operation", operation.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+    }
+
     fn waited(&self, api: &'static str, waited: std::time::Duration) {
         self.limiter_waits
             .get_or_create(&vec![("api", api.to_string())])
@@ -79,6 +90,7 @@ impl Default for Metrics {
             solution_refreshes: Family::default(),
             solutions: Gauge::default(),
             remote_calls: Family::default(),
+            remote_attempts: Family::default(),
             remote_seconds: Family::new_with_constructor(seconds),
             limiter_waits: Family::new_with_constructor(seconds),
         };
@@ -127,6 +139,11 @@ impl Default for Metrics {
             "remote_calls",
             "Calls to HubSpot, Partner Central and SNS, by API, operation and outcome (ok, an error code or HTTP status)",
             m.remote_calls.clone(),
+        );
+        registry.register(
+            "remote_attempts",
+            "HTTP exchanges with Partner Central and SNS, the AWS SDK's own retries included, by API, operation and outcome (ok, HTTP status, timeout, transport)",
+            m.remote_attempts.clone(),
         );
         registry.register(
             "remote_call_seconds",

@@ -42,6 +42,57 @@ pub struct Worker<E: Executor = ApiExecutor> {
     pub metrics: Arc<super::metrics::Metrics>,
     /// Ingest requests committing now: a pass waits up to 50 ms for them.
     pub busy: Arc<super::Busy>,
+    /// Batches worked at the same time (at least 1).
+    pub concurrency: usize,
+    /// The deals and opportunities batches in flight are working on.
+    pub in_flight: InFlight,
+}
+
+/// The deals and opportunities that batches in flight are working on. Batches are
+/// about different keys, but a deal's batch and its opportunity's batch are about
+/// the same opportunity: they take turns, so that neither plans from a state the
+/// other is changing (a notification sent twice, a write from a stale read).
+#[derive(Debug, Default)]
+pub struct InFlight(
+    std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+);
+
+/// Held while a batch works on its subjects.
+type Held = Vec<tokio::sync::OwnedMutexGuard<()>>;
+
+impl InFlight {
+    fn locks(&self, subjects: &[String]) -> Vec<Arc<tokio::sync::Mutex<()>>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget subjects no batch holds or waits for.
+        if map.len() > 1_024 {
+            map.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        subjects
+            .iter()
+            .map(|s| Arc::clone(map.entry(s.clone()).or_default()))
+            .collect()
+    }
+
+    /// Takes `subjects` at once if no other batch has any of them (`Ok`), else
+    /// waits for all of them in a fixed order and says it had to wait (`Err`): the
+    /// caller then reads the context again, since the other batch may have changed it.
+    async fn take(&self, mut subjects: Vec<String>) -> Result<Held, Held> {
+        subjects.sort();
+        subjects.dedup();
+        let locks = self.locks(&subjects);
+        let at_once: Option<Held> = locks
+            .iter()
+            .map(|l| Arc::clone(l).try_lock_owned().ok())
+            .collect();
+        if let Some(held) = at_once {
+            return Ok(held);
+        }
+        let mut held = Vec::with_capacity(locks.len());
+        for lock in locks {
+            held.push(lock.lock_owned().await);
+        }
+        Err(held)
+    }
 }
 
 /// How a batch ended.
@@ -62,6 +113,19 @@ pub enum Settled {
     /// The opportunity changed while the pack wrote (`ConflictException`): plan again
     /// from a fresh read. Never leaves [`Worker::process`].
     Replan(String),
+}
+
+/// What a batch works on once its context is read: its key, its deal and its
+/// opportunity.
+fn subjects(batch: &Batch, ctx: &Context) -> Vec<String> {
+    let mut subjects = vec![batch.key.clone()];
+    if let Some(deal) = &ctx.deal {
+        subjects.push(format!("deal:{}", deal.id));
+    }
+    if let Some(id) = ctx.opportunity.as_ref().and_then(|o| o["Id"].as_str()) {
+        subjects.push(format!("opportunity:{id}"));
+    }
+    subjects
 }
 
 /// Plans of one pack from fresh reads before a conflict is settled as a retry.
@@ -156,13 +220,27 @@ impl<E: Executor> Worker<E> {
         stop: &tokio::sync::watch::Receiver<bool>,
         unsettled: &mut Vec<i64>,
     ) -> Result<(), crate::store::StoreError> {
+        use futures_util::stream::{FuturesUnordered, StreamExt};
         let settled = |unsettled: &mut Vec<i64>, seqs: &[i64]| {
             unsettled.retain(|s| !seqs.contains(s));
         };
         let mut untouched = Vec::new();
         let mut left = batches.into_iter();
-        for batch in left.by_ref() {
-            match self.process(&batch).await {
+        // Up to `concurrency` batches at once, each settled as it ends; none is
+        // started once the service is stopping.
+        let mut running = FuturesUnordered::new();
+        loop {
+            while running.len() < self.concurrency.max(1) && !*stop.borrow() {
+                let Some(batch) = left.next() else { break };
+                running.push(async move {
+                    let outcome = self.process(&batch).await;
+                    (batch, outcome)
+                });
+            }
+            let Some((batch, outcome)) = running.next().await else {
+                break;
+            };
+            match outcome {
                 Settled::Untouched => {
                     self.metrics.batch("done");
                     untouched.extend(batch.items.iter().map(|c| c.seq));
@@ -172,9 +250,6 @@ impl<E: Executor> Worker<E> {
                     let seqs: Vec<i64> = batch.items.iter().map(|c| c.seq).collect();
                     settled(unsettled, &seqs);
                 }
-            }
-            if *stop.borrow() {
-                break;
             }
         }
         let now = self.clock.now_ms();
@@ -314,6 +389,18 @@ impl<E: Executor> Worker<E> {
                 Ok(ctx) => ctx,
                 Err(e) if e.retryable => return Settled::Retry(e.message, e.retry_after),
                 Err(e) => return Settled::Dead(e.message),
+            };
+            // Held until this subject's packs have run.
+            let _held = match self.in_flight.take(subjects(batch, &ctx)).await {
+                Ok(held) => held,
+                Err(held) => {
+                    ctx = match self.resolve(latest, &fetch).await {
+                        Ok(ctx) => ctx,
+                        Err(e) if e.retryable => return Settled::Retry(e.message, e.retry_after),
+                        Err(e) => return Settled::Dead(e.message),
+                    };
+                    held
+                }
             };
             // An event about the opportunity may mean it is editable again: the deal's
             // deferred edits are due now rather than at their next re-check.

@@ -47,6 +47,8 @@ struct Recording {
     failures: Mutex<VecDeque<(String, ExecError)>>,
     /// What a successful write answers; `None` for the natural answer.
     answer: Mutex<Option<Value>>,
+    /// An opportunity whose updates hang until the gate opens (a slow endpoint).
+    hold: Mutex<Option<(String, Arc<tokio::sync::Notify>)>>,
 }
 
 impl Recording {
@@ -86,6 +88,15 @@ impl Executor for Recording {
         store: &dyn EchoMemory,
         now: Timestamp,
     ) -> Result<Value, ExecError> {
+        let gate = match (effect, &*self.hold.lock().unwrap()) {
+            (Effect::UpdateOpportunity { id, .. }, Some((held, gate))) if id == held => {
+                Some(Arc::clone(gate))
+            }
+            _ => None,
+        };
+        if let Some(gate) = gate {
+            gate.notified().await;
+        }
         self.asked.lock().unwrap().push(effect.clone());
         {
             let mut failures = self.failures.lock().unwrap();
@@ -249,6 +260,8 @@ fn harness(rules_dir: &Path, rules: RuleSet, now: Timestamp) -> Harness {
         keep_done: Duration::from_secs(3600),
         metrics,
         busy: Arc::new(super::super::Busy::default()),
+        concurrency: 4,
+        in_flight: Default::default(),
     };
     Harness {
         dir,
@@ -416,6 +429,72 @@ async fn a_partner_identifier_that_is_no_deal_id_is_not_followed() {
         "{stats:?} {:?}",
         h.store.dead_letters()
     );
+}
+
+#[tokio::test]
+async fn a_slow_call_for_one_deal_does_not_hold_up_another() {
+    let h = Harness::shipped("Approved");
+    {
+        let mut world = h.worker.executor.world.lock().unwrap();
+        let mut other = world.deals["101"].clone();
+        other.id = "102".into();
+        other
+            .properties
+            .insert("aws_opportunity_id".into(), json!("O7654321"));
+        world.deals.insert("102".into(), other);
+        let mut opportunity = world.opportunities["O1234567"].clone();
+        opportunity["Id"] = json!("O7654321");
+        world.opportunities.insert("O7654321".into(), opportunity);
+    }
+    let gate = Arc::new(tokio::sync::Notify::new());
+    *h.worker.executor.hold.lock().unwrap() = Some(("O1234567".into(), Arc::clone(&gate)));
+    h.edit(1, "dealstage", "qualifiedtobuy");
+    let hook = json!({"subscriptionType": "deal.propertyChange", "objectId": 102,
+        "propertyName": "dealstage", "propertyValue": "qualifiedtobuy", "eventId": 2,
+        "occurredAt": h.clock.now_ms()});
+    h.worker
+        .executor
+        .world
+        .lock()
+        .unwrap()
+        .deals
+        .get_mut("102")
+        .unwrap()
+        .properties
+        .insert("dealstage".into(), json!("qualifiedtobuy"));
+    let event = Event::from_hubspot(&hook).unwrap();
+    let key = ordering_key(&event);
+    h.store.accept(&[(event, key)], h.clock.now_ms()).unwrap();
+    h.later(COALESCE);
+
+    let updated =
+        |id: &str| {
+            h.worker.executor.asked().iter().any(
+                |e| matches!(e, Effect::UpdateOpportunity { id: updated, .. } if updated == id),
+            )
+        };
+    let watch = async {
+        // Deal 102's write goes out while deal 101's call still hangs.
+        for _ in 0..500 {
+            if updated("O7654321") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (other, held) = (updated("O7654321"), updated("O1234567"));
+        gate.notify_one();
+        assert!(
+            other && !held,
+            "deal 102 written: {other}, deal 101 written: {held}"
+        );
+    };
+    let (ticked, ()) = tokio::join!(h.tick(), watch);
+    assert_eq!(ticked, 2);
+    assert!(
+        updated("O1234567"),
+        "deal 101's write finishes once its call answers"
+    );
+    assert_eq!(h.store.stats().unwrap().done, 2);
 }
 
 #[tokio::test]
@@ -757,4 +836,23 @@ fn every_golden_case_gives_the_same_effects_through_the_worker() {
     }
     assert!(steps >= 60, "only {steps} steps ran");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[tokio::test]
+async fn batches_about_one_opportunity_take_turns() {
+    let in_flight = super::InFlight::default();
+    let first = in_flight
+        .take(vec!["deal:101".into(), "opportunity:O1".into()])
+        .await
+        .expect("free: taken at once");
+    // Another deal is free; the same opportunity from its own batch must wait.
+    assert!(in_flight.take(vec!["deal:102".into()]).await.is_ok());
+    let second = in_flight.take(vec!["opportunity:O1".into(), "opportunity:O1".into()]);
+    tokio::pin!(second);
+    assert!(
+        futures_util::poll!(second.as_mut()).is_pending(),
+        "waits while the deal's batch works on the opportunity"
+    );
+    drop(first);
+    assert!(second.await.is_err(), "it waited, so it reads again");
 }

@@ -25,6 +25,7 @@ pub async fn client(sb: &Sandbox, max_attempts: u32) -> pc::Client {
         "us-east-1",
         Some(&sb.partner_central_url),
         Some(("AKIDEXAMPLE", "sandbox-secret")),
+        pcsync_adapters::AwsTimeouts::default(),
     )
     .await;
     let conf = pc::config::Builder::from(&shared)
