@@ -216,6 +216,29 @@ impl Sources {
             .map_or("<unknown>", |f| f.name().as_str())
     }
 
+    /// Hides the text at `spans` of `file` (each character becomes `*` as many
+    /// times as it has bytes, so every other span stays where it was): a secret
+    /// written in a config file must not appear in an error's source snippet.
+    pub fn mask(&mut self, file: FileId, spans: &[Span]) {
+        let mut files = SimpleFiles::new();
+        let mut id = 0;
+        while let Ok(f) = self.files.get(id) {
+            let mut text = f.source().clone();
+            if id == file.0 {
+                for span in spans {
+                    let Some(hidden) = text.get(span.start..span.end) else {
+                        continue;
+                    };
+                    let stars = "*".repeat(hidden.len());
+                    text.replace_range(span.start..span.end, &stars);
+                }
+            }
+            files.add(f.name().clone(), text);
+            id += 1;
+        }
+        self.files = files;
+    }
+
     /// The file's text.
     pub fn text(&self, file: FileId) -> &str {
         self.files.get(file.0).map_or("", |f| f.source().as_str())

@@ -10,11 +10,12 @@ use sha2::{Digest, Sha256};
 
 use crate::check;
 use crate::compile::{self, RuleSet};
-use crate::diagnostic::{self, Code, Diagnostic, FileId, Severity, Sources};
+use crate::diagnostic::{self, Code, Diagnostic, FileId, Severity, Sources, Span};
 use crate::model::RulePack;
 use crate::schema::{self, Schema};
 use crate::script;
 use crate::source::{self, Document};
+use serde_json::Value;
 
 /// The outcome of loading: every diagnostic, the sources to render them, and the
 /// rule set if nothing was an error.
@@ -199,9 +200,14 @@ pub enum MissingEnv {
 /// `env`, validating it against `schema` and deserializing it; `check` adds the
 /// document's own semantic checks (the runtime's config checks its address and
 /// directories).
+///
+/// `secrets` are the JSON pointers of values no diagnostic may show (tokens,
+/// shared secrets): a message about one says `(hidden)` instead of the value, and a
+/// value written in the file is masked in the source snippets.
 pub fn load_document<T: serde::de::DeserializeOwned>(
     path: &Path,
     schema: &Schema,
+    secrets: &[&str],
     env: &dyn Fn(&str) -> Option<String>,
     missing: MissingEnv,
     check: impl FnOnce(&T, &Document, FileId, &mut Vec<Diagnostic>),
@@ -209,6 +215,11 @@ pub fn load_document<T: serde::de::DeserializeOwned>(
     let mut sources = Sources::default();
     let mut diagnostics = Vec::new();
     let Some((file, mut doc)) = read_document(&mut sources, &mut diagnostics, path) else {
+        // Not YAML: mask what looks like a secret's line (`client_secret: …`).
+        if let Some(file) = diagnostics.iter().find_map(|d| d.file) {
+            let spans = secret_lines(sources.text(file), secrets);
+            sources.mask(file, &spans);
+        }
         return Loaded {
             sources,
             diagnostics,
@@ -220,8 +231,26 @@ pub fn load_document<T: serde::de::DeserializeOwned>(
         MissingEnv::Error => Severity::Error,
         MissingEnv::Warning => Severity::Warning,
     };
+    // Secrets written in the file itself (not `${VAR}` references) are masked.
+    let written: Vec<Span> = secrets
+        .iter()
+        .filter(|p| doc.value.pointer(p).is_some_and(Value::is_string))
+        .map(|p| doc.value_span(p))
+        .filter(|span| {
+            sources
+                .text(file)
+                .get(span.start..span.end)
+                .is_some_and(|t| !t.is_empty() && !t.contains("${"))
+        })
+        .collect();
     let mut unset = Vec::new();
     interpolate(&mut doc.value, String::new(), env, &mut unset);
+    let hidden: Vec<String> = secrets
+        .iter()
+        .filter_map(|p| doc.value.pointer(p).and_then(Value::as_str))
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .collect();
     for (pointer, var) in unset {
         let mut d = Diagnostic::error(
             Code::EnvVar,
@@ -244,6 +273,17 @@ pub fn load_document<T: serde::de::DeserializeOwned>(
             Err(d) => diagnostics.push(*d),
         }
     }
+    if !hidden.is_empty() {
+        for d in &mut diagnostics {
+            for text in [Some(&mut d.message), d.label.as_mut(), d.help.as_mut()]
+                .into_iter()
+                .flatten()
+            {
+                *text = redact(text, &hidden);
+            }
+        }
+    }
+    sources.mask(file, &written);
     diagnostic::sort(&mut diagnostics);
     let failed = diagnostics.iter().any(Diagnostic::is_error);
     Loaded {
@@ -252,6 +292,52 @@ pub fn load_document<T: serde::de::DeserializeOwned>(
         files_checked: 1,
         value: value.filter(|_| !failed),
     }
+}
+
+/// In a file that does not parse: the values on lines that set a secret's key
+/// (`  shared_secret: abc`), unless they are a `${VAR}` reference.
+fn secret_lines(text: &str, secrets: &[&str]) -> Vec<Span> {
+    let keys: Vec<&str> = secrets
+        .iter()
+        .filter_map(|p| p.rsplit('/').next())
+        .collect();
+    let mut spans = Vec::new();
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        for key in &keys {
+            if let Some(rest) = trimmed.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
+                let value = rest.trim_end_matches(['\n', '\r']);
+                if !value.trim().is_empty() && !value.contains("${") {
+                    let at = start + indent + key.len() + 1;
+                    spans.push(Span {
+                        start: at,
+                        end: at + value.len(),
+                    });
+                }
+            }
+        }
+        start += line.len();
+    }
+    spans
+}
+
+/// `text` with each of `secrets` replaced by `(hidden)`: quoted (as schema errors
+/// show values) and in backticks always, bare when it is long enough not to be
+/// mistaken for part of a word.
+fn redact(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_string();
+    for secret in secrets {
+        let quoted = serde_json::to_string(secret).unwrap_or_default();
+        text = text
+            .replace(&quoted, "(hidden)")
+            .replace(&format!("`{secret}`"), "(hidden)");
+        if secret.chars().count() >= 4 {
+            text = text.replace(secret.as_str(), "(hidden)");
+        }
+    }
+    text
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}` in every string; `$$` stands for `$`.

@@ -25,6 +25,14 @@ pub fn schema() -> &'static Schema {
     })
 }
 
+/// The config's secrets (JSON pointers): never shown in a diagnostic.
+pub const SECRETS: &[&str] = &[
+    "/admin_token",
+    "/hubspot/token",
+    "/hubspot/client_secret",
+    "/eventbridge/shared_secret",
+];
+
 /// Loads and validates the service config at `path`. `env` looks up environment
 /// variables for `${VAR}` interpolation.
 pub fn load_config(
@@ -35,6 +43,7 @@ pub fn load_config(
     load_document(
         path,
         schema(),
+        SECRETS,
         env,
         missing,
         |config, doc, file, diagnostics| check(path, config, doc, file, diagnostics),
@@ -430,4 +439,58 @@ pub struct EventBridgeConfig {
     /// `${EVENTBRIDGE_SECRET}`.
     #[schemars(length(min = 16))]
     pub shared_secret: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config in a temporary directory with a `rules/` folder beside it.
+    fn write(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rules")).unwrap();
+        let path = dir.path().join("pcsync.yaml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    fn rendered(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> String {
+        let loaded = load_config(path, env, MissingEnv::Error);
+        assert!(loaded.has_errors());
+        let human = pcsync_engine::diagnostic::render_human(&loaded.sources, &loaded.diagnostics);
+        let json = pcsync_engine::diagnostic::render_json(&loaded.sources, &loaded.diagnostics, 1);
+        let github = pcsync_engine::diagnostic::render_github(&loaded.sources, &loaded.diagnostics);
+        format!("{human}\n{json}\n{github}")
+    }
+
+    #[test]
+    fn secrets_never_appear_in_a_diagnostic() {
+        // Values the schema refuses, written in the file and from the environment,
+        // and a secret in a flow mapping whose line has another error.
+        let (_dir, path) = write(
+            "public_url: https://sync.example.com\nadmin_token: hunter2secret\n\
+             hubspot: {token: pat-na1-0000, client_secret: shh, app_id: -1}\n\
+             partner_central:\n  catalog: Sandbox\neventbridge:\n  shared_secret: ${EB}\n",
+        );
+        let shown = rendered(&path, &|k| (k == "EB").then(|| "tiny".to_string()));
+        for secret in ["hunter2secret", "tiny", "pat-na1-0000", "shh"] {
+            assert!(!shown.contains(secret), "`{secret}` shown:\n{shown}");
+        }
+        assert!(shown.contains("shorter than 16 characters"), "{shown}");
+        assert!(shown.contains("app_id"), "{shown}");
+        assert!(
+            shown.contains("${EB}"),
+            "a reference is no secret:\n{shown}"
+        );
+
+        // A file that is not YAML: the secret's line is masked in the snippet.
+        let (_dir, path) = write(
+            "public_url: https://sync.example.com\nhubspot:\n  token: pat-na1-0000\n  client_secret: shh, bad: 1\n",
+        );
+        let shown = rendered(&path, &|_| None);
+        assert!(shown.contains("invalid YAML"), "{shown}");
+        for secret in ["pat-na1-0000", "shh"] {
+            assert!(!shown.contains(secret), "`{secret}` shown:\n{shown}");
+        }
+    }
 }
