@@ -910,3 +910,77 @@ async fn admin_reload_needs_the_admin_token_when_one_is_set() {
     let body: Value = ok.json().await.unwrap();
     assert_eq!(body["reloaded"], false, "nothing changed: {body}");
 }
+
+/// `pcsync serve` with `env` as its whole environment, for a config beside a copy of
+/// the shipped rules: its exit code and stderr (it must end by itself).
+fn serve_with_env(config: &str, env: &[(&str, &str)]) -> (Option<i32>, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules"),
+        &dir.path().join("rules"),
+    );
+    std::fs::write(dir.path().join("pcsync.yaml"), config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pcsync"))
+        .args(["serve", "--config"])
+        .arg(dir.path().join("pcsync.yaml"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        dir,
+    )
+}
+
+#[test]
+fn missing_aws_credentials_stop_the_start_with_what_to_set() {
+    let home = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = format!(
+        "listen: 127.0.0.1:{port}\npublic_url: http://127.0.0.1:{port}\nstate: pcsync.db\n\
+         hubspot:\n  base_url: http://127.0.0.1:9\n  token: t\n  client_secret: s\n\
+         partner_central:\n  catalog: Sandbox\n  endpoint_url: http://127.0.0.1:9\n"
+    );
+    let (code, stderr, _dir) = serve_with_env(&config, &[("HOME", home.path().to_str().unwrap())]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("no AWS credentials"), "{stderr}");
+    assert!(stderr.contains("AWS_ACCESS_KEY_ID"), "{stderr}");
+}
+
+#[test]
+fn a_relative_state_file_is_the_config_files_wherever_serve_starts() {
+    // A state file beside the config holding an accepted event; serve started from
+    // another directory must find it (it used to open a new empty inbox there).
+    let dir = tempfile::tempdir().unwrap();
+    {
+        use pcsync_runtime::store::{Inbox, SqliteStore};
+        let store = SqliteStore::open(&dir.path().join("pcsync.db")).unwrap();
+        let event =
+            pcsync_engine::Event::from_hubspot(&json!({"subscriptionType": "deal.creation",
+            "objectId": 1, "eventId": 1, "occurredAt": 1}))
+            .unwrap();
+        store.accept(&[(event, "deal:1".into())], 1).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("pcsync.yaml"),
+        "public_url: https://sync.example.com\nstate: pcsync.db\nhubspot:\n  token: t\n  client_secret: s\npartner_central:\n  catalog: Sandbox\n",
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_pcsync"))
+        .args(["dlq", "list", "--config"])
+        .arg(dir.path().join("pcsync.yaml"))
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !elsewhere.path().join("pcsync.db").exists(),
+        "no new state file where it started"
+    );
+}

@@ -55,6 +55,83 @@ pub async fn aws_sdk_config(
     loader.load().await
 }
 
+/// Where the standard AWS credential chain can find credentials without asking an
+/// instance metadata service: the environment, a web identity, a container's
+/// credentials endpoint, the shared files. Named for messages.
+pub fn credential_sources() -> Vec<&'static str> {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let file = |var: &str, default: &str| {
+        std::env::var_os(var)
+            .map(std::path::PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(default)))
+            .is_some_and(|p| p.is_file())
+    };
+    let mut found = Vec::new();
+    if set("AWS_ACCESS_KEY_ID") {
+        found.push("AWS_ACCESS_KEY_ID");
+    }
+    if set("AWS_PROFILE") {
+        found.push("AWS_PROFILE");
+    }
+    if set("AWS_WEB_IDENTITY_TOKEN_FILE") {
+        found.push("AWS_WEB_IDENTITY_TOKEN_FILE");
+    }
+    if set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") || set("AWS_CONTAINER_CREDENTIALS_FULL_URI") {
+        found.push("the container credentials endpoint");
+    }
+    if file("AWS_SHARED_CREDENTIALS_FILE", ".aws/credentials") {
+        found.push("~/.aws/credentials");
+    }
+    if file("AWS_CONFIG_FILE", ".aws/config") {
+        found.push("~/.aws/config");
+    }
+    found
+}
+
+/// Whether this machine looks like an EC2 instance (where the instance metadata
+/// service gives a role's credentials): the firmware says so, or the operator
+/// pointed the SDK at a metadata endpoint.
+pub fn on_ec2() -> bool {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    std::env::var_os("AWS_EC2_METADATA_SERVICE_ENDPOINT").is_some()
+        || read("/sys/class/dmi/id/sys_vendor").contains("Amazon EC2")
+        || read("/sys/class/dmi/id/board_asset_tag").starts_with("i-")
+        || read("/sys/hypervisor/uuid").starts_with("ec2")
+}
+
+/// Makes sure credentials can be had before the service starts, instead of at its
+/// first call: with no source configured and no EC2 instance to ask, it says so at
+/// once, without the SDK probing the metadata address; otherwise it resolves them
+/// (within `wait`).
+pub async fn check_credentials(
+    config: &aws_config::SdkConfig,
+    wait: std::time::Duration,
+) -> Result<(), String> {
+    use aws_sdk_partnercentralselling::config::ProvideCredentials;
+    const HOW: &str = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with \
+        ~/.aws/config, or a web identity (AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE), \
+        or run where a container or instance role provides them";
+    let Some(provider) = config.credentials_provider() else {
+        return Err(format!("no AWS credentials provider is configured: {HOW}"));
+    };
+    if credential_sources().is_empty() && !on_ec2() {
+        return Err(format!(
+            "no AWS credentials: none in the environment or ~/.aws, and this is not an EC2 instance; {HOW}"
+        ));
+    }
+    match tokio::time::timeout(wait, provider.provide_credentials()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!(
+            "cannot get AWS credentials: {}; {HOW}",
+            aws_sdk_partnercentralselling::error::DisplayErrorContext(&e)
+        )),
+        Err(_) => Err(format!(
+            "no AWS credentials within {wait:?} (the credential chain did not answer); {HOW}"
+        )),
+    }
+}
+
 /// Reports every attempt of an AWS SDK call (its own retries included) to an
 /// [`Observer`], so that `/metrics` counts what went over the wire, not only what
 /// the caller saw.

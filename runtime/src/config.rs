@@ -68,6 +68,57 @@ fn check(
             .with_help("write an IP address and a port, e.g. `127.0.0.1:8080` or `0.0.0.0:8080`"),
         );
     }
+    let urls = [
+        ("/public_url", Some(&config.public_url)),
+        ("/hubspot/base_url", Some(&config.hubspot.base_url)),
+        (
+            "/partner_central/endpoint_url",
+            config.partner_central.endpoint_url.as_ref(),
+        ),
+        (
+            "/notifications/sns_endpoint_url",
+            config.notifications.sns_endpoint_url.as_ref(),
+        ),
+    ];
+    for (pointer, url) in urls {
+        let Some(url) = url else { continue };
+        let usable = reqwest::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+        if usable.is_none() {
+            let span = if doc.value.pointer(pointer).is_some() {
+                doc.value_span(pointer)
+            } else {
+                doc.key_span("")
+            };
+            diagnostics.push(
+                Diagnostic::error(
+                    Code::InvalidValue,
+                    format!("`{url}` is not an http(s) URL with a host"),
+                )
+                .at(file, span)
+                .with_help("write the whole URL, e.g. `https://api.hubapi.com`"),
+            );
+        }
+    }
+    let state = config.state_path(path);
+    if let Some(folder) = state.parent().filter(|f| !f.as_os_str().is_empty())
+        && !folder.is_dir()
+    {
+        let span = if doc.value.get("state").is_some() {
+            doc.value_span("/state")
+        } else {
+            doc.key_span("")
+        };
+        diagnostics.push(
+            Diagnostic::error(
+                Code::Io,
+                format!("the state file's folder `{}` does not exist", folder.display()),
+            )
+            .at(file, span)
+            .with_help("`state` is taken relative to the config file's folder; create the folder or fix the path"),
+        );
+    }
     let rules = config.rules_dir(path);
     if !rules.is_dir() {
         let span = if doc.value.get("rules").is_some() {
@@ -101,7 +152,8 @@ pub struct ServiceConfig {
     /// The rule-pack directory, watched for changes.
     #[serde(default = "rules_default")]
     pub rules: String,
-    /// The SQLite state file (inbox, dead letters, last-known state).
+    /// The SQLite state file (inbox, dead letters, last-known state), relative to
+    /// the config file's folder.
     #[serde(default = "state_default")]
     pub state: String,
     /// The bearer token the operator's routes (`GET /rules`, `POST /admin/reload`)
@@ -307,6 +359,17 @@ fn defer_recheck_default() -> pcsync_engine::model::DurationSpec {
 }
 
 impl ServiceConfig {
+    /// The state file; a relative `state` is taken from the config file's folder, as
+    /// `rules` is (so starting the service from another directory opens the same
+    /// inbox, not a new empty one).
+    pub fn state_path(&self, config_file: &std::path::Path) -> std::path::PathBuf {
+        let state = std::path::Path::new(&self.state);
+        match config_file.parent() {
+            Some(dir) if state.is_relative() => dir.join(state),
+            _ => state.to_path_buf(),
+        }
+    }
+
     /// The rule-pack directory; a relative `rules` is taken from the config file's folder.
     pub fn rules_dir(&self, config_file: &std::path::Path) -> std::path::PathBuf {
         let rules = std::path::Path::new(&self.rules);
@@ -492,5 +555,38 @@ mod tests {
         for secret in ["pat-na1-0000", "shh"] {
             assert!(!shown.contains(secret), "`{secret}` shown:\n{shown}");
         }
+    }
+
+    #[test]
+    fn urls_that_cannot_be_called_and_missing_folders_are_errors() {
+        let (dir, path) = write(
+            "public_url: https://sync.example.com\nstate: data/pcsync.db\n\
+             hubspot:\n  base_url: htp:/broken\n  token: t\n  client_secret: s\n\
+             partner_central:\n  catalog: Sandbox\n  endpoint_url: localhost:4566\n",
+        );
+        let shown = rendered(&path, &|_| None);
+        assert!(
+            shown.contains("`htp:/broken` is not an http(s) URL"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("`localhost:4566` is not an http(s) URL"),
+            "{shown}"
+        );
+        assert!(shown.contains("the state file's folder"), "{shown}");
+
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::write(
+            &path,
+            "public_url: https://sync.example.com\nstate: data/pcsync.db\n\
+             hubspot:\n  base_url: https://api.hubapi.com\n  token: t\n  client_secret: s\n\
+             partner_central:\n  catalog: Sandbox\n",
+        )
+        .unwrap();
+        let loaded = load_config(&path, &|_| None, MissingEnv::Error);
+        let config = loaded.value.expect("checks");
+        // Like `rules`, `state` is the config file's, wherever the service starts.
+        assert_eq!(config.state_path(&path), dir.path().join("data/pcsync.db"));
+        assert_eq!(config.rules_dir(&path), dir.path().join("./rules"));
     }
 }

@@ -91,10 +91,10 @@ pub fn run(action: DlqAction) -> ExitCode {
     }
 }
 
-fn open(config: &Path) -> Result<SqliteStore, String> {
-    let config = super::checked_config(config, MissingEnv::Warning)
+fn open(config_file: &Path) -> Result<SqliteStore, String> {
+    let config = super::checked_config(config_file, MissingEnv::Warning)
         .map_err(|shown| format!("the config does not check:\n{shown}"))?;
-    let path = Path::new(&config.state);
+    let path = &config.state_path(config_file);
     if !path.exists() {
         return Err(format!(
             "no state file at {} (has the service run with this config?)",

@@ -63,7 +63,7 @@ pub fn run(config: Option<&Path>, sandbox: Option<SandboxAddrs>, log: LogFormat)
 async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Result<(), String> {
     // The sandbox lives as long as the service.
     let mut _sandbox = None;
-    let (config, rules_dir, static_credentials) = if let Some(addrs) = &sandbox {
+    let (config, rules_dir, state, static_credentials) = if let Some(addrs) = &sandbox {
         let started = start_sandbox(&addrs.sandbox).await?;
         let config = sandbox_config(&started, &addrs.service);
         let rules_dir = match config_path {
@@ -71,12 +71,13 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
             None => PathBuf::from(&config.rules),
         };
         _sandbox = Some(started);
-        (config, rules_dir, Some(("sandbox", "sandbox")))
+        let state = PathBuf::from(&config.state);
+        (config, rules_dir, state, Some(("sandbox", "sandbox")))
     } else {
         let path = config_path.ok_or("--config is required without --sandbox")?;
         let config = load(path)?;
-        let dir = config.rules_dir(path);
-        (config, dir, None)
+        let (dir, state) = (config.rules_dir(path), config.state_path(path));
+        (config, dir, state, None)
     };
 
     let metrics = Arc::new(Metrics::default());
@@ -96,8 +97,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         "rules loaded"
     );
 
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(Path::new(&config.state)).map_err(|e| e.to_string())?);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&state).map_err(|e| e.to_string())?);
     let waiting = store
         .recover(jiff::Timestamp::now().as_millisecond())
         .map_err(|e| e.to_string())?;
@@ -116,6 +116,9 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         timeouts,
     )
     .await;
+    if static_credentials.is_none() {
+        pcsync_adapters::check_credentials(&aws, std::time::Duration::from_secs(10)).await?;
+    }
     let observer: Arc<dyn pcsync_adapters::Observer> = metrics.clone();
     let notifications = &config.notifications;
     let sns = match &notifications.sns_topic_arn {
@@ -248,7 +251,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         // The sandbox's demo state is not worth keeping; nothing else uses the file.
         drop(store);
         for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", config.state));
+            let _ = std::fs::remove_file(format!("{}{suffix}", state.display()));
         }
     }
     served
