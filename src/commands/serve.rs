@@ -100,7 +100,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&state).map_err(|e| e.to_string())?);
     let waiting = store
         .recover(jiff::Timestamp::now().as_millisecond())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("reading {}: {e}", state.display()))?;
     if waiting > 0 {
         tracing::info!(waiting, "unfinished events from the last run are in line");
     }

@@ -23,6 +23,16 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The state file exists but is empty: it was truncated, or made by something
+    /// else. Opening it would start with an empty inbox and lose what it held.
+    #[error(
+        "state store: {path} is empty (0 bytes), so the events it held are gone from it; \
+         restore it from a backup, or move it aside to start with an empty inbox"
+    )]
+    Empty {
+        /// The file.
+        path: std::path::PathBuf,
+    },
     /// A database from an older pcsync cannot be brought to the current layout.
     #[error("state store: cannot move {path} to the current layout: {source}")]
     Migrate {

@@ -445,23 +445,31 @@ impl SqliteStore {
             path: path.to_path_buf(),
             source,
         };
+        // SQLite takes an empty file for a new database. An existing state file is
+        // never empty (it has a header from its first open), so an empty one was
+        // truncated: refuse rather than start over silently.
+        if std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            return Err(StoreError::Empty {
+                path: path.to_path_buf(),
+            });
+        }
         let mut conn = Connection::open(path).map_err(opening)?;
         conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+            .map_err(opening)?;
         conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
+            .map_err(opening)?;
         conn.pragma_update(None, "busy_timeout", 5000)
-            .map_err(err)?;
+            .map_err(opening)?;
         // 16 MiB of page cache (the default is 2 MiB): the tables' recent pages and
         // the dedupe index stay in memory instead of being re-read from the OS.
         conn.pragma_update(None, "cache_size", -16_000)
-            .map_err(err)?;
+            .map_err(opening)?;
         // Checkpoints (copying the WAL back into the database file) run on their
         // own connection and thread, not inside a commit an HTTP request waits for.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(err)?;
-        let tx = conn.transaction().map_err(err)?;
-        tx.execute_batch(SCHEMA).map_err(err)?;
+            .map_err(opening)?;
+        let tx = conn.transaction().map_err(opening)?;
+        tx.execute_batch(SCHEMA).map_err(opening)?;
         let old: bool = tx
             .query_row(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox'",
@@ -469,7 +477,7 @@ impl SqliteStore {
                 |_| Ok(()),
             )
             .optional()
-            .map_err(err)?
+            .map_err(opening)?
             .is_some();
         if old {
             tx.execute_batch(MIGRATE_INBOX)
@@ -478,12 +486,12 @@ impl SqliteStore {
                     source,
                 })?;
         }
-        tx.commit().map_err(err)?;
+        tx.commit().map_err(opening)?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let checkpointer = Connection::open(path).map_err(err)?;
+        let checkpointer = Connection::open(path).map_err(opening)?;
         checkpointer
             .pragma_update(None, "busy_timeout", 5000)
-            .map_err(err)?;
+            .map_err(opening)?;
         let db = std::sync::Arc::new(Mutex::new(Db {
             conn,
             queue: Queue::default(),

@@ -349,3 +349,34 @@ fn pack_state_accumulates_sent_keys_and_writes_are_remembered() {
         Some("synced")
     );
 }
+
+#[test]
+fn an_empty_or_foreign_state_file_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    // Truncated to nothing: starting would silently begin with an empty inbox.
+    let empty = dir.path().join("truncated.db");
+    std::fs::write(&empty, b"").unwrap();
+    let e = SqliteStore::open(&empty).err().expect("refused").to_string();
+    assert!(e.contains(&*empty.to_string_lossy()) && e.contains("empty"), "{e}");
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0, "left as it was");
+
+    // Not a database at all, and a database whose pages are damaged.
+    let foreign = dir.path().join("notes.db");
+    std::fs::write(&foreign, "these are my notes, not a database\n".repeat(200)).unwrap();
+    let e = SqliteStore::open(&foreign).err().expect("refused").to_string();
+    assert!(e.contains(&*foreign.to_string_lossy()), "{e}");
+
+    let damaged = dir.path().join("damaged.db");
+    drop(SqliteStore::open(&damaged).unwrap());
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    for b in bytes.iter_mut().skip(100).take(4000) {
+        *b = 0xA5;
+    }
+    std::fs::write(&damaged, bytes).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("damaged.db-wal"));
+    let e = SqliteStore::open(&damaged).err().expect("refused").to_string();
+    assert!(e.contains(&*damaged.to_string_lossy()), "{e}");
+
+    // A new file is fine.
+    assert!(SqliteStore::open(&dir.path().join("new.db")).is_ok());
+}
