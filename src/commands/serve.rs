@@ -231,11 +231,12 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     // On SIGTERM or Ctrl-C: stop taking requests and let those in flight answer,
     // then let the worker finish the batch in hand (its claimed but unstarted
     // batches go back in line). Anything cut short is recovered at the next start.
-    let served = axum::serve(
+    let served = pcsync_runtime::service::http::serve(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        app,
+        pcsync_runtime::service::http::ReadTimeouts::default(),
+        shutdown_signal(),
     )
-    .with_graceful_shutdown(shutdown_signal())
     .await
     .map_err(|e| e.to_string());
     tracing::info!("stopping: finishing the work in hand");

@@ -96,6 +96,51 @@ fn reject(status: StatusCode, error: &str, detail: impl Into<String>) -> Respons
     response
 }
 
+/// Deepest nesting of arrays and objects a body may have. HubSpot's events are
+/// flat objects in one array, EventBridge's a few levels deep; a body nested deeper
+/// is refused before anything parses it.
+const MAX_DEPTH: usize = 32;
+
+/// Events one EventBridge request may carry (an API destination sends one).
+pub const MAX_EVENTBRIDGE_EVENTS: usize = 100;
+
+/// Why a body cannot be JSON worth parsing, if it cannot: not UTF-8 (with where),
+/// or nested deeper than [`MAX_DEPTH`]. One pass over the bytes, no allocation.
+fn unparsable(body: &[u8]) -> Option<String> {
+    if let Err(e) = std::str::from_utf8(body) {
+        return Some(format!(
+            "the body is not UTF-8 text (JSON must be): invalid byte at offset {}",
+            e.valid_up_to()
+        ));
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(format!(
+                        "the body is nested more than {MAX_DEPTH} levels deep; no event is"
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The key under which an event's work is ordered: its deal, else its opportunity.
 pub fn ordering_key(event: &Event) -> String {
     match (&event.deal_id, &event.opportunity_id, &event.company_id) {
@@ -218,6 +263,9 @@ async fn hubspot(
     ) {
         return reject(StatusCode::UNAUTHORIZED, "signature", e.to_string());
     }
+    if let Some(why) = unparsable(&body) {
+        return reject(StatusCode::BAD_REQUEST, "malformed", why);
+    }
     // Each event's own text is kept as received (it is what the inbox stores), so
     // the body is split into events first and each is read on its own.
     let items: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(&body) {
@@ -286,6 +334,9 @@ async fn partnercentral(
             "missing or wrong X-Pcsync-Secret",
         );
     }
+    if let Some(why) = unparsable(&body) {
+        return reject(StatusCode::BAD_REQUEST, "malformed", why);
+    }
     let value: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -307,9 +358,20 @@ async fn partnercentral(
             );
         }
     };
+    if items.len() > MAX_EVENTBRIDGE_EVENTS {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!(
+                "{} events in one request; an EventBridge API destination sends one, and at most {MAX_EVENTBRIDGE_EVENTS} are taken",
+                items.len()
+            ),
+        );
+    }
     let mut events = Vec::new();
     let mut bad = Vec::new();
     let mut other_catalog = 0;
+    let mut foreign = Vec::new();
     let batch_id = (ingest.now_ms)().to_string();
     for (i, item) in items.iter().enumerate() {
         // One EventBridge rule may forward both catalogs (reference §9: "catalog":
@@ -321,15 +383,17 @@ async fn partnercentral(
             other_catalog += 1;
             continue;
         }
+        // Another service's event: the EventBridge rule forwards more than it
+        // should. Not pcsync's to apply or to keep; refused with the rule to fix.
         if item["source"] != "aws.partnercentral-selling" {
-            let reason = format!(
-                "event {i} is from `{}`, not aws.partnercentral-selling",
-                item["source"].as_str().unwrap_or("?")
+            foreign.push(
+                item["source"]
+                    .as_str()
+                    .unwrap_or("(no source)")
+                    .chars()
+                    .take(64)
+                    .collect::<String>(),
             );
-            bad.push((
-                unreadable(Source::Partnercentral, i, item, &reason, &batch_id),
-                reason,
-            ));
             continue;
         }
         match Event::from_eventbridge(item) {
@@ -342,6 +406,21 @@ async fn partnercentral(
                 ));
             }
         }
+    }
+    if !foreign.is_empty() {
+        ingest.metrics.rejected("foreign_source", foreign.len());
+        if events.is_empty() && bad.is_empty() && other_catalog == 0 {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                "foreign source",
+                format!(
+                    "no event is from aws.partnercentral-selling (first: `{}`); the EventBridge rule's pattern should match only \"source\": [\"aws.partnercentral-selling\"]",
+                    foreign[0]
+                ),
+            );
+        }
+        tracing::warn!(events = foreign.len(), first = %foreign[0],
+            "EventBridge events from another source ignored; narrow the rule's pattern");
     }
     if other_catalog > 0 {
         ingest.metrics.rejected("other_catalog", other_catalog);
@@ -664,8 +743,13 @@ mod tests {
                 mixed["duplicates"].as_u64(),
                 mixed["dead_lettered"].as_u64()
             ),
-            (Some(1), Some(1)),
-            "{mixed}"
+            (Some(1), Some(0)),
+            "another service's event is ignored, not parked: {mixed}"
+        );
+        assert!(
+            r.metrics_text().contains(r#"reason="foreign_source"} 1"#),
+            "{}",
+            r.metrics_text()
         );
         let claimed = r.store.claim(now() + 1, 0, 10).unwrap();
         assert_eq!(claimed[0].key, "opportunity:O5000001");
@@ -688,5 +772,86 @@ mod tests {
         );
         let claimed = r.store.claim(now() + 1, 0, 10).unwrap();
         assert!(!claimed.iter().any(|b| b.key == "opportunity:O5000009"));
+    }
+
+    #[tokio::test]
+    async fn bodies_no_sender_would_send_are_refused_whole_and_nothing_is_kept() {
+        let r = start(false).await;
+        // Signed, but not UTF-8.
+        let mut bytes = batch(&[1]).into_bytes();
+        bytes[10] = 0xff;
+        let ts = now().to_string();
+        let answer = reqwest::Client::new()
+            .post(format!("{}/webhooks/hubspot", r.url))
+            .header("content-type", "application/json")
+            .header(
+                "x-hubspot-signature-v3",
+                webhooks::v3(
+                    SECRET,
+                    "POST",
+                    &format!("{PUBLIC}/webhooks/hubspot"),
+                    &bytes,
+                    &ts,
+                ),
+            )
+            .header("x-hubspot-request-timestamp", ts)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 400);
+        let body: Value = answer.json().await.unwrap();
+        assert!(
+            body["message"].as_str().unwrap().contains("not UTF-8 text"),
+            "{body}"
+        );
+
+        // Signed, and an array 100,000 levels deep.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let (status, body) = send(&r, "/webhooks/hubspot", &deep, SECRET, now()).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("nested"),
+            "{body}"
+        );
+
+        // EventBridge: more events than any API destination sends, and only foreign ones.
+        let post = |body: String| {
+            let url = format!("{}/events/partnercentral", r.url);
+            async move {
+                let answer = reqwest::Client::new()
+                    .post(url)
+                    .header("x-pcsync-secret", "eventbridge-shared-secret")
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                (
+                    answer.status().as_u16(),
+                    answer.json::<Value>().await.unwrap(),
+                )
+            }
+        };
+        let foreign: Vec<Value> = (0..1_000)
+            .map(|i| json!({"id": format!("x-{i}"), "source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification", "detail": {}}))
+            .collect();
+        let (status, body) = post(Value::Array(foreign.clone()).to_string()).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("1000 events"),
+            "{body}"
+        );
+        let (status, body) = post(Value::Array(foreign[..3].to_vec()).to_string()).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("aws.ec2"),
+            "{body}"
+        );
+        let (status, body) = post(deep.clone()).await;
+        assert_eq!(status, 400, "{body}");
+
+        let stats = r.store.stats().unwrap();
+        assert_eq!((stats.pending, stats.dead), (0, 0), "nothing kept");
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod execute;
+pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod poll;

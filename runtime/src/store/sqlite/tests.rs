@@ -356,14 +356,27 @@ fn an_empty_or_foreign_state_file_is_refused_by_name() {
     // Truncated to nothing: starting would silently begin with an empty inbox.
     let empty = dir.path().join("truncated.db");
     std::fs::write(&empty, b"").unwrap();
-    let e = SqliteStore::open(&empty).err().expect("refused").to_string();
-    assert!(e.contains(&*empty.to_string_lossy()) && e.contains("empty"), "{e}");
-    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0, "left as it was");
+    let e = SqliteStore::open(&empty)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains(&*empty.to_string_lossy()) && e.contains("empty"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::metadata(&empty).unwrap().len(),
+        0,
+        "left as it was"
+    );
 
     // Not a database at all, and a database whose pages are damaged.
     let foreign = dir.path().join("notes.db");
     std::fs::write(&foreign, "these are my notes, not a database\n".repeat(200)).unwrap();
-    let e = SqliteStore::open(&foreign).err().expect("refused").to_string();
+    let e = SqliteStore::open(&foreign)
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(e.contains(&*foreign.to_string_lossy()), "{e}");
 
     let damaged = dir.path().join("damaged.db");
@@ -374,7 +387,10 @@ fn an_empty_or_foreign_state_file_is_refused_by_name() {
     }
     std::fs::write(&damaged, bytes).unwrap();
     let _ = std::fs::remove_file(dir.path().join("damaged.db-wal"));
-    let e = SqliteStore::open(&damaged).err().expect("refused").to_string();
+    let e = SqliteStore::open(&damaged)
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(e.contains(&*damaged.to_string_lossy()), "{e}");
 
     // A new file is fine.
