@@ -132,6 +132,20 @@ pub async fn check_credentials(
     }
 }
 
+/// A rate limiter for `quota` that starts with its burst spent, as if the process
+/// had just sent a burst. A restarted pcsync does not know what the process before
+/// it sent in its last moments, and the service counts those calls: a limiter that
+/// started full would add its whole burst to them (a crash loop met 30 Partner
+/// Central throttles that way). Against a token bucket of the same quota, which is
+/// how AWS counts requests per second, a bucket emptied at start-up can never hold
+/// more than the service's, whatever came before; the cost is at most one burst's
+/// worth of waiting after a start.
+pub fn drained_limiter(quota: governor::Quota) -> governor::DefaultDirectRateLimiter {
+    let limiter = governor::RateLimiter::direct(quota);
+    let _ = limiter.check_n(quota.burst_size());
+    limiter
+}
+
 /// Reports every attempt of an AWS SDK call (its own retries included) to an
 /// [`Observer`], so that `/metrics` counts what went over the wire, not only what
 /// the caller saw.

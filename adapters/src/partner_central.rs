@@ -17,7 +17,7 @@ use aws_sdk_partnercentralselling::config::interceptors::AfterDeserializationInt
 use aws_sdk_partnercentralselling::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_partnercentralselling::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_partnercentralselling::primitives::{DateTime, DateTimeFormat};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, Quota};
 use serde_json::{Map, Value};
 
 /// Members of an opportunity an UpdateOpportunity request carries besides `Catalog`,
@@ -229,7 +229,7 @@ impl PartnerCentralClient {
     /// A client over an existing SDK client.
     pub fn from_client(client: pc::Client, catalog: &str) -> Self {
         let per_second = |n: u32| {
-            Arc::new(RateLimiter::direct(Quota::per_second(
+            Arc::new(crate::drained_limiter(Quota::per_second(
                 NonZeroU32::new(n).expect("a positive quota"),
             )))
         };

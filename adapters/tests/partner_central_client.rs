@@ -184,3 +184,35 @@ async fn the_sdks_own_retries_are_each_counted() {
         .collect();
     assert_eq!(attempts, ["500", "500", "ok"], "every exchange on the wire");
 }
+
+#[tokio::test]
+async fn a_restarted_client_does_not_add_its_burst_to_the_last_ones() {
+    // The sandbox counts 10 reads a second per account, as AWS does.
+    let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
+        .await
+        .unwrap();
+    demo::seed(&sb);
+    let conf = pcsync_adapters::aws_sdk_config(
+        "us-east-1",
+        Some(&sb.partner_central_url),
+        Some(("AKIDEXAMPLE", "sandbox-secret")),
+        pcsync_adapters::AwsTimeouts::default(),
+    )
+    .await;
+    // A process reads as fast as its limiter lets it, and is replaced at once by
+    // another that does the same (a crash loop).
+    for _ in 0..3 {
+        let c = PartnerCentralClient::from_config(&conf, "Sandbox");
+        let reads = (0..12).map(|_| c.get_opportunity("O5000004"));
+        for read in futures_util::future::join_all(reads).await {
+            read.unwrap();
+        }
+    }
+    let throttled = sb
+        .journal
+        .calls()
+        .iter()
+        .filter(|c| c.status == 429)
+        .count();
+    assert_eq!(throttled, 0, "no call was throttled");
+}

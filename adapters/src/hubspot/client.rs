@@ -5,7 +5,7 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, Quota};
 use indexmap::IndexMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -110,8 +110,8 @@ impl HubSpotClient {
                 .unwrap_or_default(),
             base_url: base_url.trim_end_matches('/').to_string(),
             token: token.to_string(),
-            requests: RateLimiter::direct(requests),
-            searches: RateLimiter::direct(searches),
+            requests: crate::drained_limiter(requests),
+            searches: crate::drained_limiter(searches),
             observer: None,
         }
     }
