@@ -207,8 +207,7 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
         assert!(counted.contains(line), "{line} not in\n{counted}");
     }
 
-    // An event from elsewhere is kept in the dead-letter list with its reason, where
-    // `pcsync dlq` shows it, and can be dropped.
+    // An event from another service is refused, naming the rule to narrow.
     let stray = http
         .post(format!("{}/events/partnercentral", service.url))
         .header("x-pcsync-secret", "events-secret-0123456789")
@@ -216,12 +215,23 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
         .send()
         .await
         .unwrap();
-    assert!(stray.status().is_success(), "{}", stray.status());
+    assert_eq!(stray.status(), 400);
+    // A Partner Central event pcsync cannot read is kept in the dead-letter list with
+    // its reason, where `pcsync dlq` shows it, and can be dropped.
+    let unreadable = http
+        .post(format!("{}/events/partnercentral", service.url))
+        .header("x-pcsync-secret", "events-secret-0123456789")
+        .json(&json!({ "id": "e-stray", "source": "aws.partnercentral-selling", "detail-type": "Opportunity Updated",
+            "detail": { "catalog": "Sandbox", "opportunity": { "identifier": "O1/../O2" } } }))
+        .send()
+        .await
+        .unwrap();
+    assert!(unreadable.status().is_success(), "{}", unreadable.status());
     let dlq = |args: &[&str]| dlq(&config, args);
     let (code, listed, err) = dlq(&["list"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        listed.contains("not aws.partnercentral-selling"),
+        listed.contains("detail.opportunity.identifier"),
         "{listed}"
     );
     let id = listed

@@ -81,11 +81,44 @@ pub fn load_rules(paths: &[PathBuf]) -> Loaded<RuleSet> {
             };
         }
     };
+    let mut texts = Vec::with_capacity(files.len());
+    let all = files.len();
+    for path in files {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => texts.push((path, text)),
+            Err(e) => {
+                let file = sources.add(path.display().to_string(), String::new());
+                diagnostics.push(
+                    Diagnostic::error(Code::Io, format!("cannot read `{}`: {e}", path.display()))
+                        .in_file(file),
+                );
+            }
+        }
+    }
+    let mut loaded = load_texts(sources, diagnostics, texts);
+    loaded.files_checked = all;
+    loaded
+}
+
+/// [`load_rules`] for packs already read: each file's path (for messages, and for
+/// the `.rhai` files it names) and text. What `pcsync` loads from disk goes through
+/// here, and so does the fuzzer.
+pub fn load_pack_texts(files: Vec<(PathBuf, String)>) -> Loaded<RuleSet> {
+    load_texts(Sources::default(), Vec::new(), files)
+}
+
+fn load_texts(
+    mut sources: Sources,
+    mut diagnostics: Vec<Diagnostic>,
+    files: Vec<(PathBuf, String)>,
+) -> Loaded<RuleSet> {
+    let files_checked = files.len();
     let engine = Arc::new(script::engine());
     let mut hasher = Sha256::new();
     let mut parsed: Vec<(FileId, PathBuf, Document, RulePack)> = Vec::new();
-    for path in &files {
-        let Some((file, doc)) = read_document(&mut sources, &mut diagnostics, path) else {
+    for (path, text) in files {
+        let path = &path;
+        let Some((file, doc)) = parse_document(&mut sources, &mut diagnostics, path, text) else {
             continue;
         };
         hasher.update(path.display().to_string().as_bytes());
@@ -128,7 +161,7 @@ pub fn load_rules(paths: &[PathBuf]) -> Loaded<RuleSet> {
     Loaded {
         sources,
         diagnostics,
-        files_checked: files.len(),
+        files_checked,
         value: (!failed).then(|| RuleSet {
             packs,
             engine,
@@ -177,6 +210,16 @@ fn read_document(
             return None;
         }
     };
+    parse_document(sources, diagnostics, path, text)
+}
+
+/// Registers a file's text and parses it as YAML with positions.
+fn parse_document(
+    sources: &mut Sources,
+    diagnostics: &mut Vec<Diagnostic>,
+    path: &Path,
+    text: String,
+) -> Option<(FileId, Document)> {
     let file = sources.add(path.display().to_string(), text);
     let (doc, found) = source::parse(file, sources.text(file));
     let syntax_failed = doc.is_none();

@@ -263,52 +263,77 @@ async fn hubspot(
     ) {
         return reject(StatusCode::UNAUTHORIZED, "signature", e.to_string());
     }
-    if let Some(why) = unparsable(&body) {
-        return reject(StatusCode::BAD_REQUEST, "malformed", why);
-    }
-    // Each event's own text is kept as received (it is what the inbox stores), so
-    // the body is split into events first and each is read on its own.
-    let items: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(&body) {
-        Ok(items) => items,
-        Err(e) => {
-            let why = match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
-                Ok(_) => "HubSpot sends a JSON array of events".to_string(),
-                Err(_) => format!("the body is not JSON: {e}"),
-            };
-            return reject(StatusCode::BAD_REQUEST, "malformed", why);
-        }
-    };
-    if items.len() > 100 {
-        return reject(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            format!(
-                "{} events in one batch; HubSpot sends at most 100",
-                items.len()
-            ),
-        );
-    }
     let batch_id = header("x-hubspot-request-timestamp")
         .unwrap_or("0")
         .to_string();
-    let mut events = Vec::new();
-    let mut bad = Vec::new();
+    match read_hubspot_batch(&body, &batch_id) {
+        Ok(read) => accept(&ingest, read.events, read.unreadable).await,
+        Err(why) => reject(StatusCode::BAD_REQUEST, "malformed", why),
+    }
+}
+
+/// A request body as ingest reads it: the events to accept (with the text the inbox
+/// keeps, when there is one) and the events to park with their reasons.
+#[derive(Debug, Default)]
+pub struct Read {
+    /// Events to accept.
+    pub events: Vec<(Event, Option<String>)>,
+    /// Events that arrived but cannot be read, with why.
+    pub unreadable: Vec<(Event, String)>,
+    /// Events about the other catalog, dropped.
+    pub other_catalog: usize,
+    /// The sources of events from other services, dropped.
+    pub foreign: Vec<String>,
+}
+
+/// Reads a HubSpot webhook body (after its signature was checked): an error says
+/// why the whole body is refused.
+pub fn read_hubspot(body: &[u8]) -> Result<Read, String> {
+    read_hubspot_batch(body, "0")
+}
+
+fn read_hubspot_batch(body: &[u8], batch_id: &str) -> Result<Read, String> {
+    if let Some(why) = unparsable(body) {
+        return Err(why);
+    }
+    // Each event's own text is kept as received (it is what the inbox stores), so
+    // the body is split into events first and each is read on its own.
+    let items: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(body) {
+        Ok(items) => items,
+        Err(e) => {
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                    Ok(_) => "HubSpot sends a JSON array of events".to_string(),
+                    Err(_) => format!("the body is not JSON: {e}"),
+                },
+            );
+        }
+    };
+    if items.len() > 100 {
+        return Err(format!(
+            "{} events in one batch; HubSpot sends at most 100",
+            items.len()
+        ));
+    }
+    let mut read = Read::default();
     for (i, raw) in items.into_iter().enumerate() {
         // The fields only: the payload travels as the text received, and is read
         // whole when the worker takes the event.
         match Event::hubspot_fields_from_text(raw.get()) {
-            Ok(e) => events.push((e, Some(format!(r#"{{"hubspot":{}}}"#, raw.get())))),
+            Ok(e) => read
+                .events
+                .push((e, Some(format!(r#"{{"hubspot":{}}}"#, raw.get())))),
             Err(e) => {
                 let item: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
                 let reason = format!("event {i} of the batch cannot be read: {e}");
-                bad.push((
-                    unreadable(Source::Hubspot, i, &item, &reason, &batch_id),
+                read.unreadable.push((
+                    unreadable(Source::Hubspot, i, &item, &reason, batch_id),
                     reason,
                 ));
             }
         }
     }
-    accept(&ingest, events, bad).await
+    Ok(read)
 }
 
 async fn partnercentral(
@@ -334,79 +359,16 @@ async fn partnercentral(
             "missing or wrong X-Pcsync-Secret",
         );
     }
-    if let Some(why) = unparsable(&body) {
-        return reject(StatusCode::BAD_REQUEST, "malformed", why);
-    }
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return reject(
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                format!("the body is not JSON: {e}"),
-            );
-        }
-    };
-    let items: Vec<Value> = match value {
-        Value::Array(items) => items,
-        one @ Value::Object(_) => vec![one],
-        _ => {
-            return reject(
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                "expected an EventBridge event or a list of them",
-            );
-        }
-    };
-    if items.len() > MAX_EVENTBRIDGE_EVENTS {
-        return reject(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            format!(
-                "{} events in one request; an EventBridge API destination sends one, and at most {MAX_EVENTBRIDGE_EVENTS} are taken",
-                items.len()
-            ),
-        );
-    }
-    let mut events = Vec::new();
-    let mut bad = Vec::new();
-    let mut other_catalog = 0;
-    let mut foreign = Vec::new();
     let batch_id = (ingest.now_ms)().to_string();
-    for (i, item) in items.iter().enumerate() {
-        // One EventBridge rule may forward both catalogs (reference §9: "catalog":
-        // "<Sandbox | AWS>"); changes in the other one are dropped, and counted.
-        let catalog = item.pointer("/detail/catalog").and_then(Value::as_str);
-        if item["source"] == "aws.partnercentral-selling"
-            && catalog.is_some_and(|c| c != ingest.catalog)
-        {
-            other_catalog += 1;
-            continue;
-        }
-        // Another service's event: the EventBridge rule forwards more than it
-        // should. Not pcsync's to apply or to keep; refused with the rule to fix.
-        if item["source"] != "aws.partnercentral-selling" {
-            foreign.push(
-                item["source"]
-                    .as_str()
-                    .unwrap_or("(no source)")
-                    .chars()
-                    .take(64)
-                    .collect::<String>(),
-            );
-            continue;
-        }
-        match Event::from_eventbridge(item) {
-            Ok(e) => events.push((e, None)),
-            Err(e) => {
-                let reason = format!("event {i} cannot be read: {e}");
-                bad.push((
-                    unreadable(Source::Partnercentral, i, item, &reason, &batch_id),
-                    reason,
-                ));
-            }
-        }
-    }
+    let Read {
+        events,
+        unreadable: bad,
+        other_catalog,
+        foreign,
+    } = match read_eventbridge_batch(&body, &ingest.catalog, &batch_id) {
+        Ok(read) => read,
+        Err(why) => return reject(StatusCode::BAD_REQUEST, "malformed", why),
+    };
     if !foreign.is_empty() {
         ingest.metrics.rejected("foreign_source", foreign.len());
         if events.is_empty() && bad.is_empty() && other_catalog == 0 {
@@ -431,6 +393,67 @@ async fn partnercentral(
         );
     }
     accept(&ingest, events, bad).await
+}
+
+/// Reads an EventBridge request body (after its secret was checked) for a service in
+/// `catalog`: an error says why the whole body is refused.
+pub fn read_eventbridge(body: &[u8], catalog: &str) -> Result<Read, String> {
+    read_eventbridge_batch(body, catalog, "0")
+}
+
+fn read_eventbridge_batch(body: &[u8], catalog: &str, batch_id: &str) -> Result<Read, String> {
+    if let Some(why) = unparsable(body) {
+        return Err(why);
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let items: Vec<Value> = match value {
+        Value::Array(items) => items,
+        one @ Value::Object(_) => vec![one],
+        _ => return Err("expected an EventBridge event or a list of them".into()),
+    };
+    if items.len() > MAX_EVENTBRIDGE_EVENTS {
+        return Err(format!(
+            "{} events in one request; an EventBridge API destination sends one, and at most {MAX_EVENTBRIDGE_EVENTS} are taken",
+            items.len()
+        ));
+    }
+    let mut read = Read::default();
+    for (i, item) in items.iter().enumerate() {
+        // One EventBridge rule may forward both catalogs (reference §9: "catalog":
+        // "<Sandbox | AWS>"); changes in the other one are dropped, and counted.
+        let event_catalog = item.pointer("/detail/catalog").and_then(Value::as_str);
+        if item["source"] == "aws.partnercentral-selling"
+            && event_catalog.is_some_and(|c| c != catalog)
+        {
+            read.other_catalog += 1;
+            continue;
+        }
+        // Another service's event: the EventBridge rule forwards more than it
+        // should. Not pcsync's to apply or to keep; refused with the rule to fix.
+        if item["source"] != "aws.partnercentral-selling" {
+            read.foreign.push(
+                item["source"]
+                    .as_str()
+                    .unwrap_or("(no source)")
+                    .chars()
+                    .take(64)
+                    .collect(),
+            );
+            continue;
+        }
+        match Event::from_eventbridge(item) {
+            Ok(e) => read.events.push((e, None)),
+            Err(e) => {
+                let reason = format!("event {i} cannot be read: {e}");
+                read.unreadable.push((
+                    unreadable(Source::Partnercentral, i, item, &reason, batch_id),
+                    reason,
+                ));
+            }
+        }
+    }
+    Ok(read)
 }
 
 #[cfg(test)]

@@ -839,15 +839,20 @@ fn every_golden_case_gives_the_same_effects_through_the_worker() {
 }
 
 #[tokio::test]
-async fn batches_about_one_opportunity_take_turns() {
+async fn batches_about_one_opportunity_take_turns_and_read_again() {
     let in_flight = super::InFlight::default();
+    let since = in_flight.now();
     let first = in_flight
-        .take(vec!["deal:101".into(), "opportunity:O1".into()])
+        .take(vec!["deal:101".into(), "opportunity:O1".into()], since)
         .await
-        .expect("free: taken at once");
+        .ok()
+        .expect("free: taken, and nothing changed since");
     // Another deal is free; the same opportunity from its own batch must wait.
-    assert!(in_flight.take(vec!["deal:102".into()]).await.is_ok());
-    let second = in_flight.take(vec!["opportunity:O1".into(), "opportunity:O1".into()]);
+    assert!(in_flight.take(vec!["deal:102".into()], since).await.is_ok());
+    let second = in_flight.take(
+        vec!["opportunity:O1".into(), "opportunity:O1".into()],
+        since,
+    );
     tokio::pin!(second);
     assert!(
         futures_util::poll!(second.as_mut()).is_pending(),
@@ -855,4 +860,21 @@ async fn batches_about_one_opportunity_take_turns() {
     );
     drop(first);
     assert!(second.await.is_err(), "it waited, so it reads again");
+    // A batch that read before another finished with the subject reads again, even
+    // though it did not have to wait.
+    let before = in_flight.now();
+    drop(in_flight.take(vec!["opportunity:O2".into()], before).await);
+    assert!(
+        in_flight
+            .take(vec!["opportunity:O2".into()], before)
+            .await
+            .is_err()
+    );
+    let after = in_flight.now();
+    assert!(
+        in_flight
+            .take(vec!["opportunity:O2".into()], after)
+            .await
+            .is_ok()
+    );
 }
