@@ -230,10 +230,7 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
     let dlq = |args: &[&str]| dlq(&config, args);
     let (code, listed, err) = dlq(&["list"]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(
-        listed.contains("detail.opportunity.identifier"),
-        "{listed}"
-    );
+    assert!(listed.contains("detail.opportunity.identifier"), "{listed}");
     let id = listed
         .split_whitespace()
         .find_map(|w| w.strip_prefix('#'))
