@@ -21,8 +21,11 @@ fuzz_target!(|data: &[u8]| {
         "previous": {"score": 51},
         "now": "2026-11-28T12:00:00Z",
     });
-    let env = pcsync_engine::template::environment();
-    let _ = env.render_str(template, &context);
-    let engine = pcsync_engine::script::engine();
+    // Built once, as the service builds them once per rule set.
+    static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
+    static ENGINE: std::sync::OnceLock<rhai::Engine> = std::sync::OnceLock::new();
+    let env = ENV.get_or_init(pcsync_engine::template::environment);
+    let _ = env.render_str(template, minijinja::Value::from(minijinja::value::Serde(&context)));
+    let engine = ENGINE.get_or_init(pcsync_engine::script::engine);
     let _ = engine.run(script);
 });
