@@ -319,12 +319,21 @@ fn read_hubspot_batch(body: &[u8], batch_id: &str) -> Result<Read, String> {
     for (i, raw) in items.into_iter().enumerate() {
         // The fields only: the payload travels as the text received, and is read
         // whole when the worker takes the event.
-        match Event::hubspot_fields_from_text(raw.get()) {
+        // The fields alone read; the whole event must too, since the worker reads
+        // it back whole (a number out of range, say, would fail only there).
+        let whole = serde_json::from_str::<Value>(raw.get())
+            .map_err(|e| format!("the event does not read as JSON: {e}"));
+        match Event::hubspot_fields_from_text(raw.get())
+            .map_err(|e| e.to_string())
+            .and_then(|e| whole.map(|_| e))
+        {
             Ok(e) => read
                 .events
                 .push((e, Some(format!(r#"{{"hubspot":{}}}"#, raw.get())))),
             Err(e) => {
-                let item: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+                // Kept as text when it does not parse, so the dead letter shows it.
+                let item: Value = serde_json::from_str(raw.get())
+                    .unwrap_or_else(|_| Value::String(raw.get().chars().take(4096).collect()));
                 let reason = format!("event {i} of the batch cannot be read: {e}");
                 read.unreadable.push((
                     unreadable(Source::Hubspot, i, &item, &reason, batch_id),
@@ -876,5 +885,20 @@ mod tests {
 
         let stats = r.store.stats().unwrap();
         assert_eq!((stats.pending, stats.dead), (0, 0), "nothing kept");
+    }
+
+    #[test]
+    fn an_event_whose_text_does_not_read_back_is_parked_at_once() {
+        // Found by the hubspot_webhook fuzz target: the fields read, but a number out
+        // of range elsewhere made the stored text unreadable for the worker.
+        let body = br#"[{"objectId": 400000040000000001, "propee": "dealstage", "properionId": 1, "portalId": 62515, "appId": 39522895, "occurrdtAe":33.333333e3001, "subscriptionType": "deal.propere", "attemptNumber": 0}]"#;
+        let read = read_hubspot(body).unwrap();
+        assert!(read.events.is_empty());
+        assert_eq!(read.unreadable.len(), 1);
+        assert!(
+            read.unreadable[0].1.contains("number out of range"),
+            "{}",
+            read.unreadable[0].1
+        );
     }
 }
