@@ -58,8 +58,18 @@ async fn solutions_are_listed_searched_and_fetched_from_the_cached_catalog() {
     let http = reqwest::Client::new();
     let api = |path: &str| format!("{}{path}", service.url);
 
-    // Before the catalog is read: 503 with the reason and when to come back.
-    let (status, headers, body) = status_and_body(&http, &api("/solutions")).await;
+    // Before the catalog is read: 503 with the reason and when to come back. (The
+    // first read waits for the read limiter, which starts drained, so the refusal
+    // may take a moment to be the reason given.)
+    let (status, headers, body) =
+        eventually("the first catalog read to fail", &service, || async {
+            let (status, headers, body) = status_and_body(&http, &api("/solutions")).await;
+            body["message"]
+                .as_str()?
+                .contains("ValidationException")
+                .then_some((status, headers, body))
+        })
+        .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(headers["retry-after"], "5");
     assert!(
