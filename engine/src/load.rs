@@ -4,7 +4,6 @@
 //! a rule set is produced only when there is no error.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -113,7 +112,7 @@ fn load_texts(
     files: Vec<(PathBuf, String)>,
 ) -> Loaded<RuleSet> {
     let files_checked = files.len();
-    let engine = Arc::new(script::engine());
+    let engine = script::shared();
     let mut hasher = Sha256::new();
     let mut parsed: Vec<(FileId, PathBuf, Document, RulePack)> = Vec::new();
     for (path, text) in files {

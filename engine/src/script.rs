@@ -2,6 +2,8 @@
 //! file, module or network access, and strict about variables so that a typo is a
 //! load-time error rather than a silent `()` at run time.
 
+use std::sync::{Arc, LazyLock};
+
 use rhai::{Engine, OptimizationLevel};
 
 /// Operations one script may run before it is stopped (a loop that never ends).
@@ -12,6 +14,14 @@ pub const MAX_CALL_LEVELS: usize = 32;
 pub const MAX_STRING_SIZE: usize = 64 * 1024;
 /// Largest array or map a script may build.
 pub const MAX_COLLECTION_SIZE: usize = 10_000;
+
+/// The engine every rule set compiles and runs with. It holds no per-pack state
+/// (scripts carry their own functions), so one is built per process: building it
+/// registers Rhai's whole standard library, which used to dominate a small reload.
+pub fn shared() -> Arc<Engine> {
+    static SHARED: LazyLock<Arc<Engine>> = LazyLock::new(|| Arc::new(engine()));
+    Arc::clone(&SHARED)
+}
 
 /// A new engine with pcsync's limits.
 pub fn engine() -> Engine {
