@@ -81,6 +81,9 @@ pub enum EventError {
         /// What it should be.
         expected: &'static str,
     },
+    /// The text is not JSON that reads (as the worker would read it).
+    #[error("the event does not read as JSON: {0}")]
+    Json(String),
     /// The value is not any known event shape.
     #[error(
         "not an event: expected a HubSpot webhook event (with `subscriptionType`), an EventBridge event (with `detail-type`), or `schedule: PACK`"
@@ -129,16 +132,11 @@ impl Event {
         Ok(event)
     }
 
-    /// [`Event::from_hubspot`], keeping `v` as the payload without copying it (ingest
-    /// reads thousands a second); on error `v` comes back with the reason.
-    pub fn from_hubspot_owned(v: Value) -> Result<Event, (EventError, Value)> {
-        match Event::hubspot_fields(&v) {
-            Ok(mut event) => {
-                event.payload = v;
-                Ok(event)
-            }
-            Err(e) => Err((e, v)),
-        }
+    /// [`Event::from_hubspot`], keeping `v` as the payload without copying it.
+    pub fn from_hubspot_owned(v: Value) -> Result<Event, EventError> {
+        let mut event = Event::hubspot_fields(&v)?;
+        event.payload = v;
+        Ok(event)
     }
 
     /// A HubSpot event's fields, with an empty payload.
@@ -150,14 +148,15 @@ impl Event {
     /// only the members they come from instead of building the whole tree (ingest
     /// reads tens of thousands a second). The same fields as
     /// [`Event::from_hubspot`] gives; text that is not an object of distinct
-    /// members is read the long way, with the same outcome.
+    /// members is read the long way, with the same outcome. Text read here also
+    /// reads whole (every value in it is checked), as the worker will read it.
     pub fn hubspot_fields_from_text(text: &str) -> Result<Event, EventError> {
         match serde_json::from_str::<HubspotMembers>(text) {
             Ok(m) => Event::hubspot_fields_of(|k| m.get(k)),
-            Err(_) => {
-                let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-                Event::hubspot_fields(&v)
-            }
+            Err(_) => match serde_json::from_str::<Value>(text) {
+                Ok(v) => Event::hubspot_fields(&v),
+                Err(e) => Err(EventError::Json(e.to_string())),
+            },
         }
     }
 
@@ -302,7 +301,7 @@ impl Event {
         let mut value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
         if let Some(only) = value.as_object_mut().filter(|o| o.len() == 1) {
             if let Some(payload) = only.remove("hubspot") {
-                return Event::from_hubspot_owned(payload).map_err(|(e, _)| e.to_string());
+                return Event::from_hubspot_owned(payload).map_err(|e| e.to_string());
             }
             if let Some(payload) = only.remove("eventbridge") {
                 let mut event = Event::eventbridge_fields(&payload).map_err(|e| e.to_string())?;
@@ -365,34 +364,44 @@ impl<'v, F: Fn(&str) -> Option<&'v Value>> Getter<F> {
     }
 }
 
-/// The members of a HubSpot event its fields come from; the others are skipped.
-/// A member present as `null` is `Some(Null)`, as in the tree.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The members of a HubSpot event its fields come from, read from an object only:
+/// serde's derived readers would also take a JSON array as the members in order,
+/// which HubSpot never sends and the stored form cannot read back (a fuzz finding).
+/// The other members are walked and checked, not kept, so that text read here
+/// also reads whole, as the worker reads it (a number out of range fails here).
+/// A member present as `null` is `Some(Null)`, as in the tree; a member given
+/// twice is an error, and the caller reads such text the long way.
+#[derive(Default)]
 struct HubspotMembers {
-    #[serde(default, deserialize_with = "present")]
     subscription_type: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     event_type: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     object_id: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     occurred_at: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     property_name: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     property_value: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     event_id: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     portal_id: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     change_source: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     source_id: Option<Value>,
 }
 
 impl HubspotMembers {
+    fn slot(&mut self, key: &str) -> Option<&mut Option<Value>> {
+        Some(match key {
+            "subscriptionType" => &mut self.subscription_type,
+            "eventType" => &mut self.event_type,
+            "objectId" => &mut self.object_id,
+            "occurredAt" => &mut self.occurred_at,
+            "propertyName" => &mut self.property_name,
+            "propertyValue" => &mut self.property_value,
+            "eventId" => &mut self.event_id,
+            "portalId" => &mut self.portal_id,
+            "changeSource" => &mut self.change_source,
+            "sourceId" => &mut self.source_id,
+            _ => return None,
+        })
+    }
+
     fn get(&self, key: &str) -> Option<&Value> {
         match key {
             "subscriptionType" => self.subscription_type.as_ref(),
@@ -410,8 +419,80 @@ impl HubspotMembers {
     }
 }
 
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
+impl<'de> Deserialize<'de> for HubspotMembers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = HubspotMembers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a HubSpot event object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<HubspotMembers, A::Error> {
+                let mut members = HubspotMembers::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match members.slot(&key) {
+                        Some(Some(_)) => return Err(serde::de::Error::duplicate_field("member")),
+                        Some(slot) => *slot = Some(map.next_value()?),
+                        None => map.next_value::<Checked>().map(|_| ())?,
+                    }
+                }
+                Ok(members)
+            }
+        }
+        d.deserialize_map(Members)
+    }
+}
+
+/// Any JSON value, read and checked as [`Value`] would read it (numbers in range,
+/// strings valid), without building it.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Walk;
+        impl<'de> serde::de::Visitor<'de> for Walk {
+            type Value = Checked;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_unit<E>(self) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Checked, A::Error> {
+                while seq.next_element::<Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Checked, A::Error> {
+                while map.next_entry::<Checked, Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+        }
+        d.deserialize_any(Walk)
+    }
 }
 
 /// Whether `id` is a Partner Central opportunity id (`O[0-9]{1,19}`, the service
@@ -487,12 +568,29 @@ mod tests {
             r#"{"subscriptionType":"deal.creation","objectId":1,"occurredAt":"yesterday","sourceId":"\u0041pp"}"#,
             r#"[1,2]"#,
             r#"12"#,
+            // The members in order, as an array: derived readers took this as an event.
+            r#"["deal.creation","deal.creation",1]"#,
+            r#"[["0","0",1]]"#,
         ];
         for text in cases {
             let tree: Value = serde_json::from_str(text).unwrap();
             let long = Event::hubspot_fields(&tree);
             assert_eq!(Event::hubspot_fields_from_text(text), long, "{text}");
         }
+    }
+
+    #[test]
+    fn text_whose_fields_read_but_which_does_not_read_whole_is_refused() {
+        // A number out of range in a member the fields do not use: the worker reads
+        // the event whole and would fail there.
+        let text = r#"{"subscriptionType":"deal.creation","objectId":1,"occurrdtAe":33.3e3001}"#;
+        let e = Event::hubspot_fields_from_text(text).unwrap_err();
+        assert!(e.to_string().contains("number out of range"), "{e}");
+        // …also deep inside, and in a member name's escapes.
+        let deep = r#"{"subscriptionType":"deal.creation","objectId":1,"x":[{"y":[1e999]}]}"#;
+        assert!(Event::hubspot_fields_from_text(deep).is_err());
+        let key = r#"{"subscriptionType":"deal.creation","objectId":1,"\uZZZZ":1}"#;
+        assert!(Event::hubspot_fields_from_text(key).is_err());
     }
 
     #[test]
