@@ -312,12 +312,14 @@ async fn kills_and_faults_lose_nothing_duplicate_nothing_and_leave_nothing_stuck
         + h["inbox"]["running"].as_u64().unwrap_or(0)
         + h["inbox"]["deferred"].as_u64().unwrap_or(0);
     let dead = h["inbox"]["dead"].as_u64().unwrap_or(0);
-    let throttled = sb
-        .journal
-        .calls()
-        .iter()
-        .filter(|c| c.status == 429)
-        .count();
+    // Every 429 the sandbox answered, by service and operation: the injected ones
+    // are UpdateOpportunity's; any other is pcsync outrunning a limit.
+    let mut throttled: BTreeMap<String, u64> = BTreeMap::new();
+    for c in sb.journal.calls().iter().filter(|c| c.status == 429) {
+        *throttled
+            .entry(format!("{} {}", c.service, c.operation))
+            .or_default() += 1;
+    }
     println!(
         "fault suite: cycles={cycles} edits={edits} restarts={restarts} kills={kills:?} faults={faults:?} \
          writes={} lost=0 duplicated={} stuck={stuck} dead={dead} health_lies={} 429s={throttled:?} injected_429s={} \

@@ -9,7 +9,6 @@
 //! raw response JSON, the other puts the full record into the request before it is
 //! signed.
 
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_partnercentralselling as pc;
@@ -17,7 +16,7 @@ use aws_sdk_partnercentralselling::config::interceptors::AfterDeserializationInt
 use aws_sdk_partnercentralselling::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_partnercentralselling::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_partnercentralselling::primitives::{DateTime, DateTimeFormat};
-use governor::{DefaultDirectRateLimiter, Quota};
+use governor::DefaultDirectRateLimiter;
 use serde_json::{Map, Value};
 
 /// Members of an opportunity an UpdateOpportunity request carries besides `Catalog`,
@@ -159,7 +158,7 @@ fn error<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
 
 /// A Partner Central client for one catalog. Its limiters keep within the Selling
 /// API's account quotas (1 write and 10 reads per second), so that throttling is
-/// not hit in steady state; clones share them.
+/// not hit in steady state (paced: [`crate::paced_quota`]); clones share them.
 #[derive(Clone)]
 pub struct PartnerCentralClient {
     client: pc::Client,
@@ -208,6 +207,24 @@ impl Pages {
 /// The API's name in metrics.
 const API: &str = "partnercentral";
 
+/// Attempts per call, as the SDK's standard retry mode makes.
+const ATTEMPTS: u32 = 3;
+/// The first retry's backoff at most, doubling per retry up to [`MAX_BACKOFF`].
+const INITIAL_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// How long to wait before retry `attempt + 1`: the service's `x-amz-retry-after` when
+/// it sent one, else the SDK's standard "full jitter" (a random share of a doubling
+/// bound), never more than [`MAX_BACKOFF`].
+fn backoff(attempt: u32, retry_after: Option<std::time::Duration>) -> std::time::Duration {
+    retry_after
+        .unwrap_or_else(|| {
+            let bound = INITIAL_BACKOFF.saturating_mul(1 << attempt.saturating_sub(1).min(5));
+            bound.min(MAX_BACKOFF).mul_f64(fastrand::f64())
+        })
+        .min(MAX_BACKOFF)
+}
+
 /// Partner Central's account quotas: reads per second, writes per second.
 const READS_PER_SECOND: u32 = 10;
 const WRITES_PER_SECOND: u32 = 1;
@@ -228,11 +245,15 @@ impl PartnerCentralClient {
 
     /// A client over an existing SDK client.
     pub fn from_client(client: pc::Client, catalog: &str) -> Self {
-        let per_second = |n: u32| {
-            Arc::new(crate::drained_limiter(Quota::per_second(
-                NonZeroU32::new(n).expect("a positive quota"),
-            )))
-        };
+        // Retries happen in `send`, through the limiters.
+        let client = pc::Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .retry_config(pc::config::retry::RetryConfig::disabled())
+                .build(),
+        );
+        let per_second = |n: u32| Arc::new(crate::drained_limiter(crate::paced_quota(n)));
         PartnerCentralClient {
             client,
             catalog: catalog.to_string(),
@@ -259,30 +280,49 @@ impl PartnerCentralClient {
         self
     }
 
-    /// Waits for `limiter`, sends `request` (an SDK `send()`, which starts only when
-    /// awaited), and reports the wait and the call.
-    async fn send<O, E>(
+    /// Sends `request` (a fresh SDK `send()` per attempt) once `limiter` allows, and
+    /// again after a retryable failure (throttling, 5xx, timeout, transport), up to
+    /// [`ATTEMPTS`] times with jittered exponential backoff, each retry through the
+    /// limiter as well. The SDK's own retries are off for this client: they went out
+    /// around the limiter, so a throttled call's retry landed within a second of the
+    /// next paced write and was throttled in turn. Reports the waits and the call.
+    async fn send<O, E, F>(
         &self,
         operation: &'static str,
         limiter: &DefaultDirectRateLimiter,
-        request: impl std::future::Future<
-            Output = Result<O, SdkError<E, pc::config::http::HttpResponse>>,
-        >,
+        mut request: impl FnMut() -> F,
     ) -> Result<O, PcError>
     where
+        F: std::future::Future<Output = Result<O, SdkError<E, pc::config::http::HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let queued = std::time::Instant::now();
-        limiter.until_ready().await;
-        let started = std::time::Instant::now();
-        let result = request.await.map_err(error);
+        let began = std::time::Instant::now();
+        let mut waited = std::time::Duration::ZERO;
+        let mut attempt = 1;
+        let result = loop {
+            let queued = std::time::Instant::now();
+            limiter.until_ready().await;
+            waited += queued.elapsed();
+            match request().await.map_err(error) {
+                Err(e) if e.retryable && attempt < ATTEMPTS => {
+                    tokio::time::sleep(backoff(attempt, e.retry_after)).await;
+                    attempt += 1;
+                }
+                result => break result,
+            }
+        };
         if let Some(o) = &self.observer {
-            o.waited(API, started - queued);
+            o.waited(API, waited);
             let outcome = match &result {
                 Ok(_) => "ok",
                 Err(e) => e.code.as_str(),
             };
-            o.called(API, operation, outcome, started.elapsed());
+            o.called(
+                API,
+                operation,
+                outcome,
+                began.elapsed().saturating_sub(waited),
+            );
         }
         result
     }
@@ -290,17 +330,15 @@ impl PartnerCentralClient {
     /// GetOpportunity, as Partner Central returns it.
     pub async fn get_opportunity(&self, id: &str) -> Result<Value, PcError> {
         let raw = RawResponse::default();
-        self.send(
-            "GetOpportunity",
-            &self.reads,
+        self.send("GetOpportunity", &self.reads, || {
             self.client
                 .get_opportunity()
                 .catalog(&self.catalog)
                 .identifier(id)
                 .customize()
                 .interceptor(raw.clone())
-                .send(),
-        )
+                .send()
+        })
         .await?;
         raw.json()
     }
@@ -310,17 +348,15 @@ impl PartnerCentralClient {
     pub async fn get_aws_summary(&self, id: &str) -> Result<Option<Value>, PcError> {
         let raw = RawResponse::default();
         match self
-            .send(
-                "GetAwsOpportunitySummary",
-                &self.reads,
+            .send("GetAwsOpportunitySummary", &self.reads, || {
                 self.client
                     .get_aws_opportunity_summary()
                     .catalog(&self.catalog)
                     .related_opportunity_identifier(id)
                     .customize()
                     .interceptor(raw.clone())
-                    .send(),
-            )
+                    .send()
+            })
             .await
         {
             Ok(_) => raw.json().map(Some),
@@ -342,18 +378,17 @@ impl PartnerCentralClient {
         let mut engagements = Vec::new();
         let mut pages = Pages::default();
         loop {
+            let token = pages.token();
             let page = self
-                .send(
-                    "ListEngagementResourceAssociations",
-                    &self.reads,
+                .send("ListEngagementResourceAssociations", &self.reads, || {
                     self.client
                         .list_engagement_resource_associations()
                         .catalog(&self.catalog)
                         .resource_type(opportunity.clone())
                         .resource_identifier(opportunity_id)
-                        .set_next_token(pages.token())
-                        .send(),
-                )
+                        .set_next_token(token.clone())
+                        .send()
+                })
                 .await?;
             for a in page.engagement_resource_association_summaries() {
                 if let Some(id) = a.engagement_id()
@@ -372,10 +407,9 @@ impl PartnerCentralClient {
                 let mut revisions = Vec::new();
                 let mut pages = Pages::default();
                 loop {
+                    let token = pages.token();
                     let page = self
-                        .send(
-                            "ListResourceSnapshots",
-                            &self.reads,
+                        .send("ListResourceSnapshots", &self.reads, || {
                             self.client
                                 .list_resource_snapshots()
                                 .catalog(&self.catalog)
@@ -383,9 +417,9 @@ impl PartnerCentralClient {
                                 .resource_type(opportunity.clone())
                                 .resource_identifier(opportunity_id)
                                 .resource_snapshot_template_identifier(template)
-                                .set_next_token(pages.token())
-                                .send(),
-                        )
+                                .set_next_token(token.clone())
+                                .send()
+                        })
                         .await?;
                     revisions.extend(
                         page.resource_snapshot_summaries()
@@ -399,9 +433,7 @@ impl PartnerCentralClient {
                 revisions.sort_unstable();
                 for revision in revisions {
                     let raw = RawResponse::default();
-                    self.send(
-                        "GetResourceSnapshot",
-                        &self.reads,
+                    self.send("GetResourceSnapshot", &self.reads, || {
                         self.client
                             .get_resource_snapshot()
                             .catalog(&self.catalog)
@@ -412,8 +444,8 @@ impl PartnerCentralClient {
                             .revision(revision)
                             .customize()
                             .interceptor(raw.clone())
-                            .send(),
-                    )
+                            .send()
+                    })
                     .await?;
                     snapshots.push(raw.json()?);
                 }
@@ -438,9 +470,8 @@ impl PartnerCentralClient {
         );
         let bytes = Value::Object(request).to_string().into_bytes();
         let raw = RawResponse::default();
-        self.send(
-            "CreateOpportunity",
-            &self.writes,
+        self.send("CreateOpportunity", &self.writes, || {
+            let bytes = bytes.clone();
             self.client
                 .create_opportunity()
                 .catalog(&self.catalog)
@@ -452,8 +483,8 @@ impl PartnerCentralClient {
                         .insert("content-length", bytes.len().to_string());
                 })
                 .interceptor(raw.clone())
-                .send(),
-        )
+                .send()
+        })
         .await?;
         raw.json()
     }
@@ -483,20 +514,19 @@ impl PartnerCentralClient {
             })?;
         let mut pages = Pages::default();
         for _ in 0..5 {
+            let token = pages.token();
             let raw = RawResponse::default();
-            self.send(
-                "ListOpportunities",
-                &self.reads,
+            self.send("ListOpportunities", &self.reads, || {
                 self.client
                     .list_opportunities()
                     .catalog(&self.catalog)
                     .sort(sort.clone())
                     .max_results(100)
-                    .set_next_token(pages.token())
+                    .set_next_token(token.clone())
                     .customize()
                     .interceptor(raw.clone())
-                    .send(),
-            )
+                    .send()
+            })
             .await?;
             let page = raw.json()?;
             let found = page["OpportunitySummaries"]
@@ -525,19 +555,18 @@ impl PartnerCentralClient {
         let mut solutions = Vec::new();
         let mut pages = Pages::default();
         loop {
+            let token = pages.token();
             let raw = RawResponse::default();
-            self.send(
-                "ListSolutions",
-                &self.reads,
+            self.send("ListSolutions", &self.reads, || {
                 self.client
                     .list_solutions()
                     .catalog(&self.catalog)
                     .max_results(100)
-                    .set_next_token(pages.token())
+                    .set_next_token(token.clone())
                     .customize()
                     .interceptor(raw.clone())
-                    .send(),
-            )
+                    .send()
+            })
             .await?;
             let mut page = raw.json()?;
             if let Some(Value::Array(items)) = page.get_mut("SolutionSummaries").map(Value::take) {
@@ -571,18 +600,17 @@ impl PartnerCentralClient {
         let mut changed = Vec::new();
         let mut pages = Pages::default();
         loop {
+            let token = pages.token();
             let page = self
-                .send(
-                    "ListOpportunities",
-                    &self.reads,
+                .send("ListOpportunities", &self.reads, || {
                     self.client
                         .list_opportunities()
                         .catalog(&self.catalog)
                         .last_modified_date(filter.clone())
                         .max_results(100)
-                        .set_next_token(pages.token())
-                        .send(),
-                )
+                        .set_next_token(token.clone())
+                        .send()
+                })
                 .await?;
             for o in page.opportunity_summaries() {
                 if let Some(id) = o.id() {
@@ -606,17 +634,15 @@ impl PartnerCentralClient {
         opportunity_id: &str,
         solution_id: &str,
     ) -> Result<(), PcError> {
-        self.send(
-            "AssociateOpportunity",
-            &self.writes,
+        self.send("AssociateOpportunity", &self.writes, || {
             self.client
                 .associate_opportunity()
                 .catalog(&self.catalog)
                 .opportunity_identifier(opportunity_id)
                 .related_entity_type(pc::types::RelatedEntityType::Solutions)
                 .related_entity_identifier(solution_id)
-                .send(),
-        )
+                .send()
+        })
         .await
         .map(|_| ())
     }
@@ -643,19 +669,17 @@ impl PartnerCentralClient {
                 retry_after: None,
             })?;
         let raw = RawResponse::default();
-        self.send(
-            "StartEngagementFromOpportunityTask",
-            &self.writes,
+        self.send("StartEngagementFromOpportunityTask", &self.writes, || {
             self.client
                 .start_engagement_from_opportunity_task()
                 .catalog(&self.catalog)
                 .client_token(client_token)
                 .identifier(opportunity_id)
-                .aws_submission(submission)
+                .aws_submission(submission.clone())
                 .customize()
                 .interceptor(raw.clone())
-                .send(),
-        )
+                .send()
+        })
         .await?;
         raw.json()
     }
@@ -665,17 +689,15 @@ impl PartnerCentralClient {
     /// when the listing does not know it.
     pub async fn engagement_task(&self, task_id: &str) -> Result<Option<Value>, PcError> {
         let raw = RawResponse::default();
-        self.send(
-            "ListEngagementFromOpportunityTasks",
-            &self.reads,
+        self.send("ListEngagementFromOpportunityTasks", &self.reads, || {
             self.client
                 .list_engagement_from_opportunity_tasks()
                 .catalog(&self.catalog)
                 .task_identifier(task_id)
                 .customize()
                 .interceptor(raw.clone())
-                .send(),
-        )
+                .send()
+        })
         .await?;
         let mut page = raw.json()?;
         Ok(page["TaskSummaries"].as_array_mut().and_then(|tasks| {
@@ -722,9 +744,8 @@ impl PartnerCentralClient {
         }
         let bytes = Value::Object(body).to_string().into_bytes();
         let raw = RawResponse::default();
-        self.send(
-            "UpdateOpportunity",
-            &self.writes,
+        self.send("UpdateOpportunity", &self.writes, || {
+            let bytes = bytes.clone();
             self.client
                 .update_opportunity()
                 .catalog(&self.catalog)
@@ -739,8 +760,8 @@ impl PartnerCentralClient {
                         .insert("content-length", bytes.len().to_string());
                 })
                 .interceptor(raw.clone())
-                .send(),
-        )
+                .send()
+        })
         .await?;
         let out = raw.json()?;
         Ok(out["LastModifiedDate"]

@@ -2,29 +2,50 @@
 //! the opportunity comes back in the API's own shape, and an update sends the whole
 //! record, signed.
 
+use pcsync_adapters::AwsTimeouts;
 use pcsync_adapters::partner_central::PartnerCentralClient;
 use pcsync_sandbox::{Options, Quotas, Sandbox, demo};
 
-async fn setup() -> (Sandbox, PartnerCentralClient) {
+/// A seeded sandbox counting `quotas`.
+async fn sandbox(quotas: Quotas) -> Sandbox {
     let sb = Sandbox::start(
         "127.0.0.1:0".parse().unwrap(),
         Options {
-            partner_central_quotas: Quotas::OFF,
+            partner_central_quotas: quotas,
             ..Options::default()
         },
     )
     .await
     .unwrap();
     demo::seed(&sb);
-    let conf = pcsync_adapters::aws_sdk_config(
+    sb
+}
+
+/// The SDK configuration the service builds, pointed at `sb`.
+async fn sdk_config(sb: &Sandbox, timeouts: AwsTimeouts) -> aws_config::SdkConfig {
+    pcsync_adapters::aws_sdk_config(
         "us-east-1",
         Some(&sb.partner_central_url),
         Some(("AKIDEXAMPLE", "sandbox-secret")),
-        pcsync_adapters::AwsTimeouts::default(),
+        timeouts,
     )
-    .await;
+    .await
+}
+
+async fn setup() -> (Sandbox, PartnerCentralClient) {
+    let sb = sandbox(Quotas::OFF).await;
+    let conf = sdk_config(&sb, AwsTimeouts::default()).await;
     let client = PartnerCentralClient::from_config(&conf, "Sandbox");
     (sb, client)
+}
+
+/// Calls the sandbox answered with 429.
+fn throttled(sb: &Sandbox) -> usize {
+    sb.journal
+        .calls()
+        .iter()
+        .filter(|c| c.status == 429)
+        .count()
 }
 
 #[tokio::test]
@@ -127,12 +148,10 @@ fn fault(
 
 #[tokio::test]
 async fn a_hung_endpoint_ends_in_a_retryable_timeout_not_a_wait() {
-    let (sb, _) = setup().await;
-    let conf = pcsync_adapters::aws_sdk_config(
-        "us-east-1",
-        Some(&sb.partner_central_url),
-        Some(("AKIDEXAMPLE", "sandbox-secret")),
-        pcsync_adapters::AwsTimeouts {
+    let sb = sandbox(Quotas::OFF).await;
+    let conf = sdk_config(
+        &sb,
+        AwsTimeouts {
             attempt: std::time::Duration::from_millis(200),
         },
     )
@@ -156,15 +175,9 @@ async fn a_hung_endpoint_ends_in_a_retryable_timeout_not_a_wait() {
 }
 
 #[tokio::test]
-async fn the_sdks_own_retries_are_each_counted() {
-    let (sb, _) = setup().await;
-    let conf = pcsync_adapters::aws_sdk_config(
-        "us-east-1",
-        Some(&sb.partner_central_url),
-        Some(("AKIDEXAMPLE", "sandbox-secret")),
-        pcsync_adapters::AwsTimeouts::default(),
-    )
-    .await;
+async fn every_attempt_is_counted() {
+    let sb = sandbox(Quotas::OFF).await;
+    let conf = sdk_config(&sb, AwsTimeouts::default()).await;
     let seen = std::sync::Arc::new(Seen::default());
     let c = PartnerCentralClient::from_config(&conf, "Sandbox").with_observer(seen.clone());
     sb.journal
@@ -188,17 +201,8 @@ async fn the_sdks_own_retries_are_each_counted() {
 #[tokio::test]
 async fn a_restarted_client_does_not_add_its_burst_to_the_last_ones() {
     // The sandbox counts 10 reads a second per account, as AWS does.
-    let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
-        .await
-        .unwrap();
-    demo::seed(&sb);
-    let conf = pcsync_adapters::aws_sdk_config(
-        "us-east-1",
-        Some(&sb.partner_central_url),
-        Some(("AKIDEXAMPLE", "sandbox-secret")),
-        pcsync_adapters::AwsTimeouts::default(),
-    )
-    .await;
+    let sb = sandbox(Quotas::default()).await;
+    let conf = sdk_config(&sb, AwsTimeouts::default()).await;
     // A process reads as fast as its limiter lets it, and is replaced at once by
     // another that does the same (a crash loop).
     for _ in 0..3 {
@@ -208,11 +212,40 @@ async fn a_restarted_client_does_not_add_its_burst_to_the_last_ones() {
             read.unwrap();
         }
     }
-    let throttled = sb
-        .journal
-        .calls()
+    assert_eq!(throttled(&sb), 0, "no call was throttled");
+}
+
+#[tokio::test]
+async fn a_throttled_write_retries_in_its_turn_and_meets_no_second_throttle() {
+    // One write a second per account, as AWS counts them.
+    let sb = sandbox(Quotas::default()).await;
+    let conf = sdk_config(&sb, AwsTimeouts::default()).await;
+    let seen = std::sync::Arc::new(Seen::default());
+    let c = PartnerCentralClient::from_config(&conf, "Sandbox").with_observer(seen.clone());
+    // The first write is throttled. Its retry must take a turn of the write pace like
+    // any other write: sent around it (as the SDK's own retries were), it lands within
+    // a second of the next paced write, and that one is throttled for real.
+    sb.journal
+        .inject(fault("UpdateOpportunity", 1, Some(429), None));
+    let edits = ["O5000001", "O5000004"].map(|id| {
+        let c = c.clone();
+        async move {
+            for stage in ["Qualified", "Technical Validation"] {
+                let mut o = c.get_opportunity(id).await.unwrap();
+                let lmd = o["LastModifiedDate"].as_str().unwrap().to_string();
+                o["LifeCycle"]["Stage"] = stage.into();
+                c.update_opportunity(id, &lmd, &o).await.unwrap();
+            }
+        }
+    });
+    futures_util::future::join_all(edits).await;
+    assert_eq!(throttled(&sb), 1, "the injected throttle, and no other");
+    let writes = seen
+        .attempts
+        .lock()
+        .unwrap()
         .iter()
-        .filter(|c| c.status == 429)
+        .filter(|(op, _)| op == "UpdateOpportunity")
         .count();
-    assert_eq!(throttled, 0, "no call was throttled");
+    assert_eq!(writes, 5, "four writes and one retry");
 }
