@@ -958,6 +958,31 @@ fn missing_aws_credentials_stop_the_start_with_what_to_set() {
 }
 
 #[test]
+fn credentials_that_fail_to_load_are_named_with_where_they_came_from() {
+    // A profile that names a source profile that is not there: the chain finds
+    // ~/.aws/config and fails on it, and the message says it was that file.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".aws")).unwrap();
+    std::fs::write(
+        home.path().join(".aws/config"),
+        "[default]\nrole_arn = arn:aws:iam::123456789012:role/pcsync\nsource_profile = absent\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let config = format!(
+        "listen: 127.0.0.1:{port}\npublic_url: http://127.0.0.1:{port}\nstate: pcsync.db\n\
+         hubspot:\n  base_url: http://127.0.0.1:9\n  token: t\n  client_secret: s\n\
+         partner_central:\n  catalog: Sandbox\n  endpoint_url: http://127.0.0.1:9\n"
+    );
+    let (code, stderr, _dir) = serve_with_env(&config, &[("HOME", home.path().to_str().unwrap())]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot get AWS credentials from ~/.aws/config"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_relative_state_file_is_the_config_files_wherever_serve_starts() {
     // A state file beside the config holding an accepted event; serve started from
     // another directory must find it (it used to open a new empty inbox there).

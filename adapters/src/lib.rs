@@ -118,19 +118,24 @@ pub async fn check_credentials(
     let Some(provider) = config.credentials_provider() else {
         return Err(format!("no AWS credentials provider is configured: {HOW}"));
     };
-    if credential_sources().is_empty() && !on_ec2() {
+    let sources = credential_sources();
+    if sources.is_empty() && !on_ec2() {
         return Err(format!(
             "no AWS credentials: none in the environment or ~/.aws, and this is not an EC2 instance; {HOW}"
         ));
     }
+    let tried = match sources.is_empty() {
+        true => "the instance role".to_string(),
+        false => sources.join(", "),
+    };
     match tokio::time::timeout(wait, provider.provide_credentials()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(format!(
-            "cannot get AWS credentials: {}; {HOW}",
+            "cannot get AWS credentials from {tried}: {}; {HOW}",
             aws_sdk_partnercentralselling::error::DisplayErrorContext(&e)
         )),
         Err(_) => Err(format!(
-            "no AWS credentials within {wait:?} (the credential chain did not answer); {HOW}"
+            "no AWS credentials from {tried} within {wait:?} (the credential chain did not answer); {HOW}"
         )),
     }
 }

@@ -16,8 +16,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -46,13 +47,33 @@ pub struct Admin {
 /// The operator's routes. The server must be served with
 /// `into_make_service_with_connect_info::<SocketAddr>()`.
 pub fn router(admin: Arc<Admin>) -> Router {
+    let operator = Router::new()
+        .route("/rules", get(rules_status))
+        .route("/admin/reload", post(admin_reload))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&admin),
+            operator_only,
+        ));
     Router::new()
         .route("/healthz", get(health))
         .route("/readyz", get(health))
-        .route("/rules", get(rules_status))
         .route("/metrics", get(metrics_text))
-        .route("/admin/reload", post(admin_reload))
+        .merge(operator)
         .with_state(admin)
+}
+
+/// In front of the operator's routes: answers the refusal when [`Admin::refuse`]
+/// gives one, else passes the request on.
+async fn operator_only(
+    State(a): State<Arc<Admin>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match a.refuse(peer, request.headers()) {
+        Some(refused) => refused,
+        None => next.run(request).await,
+    }
 }
 
 /// Headers a proxy adds to say whom it forwards for.
@@ -141,14 +162,7 @@ async fn metrics_text(State(a): State<Arc<Admin>>) -> Response {
 }
 
 /// `GET /rules`.
-async fn rules_status(
-    State(a): State<Arc<Admin>>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(refused) = a.refuse(peer, &headers) {
-        return refused;
-    }
+async fn rules_status(State(a): State<Arc<Admin>>) -> Response {
     let mut out = a.rules.describe();
     let (stats, deferred) = super::blocking(|| (a.store.stats(), a.store.deferred(100)));
     if let Ok(s) = stats {
@@ -174,14 +188,7 @@ async fn rules_status(
 
 /// `POST /admin/reload`: 422 with the diagnostics when the packs do not check (the
 /// rules in force stay).
-async fn admin_reload(
-    State(a): State<Arc<Admin>>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(refused) = a.refuse(peer, &headers) {
-        return refused;
-    }
+async fn admin_reload(State(a): State<Arc<Admin>>) -> Response {
     match a.rules.reload() {
         Ok(Reloaded::Changed(v)) => Json(json!({ "reloaded": true, "version": v })).into_response(),
         Ok(Reloaded::Unchanged(v)) => {
