@@ -508,6 +508,33 @@ async fn each_snapshot_revision_becomes_one_note_on_the_deal() {
         all,
         "a poll noted a revision again"
     );
+    // A revision never changes, so each was read from AWS once, however many polls
+    // and events listed it (the daily read quota counts each read).
+    let mut reads: Vec<String> = sb
+        .journal
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "GetResourceSnapshot" && c.status == 200)
+        .map(|c| {
+            let r = &c.request;
+            format!(
+                "{}/{}/{}",
+                r["EngagementIdentifier"], r["ResourceSnapshotTemplateIdentifier"], r["Revision"]
+            )
+        })
+        .collect();
+    let read = reads.len();
+    reads.sort();
+    reads.dedup();
+    assert_eq!(read, reads.len(), "a revision was read twice: {reads:#?}");
+    let of_this_deal = sb
+        .journal
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "GetResourceSnapshot" && c.status == 200)
+        .filter(|c| c.request["ResourceIdentifier"] == "O5000002")
+        .count();
+    assert_eq!(of_this_deal, all.len(), "{reads:#?} against {all:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,6 +70,17 @@ impl PcError {
     }
 }
 
+/// One revision of one of an opportunity's engagement resource snapshots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRevision {
+    /// The engagement (`eng-…`).
+    pub engagement: String,
+    /// The snapshot template (`OpportunitySummaryView`, …).
+    pub template: String,
+    /// The revision (from 1).
+    pub revision: i32,
+}
+
 /// Keeps the raw JSON body of the response the SDK deserialized.
 #[derive(Debug, Clone, Default)]
 struct RawResponse(Arc<Mutex<Option<Vec<u8>>>>);
@@ -365,15 +376,16 @@ impl PartnerCentralClient {
         }
     }
 
-    /// The opportunity's engagement resource snapshots with these template names, as
-    /// GetResourceSnapshot returns them, oldest revision first per engagement and
-    /// template: ListEngagementResourceAssociations finds the engagements,
-    /// ListResourceSnapshots their revisions.
-    pub async fn snapshots(
+    /// The revisions of the opportunity's engagement resource snapshots with these
+    /// template names, oldest first per engagement and template:
+    /// ListEngagementResourceAssociations finds the engagements, ListResourceSnapshots
+    /// their revisions. AWS never changes a revision once made, so a caller that
+    /// kept one need not read it again ([`PartnerCentralClient::snapshot`]).
+    pub async fn snapshot_revisions(
         &self,
         opportunity_id: &str,
         templates: &[String],
-    ) -> Result<Vec<Value>, PcError> {
+    ) -> Result<Vec<SnapshotRevision>, PcError> {
         let opportunity = pc::types::ResourceType::Opportunity;
         let mut engagements = Vec::new();
         let mut pages = Pages::default();
@@ -401,7 +413,7 @@ impl PartnerCentralClient {
                 break;
             }
         }
-        let mut snapshots = Vec::new();
+        let mut found = Vec::new();
         for engagement in &engagements {
             for template in templates {
                 let mut revisions = Vec::new();
@@ -431,27 +443,40 @@ impl PartnerCentralClient {
                     }
                 }
                 revisions.sort_unstable();
-                for revision in revisions {
-                    let raw = RawResponse::default();
-                    self.send("GetResourceSnapshot", &self.reads, || {
-                        self.client
-                            .get_resource_snapshot()
-                            .catalog(&self.catalog)
-                            .engagement_identifier(engagement)
-                            .resource_type(opportunity.clone())
-                            .resource_identifier(opportunity_id)
-                            .resource_snapshot_template_identifier(template)
-                            .revision(revision)
-                            .customize()
-                            .interceptor(raw.clone())
-                            .send()
-                    })
-                    .await?;
-                    snapshots.push(raw.json()?);
-                }
+                revisions.dedup();
+                found.extend(revisions.into_iter().map(|revision| SnapshotRevision {
+                    engagement: engagement.clone(),
+                    template: template.clone(),
+                    revision,
+                }));
             }
         }
-        Ok(snapshots)
+        Ok(found)
+    }
+
+    /// GetResourceSnapshot for one revision of one of the opportunity's snapshots, as
+    /// the API returns it.
+    pub async fn snapshot(
+        &self,
+        opportunity_id: &str,
+        which: &SnapshotRevision,
+    ) -> Result<Value, PcError> {
+        let raw = RawResponse::default();
+        self.send("GetResourceSnapshot", &self.reads, || {
+            self.client
+                .get_resource_snapshot()
+                .catalog(&self.catalog)
+                .engagement_identifier(&which.engagement)
+                .resource_type(pc::types::ResourceType::Opportunity)
+                .resource_identifier(opportunity_id)
+                .resource_snapshot_template_identifier(&which.template)
+                .revision(which.revision)
+                .customize()
+                .interceptor(raw.clone())
+                .send()
+        })
+        .await?;
+        raw.json()
     }
 
     /// CreateOpportunity with `body` (the request's members besides `Catalog` and

@@ -159,6 +159,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         hubspot: Arc::clone(&hubspot),
         partner_central,
         sns,
+        snapshot_turns: Default::default(),
     };
     let busy = Arc::new(pcsync_runtime::service::Busy::default());
     let worker = Arc::new(Worker {

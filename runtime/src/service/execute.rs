@@ -6,6 +6,9 @@
 //! the worker to plan again from a fresh read: the opportunity may have moved into a
 //! review status in which the pack's immutability rules defer or skip the change.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use indexmap::IndexMap;
 use jiff::Timestamp;
 use pcsync_adapters::hubspot::client::{Deal, HubSpotClient, HubSpotError};
@@ -15,7 +18,7 @@ use pcsync_engine::partner_central::parse_path;
 use pcsync_engine::{DealSnapshot, Effect};
 use serde_json::{Map, Value, json};
 
-use crate::store::{EchoMemory, StoreError};
+use crate::store::{EchoMemory, SnapshotCache, SnapshotId, StoreError};
 
 /// Why an effect failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -146,11 +149,15 @@ pub trait Executor: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<Option<Value>, ExecError>> + Send;
 
-    /// The opportunity's resource snapshots of these templates, oldest first.
+    /// The opportunity's resource snapshots of these templates, oldest first. A
+    /// revision read before comes from `cache` (AWS never changes one), and a new
+    /// one is kept there.
     fn snapshots(
         &self,
         id: &str,
         templates: &[String],
+        cache: &dyn SnapshotCache,
+        now: Timestamp,
     ) -> impl Future<Output = Result<Vec<Value>, ExecError>> + Send;
 }
 
@@ -162,6 +169,47 @@ pub struct ApiExecutor {
     pub partner_central: PartnerCentralClient,
     /// SNS and the topic notifications go to, when configured.
     pub sns: Option<(SnsPublisher, String)>,
+    /// Snapshot reads take turns per opportunity.
+    pub snapshot_turns: Turns,
+}
+
+/// One at a time per key. Two runs about one opportunity (a deal's scheduled run
+/// and an event about its opportunity) may read their contexts at once; taking
+/// turns at its snapshots, the second finds the revisions the first read in the
+/// cache instead of reading them from AWS again.
+#[derive(Debug, Default)]
+pub struct Turns(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+/// A key's turn, until dropped.
+struct Turn<'a> {
+    turns: &'a Turns,
+    key: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Turns {
+    async fn take(&self, key: &str) -> Turn<'_> {
+        let lock = Arc::clone(self.0.lock().unwrap().entry(key.to_string()).or_default());
+        Turn {
+            turns: self,
+            key: key.to_string(),
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut map = self.turns.0.lock().unwrap();
+        self.guard = None;
+        // Nobody else holds or waits for the key: forget it.
+        if map
+            .get(&self.key)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            map.remove(&self.key);
+        }
+    }
 }
 
 fn snapshot(d: Deal) -> DealSnapshot {
@@ -221,8 +269,46 @@ impl Executor for ApiExecutor {
         Ok(self.partner_central.get_aws_summary(id).await?)
     }
 
-    async fn snapshots(&self, id: &str, templates: &[String]) -> Result<Vec<Value>, ExecError> {
-        Ok(self.partner_central.snapshots(id, templates).await?)
+    async fn snapshots(
+        &self,
+        id: &str,
+        templates: &[String],
+        cache: &dyn SnapshotCache,
+        now: Timestamp,
+    ) -> Result<Vec<Value>, ExecError> {
+        let now_ms = now.as_millisecond();
+        let _turn = self.snapshot_turns.take(id).await;
+        let mut snapshots = Vec::new();
+        for r in self
+            .partner_central
+            .snapshot_revisions(id, templates)
+            .await?
+        {
+            let key = SnapshotId {
+                opportunity: id,
+                engagement: &r.engagement,
+                template: &r.template,
+                revision: r.revision.into(),
+            };
+            // The cache only saves reads: when it fails, AWS answers instead.
+            let cached = super::blocking(|| cache.cached_snapshot(key, now_ms))
+                .inspect_err(|e| tracing::warn!(error = %e, "cannot read the snapshot cache"))
+                .ok()
+                .flatten()
+                .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+            if let Some(snapshot) = cached {
+                snapshots.push(snapshot);
+                continue;
+            }
+            let snapshot = self.partner_central.snapshot(id, &r).await?;
+            if let Err(e) =
+                super::blocking(|| cache.cache_snapshot(key, &snapshot.to_string(), now_ms))
+            {
+                tracing::warn!(error = %e, "cannot keep a snapshot revision");
+            }
+            snapshots.push(snapshot);
+        }
+        Ok(snapshots)
     }
 
     async fn perform(
@@ -438,6 +524,21 @@ pub fn deal_properties(properties: &IndexMap<String, Option<String>>) -> IndexMa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn turns_for_one_key_come_one_at_a_time_and_leave_nothing_behind() {
+        let turns = Turns::default();
+        let first = turns.take("O1").await;
+        // Another key goes at once; the same key waits for the first turn to end.
+        drop(turns.take("O2").await);
+        let second = turns.take("O1");
+        tokio::pin!(second);
+        assert!(futures_util::poll!(second.as_mut()).is_pending());
+        drop(first);
+        let second = second.await;
+        drop(second);
+        assert!(turns.0.lock().unwrap().is_empty());
+    }
 
     #[test]
     fn set_path_writes_into_existing_records_and_builds_missing_parts() {

@@ -17,6 +17,9 @@ use super::reload::RuleHost;
 use crate::clock::Clock;
 use crate::store::{Batch, EffectJournal, Store};
 
+/// How long a cached snapshot revision stays when no run reads it.
+pub const SNAPSHOTS_UNUSED: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// What the worker needs. `E` performs the I/O; the clock says what time it is.
 pub struct Worker<E: Executor = ApiExecutor> {
     /// The inbox and state.
@@ -212,7 +215,8 @@ impl<E: Executor> Worker<E> {
     }
 
     /// Deletes applied events older than `keep_done`, a slice at a time so that
-    /// ingest never waits long for the database.
+    /// ingest never waits long for the database, and snapshot revisions no run has
+    /// read for [`SNAPSHOTS_UNUSED`] (their opportunity is no longer read).
     pub fn prune(&self) {
         let before = self.clock.now_ms() - self.keep_done.as_millis() as i64;
         let mut pruned = 0;
@@ -228,6 +232,15 @@ impl<E: Executor> Worker<E> {
         }
         if pruned > 0 {
             tracing::info!(pruned, "applied events past worker.keep_done deleted");
+        }
+        let unused = self.clock.now_ms() - SNAPSHOTS_UNUSED.as_millis() as i64;
+        match super::blocking(|| self.store.prune_snapshots(unused)) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                pruned = n,
+                "snapshot revisions unread for 30 days forgotten"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot prune the snapshot cache"),
         }
     }
 
@@ -751,7 +764,10 @@ impl<E: Executor> Worker<E> {
             _ => None,
         };
         let snapshots = match &opportunity_id {
-            Some(id) if !fetch.snapshots.is_empty() => x.snapshots(id, &fetch.snapshots).await?,
+            Some(id) if !fetch.snapshots.is_empty() => {
+                x.snapshots(id, &fetch.snapshots, &*self.store, self.clock.now())
+                    .await?
+            }
             _ => Vec::new(),
         };
         let company = match &deal {

@@ -203,7 +203,13 @@ impl Executor for Recording {
         Ok(self.world.lock().unwrap().summaries.get(id).cloned())
     }
 
-    async fn snapshots(&self, id: &str, _templates: &[String]) -> Result<Vec<Value>, ExecError> {
+    async fn snapshots(
+        &self,
+        id: &str,
+        _templates: &[String],
+        _cache: &dyn crate::store::SnapshotCache,
+        _now: Timestamp,
+    ) -> Result<Vec<Value>, ExecError> {
         Ok(self
             .world
             .lock()

@@ -311,9 +311,43 @@ pub trait EchoMemory: Send + Sync {
     fn last_write(&self, object: &str, property: &str) -> Result<Option<String>, StoreError>;
 }
 
+/// Which revision of which resource snapshot: AWS never changes a revision once made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotId<'a> {
+    /// The opportunity (`O…`).
+    pub opportunity: &'a str,
+    /// The engagement (`eng-…`).
+    pub engagement: &'a str,
+    /// The snapshot template.
+    pub template: &'a str,
+    /// The revision.
+    pub revision: i64,
+}
+
+/// Resource snapshot revisions already read, so that each is read from AWS once
+/// (GetResourceSnapshot counts against the daily read quota, and an opportunity's
+/// revisions only accumulate).
+pub trait SnapshotCache: Send + Sync {
+    /// The revision's JSON as GetResourceSnapshot returned it, when kept. Marks it
+    /// used, so that pruning keeps what is still read.
+    fn cached_snapshot(
+        &self,
+        id: SnapshotId<'_>,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Keeps a revision's JSON.
+    fn cache_snapshot(&self, id: SnapshotId<'_>, json: &str, now_ms: i64)
+    -> Result<(), StoreError>;
+
+    /// Forgets revisions not used since `before_ms` (an opportunity no longer read);
+    /// how many went.
+    fn prune_snapshots(&self, before_ms: i64) -> Result<u64, StoreError>;
+}
+
 /// The service's durable state: every part, for the worker, which uses them all.
 /// Users that need less take the part they need (ingest and the pollers an
-/// [`Inbox`], the executor an [`EchoMemory`]).
-pub trait Store: Inbox + EffectJournal + PackStates + EchoMemory {}
+/// [`Inbox`], the executor an [`EchoMemory`] and a [`SnapshotCache`]).
+pub trait Store: Inbox + EffectJournal + PackStates + EchoMemory + SnapshotCache {}
 
-impl<T: Inbox + EffectJournal + PackStates + EchoMemory> Store for T {}
+impl<T: Inbox + EffectJournal + PackStates + EchoMemory + SnapshotCache> Store for T {}

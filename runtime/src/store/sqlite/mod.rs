@@ -75,6 +75,15 @@ CREATE TABLE IF NOT EXISTS written (
     written_at INTEGER NOT NULL,
     PRIMARY KEY (object, property)
 );
+CREATE TABLE IF NOT EXISTS snapshot (
+    opportunity_id TEXT NOT NULL,
+    engagement_id  TEXT NOT NULL,
+    template       TEXT NOT NULL,
+    revision       INTEGER NOT NULL,
+    json           TEXT NOT NULL,
+    used_at        INTEGER NOT NULL,
+    PRIMARY KEY (opportunity_id, engagement_id, template, revision)
+) WITHOUT ROWID;
 ";
 
 /// State files written before the `events`/`work` split kept one `inbox` table with
@@ -667,6 +676,7 @@ fn event_of(text: &str) -> Result<Event, StoreError> {
 mod echo;
 mod inbox;
 mod journal;
+mod snapshot;
 mod state;
 
 #[cfg(test)]

@@ -396,3 +396,39 @@ fn an_empty_or_foreign_state_file_is_refused_by_name() {
     // A new file is fine.
     assert!(SqliteStore::open(&dir.path().join("new.db")).is_ok());
 }
+
+#[test]
+fn snapshot_revisions_are_kept_until_unread_for_long_enough() {
+    use crate::store::{SnapshotCache, SnapshotId};
+    let (dir, s) = store();
+    let id = |revision| SnapshotId {
+        opportunity: "O1",
+        engagement: "eng-abcdefghijklmn",
+        template: "OpportunitySummaryView",
+        revision,
+    };
+    assert_eq!(s.cached_snapshot(id(1), 0).unwrap(), None);
+    s.cache_snapshot(id(1), r#"{"Revision":1}"#, 0).unwrap();
+    s.cache_snapshot(id(2), r#"{"Revision":2}"#, 0).unwrap();
+    assert_eq!(
+        s.cached_snapshot(id(1), 1).unwrap().as_deref(),
+        Some(r#"{"Revision":1}"#)
+    );
+    // Another template or opportunity is another snapshot.
+    let other = SnapshotId {
+        template: "AwsOpportunitySummaryFullView",
+        ..id(1)
+    };
+    assert_eq!(s.cached_snapshot(other, 1).unwrap(), None);
+    // Revision 1 is read again two days on, revision 2 is not: pruning what was
+    // unread for a day keeps 1 and forgets 2.
+    let day = 24 * 3600 * 1000;
+    assert!(s.cached_snapshot(id(1), 2 * day).unwrap().is_some());
+    assert_eq!(s.prune_snapshots(day).unwrap(), 1);
+    assert!(s.cached_snapshot(id(1), 2 * day).unwrap().is_some());
+    assert_eq!(s.cached_snapshot(id(2), 2 * day).unwrap(), None);
+    // And it is all in the file.
+    drop(s);
+    let s = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    assert!(s.cached_snapshot(id(1), 2 * day).unwrap().is_some());
+}
