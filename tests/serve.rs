@@ -574,6 +574,103 @@ async fn events_in_the_inbox_survive_a_kill_and_apply_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_daily_quota_holds_edits_back_and_a_restart_remembers_the_day() {
+    let (sb, _dir, mut service, config) = start(|_| {}, "").await;
+    let http = reqwest::Client::new();
+    let health = format!("{}/healthz", service.url);
+    edit_deal(
+        &http,
+        &sb,
+        "40000000001",
+        json!({ "dealstage": "qualifiedtobuy" }),
+    )
+    .await;
+    eventually("the stage to reach Partner Central", &service, || async {
+        let o = opportunity(&http, &sb, "O5000001").await?;
+        (o["LifeCycle"]["Stage"] == "Qualified").then_some(())
+    })
+    .await;
+    let h = drained(&http, &service, 0).await;
+    let writes = h["partner_central_quota"]["write"]["used_24h"]
+        .as_u64()
+        .unwrap();
+    let reads = h["partner_central_quota"]["read"]["used_24h"]
+        .as_u64()
+        .unwrap();
+    assert!(writes >= 1 && reads >= 1, "{h}");
+    assert_eq!(
+        h["partner_central_quota"]["write"]["limit"], 10_000,
+        "AWS's allowance by default"
+    );
+    // The counts reach the state file within seconds; then a crash.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    service.child.kill().unwrap(); // SIGKILL
+    service.child.wait().unwrap();
+
+    // Restarted with an allowance of exactly the writes made: the day is spent.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace(
+        "partner_central:\n",
+        &format!("partner_central:\n  daily_quota:\n    writes: {writes}\n"),
+    );
+    std::fs::write(&config, text).unwrap();
+    service.child = spawn(&config, &service.stderr);
+    let h = eventually("the service to answer", &service, || get(&http, &health)).await;
+    assert_eq!(
+        h["partner_central_quota"]["write"]["used_24h"], writes,
+        "{h}"
+    );
+    assert!(
+        h["partner_central_quota"]["read"]["used_24h"]
+            .as_u64()
+            .unwrap()
+            >= reads,
+        "{h}"
+    );
+    assert_eq!(h["partner_central_quota"]["write"]["remaining"], 0, "{h}");
+    let sent = updates(&sb, 200).len();
+
+    // An edit now waits for the window, held back on pcsync's side: not sent, not
+    // retried into the dead-letter list.
+    edit_deal(&http, &sb, "40000000003", json!({ "amount": "4242" })).await;
+    let rules = format!("{}/rules", service.url);
+    let waiting = eventually("the edit to wait for the quota", &service, || async {
+        let r = get(&http, &rules).await?;
+        r["deferred"]
+            .as_array()?
+            .iter()
+            .find(|d| {
+                d["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("daily write quota"))
+            })
+            .cloned()
+    })
+    .await;
+    assert!(
+        waiting["reason"].as_str().unwrap().contains("is spent"),
+        "{waiting}"
+    );
+    let h = get(&http, &health).await.unwrap();
+    assert_eq!(h["inbox"]["dead"], 0, "{h}");
+    assert!(
+        h["partner_central_quota"]["write"]["paused_until"].is_string(),
+        "{h}"
+    );
+    assert_eq!(updates(&sb, 200).len(), sent, "nothing sent past the quota");
+    let metrics = reqwest::get(format!("{}/metrics", service.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("pcsync_partnercentral_quota_remaining{class=\"write\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_sandbox_needs_no_config_and_syncs_its_demo_deals() {
     let port = free_port();
     // Three consecutive free ports for the sandbox.

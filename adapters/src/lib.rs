@@ -6,6 +6,7 @@
 
 pub mod hubspot;
 pub mod partner_central;
+pub mod quota;
 pub mod sns;
 
 /// How long an AWS call may take. Each attempt (one HTTP exchange) gets `attempt`.

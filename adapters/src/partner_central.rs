@@ -10,6 +10,7 @@
 //! signed.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_sdk_partnercentralselling as pc;
 use aws_sdk_partnercentralselling::config::interceptors::AfterDeserializationInterceptorContextRef;
@@ -17,6 +18,8 @@ use aws_sdk_partnercentralselling::config::{ConfigBag, Intercept, RuntimeCompone
 use aws_sdk_partnercentralselling::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_partnercentralselling::primitives::{DateTime, DateTimeFormat};
 use governor::DefaultDirectRateLimiter;
+
+use crate::quota::{DailyQuotas, QuotaClass};
 use serde_json::{Map, Value};
 
 /// Members of an opportunity an UpdateOpportunity request carries besides `Catalog`,
@@ -68,7 +71,41 @@ impl PcError {
     pub fn is_not_found(&self) -> bool {
         self.code == "ResourceNotFoundException"
     }
+
+    /// A daily quota is spent ([`crate::quota`]): the call was not sent, or AWS
+    /// refused it for that reason; `retry_after` says when the window allows one.
+    pub fn is_quota_spent(&self) -> bool {
+        self.code == QUOTA_SPENT
+    }
+
+    /// AWS refused the call because the account's daily quota is spent. Which error
+    /// AWS answers then is not documented (reference §8): a
+    /// `ServiceQuotaExceededException`, or a `ThrottlingException` that says it is
+    /// about the day rather than the rate.
+    fn says_daily_quota(&self) -> bool {
+        let message = self.message.to_ascii_lowercase();
+        self.code == "ServiceQuotaExceededException"
+            || (self.code == "ThrottlingException"
+                && (message.contains("daily") || message.contains("24 hours")))
+    }
+
+    fn quota_spent(class: crate::quota::QuotaClass, status: String, wait: Duration) -> PcError {
+        PcError {
+            code: QUOTA_SPENT.to_string(),
+            message: format!(
+                "the daily {} quota is spent ({status}); calls in it wait {} min",
+                class.name(),
+                wait.as_secs().div_ceil(60)
+            ),
+            retryable: true,
+            body: None,
+            retry_after: Some(wait),
+        }
+    }
 }
+
+/// [`PcError::code`] of a call a spent daily quota held back.
+pub const QUOTA_SPENT: &str = "DailyQuotaSpent";
 
 /// One revision of one of an opportunity's engagement resource snapshots.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +213,7 @@ pub struct PartnerCentralClient {
     catalog: String,
     reads: Arc<DefaultDirectRateLimiter>,
     writes: Arc<DefaultDirectRateLimiter>,
+    quotas: Arc<DailyQuotas>,
     observer: Option<Arc<dyn crate::Observer>>,
 }
 
@@ -270,8 +308,21 @@ impl PartnerCentralClient {
             catalog: catalog.to_string(),
             reads: per_second(READS_PER_SECOND),
             writes: per_second(WRITES_PER_SECOND),
+            quotas: Arc::new(DailyQuotas::new(Default::default())),
             observer: None,
         }
+    }
+
+    /// Counts calls against `quotas` (shared by every clone of this client, and
+    /// restored from the state file by the caller) instead of its own.
+    pub fn with_daily_quotas(mut self, quotas: Arc<DailyQuotas>) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
+    /// The daily quotas this client counts against.
+    pub fn daily_quotas(&self) -> &Arc<DailyQuotas> {
+        &self.quotas
     }
 
     /// Reports each call (and its wait for the rate limiter) to `observer`, and each
@@ -310,11 +361,39 @@ impl PartnerCentralClient {
         let began = std::time::Instant::now();
         let mut waited = std::time::Duration::ZERO;
         let mut attempt = 1;
+        let class = crate::quota::quota_class(operation);
+        let now_ms = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        };
+        let spent = |class: QuotaClass, wait: Duration| {
+            let used = self.quotas.used(class, now_ms());
+            let limit = self.quotas.limits().of(class);
+            PcError::quota_spent(class, format!("{used} of {limit} calls in 24 hours"), wait)
+        };
         let result = loop {
+            if let Some(class) = class
+                && let Err(wait) = self.quotas.admit(class, now_ms())
+            {
+                break Err(spent(class, wait));
+            }
             let queued = std::time::Instant::now();
             limiter.until_ready().await;
             waited += queued.elapsed();
+            if let Some(class) = class {
+                self.quotas.count(class, now_ms());
+            }
             match request().await.map_err(error) {
+                Err(e) if e.says_daily_quota() => {
+                    // Without a documented class, the read allowance (the limiter it
+                    // shares) is the one AWS means.
+                    let class = class.unwrap_or(QuotaClass::Read);
+                    let wait = self.quotas.pause(class, now_ms());
+                    let mut spent = spent(class, wait);
+                    spent.message = format!("{}; AWS said: {}", spent.message, e.message);
+                    break Err(spent);
+                }
                 Err(e) if e.retryable && attempt < ATTEMPTS => {
                     tokio::time::sleep(backoff(attempt, e.retry_after)).await;
                     attempt += 1;

@@ -249,3 +249,87 @@ async fn a_throttled_write_retries_in_its_turn_and_meets_no_second_throttle() {
         .count();
     assert_eq!(writes, 5, "four writes and one retry");
 }
+
+#[tokio::test]
+async fn a_spent_daily_quota_holds_calls_back_instead_of_sending_them() {
+    // AWS allows the account 3 reads a day here. Another client of the account spent
+    // two; pcsync counted none of them.
+    let sb = sandbox(Quotas {
+        reads_per_day: Some(3),
+        ..Quotas::OFF
+    })
+    .await;
+    let conf = sdk_config(&sb, AwsTimeouts::default()).await;
+    let other = PartnerCentralClient::from_config(&conf, "Sandbox");
+    other.get_opportunity("O5000001").await.unwrap();
+    other.get_opportunity("O5000001").await.unwrap();
+    let c = PartnerCentralClient::from_config(&conf, "Sandbox");
+    c.get_opportunity("O5000001").await.unwrap();
+    // AWS refuses the next read for the day: the answer says so, and when to retry.
+    let e = c.get_opportunity("O5000001").await.unwrap_err();
+    assert!(e.is_quota_spent(), "{e:?}");
+    assert!(e.retryable);
+    assert!(e.message.contains("daily read quota"), "{}", e.message);
+    assert_eq!(e.retry_after, Some(pcsync_adapters::quota::UNKNOWN_PAUSE));
+    // Once told, pcsync holds back the class without asking again, and writes
+    // (another allowance) still go.
+    let sent = sb.journal.calls().len();
+    let e = c.get_aws_summary("O5000004").await.unwrap_err();
+    assert!(e.is_quota_spent(), "{e:?}");
+    assert_eq!(sb.journal.calls().len(), sent, "nothing sent");
+    let status = c.daily_quotas().status(now_ms());
+    assert_eq!(status[0].used, 2, "two reads counted: {status:?}");
+    assert!(status[0].paused_until.is_some());
+    let e = other.get_opportunity("O5000001").await.unwrap_err();
+    assert!(
+        e.is_quota_spent(),
+        "the other client is refused by AWS too: {e:?}"
+    );
+}
+
+#[tokio::test]
+async fn pcsyncs_own_count_stops_it_at_the_limit_before_aws_has_to() {
+    let sb = sandbox(Quotas::OFF).await;
+    let conf = sdk_config(&sb, AwsTimeouts::default()).await;
+    let quotas = std::sync::Arc::new(pcsync_adapters::quota::DailyQuotas::new(
+        pcsync_adapters::quota::DailyLimits {
+            reads: 100_000,
+            writes: 2,
+        },
+    ));
+    let c = PartnerCentralClient::from_config(&conf, "Sandbox").with_daily_quotas(quotas);
+    let mut o = c.get_opportunity("O5000001").await.unwrap();
+    let mut modified = o["LastModifiedDate"].as_str().unwrap().to_string();
+    for stage in ["Qualified", "Technical Validation"] {
+        o["LifeCycle"]["Stage"] = stage.into();
+        modified = c
+            .update_opportunity("O5000001", &modified, &o)
+            .await
+            .unwrap();
+    }
+    let e = c
+        .update_opportunity("O5000001", &modified, &o)
+        .await
+        .unwrap_err();
+    assert!(e.is_quota_spent(), "{e:?}");
+    // The first write leaves the window 24 hours after it went.
+    let wait = e.retry_after.unwrap();
+    assert!(
+        wait > std::time::Duration::from_secs(23 * 3600 + 59 * 60),
+        "{wait:?}"
+    );
+    let writes = sb
+        .journal
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "UpdateOpportunity")
+        .count();
+    assert_eq!(writes, 2, "the third write was never sent");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}

@@ -448,6 +448,57 @@ pub struct PartnerCentralConfig {
     /// then costs the batch a retry, not the worker its afternoon.
     #[serde(default = "call_timeout_default")]
     pub call_timeout: pcsync_engine::model::DurationSpec,
+    /// The account's daily allowances and the share scheduled work may use.
+    #[serde(default)]
+    pub daily_quota: DailyQuotaConfig,
+}
+
+/// Partner Central's daily quotas per partner account (AWS's "Quotas" page: 100,000
+/// reads and 10,000 writes per rolling 24 hours). pcsync counts its own calls
+/// against them, persists the counts in the state file, and holds calls back once a
+/// class is spent. Lower them when other tools share the account.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DailyQuotaConfig {
+    /// Reads per rolling 24 hours (GetOpportunity, GetAwsOpportunitySummary,
+    /// ListOpportunities, ListSolutions, invitation reads).
+    #[serde(default = "daily_reads_default")]
+    #[schemars(range(min = 1))]
+    pub reads: u64,
+    /// Writes per rolling 24 hours (CreateOpportunity, UpdateOpportunity,
+    /// Associate/DisassociateOpportunity, AssignOpportunity, the Start*Task writes,
+    /// RejectEngagementInvitation).
+    #[serde(default = "daily_writes_default")]
+    #[schemars(range(min = 1))]
+    pub writes: u64,
+    /// The share of the daily reads scheduled runs may start while the day's count
+    /// is below it (0 to 1): past it, schedules skip their runs until reads leave
+    /// the window, and webhooks and EventBridge events keep the rest.
+    #[serde(default = "scheduled_share_default")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub scheduled_share: f64,
+}
+
+impl Default for DailyQuotaConfig {
+    fn default() -> Self {
+        DailyQuotaConfig {
+            reads: daily_reads_default(),
+            writes: daily_writes_default(),
+            scheduled_share: scheduled_share_default(),
+        }
+    }
+}
+
+fn daily_reads_default() -> u64 {
+    100_000
+}
+
+fn daily_writes_default() -> u64 {
+    10_000
+}
+
+fn scheduled_share_default() -> f64 {
+    0.5
 }
 
 fn call_timeout_default() -> pcsync_engine::model::DurationSpec {

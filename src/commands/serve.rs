@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use pcsync_adapters::hubspot::client::HubSpotClient;
 use pcsync_adapters::partner_central::PartnerCentralClient;
+use pcsync_adapters::quota::{DailyLimits, DailyQuotas, QuotaClass};
 use pcsync_adapters::sns::SnsPublisher;
 use pcsync_engine::MissingEnv;
 use pcsync_runtime::config::ServiceConfig;
@@ -22,6 +23,7 @@ use pcsync_runtime::service::admin;
 use pcsync_runtime::service::execute::ApiExecutor;
 use pcsync_runtime::service::ingest::{self, Ingest};
 use pcsync_runtime::service::metrics::Metrics;
+use pcsync_runtime::service::quota;
 use pcsync_runtime::service::reload::RuleHost;
 use pcsync_runtime::service::solutions::Solutions;
 use pcsync_runtime::service::worker::Worker;
@@ -145,8 +147,29 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         )
         .with_observer(observer.clone()),
     );
-    let partner_central =
-        PartnerCentralClient::from_config(&aws, pc.catalog.as_str()).with_observer(observer);
+    // The day's Partner Central calls, as the last run left them: the allowance is
+    // per rolling 24 hours, whoever restarted in between.
+    let quotas = Arc::new(DailyQuotas::new(DailyLimits {
+        reads: pc.daily_quota.reads,
+        writes: pc.daily_quota.writes,
+    }));
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let counted = quota::restore(&quotas, &*store, now_ms)
+        .map_err(|e| format!("reading {}: {e}", state.display()))?;
+    tracing::info!(
+        calls = counted,
+        reads = quotas.used(QuotaClass::Read, now_ms),
+        writes = quotas.used(QuotaClass::Write, now_ms),
+        "Partner Central calls in the last 24 hours"
+    );
+    metrics.watch_quotas(Arc::clone(&quotas));
+    tokio::spawn(quota::keep_saved(
+        Arc::clone(&quotas),
+        Arc::clone(&store) as Arc<dyn pcsync_runtime::store::QuotaLog>,
+    ));
+    let partner_central = PartnerCentralClient::from_config(&aws, pc.catalog.as_str())
+        .with_observer(observer)
+        .with_daily_quotas(Arc::clone(&quotas));
     // The Solutions API shares the client, and so its read quota, with the sync.
     let solutions = Arc::new(Solutions::new(
         partner_central.clone(),
@@ -191,6 +214,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         } else {
             pcsync_runtime::service::poll::FirstRun::WithinJitter
         },
+        config.partner_central.daily_quota.scheduled_share,
     ));
 
     let ingest = Arc::new(Ingest {
@@ -248,6 +272,9 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
             waited = ?DRAIN_TIMEOUT,
             "the work in hand did not finish; it is recovered at the next start"
         ),
+    }
+    if let Err(e) = quota::save(&quotas, &*store, jiff::Timestamp::now().as_millisecond()) {
+        tracing::warn!(error = %e, "the last daily quota counts were not saved");
     }
     if _sandbox.is_some() {
         // The sandbox's demo state is not worth keeping; nothing else uses the file.

@@ -127,6 +127,7 @@ async fn health(State(a): State<Arc<Admin>>) -> Response {
             "status": "ok",
             "rules_version": version,
             "inbox": s,
+            "partner_central_quota": quotas(&a, now),
         }))
         .into_response(),
         (writable, stats) => {
@@ -141,11 +142,40 @@ async fn health(State(a): State<Arc<Admin>>) -> Response {
                     "error": error,
                     "rules_version": version,
                     "inbox": stats.ok(),
+                    "partner_central_quota": quotas(&a, now),
                 })),
             )
                 .into_response()
         }
     }
+}
+
+/// Where Partner Central's daily quotas stand, per class: calls in the last 24
+/// hours, the allowance, what is left, and until when a spent class is held back.
+fn quotas(a: &Admin, now_ms: i64) -> serde_json::Value {
+    let Some(status) = a.metrics.quota_status(now_ms) else {
+        return serde_json::Value::Null;
+    };
+    status
+        .iter()
+        .map(|s| {
+            let paused = s.paused_until.and_then(|t| {
+                jiff::Timestamp::from_millisecond(t)
+                    .ok()
+                    .map(|t| t.to_string())
+            });
+            (
+                s.class.name().to_string(),
+                json!({
+                    "used_24h": s.used,
+                    "limit": s.limit,
+                    "remaining": s.remaining(),
+                    "paused_until": paused,
+                }),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// `GET /metrics`.

@@ -33,6 +33,9 @@ pub struct ExecError {
     /// The opportunity changed since it was read (`ConflictException`): plan again
     /// from a fresh read rather than retrying the same write.
     pub replan: bool,
+    /// A daily API quota is spent: wait `retry_after` without counting an attempt
+    /// (the call was held back, or refused for the day, not failed).
+    pub waits_for_quota: bool,
 }
 
 impl ExecError {
@@ -43,6 +46,7 @@ impl ExecError {
             retryable: false,
             retry_after: None,
             replan: false,
+            waits_for_quota: false,
         }
     }
 }
@@ -58,6 +62,7 @@ impl From<PcError> for ExecError {
             retryable: e.retryable,
             retry_after: e.retry_after,
             replan: false,
+            waits_for_quota: e.is_quota_spent(),
         }
     }
 }
@@ -69,6 +74,7 @@ impl From<HubSpotError> for ExecError {
             retry_after: e.retry_after(),
             message: e.to_string(),
             replan: false,
+            waits_for_quota: false,
         }
     }
 }
@@ -80,6 +86,7 @@ impl From<PublishError> for ExecError {
             retry_after: None,
             message: format!("SNS: {e}"),
             replan: false,
+            waits_for_quota: false,
         }
     }
 }
@@ -91,6 +98,7 @@ impl From<StoreError> for ExecError {
             retryable: true,
             retry_after: None,
             replan: false,
+            waits_for_quota: false,
         }
     }
 }
@@ -336,6 +344,7 @@ impl Executor for ApiExecutor {
                     Ok(modified) => Ok(json!({ "Id": id, "LastModifiedDate": modified })),
                     Err(e) if e.is_conflict() => Err(ExecError {
                         replan: true,
+                        waits_for_quota: false,
                         retryable: true,
                         ..ExecError::from(e)
                     }),

@@ -33,6 +33,7 @@ pub struct Metrics {
     remote_attempts: Family<Labels, Counter>,
     remote_seconds: Timings,
     limiter_waits: Timings,
+    quotas: std::sync::OnceLock<std::sync::Arc<pcsync_adapters::quota::DailyQuotas>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -93,6 +94,7 @@ impl Default for Metrics {
             remote_attempts: Family::default(),
             remote_seconds: Family::new_with_constructor(seconds),
             limiter_waits: Family::new_with_constructor(seconds),
+            quotas: std::sync::OnceLock::new(),
         };
         registry.register(
             "events_accepted",
@@ -221,7 +223,17 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with the inbox gauges appended.
+    /// Reports where Partner Central's daily quotas stand, from `quotas`.
+    pub fn watch_quotas(&self, quotas: std::sync::Arc<pcsync_adapters::quota::DailyQuotas>) {
+        let _ = self.quotas.set(quotas);
+    }
+
+    /// Where Partner Central's daily quotas stand, when watched.
+    pub fn quota_status(&self, now_ms: i64) -> Option<Vec<pcsync_adapters::quota::QuotaStatus>> {
+        self.quotas.get().map(|q| q.status(now_ms))
+    }
+
+    /// The text exposition, with the inbox and quota gauges appended.
     pub fn render(&self, inbox: Option<crate::store::InboxStats>) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
@@ -241,6 +253,41 @@ impl Metrics {
                 ("dead", s.dead),
             ] {
                 out.push_str(&format!("pcsync_inbox_events{{state=\"{state}\"}} {n}\n"));
+            }
+        }
+        if let Some(status) = self.quota_status(jiff::Timestamp::now().as_millisecond()) {
+            for (name, help, value) in [
+                (
+                    "partnercentral_quota_used",
+                    "Partner Central calls pcsync sent in the last 24 hours, by daily quota class.",
+                    (|s: &pcsync_adapters::quota::QuotaStatus| s.used) as fn(&_) -> u64,
+                ),
+                (
+                    "partnercentral_quota_limit",
+                    "The daily allowance per class (partner_central.daily_quota).",
+                    |s| s.limit,
+                ),
+                (
+                    "partnercentral_quota_remaining",
+                    "What is left of the daily allowance per class.",
+                    |s| s.remaining(),
+                ),
+                (
+                    "partnercentral_quota_paused",
+                    "1 while calls in the class are held back because it is spent.",
+                    |s| u64::from(s.paused_until.is_some()),
+                ),
+            ] {
+                out.push_str(&format!(
+                    "# HELP pcsync_{name} {help}\n# TYPE pcsync_{name} gauge\n"
+                ));
+                for s in &status {
+                    out.push_str(&format!(
+                        "pcsync_{name}{{class=\"{}\"}} {}\n",
+                        s.class.name(),
+                        value(s)
+                    ));
+                }
             }
         }
         out.push_str("# EOF\n");

@@ -9,6 +9,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod poll;
+pub mod quota;
 pub mod reload;
 pub mod solutions;
 pub mod worker;

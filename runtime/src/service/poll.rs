@@ -5,7 +5,8 @@
 //! dead-lettered like any other event. One task runs every
 //! schedule, so two runs of one poller never overlap; a run that fails is logged and
 //! tried again at the next tick. Each run is shifted by up to its jitter, so that
-//! many packs do not fire at once.
+//! many packs do not fire at once. A run is skipped while the day's Partner Central
+//! reads are past the share schedules may use (`partner_central.daily_quota`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub async fn run(
     hubspot: Arc<HubSpotClient>,
     partner_central: PartnerCentralClient,
     first_run: FirstRun,
+    scheduled_share: f64,
 ) {
     // Per pack and schedule: when it is next due (ms since the epoch), and for
     // `changed_opportunities` where the previous run started.
@@ -84,6 +86,18 @@ pub async fn run(
                     }
                 });
                 if now_ms < next {
+                    continue;
+                }
+                // Scheduled runs read what no event announces; they keep within their
+                // share of the day's reads, and the rest stays for events.
+                if let Err(why) = super::quota::schedules_may_read(
+                    partner_central.daily_quotas(),
+                    scheduled_share,
+                    now_ms,
+                ) {
+                    tracing::warn!(pack = %pack.pack.name, reason = %why, "scheduled run skipped to spare the daily read quota");
+                    let period = every.as_millis() as i64;
+                    due.insert(key.clone(), now_ms + period);
                     continue;
                 }
                 match schedule.for_each {

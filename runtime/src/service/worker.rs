@@ -162,6 +162,8 @@ pub enum Settled {
     Retry(String, Option<Duration>),
     /// Held until the opportunity is editable.
     Deferred(String),
+    /// A daily API quota is spent: held this long, without counting an attempt.
+    Wait(String, Duration),
     /// Parked in the dead-letter list.
     Dead(String),
     /// The opportunity changed while the pack wrote (`ConflictException`): plan again
@@ -338,6 +340,7 @@ impl<E: Executor> Worker<E> {
             Settled::Retry(_, _) if attempts >= self.max_attempts => "dead",
             Settled::Retry(_, _) | Settled::Replan(_) => "retry",
             Settled::Deferred(_) => "deferred",
+            Settled::Wait(_, _) => "waiting",
             Settled::Dead(_) => "dead",
         });
         match settled {
@@ -368,6 +371,11 @@ impl<E: Executor> Worker<E> {
                 reason,
                 now,
             ),
+            Settled::Wait(reason, wait) => {
+                tracing::warn!(key = %batch.key, wait_s = wait.as_secs(), reason = %reason, "waiting for a daily quota");
+                self.store
+                    .defer(&seqs, now + wait.as_millis() as i64, reason, now)
+            }
             Settled::Dead(reason) => {
                 tracing::error!(key = %batch.key, reason = %reason, "dead-lettered");
                 self.store.dead_letter(&seqs, reason, now)
@@ -411,13 +419,7 @@ impl<E: Executor> Worker<E> {
         let deals = match (&latest.company_id, &latest.deal_id) {
             (Some(company), None) => match self.executor.company_deals(company).await {
                 Ok(deals) => deals.into_iter().map(Some).collect(),
-                Err(e) => {
-                    return if e.retryable {
-                        Settled::Retry(e.message, e.retry_after)
-                    } else {
-                        Settled::Dead(e.message)
-                    };
-                }
+                Err(e) => return after_error(&e, e.message.clone()),
             },
             _ => vec![None],
         };
@@ -452,8 +454,7 @@ impl<E: Executor> Worker<E> {
             let since = self.in_flight.now();
             let mut ctx = match self.resolve(latest, &fetch).await {
                 Ok(ctx) => ctx,
-                Err(e) if e.retryable => return Settled::Retry(e.message, e.retry_after),
-                Err(e) => return Settled::Dead(e.message),
+                Err(e) => return after_error(&e, e.message.clone()),
             };
             // Held until this subject's packs have run.
             let _held = match self.in_flight.take(subjects(batch, &ctx), since).await {
@@ -461,8 +462,7 @@ impl<E: Executor> Worker<E> {
                 Err(held) => {
                     ctx = match self.resolve(latest, &fetch).await {
                         Ok(ctx) => ctx,
-                        Err(e) if e.retryable => return Settled::Retry(e.message, e.retry_after),
-                        Err(e) => return Settled::Dead(e.message),
+                        Err(e) => return after_error(&e, e.message.clone()),
                     };
                     held
                 }
@@ -487,8 +487,7 @@ impl<E: Executor> Worker<E> {
                     tracing::info!(pack = %pack.pack.name, reason = %reason, "the opportunity changed meanwhile: planning again");
                     ctx = match self.resolve(latest, &fetch).await {
                         Ok(ctx) => ctx,
-                        Err(e) if e.retryable => return Settled::Retry(e.message, e.retry_after),
-                        Err(e) => return Settled::Dead(e.message),
+                        Err(e) => return after_error(&e, e.message.clone()),
                     };
                     ended = self.run_pack(pack, rules, event, &ctx).await;
                 }
@@ -570,7 +569,7 @@ impl<E: Executor> Worker<E> {
                     return Settled::Replan(format!("{}: {}", plan.pack, e.message));
                 }
                 Err(e) if e.retryable => {
-                    return Settled::Retry(format!("{}: {}", plan.pack, e.message), e.retry_after);
+                    return after_error(&e, format!("{}: {}", plan.pack, e.message));
                 }
                 Err(e) => {
                     failure = Some(e.message);
@@ -676,8 +675,7 @@ impl<E: Executor> Worker<E> {
             };
             match performed {
                 Ok(_) => {}
-                Err(e) if e.retryable => return Err(Settled::Retry(failed(&e), e.retry_after)),
-                Err(e) => return Err(Settled::Dead(failed(&e))),
+                Err(e) => return Err(after_error(&e, failed(&e))),
             }
         }
         Ok(())
@@ -905,12 +903,28 @@ fn decode_settle(text: &str) -> Option<(Vec<Effect>, Outcome)> {
     Some((effects, outcome))
 }
 
+/// What becomes of a batch whose call failed with `e`, `message` saying so: a
+/// spent daily quota waits (no attempt counted, so nothing dead-letters over a
+/// quota), a retryable failure retries, any other is dead.
+fn after_error(e: &ExecError, message: String) -> Settled {
+    if e.waits_for_quota {
+        let wait = e
+            .retry_after
+            .unwrap_or(pcsync_adapters::quota::UNKNOWN_PAUSE);
+        Settled::Wait(message, wait)
+    } else if e.retryable {
+        Settled::Retry(message, e.retry_after)
+    } else {
+        Settled::Dead(message)
+    }
+}
+
 /// The more serious of two endings: dead beats retry beats deferred beats done.
 fn worse(a: Settled, b: Settled) -> Settled {
     fn rank(s: &Settled) -> u8 {
         match s {
             Settled::Untouched | Settled::Done => 0,
-            Settled::Deferred(_) => 1,
+            Settled::Deferred(_) | Settled::Wait(_, _) => 1,
             Settled::Retry(_, _) | Settled::Replan(_) => 2,
             Settled::Dead(_) => 3,
         }

@@ -78,6 +78,7 @@ fn retryable(message: &str) -> ExecError {
         retryable: true,
         retry_after: None,
         replan: false,
+        waits_for_quota: false,
     }
 }
 
@@ -157,6 +158,7 @@ impl Executor for Recording {
                 retryable: false,
                 retry_after: None,
                 replan: false,
+                waits_for_quota: false,
             });
         }
         let world = self.world.lock().unwrap();

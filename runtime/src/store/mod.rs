@@ -345,9 +345,28 @@ pub trait SnapshotCache: Send + Sync {
     fn prune_snapshots(&self, before_ms: i64) -> Result<u64, StoreError>;
 }
 
+/// Calls counted against an API's daily quotas, per minute, so that a restart does
+/// not forget the day ([`pcsync_adapters::quota`]).
+pub trait QuotaLog: Send + Sync {
+    /// Records the calls of these minutes (api, class, minute start in ms, calls in
+    /// that minute; a later save of a minute replaces it) and forgets minutes that
+    /// started before `forget_before_ms`.
+    fn save_calls(
+        &self,
+        minutes: &[(&str, &str, i64, u64)],
+        forget_before_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// The minutes of `api` recorded since `since_ms`: (class, minute start, calls).
+    fn load_calls(&self, api: &str, since_ms: i64) -> Result<Vec<(String, i64, u64)>, StoreError>;
+}
+
 /// The service's durable state: every part, for the worker, which uses them all.
 /// Users that need less take the part they need (ingest and the pollers an
 /// [`Inbox`], the executor an [`EchoMemory`] and a [`SnapshotCache`]).
-pub trait Store: Inbox + EffectJournal + PackStates + EchoMemory + SnapshotCache {}
+pub trait Store:
+    Inbox + EffectJournal + PackStates + EchoMemory + SnapshotCache + QuotaLog
+{
+}
 
-impl<T: Inbox + EffectJournal + PackStates + EchoMemory + SnapshotCache> Store for T {}
+impl<T: Inbox + EffectJournal + PackStates + EchoMemory + SnapshotCache + QuotaLog> Store for T {}

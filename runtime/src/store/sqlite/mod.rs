@@ -75,6 +75,13 @@ CREATE TABLE IF NOT EXISTS written (
     written_at INTEGER NOT NULL,
     PRIMARY KEY (object, property)
 );
+CREATE TABLE IF NOT EXISTS api_calls (
+    api     TEXT NOT NULL,
+    class   TEXT NOT NULL,
+    minute  INTEGER NOT NULL,
+    calls   INTEGER NOT NULL,
+    PRIMARY KEY (api, class, minute)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshot (
     opportunity_id TEXT NOT NULL,
     engagement_id  TEXT NOT NULL,
@@ -676,6 +683,7 @@ fn event_of(text: &str) -> Result<Event, StoreError> {
 mod echo;
 mod inbox;
 mod journal;
+mod quota;
 mod snapshot;
 mod state;
 

@@ -1,0 +1,137 @@
+//! Partner Central's daily quotas in the service: the counts come back from the state
+//! file at start-up and go to it every few seconds and at shutdown, scheduled runs
+//! stay within their share of the reads, and health and metrics say where each class
+//! stands. The counting itself is the client's ([`pcsync_adapters::quota`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pcsync_adapters::quota::{DailyQuotas, QuotaClass, WINDOW};
+
+use crate::store::{QuotaLog, StoreError};
+
+/// The API name the counts are kept under in the state file.
+const API: &str = "partnercentral";
+
+/// How often the counts are saved. A crash forgets at most this long's calls (at
+/// most 11 calls a second).
+pub const SAVE_EVERY: Duration = Duration::from_secs(5);
+
+/// Puts the counts of the last 24 hours from the state file back into `quotas`.
+pub fn restore(quotas: &DailyQuotas, store: &dyn QuotaLog, now_ms: i64) -> Result<u64, StoreError> {
+    let since = now_ms - WINDOW.as_millis() as i64;
+    let saved = store.load_calls(API, since)?;
+    let calls = saved.iter().map(|(_, _, n)| n).sum();
+    quotas.restore(
+        saved
+            .into_iter()
+            .filter_map(|(class, minute, n)| Some((QuotaClass::from_name(&class)?, minute, n))),
+        now_ms,
+    );
+    Ok(calls)
+}
+
+/// Saves the minutes counted since the last save; kept for the next save when the
+/// store refuses.
+pub fn save(quotas: &DailyQuotas, store: &dyn QuotaLog, now_ms: i64) -> Result<(), StoreError> {
+    let unsaved = quotas.unsaved();
+    if unsaved.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(&str, &str, i64, u64)> = unsaved
+        .iter()
+        .map(|(class, minute, n)| (API, class.name(), *minute, *n))
+        .collect();
+    let forget = now_ms - WINDOW.as_millis() as i64;
+    super::blocking(|| store.save_calls(&rows, forget)).inspect_err(|_| {
+        quotas.unsaved_again(unsaved);
+    })
+}
+
+/// Saves the counts every [`SAVE_EVERY`] until the task is dropped.
+pub async fn keep_saved(quotas: Arc<DailyQuotas>, store: Arc<dyn QuotaLog>) {
+    let mut tick = tokio::time::interval(SAVE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = save(&quotas, &*store, jiff::Timestamp::now().as_millisecond()) {
+            tracing::warn!(error = %e, "cannot save the daily quota counts; trying again");
+        }
+    }
+}
+
+/// Whether scheduled runs may start: the day's reads are below `share` of the
+/// allowance and the class is not paused. Events (webhooks, EventBridge) are not
+/// held by this; they meet the quota itself.
+pub fn schedules_may_read(quotas: &DailyQuotas, share: f64, now_ms: i64) -> Result<(), String> {
+    let read = quotas
+        .status(now_ms)
+        .into_iter()
+        .find(|s| s.class == QuotaClass::Read)
+        .expect("every class has a status");
+    let budget = (read.limit as f64 * share.clamp(0.0, 1.0)) as u64;
+    if read.paused_until.is_some() {
+        return Err("the daily read quota is spent".into());
+    }
+    if read.used >= budget {
+        return Err(format!(
+            "{} reads in the last 24 hours, at the scheduled share ({budget} of {})",
+            read.used, read.limit
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+    use pcsync_adapters::quota::DailyLimits;
+
+    const H: i64 = 3600 * 1000;
+
+    #[test]
+    fn a_restart_keeps_the_days_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let quotas = DailyQuotas::new(DailyLimits::default());
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            for i in 0..40 {
+                quotas.count(QuotaClass::Read, 10 * H + i * 20_000);
+            }
+            save(&quotas, &store, 11 * H).unwrap();
+            // Counted after the save, saved again: the minute's count replaces the
+            // saved one instead of adding to it.
+            quotas.count(QuotaClass::Read, 10 * H + 40 * 20_000);
+            quotas.count(QuotaClass::Write, 11 * H);
+            save(&quotas, &store, 11 * H).unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let next = DailyQuotas::new(DailyLimits::default());
+        assert_eq!(restore(&next, &store, 12 * H).unwrap(), 42);
+        assert_eq!(next.used(QuotaClass::Read, 12 * H), 41);
+        assert_eq!(next.used(QuotaClass::Write, 12 * H), 1);
+        // A day later, nothing is left to restore.
+        let later = DailyQuotas::new(DailyLimits::default());
+        assert_eq!(restore(&later, &store, 36 * H).unwrap(), 0);
+    }
+
+    #[test]
+    fn schedules_stop_at_their_share_of_the_reads() {
+        let quotas = DailyQuotas::new(DailyLimits {
+            reads: 10,
+            writes: 10,
+        });
+        for _ in 0..4 {
+            quotas.count(QuotaClass::Read, 0);
+        }
+        assert_eq!(schedules_may_read(&quotas, 0.5, H), Ok(()));
+        quotas.count(QuotaClass::Read, 0);
+        let refused = schedules_may_read(&quotas, 0.5, H).unwrap_err();
+        assert!(refused.contains("5 reads"), "{refused}");
+        assert_eq!(schedules_may_read(&quotas, 0.5, 25 * H), Ok(()));
+        quotas.pause(QuotaClass::Read, 25 * H);
+        assert!(schedules_may_read(&quotas, 1.0, 25 * H).is_err());
+    }
+}
