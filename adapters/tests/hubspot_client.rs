@@ -164,3 +164,46 @@ async fn a_wrong_token_is_not_retryable() {
     );
     assert!(!err.retryable());
 }
+
+#[tokio::test]
+async fn every_linked_deal_is_listed_past_searchs_10000_results() {
+    let sb = sandbox(None).await;
+    let linked_before = sb.hubspot.with_store(|s| {
+        s.deals
+            .values()
+            .filter(|d| d.value("aws_opportunity_id").is_some())
+            .count()
+    });
+    // 10,050 more linked deals, and some that are not linked.
+    let mut expected = sb.hubspot.with_store(|s| {
+        for i in 0..10_100 {
+            let mut properties = std::collections::BTreeMap::new();
+            properties.insert("dealname".to_string(), format!("Deal {i}"));
+            if i % 201 != 200 {
+                properties.insert("aws_opportunity_id".to_string(), format!("O{:07}", i));
+            }
+            s.insert("deals", properties);
+        }
+        s.deals
+            .values()
+            .filter(|d| d.value("aws_opportunity_id").is_some())
+            .map(|d| d.id.clone())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(expected.len(), linked_before + 10_050);
+    let c = HubSpotClient::new(&sb.hubspot_url, "sandbox-token", 1_000);
+    let deals = c
+        .deals_with("aws_opportunity_id", &["aws_opportunity_id".into()])
+        .await
+        .unwrap();
+    let mut listed: Vec<String> = deals.iter().map(|d| d.id.clone()).collect();
+    assert_eq!(listed.len(), expected.len(), "each once");
+    listed.sort();
+    expected.sort();
+    assert_eq!(listed, expected);
+    // No query paged past what HubSpot allows (the sandbox answers that with a 400).
+    assert!(
+        sb.journal.calls().iter().all(|c| c.status != 400),
+        "a search paged past 10,000 results"
+    );
+}

@@ -353,35 +353,57 @@ impl HubSpotClient {
             .collect()
     }
 
-    /// Every deal that has `property` set (CRM search, all pages): the deals a
-    /// scheduled pack goes over.
+    /// Every deal that has `property` set: the deals a scheduled pack goes over.
+    ///
+    /// CRM search answers at most 10,000 results per query (paging further is a 400).
+    /// Sorted by `hs_object_id`, the listing goes on past that with a new query for
+    /// the ids above the last one seen (keyset paging), so any number of deals is
+    /// listed, 200 (the page maximum) a call.
     pub async fn deals_with(
         &self,
         property: &str,
         properties: &[String],
     ) -> Result<Vec<Deal>, HubSpotError> {
+        const PAGE: u64 = 200;
+        const QUERY_RESULTS: u64 = 10_000;
         let mut deals = Vec::new();
-        let mut after: Option<String> = None;
+        let mut above: Option<String> = None;
+        let mut after: u64 = 0;
         loop {
+            let mut filters = vec![json!({ "propertyName": property, "operator": "HAS_PROPERTY" })];
+            if let Some(id) = &above {
+                filters
+                    .push(json!({ "propertyName": "hs_object_id", "operator": "GT", "value": id }));
+            }
             let mut body = json!({
-                "filterGroups": [{ "filters": [{ "propertyName": property, "operator": "HAS_PROPERTY" }] }],
+                "filterGroups": [{ "filters": filters }],
                 "properties": properties,
                 "sorts": [{ "propertyName": "hs_object_id", "direction": "ASCENDING" }],
-                "limit": 100,
+                "limit": PAGE,
             });
-            if let Some(a) = &after {
-                body["after"] = json!(a);
+            if after > 0 {
+                body["after"] = json!(after.to_string());
             }
             let (_, page) = self
                 .call(Method::POST, "/crm/v3/objects/deals/search", Some(body))
                 .await?;
-            for d in page["results"].as_array().into_iter().flatten() {
+            let results = page["results"].as_array().cloned().unwrap_or_default();
+            for d in &results {
                 deals.push(deal(d)?);
             }
-            match page["paging"]["next"]["after"].as_str() {
-                // CRM search stops at 10,000 results; past that, paging fails.
-                Some(next) if deals.len() < 10_000 => after = Some(next.to_string()),
-                _ => return Ok(deals),
+            let next = page["paging"]["next"]["after"]
+                .as_str()
+                .and_then(|a| a.parse::<u64>().ok());
+            match next {
+                None => return Ok(deals),
+                Some(_) if results.is_empty() => return Ok(deals),
+                // The next page would pass what one query may return: start a new
+                // query above the last id.
+                Some(next) if next + PAGE > QUERY_RESULTS => {
+                    above = deals.last().map(|d| d.id.clone());
+                    after = 0;
+                }
+                Some(next) => after = next,
             }
         }
     }
