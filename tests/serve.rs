@@ -412,6 +412,18 @@ async fn scheduled_runs_notice_score_changes_no_event_announces() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let all = get(&http, &tasks).await.unwrap();
     assert_eq!(all["tasks"].as_array().unwrap().len(), 1, "{all}");
+    // The runs took their deals from the listing (200 a search), not a read each.
+    let calls = sb.journal.calls();
+    let read_one = calls
+        .iter()
+        .filter(|c| c.operation.starts_with("GET /crm/v3/objects/deals/"))
+        .count();
+    let searches = calls
+        .iter()
+        .filter(|c| c.operation == "POST /crm/v3/objects/deals/search")
+        .count();
+    assert!(searches >= 3, "{searches} listings");
+    assert_eq!(read_one, 0, "scheduled runs read deals one by one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

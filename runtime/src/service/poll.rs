@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pcsync_adapters::hubspot::client::HubSpotClient;
+use pcsync_adapters::hubspot::client::{Deal, HubSpotClient};
 use pcsync_adapters::partner_central::PartnerCentralClient;
 use pcsync_engine::Event;
 use pcsync_engine::model::ScheduleScope;
@@ -26,6 +26,54 @@ const TICK: Duration = Duration::from_secs(5);
 /// How far back a `changed_opportunities` run looks before the previous run started,
 /// for clock differences with AWS.
 const OVERLAP: Duration = Duration::from_secs(60);
+
+/// How many characters of property names a listing may ask for: CRM search refuses
+/// a body over 3,000 characters, and the filters and sorts take some.
+const MAX_LISTED: usize = 2_400;
+
+/// A scheduled run's payload: the deal as the listing read it, and when.
+pub fn listed_deal(deal: &Deal, now: jiff::Timestamp) -> serde_json::Value {
+    serde_json::json!({
+        "listed_at": now.to_string(),
+        "deal": { "id": deal.id, "properties": deal.properties },
+    })
+}
+
+/// The deal a scheduled run's payload carries ([`listed_deal`]), when it has every
+/// property in `properties` and was listed less than [`LISTING_FRESH`] before `now`:
+/// a run that waited longer reads the deal afresh.
+pub fn deal_from_listing(
+    event: &Event,
+    properties: &[String],
+    now: jiff::Timestamp,
+) -> Option<pcsync_engine::DealSnapshot> {
+    if event.source != pcsync_engine::Source::Schedule {
+        return None;
+    }
+    let listed: jiff::Timestamp = event.payload["listed_at"].as_str()?.parse().ok()?;
+    if now.duration_since(listed).unsigned_abs() > LISTING_FRESH {
+        return None;
+    }
+    let deal = &event.payload["deal"];
+    let id = deal["id"].as_str()?;
+    if event.deal_id.as_deref() != Some(id) {
+        return None;
+    }
+    let listed = deal["properties"].as_object()?;
+    if !properties.iter().all(|p| listed.contains_key(p)) {
+        return None;
+    }
+    Some(pcsync_engine::DealSnapshot {
+        id: id.to_string(),
+        properties: properties
+            .iter()
+            .map(|p| (p.clone(), listed[p].clone()))
+            .collect(),
+    })
+}
+
+/// How long a listed deal stands for a fresh read.
+pub const LISTING_FRESH: Duration = Duration::from_secs(10 * 60);
 
 /// Commits a run's events; whether it worked.
 fn queue(store: &dyn Inbox, pack: &str, events: &[(Event, String)], now_ms: i64) -> bool {
@@ -103,18 +151,27 @@ pub async fn run(
                 match schedule.for_each {
                     ScheduleScope::LinkedDeals => {
                         let link = &pack.pack.needs.link_property;
-                        match hubspot.deals_with(link, std::slice::from_ref(link)).await {
+                        // The listing reads the properties the run needs, 200 deals a
+                        // search, so the runs need not read each deal again.
+                        let mut properties = vec![link.clone()];
+                        properties
+                            .extend(pack.pack.needs.deal.iter().filter(|p| *p != link).cloned());
+                        if properties.iter().map(|p| p.len() + 3).sum::<usize>() > MAX_LISTED {
+                            properties.truncate(1);
+                        }
+                        match hubspot.deals_with(link, &properties).await {
                             Ok(deals) => {
                                 let events: Vec<(Event, String)> = deals
                                     .into_iter()
                                     .map(|d| {
                                         let opportunity = d.properties.get(link).cloned().flatten();
-                                        let event = Event::schedule(
+                                        let mut event = Event::schedule(
                                             &pack.pack.name,
                                             Some(d.id.clone()),
                                             opportunity,
                                             now,
                                         );
+                                        event.payload = listed_deal(&d, now);
                                         let key = super::ingest::ordering_key(&event);
                                         (event, key)
                                     })
@@ -167,5 +224,60 @@ pub async fn run(
             }
         }
         tokio::time::sleep(TICK).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(at: jiff::Timestamp) -> Event {
+        let deal = Deal {
+            id: "40000000001".into(),
+            properties: [
+                (
+                    "aws_opportunity_id".to_string(),
+                    Some("O5000001".to_string()),
+                ),
+                ("dealname".to_string(), Some("Globex on AWS".to_string())),
+                ("hubspot_owner_id".to_string(), None),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let mut event = Event::schedule(
+            "smart-notifications",
+            Some(deal.id.clone()),
+            Some("O5000001".into()),
+            at,
+        );
+        event.payload = listed_deal(&deal, at);
+        // Through the inbox and back, as the worker gets it.
+        Event::from_stored_json(&event.to_stored_json().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_scheduled_run_uses_the_deal_its_listing_read_while_fresh() {
+        let at: jiff::Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+        let event = listed(at);
+        let wanted = ["dealname".to_string(), "hubspot_owner_id".to_string()];
+        let deal = deal_from_listing(&event, &wanted, at + jiff::SignedDuration::from_secs(60))
+            .expect("fresh and complete");
+        assert_eq!(deal.id, "40000000001");
+        assert_eq!(deal.properties["dealname"], "Globex on AWS");
+        assert_eq!(deal.properties["hubspot_owner_id"], serde_json::Value::Null);
+        assert_eq!(deal.properties.len(), 2, "only what was asked");
+        // Too old, or missing a property the run needs: read afresh.
+        let late = at + jiff::SignedDuration::from_secs(11 * 60);
+        assert!(deal_from_listing(&event, &wanted, late).is_none());
+        let more = ["dealname".to_string(), "amount".to_string()];
+        assert!(deal_from_listing(&event, &more, at).is_none());
+        // Only a schedule's own payload counts.
+        let mut forged = event.clone();
+        forged.source = pcsync_engine::Source::Hubspot;
+        assert!(deal_from_listing(&forged, &wanted, at).is_none());
+        let mut other = event.clone();
+        other.deal_id = Some("40000000002".into());
+        assert!(deal_from_listing(&other, &wanted, at).is_none());
     }
 }

@@ -721,7 +721,12 @@ impl<E: Executor> Worker<E> {
         let x = &self.executor;
         let link = &fetch.link_property;
         let mut deal = match &event.deal_id {
-            Some(id) => x.deal(id, &fetch.deal).await?,
+            Some(id) => {
+                match super::poll::deal_from_listing(event, &fetch.deal, self.clock.now()) {
+                    Some(listed) => Some(listed),
+                    None => x.deal(id, &fetch.deal).await?,
+                }
+            }
             None => None,
         };
         let opportunity_id = event.opportunity_id.clone().or_else(|| {
