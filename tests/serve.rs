@@ -716,6 +716,34 @@ async fn serve_sandbox_needs_no_config_and_syncs_its_demo_deals() {
     eventually("the service to answer", &service, || get(&http, &health)).await;
     let pc = format!("http://127.0.0.1:{sandbox}");
     let hs = format!("http://127.0.0.1:{}", sandbox + 1);
+    let sns = format!("http://127.0.0.1:{}", sandbox + 2);
+    // Ready once the demo's baselines are recorded: the README's "AWS rescores and
+    // approves" step, done at once, notifies.
+    let ready = format!("{}/readyz", service.url);
+    eventually("the service to be ready", &service, || async {
+        let r = http.get(&ready).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    for (path, body) in [
+        ("review", json!({ "status": "In review" })),
+        ("insights", json!({ "quality_score": 90 })),
+        ("review", json!({ "status": "Approved" })),
+    ] {
+        http.post(format!(
+            "{pc}/_sandbox/partnercentral/opportunities/O5000002/{path}"
+        ))
+        .json(&body)
+        .send_ok()
+        .await;
+    }
+    eventually("the task and the SNS message", &service, || async {
+        let tasks = get(&http, &format!("{hs}/_sandbox/hubspot/tasks")).await?;
+        let messages = get(&http, &format!("{sns}/_sandbox/sns/messages")).await?;
+        (!tasks["tasks"].as_array()?.is_empty() && !messages["messages"].as_array()?.is_empty())
+            .then_some(())
+    })
+    .await;
     let deals = get(&http, &format!("{hs}/_sandbox/hubspot/deals"))
         .await
         .unwrap();

@@ -204,6 +204,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     let working = spawn_worker(Arc::clone(&worker), stopping)?;
     tokio::spawn(Arc::clone(&rules).watch());
     tokio::spawn(Arc::clone(&rules).on_hangup());
+    let (first_pass, first_pass_done) = tokio::sync::oneshot::channel();
     tokio::spawn(pcsync_runtime::service::poll::run(
         Arc::clone(&rules),
         Arc::clone(&store) as Arc<dyn pcsync_runtime::store::Inbox>,
@@ -215,7 +216,39 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
             pcsync_runtime::service::poll::FirstRun::WithinJitter
         },
         config.partner_central.daily_quota.scheduled_share,
+        first_pass,
     ));
+    // The sandbox's demo compares opportunities with their last-known state: it is
+    // ready once the start-up runs recorded it, so that a rescore tried right
+    // after start-up notifies as the README says.
+    let readiness = Arc::new(match &_sandbox {
+        Some(_) => admin::Readiness::starting("recording the demo opportunities' baselines"),
+        None => admin::Readiness::default(),
+    });
+    if _sandbox.is_some() {
+        let readiness = Arc::clone(&readiness);
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let _ = first_pass_done.await;
+            // Not forever: an event that keeps failing stays pending, and the demo
+            // should still start.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let stats = pcsync_runtime::service::blocking(|| store.stats());
+                if stats.is_ok_and(|s| s.pending == 0 && s.running == 0) {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    tracing::warn!("ready without every baseline: start-up work is still pending");
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            readiness.ready();
+            tracing::info!("ready: the demo opportunities' baselines are recorded");
+            println!("ready: the demo opportunities' baselines are recorded");
+        });
+    }
 
     let ingest = Arc::new(Ingest {
         store: Arc::clone(&store) as Arc<dyn pcsync_runtime::store::Inbox>,
@@ -237,6 +270,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
             admin_token: config.admin_token.clone(),
             admin_loopback: config.admin_loopback,
             now_ms: || jiff::Timestamp::now().as_millisecond(),
+            readiness,
         })));
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

@@ -42,6 +42,29 @@ pub struct Admin {
     pub admin_loopback: bool,
     /// The clock (ms since the epoch).
     pub now_ms: fn() -> i64,
+    /// Whether the service is ready for traffic (`/readyz`).
+    pub readiness: Arc<Readiness>,
+}
+
+/// What `/readyz` says besides the store's health: ready, or starting and why.
+#[derive(Debug, Default)]
+pub struct Readiness(std::sync::Mutex<Option<String>>);
+
+impl Readiness {
+    /// Starting: `/readyz` answers 503 with `reason` until [`Readiness::ready`].
+    pub fn starting(reason: impl Into<String>) -> Self {
+        Readiness(std::sync::Mutex::new(Some(reason.into())))
+    }
+
+    /// Ready from now on.
+    pub fn ready(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Why the service is not ready yet, if it is not.
+    pub fn waiting_for(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// The operator's routes. The server must be served with
@@ -56,7 +79,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         ));
     Router::new()
         .route("/healthz", get(health))
-        .route("/readyz", get(health))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics_text))
         .merge(operator)
         .with_state(admin)
@@ -117,7 +140,24 @@ impl Admin {
     }
 }
 
-/// `GET /healthz` and `/readyz`.
+/// `GET /readyz`: 503 while starting (the sandbox's demo records its baselines
+/// first), then as `/healthz`.
+async fn ready(State(a): State<Arc<Admin>>) -> Response {
+    match a.readiness.waiting_for() {
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "starting",
+                "reason": reason,
+                "rules_version": a.rules.current().version.clone(),
+            })),
+        )
+            .into_response(),
+        None => health(State(a)).await,
+    }
+}
+
+/// `GET /healthz`.
 async fn health(State(a): State<Arc<Admin>>) -> Response {
     let version = a.rules.current().version.clone();
     let now = (a.now_ms)();
@@ -281,6 +321,7 @@ mod tests {
             admin_token: admin_token.map(String::from),
             admin_loopback,
             now_ms: now,
+            readiness: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

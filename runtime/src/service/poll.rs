@@ -108,7 +108,9 @@ pub async fn run(
     partner_central: PartnerCentralClient,
     first_run: FirstRun,
     scheduled_share: f64,
+    first_pass: tokio::sync::oneshot::Sender<()>,
 ) {
+    let mut first_pass = Some(first_pass);
     // Per pack and schedule: when it is next due (ms since the epoch), and for
     // `changed_opportunities` where the previous run started.
     let mut due: HashMap<String, i64> = HashMap::new();
@@ -222,6 +224,10 @@ pub async fn run(
                     now_ms + period + super::random_below(jitter.as_millis() as i64, &key),
                 );
             }
+        }
+        // Every schedule due at start-up has queued its work (or failed to).
+        if let Some(done) = first_pass.take() {
+            let _ = done.send(());
         }
         tokio::time::sleep(TICK).await;
     }
