@@ -186,18 +186,24 @@ async fn solutions_are_listed_searched_and_fetched_from_the_cached_catalog() {
     assert_eq!(status, 404);
     assert_eq!(missing["error"], "not found");
 
-    // None of that reached Partner Central: every ListSolutions call is a refresh
-    // reading the whole catalog, 100 at a time.
+    // Listing and searching never reached Partner Central: every ListSolutions call
+    // is a refresh reading the whole catalog, 100 at a time, or the one lookup of the
+    // unknown id (it may have been published since the last read).
     let lists: Vec<_> = sb
         .journal
         .calls()
         .into_iter()
         .filter(|c| c.operation == "ListSolutions")
         .collect();
+    let lookups = lists
+        .iter()
+        .filter(|c| c.request.get("Identifier").is_some())
+        .collect::<Vec<_>>();
+    assert_eq!(lookups.len(), 1, "{lookups:?}");
+    assert_eq!(lookups[0].request["Identifier"], json!(["S-7777777"]));
     assert!(
-        lists.iter().all(|c| c.request["MaxResults"] == 100
-            && c.request.get("Identifier").is_none()
-            && c.request.get("Status").is_none()),
+        lists.iter().all(|c| c.request.get("Status").is_none()
+            && (c.request["MaxResults"] == 100 || c.request.get("Identifier").is_some())),
         "{:?}",
         lists.iter().map(|c| &c.request).collect::<Vec<_>>()
     );
@@ -284,4 +290,130 @@ async fn browsers_on_allowed_origins_may_call_the_solutions_api() {
         .await
         .unwrap();
     assert!(rules.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_solution_is_found_at_once_and_unknown_ids_cost_one_read_an_interval() {
+    let (sb, _dir, service, _config) = start(
+        |_| {},
+        "solutions:\n  refresh: 1h\n  unknown_id_lookup: 1h\n",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}{path}", service.url);
+    eventually("the catalog to be read", &service, || async {
+        let (status, _, _) = status_and_body(&http, &api("/solutions")).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    let reads = |sb: &Sandbox| {
+        sb.journal
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "ListSolutions")
+            .count()
+    };
+
+    // Published in Partner Central after the catalog was read (the next read is an
+    // hour away): found by id at once, and then listed too.
+    http.post(format!(
+        "{}/_sandbox/partnercentral/solutions",
+        sb.partner_central_url
+    ))
+    .json(&json!({ "id": "S-0000042", "name": "Quantum Ledger Advisory", "category": "Consulting Service" }))
+    .send_ok()
+    .await;
+    let asked = std::time::Instant::now();
+    let (status, _, one) = status_and_body(&http, &api("/solutions/s-0000042")).await;
+    assert_eq!(status, 200, "{one}");
+    assert!(asked.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(one["name"], "Quantum Ledger Advisory");
+    let (_, _, all) = status_and_body(&http, &api("/solutions?limit=100")).await;
+    assert!(ids(&all).contains(&"S-0000042".to_string()), "{all}");
+
+    // A burst of 1,000 unknown ids, 50 at a time: all 404, and no read of Partner
+    // Central within the interval (the lookup above was the interval's one).
+    let before = reads(&sb);
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(50));
+    let mut asks = tokio::task::JoinSet::new();
+    for i in 0..1_000 {
+        let (http, url, gate) = (
+            http.clone(),
+            api(&format!("/solutions/S-{}", 8_000_000 + i)),
+            gate.clone(),
+        );
+        asks.spawn(async move {
+            let _turn = gate.acquire().await.unwrap();
+            http.get(url).send().await.unwrap().status().as_u16()
+        });
+    }
+    while let Some(status) = asks.join_next().await {
+        assert_eq!(status.unwrap(), 404);
+    }
+    assert_eq!(reads(&sb), before, "unknown ids read the catalog");
+
+    // Answers carry an ETag and Cache-Control; a client holding the body gets 304.
+    let r = http.get(api("/solutions/S-0000002")).send().await.unwrap();
+    let etag = r.headers()["etag"].clone();
+    assert_eq!(r.headers()["cache-control"], "public, max-age=60");
+    let again = http
+        .get(api("/solutions/S-0000002"))
+        .header("if-none-match", etag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 304);
+    assert_eq!(again.headers()["etag"], etag);
+    assert!(again.bytes().await.unwrap().is_empty());
+    let other = http.get(api("/solutions/S-0000003")).send().await.unwrap();
+    assert_ne!(other.headers()["etag"], etag);
+    let missing = http.get(api("/solutions/X")).send().await.unwrap();
+    assert_eq!(missing.headers()["cache-control"], "no-store");
+
+    // The operator can have the catalog read now.
+    let before = reads(&sb);
+    let forced = http
+        .post(api("/admin/solutions/refresh"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forced.status().as_u16(), 200);
+    let forced: Value = forced.json().await.unwrap();
+    assert_eq!(forced["refreshed"], true, "{forced}");
+    assert!(reads(&sb) > before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_past_its_age_answers_at_once_and_reads_the_catalog_behind() {
+    let (sb, _dir, service, _config) = start(
+        |_| {},
+        "solutions:\n  refresh: 1h\n  revalidate_after: 1s\n",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}{path}", service.url);
+    eventually("the catalog to be read", &service, || async {
+        let (status, _, _) = status_and_body(&http, &api("/solutions")).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    http.post(format!(
+        "{}/_sandbox/partnercentral/solutions",
+        sb.partner_central_url
+    ))
+    .json(&json!({ "id": "S-0000043", "name": "Zebra Analytics", "category": "Software Product" }))
+    .send_ok()
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    // Past its age, the list still answers from the copy it has...
+    let (status, headers, stale) = status_and_body(&http, &api("/solutions?limit=100")).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["cache-control"], "public, max-age=1");
+    assert!(!ids(&stale).contains(&"S-0000043".to_string()));
+    // ...and reads the catalog behind it, so the next lists have the new solution.
+    eventually("the catalog to be read again", &service, || async {
+        let (_, _, all) = status_and_body(&http, &api("/solutions?limit=100")).await;
+        ids(&all).contains(&"S-0000043".to_string()).then_some(())
+    })
+    .await;
 }

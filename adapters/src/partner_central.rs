@@ -683,6 +683,27 @@ impl PartnerCentralClient {
         Ok(solutions)
     }
 
+    /// One solution by id (ListSolutions filtered to it: the API has no
+    /// GetSolution), as ListSolutions returns it; `None` when the catalog has none.
+    pub async fn solution(&self, id: &str) -> Result<Option<Value>, PcError> {
+        let raw = RawResponse::default();
+        self.send("ListSolutions", &self.reads, || {
+            self.client
+                .list_solutions()
+                .catalog(&self.catalog)
+                .identifier(id)
+                .customize()
+                .interceptor(raw.clone())
+                .send()
+        })
+        .await?;
+        let page = raw.json()?;
+        Ok(page["SolutionSummaries"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["Id"].as_str() == Some(id)))
+            .cloned())
+    }
+
     /// The opportunities changed on or after `since` (RFC 3339), by ListOpportunities
     /// with a `LastModifiedDate` filter, all pages: each id with its
     /// `LastModifiedDate`.

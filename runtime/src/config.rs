@@ -202,6 +202,15 @@ pub struct SolutionsConfig {
     /// How search ranks solutions.
     #[serde(default)]
     pub search: SearchWeights,
+    /// A list or search finding the catalog older than this answers from it and
+    /// reads it again in the background; also the `Cache-Control` max-age.
+    #[serde(default = "solutions_revalidate_default")]
+    pub revalidate_after: pcsync_engine::model::DurationSpec,
+    /// An id not in the catalog is looked up in Partner Central (one read) before
+    /// answering 404, at most once per this interval however many unknown ids are
+    /// asked for.
+    #[serde(default = "solutions_miss_default")]
+    pub unknown_id_lookup: pcsync_engine::model::DurationSpec,
 }
 
 impl Default for SolutionsConfig {
@@ -210,8 +219,18 @@ impl Default for SolutionsConfig {
             refresh: solutions_refresh_default(),
             cors_allow_origins: Vec::new(),
             search: SearchWeights::default(),
+            revalidate_after: solutions_revalidate_default(),
+            unknown_id_lookup: solutions_miss_default(),
         }
     }
+}
+
+fn solutions_revalidate_default() -> pcsync_engine::model::DurationSpec {
+    pcsync_engine::model::DurationSpec(std::time::Duration::from_secs(60))
+}
+
+fn solutions_miss_default() -> pcsync_engine::model::DurationSpec {
+    pcsync_engine::model::DurationSpec(std::time::Duration::from_secs(10))
 }
 
 fn solutions_refresh_default() -> pcsync_engine::model::DurationSpec {

@@ -262,7 +262,9 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         busy,
     });
     let app = ingest::router(ingest)
-        .merge(pcsync_runtime::service::solutions::router(solutions))
+        .merge(pcsync_runtime::service::solutions::router(Arc::clone(
+            &solutions,
+        )))
         .merge(admin::router(Arc::new(admin::Admin {
             store: Arc::clone(&store),
             rules: Arc::clone(&rules),
@@ -271,6 +273,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
             admin_loopback: config.admin_loopback,
             now_ms: || jiff::Timestamp::now().as_millisecond(),
             readiness,
+            solutions: Some(Arc::clone(&solutions)),
         })));
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

@@ -7,8 +7,9 @@
 //! - `GET /rules`: the rule set in force, the last reload error and the work the
 //!   rules hold. Pack files are shown relative to the rule directory.
 //! - `POST /admin/reload`: reload now.
+//! - `POST /admin/solutions/refresh`: read the solution catalog now.
 //!
-//! `/rules` and `/admin/reload` are the operator's: with `admin_token` set they need
+//! `/rules` and the `/admin/` routes are the operator's: with `admin_token` set they need
 //! `Authorization: Bearer <admin_token>`. Without one they answer only when the
 //! config says to trust loopback peers (`admin_loopback: true`), and then only a
 //! peer on the loopback interface that no proxy forwarded (a local reverse proxy
@@ -44,6 +45,8 @@ pub struct Admin {
     pub now_ms: fn() -> i64,
     /// Whether the service is ready for traffic (`/readyz`).
     pub readiness: Arc<Readiness>,
+    /// The Solutions API's catalog, for `POST /admin/solutions/refresh`.
+    pub solutions: Option<Arc<crate::service::solutions::Solutions>>,
 }
 
 /// What `/readyz` says besides the store's health: ready, or starting and why.
@@ -73,6 +76,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
     let operator = Router::new()
         .route("/rules", get(rules_status))
         .route("/admin/reload", post(admin_reload))
+        .route("/admin/solutions/refresh", post(solutions_refresh))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&admin),
             operator_only,
@@ -256,6 +260,28 @@ async fn rules_status(State(a): State<Arc<Admin>>) -> Response {
     Json(out).into_response()
 }
 
+/// `POST /admin/solutions/refresh`: reads the solution catalog now (sharing a read
+/// already under way); 502 with Partner Central's answer when it fails.
+async fn solutions_refresh(State(a): State<Arc<Admin>>) -> Response {
+    let Some(solutions) = &a.solutions else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "not found", "message": "the Solutions API is not running" })),
+        )
+            .into_response();
+    };
+    match solutions.refresh_shared(std::time::Duration::ZERO).await {
+        Some(Ok(n)) => Json(json!({ "refreshed": true, "solutions": n })).into_response(),
+        None => Json(json!({ "refreshed": true, "shared": "a read under way answered" }))
+            .into_response(),
+        Some(Err(error)) => (
+            StatusCode::BAD_GATEWAY,
+            Json(json!({ "refreshed": false, "error": error })),
+        )
+            .into_response(),
+    }
+}
+
 /// `POST /admin/reload`: 422 with the diagnostics when the packs do not check (the
 /// rules in force stay).
 async fn admin_reload(State(a): State<Arc<Admin>>) -> Response {
@@ -322,6 +348,7 @@ mod tests {
             admin_loopback,
             now_ms: now,
             readiness: Default::default(),
+            solutions: None,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

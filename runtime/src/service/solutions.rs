@@ -8,6 +8,15 @@
 //! endpoints from that copy: no request reaches Partner Central. Search is token and
 //! prefix matching on name and category, tolerant of small typos, scored 0–100 with
 //! the weights of `solutions.search` in the config.
+//!
+//! The copy stays fresh without spending the read quota: an id not in it is looked
+//! up in Partner Central before answering 404 (ListSolutions for that id: one read,
+//! one lookup at a time, at most one per `solutions.unknown_id_lookup`, however
+//! many unknown ids arrive), and added to the copy when found; a list or
+//! search that finds it older than `solutions.revalidate_after` answers from it and
+//! reads it again in the background, and `POST /admin/solutions/refresh` reads it
+//! at once. Answers carry an `ETag` (a digest of the body; `If-None-Match` gets a
+//! 304) and `Cache-Control`.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -122,6 +131,12 @@ pub struct Solutions {
     metrics: Arc<Metrics>,
     current: RwLock<Option<Arc<Catalog>>>,
     last_error: RwLock<Option<String>>,
+    /// One read of the catalog at a time.
+    reading: tokio::sync::Mutex<()>,
+    /// When the latest read began.
+    last_read: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When the latest lookup of an unknown id began; one lookup at a time.
+    last_lookup: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Solutions {
@@ -137,12 +152,70 @@ impl Solutions {
             metrics,
             current: RwLock::new(None),
             last_error: RwLock::new(None),
+            reading: tokio::sync::Mutex::new(()),
+            last_read: std::sync::Mutex::new(None),
+            last_lookup: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Looks up a solution id the copy does not hold, unless a lookup happened less
+    /// than `solutions.unknown_id_lookup` ago (then `None` at once); a solution found
+    /// joins the copy.
+    async fn look_up(&self, id: &str) -> Option<Solution> {
+        let mut last = self.last_lookup.lock().await;
+        // A lookup that finished while this one waited may have found it.
+        if let Ok(c) = self.catalog()
+            && let Some(s) = c.solutions.iter().find(|s| s.id.eq_ignore_ascii_case(id))
+        {
+            return Some(s.clone());
+        }
+        if last.is_some_and(|t| t.elapsed() < self.config.unknown_id_lookup.0) {
+            return None;
+        }
+        *last = Some(std::time::Instant::now());
+        let found = match self.client.solution(&id.to_ascii_uppercase()).await {
+            Ok(found) => found.as_ref().and_then(Solution::from_summary)?,
+            Err(e) => {
+                tracing::warn!(error = %e, id, "cannot look up a solution");
+                return None;
+            }
+        };
+        let mut current = self.current.write().expect("catalog lock");
+        if let Some(c) = current.as_ref() {
+            let mut solutions = c.solutions.clone();
+            let at = solutions.partition_point(|s| s.position() < found.position());
+            solutions.insert(at, found.clone());
+            *current = Some(Arc::new(Catalog {
+                solutions,
+                loaded_at: c.loaded_at,
+            }));
+        }
+        Some(found)
+    }
+
+    fn last_read(&self) -> Option<std::time::Instant> {
+        *self.last_read.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the catalog unless a read began since the caller asked or less than
+    /// `gap` ago: concurrent callers share one read, and a flood of them makes at
+    /// most one per `gap`. `None` when no read was made for this call.
+    pub async fn refresh_shared(&self, gap: Duration) -> Option<Result<usize, String>> {
+        let asked = std::time::Instant::now();
+        let _turn = self.reading.lock().await;
+        if self
+            .last_read()
+            .is_some_and(|began| began >= asked || began.elapsed() < gap)
+        {
+            return None;
+        }
+        Some(self.refresh().await)
     }
 
     /// Reads the whole catalog from Partner Central and swaps it in; on failure the
     /// previous copy keeps answering.
     pub async fn refresh(&self) -> Result<usize, String> {
+        *self.last_read.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
         match self.client.list_solutions().await {
             Ok(summaries) => {
                 let mut solutions: Vec<Solution> = summaries
@@ -175,7 +248,12 @@ impl Solutions {
         let every = self.config.refresh.0.max(Duration::from_secs(1));
         let mut backoff = Duration::from_secs(5).min(every);
         loop {
-            let wait = match self.refresh().await {
+            let read = match self.refresh_shared(Duration::ZERO).await {
+                Some(read) => read,
+                // Another read just happened (a miss, a revalidation): it counts.
+                None => Ok(self.catalog().map_or(0, |c| c.solutions.len())),
+            };
+            let wait = match read {
                 Ok(n) => {
                     tracing::info!(solutions = n, "solution catalog read");
                     backoff = Duration::from_secs(5).min(every);
@@ -213,10 +291,14 @@ impl Solutions {
 /// The Solutions API routes, with CORS for the configured origins.
 pub fn router(solutions: Arc<Solutions>) -> axum::Router {
     let cors = cors(&solutions.config.cors_allow_origins);
+    let max_age = solutions.config.revalidate_after.0;
     let router = axum::Router::new()
         .route("/solutions", get(list))
         .route("/solutions/search", get(search))
         .route("/solutions/{id}", get(detail))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            validators(request, next, max_age)
+        }))
         .with_state(solutions);
     match cors {
         Some(layer) => router.layer(layer),
@@ -246,6 +328,72 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
             .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
             .max_age(Duration::from_secs(600)),
     )
+}
+
+/// `ETag` (a digest of the body) and `Cache-Control` on every answer, and 304 Not
+/// Modified when the client holds that body already (`If-None-Match`).
+async fn validators(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+    max_age: Duration,
+) -> Response {
+    use sha2::Digest;
+    let held = request.headers().get(header::IF_NONE_MATCH).cloned();
+    let response = next.run(request).await;
+    if response.status() != StatusCode::OK {
+        let mut response = response;
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let digest = sha2::Sha256::digest(&bytes);
+    let tag = format!(
+        "\"{}\"",
+        digest[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let tag = HeaderValue::from_str(&tag).expect("hex is a valid header value");
+    parts.headers.insert(header::ETAG, tag.clone());
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={}", max_age.as_secs())) {
+        parts.headers.insert(header::CACHE_CONTROL, v);
+    }
+    let matches = held.is_some_and(|h| {
+        h.to_str().is_ok_and(|h| {
+            h.split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == "*" || t.as_bytes() == tag.as_bytes())
+        })
+    });
+    if matches {
+        parts.status = StatusCode::NOT_MODIFIED;
+        parts.headers.remove(header::CONTENT_TYPE);
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, axum::body::Body::empty());
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// Reads the catalog again in the background when it is older than
+/// `solutions.revalidate_after`.
+fn revalidate(solutions: &Arc<Solutions>, catalog: &Catalog) {
+    let age = jiff::Timestamp::now().duration_since(catalog.loaded_at);
+    let after = solutions.config.revalidate_after.0;
+    if age.unsigned_abs() < after {
+        return;
+    }
+    let solutions = Arc::clone(solutions);
+    tokio::spawn(async move {
+        if let Some(Err(error)) = solutions.refresh_shared(after).await {
+            tracing::warn!(%error, "cannot read the solution catalog again");
+        }
+    });
 }
 
 /// A refused request: its status and a JSON body saying why.
@@ -377,6 +525,7 @@ async fn list(
     Query(p): Query<ListParams>,
 ) -> Result<Response, ApiError> {
     let catalog = solutions.catalog()?;
+    revalidate(&solutions, &catalog);
     let limit = limit(p.limit.as_deref(), MAX_LIMIT)?;
     let after = match p.next_token.as_deref().filter(|t| !t.trim().is_empty()) {
         None => None,
@@ -427,6 +576,7 @@ async fn search(
         )));
     }
     let catalog = solutions.catalog()?;
+    revalidate(&solutions, &catalog);
     let limit = limit(p.limit.as_deref(), 50)?;
     let filter = Filter::new(p.category.as_deref(), p.status.as_deref());
     let scorer = Scorer::new(query, &solutions.config.search);
@@ -458,18 +608,42 @@ async fn detail(
     State(solutions): State<Arc<Solutions>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let catalog = solutions.catalog()?;
-    match catalog
-        .solutions
-        .iter()
-        .find(|s| s.id.eq_ignore_ascii_case(id.trim()))
+    let find = |catalog: &Catalog| {
+        catalog
+            .solutions
+            .iter()
+            .find(|s| s.id.eq_ignore_ascii_case(id.trim()))
+            .map(|s| s.detail())
+    };
+    let mut catalog = solutions.catalog()?;
+    let mut found = find(&catalog);
+    // Published since the last read? Look it up (at most once per
+    // `unknown_id_lookup`) before saying no. Ids that cannot be solutions' are not.
+    if found.is_none() && is_solution_id(id.trim()) && solutions.look_up(id.trim()).await.is_some()
     {
-        Some(s) => Ok(answer(&catalog, s.detail())),
+        catalog = solutions.catalog()?;
+        found = find(&catalog);
+    }
+    match found {
+        Some(detail) => Ok(answer(&catalog, detail)),
         None => Err(ApiError {
             status: StatusCode::NOT_FOUND,
             error: "not found",
             message: format!("no solution `{id}` in the catalog (ids look like S-0000001)"),
         }),
+    }
+}
+
+/// Whether `id` has the shape of a solution id (`S-` and 1 to 19 digits, the
+/// service model's pattern).
+fn is_solution_id(id: &str) -> bool {
+    match (id.get(..2), id.get(2..)) {
+        (Some(prefix), Some(digits)) => {
+            prefix.eq_ignore_ascii_case("S-")
+                && (1..=19).contains(&digits.len())
+                && digits.bytes().all(|b| b.is_ascii_digit())
+        }
+        _ => false,
     }
 }
 
@@ -674,6 +848,24 @@ mod tests {
             scores("s-0000003", &w, &catalog()),
             vec![("Serverless Web Platform".into(), 100)]
         );
+    }
+
+    #[test]
+    fn only_ids_shaped_like_solutions_ones_read_the_catalog_again() {
+        for id in ["S-0000042", "s-1", "S-1234567890123456789"] {
+            assert!(is_solution_id(id), "{id}");
+        }
+        for id in [
+            "S-",
+            "S-12345678901234567890",
+            "S-12a",
+            "X-123",
+            "aé1",
+            "é",
+            "",
+        ] {
+            assert!(!is_solution_id(id), "{id}");
+        }
     }
 
     #[test]
