@@ -941,6 +941,59 @@ async fn sigterm_finishes_the_write_in_hand_before_exiting() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_waits_no_longer_than_the_grace_and_loses_nothing() {
+    let (sb, _dir, mut service, config) = start(|_| {}, "worker:\n  shutdown_grace: 1s\n").await;
+    let http = reqwest::Client::new();
+    let health = format!("{}/healthz", service.url);
+    // The write takes 8 s; the stop allows the worker 1 s.
+    inject(
+        &http,
+        &sb,
+        json!({ "service": "partnercentral", "operation": "UpdateOpportunity", "delay_ms": 8000 }),
+    )
+    .await;
+    edit_deal(
+        &http,
+        &sb,
+        "40000000001",
+        json!({ "dealstage": "qualifiedtobuy" }),
+    )
+    .await;
+    eventually("the batch to be claimed", &service, || async {
+        let h = get(&http, &health).await?;
+        (h["inbox"]["running"].as_u64()? > 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = service.child.wait().unwrap();
+    let took = stopping.elapsed();
+    assert!(exit.success(), "{exit:?}\n{}", service.stderr());
+    assert!(took < Duration::from_secs(5), "stopped after {took:?}");
+    let log = service.stderr();
+    assert!(
+        log.contains("did not finish within worker.shutdown_grace"),
+        "{log}"
+    );
+    assert!(log.contains("stopped"), "{log}");
+
+    // The edit was in line again at the next start, and lands.
+    service.child = spawn(&config, &service.stderr);
+    eventually("the stage to reach Partner Central", &service, || async {
+        let o = opportunity(&http, &sb, "O5000001").await?;
+        (o["LifeCycle"]["Stage"] == "Qualified").then_some(())
+    })
+    .await;
+    let h = drained(&http, &service, 1).await;
+    assert_eq!(h["inbox"]["dead"], 0, "{h}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_hints_set_the_retry_time_and_remote_calls_are_measured() {
     let (sb, _dir, service, _config) = start(|_| {}, "").await;
     let http = reqwest::Client::new();

@@ -343,6 +343,12 @@ pub struct WorkerConfig {
     #[serde(default = "concurrency_default")]
     #[schemars(range(min = 1, max = 64))]
     pub concurrency: usize,
+    /// On SIGTERM or Ctrl-C, how long the worker may take to finish the batches in
+    /// hand before the process exits anyway (what it did not finish is in line again
+    /// at the next start). Keep it under the orchestrator's kill timeout (Docker
+    /// waits 10 s and Kubernetes 30 s by default).
+    #[serde(default = "shutdown_grace_default")]
+    pub shutdown_grace: pcsync_engine::model::DurationSpec,
 }
 
 impl Default for WorkerConfig {
@@ -353,8 +359,13 @@ impl Default for WorkerConfig {
             defer_recheck: defer_recheck_default(),
             keep_done: keep_done_default(),
             concurrency: concurrency_default(),
+            shutdown_grace: shutdown_grace_default(),
         }
     }
+}
+
+fn shutdown_grace_default() -> pcsync_engine::model::DurationSpec {
+    pcsync_engine::model::DurationSpec(std::time::Duration::from_secs(25))
 }
 
 fn concurrency_default() -> usize {

@@ -303,15 +303,20 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     .map_err(|e| e.to_string());
     tracing::info!("stopping: finishing the work in hand");
     let _ = stop.send(true);
-    match tokio::time::timeout(DRAIN_TIMEOUT, working).await {
-        Ok(_) => tracing::info!("stopped"),
+    let grace = config.worker.shutdown_grace.0;
+    match tokio::time::timeout(grace, working).await {
+        Ok(_) => tracing::info!("the work in hand is finished"),
         Err(_) => tracing::warn!(
-            waited = ?DRAIN_TIMEOUT,
-            "the work in hand did not finish; it is recovered at the next start"
+            waited = ?grace,
+            "the work in hand did not finish within worker.shutdown_grace; it is in line again at the next start"
         ),
     }
     if let Err(e) = quota::save(&quotas, &*store, jiff::Timestamp::now().as_millisecond()) {
         tracing::warn!(error = %e, "the last daily quota counts were not saved");
+    }
+    match pcsync_runtime::service::blocking(|| store.flush()) {
+        Ok(()) => tracing::info!("stopped"),
+        Err(e) => tracing::warn!(error = %e, "stopped; the state file was not flushed"),
     }
     if _sandbox.is_some() {
         // The sandbox's demo state is not worth keeping; nothing else uses the file.
@@ -355,9 +360,6 @@ fn spawn_worker(
         .map_err(|e| format!("cannot start the worker: {e}"))?;
     Ok(finished)
 }
-
-/// How long a stopping service waits for the batch in hand.
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM (what systemd, Docker and Kubernetes send).
 async fn shutdown_signal() {

@@ -259,6 +259,12 @@ pub trait Inbox: Send + Sync {
     /// Deletes applied events last touched before `before_ms`, at most `limit` of
     /// them; returns how many went.
     fn prune_done(&self, before_ms: i64, limit: usize) -> Result<u64, StoreError>;
+
+    /// Makes every write so far durable (settles are otherwise synced by the next
+    /// accepted batch) and folds the log into the database file: for a clean stop.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// What a retried batch must not do twice (notes, tasks, messages carried out) and the

@@ -356,6 +356,17 @@ impl Inbox for SqliteStore {
         Ok(n as u64)
     }
 
+    fn flush(&self) -> Result<(), StoreError> {
+        self.sync_wal()?;
+        // Settled: copy the log into the database file and start it over, so the
+        // next start reads one file. A reader elsewhere (`pcsync dlq`) may hold it
+        // back; then the log simply stays.
+        let db = self.db();
+        db.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .map_err(err)
+    }
+
     fn check_writable(&self, now_ms: i64) -> Result<(), StoreError> {
         self.writable(now_ms)
     }
