@@ -555,13 +555,7 @@ async fn events_in_the_inbox_survive_a_kill_and_apply_once() {
     let (sb, _dir, mut service, config) = start(|_| {}, "worker:\n  coalesce: 3s\n").await;
     let http = reqwest::Client::new();
     let health = format!("{}/healthz", service.url);
-    edit_deal(
-        &http,
-        &sb,
-        "40000000001",
-        json!({ "dealstage": "qualifiedtobuy" }),
-    )
-    .await;
+    qualify_demo_deal(&http, &sb).await;
     // Accepted (2xx to HubSpot) but still in the coalescing window: kill it there.
     eventually("the event to be accepted", &service, || async {
         let h = get(&http, &health).await?;
@@ -573,11 +567,7 @@ async fn events_in_the_inbox_survive_a_kill_and_apply_once() {
     assert!(updates(&sb, 200).is_empty(), "killed before the write");
 
     service.child = spawn(&config, &service.stderr);
-    eventually("the stage to reach Partner Central", &service, || async {
-        let o = opportunity(&http, &sb, "O5000001").await?;
-        (o["LifeCycle"]["Stage"] == "Qualified").then_some(())
-    })
-    .await;
+    demo_opportunity_qualified(&http, &sb, &service).await;
     // Everything that followed (pcsync's own writes echoing back, the EventBridge
     // event) is worked off too.
     let h = drained(&http, &service, 0).await;
@@ -590,18 +580,8 @@ async fn a_spent_daily_quota_holds_edits_back_and_a_restart_remembers_the_day() 
     let (sb, _dir, mut service, config) = start(|_| {}, "").await;
     let http = reqwest::Client::new();
     let health = format!("{}/healthz", service.url);
-    edit_deal(
-        &http,
-        &sb,
-        "40000000001",
-        json!({ "dealstage": "qualifiedtobuy" }),
-    )
-    .await;
-    eventually("the stage to reach Partner Central", &service, || async {
-        let o = opportunity(&http, &sb, "O5000001").await?;
-        (o["LifeCycle"]["Stage"] == "Qualified").then_some(())
-    })
-    .await;
+    qualify_demo_deal(&http, &sb).await;
+    demo_opportunity_qualified(&http, &sb, &service).await;
     let h = drained(&http, &service, 0).await;
     let writes = h["partner_central_quota"]["write"]["used_24h"]
         .as_u64()
@@ -803,13 +783,7 @@ async fn a_redelivered_batch_applies_once_and_echoes_are_dropped() {
     http.delete(format!("{}/_sandbox/hubspot/webhooks", sb.hubspot_url))
         .send_ok()
         .await;
-    edit_deal(
-        &http,
-        &sb,
-        "40000000001",
-        json!({ "dealstage": "qualifiedtobuy" }),
-    )
-    .await;
+    qualify_demo_deal(&http, &sb).await;
     let change = r#"[{"eventId":9001,"subscriptionId":1,"portalId":62515,"appId":777,"occurredAt":1795873324127,"subscriptionType":"deal.propertyChange","attemptNumber":0,"objectId":40000000001,"propertyName":"dealstage","propertyValue":"qualifiedtobuy","changeSource":"CRM_UI","sourceId":"userId:1"}]"#;
     let first: Value = deliver_signed(&http, &service, change)
         .await
@@ -897,37 +871,45 @@ async fn a_conflict_and_a_run_of_server_errors_end_in_success() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_finishes_the_write_in_hand_before_exiting() {
-    let (sb, _dir, mut service, config) = start(|_| {}, "").await;
-    let http = reqwest::Client::new();
+/// A rep's edit whose UpdateOpportunity Partner Central answers after `delay_ms`,
+/// and SIGTERM once the worker has it in hand: how the service exited, and how long
+/// after the signal.
+async fn stop_mid_write(
+    http: &reqwest::Client,
+    sb: &Sandbox,
+    service: &mut Service,
+    delay_ms: u64,
+) -> (std::process::ExitStatus, Duration) {
     let health = format!("{}/healthz", service.url);
-    // Partner Central answers the write slowly, so the stop arrives mid-batch.
     inject(
-        &http,
-        &sb,
-        json!({ "service": "partnercentral", "operation": "UpdateOpportunity", "delay_ms": 2000 }),
+        http,
+        sb,
+        json!({ "service": "partnercentral", "operation": "UpdateOpportunity", "delay_ms": delay_ms }),
     )
     .await;
-    edit_deal(
-        &http,
-        &sb,
-        "40000000001",
-        json!({ "dealstage": "qualifiedtobuy" }),
-    )
-    .await;
-    eventually("the batch to be claimed", &service, || async {
-        let h = get(&http, &health).await?;
+    qualify_demo_deal(http, sb).await;
+    eventually("the batch to be claimed", service, || async {
+        let h = get(http, &health).await?;
         (h["inbox"]["running"].as_u64()? > 0).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = std::time::Instant::now();
     let killed = Command::new("kill")
         .args(["-TERM", &service.child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let exit = service.child.wait().unwrap();
+    (exit, stopping.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_write_in_hand_before_exiting() {
+    let (sb, _dir, mut service, config) = start(|_| {}, "").await;
+    let http = reqwest::Client::new();
+    // Partner Central answers the write slowly, so the stop arrives mid-batch.
+    let (exit, _) = stop_mid_write(&http, &sb, &mut service, 2_000).await;
     assert!(exit.success(), "{exit:?}\n{}", service.stderr());
     assert_eq!(updates(&sb, 200).len(), 1, "the write in hand finished");
     let log = service.stderr();
@@ -944,35 +926,8 @@ async fn sigterm_finishes_the_write_in_hand_before_exiting() {
 async fn a_stop_waits_no_longer_than_the_grace_and_loses_nothing() {
     let (sb, _dir, mut service, config) = start(|_| {}, "worker:\n  shutdown_grace: 1s\n").await;
     let http = reqwest::Client::new();
-    let health = format!("{}/healthz", service.url);
     // The write takes 8 s; the stop allows the worker 1 s.
-    inject(
-        &http,
-        &sb,
-        json!({ "service": "partnercentral", "operation": "UpdateOpportunity", "delay_ms": 8000 }),
-    )
-    .await;
-    edit_deal(
-        &http,
-        &sb,
-        "40000000001",
-        json!({ "dealstage": "qualifiedtobuy" }),
-    )
-    .await;
-    eventually("the batch to be claimed", &service, || async {
-        let h = get(&http, &health).await?;
-        (h["inbox"]["running"].as_u64()? > 0).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let stopping = std::time::Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &service.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let exit = service.child.wait().unwrap();
-    let took = stopping.elapsed();
+    let (exit, took) = stop_mid_write(&http, &sb, &mut service, 8_000).await;
     assert!(exit.success(), "{exit:?}\n{}", service.stderr());
     assert!(took < Duration::from_secs(5), "stopped after {took:?}");
     let log = service.stderr();
@@ -984,11 +939,7 @@ async fn a_stop_waits_no_longer_than_the_grace_and_loses_nothing() {
 
     // The edit was in line again at the next start, and lands.
     service.child = spawn(&config, &service.stderr);
-    eventually("the stage to reach Partner Central", &service, || async {
-        let o = opportunity(&http, &sb, "O5000001").await?;
-        (o["LifeCycle"]["Stage"] == "Qualified").then_some(())
-    })
-    .await;
+    demo_opportunity_qualified(&http, &sb, &service).await;
     let h = drained(&http, &service, 1).await;
     assert_eq!(h["inbox"]["dead"], 0, "{h}");
 }
@@ -1005,13 +956,7 @@ async fn retry_after_hints_set_the_retry_time_and_remote_calls_are_measured() {
                 "status": 429, "headers": { "Retry-After": "7" } }),
     )
     .await;
-    edit_deal(
-        &http,
-        &sb,
-        "40000000001",
-        json!({ "dealstage": "qualifiedtobuy" }),
-    )
-    .await;
+    qualify_demo_deal(&http, &sb).await;
     // The first retry would come after about 2 s; HubSpot's 7 s wins.
     let line = eventually("the retry to be scheduled", &service, || async {
         service
@@ -1159,16 +1104,22 @@ fn serve_with_env(config: &str, env: &[(&str, &str)]) -> (Option<i32>, String, t
     )
 }
 
-#[test]
-fn missing_aws_credentials_stop_the_start_with_what_to_set() {
-    let home = tempfile::tempdir().unwrap();
+/// `serve` with a config whose AWS credentials must come from the standard chain,
+/// run with only `HOME` set to `home`: exit code and stderr.
+fn serve_from_home(home: &std::path::Path) -> (Option<i32>, String, tempfile::TempDir) {
     let port = free_port();
     let config = format!(
         "listen: 127.0.0.1:{port}\npublic_url: http://127.0.0.1:{port}\nstate: pcsync.db\n\
          hubspot:\n  base_url: http://127.0.0.1:9\n  token: t\n  client_secret: s\n\
          partner_central:\n  catalog: Sandbox\n  endpoint_url: http://127.0.0.1:9\n"
     );
-    let (code, stderr, _dir) = serve_with_env(&config, &[("HOME", home.path().to_str().unwrap())]);
+    serve_with_env(&config, &[("HOME", home.to_str().unwrap())])
+}
+
+#[test]
+fn missing_aws_credentials_stop_the_start_with_what_to_set() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, stderr, _dir) = serve_from_home(home.path());
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("no AWS credentials"), "{stderr}");
     assert!(stderr.contains("AWS_ACCESS_KEY_ID"), "{stderr}");
@@ -1185,13 +1136,7 @@ fn credentials_that_fail_to_load_are_named_with_where_they_came_from() {
         "[default]\nrole_arn = arn:aws:iam::123456789012:role/pcsync\nsource_profile = absent\n",
     )
     .unwrap();
-    let port = free_port();
-    let config = format!(
-        "listen: 127.0.0.1:{port}\npublic_url: http://127.0.0.1:{port}\nstate: pcsync.db\n\
-         hubspot:\n  base_url: http://127.0.0.1:9\n  token: t\n  client_secret: s\n\
-         partner_central:\n  catalog: Sandbox\n  endpoint_url: http://127.0.0.1:9\n"
-    );
-    let (code, stderr, _dir) = serve_with_env(&config, &[("HOME", home.path().to_str().unwrap())]);
+    let (code, stderr, _dir) = serve_from_home(home.path());
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("cannot get AWS credentials from ~/.aws/config"),

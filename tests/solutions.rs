@@ -43,6 +43,36 @@ async fn status_and_body(
     (status, headers, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Waits for the service's first successful read of the catalog.
+async fn catalog_read(http: &reqwest::Client, service: &Service) {
+    let url = format!("{}/solutions", service.url);
+    eventually("the catalog to be read", service, || async {
+        let (status, _, _) = status_and_body(http, &url).await;
+        (status == 200).then_some(())
+    })
+    .await;
+}
+
+/// ListSolutions calls the sandbox answered so far.
+fn list_solutions_calls(sb: &Sandbox) -> usize {
+    sb.journal
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "ListSolutions")
+        .count()
+}
+
+/// A solution published in Partner Central.
+async fn publish(http: &reqwest::Client, sb: &Sandbox, id: &str, name: &str, category: &str) {
+    http.post(format!(
+        "{}/_sandbox/partnercentral/solutions",
+        sb.partner_central_url
+    ))
+    .json(&json!({ "id": id, "name": name, "category": category }))
+    .send_ok()
+    .await;
+}
+
 fn ids(page: &Value) -> Vec<String> {
     page["solutions"]
         .as_array()
@@ -215,12 +245,13 @@ async fn solutions_are_listed_searched_and_fetched_from_the_cached_catalog() {
     );
 
     // A solution added in Partner Central shows up after the next refresh.
-    http.post(format!(
-        "{}/_sandbox/partnercentral/solutions",
-        sb.partner_central_url
-    ))
-    .json(&json!({ "id": "S-0000042", "name": "Quantum Ledger Advisory", "category": "Consulting Service" }))
-    .send_ok()
+    publish(
+        &http,
+        &sb,
+        "S-0000042",
+        "Quantum Ledger Advisory",
+        "Consulting Service",
+    )
     .await;
     eventually("the new solution to be served", &service, || async {
         let (status, _, _) = status_and_body(&http, &api("/solutions/S-0000042")).await;
@@ -301,27 +332,17 @@ async fn a_new_solution_is_found_at_once_and_unknown_ids_cost_one_read_an_interv
     .await;
     let http = reqwest::Client::new();
     let api = |path: &str| format!("{}{path}", service.url);
-    eventually("the catalog to be read", &service, || async {
-        let (status, _, _) = status_and_body(&http, &api("/solutions")).await;
-        (status == 200).then_some(())
-    })
-    .await;
-    let reads = |sb: &Sandbox| {
-        sb.journal
-            .calls()
-            .iter()
-            .filter(|c| c.operation == "ListSolutions")
-            .count()
-    };
+    catalog_read(&http, &service).await;
 
     // Published in Partner Central after the catalog was read (the next read is an
     // hour away): found by id at once, and then listed too.
-    http.post(format!(
-        "{}/_sandbox/partnercentral/solutions",
-        sb.partner_central_url
-    ))
-    .json(&json!({ "id": "S-0000042", "name": "Quantum Ledger Advisory", "category": "Consulting Service" }))
-    .send_ok()
+    publish(
+        &http,
+        &sb,
+        "S-0000042",
+        "Quantum Ledger Advisory",
+        "Consulting Service",
+    )
     .await;
     let asked = std::time::Instant::now();
     let (status, _, one) = status_and_body(&http, &api("/solutions/s-0000042")).await;
@@ -333,7 +354,7 @@ async fn a_new_solution_is_found_at_once_and_unknown_ids_cost_one_read_an_interv
 
     // A burst of 1,000 unknown ids, 50 at a time: all 404, and no read of Partner
     // Central within the interval (the lookup above was the interval's one).
-    let before = reads(&sb);
+    let before = list_solutions_calls(&sb);
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(50));
     let mut asks = tokio::task::JoinSet::new();
     for i in 0..1_000 {
@@ -350,7 +371,11 @@ async fn a_new_solution_is_found_at_once_and_unknown_ids_cost_one_read_an_interv
     while let Some(status) = asks.join_next().await {
         assert_eq!(status.unwrap(), 404);
     }
-    assert_eq!(reads(&sb), before, "unknown ids read the catalog");
+    assert_eq!(
+        list_solutions_calls(&sb),
+        before,
+        "unknown ids read the catalog"
+    );
 
     // Answers carry an ETag and Cache-Control; a client holding the body gets 304.
     let r = http.get(api("/solutions/S-0000002")).send().await.unwrap();
@@ -371,7 +396,7 @@ async fn a_new_solution_is_found_at_once_and_unknown_ids_cost_one_read_an_interv
     assert_eq!(missing.headers()["cache-control"], "no-store");
 
     // The operator can have the catalog read now.
-    let before = reads(&sb);
+    let before = list_solutions_calls(&sb);
     let forced = http
         .post(api("/admin/solutions/refresh"))
         .send()
@@ -380,7 +405,7 @@ async fn a_new_solution_is_found_at_once_and_unknown_ids_cost_one_read_an_interv
     assert_eq!(forced.status().as_u16(), 200);
     let forced: Value = forced.json().await.unwrap();
     assert_eq!(forced["refreshed"], true, "{forced}");
-    assert!(reads(&sb) > before);
+    assert!(list_solutions_calls(&sb) > before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,17 +417,14 @@ async fn a_list_past_its_age_answers_at_once_and_reads_the_catalog_behind() {
     .await;
     let http = reqwest::Client::new();
     let api = |path: &str| format!("{}{path}", service.url);
-    eventually("the catalog to be read", &service, || async {
-        let (status, _, _) = status_and_body(&http, &api("/solutions")).await;
-        (status == 200).then_some(())
-    })
-    .await;
-    http.post(format!(
-        "{}/_sandbox/partnercentral/solutions",
-        sb.partner_central_url
-    ))
-    .json(&json!({ "id": "S-0000043", "name": "Zebra Analytics", "category": "Software Product" }))
-    .send_ok()
+    catalog_read(&http, &service).await;
+    publish(
+        &http,
+        &sb,
+        "S-0000043",
+        "Zebra Analytics",
+        "Software Product",
+    )
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
     // Past its age, the list still answers from the copy it has...

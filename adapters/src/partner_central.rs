@@ -417,39 +417,55 @@ impl PartnerCentralClient {
         result
     }
 
+    /// [`PartnerCentralClient::send`] for a request that keeps the raw response body
+    /// (`request` attaches the given [`RawResponse`] with `.interceptor(raw)`): the
+    /// response as the API's JSON.
+    async fn send_json<O, E, F>(
+        &self,
+        operation: &'static str,
+        limiter: &DefaultDirectRateLimiter,
+        mut request: impl FnMut(RawResponse) -> F,
+    ) -> Result<Value, PcError>
+    where
+        F: std::future::Future<Output = Result<O, SdkError<E, pc::config::http::HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let raw = RawResponse::default();
+        self.send(operation, limiter, || request(raw.clone()))
+            .await?;
+        raw.json()
+    }
+
     /// GetOpportunity, as Partner Central returns it.
     pub async fn get_opportunity(&self, id: &str) -> Result<Value, PcError> {
-        let raw = RawResponse::default();
-        self.send("GetOpportunity", &self.reads, || {
+        self.send_json("GetOpportunity", &self.reads, |raw| {
             self.client
                 .get_opportunity()
                 .catalog(&self.catalog)
                 .identifier(id)
                 .customize()
-                .interceptor(raw.clone())
+                .interceptor(raw)
                 .send()
         })
-        .await?;
-        raw.json()
+        .await
     }
 
     /// GetAwsOpportunitySummary, as Partner Central returns it; `None` before AWS has
     /// one (the opportunity was not submitted).
     pub async fn get_aws_summary(&self, id: &str) -> Result<Option<Value>, PcError> {
-        let raw = RawResponse::default();
         match self
-            .send("GetAwsOpportunitySummary", &self.reads, || {
+            .send_json("GetAwsOpportunitySummary", &self.reads, |raw| {
                 self.client
                     .get_aws_opportunity_summary()
                     .catalog(&self.catalog)
                     .related_opportunity_identifier(id)
                     .customize()
-                    .interceptor(raw.clone())
+                    .interceptor(raw)
                     .send()
             })
             .await
         {
-            Ok(_) => raw.json().map(Some),
+            Ok(json) => Ok(Some(json)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
@@ -540,8 +556,7 @@ impl PartnerCentralClient {
         opportunity_id: &str,
         which: &SnapshotRevision,
     ) -> Result<Value, PcError> {
-        let raw = RawResponse::default();
-        self.send("GetResourceSnapshot", &self.reads, || {
+        self.send_json("GetResourceSnapshot", &self.reads, |raw| {
             self.client
                 .get_resource_snapshot()
                 .catalog(&self.catalog)
@@ -551,11 +566,10 @@ impl PartnerCentralClient {
                 .resource_snapshot_template_identifier(&which.template)
                 .revision(which.revision)
                 .customize()
-                .interceptor(raw.clone())
+                .interceptor(raw)
                 .send()
         })
-        .await?;
-        raw.json()
+        .await
     }
 
     /// CreateOpportunity with `body` (the request's members besides `Catalog` and
@@ -573,8 +587,7 @@ impl PartnerCentralClient {
             Value::String(client_token.to_string()),
         );
         let bytes = Value::Object(request).to_string().into_bytes();
-        let raw = RawResponse::default();
-        self.send("CreateOpportunity", &self.writes, || {
+        self.send_json("CreateOpportunity", &self.writes, |raw| {
             let bytes = bytes.clone();
             self.client
                 .create_opportunity()
@@ -586,11 +599,10 @@ impl PartnerCentralClient {
                     r.headers_mut()
                         .insert("content-length", bytes.len().to_string());
                 })
-                .interceptor(raw.clone())
+                .interceptor(raw)
                 .send()
         })
-        .await?;
-        raw.json()
+        .await
     }
 
     /// The opportunity pcsync created with this `PartnerOpportunityIdentifier`, as
@@ -619,20 +631,19 @@ impl PartnerCentralClient {
         let mut pages = Pages::default();
         for _ in 0..5 {
             let token = pages.token();
-            let raw = RawResponse::default();
-            self.send("ListOpportunities", &self.reads, || {
-                self.client
-                    .list_opportunities()
-                    .catalog(&self.catalog)
-                    .sort(sort.clone())
-                    .max_results(100)
-                    .set_next_token(token.clone())
-                    .customize()
-                    .interceptor(raw.clone())
-                    .send()
-            })
-            .await?;
-            let page = raw.json()?;
+            let page = self
+                .send_json("ListOpportunities", &self.reads, |raw| {
+                    self.client
+                        .list_opportunities()
+                        .catalog(&self.catalog)
+                        .sort(sort.clone())
+                        .max_results(100)
+                        .set_next_token(token.clone())
+                        .customize()
+                        .interceptor(raw)
+                        .send()
+                })
+                .await?;
             let found = page["OpportunitySummaries"]
                 .as_array()
                 .into_iter()
@@ -660,19 +671,18 @@ impl PartnerCentralClient {
         let mut pages = Pages::default();
         loop {
             let token = pages.token();
-            let raw = RawResponse::default();
-            self.send("ListSolutions", &self.reads, || {
-                self.client
-                    .list_solutions()
-                    .catalog(&self.catalog)
-                    .max_results(100)
-                    .set_next_token(token.clone())
-                    .customize()
-                    .interceptor(raw.clone())
-                    .send()
-            })
-            .await?;
-            let mut page = raw.json()?;
+            let mut page = self
+                .send_json("ListSolutions", &self.reads, |raw| {
+                    self.client
+                        .list_solutions()
+                        .catalog(&self.catalog)
+                        .max_results(100)
+                        .set_next_token(token.clone())
+                        .customize()
+                        .interceptor(raw)
+                        .send()
+                })
+                .await?;
             if let Some(Value::Array(items)) = page.get_mut("SolutionSummaries").map(Value::take) {
                 solutions.extend(items);
             }
@@ -686,18 +696,17 @@ impl PartnerCentralClient {
     /// One solution by id (ListSolutions filtered to it: the API has no
     /// GetSolution), as ListSolutions returns it; `None` when the catalog has none.
     pub async fn solution(&self, id: &str) -> Result<Option<Value>, PcError> {
-        let raw = RawResponse::default();
-        self.send("ListSolutions", &self.reads, || {
-            self.client
-                .list_solutions()
-                .catalog(&self.catalog)
-                .identifier(id)
-                .customize()
-                .interceptor(raw.clone())
-                .send()
-        })
-        .await?;
-        let page = raw.json()?;
+        let page = self
+            .send_json("ListSolutions", &self.reads, |raw| {
+                self.client
+                    .list_solutions()
+                    .catalog(&self.catalog)
+                    .identifier(id)
+                    .customize()
+                    .interceptor(raw)
+                    .send()
+            })
+            .await?;
         Ok(page["SolutionSummaries"]
             .as_array()
             .and_then(|s| s.iter().find(|s| s["Id"].as_str() == Some(id)))
@@ -793,8 +802,7 @@ impl PartnerCentralClient {
                 body: None,
                 retry_after: None,
             })?;
-        let raw = RawResponse::default();
-        self.send("StartEngagementFromOpportunityTask", &self.writes, || {
+        self.send_json("StartEngagementFromOpportunityTask", &self.writes, |raw| {
             self.client
                 .start_engagement_from_opportunity_task()
                 .catalog(&self.catalog)
@@ -802,29 +810,27 @@ impl PartnerCentralClient {
                 .identifier(opportunity_id)
                 .aws_submission(submission.clone())
                 .customize()
-                .interceptor(raw.clone())
+                .interceptor(raw)
                 .send()
         })
-        .await?;
-        raw.json()
+        .await
     }
 
     /// A submission task as ListEngagementFromOpportunityTasks lists it (`TaskStatus`
     /// `IN_PROGRESS`, `COMPLETE` or `FAILED` with `ReasonCode` and `Message`); `None`
     /// when the listing does not know it.
     pub async fn engagement_task(&self, task_id: &str) -> Result<Option<Value>, PcError> {
-        let raw = RawResponse::default();
-        self.send("ListEngagementFromOpportunityTasks", &self.reads, || {
-            self.client
-                .list_engagement_from_opportunity_tasks()
-                .catalog(&self.catalog)
-                .task_identifier(task_id)
-                .customize()
-                .interceptor(raw.clone())
-                .send()
-        })
-        .await?;
-        let mut page = raw.json()?;
+        let mut page = self
+            .send_json("ListEngagementFromOpportunityTasks", &self.reads, |raw| {
+                self.client
+                    .list_engagement_from_opportunity_tasks()
+                    .catalog(&self.catalog)
+                    .task_identifier(task_id)
+                    .customize()
+                    .interceptor(raw)
+                    .send()
+            })
+            .await?;
         Ok(page["TaskSummaries"].as_array_mut().and_then(|tasks| {
             let i = tasks.iter().position(|t| t["TaskId"] == task_id)?;
             Some(tasks.swap_remove(i))
@@ -868,27 +874,26 @@ impl PartnerCentralClient {
             }
         }
         let bytes = Value::Object(body).to_string().into_bytes();
-        let raw = RawResponse::default();
-        self.send("UpdateOpportunity", &self.writes, || {
-            let bytes = bytes.clone();
-            self.client
-                .update_opportunity()
-                .catalog(&self.catalog)
-                .identifier(id)
-                .last_modified_date(when)
-                .customize()
-                .mutate_request(move |request| {
-                    // The full record replaces the SDK's body before it is signed.
-                    *request.body_mut() = bytes.clone().into();
-                    request
-                        .headers_mut()
-                        .insert("content-length", bytes.len().to_string());
-                })
-                .interceptor(raw.clone())
-                .send()
-        })
-        .await?;
-        let out = raw.json()?;
+        let out = self
+            .send_json("UpdateOpportunity", &self.writes, |raw| {
+                let bytes = bytes.clone();
+                self.client
+                    .update_opportunity()
+                    .catalog(&self.catalog)
+                    .identifier(id)
+                    .last_modified_date(when)
+                    .customize()
+                    .mutate_request(move |request| {
+                        // The full record replaces the SDK's body before it is signed.
+                        *request.body_mut() = bytes.clone().into();
+                        request
+                            .headers_mut()
+                            .insert("content-length", bytes.len().to_string());
+                    })
+                    .interceptor(raw)
+                    .send()
+            })
+            .await?;
         Ok(out["LastModifiedDate"]
             .as_str()
             .unwrap_or_default()

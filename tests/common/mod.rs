@@ -282,6 +282,26 @@ pub async fn hubspot_objects(http: &reqwest::Client, sb: &Sandbox, kind: &str) -
     all[kind].as_array().cloned().unwrap_or_default()
 }
 
+/// The demo's first deal moves to `qualifiedtobuy` in HubSpot's UI.
+pub async fn qualify_demo_deal(http: &reqwest::Client, sb: &Sandbox) {
+    edit_deal(
+        http,
+        sb,
+        "40000000001",
+        json!({ "dealstage": "qualifiedtobuy" }),
+    )
+    .await;
+}
+
+/// Waits for that edit to reach the deal's opportunity (`Qualified`).
+pub async fn demo_opportunity_qualified(http: &reqwest::Client, sb: &Sandbox, service: &Service) {
+    eventually("the stage to reach Partner Central", service, || async {
+        let o = opportunity(http, sb, "O5000001").await?;
+        (o["LifeCycle"]["Stage"] == "Qualified").then_some(())
+    })
+    .await;
+}
+
 /// A rep edits `deal` in HubSpot's UI: the sandbox changes it and sends the webhooks.
 pub async fn edit_deal(http: &reqwest::Client, sb: &Sandbox, deal: &str, properties: Value) {
     http.patch(format!("{}/_sandbox/hubspot/deals/{deal}", sb.hubspot_url))
