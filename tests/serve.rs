@@ -424,6 +424,12 @@ async fn scheduled_runs_notice_score_changes_no_event_announces() {
         .count();
     assert!(searches >= 3, "{searches} listings");
     assert_eq!(read_one, 0, "scheduled runs read deals one by one");
+    // Health says how fresh the AWS summaries are: runs every 2 s keep them so.
+    let h = get(&http, &health).await.unwrap();
+    let ages = &h["aws_summaries"];
+    assert!(ages["opportunities"].as_u64().unwrap() >= 1, "{h}");
+    assert_eq!(ages["never_read"], 0, "{h}");
+    assert!(ages["oldest_s"].as_u64().unwrap() <= 10, "{h}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

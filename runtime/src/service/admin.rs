@@ -172,6 +172,7 @@ async fn health(State(a): State<Arc<Admin>>) -> Response {
             "rules_version": version,
             "inbox": s,
             "partner_central_quota": quotas(&a, now),
+            "aws_summaries": super::blocking(|| a.store.summary_ages(now)).ok(),
         }))
         .into_response(),
         (writable, stats) => {
@@ -224,7 +225,9 @@ fn quotas(a: &Admin, now_ms: i64) -> serde_json::Value {
 
 /// `GET /metrics`.
 async fn metrics_text(State(a): State<Arc<Admin>>) -> Response {
-    let text = a.metrics.render(super::blocking(|| a.store.stats()).ok());
+    let now = (a.now_ms)();
+    let (stats, ages) = super::blocking(|| (a.store.stats(), a.store.summary_ages(now)));
+    let text = a.metrics.render(stats.ok(), ages.ok());
     (
         [(
             header::CONTENT_TYPE,

@@ -482,7 +482,7 @@ mod tests {
 
     impl Running {
         fn metrics_text(&self) -> String {
-            self.metrics.render(None)
+            self.metrics.render(None, None)
         }
     }
 

@@ -234,7 +234,11 @@ impl Metrics {
     }
 
     /// The text exposition, with the inbox and quota gauges appended.
-    pub fn render(&self, inbox: Option<crate::store::InboxStats>) -> String {
+    pub fn render(
+        &self,
+        inbox: Option<crate::store::InboxStats>,
+        summaries: Option<crate::store::SummaryAges>,
+    ) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         // The registry ends with `# EOF`; the gauges go before it.
@@ -254,6 +258,24 @@ impl Metrics {
             ] {
                 out.push_str(&format!("pcsync_inbox_events{{state=\"{state}\"}} {n}\n"));
             }
+        }
+        if let Some(a) = summaries {
+            out.push_str(
+                "# HELP pcsync_aws_summary_age_seconds How long ago the AWS summaries of open, submitted opportunities were read (quantile 1 is the oldest).\n\
+                 # TYPE pcsync_aws_summary_age_seconds gauge\n",
+            );
+            for (q, v) in [("0.5", a.p50_s), ("0.95", a.p95_s), ("1", a.oldest_s)] {
+                if let Some(v) = v {
+                    out.push_str(&format!(
+                        "pcsync_aws_summary_age_seconds{{quantile=\"{q}\"}} {v}\n"
+                    ));
+                }
+            }
+            out.push_str(&format!(
+                "# HELP pcsync_aws_summary_unread Open, submitted opportunities whose AWS summary pcsync has not read.\n\
+                 # TYPE pcsync_aws_summary_unread gauge\npcsync_aws_summary_unread {}\n",
+                a.never_read
+            ));
         }
         if let Some(status) = self.quota_status(jiff::Timestamp::now().as_millisecond()) {
             for (name, help, value) in [
@@ -306,11 +328,25 @@ mod tests {
         m.effect("UpdateOpportunity", "ok");
         m.effect("UpdateOpportunity", "ok");
         m.batch("dead");
-        let text = m.render(Some(crate::store::InboxStats {
-            pending: 2,
-            dead: 1,
-            ..Default::default()
-        }));
+        let text = m.render(
+            Some(crate::store::InboxStats {
+                pending: 2,
+                dead: 1,
+                ..Default::default()
+            }),
+            Some(crate::store::SummaryAges {
+                opportunities: 3,
+                never_read: 1,
+                p50_s: Some(60),
+                p95_s: Some(600),
+                oldest_s: Some(700),
+            }),
+        );
+        assert!(
+            text.contains("pcsync_aws_summary_age_seconds{quantile=\"0.95\"} 600"),
+            "{text}"
+        );
+        assert!(text.contains("pcsync_aws_summary_unread 1"), "{text}");
         assert!(
             text.contains("pcsync_events_accepted_total{source=\"hubspot\"} 3"),
             "{text}"

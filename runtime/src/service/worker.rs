@@ -715,6 +715,33 @@ impl<E: Executor> Worker<E> {
         Ok(Some(performed))
     }
 
+    /// Notes what was read of the opportunity (its stage and review status) and
+    /// whether its AWS summary was, for `/healthz`'s summary ages. Only bookkeeping:
+    /// a store that refuses it does not fail the run.
+    fn note_sightings(&self, opportunity: Option<&Value>, summary: bool, id: Option<&str>) {
+        let now = self.clock.now_ms();
+        let noted = super::blocking(|| {
+            if let Some(o) = opportunity
+                && let Some(id) = o["Id"].as_str()
+            {
+                let field = |f: &str| o.pointer(f).and_then(Value::as_str);
+                self.store.saw_opportunity(
+                    id,
+                    field("/LifeCycle/Stage"),
+                    field("/LifeCycle/ReviewStatus"),
+                    now,
+                )?;
+            }
+            match id {
+                Some(id) if summary => self.store.saw_summary(id, now),
+                _ => Ok(()),
+            }
+        });
+        if let Err(e) = noted {
+            tracing::debug!(error = %e, "cannot note what was read of an opportunity");
+        }
+    }
+
     /// Loads what `fetch` names for `event`: the deal, its company, the opportunity,
     /// the AWS view, snapshots, the last-known state.
     async fn resolve(&self, event: &Event, fetch: &Fetch) -> Result<Context, ExecError> {
@@ -766,6 +793,11 @@ impl<E: Executor> Worker<E> {
             Some(id) if fetch.aws_summary && !unsubmitted => x.aws_summary(id).await?,
             _ => None,
         };
+        self.note_sightings(
+            opportunity.as_ref(),
+            aws_summary.is_some(),
+            opportunity_id.as_deref(),
+        );
         let snapshots = match &opportunity_id {
             Some(id) if !fetch.snapshots.is_empty() => {
                 x.snapshots(id, &fetch.snapshots, &*self.store, self.clock.now())

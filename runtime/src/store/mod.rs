@@ -367,12 +367,50 @@ pub trait QuotaLog: Send + Sync {
     fn load_calls(&self, api: &str, since_ms: i64) -> Result<Vec<(String, i64, u64)>, StoreError>;
 }
 
+/// What pcsync last saw of each opportunity it read: its stage and review status,
+/// and when its AWS summary was last read, to say how stale the summaries are.
+pub trait Sightings: Send + Sync {
+    /// The opportunity was read (GetOpportunity) at `now_ms`.
+    fn saw_opportunity(
+        &self,
+        id: &str,
+        stage: Option<&str>,
+        review_status: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Its AWS summary was read (GetAwsOpportunitySummary) at `now_ms`.
+    fn saw_summary(&self, id: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// How old the AWS summaries of the open, submitted opportunities are.
+    fn summary_ages(&self, now_ms: i64) -> Result<SummaryAges, StoreError>;
+}
+
+/// How old the AWS summaries pcsync holds are, over the opportunities that have one
+/// and are not closed (submitted, not `Launched` or `Closed Lost`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SummaryAges {
+    /// Such opportunities pcsync has read.
+    pub opportunities: u64,
+    /// Of them, those whose summary it has not read yet.
+    pub never_read: u64,
+    /// The median age in seconds of those read.
+    pub p50_s: Option<u64>,
+    /// The 95th percentile.
+    pub p95_s: Option<u64>,
+    /// The oldest.
+    pub oldest_s: Option<u64>,
+}
+
 /// The service's durable state: every part, for the worker, which uses them all.
 /// Users that need less take the part they need (ingest and the pollers an
 /// [`Inbox`], the executor an [`EchoMemory`] and a [`SnapshotCache`]).
 pub trait Store:
-    Inbox + EffectJournal + PackStates + EchoMemory + SnapshotCache + QuotaLog
+    Inbox + EffectJournal + PackStates + EchoMemory + SnapshotCache + QuotaLog + Sightings
 {
 }
 
-impl<T: Inbox + EffectJournal + PackStates + EchoMemory + SnapshotCache + QuotaLog> Store for T {}
+impl<T> Store for T where
+    T: Inbox + EffectJournal + PackStates + EchoMemory + SnapshotCache + QuotaLog + Sightings
+{
+}

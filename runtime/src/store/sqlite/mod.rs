@@ -82,6 +82,13 @@ CREATE TABLE IF NOT EXISTS api_calls (
     calls   INTEGER NOT NULL,
     PRIMARY KEY (api, class, minute)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS opportunity_seen (
+    opportunity_id TEXT PRIMARY KEY,
+    stage          TEXT,
+    review_status  TEXT,
+    read_at        INTEGER NOT NULL,
+    summary_at     INTEGER
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshot (
     opportunity_id TEXT NOT NULL,
     engagement_id  TEXT NOT NULL,
@@ -684,6 +691,7 @@ mod echo;
 mod inbox;
 mod journal;
 mod quota;
+mod seen;
 mod snapshot;
 mod state;
 

@@ -432,3 +432,39 @@ fn snapshot_revisions_are_kept_until_unread_for_long_enough() {
     let s = SqliteStore::open(&dir.path().join("state.db")).unwrap();
     assert!(s.cached_snapshot(id(1), 2 * day).unwrap().is_some());
 }
+
+#[test]
+fn summary_ages_cover_open_submitted_opportunities_only() {
+    use crate::store::Sightings;
+    let (_dir, s) = store();
+    let min = 60_000;
+    // Open and submitted, summaries read 10 and 30 minutes before `now`.
+    s.saw_opportunity("O1", Some("Qualified"), Some("Approved"), 0)
+        .unwrap();
+    s.saw_summary("O1", 50 * min).unwrap();
+    s.saw_opportunity("O2", Some("Prospect"), Some("Submitted"), 0)
+        .unwrap();
+    s.saw_summary("O2", 30 * min).unwrap();
+    // Open and submitted, its summary never read.
+    s.saw_opportunity("O3", Some("Prospect"), Some("In review"), 0)
+        .unwrap();
+    // Not counted: not submitted, or closed.
+    s.saw_opportunity("O4", Some("Prospect"), Some("Pending Submission"), 0)
+        .unwrap();
+    s.saw_opportunity("O5", Some("Launched"), Some("Approved"), 0)
+        .unwrap();
+    s.saw_summary("O5", 0).unwrap();
+    s.saw_opportunity("O6", Some("Closed Lost"), Some("Approved"), 0)
+        .unwrap();
+    let ages = s.summary_ages(60 * min).unwrap();
+    assert_eq!(ages.opportunities, 3, "{ages:?}");
+    assert_eq!(ages.never_read, 1);
+    assert_eq!(ages.oldest_s, Some(30 * 60));
+    assert_eq!(ages.p95_s, Some(30 * 60));
+    // Seen again later: a closed one leaves the count.
+    s.saw_opportunity("O2", Some("Closed Lost"), Some("Approved"), 61 * min)
+        .unwrap();
+    let ages = s.summary_ages(61 * min).unwrap();
+    assert_eq!(ages.opportunities, 2);
+    assert_eq!(ages.oldest_s, Some(11 * 60));
+}
