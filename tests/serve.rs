@@ -358,10 +358,36 @@ async fn serve_coalesces_edits_defers_during_review_and_parks_what_aws_refuses()
     assert_eq!(updates(&sb, 400).len(), 1);
 }
 
+/// The partner moves the opportunity to `Launched` (an UpdateOpportunity).
+fn launch(sb: &Sandbox, id: &str) {
+    use pcsync_adapters::partner_central::{READ_ONLY_LIFECYCLE, UPDATE_MEMBERS};
+    sb.partner_central.with_store(|s| {
+        let o = s
+            .get(&json!({ "Catalog": "Sandbox", "Identifier": id }))
+            .unwrap();
+        let mut input = serde_json::Map::new();
+        for member in UPDATE_MEMBERS {
+            if let Some(v) = o.get(*member) {
+                input.insert(member.to_string(), v.clone());
+            }
+        }
+        let lifecycle = input["LifeCycle"].as_object_mut().unwrap();
+        for member in READ_ONLY_LIFECYCLE {
+            lifecycle.remove(*member);
+        }
+        lifecycle.insert("Stage".into(), json!("Launched"));
+        input.insert("Catalog".into(), json!("Sandbox"));
+        input.insert("Identifier".into(), json!(id));
+        input.insert("LastModifiedDate".into(), o["LastModifiedDate"].clone());
+        s.update(&Value::Object(input)).unwrap();
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_runs_notice_score_changes_no_event_announces() {
-    // The shipped schedule is 30 minutes; the test runs it every 2 seconds.
-    let (sb, _dir, service, _config) = start(
+    // The shipped schedule is 30 minutes; the test runs it every 2 seconds. One demo
+    // opportunity has launched.
+    let (sb, _dir, service, _config) = start_with(
         |rules| {
             edit_pack(
                 rules,
@@ -371,6 +397,7 @@ async fn scheduled_runs_notice_score_changes_no_event_announces() {
             )
         },
         "",
+        |sb| launch(sb, "O5000004"),
     )
     .await;
     let http = reqwest::Client::new();
@@ -424,6 +451,26 @@ async fn scheduled_runs_notice_score_changes_no_event_announces() {
         .count();
     assert!(searches >= 3, "{searches} listings");
     assert_eq!(read_one, 0, "scheduled runs read deals one by one");
+    // The launched opportunity was read once, when its run first met it; no
+    // schedule polls it after that.
+    let launched = calls
+        .iter()
+        .filter(|c| {
+            c.operation == "GetAwsOpportunitySummary"
+                && c.request["RelatedOpportunityIdentifier"] == "O5000004"
+        })
+        .count();
+    let open = calls
+        .iter()
+        .filter(|c| {
+            c.operation == "GetAwsOpportunitySummary"
+                && c.request["RelatedOpportunityIdentifier"] == "O5000002"
+        })
+        .count();
+    assert!(
+        launched <= 1 && open >= 3,
+        "launched {launched}, open {open}"
+    );
     // Health says how fresh the AWS summaries are: runs every 2 s keep them so.
     let h = get(&http, &health).await.unwrap();
     let ages = &h["aws_summaries"];

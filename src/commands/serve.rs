@@ -207,7 +207,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     let (first_pass, first_pass_done) = tokio::sync::oneshot::channel();
     tokio::spawn(pcsync_runtime::service::poll::run(
         Arc::clone(&rules),
-        Arc::clone(&store) as Arc<dyn pcsync_runtime::store::Inbox>,
+        Arc::clone(&store),
         hubspot,
         poller_pc,
         if _sandbox.is_some() {

@@ -153,6 +153,11 @@ pub struct Schedule {
     /// once. Defaults to a tenth of `every`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter: Option<DurationSpec>,
+    /// With `linked_deals`: also run for deals whose opportunity pcsync last saw
+    /// `Launched` or `Closed Lost`. They are left out by default: nothing about them
+    /// is worth a share of the daily read quota.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_closed: bool,
 }
 
 /// What a scheduled run goes over.

@@ -18,7 +18,7 @@ use pcsync_engine::Event;
 use pcsync_engine::model::ScheduleScope;
 
 use super::reload::RuleHost;
-use crate::store::Inbox;
+use crate::store::{Inbox, Store};
 
 /// How often the poller looks for due schedules.
 const TICK: Duration = Duration::from_secs(5);
@@ -72,6 +72,26 @@ pub fn deal_from_listing(
     })
 }
 
+/// Partner Central reads one scheduled run of a pack with these needs costs per deal,
+/// against the daily read quota: the opportunity and its AWS summary. (Snapshot
+/// listings and reads have no documented quota.)
+pub fn reads_per_run(needs: &pcsync_engine::model::Needs) -> u64 {
+    u64::from(needs.opportunity) + u64::from(needs.aws_summary)
+}
+
+/// The period a `linked_deals` schedule runs at: `every`, or longer when runs over
+/// `deals` deals at `reads` reads each, every `every`, would spend more than
+/// `budget_per_day` reads a day.
+pub fn budgeted_period(every: Duration, deals: usize, reads: u64, budget_per_day: u64) -> Duration {
+    let cost = deals as u64 * reads;
+    if cost == 0 {
+        return every;
+    }
+    let day = 86_400.0;
+    let needed = Duration::from_secs_f64(cost as f64 * day / budget_per_day.max(1) as f64);
+    every.max(needed)
+}
+
 /// How long a listed deal stands for a fresh read.
 pub const LISTING_FRESH: Duration = Duration::from_secs(10 * 60);
 
@@ -103,7 +123,7 @@ pub enum FirstRun {
 /// Runs the packs' schedules until the task is dropped.
 pub async fn run(
     rules: Arc<RuleHost>,
-    store: Arc<dyn Inbox>,
+    store: Arc<dyn Store>,
     hubspot: Arc<HubSpotClient>,
     partner_central: PartnerCentralClient,
     first_run: FirstRun,
@@ -114,17 +134,39 @@ pub async fn run(
     // Per pack and schedule: when it is next due (ms since the epoch), and for
     // `changed_opportunities` where the previous run started.
     let mut due: HashMap<String, i64> = HashMap::new();
+    // Per schedule: the period it last ran at, when the read budget stretched it.
+    let mut stretched: HashMap<String, Duration> = HashMap::new();
     let mut since: HashMap<String, jiff::Timestamp> = HashMap::new();
     loop {
         let now = jiff::Timestamp::now();
         let now_ms = now.as_millisecond();
         let set = rules.current();
+        // The schedules' share of the day's reads, split between the linked_deals
+        // schedules that read Partner Central.
+        let reading = set
+            .packs
+            .iter()
+            .filter(|p| p.pack.enabled)
+            .flat_map(|p| {
+                p.pack
+                    .on
+                    .as_slice()
+                    .iter()
+                    .filter_map(|t| t.schedule.as_ref())
+                    .filter(|s| s.for_each == ScheduleScope::LinkedDeals)
+                    .map(move |_| reads_per_run(&p.pack.needs))
+            })
+            .filter(|r| *r > 0)
+            .count()
+            .max(1) as u64;
+        let limits = partner_central.daily_quotas().limits();
+        let budget = (limits.reads as f64 * scheduled_share.clamp(0.0, 1.0)) as u64 / reading;
         for pack in set.packs.iter().filter(|p| p.pack.enabled) {
             for (i, trigger) in pack.pack.on.as_slice().iter().enumerate() {
                 let Some(schedule) = &trigger.schedule else {
                     continue;
                 };
-                let every = schedule.every.0;
+                let mut every = schedule.every.0;
                 let jitter = schedule.jitter.as_ref().map_or(every / 10, |j| j.0);
                 let key = format!("{}#{i}:{}", pack.pack.name, every.as_millis());
                 // The first run comes within the jitter of start-up (or of the pack
@@ -162,7 +204,37 @@ pub async fn run(
                             properties.truncate(1);
                         }
                         match hubspot.deals_with(link, &properties).await {
-                            Ok(deals) => {
+                            Ok(mut deals) => {
+                                if !schedule.include_closed {
+                                    match super::blocking(|| store.closed_opportunities()) {
+                                        Ok(closed) => deals.retain(|d| {
+                                            d.properties
+                                                .get(link)
+                                                .cloned()
+                                                .flatten()
+                                                .is_none_or(|o| !closed.contains(&o))
+                                        }),
+                                        Err(e) => {
+                                            tracing::warn!(error = %e, "cannot read which opportunities are closed; running for all")
+                                        }
+                                    }
+                                }
+                                let reads = reads_per_run(&pack.pack.needs);
+                                let period =
+                                    budgeted_period(schedule.every.0, deals.len(), reads, budget);
+                                if period > schedule.every.0 && stretched.get(&key) != Some(&period)
+                                {
+                                    tracing::warn!(
+                                        pack = %pack.pack.name,
+                                        deals = deals.len(),
+                                        every_s = schedule.every.0.as_secs(),
+                                        runs_every_s = period.as_secs(),
+                                        budget_reads_per_day = budget,
+                                        "the schedule runs less often to keep within its share of the daily read quota"
+                                    );
+                                }
+                                stretched.insert(key.clone(), period);
+                                every = period;
                                 let events: Vec<(Event, String)> = deals
                                     .into_iter()
                                     .map(|d| {
@@ -260,6 +332,20 @@ mod tests {
         event.payload = listed_deal(&deal, at);
         // Through the inbox and back, as the worker gets it.
         Event::from_stored_json(&event.to_stored_json().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_schedule_runs_less_often_when_its_reads_would_pass_its_budget() {
+        let half_hour = Duration::from_secs(30 * 60);
+        // 100 deals at 2 reads every 30 minutes: 9,600 a day, within 50,000.
+        assert_eq!(budgeted_period(half_hour, 100, 2, 50_000), half_hour);
+        // 1,000 deals: 96,000 a day would pass it; every 57.6 minutes keeps to it.
+        let period = budgeted_period(half_hour, 1_000, 2, 50_000);
+        assert_eq!(period.as_secs(), 3_456);
+        let per_day = 1_000.0 * 2.0 * 86_400.0 / period.as_secs_f64();
+        assert!(per_day <= 50_000.0, "{per_day}");
+        // A pack that reads nothing from Partner Central is not held back.
+        assert_eq!(budgeted_period(half_hour, 1_000_000, 0, 1), half_hour);
     }
 
     #[test]

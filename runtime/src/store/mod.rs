@@ -384,6 +384,9 @@ pub trait Sightings: Send + Sync {
 
     /// How old the AWS summaries of the open, submitted opportunities are.
     fn summary_ages(&self, now_ms: i64) -> Result<SummaryAges, StoreError>;
+
+    /// The opportunities last seen `Launched` or `Closed Lost`.
+    fn closed_opportunities(&self) -> Result<std::collections::HashSet<String>, StoreError>;
 }
 
 /// How old the AWS summaries pcsync holds are, over the opportunities that have one

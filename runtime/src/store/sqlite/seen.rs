@@ -38,6 +38,20 @@ impl Sightings for SqliteStore {
         Ok(())
     }
 
+    fn closed_opportunities(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let db = self.db();
+        let mut q = db
+            .conn
+            .prepare_cached(
+                "SELECT opportunity_id FROM opportunity_seen WHERE stage IN ('Launched', 'Closed Lost')",
+            )
+            .map_err(err)?;
+        q.query_map([], |r| r.get(0))
+            .map_err(err)?
+            .collect::<Result<_, _>>()
+            .map_err(err)
+    }
+
     fn summary_ages(&self, now_ms: i64) -> Result<SummaryAges, StoreError> {
         let db = self.db();
         let mut q = db
