@@ -96,6 +96,17 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Ask a running service whether it is healthy (`GET /healthz`), for container
+    /// health checks: exit 0 when it answers 200 within the timeout, 1 otherwise,
+    /// with the reason on stderr.
+    Healthcheck {
+        /// The service's health URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+        /// How long to wait for the answer, in seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
     /// Run the local HubSpot, Partner Central and SNS sandbox on its own, with demo
     /// data. Partner Central listens on the address given, HubSpot on the next port,
     /// SNS on the one after.

@@ -3,6 +3,7 @@
 mod check;
 mod dlq;
 mod eval;
+mod healthcheck;
 mod sandbox;
 mod schema;
 mod serve;
@@ -55,6 +56,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } => setup::run(&config),
         Command::Dlq { action } => dlq::run(action),
         Command::Sandbox { listen } => sandbox::run(&listen),
+        Command::Healthcheck { url, timeout } => healthcheck::run(&url, timeout),
     }
 }
 
