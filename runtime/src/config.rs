@@ -152,6 +152,9 @@ pub struct ServiceConfig {
     /// The rule-pack directory, watched for changes.
     #[serde(default = "rules_default")]
     pub rules: String,
+    /// How the rule directory is watched for edits.
+    #[serde(default)]
+    pub rules_watch: RulesWatch,
     /// The SQLite state file (inbox, dead letters, last-known state), relative to
     /// the config file's folder.
     #[serde(default = "state_default")]
@@ -458,6 +461,33 @@ fn hubspot_base_url_default() -> String {
 
 fn rate_limit_default() -> u32 {
     100
+}
+
+/// How the rule directory is watched: file events by default (an edit is in force
+/// within moments), or polling where events do not arrive (NFS, SMB, some container
+/// volume drivers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RulesWatch {
+    /// Compare the files at `poll_every` instead of waiting for file events.
+    #[serde(default)]
+    pub poll: bool,
+    /// With `poll`: how often.
+    #[serde(default = "poll_every_default")]
+    pub poll_every: pcsync_engine::model::DurationSpec,
+}
+
+impl Default for RulesWatch {
+    fn default() -> Self {
+        RulesWatch {
+            poll: false,
+            poll_every: poll_every_default(),
+        }
+    }
+}
+
+fn poll_every_default() -> pcsync_engine::model::DurationSpec {
+    pcsync_engine::model::DurationSpec(std::time::Duration::from_secs(2))
 }
 
 /// Partner Central connection settings.

@@ -202,7 +202,13 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     });
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let working = spawn_worker(Arc::clone(&worker), stopping)?;
-    tokio::spawn(Arc::clone(&rules).watch());
+    tokio::spawn(Arc::clone(&rules).watch(match config.rules_watch {
+        pcsync_runtime::config::RulesWatch {
+            poll: true,
+            poll_every,
+        } => pcsync_runtime::service::reload::Watch::Poll(poll_every.0),
+        _ => pcsync_runtime::service::reload::Watch::Events,
+    }));
     tokio::spawn(Arc::clone(&rules).on_hangup());
     let (first_pass, first_pass_done) = tokio::sync::oneshot::channel();
     tokio::spawn(pcsync_runtime::service::poll::run(

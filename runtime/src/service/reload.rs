@@ -1,5 +1,6 @@
-//! The rules in force and how they change: the pack directory is polled for edits,
-//! and `SIGHUP` and `POST /admin/reload` ask directly; all run the same path (load, check,
+//! The rules in force and how they change: the pack directory is watched for edits
+//! (file events through `notify`, or polling where events do not arrive), and
+//! `SIGHUP` and `POST /admin/reload` ask directly; all run the same path (load, check,
 //! compile, swap). An edit that does not check is logged with its diagnostics and
 //! shown on `GET /rules`, and the last good rule set keeps running. Work already
 //! planning holds its own `Arc` of the set it started with.
@@ -141,17 +142,134 @@ impl RuleHost {
         }
     }
 
-    /// Polls the directory, and the `.rhai` files the packs in force refer to
-    /// outside it, once a second; reloads when any of them changes.
-    pub async fn watch(self: Arc<Self>) {
+    /// Watches the directory, and the `.rhai` files the packs in force refer to
+    /// outside it, and reloads when any of them changes, until the task is dropped.
+    ///
+    /// With [`Watch::Events`] the operating system reports changes (inotify on
+    /// Linux); a burst of them (an editor's write-and-rename, a Kubernetes ConfigMap's
+    /// `..data` swap) settles for [`DEBOUNCE`] before one reload. The directory's
+    /// parent is watched too, so a rules path that is a symlink swapped to another
+    /// directory is followed. Where events do not arrive (network file systems),
+    /// [`Watch::Poll`] compares the files at an interval instead, and so does a
+    /// system that cannot give events (the failure is logged).
+    pub async fn watch(self: Arc<Self>, how: Watch) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        // The paths whose events count: the directory (and all under it) and the
+        // outside scripts. The parent and the scripts' folders hold other files (the
+        // state file, often), whose writes must not wake the reloader.
+        let interesting: Arc<RwLock<Vec<PathBuf>>> = Arc::default();
+        let paths = Arc::clone(&interesting);
+        let handler = move |event: notify::Result<notify::Event>| {
+            match event {
+                // Reads (ours among them) change nothing.
+                Ok(e) if matches!(e.kind, notify::EventKind::Access(_)) => {}
+                Ok(e) => {
+                    let paths = paths.read().unwrap_or_else(|p| p.into_inner());
+                    if e.paths.is_empty()
+                        || e.paths
+                            .iter()
+                            .any(|p| paths.iter().any(|i| p.starts_with(i)))
+                    {
+                        let _ = tx.send(());
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "watching the rules");
+                    let _ = tx.send(());
+                }
+            }
+        };
+        let poll = |every: Duration, handler| {
+            // Contents compared too: the poller's times are whole seconds, and an
+            // edit in the second of the last look would go unseen.
+            notify::PollWatcher::new(
+                handler,
+                notify::Config::default()
+                    .with_poll_interval(every)
+                    .with_compare_contents(true),
+            )
+            .map(|w| Box::new(w) as Box<dyn notify::Watcher + Send>)
+        };
+        let made = match how {
+            Watch::Events => notify::recommended_watcher(handler.clone())
+                .map(|w| Box::new(w) as Box<dyn notify::Watcher + Send>)
+                .or_else(|e| {
+                    tracing::warn!(error = %e, "no file events for the rules; polling every second");
+                    poll(Duration::from_secs(1), handler)
+                }),
+            Watch::Poll(every) => poll(every, handler),
+        };
+        let mut watcher = match made {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch the rules; reload them with SIGHUP or POST /admin/reload");
+                return;
+            }
+        };
+        let mut watched = Vec::new();
+        self.rewatch(&mut *watcher, &mut watched, &interesting);
         let mut seen = self.fingerprint();
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        while rx.recv().await.is_some() {
+            // Let the burst settle.
+            loop {
+                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
             let now = self.fingerprint();
             if now != seen {
-                let _ = self.reload();
+                let _ = super::blocking(|| self.reload());
                 // Taken again: a reload can change which outside files are watched.
                 seen = self.fingerprint();
+            }
+            self.rewatch(&mut *watcher, &mut watched, &interesting);
+        }
+    }
+
+    /// Watches what [`RuleHost::watch`] covers now, dropping what it no longer does:
+    /// the directory (again when it resolves elsewhere: a swapped symlink), its
+    /// parent, and the folders of the `.rhai` files outside it.
+    fn rewatch(
+        &self,
+        watcher: &mut dyn notify::Watcher,
+        watched: &mut Vec<(PathBuf, PathBuf)>,
+        interesting: &RwLock<Vec<PathBuf>>,
+    ) {
+        use notify::RecursiveMode::{NonRecursive, Recursive};
+        let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let dir = real(&self.dir);
+        let mut wanted: Vec<(PathBuf, PathBuf, notify::RecursiveMode)> =
+            vec![(self.dir.clone(), dir.clone(), Recursive)];
+        let mut paths = vec![self.dir.clone(), dir.clone()];
+        if let Some(parent) = self.dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            wanted.push((parent.to_path_buf(), real(parent), NonRecursive));
+        }
+        for script in self.current().packs.iter().flat_map(|p| &p.script_files) {
+            let script = real(script);
+            if !script.starts_with(&dir)
+                && let Some(folder) = script.parent()
+            {
+                wanted.push((folder.to_path_buf(), folder.to_path_buf(), NonRecursive));
+                paths.push(script.clone());
+            }
+        }
+        *interesting.write().unwrap_or_else(|p| p.into_inner()) = paths;
+        watched.retain(|(path, resolved)| {
+            let keep = wanted.iter().any(|(p, r, _)| p == path && r == resolved);
+            if !keep {
+                let _ = watcher.unwatch(path);
+            }
+            keep
+        });
+        for (path, resolved, mode) in wanted {
+            if watched.iter().any(|(p, r)| *p == path && *r == resolved) {
+                continue;
+            }
+            match watcher.watch(&path, mode) {
+                Ok(()) => watched.push((path, resolved)),
+                Err(e) => tracing::warn!(error = %e, path = %path.display(), "cannot watch"),
             }
         }
     }
@@ -171,6 +289,18 @@ impl RuleHost {
         (fingerprint(&self.dir), outside)
     }
 }
+
+/// How [`RuleHost::watch`] learns of edits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// The operating system's file events.
+    Events,
+    /// Comparing the files at this interval (network file systems).
+    Poll(Duration),
+}
+
+/// How long a burst of file events must be quiet before the reload.
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// Loads and checks the rule directory; the rendered diagnostics when it does not check.
 pub fn load_dir(dir: &Path) -> Result<RuleSet, String> {
@@ -218,6 +348,147 @@ fn fingerprint(dir: &Path) -> Fingerprint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The language tests' mapping pack (with its script) in `rules`.
+    fn write_pack(rules: &Path, marker: &str) {
+        let packs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/language/packs");
+        std::fs::create_dir_all(rules.join("scripts")).unwrap();
+        let pack = std::fs::read_to_string(packs.join("mapping.yaml")).unwrap();
+        std::fs::write(rules.join("mapping.yaml"), format!("{pack}\n# {marker}\n")).unwrap();
+        std::fs::copy(
+            packs.join("scripts/title.rhai"),
+            rules.join("scripts/title.rhai"),
+        )
+        .unwrap();
+    }
+
+    /// A host for `rules` and its watcher, running.
+    fn watched(rules: &Path, how: Watch) -> (Arc<RuleHost>, tokio::task::JoinHandle<()>) {
+        let host = Arc::new(
+            RuleHost::load(rules, Arc::new(super::super::metrics::Metrics::default()))
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let task = tokio::spawn(Arc::clone(&host).watch(how));
+        (host, task)
+    }
+
+    /// Waits (up to 10 s) for the rules in force to leave `version`.
+    async fn changes_from(host: &RuleHost, version: &str) -> String {
+        for _ in 0..500 {
+            let now = host.current().version.clone();
+            if now != version {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the rules stayed at {version}");
+    }
+
+    /// Lets the watcher take its watches before the edit.
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_editors_write_and_rename_is_in_force_without_a_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules");
+        write_pack(&rules, "one");
+        let (host, task) = watched(&rules, Watch::Events);
+        let before = host.current().version.clone();
+        settle().await;
+        // As vim and most editors save: a new file, renamed over the old one.
+        let text = std::fs::read_to_string(rules.join("mapping.yaml")).unwrap();
+        std::fs::write(
+            rules.join(".mapping.yaml.swp"),
+            text.replace("# one", "# two"),
+        )
+        .unwrap();
+        std::fs::rename(rules.join(".mapping.yaml.swp"), rules.join("mapping.yaml")).unwrap();
+        changes_from(&host, &before).await;
+        task.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rules_symlink_swapped_to_another_directory_is_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        write_pack(&dir.path().join("v1"), "one");
+        let rules = dir.path().join("rules");
+        std::os::unix::fs::symlink(dir.path().join("v1"), &rules).unwrap();
+        let (host, task) = watched(&rules, Watch::Events);
+        let first = host.current().version.clone();
+        settle().await;
+        // A deploy tool's swap: the new release beside, the link replaced at once.
+        write_pack(&dir.path().join("v2"), "two");
+        std::os::unix::fs::symlink(dir.path().join("v2"), dir.path().join("rules.new")).unwrap();
+        std::fs::rename(dir.path().join("rules.new"), &rules).unwrap();
+        let second = changes_from(&host, &first).await;
+        // And the watch follows: an edit in the new directory counts.
+        settle().await;
+        write_pack(&dir.path().join("v2"), "three");
+        changes_from(&host, &second).await;
+        task.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kubernetes_configmap_update_is_seen() {
+        // A ConfigMap volume: the files are links into `..data`, itself a link to a
+        // timestamped directory that an update replaces in one rename.
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules");
+        write_pack(&rules.join("..2026_12_01_v1"), "one");
+        std::os::unix::fs::symlink("..2026_12_01_v1", rules.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/mapping.yaml", rules.join("mapping.yaml")).unwrap();
+        std::os::unix::fs::symlink("..data/scripts", rules.join("scripts")).unwrap();
+        let (host, task) = watched(&rules, Watch::Events);
+        let before = host.current().version.clone();
+        settle().await;
+        write_pack(&rules.join("..2026_12_02_v2"), "two");
+        std::os::unix::fs::symlink("..2026_12_02_v2", rules.join("..data_tmp")).unwrap();
+        std::fs::rename(rules.join("..data_tmp"), rules.join("..data")).unwrap();
+        changes_from(&host, &before).await;
+        task.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn polling_finds_an_edit_where_file_events_do_not_arrive() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules");
+        write_pack(&rules, "one");
+        let (host, task) = watched(&rules, Watch::Poll(Duration::from_millis(100)));
+        let before = host.current().version.clone();
+        settle().await;
+        write_pack(&rules, "two, a longer line");
+        changes_from(&host, &before).await;
+        task.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_edit_of_a_script_outside_the_directory_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules");
+        write_pack(&rules, "one");
+        let shared = dir.path().join("shared-scripts");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::rename(rules.join("scripts/title.rhai"), shared.join("title.rhai")).unwrap();
+        let pack = std::fs::read_to_string(rules.join("mapping.yaml")).unwrap();
+        std::fs::write(
+            rules.join("mapping.yaml"),
+            pack.replace(
+                "script_file: scripts/title.rhai",
+                "script_file: ../shared-scripts/title.rhai",
+            ),
+        )
+        .unwrap();
+        let (host, task) = watched(&rules, Watch::Events);
+        let before = host.current().version.clone();
+        settle().await;
+        let mut text = std::fs::read_to_string(shared.join("title.rhai")).unwrap();
+        text.push_str("\n// edited\n");
+        std::fs::write(shared.join("title.rhai"), text).unwrap();
+        changes_from(&host, &before).await;
+        task.abort();
+    }
 
     #[test]
     fn a_rhai_file_outside_the_rules_directory_is_watched() {
