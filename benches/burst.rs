@@ -1,0 +1,210 @@
+//! A burst of deal edits against Partner Central's write quota: 1,000 amount edits
+//! spread over 200 linked deals (five rounds, each deal once a round), sent as fast
+//! as HubSpot's webhooks carry them, into the real `pcsync serve` against the sandbox
+//! with AWS's quotas on (1 write and 10 reads a second). The floor is 200
+//! UpdateOpportunity calls (one per deal, the edits of a deal coalesced) and 200 s.
+//! Prints the writes, the throttles and the wall time until every opportunity holds
+//! its deal's last amount; BENCHMARKS.md records them. Nothing here asserts a time.
+//!
+//!   cargo bench --bench burst
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pcsync_sandbox::{Options, Sandbox};
+use serde_json::json;
+
+const DEALS: usize = 200;
+const ROUNDS: usize = 5;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `DEALS` opportunities (Prospect, so every edit is allowed) and their linked deals.
+fn seed(sb: &Sandbox) -> Vec<(String, String)> {
+    let opportunities: Vec<String> = sb.partner_central.with_store(|s| {
+        (0..DEALS)
+            .map(|i| {
+                let created = s
+                    .create(&json!({
+                        "Catalog": "Sandbox",
+                        "ClientToken": format!("burst-{i}"),
+                        "Origin": "Partner Referral",
+                        "OpportunityType": "Net New Business",
+                        "PartnerOpportunityIdentifier": format!("burst-{i}"),
+                        "PrimaryNeedsFromAws": ["Co-Sell - Deal Support"],
+                        "Customer": {"Account": {"CompanyName": format!("Burst {i}"), "Industry": "Software and Internet",
+                            "WebsiteUrl": format!("https://burst{i}.example"),
+                            "Address": {"CountryCode": "US", "PostalCode": "98101", "StateOrRegion": "Washington", "City": "Seattle"}}},
+                        "Project": {"Title": format!("Burst {i} on AWS"),
+                            "CustomerBusinessProblem": "Burst needs to move its order system to AWS this year",
+                            "CustomerUseCase": "Migration/Database Migration", "DeliveryModels": ["SaaS or PaaS"],
+                            "SalesActivities": ["Initialized discussions with customer"],
+                            "ExpectedCustomerSpend": [{"Amount": "1000", "CurrencyCode": "USD", "Frequency": "Monthly", "TargetCompany": "AWS"}]},
+                        "Marketing": {"Source": "None"},
+                        "LifeCycle": {"Stage": "Prospect", "TargetCloseDate": "2030-06-30"},
+                    }))
+                    .expect("valid opportunity");
+                created["Id"].as_str().unwrap().to_string()
+            })
+            .collect()
+    });
+    sb.hubspot.with_store(|s| {
+        opportunities
+            .into_iter()
+            .enumerate()
+            .map(|(i, opportunity)| {
+                let deal = s.insert(
+                    "deals",
+                    BTreeMap::from([
+                        ("dealname".to_string(), format!("Burst {i} on AWS")),
+                        ("dealstage".to_string(), "appointmentscheduled".to_string()),
+                        ("amount".to_string(), "1000".to_string()),
+                        ("deal_currency_code".to_string(), "USD".to_string()),
+                        ("aws_opportunity_id".to_string(), opportunity.clone()),
+                    ]),
+                );
+                (deal.id, opportunity)
+            })
+            .collect()
+    })
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
+        .await
+        .unwrap();
+    // The demo's custom deal properties (the follow-ups write them) and its deals.
+    pcsync_sandbox::demo::seed(&sb);
+    let pairs = seed(&sb);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let config = dir.path().join("pcsync.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\npublic_url: {url}\nrules: {rules}\nstate: {state}\n\
+             hubspot:\n  base_url: {hs}\n  token: sandbox-token\n  client_secret: bench-secret\n  app_id: 777\n\
+             partner_central:\n  catalog: Sandbox\n  endpoint_url: {pc}\n",
+            rules = concat!(env!("CARGO_MANIFEST_DIR"), "/rules"),
+            state = dir.path().join("state.db").display(),
+            hs = sb.hubspot_url,
+            pc = sb.partner_central_url,
+        ),
+    )
+    .unwrap();
+    let mut service = Command::new(env!("CARGO_BIN_EXE_pcsync"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("PCSYNC_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("{url}/healthz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "pcsync did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    http.post(format!("{}/_sandbox/hubspot/webhooks", sb.hubspot_url))
+        .json(&json!({ "url": format!("{url}/webhooks/hubspot"),
+                       "client_secret": "bench-secret", "app_id": 777 }))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+
+    // The burst: five rounds over every deal, as fast as the edits go in.
+    let began = Instant::now();
+    for round in 1..=ROUNDS {
+        for (i, (deal, _)) in pairs.iter().enumerate() {
+            let amount = 1000 + round * 1000 + i;
+            http.patch(format!("{}/_sandbox/hubspot/deals/{deal}", sb.hubspot_url))
+                .json(&json!({ "properties": { "amount": amount.to_string() } }))
+                .send()
+                .await
+                .unwrap()
+                .error_for_status()
+                .unwrap();
+        }
+    }
+    let sent = began.elapsed();
+    // Until every opportunity holds its deal's last amount.
+    let want: BTreeMap<String, String> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (_, o))| (o.clone(), (1000 + ROUNDS * 1000 + i).to_string()))
+        .collect();
+    loop {
+        let done = sb.partner_central.with_store(|s| {
+            want.iter().all(|(id, amount)| {
+                s.opportunity(id).is_some_and(|o| {
+                    o.record["Project"]["ExpectedCustomerSpend"][0]["Amount"]
+                        .as_str()
+                        .is_some_and(|a| a.parse::<f64>().ok() == amount.parse::<f64>().ok())
+                })
+            })
+        });
+        if done {
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(1_200),
+            "the burst did not land"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = began.elapsed();
+    let calls = sb.journal.calls();
+    let count = |op: &str, status: u16| {
+        calls
+            .iter()
+            .filter(|c| c.operation == op && c.status == status)
+            .count()
+    };
+    let throttled = calls.iter().filter(|c| c.status == 429).count();
+    let health: serde_json::Value = http
+        .get(format!("{url}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    println!(
+        "burst: {} edits over {DEALS} deals, sent in {:.1?}; every opportunity current after {:.1?} \
+         ({:.2}x the {DEALS} s floor); UpdateOpportunity {} (floor {DEALS}), GetOpportunity {}, throttles {}, dead letters {}",
+        DEALS * ROUNDS,
+        sent,
+        took,
+        took.as_secs_f64() / DEALS as f64,
+        count("UpdateOpportunity", 200),
+        count("GetOpportunity", 200),
+        throttled,
+        health["inbox"]["dead"],
+    );
+    let _ = service.kill();
+    let _ = service.wait();
+}
