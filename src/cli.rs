@@ -96,6 +96,16 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Check what the service depends on, one line each with the fix for a failure:
+    /// config and packs, state file, HubSpot token and properties, clock, Partner
+    /// Central credentials and catalog, SNS topic, public URL. Reads only.
+    ///
+    /// Exit status: 0 nothing failed, 1 something did, 2 the config does not load.
+    Doctor {
+        /// The service config.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Ask a running service whether it is healthy (`GET /healthz`), for container
     /// health checks: exit 0 when it answers 200 within the timeout, 1 otherwise,
     /// with the reason on stderr.

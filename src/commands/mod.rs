@@ -2,6 +2,7 @@
 
 mod check;
 mod dlq;
+mod doctor;
 mod eval;
 mod healthcheck;
 mod sandbox;
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Dlq { action } => dlq::run(action),
         Command::Sandbox { listen } => sandbox::run(&listen),
         Command::Healthcheck { url, timeout } => healthcheck::run(&url, timeout),
+        Command::Doctor { config } => doctor::run(&config),
     }
 }
 

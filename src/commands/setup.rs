@@ -93,19 +93,9 @@ fn subscriptions(rules: &pcsync_engine::RuleSet) -> (BTreeSet<String>, BTreeSet<
     (hubspot, eventbridge)
 }
 
-pub fn run(config_path: &Path) -> ExitCode {
-    let checked = super::checked_config(config_path, MissingEnv::Error).and_then(|config| {
-        pcsync_runtime::service::reload::load_dir(&config.rules_dir(config_path))
-            .map(|r| (config, r))
-    });
-    let (config, rules) = match checked {
-        Ok(both) => both,
-        Err(shown) => {
-            eprint!("{shown}");
-            return ExitCode::from(super::EXIT_USAGE);
-        }
-    };
-    // Every deal property a pack reads or writes that HubSpot does not define itself.
+/// Every deal property a pack reads or writes that HubSpot does not define itself,
+/// as `setup hubspot` creates it.
+pub(super) fn custom_properties(rules: &pcsync_engine::RuleSet) -> Vec<PropertySpec> {
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     for compiled in &rules.packs {
         let p = &compiled.pack;
@@ -122,7 +112,7 @@ pub fn run(config_path: &Path) -> ExitCode {
         wanted.extend(p.notify.iter().filter_map(|n| n.remember_in.clone()));
     }
     wanted.retain(|name| !hubspot_defined(name));
-    let specs: Vec<PropertySpec> = wanted
+    wanted
         .iter()
         .map(|name| match KNOWN.iter().find(|k| k.0 == name) {
             Some((name, label, kind, field, description)) => PropertySpec {
@@ -140,7 +130,22 @@ pub fn run(config_path: &Path) -> ExitCode {
                 description: "Used by pcsync rule packs.".into(),
             },
         })
-        .collect();
+        .collect()
+}
+
+pub fn run(config_path: &Path) -> ExitCode {
+    let checked = super::checked_config(config_path, MissingEnv::Error).and_then(|config| {
+        pcsync_runtime::service::reload::load_dir(&config.rules_dir(config_path))
+            .map(|r| (config, r))
+    });
+    let (config, rules) = match checked {
+        Ok(both) => both,
+        Err(shown) => {
+            eprint!("{shown}");
+            return ExitCode::from(super::EXIT_USAGE);
+        }
+    };
+    let specs = custom_properties(&rules);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
