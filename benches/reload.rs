@@ -28,7 +28,10 @@ fn copy_dir(from: &Path, to: &Path) {
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules");
-    copy_dir(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules"), &rules);
+    copy_dir(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules"),
+        &rules,
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -47,7 +50,10 @@ fn main() {
         std::fs::write(&swap, format!("{original}\n# edit {i}\n")).unwrap();
         std::fs::rename(&swap, &pack).unwrap();
         while host.current().version == before {
-            assert!(saved.elapsed() < Duration::from_secs(10), "the edit was not seen");
+            assert!(
+                saved.elapsed() < Duration::from_secs(10),
+                "the edit was not seen"
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
         took.push(saved.elapsed());
