@@ -20,7 +20,7 @@ pub fn offset(text: &str, span: Span, line: usize, col: usize) -> usize {
                 None => break,
             }
         }
-        return column(text, at + indent.min(line_len(text, at)), col);
+        return column(text, at + indent_of(text, at, indent), col);
     }
     if head.starts_with('|') || head.starts_with('>') {
         // A block scalar: content starts on the line after the header, indented.
@@ -40,11 +40,7 @@ pub fn offset(text: &str, span: Span, line: usize, col: usize) -> usize {
                 None => break,
             }
         }
-        return column(
-            text,
-            line_start + indent.min(line_len(text, line_start)),
-            col,
-        );
+        return column(text, line_start + indent_of(text, line_start, indent), col);
     }
     let quoted = head.starts_with('"') || head.starts_with('\'');
     if line == 1 {
@@ -96,6 +92,17 @@ fn block_content_indent(text: &str, start: usize) -> Option<usize> {
     is_block.then_some(indent.len())
 }
 
+/// How much of a block's `indent` the line at `line_start` has: its leading spaces,
+/// up to `indent`. A less indented line (which ends the block, or is text the parser
+/// took anyway) must not be cut inside a character.
+fn indent_of(text: &str, line_start: usize, indent: usize) -> usize {
+    text[line_start..]
+        .bytes()
+        .take(indent)
+        .take_while(|b| *b == b' ')
+        .count()
+}
+
 fn line_len(text: &str, line_start: usize) -> usize {
     text[line_start..]
         .find('\n')
@@ -113,6 +120,23 @@ fn column(text: &str, line_start: usize, col: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_less_indented_line_with_wide_characters_is_not_cut_inside_one() {
+        // Found by fuzzing the rule-pack loader: the block's indentation (4) ran past
+        // the line's own two spaces into the three bytes of `⚠`.
+        let text = "script: |\n    let v = 1;\n  ⚠ v\n";
+        let value_start = text.find('|').unwrap();
+        for col in 0..4 {
+            let at = offset(text, Span::new(value_start, value_start + 1), 2, col);
+            assert!(text.is_char_boundary(at), "col {col}: {at}");
+        }
+        let content = text.find("let").unwrap();
+        let at = offset(text, Span::new(content, content + 1), 2, 0);
+        assert!(text.is_char_boundary(at));
+        assert_eq!(&text[at..at + 3], "⚠");
+        let _ = span(text, Span::new(content, content + 1), 2, 1, 3);
+    }
 
     #[test]
     fn maps_into_block_scalars_past_their_indentation() {
