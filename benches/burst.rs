@@ -12,19 +12,15 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::free_port;
 use pcsync_sandbox::{Options, Sandbox};
 use serde_json::json;
 
 const DEALS: usize = 200;
 const ROUNDS: usize = 5;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `DEALS` opportunities (Prospect, so every edit is allowed) and their linked deals.
 fn seed(sb: &Sandbox) -> Vec<(String, String)> {
