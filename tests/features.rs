@@ -158,17 +158,18 @@ async fn a_new_deal_becomes_one_opportunity_however_often_it_is_announced() {
     .await;
 }
 
-/// The service with smart notifications' schedule running once at start (the next
-/// run is 30 minutes away), after that run has recorded the demo's baseline: from
-/// then on only events drive the pack.
+/// The service with smart notifications' summary poll sweeping once at start (the
+/// next sweep is 30 minutes away, and the changed-opportunities run is left out),
+/// after that sweep has recorded the demo's baseline: from then on only events drive
+/// the pack.
 async fn start_after_baseline() -> (Sandbox, tempfile::TempDir, Service) {
     let (sb, dir, service, _config) = start(
         |rules| {
             edit_pack(
                 rules,
                 "smart-notifications.yaml",
-                "every: 30m,",
-                "every: 30m, jitter: 0s,",
+                NOTIFICATION_SCHEDULES,
+                "  - schedule: { every: 6h, jitter: 0s, for_each: linked_deals, reads: [aws_summary] }\n",
             )
         },
         "",

@@ -275,8 +275,10 @@ fn backoff(attempt: u32, retry_after: Option<std::time::Duration>) -> std::time:
 }
 
 /// Partner Central's account quotas: reads per second, writes per second.
-const READS_PER_SECOND: u32 = 10;
-const WRITES_PER_SECOND: u32 = 1;
+/// AWS's read quota per second per partner account (reference §8).
+pub const READS_PER_SECOND: u32 = 10;
+/// AWS's write quota per second per partner account.
+pub const WRITES_PER_SECOND: u32 = 1;
 
 impl PartnerCentralClient {
     /// A client using the standard AWS credential chain, talking to `endpoint_url`
@@ -311,6 +313,15 @@ impl PartnerCentralClient {
             quotas: Arc::new(DailyQuotas::new(Default::default())),
             observer: None,
         }
+    }
+
+    /// Paces calls under `reads` and `writes` a second instead of AWS's default
+    /// quotas, for an account whose quotas AWS raised.
+    pub fn with_rates(mut self, reads: u32, writes: u32) -> Self {
+        let per_second = |n: u32| Arc::new(crate::drained_limiter(crate::paced_quota(n)));
+        self.reads = per_second(reads);
+        self.writes = per_second(writes);
+        self
     }
 
     /// Counts calls against `quotas` (shared by every clone of this client, and

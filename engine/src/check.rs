@@ -109,6 +109,52 @@ impl Checker<'_> {
                     self.at_key(&format!("{at}/properties")),
                 );
             }
+            if let Some(schedule) = &t.schedule
+                && let Some(reads) = &schedule.reads
+            {
+                self.schedule_reads(&at, schedule.for_each, reads);
+            }
+        }
+    }
+
+    /// `schedule.reads`: a part of what the pack needs, for linked-deal runs.
+    fn schedule_reads(
+        &mut self,
+        at: &str,
+        scope: crate::model::ScheduleScope,
+        reads: &[crate::model::PartnerCentralRead],
+    ) {
+        use crate::model::PartnerCentralRead;
+        if scope != crate::model::ScheduleScope::LinkedDeals {
+            self.push(
+                Diagnostic::error(
+                    Code::TriggerShape,
+                    "`reads` only narrows `for_each: linked_deals` runs",
+                )
+                .with_help("a `changed_opportunities` run reads what the pack needs, since the opportunity changed; remove `reads`"),
+                self.at_key(&format!("{at}/schedule/reads")),
+            );
+        }
+        for (i, read) in reads.iter().enumerate() {
+            let needed = match read {
+                PartnerCentralRead::Opportunity => self.pack.needs.opportunity,
+                PartnerCentralRead::AwsSummary => self.pack.needs.aws_summary,
+            };
+            if !needed {
+                let name = read.as_str();
+                self.push(
+                    Diagnostic::error(
+                        Code::MissingContext,
+                        format!(
+                            "the schedule reads `{name}`, which the pack does not load in `needs`"
+                        ),
+                    )
+                    .with_help(format!(
+                        "add `{name}: true` to `needs`, or remove it from `reads`"
+                    )),
+                    self.at_value(&format!("{at}/schedule/reads/{i}")),
+                );
+            }
         }
     }
 
@@ -699,7 +745,7 @@ fn escape(segment: &str) -> String {
 /// The root variable and the plain member names after it, for a JSONPath like
 /// `$.aws_summary.Insights.OpportunityQuality.Score`. Stops at the first filter,
 /// wildcard or index.
-fn jsonpath_members(path: &str) -> (Option<String>, Vec<String>) {
+pub(crate) fn jsonpath_members(path: &str) -> (Option<String>, Vec<String>) {
     let Some(rest) = path.strip_prefix("$.") else {
         return (None, Vec::new());
     };

@@ -92,6 +92,26 @@ pub enum EventError {
 }
 
 impl Event {
+    /// For a scheduled run that reads only part of what its pack needs
+    /// (`schedule.reads`; the poller writes them in the payload's `reads`), the
+    /// Partner Central reads it makes, as context members (`opportunity`,
+    /// `aws_summary`). `None` for every other event: it reads all.
+    pub fn scheduled_reads(&self) -> Option<Vec<String>> {
+        if self.source != Source::Schedule {
+            return None;
+        }
+        serde_json::from_value(self.payload.get("reads")?.clone()).ok()
+    }
+
+    /// Whether this event's run leaves `member` (`opportunity`, `aws_summary`) unread
+    /// although its pack needs it ([`Event::scheduled_reads`]).
+    pub fn leaves_unread(&self, member: &str) -> bool {
+        matches!(member, "opportunity" | "aws_summary")
+            && self
+                .scheduled_reads()
+                .is_some_and(|reads| !reads.iter().any(|r| r == member))
+    }
+
     /// Reads any supported shape: `{hubspot: {...}}`, `{eventbridge: {...}}`,
     /// `{schedule: pack, deal_id?, opportunity_id?}`, a bare HubSpot event or webhook
     /// body (an array; its first event), or a bare EventBridge event.

@@ -447,8 +447,13 @@ pub struct HubSpotConfig {
     /// Requests allowed per rolling 10 seconds (HubSpot's limit for the account's
     /// tier: 100, 190 or 250).
     #[serde(default = "rate_limit_default")]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = 1, max = 100000))]
     pub rate_limit_per_10s: u32,
+    /// CRM search requests allowed per second (HubSpot's limit is 5 for every tier;
+    /// a scaled simulation such as `cargo bench --bench day` raises it).
+    #[serde(default = "search_per_second_default")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub search_per_second: u32,
     /// Also accept the older v1 webhook signature (without timestamp). Off by default:
     /// v1 cannot reject replays.
     #[serde(default)]
@@ -461,6 +466,10 @@ fn hubspot_base_url_default() -> String {
 
 fn rate_limit_default() -> u32 {
     100
+}
+
+fn search_per_second_default() -> u32 {
+    5
 }
 
 /// How the rule directory is watched: file events by default (an edit is in force
@@ -511,6 +520,42 @@ pub struct PartnerCentralConfig {
     /// The account's daily allowances and the share scheduled work may use.
     #[serde(default)]
     pub daily_quota: DailyQuotaConfig,
+    /// The account's per-second allowances, which pcsync paces its calls under.
+    #[serde(default)]
+    pub rate: RateConfig,
+}
+
+/// Partner Central's per-second quotas (AWS's "Quotas" page: 10 reads and 1 write a
+/// second per partner account). Raise them only when AWS raised the account's
+/// quotas (through Service Quotas); pcsync stays 5% under what is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// Reads a second.
+    #[serde(default = "reads_per_second_default")]
+    #[schemars(range(min = 1))]
+    pub reads_per_second: u32,
+    /// Writes a second.
+    #[serde(default = "writes_per_second_default")]
+    #[schemars(range(min = 1))]
+    pub writes_per_second: u32,
+}
+
+impl Default for RateConfig {
+    fn default() -> Self {
+        RateConfig {
+            reads_per_second: reads_per_second_default(),
+            writes_per_second: writes_per_second_default(),
+        }
+    }
+}
+
+fn reads_per_second_default() -> u32 {
+    pcsync_adapters::partner_central::READS_PER_SECOND
+}
+
+fn writes_per_second_default() -> u32 {
+    pcsync_adapters::partner_central::WRITES_PER_SECOND
 }
 
 /// Partner Central's daily quotas per partner account (AWS's "Quotas" page: 100,000

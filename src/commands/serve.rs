@@ -145,6 +145,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
             &config.hubspot.token,
             config.hubspot.rate_limit_per_10s,
         )
+        .with_search_rate(config.hubspot.search_per_second)
         .with_observer(observer.clone()),
     );
     // The day's Partner Central calls, as the last run left them: the allowance is
@@ -168,6 +169,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         Arc::clone(&store) as Arc<dyn pcsync_runtime::store::QuotaLog>,
     ));
     let partner_central = PartnerCentralClient::from_config(&aws, pc.catalog.as_str())
+        .with_rates(pc.rate.reads_per_second, pc.rate.writes_per_second)
         .with_observer(observer)
         .with_daily_quotas(Arc::clone(&quotas));
     // The Solutions API shares the client, and so its read quota, with the sync.

@@ -222,6 +222,10 @@ pub async fn opportunity(http: &reqwest::Client, sb: &Sandbox, id: &str) -> Opti
 
 /// Rewrites `from` to `to` in the pack file `pack` of the rules directory (a test's
 /// faster schedule, say); the text must be there.
+/// The schedules of the shipped smart-notifications pack, as written there.
+#[allow(dead_code)]
+pub const NOTIFICATION_SCHEDULES: &str = "  - schedule: { every: 30m, for_each: changed_opportunities }\n  - schedule: { every: 6h, for_each: linked_deals, reads: [aws_summary] }\n";
+
 pub fn edit_pack(rules: &Path, pack: &str, from: &str, to: &str) {
     let path = rules.join(pack);
     let text = std::fs::read_to_string(&path).unwrap();

@@ -116,6 +116,12 @@ impl HubSpotClient {
         }
     }
 
+    /// Allows `per_second` CRM searches a second instead of HubSpot's 5.
+    pub fn with_search_rate(mut self, per_second: u32) -> Self {
+        self.searches = crate::drained_limiter(window_quota(per_second, Duration::from_secs(1)));
+        self
+    }
+
     /// Reports each call (and its wait for the rate limiter) to `observer`.
     pub fn with_observer(mut self, observer: std::sync::Arc<dyn crate::Observer>) -> Self {
         self.observer = Some(observer);

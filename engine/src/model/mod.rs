@@ -24,5 +24,8 @@ pub use notify::{
 };
 pub use pack::{Guard, RulePack};
 pub use text::{FieldPath, JsonPathExpr, ReviewStatus, Rhai, Stage, Template};
-pub use trigger::{HubSpotEvent, PartnerCentralEvent, Schedule, ScheduleScope, Trigger, Triggers};
+pub use trigger::{
+    HubSpotEvent, PartnerCentralEvent, PartnerCentralRead, Schedule, ScheduleScope, Trigger,
+    Triggers,
+};
 pub use watch::Condition;

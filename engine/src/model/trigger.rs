@@ -158,6 +158,38 @@ pub struct Schedule {
     /// is worth a share of the daily read quota.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub include_closed: bool,
+    /// With `linked_deals`: what each run reads from Partner Central, of what the
+    /// pack `needs` (`opportunity`, `aws_summary`), for an opportunity pcsync has
+    /// already read in full. Watches over what a run leaves unread keep their
+    /// last-known values. This polls what no event announces (the AWS summary's
+    /// scores and seller) without re-reading what `Opportunity Updated` events and
+    /// `changed_opportunities` runs bring. Such a run goes over each opportunity
+    /// when its last read is `every` old (opportunities never submitted have no
+    /// summary and are left to events), and a closed one, with `include_closed`,
+    /// at a quarter of that pace. Defaults to everything the pack needs, for every
+    /// linked deal at each run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads: Option<Vec<PartnerCentralRead>>,
+}
+
+/// What a scheduled run may read from Partner Central (`schedule.reads`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PartnerCentralRead {
+    /// GetOpportunity.
+    Opportunity,
+    /// GetAwsOpportunitySummary.
+    AwsSummary,
+}
+
+impl PartnerCentralRead {
+    /// The context member it fills, as rules name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartnerCentralRead::Opportunity => "opportunity",
+            PartnerCentralRead::AwsSummary => "aws_summary",
+        }
+    }
 }
 
 /// What a scheduled run goes over.

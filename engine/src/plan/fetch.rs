@@ -71,6 +71,22 @@ pub fn fetches<'a>(packs: impl IntoIterator<Item = (usize, &'a CompiledPack)>) -
     out
 }
 
+impl Fetch {
+    /// What the runs of `events` (this load's packs' events) read: Partner Central
+    /// data every one of them leaves unread (`schedule.reads`,
+    /// [`crate::Event::scheduled_reads`]) is not loaded.
+    pub fn for_events<'e>(mut self, events: impl IntoIterator<Item = &'e crate::Event>) -> Fetch {
+        let (mut opportunity, mut aws_summary) = (false, false);
+        for event in events {
+            opportunity |= !event.leaves_unread("opportunity");
+            aws_summary |= !event.leaves_unread("aws_summary");
+        }
+        self.opportunity &= opportunity;
+        self.aws_summary &= aws_summary;
+        self
+    }
+}
+
 fn add(list: &mut Vec<String>, item: &str) {
     if !list.iter().any(|i| i == item) {
         list.push(item.to_string());

@@ -358,13 +358,19 @@ impl<'a> PackRun<'a> {
                 Err(e) => return self.fail(&at, &e),
             }
         }
+        // What a scheduled run leaves unread on purpose (`schedule.reads`) is not
+        // missing: watches over it keep their last-known values.
+        let unread = |member| self.event.leaves_unread(member);
         let needed_missing = [
             (
-                p.needs.opportunity && self.ctx.opportunity.is_none() && p.create.is_none(),
+                p.needs.opportunity
+                    && self.ctx.opportunity.is_none()
+                    && p.create.is_none()
+                    && !unread("opportunity"),
                 "the opportunity",
             ),
             (
-                p.needs.aws_summary && self.ctx.aws_summary.is_none(),
+                p.needs.aws_summary && self.ctx.aws_summary.is_none() && !unread("aws_summary"),
                 "the AWS summary",
             ),
         ];

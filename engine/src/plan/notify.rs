@@ -18,9 +18,27 @@ pub fn run(run: &mut PackRun<'_>) {
         return;
     }
     let root = run.vars.root();
+    let previous = run.ctx.previous.get(&p.name);
     let mut now_values: IndexMap<String, Value> = IndexMap::new();
+    // Watches over what this run left unread (`schedule.reads`) and that have no
+    // last-known value: they stay unknown, unchanged here and not recorded.
+    let mut unknown: Vec<String> = Vec::new();
     for (name, query) in &run.pack.watches {
         let text = p.watch.get(name).map(|w| w.as_str()).unwrap_or_default();
+        let (source, _) = crate::check::jsonpath_members(text);
+        let loaded = |s: &str| match s {
+            "opportunity" => run.ctx.opportunity.is_some(),
+            "aws_summary" => run.ctx.aws_summary.is_some(),
+            _ => true,
+        };
+        if source.is_some_and(|s| run.event.leaves_unread(&s) && !loaded(&s)) {
+            let last = previous.and_then(|s| s.watches.get(name)).cloned();
+            if last.is_none() {
+                unknown.push(name.clone());
+            }
+            now_values.insert(name.clone(), last.unwrap_or(Value::Null));
+            continue;
+        }
         let found: Vec<Value> = js_path_process(query, &root)
             .map(|r| r.into_iter().map(|q| q.val.clone()).collect())
             .unwrap_or_default();
@@ -31,45 +49,60 @@ pub fn run(run: &mut PackRun<'_>) {
         };
         now_values.insert(name.clone(), value);
     }
-    let previous = run.ctx.previous.get(&p.name);
     let opportunity_id = run.opportunity_id();
+    let known = |values: &IndexMap<String, Value>| -> IndexMap<String, Value> {
+        values
+            .iter()
+            .filter(|(name, _)| !unknown.contains(name))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
     if !p.watch.is_empty() && previous.is_none() {
         // First sighting: record a baseline, notify nothing (no flood on first deploy).
+        let baseline = known(&now_values);
         run.step(
             "/watch",
             "first sighting: baseline recorded, nothing notified",
             None,
-            Some(Value::Object(now_values.clone().into_iter().collect())),
+            Some(Value::Object(baseline.clone().into_iter().collect())),
         );
         if let Some(id) = opportunity_id {
             run.record(StateRecord {
                 opportunity_id: id,
-                marks: now_values.clone(),
-                watches: now_values,
+                marks: baseline.clone(),
+                watches: baseline,
                 sent: Vec::new(),
             });
         }
         return;
     }
-    let before = |name: &str| {
+    // A watch the last-known state lacks (added to the pack since, or left unread
+    // until now) starts from its first value, as a first sighting does: a new watch
+    // does not fire for every opportunity at once.
+    let before = |name: &str, now: &Value| {
         previous
             .and_then(|s| s.watches.get(name))
             .cloned()
-            .unwrap_or(Value::Null)
+            .unwrap_or_else(|| now.clone())
     };
-    let mark = |name: &str| {
+    let mark = |name: &str, now: &Value| {
         previous
             .and_then(|s| s.marks.get(name))
             .cloned()
-            .unwrap_or_else(|| before(name))
+            .unwrap_or_else(|| before(name, now))
     };
     let watch_vars: Vec<(String, Value)> = now_values
         .iter()
-        .map(|(name, now)| (name.clone(), watch_var(&before(name), now, &mark(name))))
+        .map(|(name, now)| {
+            (
+                name.clone(),
+                watch_var(&before(name, now), now, &mark(name, now)),
+            )
+        })
         .collect();
     let mut marks: IndexMap<String, Value> = now_values
-        .keys()
-        .map(|name| (name.clone(), mark(name)))
+        .iter()
+        .map(|(name, now)| (name.clone(), mark(name, now)))
         .collect();
 
     let mut sent: Vec<String> = previous.map(|s| s.sent.clone()).unwrap_or_default();
@@ -183,6 +216,7 @@ pub fn run(run: &mut PackRun<'_>) {
             properties,
         });
     }
+    let (now_values, marks) = (known(&now_values), known(&marks));
     let changed = previous.is_none_or(|s| s.watches != now_values || s.marks != marks);
     if let Some(id) = opportunity_id
         && (changed || !new_keys.is_empty())
@@ -472,4 +506,161 @@ fn deliver(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::compile::RuleSet;
+    use crate::context::{Context, DealSnapshot, PackState};
+    use crate::event::Event;
+    use crate::plan::{Decision, Effect, PlanEntry, plan};
+
+    /// A pack with a summary poll: its schedule reads only the AWS summary.
+    const PACK: &str = r#"
+pack: watcher
+on:
+  - schedule: { every: 6h, for_each: linked_deals, reads: [aws_summary] }
+  - partnercentral: Opportunity Updated
+needs:
+  opportunity: true
+  aws_summary: true
+  previous: true
+watch:
+  score: $.aws_summary.Insights.OpportunityQuality.Score
+  review: $.opportunity.LifeCycle.ReviewStatus
+notify:
+  - name: score-up
+    when: { watch: score, increased_by: 10 }
+    priority: medium
+    title: "up {{ score.delta }}"
+  - name: approved
+    when: { watch: review, changed_to: [Approved] }
+    priority: high
+    title: approved
+channels:
+  note: {}
+"#;
+
+    fn rules() -> RuleSet {
+        let loaded = crate::load::load_pack_texts(vec![("watcher.yaml".into(), PACK.into())]);
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        loaded.value.unwrap()
+    }
+
+    fn now() -> jiff::Timestamp {
+        "2026-12-02T10:00:00Z".parse().unwrap()
+    }
+
+    /// The 6-hourly summary poll of deal 1 (opportunity O1).
+    fn poll() -> Event {
+        let mut e = Event::schedule("watcher", Some("1".into()), Some("O1".into()), now());
+        e.payload = json!({ "reads": ["aws_summary"] });
+        e
+    }
+
+    /// A full read: what `Opportunity Updated` brings.
+    fn updated() -> Event {
+        let mut e = poll();
+        e.payload = Value::Null;
+        e
+    }
+
+    fn ctx(previous: Option<Value>, review: Option<&str>, score: i64) -> Context {
+        Context {
+            deal: Some(DealSnapshot {
+                id: "1".into(),
+                ..Default::default()
+            }),
+            opportunity: review.map(|r| json!({ "Id": "O1", "LifeCycle": { "ReviewStatus": r } })),
+            aws_summary: Some(json!({ "Insights": { "OpportunityQuality": { "Score": score } } })),
+            previous: previous
+                .map(|w| {
+                    let watches: indexmap::IndexMap<String, Value> =
+                        serde_json::from_value(w).unwrap();
+                    [(
+                        "watcher".to_string(),
+                        PackState {
+                            marks: watches.clone(),
+                            watches,
+                            sent: Vec::new(),
+                        },
+                    )]
+                    .into_iter()
+                    .collect()
+                })
+                .unwrap_or_default(),
+            ..Default::default()
+        }
+    }
+
+    /// The notes a run adds and the watches it records.
+    fn run(event: &Event, ctx: &Context) -> (Vec<String>, Option<Value>) {
+        let plan = plan(event, ctx, &rules(), now());
+        let mut notes = Vec::new();
+        let mut recorded = None;
+        for entry in plan.effects {
+            match entry {
+                PlanEntry::Write(Effect::CreateNote { body, .. }) => notes.push(body),
+                PlanEntry::Decision(Decision::RecordState { record, .. }) => {
+                    recorded = Some(serde_json::to_value(&record.watches).unwrap())
+                }
+                _ => {}
+            }
+        }
+        (notes, recorded)
+    }
+
+    #[test]
+    fn a_summary_poll_notifies_score_changes_and_keeps_the_unread_review_as_it_was() {
+        let before = json!({ "score": 50, "review": "Submitted" });
+        let (notes, recorded) = run(&poll(), &ctx(Some(before), None, 70));
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("up 20"), "{notes:?}");
+        assert_eq!(
+            recorded,
+            Some(json!({ "score": 70, "review": "Submitted" }))
+        );
+    }
+
+    #[test]
+    fn a_watch_first_known_from_a_later_read_is_a_baseline_not_a_change() {
+        // The poll is the opportunity's first sighting: it records the score only.
+        let (notes, recorded) = run(&poll(), &ctx(None, None, 40));
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(recorded, Some(json!({ "score": 40 })));
+        // The first full read finds it approved: the review's baseline, no news.
+        let (notes, recorded) = run(&updated(), &ctx(recorded, Some("Approved"), 40));
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(recorded, Some(json!({ "score": 40, "review": "Approved" })));
+        // From there on, a change of review notifies.
+        let before = json!({ "score": 40, "review": "Submitted" });
+        let (notes, _) = run(&updated(), &ctx(Some(before), Some("Approved"), 40));
+        assert!(
+            notes.len() == 1 && notes[0].contains("approved"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn a_poll_whose_context_holds_the_opportunity_anyway_watches_it() {
+        // Coalesced with a full read of the same deal, the poll sees the opportunity.
+        let before = json!({ "score": 50, "review": "Submitted" });
+        let (notes, _) = run(&poll(), &ctx(Some(before), Some("Approved"), 50));
+        assert!(
+            notes.len() == 1 && notes[0].contains("approved"),
+            "{notes:?}"
+        );
+    }
+
+    #[test]
+    fn only_a_schedule_narrows_its_reads() {
+        let mut forged = poll();
+        forged.source = crate::event::Source::Partnercentral;
+        assert!(!forged.leaves_unread("opportunity"));
+        assert!(poll().leaves_unread("opportunity"));
+        assert!(!poll().leaves_unread("aws_summary"));
+        assert!(!poll().leaves_unread("deal"));
+    }
 }

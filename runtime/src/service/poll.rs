@@ -15,10 +15,10 @@ use std::time::Duration;
 use pcsync_adapters::hubspot::client::{Deal, HubSpotClient};
 use pcsync_adapters::partner_central::PartnerCentralClient;
 use pcsync_engine::Event;
-use pcsync_engine::model::ScheduleScope;
+use pcsync_engine::model::{PartnerCentralRead, Schedule, ScheduleScope};
 
 use super::reload::RuleHost;
-use crate::store::{Inbox, Store};
+use crate::store::{Inbox, Sighting, Store};
 
 /// How often the poller looks for due schedules.
 const TICK: Duration = Duration::from_secs(5);
@@ -31,12 +31,27 @@ const OVERLAP: Duration = Duration::from_secs(60);
 /// a body over 3,000 characters, and the filters and sorts take some.
 const MAX_LISTED: usize = 2_400;
 
-/// A scheduled run's payload: the deal as the listing read it, and when.
-pub fn listed_deal(deal: &Deal, now: jiff::Timestamp) -> serde_json::Value {
-    serde_json::json!({
+/// A scheduled run's payload: the deal as the listing read it, and when; and for a
+/// `schedule.reads` poll, what the run reads of Partner Central
+/// ([`pcsync_engine::Event::scheduled_reads`]).
+pub fn listed_deal(
+    deal: &Deal,
+    now: jiff::Timestamp,
+    reads: Option<&[PartnerCentralRead]>,
+) -> serde_json::Value {
+    let mut payload = serde_json::json!({
         "listed_at": now.to_string(),
         "deal": { "id": deal.id, "properties": deal.properties },
-    })
+    });
+    if let Some(reads) = reads {
+        payload["reads"] = serde_json::json!(reads);
+    }
+    payload
+}
+
+/// When a scheduled run's listing read its deal.
+pub fn listed_at(event: &Event) -> Option<jiff::Timestamp> {
+    event.payload["listed_at"].as_str()?.parse().ok()
 }
 
 /// The deal a scheduled run's payload carries ([`listed_deal`]), when it has every
@@ -50,7 +65,7 @@ pub fn deal_from_listing(
     if event.source != pcsync_engine::Source::Schedule {
         return None;
     }
-    let listed: jiff::Timestamp = event.payload["listed_at"].as_str()?.parse().ok()?;
+    let listed = listed_at(event)?;
     if now.duration_since(listed).unsigned_abs() > LISTING_FRESH {
         return None;
     }
@@ -73,10 +88,145 @@ pub fn deal_from_listing(
 }
 
 /// Partner Central reads one scheduled run of a pack with these needs costs per deal,
-/// against the daily read quota: the opportunity and its AWS summary. (Snapshot
-/// listings and reads have no documented quota.)
-pub fn reads_per_run(needs: &pcsync_engine::model::Needs) -> u64 {
-    u64::from(needs.opportunity) + u64::from(needs.aws_summary)
+/// against the daily read quota: the opportunity and its AWS summary, or what
+/// `schedule.reads` narrows them to. (Snapshot listings and reads have no documented
+/// quota.)
+pub fn reads_per_run(needs: &pcsync_engine::model::Needs, schedule: &Schedule) -> u64 {
+    match &schedule.reads {
+        Some(reads) => reads.len() as u64,
+        None => u64::from(needs.opportunity) + u64::from(needs.aws_summary),
+    }
+}
+
+/// How much less often a `schedule.reads` poll goes over a closed opportunity
+/// (with `include_closed`) than over an open one.
+pub const CLOSED_SLOWER: u32 = 4;
+
+/// What a `schedule.reads` poll goes over in one sweep.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// The deals due now, each with whether its run is narrowed to `reads` (its
+    /// opportunity was read in full before) or reads everything (a first reading).
+    pub due: Vec<(Deal, bool)>,
+    /// The deals the poll goes over at all, closed ones counted at their slower
+    /// pace: what its reads a day are worked out from.
+    pub weight: f64,
+    /// Due deals left for the next sweep, past the sweep's cap.
+    pub held: usize,
+}
+
+/// Which of a `schedule.reads` poll's linked deals are due at `now_ms`, each
+/// opportunity on its own clock: due once its last read of what the poll reads
+/// (by any run, or queued by this poll) is `period` old, closed ones at
+/// [`CLOSED_SLOWER`] times that (and only with `include_closed`). Opportunities last
+/// seen before their first submission have no AWS summary and are left to events. A
+/// `capped` sweep queues at most twice its even share of the poll's deals (and at
+/// least [`SWEEP_FLOOR`]), so a start-up with every summary unread spreads its
+/// reads rather than filling the inbox ahead of events.
+#[allow(clippy::too_many_arguments)]
+pub fn sweep(
+    deals: &[Deal],
+    link: &str,
+    schedule: &Schedule,
+    sightings: &HashMap<String, Sighting>,
+    queued: &HashMap<String, i64>,
+    period: Duration,
+    sweep_every: Duration,
+    capped: bool,
+    now_ms: i64,
+) -> Sweep {
+    let reads = schedule.reads.as_deref().unwrap_or_default();
+    let summary = reads.contains(&PartnerCentralRead::AwsSummary);
+    let mut out = Sweep::default();
+    let mut due: Vec<(i64, Deal, bool)> = Vec::new();
+    for deal in deals {
+        let Some(opportunity) = deal.properties.get(link).cloned().flatten() else {
+            continue;
+        };
+        let seen = sightings.get(&opportunity);
+        let full = seen.and_then(|s| s.read_at).is_some();
+        let closed = seen.is_some_and(Sighting::closed);
+        if (closed && !schedule.include_closed) || seen.is_some_and(Sighting::unsubmitted) {
+            continue;
+        }
+        let (pace, weight) = if closed {
+            (period * CLOSED_SLOWER, 1.0 / f64::from(CLOSED_SLOWER))
+        } else {
+            (period, 1.0)
+        };
+        out.weight += weight;
+        let read = seen.and_then(|s| if summary { s.summary_at } else { s.read_at });
+        let last = read.max(queued.get(&opportunity).copied());
+        match last {
+            Some(at) if now_ms - at < pace.as_millis() as i64 => {}
+            _ => due.push((last.unwrap_or(i64::MIN), deal.clone(), full)),
+        }
+    }
+    // The longest unread first.
+    due.sort_by_key(|(at, _, _)| *at);
+    let share = 2.0 * out.weight * sweep_every.as_secs_f64() / period.as_secs_f64().max(1.0);
+    let cap = if capped {
+        SWEEP_FLOOR.max(share.ceil() as usize)
+    } else {
+        usize::MAX
+    };
+    out.held = due.len().saturating_sub(cap);
+    out.due = due
+        .into_iter()
+        .take(cap)
+        .map(|(_, d, full)| (d, full))
+        .collect();
+    out
+}
+
+/// The fewest due deals a capped sweep may queue.
+pub const SWEEP_FLOOR: usize = 100;
+
+/// How often a `schedule.reads` poll looks for due opportunities: a twelfth of its
+/// period, at most every 30 minutes (each sweep lists the linked deals: 50 CRM
+/// searches at 10,000 deals).
+pub fn sweep_every(every: Duration) -> Duration {
+    (every / 12).min(Duration::from_secs(30 * 60))
+}
+
+/// A schedule's key in the poller's books: its pack, place and period.
+fn schedule_key(pack: &str, index: usize, schedule: &Schedule) -> String {
+    format!("{pack}#{index}:{}", schedule.every.0.as_millis())
+}
+
+/// The keys of the enabled packs' schedules.
+fn scheduled_keys(set: &pcsync_engine::RuleSet) -> impl Iterator<Item = String> + '_ {
+    set.packs.iter().filter(|p| p.pack.enabled).flat_map(|p| {
+        p.pack
+            .on
+            .as_slice()
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, t)| Some(schedule_key(&p.pack.name, i, t.schedule.as_ref()?)))
+    })
+}
+
+/// A schedule's part of the `total` reads a day schedules may spend, when it would
+/// spend `own` at its period and the others what `wanted` holds: all of it while
+/// together they fit, otherwise a part in proportion to `own`.
+pub fn share_of(wanted: &HashMap<String, f64>, total: u64, key: &str, own: f64) -> u64 {
+    let all: f64 = wanted
+        .iter()
+        .filter(|(k, _)| k.as_str() != key)
+        .map(|(_, v)| v)
+        .sum::<f64>()
+        + own;
+    if all <= total as f64 {
+        total
+    } else {
+        (total as f64 * own / all) as u64
+    }
+}
+
+/// The Partner Central reads a day a schedule over `deals` deals at `reads` each
+/// spends when it runs every `every`.
+pub fn per_day(every: Duration, deals: usize, reads: u64) -> f64 {
+    deals as f64 * reads as f64 * 86_400.0 / every.as_secs_f64().max(1e-3)
 }
 
 /// The period a `linked_deals` schedule runs at: `every`, or longer when runs over
@@ -94,6 +244,43 @@ pub fn budgeted_period(every: Duration, deals: usize, reads: u64, budget_per_day
 
 /// How long a listed deal stands for a fresh read.
 pub const LISTING_FRESH: Duration = Duration::from_secs(10 * 60);
+
+/// One scheduled run's event for a listed deal.
+fn scheduled(
+    pack: &str,
+    deal: &Deal,
+    opportunity: Option<String>,
+    reads: Option<&[PartnerCentralRead]>,
+    now: jiff::Timestamp,
+) -> (Event, String) {
+    let mut event = Event::schedule(pack, Some(deal.id.clone()), opportunity, now);
+    event.payload = listed_deal(deal, now, reads);
+    let key = super::ingest::ordering_key(&event);
+    (event, key)
+}
+
+/// Logs, once per change, that the read budget stretched a schedule's period.
+fn note_stretch(
+    stretched: &mut HashMap<String, Duration>,
+    key: &str,
+    pack: &str,
+    schedule: &Schedule,
+    deals: usize,
+    period: Duration,
+    budget: u64,
+) {
+    if period > schedule.every.0 && stretched.get(key) != Some(&period) {
+        tracing::warn!(
+            pack = %pack,
+            deals,
+            every_s = schedule.every.0.as_secs(),
+            runs_every_s = period.as_secs(),
+            budget_reads_per_day = budget,
+            "the schedule runs less often to keep within its share of the daily read quota"
+        );
+    }
+    stretched.insert(key.to_string(), period);
+}
 
 /// Commits a run's events; whether it worked.
 fn queue(store: &dyn Inbox, pack: &str, events: &[(Event, String)], now_ms: i64) -> bool {
@@ -137,38 +324,35 @@ pub async fn run(
     // Per schedule: the period it last ran at, when the read budget stretched it.
     let mut stretched: HashMap<String, Duration> = HashMap::new();
     let mut since: HashMap<String, jiff::Timestamp> = HashMap::new();
+    // Per linked_deals schedule: the reads a day it would spend at its own period.
+    let mut wanted: HashMap<String, f64> = HashMap::new();
+    // Per `schedule.reads` poll: when it last queued each opportunity.
+    let mut polled: HashMap<String, HashMap<String, i64>> = HashMap::new();
     loop {
         let now = jiff::Timestamp::now();
         let now_ms = now.as_millisecond();
         let set = rules.current();
-        // The schedules' share of the day's reads, split between the linked_deals
-        // schedules that read Partner Central.
-        let reading = set
-            .packs
-            .iter()
-            .filter(|p| p.pack.enabled)
-            .flat_map(|p| {
-                p.pack
-                    .on
-                    .as_slice()
-                    .iter()
-                    .filter_map(|t| t.schedule.as_ref())
-                    .filter(|s| s.for_each == ScheduleScope::LinkedDeals)
-                    .map(move |_| reads_per_run(&p.pack.needs))
-            })
-            .filter(|r| *r > 0)
-            .count()
-            .max(1) as u64;
+        // The schedules' share of the day's reads. When the linked_deals schedules
+        // together would spend more at their own periods, each gets a part in
+        // proportion to what it would spend (as of its last run), and stretches.
         let limits = partner_central.daily_quotas().limits();
-        let budget = (limits.reads as f64 * scheduled_share.clamp(0.0, 1.0)) as u64 / reading;
+        let total = (limits.reads as f64 * scheduled_share.clamp(0.0, 1.0)) as u64;
+        let keys: std::collections::HashSet<String> = scheduled_keys(&set).collect();
+        wanted.retain(|key, _| keys.contains(key));
         for pack in set.packs.iter().filter(|p| p.pack.enabled) {
             for (i, trigger) in pack.pack.on.as_slice().iter().enumerate() {
                 let Some(schedule) = &trigger.schedule else {
                     continue;
                 };
                 let mut every = schedule.every.0;
-                let jitter = schedule.jitter.as_ref().map_or(every / 10, |j| j.0);
-                let key = format!("{}#{i}:{}", pack.pack.name, every.as_millis());
+                // A poll (`reads`) sweeps often; its jitter is a tenth of a sweep.
+                let paced = if schedule.reads.is_some() {
+                    sweep_every(every)
+                } else {
+                    every
+                };
+                let jitter = schedule.jitter.as_ref().map_or(paced / 10, |j| j.0);
+                let key = schedule_key(&pack.pack.name, i, schedule);
                 // The first run comes within the jitter of start-up (or of the pack
                 // appearing), so a restart does not wait a whole period.
                 let next = *due.entry(key.clone()).or_insert_with(|| match first_run {
@@ -203,61 +387,113 @@ pub async fn run(
                         if properties.iter().map(|p| p.len() + 3).sum::<usize>() > MAX_LISTED {
                             properties.truncate(1);
                         }
-                        match hubspot.deals_with(link, &properties).await {
-                            Ok(mut deals) => {
-                                if !schedule.include_closed {
-                                    match super::blocking(|| store.closed_opportunities()) {
-                                        Ok(closed) => deals.retain(|d| {
-                                            d.properties
-                                                .get(link)
-                                                .cloned()
-                                                .flatten()
-                                                .is_none_or(|o| !closed.contains(&o))
-                                        }),
-                                        Err(e) => {
-                                            tracing::warn!(error = %e, "cannot read which opportunities are closed; running for all")
-                                        }
-                                    }
-                                }
-                                let reads = reads_per_run(&pack.pack.needs);
-                                let period =
-                                    budgeted_period(schedule.every.0, deals.len(), reads, budget);
-                                if period > schedule.every.0 && stretched.get(&key) != Some(&period)
-                                {
-                                    tracing::warn!(
-                                        pack = %pack.pack.name,
-                                        deals = deals.len(),
-                                        every_s = schedule.every.0.as_secs(),
-                                        runs_every_s = period.as_secs(),
-                                        budget_reads_per_day = budget,
-                                        "the schedule runs less often to keep within its share of the daily read quota"
-                                    );
-                                }
-                                stretched.insert(key.clone(), period);
-                                every = period;
-                                let events: Vec<(Event, String)> = deals
-                                    .into_iter()
-                                    .map(|d| {
-                                        let opportunity = d.properties.get(link).cloned().flatten();
-                                        let mut event = Event::schedule(
-                                            &pack.pack.name,
-                                            Some(d.id.clone()),
-                                            opportunity,
-                                            now,
-                                        );
-                                        event.payload = listed_deal(&d, now);
-                                        let key = super::ingest::ordering_key(&event);
-                                        (event, key)
-                                    })
-                                    .collect();
-                                if !queue(&*store, &pack.pack.name, &events, now_ms) {
-                                    continue;
-                                }
-                            }
+                        let mut deals = match hubspot.deals_with(link, &properties).await {
+                            Ok(deals) => deals,
                             Err(e) => {
                                 tracing::warn!(pack = %pack.pack.name, error = %e, "scheduled run cannot list linked deals");
                                 continue;
                             }
+                        };
+                        let sightings = match super::blocking(|| store.sightings()) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot read what was last seen of the opportunities; running for all");
+                                HashMap::new()
+                            }
+                        };
+                        let reads = reads_per_run(&pack.pack.needs, schedule);
+                        let events: Vec<(Event, String)> = if let Some(narrow) = &schedule.reads {
+                            // A poll: each opportunity on its own clock, a sweep at a
+                            // time.
+                            let queued = polled.entry(key.clone()).or_default();
+                            let capped =
+                                !(first_run == FirstRun::Immediately && first_pass.is_some());
+                            let plan = |period| {
+                                sweep(
+                                    &deals,
+                                    link,
+                                    schedule,
+                                    &sightings,
+                                    queued,
+                                    period,
+                                    sweep_every(period),
+                                    capped,
+                                    now_ms,
+                                )
+                            };
+                            let mut swept = plan(schedule.every.0);
+                            let deals = swept.weight.ceil() as usize;
+                            let own = per_day(schedule.every.0, deals, reads);
+                            let budget = share_of(&wanted, total, &key, own);
+                            wanted.insert(key.clone(), own);
+                            let period = budgeted_period(schedule.every.0, deals, reads, budget);
+                            note_stretch(
+                                &mut stretched,
+                                &key,
+                                &pack.pack.name,
+                                schedule,
+                                deals,
+                                period,
+                                budget,
+                            );
+                            if period > schedule.every.0 {
+                                swept = plan(period);
+                            }
+                            if swept.held > 0 {
+                                tracing::info!(pack = %pack.pack.name, held = swept.held, "a sweep left due opportunities for the next one, to spread its reads");
+                            }
+                            queued.retain(|_, at| {
+                                now_ms - *at < (period * CLOSED_SLOWER).as_millis() as i64
+                            });
+                            every = sweep_every(period);
+                            swept
+                                .due
+                                .into_iter()
+                                .map(|(d, narrowed)| {
+                                    let opportunity = d.properties.get(link).cloned().flatten();
+                                    if let Some(o) = &opportunity {
+                                        queued.insert(o.clone(), now_ms);
+                                    }
+                                    let reads = narrowed.then_some(narrow.as_slice());
+                                    scheduled(&pack.pack.name, &d, opportunity, reads, now)
+                                })
+                                .collect()
+                        } else {
+                            if !schedule.include_closed {
+                                deals.retain(|d| {
+                                    d.properties
+                                        .get(link)
+                                        .cloned()
+                                        .flatten()
+                                        .and_then(|o| sightings.get(&o))
+                                        .is_none_or(|s| !s.closed())
+                                });
+                            }
+                            let own = per_day(schedule.every.0, deals.len(), reads);
+                            let budget = share_of(&wanted, total, &key, own);
+                            wanted.insert(key.clone(), own);
+                            let period =
+                                budgeted_period(schedule.every.0, deals.len(), reads, budget);
+                            note_stretch(
+                                &mut stretched,
+                                &key,
+                                &pack.pack.name,
+                                schedule,
+                                deals.len(),
+                                period,
+                                budget,
+                            );
+                            every = period;
+                            deals
+                                .iter()
+                                .map(|d| {
+                                    let opportunity = d.properties.get(link).cloned().flatten();
+                                    scheduled(&pack.pack.name, d, opportunity, None, now)
+                                })
+                                .collect()
+                        };
+                        if !queue(&*store, &pack.pack.name, &events, now_ms) {
+                            continue;
                         }
                     }
                     ScheduleScope::ChangedOpportunities => {
@@ -329,9 +565,153 @@ mod tests {
             Some("O5000001".into()),
             at,
         );
-        event.payload = listed_deal(&deal, at);
+        event.payload = listed_deal(&deal, at, None);
         // Through the inbox and back, as the worker gets it.
         Event::from_stored_json(&event.to_stored_json().unwrap()).unwrap()
+    }
+
+    fn linked(id: &str, opportunity: &str) -> Deal {
+        Deal {
+            id: id.into(),
+            properties: [(
+                "aws_opportunity_id".to_string(),
+                Some(opportunity.to_string()),
+            )]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    fn summary_poll(include_closed: bool) -> Schedule {
+        serde_json::from_value(serde_json::json!({
+            "every": "6h", "reads": ["aws_summary"], "include_closed": include_closed
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_summary_poll_goes_over_each_opportunity_when_its_summary_is_old() {
+        const H: i64 = 3_600_000;
+        let now = 100 * H;
+        let seen = |stage: &str, review: &str, summary_hours_ago: i64| Sighting {
+            stage: Some(stage.into()),
+            review_status: Some(review.into()),
+            read_at: Some(now - 50 * H),
+            summary_at: Some(now - summary_hours_ago * H),
+        };
+        let sightings: HashMap<String, Sighting> = [
+            ("O2", seen("Qualified", "Approved", 7)),
+            ("O3", seen("Qualified", "Approved", 1)),
+            ("O4", seen("Launched", "Approved", 7)),
+            ("O5", seen("Prospect", "Pending Submission", 70)),
+            ("O6", seen("Qualified", "Submitted", 7)),
+            ("O7", seen("Closed Lost", "Approved", 25)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let deals: Vec<Deal> = (1..=7)
+            .map(|i| linked(&format!("{i}"), &format!("O{i}")))
+            .collect();
+        // O6 was queued by this poll an hour ago and has not run yet.
+        let queued: HashMap<String, i64> = [("O6".to_string(), now - H)].into_iter().collect();
+        let six = Duration::from_secs(6 * 3600);
+        let due = |swept: &Sweep| -> Vec<(String, bool)> {
+            swept
+                .due
+                .iter()
+                .map(|(d, narrowed)| (d.id.clone(), *narrowed))
+                .collect()
+        };
+        let open = sweep(
+            &deals,
+            "aws_opportunity_id",
+            &summary_poll(false),
+            &sightings,
+            &queued,
+            six,
+            sweep_every(six),
+            true,
+            now,
+        );
+        // Never read in full: a full first reading. Old summary: the poll's read.
+        assert_eq!(
+            due(&open),
+            [("1".to_string(), false), ("2".to_string(), true)]
+        );
+        assert_eq!(
+            open.weight, 4.0,
+            "1, 2, 3 and 6; closed and unsubmitted left out"
+        );
+        let closed = sweep(
+            &deals,
+            "aws_opportunity_id",
+            &summary_poll(true),
+            &sightings,
+            &queued,
+            six,
+            sweep_every(six),
+            true,
+            now,
+        );
+        // Closed ones at a quarter of the pace: 25 hours is due, 7 is not.
+        assert_eq!(
+            due(&closed),
+            [
+                ("1".to_string(), false),
+                ("7".to_string(), true),
+                ("2".to_string(), true)
+            ]
+        );
+        assert_eq!(closed.weight, 4.5);
+    }
+
+    #[test]
+    fn a_sweep_spreads_a_backlog_unless_told_not_to() {
+        let deals: Vec<Deal> = (0..500)
+            .map(|i| linked(&format!("{i}"), &format!("O{i}")))
+            .collect();
+        let six = Duration::from_secs(6 * 3600);
+        let go = |capped| {
+            sweep(
+                &deals,
+                "aws_opportunity_id",
+                &summary_poll(false),
+                &HashMap::new(),
+                &HashMap::new(),
+                six,
+                sweep_every(six),
+                capped,
+                0,
+            )
+        };
+        // Half-hour sweeps of a 6-hour period: twice the even share is 84, at least 100.
+        let capped = go(true);
+        assert_eq!((capped.due.len(), capped.held), (100, 400));
+        let all = go(false);
+        assert_eq!((all.due.len(), all.held), (500, 0));
+        assert_eq!(sweep_every(six), Duration::from_secs(1800));
+        assert_eq!(
+            sweep_every(Duration::from_secs(600)),
+            Duration::from_secs(50)
+        );
+    }
+
+    #[test]
+    fn schedules_share_the_read_budget_in_proportion_to_their_wants() {
+        let wanted: HashMap<String, f64> = [
+            ("poll".to_string(), 40_000.0),
+            ("pass".to_string(), 1_430.0),
+        ]
+        .into_iter()
+        .collect();
+        // Together within 50,000: each may use all of it (its period is its own).
+        assert_eq!(share_of(&wanted, 50_000, "poll", 40_000.0), 50_000);
+        // At twice the deals the poll wants 80,000: it gets 80/81.43 of 50,000.
+        assert_eq!(share_of(&wanted, 50_000, "poll", 80_000.0), 49_121);
+        assert_eq!(share_of(&wanted, 30_000, "pass", 1_430.0), 1_035);
+        // 10,000 open deals, the summary every 6 hours: 40,000 reads a day.
+        assert_eq!(per_day(Duration::from_secs(6 * 3600), 10_000, 1), 40_000.0);
     }
 
     #[test]

@@ -406,7 +406,14 @@ impl<E: Executor> Worker<E> {
                 Ok(false) => {
                     latest = Some(&item.event);
                     for i in starts {
-                        work.insert(i, &item.event);
+                        // A run that reads only part of Partner Central (a
+                        // `schedule.reads` poll) does not cover an earlier event's
+                        // full read; the full read covers the poll.
+                        let narrower = item.event.scheduled_reads().is_some()
+                            && work.get(&i).is_some_and(|e| e.scheduled_reads().is_none());
+                        if !narrower {
+                            work.insert(i, &item.event);
+                        }
                     }
                 }
                 Err(e) => return Settled::Retry(e.to_string(), None),
@@ -451,6 +458,12 @@ impl<E: Executor> Worker<E> {
     ) -> Settled {
         let mut outcome = Settled::Done;
         for fetch in fetches(work.iter().map(|(i, _)| (*i, &rules.packs[*i]))) {
+            let packs = fetch.packs.clone();
+            let fetch = fetch.for_events(
+                work.iter()
+                    .filter(|(i, _)| packs.contains(i))
+                    .map(|(_, e)| e),
+            );
             let since = self.in_flight.now();
             let mut ctx = match self.resolve(latest, &fetch).await {
                 Ok(ctx) => ctx,
@@ -749,7 +762,18 @@ impl<E: Executor> Worker<E> {
         let link = &fetch.link_property;
         let mut deal = match &event.deal_id {
             Some(id) => {
-                match super::poll::deal_from_listing(event, &fetch.deal, self.clock.now()) {
+                // The listing's copy, unless pcsync wrote the deal since (another
+                // run's `remember_in` keys, say).
+                let listed = super::poll::deal_from_listing(event, &fetch.deal, self.clock.now())
+                    .filter(|_| {
+                        let since = super::poll::listed_at(event).map_or(0, |t| t.as_millisecond());
+                        let key = format!("deal:{id}");
+                        matches!(
+                            super::blocking(|| self.store.written_since(&key, since)),
+                            Ok(false)
+                        )
+                    });
+                match listed {
                     Some(listed) => Some(listed),
                     None => x.deal(id, &fetch.deal).await?,
                 }

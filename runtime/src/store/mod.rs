@@ -315,6 +315,10 @@ pub trait EchoMemory: Send + Sync {
 
     /// The value pcsync last wrote to an object's property, if any.
     fn last_write(&self, object: &str, property: &str) -> Result<Option<String>, StoreError>;
+
+    /// Whether pcsync wrote any property of the object at or after `since_ms`: a
+    /// copy of it read before then is out of date.
+    fn written_since(&self, object: &str, since_ms: i64) -> Result<bool, StoreError>;
 }
 
 /// Which revision of which resource snapshot: AWS never changes a revision once made.
@@ -385,8 +389,34 @@ pub trait Sightings: Send + Sync {
     /// How old the AWS summaries of the open, submitted opportunities are.
     fn summary_ages(&self, now_ms: i64) -> Result<SummaryAges, StoreError>;
 
-    /// The opportunities last seen `Launched` or `Closed Lost`.
-    fn closed_opportunities(&self) -> Result<std::collections::HashSet<String>, StoreError>;
+    /// What was last seen of every opportunity read, by id: the poller's schedule.
+    fn sightings(&self) -> Result<std::collections::HashMap<String, Sighting>, StoreError>;
+}
+
+/// What pcsync last saw of one opportunity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sighting {
+    /// Its stage when last read in full.
+    pub stage: Option<String>,
+    /// Its review status when last read in full.
+    pub review_status: Option<String>,
+    /// When it was last read in full (ms since the epoch); `None` when only its
+    /// summary was.
+    pub read_at: Option<i64>,
+    /// When its AWS summary was last read.
+    pub summary_at: Option<i64>,
+}
+
+impl Sighting {
+    /// Last seen `Launched` or `Closed Lost`: nothing more happens to it.
+    pub fn closed(&self) -> bool {
+        matches!(self.stage.as_deref(), Some("Launched" | "Closed Lost"))
+    }
+
+    /// Last seen before its first submission: AWS holds no summary of it yet.
+    pub fn unsubmitted(&self) -> bool {
+        self.review_status.as_deref() == Some("Pending Submission")
+    }
 }
 
 /// How old the AWS summaries pcsync holds are, over the opportunities that have one

@@ -34,4 +34,15 @@ impl EchoMemory for SqliteStore {
             .optional()
             .map_err(err)
     }
+
+    fn written_since(&self, object: &str, since_ms: i64) -> Result<bool, StoreError> {
+        self.db()
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM written WHERE object = ?1 AND written_at >= ?2)",
+                params![object, since_ms],
+                |r| r.get(0),
+            )
+            .map_err(err)
+    }
 }

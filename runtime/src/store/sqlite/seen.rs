@@ -2,7 +2,7 @@
 //! its AWS summary was last read.
 
 use super::*;
-use crate::store::{Sightings, SummaryAges};
+use crate::store::{Sighting, Sightings, SummaryAges};
 
 impl Sightings for SqliteStore {
     fn saw_opportunity(
@@ -38,18 +38,33 @@ impl Sightings for SqliteStore {
         Ok(())
     }
 
-    fn closed_opportunities(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+    fn sightings(&self) -> Result<std::collections::HashMap<String, Sighting>, StoreError> {
         let db = self.db();
         let mut q = db
             .conn
             .prepare_cached(
-                "SELECT opportunity_id FROM opportunity_seen WHERE stage IN ('Launched', 'Closed Lost')",
+                "SELECT opportunity_id, stage, review_status, read_at, summary_at
+                 FROM opportunity_seen",
             )
             .map_err(err)?;
-        q.query_map([], |r| r.get(0))
-            .map_err(err)?
-            .collect::<Result<_, _>>()
-            .map_err(err)
+        q.query_map([], |r| {
+            let stage: Option<String> = r.get(1)?;
+            let review_status: Option<String> = r.get(2)?;
+            // A row only a summary read wrote has neither.
+            let full = stage.is_some() || review_status.is_some();
+            Ok((
+                r.get::<_, String>(0)?,
+                Sighting {
+                    read_at: if full { Some(r.get(3)?) } else { None },
+                    stage,
+                    review_status,
+                    summary_at: r.get(4)?,
+                },
+            ))
+        })
+        .map_err(err)?
+        .collect::<Result<_, _>>()
+        .map_err(err)
     }
 
     fn summary_ages(&self, now_ms: i64) -> Result<SummaryAges, StoreError> {

@@ -348,6 +348,10 @@ fn pack_state_accumulates_sent_keys_and_writes_are_remembered() {
             .as_deref(),
         Some("synced")
     );
+    // A copy of the deal read at 0 is out of date; one read at 1 is not.
+    assert!(s.written_since("deal:1", 0).unwrap());
+    assert!(!s.written_since("deal:1", 1).unwrap());
+    assert!(!s.written_since("deal:2", 0).unwrap());
 }
 
 #[test]
