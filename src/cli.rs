@@ -91,6 +91,51 @@ pub enum Command {
         #[command(subcommand)]
         target: SetupTarget,
     },
+    /// Plan the recorded runs again with candidate rules, and show what would
+    /// change: per run the writes added, removed or changed, then a summary.
+    ///
+    /// Reads the state file without disturbing a running service; makes no remote
+    /// call. Exit status: 0, or 1 when a `--fail-on` condition holds; 2 usage or I/O
+    /// error.
+    Replay {
+        /// The candidate rule-pack directory.
+        #[arg(long)]
+        rules: PathBuf,
+        /// The service config, whose state file holds the record.
+        #[arg(long, required_unless_present = "state")]
+        config: Option<PathBuf>,
+        /// The state file itself (a copy of the service's, say).
+        #[arg(long, conflicts_with = "config")]
+        state: Option<PathBuf>,
+        /// Runs planned in this last stretch of time (`7d`, `12h`).
+        #[arg(long, conflicts_with = "from")]
+        since: Option<String>,
+        /// Runs planned at or after this time (RFC 3339, or a date).
+        #[arg(long)]
+        from: Option<String>,
+        /// Runs planned before this time.
+        #[arg(long)]
+        to: Option<String>,
+        /// Only this pack's runs.
+        #[arg(long)]
+        pack: Option<String>,
+        /// Only runs about this deal.
+        #[arg(long)]
+        deal: Option<String>,
+        /// Only these recorded runs (the `#` numbers it prints); repeatable.
+        #[arg(long = "run", value_name = "ID")]
+        runs: Vec<i64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReplayFormat::Human)]
+        format: ReplayFormat,
+        /// Exit 1 when any run changed, or when any run newly fails.
+        #[arg(long, value_enum)]
+        fail_on: Option<ReplayFailOn>,
+        /// Also write the chosen runs as golden cases (`rules/tests` format), each
+        /// expecting what the candidate rules plan.
+        #[arg(long, value_name = "CASES.yaml")]
+        export: Option<PathBuf>,
+    },
     /// Inspect and replay dead letters.
     Dlq {
         #[command(subcommand)]
@@ -174,4 +219,24 @@ pub enum CheckFormat {
     Human,
     Json,
     Github,
+}
+
+/// How `pcsync replay` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReplayFormat {
+    /// Per changed run, its changes; then the summary.
+    Human,
+    /// One JSON document: the changed runs and the summary.
+    Json,
+    /// GitHub Actions annotations.
+    Github,
+}
+
+/// When `pcsync replay` exits 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReplayFailOn {
+    /// Any run plans differently.
+    Changed,
+    /// Any run fails that did not.
+    NewFailures,
 }

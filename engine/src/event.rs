@@ -113,9 +113,15 @@ impl Event {
     }
 
     /// Reads any supported shape: `{hubspot: {...}}`, `{eventbridge: {...}}`,
-    /// `{schedule: pack, deal_id?, opportunity_id?}`, a bare HubSpot event or webhook
-    /// body (an array; its first event), or a bare EventBridge event.
+    /// `{schedule: pack, deal_id?, opportunity_id?}`, `{recorded: {...}}` (an event
+    /// as pcsync stored it, which `pcsync replay --export` writes), a bare HubSpot
+    /// event or webhook body (an array; its first event), or a bare EventBridge
+    /// event.
     pub fn from_value(value: &Value, now: Timestamp) -> Result<Event, EventError> {
+        if let Some(r) = value.get("recorded") {
+            return serde_json::from_value(r.clone())
+                .map_err(|e| EventError::Json(format!("a recorded event: {e}")));
+        }
         if let Some(h) = value.get("hubspot") {
             return Event::from_hubspot(h);
         }

@@ -41,6 +41,9 @@ struct CaseFile {
 #[serde(deny_unknown_fields)]
 struct CaseSpec {
     name: String,
+    /// The packs whose effects this case compares, in place of the file's.
+    #[serde(default)]
+    packs: Vec<String>,
     #[serde(default)]
     now: Option<String>,
     #[serde(default)]
@@ -264,7 +267,12 @@ pub fn run_file_with(
         if filter.is_some_and(|f| !f.is_match(&format!("{stem}/{}", case.name))) {
             continue;
         }
-        cases.push(run_case(rule_set, &file.packs, i, case, driver));
+        let packs = if case.packs.is_empty() {
+            &file.packs
+        } else {
+            &case.packs
+        };
+        cases.push(run_case(rule_set, packs, i, case, driver));
     }
     FileResult {
         path: path.to_path_buf(),

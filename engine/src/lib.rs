@@ -33,3 +33,4 @@ pub use plan::{
     plan, settle, simulate,
 };
 pub mod golden;
+pub mod replay;

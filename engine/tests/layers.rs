@@ -24,6 +24,7 @@ const LAYERS: &[&str] = &[
     "load",
     "plan",
     "golden",
+    "replay",
 ];
 
 /// Every `crate::module` a file names, by the top-level module the file belongs to.

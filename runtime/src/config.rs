@@ -188,6 +188,58 @@ pub struct ServiceConfig {
     /// The Solutions API (`GET /solutions…`).
     #[serde(default)]
     pub solutions: SolutionsConfig,
+    /// The record of pack runs `pcsync replay` plans again with candidate rules.
+    #[serde(default)]
+    pub recorded_runs: RecordedRunsConfig,
+}
+
+/// Recorded runs: per pack run, the event, the context its plan saw (deal, company,
+/// opportunity, AWS summary, last-known state) and what it planned, kept in the
+/// state file for `pcsync replay`. Tokens and secrets are never part of them;
+/// personal data can be left out by path.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedRunsConfig {
+    /// Whether runs are recorded.
+    #[serde(default = "recorded_enabled_default")]
+    pub enabled: bool,
+    /// How long a run is kept.
+    #[serde(default = "recorded_keep_default")]
+    pub keep: pcsync_engine::model::DurationSpec,
+    /// About how many megabytes the record may take in the state file; past it the
+    /// oldest runs go first.
+    #[serde(default = "recorded_max_mb_default")]
+    #[schemars(range(min = 1))]
+    pub max_mb: u64,
+    /// Paths of values to leave out, replaced by `"[redacted]"`, rooted at
+    /// `event`, `deal`, `company`, `opportunity`, `aws_summary` or `previous`, `*`
+    /// for every member or item: `deal.properties.email`,
+    /// `opportunity.Customer.Contacts`, `aws_summary.OpportunityTeam.*.Email`.
+    #[serde(default)]
+    pub redact: Vec<String>,
+}
+
+impl Default for RecordedRunsConfig {
+    fn default() -> Self {
+        RecordedRunsConfig {
+            enabled: recorded_enabled_default(),
+            keep: recorded_keep_default(),
+            max_mb: recorded_max_mb_default(),
+            redact: Vec::new(),
+        }
+    }
+}
+
+fn recorded_enabled_default() -> bool {
+    true
+}
+
+fn recorded_keep_default() -> pcsync_engine::model::DurationSpec {
+    pcsync_engine::model::DurationSpec(std::time::Duration::from_secs(14 * 86_400))
+}
+
+fn recorded_max_mb_default() -> u64 {
+    512
 }
 
 /// The Solutions API: a cached copy of the Partner Central solution catalog, searched

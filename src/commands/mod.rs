@@ -5,6 +5,7 @@ mod dlq;
 mod doctor;
 mod eval;
 mod healthcheck;
+mod replay;
 mod sandbox;
 mod schema;
 mod serve;
@@ -55,6 +56,33 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Setup {
             target: SetupTarget::Hubspot { config },
         } => setup::run(&config),
+        Command::Replay {
+            rules,
+            config,
+            state,
+            since,
+            from,
+            to,
+            pack,
+            deal,
+            runs,
+            format,
+            fail_on,
+            export,
+        } => replay::run(replay::Args {
+            rules,
+            config,
+            state,
+            since,
+            from,
+            to,
+            pack,
+            deal,
+            runs,
+            format,
+            fail_on,
+            export,
+        }),
         Command::Dlq { action } => dlq::run(action),
         Command::Sandbox { listen } => sandbox::run(&listen),
         Command::Healthcheck { url, timeout } => healthcheck::run(&url, timeout),

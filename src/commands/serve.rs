@@ -201,6 +201,10 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         busy: Arc::clone(&busy),
         concurrency: config.worker.concurrency,
         in_flight: Default::default(),
+        recorder: Arc::new(pcsync_runtime::service::record::Recorder::start(
+            &config.recorded_runs,
+            Arc::clone(&store) as Arc<dyn pcsync_runtime::store::RunLog>,
+        )),
     });
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let working = spawn_worker(Arc::clone(&worker), stopping)?;
@@ -319,6 +323,8 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
             "the work in hand did not finish within worker.shutdown_grace; it is in line again at the next start"
         ),
     }
+    // The last second's recorded runs, for replay.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), worker.recorder.flush()).await;
     if let Err(e) = quota::save(&quotas, &*store, jiff::Timestamp::now().as_millisecond()) {
         tracing::warn!(error = %e, "the last daily quota counts were not saved");
     }

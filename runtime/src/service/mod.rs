@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod poll;
 pub mod quota;
+pub mod record;
 pub mod reload;
 pub mod solutions;
 pub mod worker;

@@ -49,6 +49,8 @@ pub struct Worker<E: Executor = ApiExecutor> {
     pub concurrency: usize,
     /// The deals and opportunities batches in flight are working on.
     pub in_flight: InFlight,
+    /// Where each pack run is recorded for `pcsync replay`.
+    pub recorder: Arc<super::record::Recorder>,
 }
 
 /// The deals and opportunities that batches in flight are working on. Batches are
@@ -554,6 +556,7 @@ impl<E: Executor> Worker<E> {
         let now = self.clock.now();
         let plan = plan_pack(pack, rules, event, ctx, now);
         self.metrics.planned(&plan.pack);
+        self.recorder.record(event, ctx, &plan, now);
         tracing::debug!(
             event = %event.id,
             pack = %plan.pack,

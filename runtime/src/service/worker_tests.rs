@@ -270,6 +270,7 @@ fn harness(rules_dir: &Path, rules: RuleSet, now: Timestamp) -> Harness {
         busy: Arc::new(super::super::Busy::default()),
         concurrency: 4,
         in_flight: Default::default(),
+        recorder: Default::default(),
     };
     Harness {
         dir,

@@ -9,7 +9,7 @@ mod sqlite;
 use indexmap::IndexMap;
 use pcsync_engine::{Event, PackState, StateRecord};
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, read_runs};
 
 /// A store error, with its cause.
 #[derive(Debug, thiserror::Error)]
@@ -435,15 +435,70 @@ pub struct SummaryAges {
     pub oldest_s: Option<u64>,
 }
 
+/// One pack run as the worker records it for `pcsync replay`, ready to store: the
+/// context without the opportunity and the AWS summary, which are kept once per
+/// distinct value (polls see the same ones many times).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    /// The event's id: a run planned again (a retry) replaces its record.
+    pub event_id: String,
+    /// The pack.
+    pub pack: String,
+    /// When it was planned, exactly: the time it is planned at again.
+    pub at: jiff::Timestamp,
+    /// The deal, for `--deal`.
+    pub deal_id: Option<String>,
+    /// The event (its stored JSON).
+    pub event: String,
+    /// The rest of the context, redacted.
+    pub context: serde_json::Value,
+    /// GetOpportunity's answer, redacted.
+    pub opportunity: Option<serde_json::Value>,
+    /// GetAwsOpportunitySummary's answer, redacted.
+    pub aws_summary: Option<serde_json::Value>,
+    /// What it planned ([`pcsync_engine::replay::entries`]), as JSON.
+    pub entries: String,
+}
+
+/// Which recorded runs to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Planned at or after (ms since the epoch).
+    pub from_ms: Option<i64>,
+    /// Planned before.
+    pub to_ms: Option<i64>,
+    /// Of this pack.
+    pub pack: Option<String>,
+    /// About this deal.
+    pub deal: Option<String>,
+}
+
+/// The record of pack runs `pcsync replay` plans again.
+pub trait RunLog: Send + Sync {
+    /// Keeps `runs`, in one transaction.
+    fn record_runs(&self, runs: &[RunRecord]) -> Result<(), StoreError>;
+
+    /// Forgets runs planned before `before_ms`, then the oldest until the record
+    /// holds about `max_bytes`; returns how many went.
+    fn prune_runs(&self, before_ms: i64, max_bytes: u64) -> Result<u64, StoreError>;
+}
+
 /// The service's durable state: every part, for the worker, which uses them all.
 /// Users that need less take the part they need (ingest and the pollers an
 /// [`Inbox`], the executor an [`EchoMemory`] and a [`SnapshotCache`]).
 pub trait Store:
-    Inbox + EffectJournal + PackStates + EchoMemory + SnapshotCache + QuotaLog + Sightings
+    Inbox + EffectJournal + PackStates + EchoMemory + SnapshotCache + QuotaLog + Sightings + RunLog
 {
 }
 
 impl<T> Store for T where
-    T: Inbox + EffectJournal + PackStates + EchoMemory + SnapshotCache + QuotaLog + Sightings
+    T: Inbox
+        + EffectJournal
+        + PackStates
+        + EchoMemory
+        + SnapshotCache
+        + QuotaLog
+        + Sightings
+        + RunLog
 {
 }

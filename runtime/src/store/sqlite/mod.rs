@@ -89,6 +89,25 @@ CREATE TABLE IF NOT EXISTS opportunity_seen (
     read_at        INTEGER NOT NULL,
     summary_at     INTEGER
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run (
+    id          INTEGER PRIMARY KEY,
+    event_id    TEXT NOT NULL,
+    pack        TEXT NOT NULL,
+    at          INTEGER NOT NULL,
+    deal_id     TEXT,
+    event       TEXT NOT NULL,
+    context     TEXT NOT NULL,
+    opportunity TEXT,
+    aws_summary TEXT,
+    entries     TEXT NOT NULL,
+    bytes       INTEGER NOT NULL,
+    UNIQUE (event_id, pack)
+);
+CREATE INDEX IF NOT EXISTS run_at ON run (at);
+CREATE TABLE IF NOT EXISTS run_blob (
+    hash TEXT PRIMARY KEY,
+    json TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshot (
     opportunity_id TEXT NOT NULL,
     engagement_id  TEXT NOT NULL,
@@ -691,6 +710,8 @@ mod echo;
 mod inbox;
 mod journal;
 mod quota;
+mod runs;
+pub use runs::read_runs;
 mod seen;
 mod snapshot;
 mod state;

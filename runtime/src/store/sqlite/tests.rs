@@ -472,3 +472,66 @@ fn summary_ages_cover_open_submitted_opportunities_only() {
     assert_eq!(ages.opportunities, 2);
     assert_eq!(ages.oldest_s, Some(11 * 60));
 }
+
+#[test]
+fn recorded_runs_read_back_share_their_opportunity_and_are_pruned_by_age_and_size() {
+    use crate::store::{RunFilter, RunLog, RunRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pcsync.db");
+    let s = SqliteStore::open(&path).unwrap();
+    let at = |secs: i64| jiff::Timestamp::from_second(1_800_000_000 + secs).unwrap();
+    let run = |event: &str, deal: &str, secs: i64| RunRecord {
+        event_id: event.into(),
+        pack: "smart-notifications".into(),
+        at: at(secs),
+        deal_id: Some(deal.into()),
+        event: Event::schedule("smart-notifications", Some(deal.into()), None, at(secs))
+            .to_stored_json()
+            .unwrap(),
+        context: serde_json::json!({ "deal": { "id": deal, "properties": {} } }),
+        opportunity: Some(
+            serde_json::json!({ "Id": "O1", "Project": { "Title": "x".repeat(1000) } }),
+        ),
+        aws_summary: None,
+        entries: "[]".into(),
+    };
+    s.record_runs(&[
+        run("e1", "101", 0),
+        run("e2", "102", 10),
+        run("e3", "101", 20),
+    ])
+    .unwrap();
+    // Planned again: the record of e1 is replaced, not doubled.
+    s.record_runs(&[run("e1", "101", 0)]).unwrap();
+    let read = |filter: RunFilter| {
+        let mut got = Vec::new();
+        crate::store::read_runs(&path, &filter, |r| got.push(r)).unwrap();
+        got
+    };
+    let all = read(RunFilter::default());
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].at, at(0), "to the nanosecond");
+    assert_eq!(all[0].context.opportunity.as_ref().unwrap()["Id"], "O1");
+    let blobs: i64 = s
+        .db()
+        .conn
+        .query_row("SELECT COUNT(*) FROM run_blob", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(blobs, 1, "one opportunity, kept once");
+    let deal = read(RunFilter {
+        deal: Some("101".into()),
+        from_ms: Some(at(5).as_millisecond()),
+        ..Default::default()
+    });
+    assert_eq!(deal.len(), 1);
+    // Older than the retention: gone. Then the size cap keeps only the newest.
+    assert_eq!(s.prune_runs(at(5).as_millisecond(), u64::MAX).unwrap(), 1);
+    assert_eq!(s.prune_runs(0, 1).unwrap(), 2);
+    assert!(read(RunFilter::default()).is_empty());
+    let blobs: i64 = s
+        .db()
+        .conn
+        .query_row("SELECT COUNT(*) FROM run_blob", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(blobs, 0, "an opportunity no run refers to is forgotten");
+}
