@@ -53,7 +53,8 @@ fn replay_all(args: &Args) -> Result<ExitCode, String> {
     let rules = loaded.value.ok_or("no rule set")?;
     let state = state_file(args)?;
     let filter = filter(args)?;
-    let progress = Progress::new(args.format == ReplayFormat::Human);
+    let progress =
+        crate::progress::Progress::counter("runs replayed", args.format == ReplayFormat::Human);
     let mut summary = Summary::default();
     let mut changed: Vec<(RecordedRun, Replayed)> = Vec::new();
     let mut exported: Vec<Value> = Vec::new();
@@ -63,7 +64,9 @@ fn replay_all(args: &Args) -> Result<ExitCode, String> {
         }
         let replayed = replay(&run, &rules);
         summary.add(&run, &replayed);
-        progress.tick(summary.replayed);
+        if summary.replayed.is_multiple_of(1_000) {
+            progress.set(summary.replayed);
+        }
         if args.export.is_some() {
             exported.push(case(&run, &rules));
         }
@@ -376,35 +379,4 @@ fn export(path: &Path, rules: &Path, cases: Vec<Value>) -> Result<(), String> {
          # expects what the rules planned when it was exported. `pcsync test` runs them.\n{yaml}"
     );
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// A progress line on a terminal for long replays (stderr, human format only).
-struct Progress(Option<indicatif::ProgressBar>);
-
-impl Progress {
-    fn new(human: bool) -> Self {
-        let bar = indicatif::ProgressBar::new_spinner();
-        if !human || bar.is_hidden() {
-            return Progress(None);
-        }
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {pos} runs replayed ({per_sec})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        Progress(Some(bar))
-    }
-
-    fn tick(&self, n: u64) {
-        if let Some(bar) = &self.0
-            && n.is_multiple_of(1_000)
-        {
-            bar.set_position(n);
-        }
-    }
-
-    fn done(&self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
-        }
-    }
 }

@@ -168,30 +168,34 @@ pub fn run(config_path: &Path) -> ExitCode {
             }
         };
         let (mut created, mut kept) = (0, 0);
-        for spec in &specs {
+        let progress = crate::progress::Progress::bar(specs.len() as u64, "deal properties", true);
+        for (i, spec) in specs.iter().enumerate() {
+            progress.set(i as u64);
             if existing.contains(&spec.name) {
-                println!("exists   {}", spec.name);
+                progress.println(&format!("exists   {}", spec.name));
                 kept += 1;
                 continue;
             }
             match client.create_deal_property(spec).await {
                 Ok(true) => {
-                    println!(
+                    progress.println(&format!(
                         "created  {} ({}, {})",
                         spec.name, spec.kind, spec.field_type
-                    );
+                    ));
                     created += 1;
                 }
                 Ok(false) => {
-                    println!("exists   {}", spec.name);
+                    progress.println(&format!("exists   {}", spec.name));
                     kept += 1;
                 }
                 Err(e) => {
+                    progress.done();
                     eprintln!("pcsync setup: cannot create `{}`: {e}", spec.name);
                     return ExitCode::from(1);
                 }
             }
         }
+        progress.done();
         println!("{created} created, {kept} already there");
         // Subscriptions belong to the HubSpot app and the AWS account, which this
         // command's credentials cannot change: say what they must be.
