@@ -164,7 +164,7 @@ pub struct Schedule {
     /// last-known values. This polls what no event announces (the AWS summary's
     /// scores and seller) without re-reading what `Opportunity Updated` events and
     /// `changed_opportunities` runs bring. Such a run goes over each opportunity
-    /// when its last read is `every` old (opportunities never submitted have no
+    /// before its last read is `every` old (opportunities never submitted have no
     /// summary and are left to events), and a closed one, with `include_closed`,
     /// at a quarter of that pace. Defaults to everything the pack needs, for every
     /// linked deal at each run.

@@ -117,7 +117,8 @@ pub struct Sweep {
 
 /// Which of a `schedule.reads` poll's linked deals are due at `now_ms`, each
 /// opportunity on its own clock: due once its last read of what the poll reads
-/// (by any run, or queued by this poll) is `period` old, closed ones at
+/// (by any run, or queued by this poll) is within a sweep of `period` old (so it is
+/// read again before it is `period` old), closed ones at
 /// [`CLOSED_SLOWER`] times that (and only with `include_closed`). Opportunities last
 /// seen before their first submission have no AWS summary and are left to events. A
 /// `capped` sweep queues at most twice its even share of the poll's deals (and at
@@ -158,7 +159,8 @@ pub fn sweep(
         let read = seen.and_then(|s| if summary { s.summary_at } else { s.read_at });
         let last = read.max(queued.get(&opportunity).copied());
         match last {
-            Some(at) if now_ms - at < pace.as_millis() as i64 => {}
+            // Due a sweep ahead, so that it is read before it is `pace` old.
+            Some(at) if now_ms - at < pace.saturating_sub(sweep_every).as_millis() as i64 => {}
             _ => due.push((last.unwrap_or(i64::MIN), deal.clone(), full)),
         }
     }
@@ -245,6 +247,24 @@ pub fn budgeted_period(every: Duration, deals: usize, reads: u64, budget_per_day
 /// How long a listed deal stands for a fresh read.
 pub const LISTING_FRESH: Duration = Duration::from_secs(10 * 60);
 
+/// Of `changed` (id and `LastModifiedDate`, as ListOpportunities reports them), the
+/// opportunities modified since `seen` last noted them, which it then notes.
+pub fn new_changes(
+    seen: &mut HashMap<String, String>,
+    changed: Vec<(String, String)>,
+) -> Vec<String> {
+    changed
+        .into_iter()
+        .filter_map(|(id, at)| {
+            let news = seen.get(&id).is_none_or(|before| *before != at);
+            news.then(|| {
+                seen.insert(id.clone(), at);
+                id
+            })
+        })
+        .collect()
+}
+
 /// One scheduled run's event for a listed deal.
 fn scheduled(
     pack: &str,
@@ -326,6 +346,9 @@ pub async fn run(
     let mut since: HashMap<String, jiff::Timestamp> = HashMap::new();
     // Per linked_deals schedule: the reads a day it would spend at its own period.
     let mut wanted: HashMap<String, f64> = HashMap::new();
+    // Per changed_opportunities schedule: the LastModifiedDate it last queued each
+    // opportunity at.
+    let mut modified: HashMap<String, HashMap<String, String>> = HashMap::new();
     // Per `schedule.reads` poll: when it last queued each opportunity.
     let mut polled: HashMap<String, HashMap<String, i64>> = HashMap::new();
     loop {
@@ -505,9 +528,15 @@ pub async fn run(
                             .await
                         {
                             Ok(changed) => {
-                                let events: Vec<(Event, String)> = changed
+                                // The overlap lists again what the previous run saw:
+                                // only a newer modification is news.
+                                let seen = modified.entry(key.clone()).or_default();
+                                let fresh = new_changes(seen, changed);
+                                let floor = (from - OVERLAP).to_string();
+                                seen.retain(|_, at| *at >= floor);
+                                let events: Vec<(Event, String)> = fresh
                                     .into_iter()
-                                    .map(|(id, _)| {
+                                    .map(|id| {
                                         let event =
                                             Event::schedule(&pack.pack.name, None, Some(id), now);
                                         let key = super::ingest::ordering_key(&event);
@@ -712,6 +741,29 @@ mod tests {
         assert_eq!(share_of(&wanted, 30_000, "pass", 1_430.0), 1_035);
         // 10,000 open deals, the summary every 6 hours: 40,000 reads a day.
         assert_eq!(per_day(Duration::from_secs(6 * 3600), 10_000, 1), 40_000.0);
+    }
+
+    #[test]
+    fn a_changed_opportunities_run_queues_only_what_changed_since_the_last() {
+        let mut seen = HashMap::new();
+        let at = |id: &str, t: &str| (id.to_string(), t.to_string());
+        let first = new_changes(
+            &mut seen,
+            vec![
+                at("O1", "2026-12-01T10:00:00Z"),
+                at("O2", "2026-12-01T10:00:30Z"),
+            ],
+        );
+        assert_eq!(first, ["O1", "O2"]);
+        // The overlap lists O2 again, unchanged, and O1 modified since.
+        let next = new_changes(
+            &mut seen,
+            vec![
+                at("O2", "2026-12-01T10:00:30Z"),
+                at("O1", "2026-12-01T10:00:50Z"),
+            ],
+        );
+        assert_eq!(next, ["O1"]);
     }
 
     #[test]
