@@ -9,13 +9,12 @@
 //!   cargo bench --bench burst
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::free_port;
+use common::{free_port, serve_for_bench};
 use pcsync_sandbox::{Options, Sandbox};
 use serde_json::json;
 
@@ -105,24 +104,8 @@ async fn run() {
         ),
     )
     .unwrap();
-    let mut service = Command::new(env!("CARGO_BIN_EXE_pcsync"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("AWS_ACCESS_KEY_ID", "bench")
-        .env("AWS_SECRET_ACCESS_KEY", "bench")
-        .env("PCSYNC_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut service = serve_for_bench(&config, &url, "warn", None).await;
     let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http.get(format!("{url}/healthz")).send().await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "pcsync did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     http.post(format!("{}/_sandbox/hubspot/webhooks", sb.hubspot_url))
         .json(&json!({ "url": format!("{url}/webhooks/hubspot"),
                        "client_secret": "bench-secret", "app_id": 777 }))

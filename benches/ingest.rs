@@ -11,11 +11,14 @@
 //! `PCSYNC_BENCH_LOG` gives (`warn` by default; `pcsync_runtime::store=trace` shows each
 //! group commit and checkpoint).
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{free_port, serve_for_bench};
 use pcsync_adapters::hubspot::signature;
 
 const SECRET: &str = "bench-client-secret";
@@ -38,11 +41,7 @@ fn main() {
 
 async fn run() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let config = dir.path().join("pcsync.yaml");
     let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
@@ -57,30 +56,14 @@ async fn run() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pcsync"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("AWS_ACCESS_KEY_ID", "bench")
-        .env("AWS_SECRET_ACCESS_KEY", "bench")
-        .env(
-            "PCSYNC_LOG",
-            std::env::var("PCSYNC_BENCH_LOG").unwrap_or("warn".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create("/tmp/pcsync-bench.log").unwrap(),
-        ))
-        .spawn()
-        .unwrap();
+    let mut child = serve_for_bench(
+        &config,
+        &url,
+        "warn",
+        Some(Path::new("/tmp/pcsync-bench.log")),
+    )
+    .await;
     let http = reqwest::Client::new();
-    let start = Instant::now();
-    while http.get(format!("{url}/healthz")).send().await.is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "pcsync serve did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     // Bodies are built before the clock starts; each is signed when sent, as HubSpot
     // signs with the current time.

@@ -360,27 +360,7 @@ async fn serve_coalesces_edits_defers_during_review_and_parks_what_aws_refuses()
 
 /// The partner moves the opportunity to `Launched` (an UpdateOpportunity).
 fn launch(sb: &Sandbox, id: &str) {
-    use pcsync_adapters::partner_central::{READ_ONLY_LIFECYCLE, UPDATE_MEMBERS};
-    sb.partner_central.with_store(|s| {
-        let o = s
-            .get(&json!({ "Catalog": "Sandbox", "Identifier": id }))
-            .unwrap();
-        let mut input = serde_json::Map::new();
-        for member in UPDATE_MEMBERS {
-            if let Some(v) = o.get(*member) {
-                input.insert(member.to_string(), v.clone());
-            }
-        }
-        let lifecycle = input["LifeCycle"].as_object_mut().unwrap();
-        for member in READ_ONLY_LIFECYCLE {
-            lifecycle.remove(*member);
-        }
-        lifecycle.insert("Stage".into(), json!("Launched"));
-        input.insert("Catalog".into(), json!("Sandbox"));
-        input.insert("Identifier".into(), json!(id));
-        input.insert("LastModifiedDate".into(), o["LastModifiedDate"].clone());
-        s.update(&Value::Object(input)).unwrap();
-    });
+    sb.partner_central.with_store(|s| launch_opportunity(s, id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

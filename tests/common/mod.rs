@@ -335,3 +335,65 @@ pub async fn create_company(http: &reqwest::Client, sb: &Sandbox, properties: Va
         .unwrap();
     created["id"].as_str().unwrap().to_string()
 }
+
+/// `pcsync serve --config CONFIG` for a benchmark, with fake AWS credentials and the
+/// log at `log` (`PCSYNC_BENCH_LOG` overrides it) into `stderr` when given;
+/// returns once `url` answers its health check.
+#[allow(dead_code)]
+pub async fn serve_for_bench(
+    config: &Path,
+    url: &str,
+    log: &str,
+    stderr: Option<&Path>,
+) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_pcsync"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env(
+            "PCSYNC_LOG",
+            std::env::var("PCSYNC_BENCH_LOG").unwrap_or(log.into()),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(match stderr {
+            Some(path) => std::process::Stdio::from(std::fs::File::create(path).unwrap()),
+            None => std::process::Stdio::inherit(),
+        })
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    while http.get(format!("{url}/healthz")).send().await.is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "pcsync serve did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child
+}
+
+/// AWS moves the opportunity `id` to `Launched`, as its own update would.
+#[allow(dead_code)]
+pub fn launch_opportunity(s: &mut pcsync_sandbox::partner_central::Store, id: &str) {
+    use pcsync_adapters::partner_central::{READ_ONLY_LIFECYCLE, UPDATE_MEMBERS};
+    let o = s
+        .get(&json!({ "Catalog": "Sandbox", "Identifier": id }))
+        .unwrap();
+    let mut input = serde_json::Map::new();
+    for member in UPDATE_MEMBERS {
+        if let Some(v) = o.get(*member) {
+            input.insert(member.to_string(), v.clone());
+        }
+    }
+    let lifecycle = input["LifeCycle"].as_object_mut().unwrap();
+    for member in READ_ONLY_LIFECYCLE {
+        lifecycle.remove(*member);
+    }
+    lifecycle.insert("Stage".into(), json!("Launched"));
+    input.insert("Catalog".into(), json!("Sandbox"));
+    input.insert("Identifier".into(), json!(id));
+    input.insert("LastModifiedDate".into(), o["LastModifiedDate"].clone());
+    s.update(&Value::Object(input)).unwrap();
+}

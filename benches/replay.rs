@@ -1,0 +1,166 @@
+//! `pcsync replay` throughput: a state file holding 100,000 recorded runs of the
+//! shipped packs (summary polls, `Opportunity Updated` events and deal edits over
+//! 2,000 opportunities, each planned by the shipped rules as the service would),
+//! read back through the read-only connection and planned again with candidate
+//! rules (a lower score threshold), on one thread. Prints runs per second for
+//! BENCHMARKS.md; nothing here asserts a time.
+//!
+//!   cargo bench --bench replay
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use jiff::{SignedDuration, Timestamp};
+use pcsync_engine::replay::{Summary, entries, replay};
+use pcsync_engine::{Context, Event, load_rules, plan::plan_pack, plan::triggered_packs};
+use pcsync_runtime::store::{RunFilter, RunLog, RunRecord, SqliteStore, read_runs};
+use serde_json::{Value, json};
+
+const RUNS: usize = 100_000;
+const OPPORTUNITIES: usize = 2_000;
+
+fn rules(dir: &std::path::Path) -> pcsync_engine::RuleSet {
+    let loaded = load_rules(&[dir.to_path_buf()]);
+    assert!(!loaded.has_errors(), "packs load");
+    loaded.value.expect("rule set")
+}
+
+fn main() {
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let rules_now = rules(&shipped);
+    let dir = tempfile::tempdir().unwrap();
+    let candidate = dir.path().join("rules");
+    std::fs::create_dir_all(&candidate).unwrap();
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(
+                candidate.join(path.file_name().unwrap()),
+                text.replace("score_change: 15", "score_change: 10"),
+            )
+            .unwrap();
+        }
+    }
+    let rules_candidate = rules(&candidate);
+    let state = dir.path().join("state.db");
+    let store = SqliteStore::open(&state).unwrap();
+
+    // The record: per opportunity a deal, an opportunity and a summary whose score
+    // drifts; each run planned by the shipped packs, as the worker would.
+    let start: Timestamp = "2026-11-23T00:00:00Z".parse().unwrap();
+    let made = Instant::now();
+    let mut batch = Vec::new();
+    let mut written = 0;
+    let mut i = 0usize;
+    while written < RUNS {
+        let n = i % OPPORTUNITIES;
+        let round = i / OPPORTUNITIES;
+        let at = start + SignedDuration::from_secs((i * 6) as i64);
+        let id = format!("O{:07}", 1_000_000 + n);
+        let deal = (40_000_000_000u64 + n as u64).to_string();
+        let score = 40 + ((round * 7 + n) % 50) as i64;
+        let context: Context = serde_json::from_value(json!({
+            "deal": {"id": deal, "properties": {
+                "dealname": format!("Deal {n} on AWS"), "dealstage": "qualifiedtobuy",
+                "closedate": "2027-03-31T00:00:00.000Z", "amount": (1000 + round).to_string(),
+                "description": "The customer needs to move its order system to AWS this year",
+                "deal_currency_code": "USD", "aws_opportunity_id": id, "hubspot_owner_id": "77",
+                "aws_synced_resources": ""}},
+            "opportunity": {"Catalog": "Sandbox", "Id": id, "LastModifiedDate": "2026-11-01T00:00:00Z",
+                "PartnerOpportunityIdentifier": deal,
+                "LifeCycle": {"Stage": "Qualified", "ReviewStatus": "Approved", "TargetCloseDate": "2027-03-31"},
+                "Project": {"Title": format!("Deal {n} on AWS"),
+                    "CustomerBusinessProblem": "The customer needs to move its order system to AWS this year",
+                    "ExpectedCustomerSpend": [{"Amount": "1000", "CurrencyCode": "USD", "Frequency": "Monthly", "TargetCompany": "AWS"}]},
+                "Customer": {"Account": {"CompanyName": format!("Customer {n}"), "Industry": "Software and Internet",
+                    "WebsiteUrl": "https://customer.example"}}},
+            "aws_summary": {"Catalog": "Sandbox", "RelatedOpportunityId": id,
+                "Insights": {"EngagementScore": "Medium", "OpportunityQuality": {"Score": score, "Trend": "Improving"}},
+                "OpportunityTeam": []},
+            "previous": {"smart-notifications": {
+                "watches": {"score": score - 12, "engagement": "Medium", "review": "Approved", "seller": []},
+                "marks": {"score": score - 12, "engagement": "Medium", "review": "Approved", "seller": []}}},
+        }))
+        .unwrap();
+        let event = match i % 3 {
+            0 => {
+                let mut e =
+                    Event::schedule("smart-notifications", Some(deal.clone()), Some(id.clone()), at);
+                e.payload = json!({ "reads": ["aws_summary"] });
+                e
+            }
+            1 => Event::from_value(
+                &json!({"eventbridge": {"version": "0", "id": format!("e-{i}"), "source": "aws.partnercentral-selling",
+                    "detail-type": "Opportunity Updated", "time": at.to_string(),
+                    "detail": {"catalog": "Sandbox", "opportunity": {"identifier": id}}}}),
+                at,
+            )
+            .unwrap(),
+            _ => Event::from_value(
+                &json!({"hubspot": {"subscriptionType": "deal.propertyChange", "objectId": deal.parse::<u64>().unwrap(),
+                    "propertyName": "amount", "propertyValue": (1000 + round).to_string(), "eventId": i,
+                    "occurredAt": at.as_millisecond(), "changeSource": "CRM_UI", "portalId": 62515, "appId": 54321}}),
+                at,
+            )
+            .unwrap(),
+        };
+        for pack in triggered_packs(&rules_now, &event) {
+            let plan = plan_pack(pack, &rules_now, &event, &context, at);
+            let mut ctx = serde_json::to_value(&context).unwrap();
+            let mut take = |m: &str| ctx.as_object_mut().and_then(|c| c.remove(m));
+            let (opportunity, aws_summary) = (take("opportunity"), take("aws_summary"));
+            batch.push(RunRecord {
+                event_id: event.id.clone(),
+                pack: plan.pack.clone(),
+                at,
+                deal_id: Some(deal.clone()),
+                event: serde_json::to_string(&event).unwrap(),
+                context: ctx,
+                opportunity,
+                aws_summary,
+                entries: serde_json::to_string(&entries(&plan)).unwrap(),
+            });
+            written += 1;
+        }
+        if batch.len() >= 5_000 {
+            store.record_runs(&batch).unwrap();
+            batch.clear();
+        }
+        i += 1;
+    }
+    store.record_runs(&batch).unwrap();
+    drop(store);
+    let size = std::fs::metadata(&state).unwrap().len()
+        + std::fs::metadata(state.with_extension("db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    eprintln!(
+        "replay: {written} runs recorded in {:.1?} ({:.0} MB)",
+        made.elapsed(),
+        size as f64 / 1e6
+    );
+
+    for (name, rules) in [
+        ("unchanged", &rules_now),
+        ("score_change 10", &rules_candidate),
+    ] {
+        let began = Instant::now();
+        let mut summary = Summary::default();
+        let read = read_runs(&state, &RunFilter::default(), |run| {
+            let replayed = replay(&run, rules);
+            summary.add(&run, &replayed);
+        })
+        .unwrap();
+        let took = began.elapsed();
+        let by_kind: Value = serde_json::to_value(&summary.by_kind).unwrap();
+        println!(
+            "replay ({name}): {read} runs read and planned again in {took:.2?}: {:.0} runs/s; \
+             {} changed, notifications {} -> {}; {by_kind}",
+            read as f64 / took.as_secs_f64(),
+            summary.changed,
+            summary.notifications_before,
+            summary.notifications_after,
+        );
+    }
+}
