@@ -141,6 +141,17 @@ fn main() {
         size as f64 / 1e6
     );
 
+    let began = Instant::now();
+    let mut n = 0u64;
+    read_runs(&state, &RunFilter::default(), |run| {
+        n += run.entries.len() as u64;
+    })
+    .unwrap();
+    let took = began.elapsed();
+    println!(
+        "replay (reading only): {written} runs in {took:.2?}: {:.0} runs/s ({n} plan lines)",
+        written as f64 / took.as_secs_f64()
+    );
     for (name, rules) in [
         ("unchanged", &rules_now),
         ("score_change 10", &rules_candidate),

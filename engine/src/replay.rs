@@ -160,7 +160,11 @@ pub fn replay(run: &RecordedRun, rules: &RuleSet) -> Replayed {
         Some(pack) => entries(&plan_pack(pack, rules, &run.event, &run.context, run.at)),
         None => Vec::new(),
     };
-    let changes = diff(&run.entries, &entries);
+    let changes = if run.entries == entries {
+        Vec::new()
+    } else {
+        diff(&run.entries, &entries)
+    };
     Replayed {
         id: run.id,
         entries,
