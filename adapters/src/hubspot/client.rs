@@ -102,7 +102,10 @@ impl HubSpotClient {
     /// sending at most `per_10s` requests per 10 seconds.
     pub fn new(base_url: &str, token: &str, per_10s: u32) -> Self {
         let requests = window_quota(per_10s, Duration::from_secs(10));
-        let searches = window_quota(5, Duration::from_secs(1));
+        // Spaced 5% under the limit with no burst, as for Partner Central: a burst
+        // paced at exactly 5 a second meets HubSpot's rolling second with jitter and
+        // is refused.
+        let searches = crate::paced_quota(5);
         HubSpotClient {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -118,7 +121,7 @@ impl HubSpotClient {
 
     /// Allows `per_second` CRM searches a second instead of HubSpot's 5.
     pub fn with_search_rate(mut self, per_second: u32) -> Self {
-        self.searches = crate::drained_limiter(window_quota(per_second, Duration::from_secs(1)));
+        self.searches = crate::drained_limiter(crate::paced_quota(per_second));
         self
     }
 
