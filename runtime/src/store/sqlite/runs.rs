@@ -191,7 +191,12 @@ pub fn read_runs(
             serde_json::from_str(&text(row, 4)?).map_err(StoreError::Json)?;
         context.opportunity = value(row.get(5).map_err(err)?)?;
         context.aws_summary = value(row.get(6).map_err(err)?)?;
-        let event = event_of(&text(row, 3)?)?;
+        // Recorded whole (typed, in one pass); the inbox's compact form otherwise.
+        let event_text = text(row, 3)?;
+        let event = match serde_json::from_str::<pcsync_engine::Event>(&event_text) {
+            Ok(event) => event,
+            Err(_) => event_of(&event_text)?,
+        };
         let entries = serde_json::from_str(&text(row, 7)?).map_err(StoreError::Json)?;
         each(RecordedRun {
             id,
