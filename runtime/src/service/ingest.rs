@@ -143,11 +143,17 @@ fn unparsable(body: &[u8]) -> Option<String> {
 
 /// The key under which an event's work is ordered: its deal, else its opportunity.
 pub fn ordering_key(event: &Event) -> String {
-    match (&event.deal_id, &event.opportunity_id, &event.company_id) {
+    let key = match (&event.deal_id, &event.opportunity_id, &event.company_id) {
         (Some(deal), _, _) => format!("deal:{deal}"),
         (None, Some(opportunity), _) => format!("opportunity:{opportunity}"),
         (None, None, Some(company)) => format!("company:{company}"),
         (None, None, None) => format!("event:{}", event.id),
+    };
+    // Scheduled work waits while live events are due (`queue::BACKGROUND`).
+    if event.source == pcsync_engine::Source::Schedule {
+        format!("{}{key}", crate::store::BACKGROUND)
+    } else {
+        key
     }
 }
 

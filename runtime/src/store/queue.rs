@@ -60,9 +60,18 @@ pub(super) struct Queue {
     lines: HashMap<Arc<str>, Line>,
     /// Keys that are not running and have a line: (head's due time, head's seq, key).
     due: BTreeSet<(i64, i64, Arc<str>)>,
+    /// The same for scheduled work ([`BACKGROUND`] keys): claimed only while no
+    /// other key is due.
+    background: BTreeSet<(i64, i64, Arc<str>)>,
     /// Claimed events and their keys.
     running: HashMap<i64, Arc<str>>,
 }
+
+/// The ordering keys of scheduled work start so. A schedule's backlog (a weekly
+/// pass over every linked deal) is claimed only while no webhook or EventBridge
+/// event is due, so it never holds one up. Runs about the same deal under both kinds
+/// of key still take turns (the worker's `InFlight`).
+pub const BACKGROUND: &str = "schedule:";
 
 /// Events of one key claimed together.
 pub(super) type Claim = (Arc<str>, Vec<Item>);
@@ -118,8 +127,12 @@ impl Queue {
         }
         match line.items.front() {
             Some(head) => {
-                self.due
-                    .insert((head.not_before, head.seq, Arc::clone(key)));
+                let entry = (head.not_before, head.seq, Arc::clone(key));
+                if key.starts_with(BACKGROUND) {
+                    self.background.insert(entry);
+                } else {
+                    self.due.insert(entry);
+                }
             }
             None => {
                 self.lines.remove(key);
@@ -129,8 +142,12 @@ impl Queue {
 
     fn unschedule(&mut self, key: &Arc<str>) {
         if let Some(head) = self.lines.get(key).and_then(|l| l.items.front()) {
-            self.due
-                .remove(&(head.not_before, head.seq, Arc::clone(key)));
+            let entry = (head.not_before, head.seq, Arc::clone(key));
+            if key.starts_with(BACKGROUND) {
+                self.background.remove(&entry);
+            } else {
+                self.due.remove(&entry);
+            }
         }
     }
 
@@ -147,12 +164,18 @@ impl Queue {
     ) -> Vec<Claim> {
         let mut claims = Vec::new();
         let mut taken = 0;
+        let ready = |set: &BTreeSet<(i64, i64, Arc<str>)>| {
+            set.first().is_some_and(|first| first.0 <= now - coalesce)
+        };
         while claims.len() < limit && taken < rows {
-            let Some(first) = self.due.first() else { break };
-            if first.0 > now - coalesce {
+            let set = if ready(&self.due) {
+                &mut self.due
+            } else if ready(&self.background) {
+                &mut self.background
+            } else {
                 break;
-            }
-            let (_, _, key) = self.due.pop_first().expect("the first entry exists");
+            };
+            let (_, _, key) = set.pop_first().expect("the first entry exists");
             let line = self.lines.get_mut(&key).expect("a due key has a line");
             line.running = true;
             let head = line.items[0];
@@ -328,6 +351,24 @@ mod tests {
             .iter()
             .map(|(k, items)| (k.to_string(), items.iter().map(|i| i.seq).collect()))
             .collect()
+    }
+
+    #[test]
+    fn scheduled_work_waits_while_a_live_event_is_due() {
+        let mut q = Queue::default();
+        // A schedule's backlog, then a webhook about another deal.
+        for seq in 1..=3 {
+            q.push(&format!("{BACKGROUND}deal:{seq}"), Item::arrived(seq, 0));
+        }
+        q.push("deal:9", Item::arrived(4, 500));
+        // Within the webhook's coalescing window, the backlog is worked.
+        let first = q.claim(1_000, 1_000, 1, 100, 100);
+        assert_eq!(shape(&first), [(format!("{BACKGROUND}deal:1"), vec![1])]);
+        // Once it is due, the webhook goes ahead of the older scheduled runs.
+        let next = q.claim(1_500, 1_000, 1, 100, 100);
+        assert_eq!(shape(&next), [("deal:9".to_string(), vec![4])]);
+        let rest = q.claim(1_500, 1_000, 10, 100, 100);
+        assert_eq!(rest.len(), 2);
     }
 
     #[test]
