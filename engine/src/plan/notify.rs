@@ -23,15 +23,23 @@ pub fn run(run: &mut PackRun<'_>) {
     // Watches over what this run left unread (`schedule.reads`) and that have no
     // last-known value: they stay unknown, unchanged here and not recorded.
     let mut unknown: Vec<String> = Vec::new();
+    // Found once per run: most runs read everything, and then no watch's path is
+    // looked at for its source.
+    let unread: Vec<&str> = [
+        ("opportunity", run.ctx.opportunity.is_some()),
+        ("aws_summary", run.ctx.aws_summary.is_some()),
+    ]
+    .into_iter()
+    .filter(|(member, loaded)| !loaded && run.event.leaves_unread(member))
+    .map(|(member, _)| member)
+    .collect();
     for (name, query) in &run.pack.watches {
         let text = p.watch.get(name).map(|w| w.as_str()).unwrap_or_default();
-        let (source, _) = crate::check::jsonpath_members(text);
-        let loaded = |s: &str| match s {
-            "opportunity" => run.ctx.opportunity.is_some(),
-            "aws_summary" => run.ctx.aws_summary.is_some(),
-            _ => true,
-        };
-        if source.is_some_and(|s| run.event.leaves_unread(&s) && !loaded(&s)) {
+        let over_unread = !unread.is_empty()
+            && crate::check::jsonpath_members(text)
+                .0
+                .is_some_and(|source| unread.contains(&source.as_str()));
+        if over_unread {
             let last = previous.and_then(|s| s.watches.get(name)).cloned();
             if last.is_none() {
                 unknown.push(name.clone());
