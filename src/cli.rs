@@ -97,45 +97,7 @@ pub enum Command {
     /// Reads the state file without disturbing a running service; makes no remote
     /// call. Exit status: 0, or 1 when a `--fail-on` condition holds; 2 usage or I/O
     /// error.
-    Replay {
-        /// The candidate rule-pack directory.
-        #[arg(long)]
-        rules: PathBuf,
-        /// The service config, whose state file holds the record.
-        #[arg(long, required_unless_present = "state")]
-        config: Option<PathBuf>,
-        /// The state file itself (a copy of the service's, say).
-        #[arg(long, conflicts_with = "config")]
-        state: Option<PathBuf>,
-        /// Runs planned in this last stretch of time (`7d`, `12h`).
-        #[arg(long, conflicts_with = "from")]
-        since: Option<String>,
-        /// Runs planned at or after this time (RFC 3339, or a date).
-        #[arg(long)]
-        from: Option<String>,
-        /// Runs planned before this time.
-        #[arg(long)]
-        to: Option<String>,
-        /// Only this pack's runs.
-        #[arg(long)]
-        pack: Option<String>,
-        /// Only runs about this deal.
-        #[arg(long)]
-        deal: Option<String>,
-        /// Only these recorded runs (the `#` numbers it prints); repeatable.
-        #[arg(long = "run", value_name = "ID")]
-        runs: Vec<i64>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = ReplayFormat::Human)]
-        format: ReplayFormat,
-        /// Exit 1 when any run changed, or when any run newly fails.
-        #[arg(long, value_enum)]
-        fail_on: Option<ReplayFailOn>,
-        /// Also write the chosen runs as golden cases (`rules/tests` format), each
-        /// expecting what the candidate rules plan.
-        #[arg(long, value_name = "CASES.yaml")]
-        export: Option<PathBuf>,
-    },
+    Replay(ReplayArgs),
     /// Inspect and replay dead letters.
     Dlq {
         #[command(subcommand)]
@@ -239,4 +201,46 @@ pub enum ReplayFailOn {
     Changed,
     /// Any run fails that did not.
     NewFailures,
+}
+
+/// `pcsync replay`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The candidate rule-pack directory.
+    #[arg(long)]
+    pub rules: PathBuf,
+    /// The service config, whose state file holds the record.
+    #[arg(long, required_unless_present = "state")]
+    pub config: Option<PathBuf>,
+    /// The state file itself (a copy of the service's, say).
+    #[arg(long, conflicts_with = "config")]
+    pub state: Option<PathBuf>,
+    /// Runs planned in this last stretch of time (`7d`, `12h`).
+    #[arg(long, conflicts_with = "from")]
+    pub since: Option<String>,
+    /// Runs planned at or after this time (RFC 3339, or a date).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Runs planned before this time.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only this pack's runs.
+    #[arg(long)]
+    pub pack: Option<String>,
+    /// Only runs about this deal.
+    #[arg(long)]
+    pub deal: Option<String>,
+    /// Only these recorded runs (the `#` numbers it prints); repeatable.
+    #[arg(long = "run", value_name = "ID")]
+    pub runs: Vec<i64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReplayFormat::Human)]
+    pub format: ReplayFormat,
+    /// Exit 1 when any run changed, or when any run newly fails.
+    #[arg(long, value_enum)]
+    pub fail_on: Option<ReplayFailOn>,
+    /// Also write the chosen runs as golden cases (`rules/tests` format), each
+    /// expecting what the candidate rules plan.
+    #[arg(long, value_name = "CASES.yaml")]
+    pub export: Option<PathBuf>,
 }

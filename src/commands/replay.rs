@@ -16,23 +16,7 @@ use pcsync_runtime::store::{RunFilter, read_runs};
 use serde_json::{Value, json};
 
 use super::EXIT_USAGE;
-use crate::cli::{ReplayFailOn, ReplayFormat};
-
-/// What to replay and how to show it.
-pub struct Args {
-    pub rules: PathBuf,
-    pub config: Option<PathBuf>,
-    pub state: Option<PathBuf>,
-    pub since: Option<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub pack: Option<String>,
-    pub deal: Option<String>,
-    pub runs: Vec<i64>,
-    pub format: ReplayFormat,
-    pub fail_on: Option<ReplayFailOn>,
-    pub export: Option<PathBuf>,
-}
+use crate::cli::{ReplayArgs as Args, ReplayFailOn, ReplayFormat};
 
 pub fn run(args: Args) -> ExitCode {
     match replay_all(&args) {
@@ -58,7 +42,7 @@ fn replay_all(args: &Args) -> Result<ExitCode, String> {
     let mut summary = Summary::default();
     let mut changed: Vec<(RecordedRun, Replayed)> = Vec::new();
     let mut exported: Vec<Value> = Vec::new();
-    let read = read_runs(&state, &filter, |run| {
+    read_runs(&state, &filter, |run| {
         if !args.runs.is_empty() && !args.runs.contains(&run.id) {
             return;
         }
@@ -76,7 +60,6 @@ fn replay_all(args: &Args) -> Result<ExitCode, String> {
     })
     .map_err(|e| e.to_string())?;
     progress.done();
-    let _ = read;
     let mut out = std::io::stdout().lock();
     let shown = match args.format {
         ReplayFormat::Human => human(&mut out, &changed, &summary),
@@ -87,7 +70,7 @@ fn replay_all(args: &Args) -> Result<ExitCode, String> {
                     json!({
                         "id": run.id, "at": run.at.to_string(), "pack": run.pack,
                         "event": run.event.kind, "deal": deal_of(run),
-                        "opportunity": run.event.opportunity_id.clone().or_else(|| run.context.opportunity.as_ref().and_then(|o| o["Id"].as_str().map(str::to_string))),
+                        "opportunity": opportunity_of(run),
                         "changes": replayed.changes,
                     })
                 })
@@ -177,21 +160,22 @@ fn deal_of(run: &RecordedRun) -> Option<String> {
         .or_else(|| run.event.deal_id.clone())
 }
 
+/// The opportunity a run was about: the event's, or the one its context holds.
+fn opportunity_of(run: &RecordedRun) -> Option<String> {
+    run.event.opportunity_id.clone().or_else(|| {
+        run.context
+            .opportunity
+            .as_ref()
+            .and_then(|o| o["Id"].as_str().map(str::to_string))
+    })
+}
+
 /// One run's heading: `#42 2026-11-28T12:00:00Z smart-notifications deal 101 (O1234567), Opportunity Updated`.
 fn heading(run: &RecordedRun) -> String {
     let deal = deal_of(run)
         .map(|d| format!(" deal {d}"))
         .unwrap_or_default();
-    let opportunity = run
-        .event
-        .opportunity_id
-        .clone()
-        .or_else(|| {
-            run.context
-                .opportunity
-                .as_ref()
-                .and_then(|o| o["Id"].as_str().map(str::to_string))
-        })
+    let opportunity = opportunity_of(run)
         .map(|o| format!(" ({o})"))
         .unwrap_or_default();
     format!(
