@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{free_port, serve_for_bench};
+use common::{SendOk, edit_deal, free_port, get, opportunity_input, serve_for_bench};
 use pcsync_sandbox::{Options, Sandbox};
 use serde_json::json;
 
@@ -27,24 +27,7 @@ fn seed(sb: &Sandbox) -> Vec<(String, String)> {
         (0..DEALS)
             .map(|i| {
                 let created = s
-                    .create(&json!({
-                        "Catalog": "Sandbox",
-                        "ClientToken": format!("burst-{i}"),
-                        "Origin": "Partner Referral",
-                        "OpportunityType": "Net New Business",
-                        "PartnerOpportunityIdentifier": format!("burst-{i}"),
-                        "PrimaryNeedsFromAws": ["Co-Sell - Deal Support"],
-                        "Customer": {"Account": {"CompanyName": format!("Burst {i}"), "Industry": "Software and Internet",
-                            "WebsiteUrl": format!("https://burst{i}.example"),
-                            "Address": {"CountryCode": "US", "PostalCode": "98101", "StateOrRegion": "Washington", "City": "Seattle"}}},
-                        "Project": {"Title": format!("Burst {i} on AWS"),
-                            "CustomerBusinessProblem": "Burst needs to move its order system to AWS this year",
-                            "CustomerUseCase": "Migration/Database Migration", "DeliveryModels": ["SaaS or PaaS"],
-                            "SalesActivities": ["Initialized discussions with customer"],
-                            "ExpectedCustomerSpend": [{"Amount": "1000", "CurrencyCode": "USD", "Frequency": "Monthly", "TargetCompany": "AWS"}]},
-                        "Marketing": {"Source": "None"},
-                        "LifeCycle": {"Stage": "Prospect", "TargetCloseDate": "2030-06-30"},
-                    }))
+                    .create(&opportunity_input("burst", "Burst", i, "Prospect"))
                     .expect("valid opportunity");
                 created["Id"].as_str().unwrap().to_string()
             })
@@ -109,24 +92,15 @@ async fn run() {
     http.post(format!("{}/_sandbox/hubspot/webhooks", sb.hubspot_url))
         .json(&json!({ "url": format!("{url}/webhooks/hubspot"),
                        "client_secret": "bench-secret", "app_id": 777 }))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+        .send_ok()
+        .await;
 
     // The burst: five rounds over every deal, as fast as the edits go in.
     let began = Instant::now();
     for round in 1..=ROUNDS {
         for (i, (deal, _)) in pairs.iter().enumerate() {
             let amount = 1000 + round * 1000 + i;
-            http.patch(format!("{}/_sandbox/hubspot/deals/{deal}", sb.hubspot_url))
-                .json(&json!({ "properties": { "amount": amount.to_string() } }))
-                .send()
-                .await
-                .unwrap()
-                .error_for_status()
-                .unwrap();
+            edit_deal(&http, &sb, deal, json!({ "amount": amount.to_string() })).await;
         }
     }
     let sent = began.elapsed();
@@ -164,14 +138,7 @@ async fn run() {
             .count()
     };
     let throttled = calls.iter().filter(|c| c.status == 429).count();
-    let health: serde_json::Value = http
-        .get(format!("{url}/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = get(&http, &format!("{url}/healthz")).await.unwrap();
     println!(
         "burst: {} edits over {DEALS} deals, sent in {:.1?}; every opportunity current after {:.1?} \
          ({:.2}x the {DEALS} s floor); UpdateOpportunity {} (floor {DEALS}), GetOpportunity {}, throttles {}, dead letters {}",

@@ -28,7 +28,10 @@ use std::time::{Duration, Instant};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{copy_dir, edit_pack, free_port, launch_opportunity, serve_for_bench};
+use common::{
+    SendOk, copy_dir, edit_deal, edit_pack, free_port, get, launch_opportunity, opportunity_input,
+    serve_for_bench,
+};
 use pcsync_sandbox::{HubSpotOptions, Options, Quotas, Sandbox};
 use serde_json::{Value, json};
 
@@ -84,27 +87,6 @@ fn main() {
     }
 }
 
-fn opportunity_input(i: usize) -> Value {
-    json!({
-        "Catalog": "Sandbox",
-        "ClientToken": format!("day-{i}"),
-        "Origin": "Partner Referral",
-        "OpportunityType": "Net New Business",
-        "PartnerOpportunityIdentifier": format!("day-{i}"),
-        "PrimaryNeedsFromAws": ["Co-Sell - Deal Support"],
-        "Customer": {"Account": {"CompanyName": format!("Day {i}"), "Industry": "Software and Internet",
-            "WebsiteUrl": format!("https://day{i}.example"),
-            "Address": {"CountryCode": "US", "PostalCode": "98101", "StateOrRegion": "Washington", "City": "Seattle"}}},
-        "Project": {"Title": format!("Day {i} on AWS"),
-            "CustomerBusinessProblem": "Day needs to move its order system to AWS this year",
-            "CustomerUseCase": "Migration/Database Migration", "DeliveryModels": ["SaaS or PaaS"],
-            "SalesActivities": ["Initialized discussions with customer"],
-            "ExpectedCustomerSpend": [{"Amount": "1000", "CurrencyCode": "USD", "Frequency": "Monthly", "TargetCompany": "AWS"}]},
-        "Marketing": {"Source": "None"},
-        "LifeCycle": {"Stage": "Qualified", "TargetCloseDate": "2030-06-30"},
-    })
-}
-
 /// `n` opportunities in the mix above, each with a scored AWS summary once
 /// submitted, and their linked deals.
 fn seed(sb: &Sandbox, n: usize) -> Vec<Linked> {
@@ -117,7 +99,9 @@ fn seed(sb: &Sandbox, n: usize) -> Vec<Linked> {
     let opportunities: Vec<(String, Kind)> = sb.partner_central.with_store(|s| {
         let created: Vec<(String, Kind)> = (0..n)
             .map(|i| {
-                let o = s.create(&opportunity_input(i)).expect("valid opportunity");
+                let o = s
+                    .create(&opportunity_input("day", "Day", i, "Qualified"))
+                    .expect("valid opportunity");
                 let id = o["Id"].as_str().unwrap().to_string();
                 if kind(i) != Kind::Pending {
                     s.associate(&json!({"Catalog": "Sandbox", "OpportunityIdentifier": id,
@@ -252,6 +236,7 @@ async fn day(n: usize) {
     let rules = scaled_rules(dir.path());
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
+    let health_url = format!("{url}/healthz");
     let config = dir.path().join("pcsync.yaml");
     std::fs::write(
         &config,
@@ -295,13 +280,7 @@ async fn day(n: usize) {
                     "secret": "events-secret-0123456789" }),
         ),
     ] {
-        http.post(target)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap();
+        http.post(target).json(&body).send_ok().await;
     }
 
     // Warm-up, not measured: the first sightings (each opportunity's baseline), the
@@ -310,14 +289,14 @@ async fn day(n: usize) {
     let warming = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let idle = health(&http, &url)
+        let idle = get(&http, &health_url)
             .await
-            .is_ok_and(|h| h["inbox"]["pending"] == 0 && h["inbox"]["running"] == 0);
+            .is_some_and(|h| h["inbox"]["pending"] == 0 && h["inbox"]["running"] == 0);
         if (idle && warming.elapsed() > DAY / 4) || warming.elapsed() > Duration::from_secs(1_800) {
             break;
         }
     }
-    let warm = health(&http, &url).await.unwrap();
+    let warm = get(&http, &health_url).await.unwrap();
     let warm_calls = sb.journal.calls().len();
     eprintln!("day: warmed up in {:.0?}", warming.elapsed());
 
@@ -386,20 +365,17 @@ async fn day(n: usize) {
             owed[3] -= 1.0;
             let l = editable[next[3] % editable.len()];
             next[3] += 1;
-            http.patch(format!(
-                "{}/_sandbox/hubspot/deals/{}",
-                sb.hubspot_url, l.deal
-            ))
-            .json(&json!({ "properties": { "amount": (1000 + next[3]).to_string() } }))
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap();
+            edit_deal(
+                &http,
+                &sb,
+                &l.deal,
+                json!({ "amount": (1000 + next[3]).to_string() }),
+            )
+            .await;
         }
         // After the first poll period, how old the open summaries are.
         if second.is_multiple_of(2)
-            && let Ok(h) = health(&http, &url).await
+            && let Some(h) = get(&http, &health_url).await
             && let (Some(p50), Some(p95)) = (
                 h["aws_summaries"]["p50_s"].as_f64(),
                 h["aws_summaries"]["p95_s"].as_f64(),
@@ -414,7 +390,7 @@ async fn day(n: usize) {
     }
     // Let the day's last work land (a poll period at most).
     tokio::time::sleep(DAY / 4).await;
-    let h = health(&http, &url).await.unwrap();
+    let h = get(&http, &health_url).await.unwrap();
     let _ = service.kill();
     let _ = service.wait();
 
@@ -508,12 +484,4 @@ async fn day(n: usize) {
         minutes(silent_p95),
         silent.len(),
     );
-}
-
-async fn health(http: &reqwest::Client, url: &str) -> Result<Value, reqwest::Error> {
-    http.get(format!("{url}/healthz"))
-        .send()
-        .await?
-        .json()
-        .await
 }

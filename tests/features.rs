@@ -163,18 +163,7 @@ async fn a_new_deal_becomes_one_opportunity_however_often_it_is_announced() {
 /// after that sweep has recorded the demo's baseline: from then on only events drive
 /// the pack.
 async fn start_after_baseline() -> (Sandbox, tempfile::TempDir, Service) {
-    let (sb, dir, service, _config) = start(
-        |rules| {
-            edit_pack(
-                rules,
-                "smart-notifications.yaml",
-                NOTIFICATION_SCHEDULES,
-                "  - schedule: { every: 6h, jitter: 0s, for_each: linked_deals, reads: [aws_summary] }\n",
-            )
-        },
-        "",
-    )
-    .await;
+    let (sb, dir, service, _config) = start(notifications_after_one_sweep, "").await;
     drained(&reqwest::Client::new(), &service, 4).await;
     (sb, dir, service)
 }

@@ -77,27 +77,8 @@ fn candidate(dir: &Path, name: &str, pack: &str, from: &str, to: &str) -> std::p
 async fn replay_shows_what_a_rule_edit_would_have_done_to_the_recorded_runs() {
     // Notifications by events only, after a baseline at start (no changed-opportunity
     // runs or later polls to double the runs); AWS had scored O5000002 40.
-    let (sb, dir, mut service, config) = start_with(
-        |rules| {
-            edit_pack(
-                rules,
-                "smart-notifications.yaml",
-                NOTIFICATION_SCHEDULES,
-                "  - schedule: { every: 6h, jitter: 0s, for_each: linked_deals, reads: [aws_summary] }\n",
-            )
-        },
-        "",
-        |sb| {
-            sb.partner_central
-                .with_store(|s| {
-                    s.edit_summary("O5000002", |v| {
-                        v["Insights"]["OpportunityQuality"]["Score"] = json!(40);
-                    })
-                })
-                .unwrap();
-        },
-    )
-    .await;
+    let (sb, dir, mut service, config) =
+        start_with(notifications_after_one_sweep, "", o5000002_scored_40).await;
     let http = reqwest::Client::new();
     drained(&http, &service, 4).await;
     settled(&http, &service).await;

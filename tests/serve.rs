@@ -1044,15 +1044,7 @@ async fn a_changed_opportunities_schedule_notices_changes_without_events() {
         },
         "",
         // AWS has scored the opportunity before pcsync first looks.
-        |sb| {
-            sb.partner_central
-                .with_store(|s| {
-                    s.edit_summary("O5000002", |v| {
-                        v["Insights"]["OpportunityQuality"]["Score"] = json!(40);
-                    })
-                })
-                .unwrap();
-        },
+        o5000002_scored_40,
     )
     .await;
     let http = reqwest::Client::new();

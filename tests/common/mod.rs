@@ -226,6 +226,55 @@ pub async fn opportunity(http: &reqwest::Client, sb: &Sandbox, id: &str) -> Opti
 #[allow(dead_code)]
 pub const NOTIFICATION_SCHEDULES: &str = "  - schedule: { every: 30m, for_each: changed_opportunities }\n  - schedule: { every: 6h, for_each: linked_deals, reads: [aws_summary] }\n";
 
+/// Smart notifications driven by events only, after a baseline: the summary poll
+/// sweeps once at start (its next sweep is 6 hours away) and the
+/// changed-opportunities run is left out.
+#[allow(dead_code)]
+pub fn notifications_after_one_sweep(rules: &Path) {
+    edit_pack(
+        rules,
+        "smart-notifications.yaml",
+        NOTIFICATION_SCHEDULES,
+        "  - schedule: { every: 6h, jitter: 0s, for_each: linked_deals, reads: [aws_summary] }\n",
+    )
+}
+
+/// AWS scored the demo's O5000002 40 (before pcsync first looks).
+#[allow(dead_code)]
+pub fn o5000002_scored_40(sb: &Sandbox) {
+    sb.partner_central
+        .with_store(|s| {
+            s.edit_summary("O5000002", |v| {
+                v["Insights"]["OpportunityQuality"]["Score"] = json!(40);
+            })
+        })
+        .unwrap();
+}
+
+/// A CreateOpportunity body for a bench's `i`th opportunity (`tag`: `burst-7`,
+/// `name`: `Burst 7`) at `stage`, with everything AWS requires.
+#[allow(dead_code)]
+pub fn opportunity_input(tag: &str, name: &str, i: usize, stage: &str) -> Value {
+    json!({
+        "Catalog": "Sandbox",
+        "ClientToken": format!("{tag}-{i}"),
+        "Origin": "Partner Referral",
+        "OpportunityType": "Net New Business",
+        "PartnerOpportunityIdentifier": format!("{tag}-{i}"),
+        "PrimaryNeedsFromAws": ["Co-Sell - Deal Support"],
+        "Customer": {"Account": {"CompanyName": format!("{name} {i}"), "Industry": "Software and Internet",
+            "WebsiteUrl": format!("https://{tag}{i}.example"),
+            "Address": {"CountryCode": "US", "PostalCode": "98101", "StateOrRegion": "Washington", "City": "Seattle"}}},
+        "Project": {"Title": format!("{name} {i} on AWS"),
+            "CustomerBusinessProblem": format!("{name} needs to move its order system to AWS this year"),
+            "CustomerUseCase": "Migration/Database Migration", "DeliveryModels": ["SaaS or PaaS"],
+            "SalesActivities": ["Initialized discussions with customer"],
+            "ExpectedCustomerSpend": [{"Amount": "1000", "CurrencyCode": "USD", "Frequency": "Monthly", "TargetCompany": "AWS"}]},
+        "Marketing": {"Source": "None"},
+        "LifeCycle": {"Stage": stage, "TargetCloseDate": "2030-06-30"},
+    })
+}
+
 pub fn edit_pack(rules: &Path, pack: &str, from: &str, to: &str) {
     let path = rules.join(pack);
     let text = std::fs::read_to_string(&path).unwrap();

@@ -652,17 +652,20 @@ mod tests {
                 .map(|(d, narrowed)| (d.id.clone(), *narrowed))
                 .collect()
         };
-        let open = sweep(
-            &deals,
-            "aws_opportunity_id",
-            &summary_poll(false),
-            &sightings,
-            &queued,
-            six,
-            sweep_every(six),
-            true,
-            now,
-        );
+        let go = |include_closed| {
+            sweep(
+                &deals,
+                "aws_opportunity_id",
+                &summary_poll(include_closed),
+                &sightings,
+                &queued,
+                six,
+                sweep_every(six),
+                true,
+                now,
+            )
+        };
+        let open = go(false);
         // Never read in full: a full first reading. Old summary: the poll's read.
         assert_eq!(
             due(&open),
@@ -672,17 +675,7 @@ mod tests {
             open.weight, 4.0,
             "1, 2, 3 and 6; closed and unsubmitted left out"
         );
-        let closed = sweep(
-            &deals,
-            "aws_opportunity_id",
-            &summary_poll(true),
-            &sightings,
-            &queued,
-            six,
-            sweep_every(six),
-            true,
-            now,
-        );
+        let closed = go(true);
         // Closed ones at a quarter of the pace: 25 hours is due, 7 is not.
         assert_eq!(
             due(&closed),
