@@ -562,17 +562,6 @@ async fn search(State(hs): Hs, body: Bytes) -> Response {
         );
     }
     let requested = requested_properties(&body);
-    let mut deals: Vec<Object> = hs.with_store(|s| s.deals.values().cloned().collect());
-    deals.retain(|d| {
-        groups.is_empty()
-            || groups.iter().any(|g| {
-                g["filters"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .all(|f| filter(d, f))
-            })
-    });
     let (sort_by, descending) = match body["sorts"].as_array().and_then(|s| s.first()) {
         Some(Value::String(s)) => match s.strip_prefix('-') {
             Some(name) => (name.to_string(), true),
@@ -587,20 +576,37 @@ async fn search(State(hs): Hs, body: Bytes) -> Response {
         ),
         None => ("createdate".to_string(), false),
     };
-    deals.sort_by(|a, b| {
-        compare(a.value(&sort_by).as_deref(), b.value(&sort_by).as_deref())
-            .then_with(|| a.id.cmp(&b.id))
+    // Filtered and sorted in place; only the page is copied out.
+    let (total, page) = hs.with_store(|s| {
+        let mut deals: Vec<(Option<String>, &Object)> = s
+            .deals
+            .values()
+            .filter(|d| {
+                groups.is_empty()
+                    || groups.iter().any(|g| {
+                        g["filters"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .all(|f| filter(d, f))
+                    })
+            })
+            .map(|d| (d.value(&sort_by), d))
+            .collect();
+        deals.sort_by(|(a, x), (b, y)| {
+            compare(a.as_deref(), b.as_deref()).then_with(|| x.id.cmp(&y.id))
+        });
+        if descending {
+            deals.reverse();
+        }
+        let page: Vec<Value> = deals
+            .iter()
+            .skip(after as usize)
+            .take(limit as usize)
+            .map(|(_, d)| d.to_json(&requested, "deals"))
+            .collect();
+        (deals.len() as u64, page)
     });
-    if descending {
-        deals.reverse();
-    }
-    let total = deals.len() as u64;
-    let page: Vec<Value> = deals
-        .iter()
-        .skip(after as usize)
-        .take(limit as usize)
-        .map(|d| d.to_json(&requested, "deals"))
-        .collect();
     let mut out = json!({ "total": total, "results": page });
     if after + limit < total {
         out["paging"] = json!({ "next": { "after": (after + limit).to_string() } });

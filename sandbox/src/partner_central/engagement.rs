@@ -45,6 +45,17 @@ pub(super) fn page(
     key: &str,
     default_max: u64,
 ) -> Result<Value, ServiceError> {
+    page_of(&items, input, key, default_max, Value::clone)
+}
+
+/// [`page`] over any items, shown by `show`: only the page's items are shown.
+pub(super) fn page_of<T>(
+    items: &[T],
+    input: &Value,
+    key: &str,
+    default_max: u64,
+    show: impl Fn(&T) -> Value,
+) -> Result<Value, ServiceError> {
     let max = input["MaxResults"].as_u64().unwrap_or(default_max) as usize;
     let start = match input
         .get("NextToken")
@@ -69,7 +80,8 @@ pub(super) fn page(
             })?,
     };
     let end = (start + max).min(items.len());
-    let mut out = json!({ key: items[start..end].to_vec() });
+    let shown: Vec<Value> = items[start..end].iter().map(show).collect();
+    let mut out = json!({ key: shown });
     if end < items.len() {
         out["NextToken"] = json!(format!("page-{end}"));
     }
@@ -86,7 +98,9 @@ impl Store {
         category: &str,
         status: &str,
     ) {
-        let created = self.tick().to_string();
+        let created = jiff::Timestamp::from_millisecond(jiff::Timestamp::now().as_millisecond())
+            .expect("a current time is in range")
+            .to_string();
         self.solutions
             .retain(|s| s["Id"] != id || s["Catalog"] != catalog);
         self.solutions.push(json!({
@@ -175,7 +189,7 @@ impl Store {
                 "INVALID_VALUE",
             ));
         }
-        let now = self.tick().to_string();
+        let now = self.tick(&id).to_string();
         let record = &mut self.opportunities.get_mut(&id).expect("found above").record;
         let list = &mut record["RelatedEntityIdentifiers"][kind];
         if !list.is_array() {
@@ -215,11 +229,10 @@ impl Store {
             .unwrap_or_default()
             .to_string();
         if let Some(task_id) = self.task_tokens.get(&token) {
-            let task = self
-                .tasks
-                .iter()
-                .find(|t| t["TaskId"] == *task_id)
-                .cloned()
+            let task = task_id
+                .as_str()
+                .and_then(|id| self.task_at.get(id))
+                .map(|&i| self.tasks[i].clone())
                 .unwrap_or(Value::Null);
             return Ok(task);
         }
@@ -231,7 +244,7 @@ impl Store {
             .to_string();
         // Tasks count on their own, so a submission uses one opportunity-counter value
         // (for its engagement) as before tasks were asynchronous.
-        let now = self.tick();
+        let now = self.tick(&id);
         let task_id = format!("task-{}", id36(1_000_000 + self.tasks.len() as u64, 13));
         let task = json!({
             "TaskId": task_id,
@@ -246,6 +259,8 @@ impl Store {
                 catalog,
             ),
         );
+        self.task_at.insert(task_id.clone(), self.tasks.len());
+        self.tasks_of.entry(id).or_default().push(self.tasks.len());
         self.tasks.push(task.clone());
         self.task_tokens.insert(token, json!(task_id));
         Ok(task)
@@ -266,7 +281,7 @@ impl Store {
                 continue;
             };
             let outcome = self.submit(&input, &catalog);
-            if let Some(task) = self.tasks.iter_mut().find(|t| t["TaskId"] == task_id) {
+            if let Some(task) = self.task_at.get(&task_id).map(|&i| &mut self.tasks[i]) {
                 match outcome {
                     Ok(ids) => {
                         task["TaskStatus"] = json!("COMPLETE");
@@ -294,9 +309,30 @@ impl Store {
                 .and_then(Value::as_array)
                 .is_none_or(|wanted| wanted.iter().any(|w| *w == task[field]))
         };
-        let mut found: Vec<Value> = self
-            .tasks
-            .iter()
+        // The tasks the id filters name, found by index, in the order they were
+        // started; every filter below still applies.
+        let ids = |key: &str| {
+            input
+                .get(key)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>())
+        };
+        let mut candidates: Vec<usize> = if let Some(ids) = ids("TaskIdentifier") {
+            ids.iter()
+                .filter_map(|id| self.task_at.get(*id).copied())
+                .collect()
+        } else if let Some(ids) = ids("OpportunityIdentifier") {
+            ids.iter()
+                .flat_map(|id| self.tasks_of.get(*id).into_iter().flatten().copied())
+                .collect()
+        } else {
+            (0..self.tasks.len()).collect()
+        };
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut found: Vec<Value> = candidates
+            .into_iter()
+            .map(|i| &self.tasks[i])
             .filter(|t| {
                 t["TaskArn"]
                     .as_str()
@@ -365,7 +401,7 @@ impl Store {
         self.next_id += 1;
         let n = self.next_id;
         let engagement_id = format!("eng-{}", id36(n, 14));
-        let now = self.tick().to_string();
+        let now = self.tick(&id).to_string();
         if let Some(s) = self.opportunities.get_mut(&id) {
             s.record["LifeCycle"]["ReviewStatus"] = json!("Submitted");
             s.record["LastModifiedDate"] = json!(now);
@@ -381,6 +417,12 @@ impl Store {
                 "Project": { "ExpectedCustomerSpend": stored.record.pointer("/Project/ExpectedCustomerSpend").cloned().unwrap_or(json!([])) },
             }),
         );
+        self.engagement_at
+            .insert(engagement_id.clone(), self.engagements.len());
+        self.engagements_of
+            .entry(id.clone())
+            .or_default()
+            .push(self.engagements.len());
         self.engagements.push(Engagement {
             id: engagement_id.clone(),
             opportunity_id: id.clone(),
@@ -440,7 +482,7 @@ impl Store {
         })?;
         f(summary);
         let out = summary.clone();
-        let now = self.tick().to_string();
+        let now = self.tick(id).to_string();
         if let Some(s) = self.opportunities.get_mut(id) {
             s.record["LastModifiedDate"] = json!(now);
         }
@@ -461,7 +503,7 @@ impl Store {
             return;
         };
         let summary = self.summaries.get(opportunity_id).cloned();
-        let now = self.tick().to_string();
+        let now = self.tick(opportunity_id).to_string();
         let catalog = record["Catalog"].as_str().unwrap_or_default().to_string();
         let created_by = if by == "aws" {
             "aws".to_string()
@@ -469,11 +511,13 @@ impl Store {
             ACCOUNT.to_string()
         };
         let mut raised = Vec::new();
-        for engagement in self
-            .engagements
-            .iter_mut()
-            .filter(|e| e.opportunity_id == opportunity_id)
-        {
+        let engaged = self
+            .engagements_of
+            .get(opportunity_id)
+            .cloned()
+            .unwrap_or_default();
+        for i in engaged {
+            let engagement = &mut self.engagements[i];
             let mut views = vec![(
                 "OpportunitySummaryView",
                 json!({ "OpportunitySummary": opportunity_view(&record) }),
@@ -519,9 +563,21 @@ impl Store {
     /// engagements (reference §4.9).
     pub fn list_associations(&self, input: &Value) -> Result<Value, ServiceError> {
         let catalog = input["Catalog"].as_str().unwrap_or_default();
-        let items: Vec<Value> = self
-            .engagements
-            .iter()
+        // Found by index when an id names them; every filter still applies.
+        let named = input
+            .get("EngagementIdentifier")
+            .and_then(Value::as_str)
+            .map(|id| self.engagement_at.get(id).into_iter().copied().collect())
+            .or_else(|| {
+                input
+                    .get("ResourceIdentifier")
+                    .and_then(Value::as_str)
+                    .map(|id| self.engagements_of.get(id).cloned().unwrap_or_default())
+            });
+        let candidates: Vec<usize> = named.unwrap_or_else(|| (0..self.engagements.len()).collect());
+        let items: Vec<Value> = candidates
+            .into_iter()
+            .map(|i| &self.engagements[i])
             .filter(|e| self.opportunities.get(&e.opportunity_id).is_some_and(|s| s.record["Catalog"] == catalog))
             .filter(|e| input.get("EngagementIdentifier").and_then(Value::as_str).is_none_or(|id| id == e.id))
             .filter(|e| input.get("ResourceIdentifier").and_then(Value::as_str).is_none_or(|id| id == e.opportunity_id))
@@ -532,9 +588,9 @@ impl Store {
 
     fn engagement(&self, input: &Value) -> Result<&Engagement, ServiceError> {
         let id = input["EngagementIdentifier"].as_str().unwrap_or_default();
-        self.engagements
-            .iter()
-            .find(|e| e.id == id)
+        self.engagement_at
+            .get(id)
+            .map(|&i| &self.engagements[i])
             .ok_or_else(|| ServiceError::not_found(format!("Engagement {id} was not found")))
     }
 

@@ -1,7 +1,7 @@
 //! Opportunities: creation with ClientToken idempotency, reads, full-replacement
 //! updates with optimistic locking and the review-status rules, listing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
@@ -41,13 +41,21 @@ pub struct Store {
     pub(super) opportunities: BTreeMap<String, Stored>,
     pub(super) tokens: HashMap<String, (Value, Value)>,
     pub(super) next_id: u64,
-    pub(super) last_modified: i64,
+    /// Each opportunity's last modification time (epoch ms): the next one is later.
+    pub(super) modified: HashMap<String, i64>,
     pub(super) solutions: Vec<Value>,
     pub(super) summaries: HashMap<String, Value>,
     pub(super) engagements: Vec<super::engagement::Engagement>,
+    /// Where each engagement is in `engagements`, by its id and by its opportunity's.
+    /// Lookups only: a listing still applies every filter it was given.
+    pub(super) engagement_at: HashMap<String, usize>,
+    pub(super) engagements_of: HashMap<String, Vec<usize>>,
     pub(super) task_tokens: HashMap<String, Value>,
     /// Submission tasks as ListEngagementFromOpportunityTasks lists them.
     pub(super) tasks: Vec<Value>,
+    /// Where each task is in `tasks`, by its id and by its opportunity's.
+    pub(super) task_at: HashMap<String, usize>,
+    pub(super) tasks_of: HashMap<String, Vec<usize>>,
     /// Tasks still running: their request, when they end (epoch ms), their catalog.
     pub(super) task_inputs: HashMap<String, (Value, i64, String)>,
     /// EventBridge events raised by changes, waiting to be delivered.
@@ -107,13 +115,18 @@ impl Store {
         self.opportunities.values()
     }
 
-    /// A modification time strictly after the previous one, at millisecond
-    /// precision (the SDK re-serialises at microseconds, so never emit finer).
-    pub(super) fn tick(&mut self) -> Timestamp {
+    /// A modification time of `opportunity` strictly after its previous one, so
+    /// optimistic locking on `LastModifiedDate` always sees a change, at millisecond
+    /// precision (the SDK re-serialises at microseconds, so never emit finer). Only
+    /// the one opportunity's times are kept apart: a bulk seed of thousands does not
+    /// push the clock ahead of real time, which would make every later
+    /// `AfterLastModifiedDate` listing return them all again.
+    pub(super) fn tick(&mut self, opportunity: &str) -> Timestamp {
+        let last = self.modified.get(opportunity).copied().unwrap_or(i64::MIN);
         let now = Timestamp::now()
             .as_millisecond()
-            .max(self.last_modified + 1);
-        self.last_modified = now;
+            .max(last.saturating_add(1));
+        self.modified.insert(opportunity.to_string(), now);
         Timestamp::from_millisecond(now).expect("a current time is in range")
     }
 
@@ -177,7 +190,7 @@ impl Store {
         }
         self.next_id += 1;
         let id = format!("O{}", 5_000_000 + self.next_id);
-        let now = self.tick().to_string();
+        let now = self.tick(&id).to_string();
         let mut record = Map::new();
         record.insert("Catalog".into(), json!(catalog));
         record.insert("Id".into(), json!(id));
@@ -368,9 +381,9 @@ impl Store {
                 ));
             }
         }
-        let now = self.tick().to_string();
-        next["LastModifiedDate"] = json!(now);
         let id = stored.record["Id"].clone();
+        let now = self.tick(id.as_str().unwrap_or_default()).to_string();
+        next["LastModifiedDate"] = json!(now);
         let id_text = id.as_str().unwrap_or_default().to_string();
         if let Some(s) = self.opportunities.get_mut(&id_text) {
             s.record = next;
@@ -403,9 +416,20 @@ impl Store {
         };
         let after = time(input.pointer("/LastModifiedDate/AfterLastModifiedDate"));
         let before = time(input.pointer("/LastModifiedDate/BeforeLastModifiedDate"));
-        let mut found: Vec<&Stored> = self
-            .opportunities
-            .values()
+        let named: Vec<&Stored>;
+        let candidates: Box<dyn Iterator<Item = &Stored>> = match &ids {
+            // Named opportunities are looked up; the filters below still apply.
+            Some(ids) => {
+                let unique: BTreeSet<&str> = ids.iter().copied().collect();
+                named = unique
+                    .into_iter()
+                    .filter_map(|id| self.opportunities.get(id))
+                    .collect();
+                Box::new(named.iter().copied())
+            }
+            None => Box::new(self.opportunities.values()),
+        };
+        let mut found: Vec<&Stored> = candidates
             .filter(|s| s.record["Catalog"] == catalog)
             .filter(|s| {
                 ids.as_ref()
@@ -467,12 +491,13 @@ impl Store {
             let text = text.and_then(Value::as_str).unwrap_or_default().to_string();
             (text.parse::<Timestamp>().ok(), text)
         };
-        found.sort_by_key(|s| key(s));
+        found.sort_by_cached_key(|s| key(s));
         if !ascending {
             found.reverse();
         }
-        let summaries = found.iter().map(|s| summary(&s.record)).collect();
-        super::engagement::page(summaries, input, "OpportunitySummaries", 20)
+        super::engagement::page_of(&found, input, "OpportunitySummaries", 20, |s| {
+            summary(&s.record)
+        })
     }
 
     /// Sets an opportunity's review status as AWS would (control API and tests).
@@ -483,7 +508,7 @@ impl Store {
         comments: Option<&str>,
         reason: Option<&str>,
     ) -> Result<Value, ServiceError> {
-        let now = self.tick().to_string();
+        let now = self.tick(id).to_string();
         let stored = self
             .opportunities
             .get_mut(id)
@@ -512,10 +537,10 @@ impl Store {
         // Snapshot Created (developer guide, event table).
         let catalog = record["Catalog"].as_str().unwrap_or("Sandbox").to_string();
         let engagement = self
-            .engagements
-            .iter()
-            .find(|e| e.opportunity_id == id)
-            .map(|e| e.id.clone());
+            .engagements_of
+            .get(id)
+            .and_then(|at| at.first())
+            .map(|&i| self.engagements[i].id.clone());
         if let Some(engagement) = engagement {
             let invitation = json!({ "engagementInvitation": { "id": format!("engi-{}", &engagement[4..17]), "engagementId": engagement, "participantType": "RECEIVER", "payloadType": "OpportunityInvitation" } });
             match status {
