@@ -33,7 +33,7 @@ pub struct CompiledPack {
     /// Templates, each registered under the JSON pointer of where it is written.
     pub templates: Environment<'static>,
     /// Watched JSONPaths by watch name.
-    pub watches: IndexMap<String, JpQuery>,
+    pub watches: IndexMap<String, Watch>,
     /// `.rhai` files the pack refers to (watched for reload too).
     pub script_files: Vec<PathBuf>,
     /// The model shape of each Partner Central field the pack writes, resolved once.
@@ -51,6 +51,38 @@ impl std::fmt::Debug for CompiledPack {
             .field("scripts", &self.scripts.len())
             .field("watches", &self.watches.len())
             .finish()
+    }
+}
+
+/// A watched JSONPath. One that starts at a variable (`$.aws_summary.Insights…`)
+/// also runs as the rest of the path (`$.Insights…`) on that variable alone, which
+/// selects the same values without copying every variable into one root.
+pub struct Watch {
+    /// The path as written, over the root of all variables.
+    pub query: JpQuery,
+    /// The variable it starts at, and the rest of the path from there.
+    pub within: Option<(&'static str, JpQuery)>,
+}
+
+impl Watch {
+    fn new(path: &str, query: JpQuery) -> Watch {
+        let within = path.strip_prefix("$.").and_then(|rest| {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            let (member, tail) = rest.split_at(end);
+            let member = crate::context::VARIABLES.iter().find(|n| **n == member)?;
+            // Member and index steps only; a descent (`..`) keeps the whole root.
+            let simple = tail.is_empty()
+                || tail.starts_with('[')
+                || (tail.starts_with('.') && !tail.starts_with(".."));
+            if !simple {
+                return None;
+            }
+            let query = jsonpath_rust::parser::parse_json_path(&format!("${tail}")).ok()?;
+            Some((*member, query))
+        });
+        Watch { query, within }
     }
 }
 
@@ -241,7 +273,7 @@ struct Compiler<'a> {
     diagnostics: Vec<Diagnostic>,
     scripts: HashMap<String, CompiledScript>,
     templates: Environment<'static>,
-    watches: IndexMap<String, JpQuery>,
+    watches: IndexMap<String, Watch>,
     script_files: Vec<PathBuf>,
     template_uses: HashMap<String, Vec<String>>,
 }
@@ -723,7 +755,7 @@ impl Compiler<'_> {
         match jsonpath_rust::parser::parse_json_path(path) {
             Ok(query) => {
                 let name = pointer.rsplit('/').next().unwrap_or_default().to_string();
-                self.watches.insert(name, query);
+                self.watches.insert(name, Watch::new(path, query));
             }
             Err(e) => {
                 let text = e.to_string();
@@ -862,7 +894,62 @@ impl RuleSet {
 
 #[cfg(test)]
 mod tests {
-    use super::deal_fields;
+    use super::{Watch, deal_fields};
+    use jsonpath_rust::query::js_path_process;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn a_watch_under_one_variable_selects_what_the_whole_path_does() {
+        let root = json!({
+            "deal": {"id": "101", "amount": "5"},
+            "opportunity": {"LifeCycle": {"ReviewStatus": "Approved"}},
+            "aws_summary": {
+                "Insights": {"OpportunityQuality": {"Score": 42}},
+                "OpportunityTeam": [
+                    {"BusinessTitle": "AWSSalesRep", "Email": "a@example.com"},
+                    {"BusinessTitle": "PSM", "Email": "b@example.com"}
+                ]
+            },
+            "company": null,
+        });
+        let select = |q: &jsonpath_rust::parser::model::JpQuery, v: &Value| -> Vec<Value> {
+            js_path_process(q, v)
+                .map(|r| r.into_iter().map(|x| x.val.clone()).collect())
+                .unwrap_or_default()
+        };
+        for (path, within) in [
+            (
+                "$.aws_summary.Insights.OpportunityQuality.Score",
+                Some("aws_summary"),
+            ),
+            (
+                "$.aws_summary.OpportunityTeam[?@.BusinessTitle == 'AWSSalesRep'].Email",
+                Some("aws_summary"),
+            ),
+            (
+                "$.aws_summary.OpportunityTeam[*].Email",
+                Some("aws_summary"),
+            ),
+            ("$.aws_summary['Insights']", Some("aws_summary")),
+            ("$.opportunity.LifeCycle.ReviewStatus", Some("opportunity")),
+            ("$.opportunity", Some("opportunity")),
+            ("$.company.name", Some("company")),
+            ("$.aws_summary..Score", None),
+            ("$.elsewhere.x", None),
+            ("$..Email", None),
+        ] {
+            let query = jsonpath_rust::parser::parse_json_path(path).unwrap();
+            let watch = Watch::new(path, query);
+            let whole = select(&watch.query, &root);
+            match &watch.within {
+                Some((member, sub)) => {
+                    assert_eq!(Some(*member), within, "{path}");
+                    assert_eq!(select(sub, &root[*member]), whole, "{path}");
+                }
+                None => assert_eq!(within, None, "{path}"),
+            }
+        }
+    }
 
     #[test]
     fn deal_fields_lists_dotted_reads_only() {

@@ -7,6 +7,22 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The variables every script, template and watch may read: the context's
+/// members, and what the run adds (the event, the pack's settings and thresholds,
+/// the time).
+pub const VARIABLES: [&str; 10] = [
+    "deal",
+    "company",
+    "opportunity",
+    "aws_summary",
+    "snapshots",
+    "previous",
+    "event",
+    "settings",
+    "thresholds",
+    "now",
+];
+
 /// Everything loaded for one event.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

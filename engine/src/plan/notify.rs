@@ -17,7 +17,8 @@ pub fn run(run: &mut PackRun<'_>) {
     if p.watch.is_empty() && p.notify.is_empty() {
         return;
     }
-    let root = run.vars.root();
+    // The root of all variables, built only for a watch that needs it.
+    let mut root: Option<Value> = None;
     let previous = run.ctx.previous.get(&p.name);
     let mut now_values: IndexMap<String, Value> = IndexMap::new();
     // Watches over what this run left unread (`schedule.reads`) and that have no
@@ -33,7 +34,7 @@ pub fn run(run: &mut PackRun<'_>) {
     .filter(|(member, loaded)| !loaded && run.event.leaves_unread(member))
     .map(|(member, _)| member)
     .collect();
-    for (name, query) in &run.pack.watches {
+    for (name, watch) in &run.pack.watches {
         let text = p.watch.get(name).map(|w| w.as_str()).unwrap_or_default();
         let over_unread = !unread.is_empty()
             && crate::check::jsonpath_members(text)
@@ -47,7 +48,11 @@ pub fn run(run: &mut PackRun<'_>) {
             now_values.insert(name.clone(), last.unwrap_or(Value::Null));
             continue;
         }
-        let found: Vec<Value> = js_path_process(query, &root)
+        let selected = match &watch.within {
+            Some((member, query)) => js_path_process(query, run.vars.get(member)),
+            None => js_path_process(&watch.query, root.get_or_insert_with(|| run.vars.root())),
+        };
+        let found: Vec<Value> = selected
             .map(|r| r.into_iter().map(|q| q.val.clone()).collect())
             .unwrap_or_default();
         let value = if singular(text) {

@@ -25,19 +25,7 @@ pub struct Vars<'a> {
     jinja_cache: RefCell<Option<BTreeMap<String, minijinja::Value>>>,
 }
 
-/// The variables every script and template may read.
-pub const NAMES: [&str; 10] = [
-    "deal",
-    "company",
-    "opportunity",
-    "aws_summary",
-    "snapshots",
-    "previous",
-    "event",
-    "settings",
-    "thresholds",
-    "now",
-];
+pub use crate::context::VARIABLES as NAMES;
 
 static NULL: Value = Value::Null;
 
