@@ -159,8 +159,8 @@ fn main() {
         let began = Instant::now();
         let mut summary = Summary::default();
         let read = read_runs(&state, &RunFilter::default(), |run| {
-            let replayed = replay(&run, rules);
-            summary.add(&run, &replayed);
+            let replayed = replay(run, rules);
+            summary.add(run, &replayed);
         })
         .unwrap();
         let took = began.elapsed();

@@ -46,16 +46,16 @@ fn replay_all(args: &Args) -> Result<ExitCode, String> {
         if !args.runs.is_empty() && !args.runs.contains(&run.id) {
             return;
         }
-        let replayed = replay(&run, &rules);
-        summary.add(&run, &replayed);
+        let replayed = replay(run, &rules);
+        summary.add(run, &replayed);
         if summary.replayed.is_multiple_of(1_000) {
             progress.set(summary.replayed);
         }
         if args.export.is_some() {
-            exported.push(case(&run, &rules));
+            exported.push(case(run, &rules));
         }
         if !replayed.changes.is_empty() {
-            changed.push((run, replayed));
+            changed.push((run.clone(), replayed));
         }
     })
     .map_err(|e| e.to_string())?;

@@ -117,12 +117,13 @@ impl RunLog for SqliteStore {
 
 /// Reads the recorded runs `filter` names from the state file at `path`, oldest
 /// first, through a read-only connection: a running service goes on undisturbed
-/// (WAL readers do not block its writer), and the file is never changed. Returns
-/// how many were read.
+/// (WAL readers do not block its writer), and the file is never changed. Each run
+/// is lent to `each` (many runs share one opportunity or summary, parsed once and
+/// moved from run to run rather than copied). Returns how many were read.
 pub fn read_runs(
     path: &Path,
     filter: &RunFilter,
-    mut each: impl FnMut(RecordedRun),
+    mut each: impl FnMut(&RecordedRun),
 ) -> Result<u64, StoreError> {
     let opening = |source| StoreError::Open {
         path: path.to_path_buf(),
@@ -175,22 +176,24 @@ pub fn read_runs(
         row.get::<_, String>(i).map_err(err)
     };
     while let Some(row) = rows.next().map_err(err)? {
-        let mut value = |hash: Option<String>| -> Result<Option<Value>, StoreError> {
+        // Taken from the cache for this run, and put back after it.
+        let mut value = |hash: &Option<String>| -> Result<Option<Value>, StoreError> {
             let Some(hash) = hash else { return Ok(None) };
-            if let Some(v) = blobs.get(&hash) {
-                return Ok(Some(v.clone()));
+            if let Some(v) = blobs.remove(hash) {
+                return Ok(Some(v));
             }
             let json: String = blob.query_row(params![hash], |r| r.get(0)).map_err(err)?;
-            let v: Value = serde_json::from_str(&json).map_err(StoreError::Json)?;
-            blobs.insert(hash, v.clone());
-            Ok(Some(v))
+            serde_json::from_str(&json)
+                .map(Some)
+                .map_err(StoreError::Json)
         };
         let id: i64 = row.get(0).map_err(err)?;
         let at: i64 = row.get(1).map_err(err)?;
         let mut context: pcsync_engine::Context =
             serde_json::from_str(&text(row, 4)?).map_err(StoreError::Json)?;
-        context.opportunity = value(row.get(5).map_err(err)?)?;
-        context.aws_summary = value(row.get(6).map_err(err)?)?;
+        let hashes: [Option<String>; 2] = [row.get(5).map_err(err)?, row.get(6).map_err(err)?];
+        context.opportunity = value(&hashes[0])?;
+        context.aws_summary = value(&hashes[1])?;
         // Recorded whole (typed, in one pass); the inbox's compact form otherwise.
         let event_text = text(row, 3)?;
         let event = match serde_json::from_str::<pcsync_engine::Event>(&event_text) {
@@ -198,15 +201,25 @@ pub fn read_runs(
             Err(_) => event_of(&event_text)?,
         };
         let entries = serde_json::from_str(&text(row, 7)?).map_err(StoreError::Json)?;
-        each(RecordedRun {
+        let mut run = RecordedRun {
             id,
             at: jiff::Timestamp::from_nanosecond(i128::from(at)).unwrap_or_default(),
             pack: row.get(2).map_err(err)?,
             event,
             context,
             entries,
-        });
+        };
+        each(&run);
         read += 1;
+        let [opportunity, summary] = hashes;
+        for (hash, v) in [
+            (opportunity, run.context.opportunity.take()),
+            (summary, run.context.aws_summary.take()),
+        ] {
+            if let (Some(hash), Some(v)) = (hash, v) {
+                blobs.insert(hash, v);
+            }
+        }
     }
     Ok(read)
 }

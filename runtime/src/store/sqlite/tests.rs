@@ -505,7 +505,7 @@ fn recorded_runs_read_back_share_their_opportunity_and_are_pruned_by_age_and_siz
     s.record_runs(&[run("e1", "101", 0)]).unwrap();
     let read = |filter: RunFilter| {
         let mut got = Vec::new();
-        crate::store::read_runs(&path, &filter, |r| got.push(r)).unwrap();
+        crate::store::read_runs(&path, &filter, |r| got.push(r.clone())).unwrap();
         got
     };
     let all = read(RunFilter::default());
