@@ -562,6 +562,17 @@ async fn search(State(hs): Hs, body: Bytes) -> Response {
         );
     }
     let requested = requested_properties(&body);
+    let groups: Vec<Vec<Filter>> = groups
+        .iter()
+        .map(|g| {
+            g["filters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(Filter::new)
+                .collect()
+        })
+        .collect();
     let (sort_by, descending) = match body["sorts"].as_array().and_then(|s| s.first()) {
         Some(Value::String(s)) => match s.strip_prefix('-') {
             Some(name) => (name.to_string(), true),
@@ -578,20 +589,11 @@ async fn search(State(hs): Hs, body: Bytes) -> Response {
     };
     // Filtered and sorted in place; only the page is copied out.
     let (total, page) = hs.with_store(|s| {
-        let mut deals: Vec<(Option<String>, &Object)> = s
+        let mut deals: Vec<(Option<std::borrow::Cow<str>>, &Object)> = s
             .deals
             .values()
-            .filter(|d| {
-                groups.is_empty()
-                    || groups.iter().any(|g| {
-                        g["filters"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .all(|f| filter(d, f))
-                    })
-            })
-            .map(|d| (d.value(&sort_by), d))
+            .filter(|d| groups.is_empty() || groups.iter().any(|g| g.iter().all(|f| f.matches(d))))
+            .map(|d| (d.value_ref(&sort_by), d))
             .collect();
         deals.sort_by(|(a, x), (b, y)| {
             compare(a.as_deref(), b.as_deref()).then_with(|| x.id.cmp(&y.id))
@@ -627,78 +629,96 @@ fn compare(a: Option<&str>, b: Option<&str>) -> std::cmp::Ordering {
     }
 }
 
-/// One search filter against a deal. String comparisons ignore case, except for
-/// enumerations such as `dealstage` (reference §3.4).
-fn filter(deal: &Object, f: &Value) -> bool {
-    let name = f["propertyName"].as_str().unwrap_or_default();
-    let value = deal.value(name);
-    let want = f["value"]
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| f["value"].as_number().map(|n| n.to_string()));
-    let enumeration = matches!(
-        name,
-        "dealstage" | "pipeline" | "deal_currency_code" | "dealtype" | "hubspot_owner_id"
-    );
-    let eq = |a: &str, b: &str| -> bool {
-        if enumeration {
+/// One search filter (reference §3.4), read from the request once and then tried
+/// against each deal. String comparisons ignore case, except for enumerations
+/// such as `dealstage`.
+struct Filter {
+    name: String,
+    operator: String,
+    want: Option<String>,
+    high: Option<String>,
+    values: Vec<String>,
+    enumeration: bool,
+}
+
+impl Filter {
+    fn new(f: &Value) -> Filter {
+        let name = f["propertyName"].as_str().unwrap_or_default().to_string();
+        let enumeration = matches!(
+            name.as_str(),
+            "dealstage" | "pipeline" | "deal_currency_code" | "dealtype" | "hubspot_owner_id"
+        );
+        Filter {
+            want: f["value"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| f["value"].as_number().map(|n| n.to_string())),
+            high: f["highValue"].as_str().map(str::to_string),
+            values: f["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            operator: f["operator"].as_str().unwrap_or("EQ").to_string(),
+            enumeration,
+            name,
+        }
+    }
+
+    fn eq(&self, a: &str, b: &str) -> bool {
+        if self.enumeration {
             a == b
         } else if let (Ok(x), Ok(y)) = (a.parse::<f64>(), b.parse::<f64>()) {
             x == y
         } else {
             a.eq_ignore_ascii_case(b)
         }
-    };
-    let ord = |w: &Option<String>| {
-        value
-            .as_deref()
-            .zip(w.as_deref())
-            .map(|(v, w)| compare(Some(v), Some(w)))
-    };
-    match f["operator"].as_str().unwrap_or("EQ") {
-        "EQ" => value
-            .as_deref()
-            .zip(want.as_deref())
-            .is_some_and(|(v, w)| eq(v, w)),
-        "NEQ" => !value
-            .as_deref()
-            .zip(want.as_deref())
-            .is_some_and(|(v, w)| eq(v, w)),
-        "LT" => ord(&want).is_some_and(|o| o.is_lt()),
-        "LTE" => ord(&want).is_some_and(|o| o.is_le()),
-        "GT" => ord(&want).is_some_and(|o| o.is_gt()),
-        "GTE" => ord(&want).is_some_and(|o| o.is_ge()),
-        "BETWEEN" => {
-            let high = f["highValue"].as_str().map(str::to_string);
-            ord(&want).is_some_and(|o| o.is_ge()) && ord(&high).is_some_and(|o| o.is_le())
-        }
-        "IN" | "NOT_IN" => {
-            let values: Vec<String> = f["values"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
-            let inside = value
-                .as_deref()
-                .is_some_and(|v| values.iter().any(|w| eq(v, w)));
-            (f["operator"] == "IN") == inside
-        }
-        "HAS_PROPERTY" => value.is_some(),
-        "NOT_HAS_PROPERTY" => value.is_none(),
-        "CONTAINS_TOKEN" | "NOT_CONTAINS_TOKEN" => {
-            let pattern = want.unwrap_or_default().to_lowercase();
-            let found = value.as_deref().is_some_and(|v| {
-                v.to_lowercase()
-                    .split_whitespace()
-                    .any(|token| match pattern.strip_suffix('*') {
-                        Some(prefix) => token.starts_with(prefix.trim_start_matches('*')),
-                        None => token == pattern.trim_start_matches('*'),
+    }
+
+    fn matches(&self, deal: &Object) -> bool {
+        let value = deal.value_ref(&self.name);
+        let value = value.as_deref();
+        let ord = |w: &Option<String>| {
+            value
+                .zip(w.as_deref())
+                .map(|(v, w)| compare(Some(v), Some(w)))
+        };
+        match self.operator.as_str() {
+            "EQ" => value
+                .zip(self.want.as_deref())
+                .is_some_and(|(v, w)| self.eq(v, w)),
+            "NEQ" => !value
+                .zip(self.want.as_deref())
+                .is_some_and(|(v, w)| self.eq(v, w)),
+            "LT" => ord(&self.want).is_some_and(|o| o.is_lt()),
+            "LTE" => ord(&self.want).is_some_and(|o| o.is_le()),
+            "GT" => ord(&self.want).is_some_and(|o| o.is_gt()),
+            "GTE" => ord(&self.want).is_some_and(|o| o.is_ge()),
+            "BETWEEN" => {
+                ord(&self.want).is_some_and(|o| o.is_ge())
+                    && ord(&self.high).is_some_and(|o| o.is_le())
+            }
+            "IN" | "NOT_IN" => {
+                let inside = value.is_some_and(|v| self.values.iter().any(|w| self.eq(v, w)));
+                (self.operator == "IN") == inside
+            }
+            "HAS_PROPERTY" => value.is_some(),
+            "NOT_HAS_PROPERTY" => value.is_none(),
+            "CONTAINS_TOKEN" | "NOT_CONTAINS_TOKEN" => {
+                let pattern = self.want.as_deref().unwrap_or_default().to_lowercase();
+                let found = value.is_some_and(|v| {
+                    v.to_lowercase().split_whitespace().any(|token| {
+                        match pattern.strip_suffix('*') {
+                            Some(prefix) => token.starts_with(prefix.trim_start_matches('*')),
+                            None => token == pattern.trim_start_matches('*'),
+                        }
                     })
-            });
-            (f["operator"] == "CONTAINS_TOKEN") == found
+                });
+                (self.operator == "CONTAINS_TOKEN") == found
+            }
+            _ => false,
         }
-        _ => false,
     }
 }
 

@@ -1,6 +1,7 @@
 //! HubSpot's CRM data: deals, notes, tasks, property definitions, owners and the
 //! default pipeline, in the CRM v3 object shape (reference §3.1).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
@@ -331,11 +332,21 @@ impl Object {
 
     /// A property's value, including the ones HubSpot maintains itself.
     pub fn value(&self, name: &str) -> Option<String> {
+        self.value_ref(name).map(Cow::into_owned)
+    }
+
+    /// [`Object::value`] without copying a stored value (searches look at every
+    /// deal).
+    pub fn value_ref(&self, name: &str) -> Option<Cow<'_, str>> {
         match name {
-            "hs_object_id" => Some(self.id.clone()),
-            "createdate" => Some(iso(self.created_at)),
-            "hs_lastmodifieddate" => Some(iso(self.updated_at)),
-            _ => self.properties.get(name).cloned().filter(|v| !v.is_empty()),
+            "hs_object_id" => Some(Cow::Borrowed(&self.id)),
+            "createdate" => Some(Cow::Owned(iso(self.created_at))),
+            "hs_lastmodifieddate" => Some(Cow::Owned(iso(self.updated_at))),
+            _ => self
+                .properties
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .map(|v| Cow::Borrowed(v.as_str())),
         }
     }
 }
