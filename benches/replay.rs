@@ -144,13 +144,14 @@ fn main() {
     let began = Instant::now();
     let mut n = 0u64;
     read_runs(&state, &RunFilter::default(), |run| {
-        n += run.entries.len() as u64;
+        n += run.entries_json.len() as u64;
     })
     .unwrap();
     let took = began.elapsed();
     println!(
-        "replay (reading only): {written} runs in {took:.2?}: {:.0} runs/s ({n} plan lines)",
-        written as f64 / took.as_secs_f64()
+        "replay (reading only): {written} runs in {took:.2?}: {:.0} runs/s ({:.0} MB of plan lines)",
+        written as f64 / took.as_secs_f64(),
+        n as f64 / 1e6
     );
     for (name, rules) in [
         ("unchanged", &rules_now),
@@ -160,7 +161,7 @@ fn main() {
         let mut summary = Summary::default();
         let read = read_runs(&state, &RunFilter::default(), |run| {
             let replayed = replay(run, rules);
-            summary.add(run, &replayed);
+            summary.add(&replayed);
         })
         .unwrap();
         let took = began.elapsed();

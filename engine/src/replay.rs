@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::compile::RuleSet;
 use crate::context::Context;
 use crate::event::Event;
-use crate::plan::{Decision, PackPlan, PlanEntry, plan_pack, triggered};
+use crate::plan::{Decision, PackPlan, PlanEntry, plan_pack_traced, triggered};
 
 /// One pack run as the service recorded it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,9 +31,18 @@ pub struct RecordedRun {
     pub event: Event,
     /// What it saw (with the configured fields redacted).
     pub context: Context,
-    /// What it planned: its writes, its verdict when not proceeding, the state it
-    /// records.
-    pub entries: Vec<PlanEntry>,
+    /// What it planned (its writes, its verdict when not proceeding, the state it
+    /// records) as the JSON text of its [`PlanEntry`] lines. Kept as text: most
+    /// runs replay to the same text, and only the others are read into lines.
+    pub entries_json: String,
+}
+
+impl RecordedRun {
+    /// The recorded plan's lines.
+    pub fn entries(&self) -> Result<Vec<PlanEntry>, String> {
+        serde_json::from_str(&self.entries_json)
+            .map_err(|e| format!("the recorded plan of run #{} does not read: {e}", self.id))
+    }
 }
 
 /// A pack's plan as [`PlanEntry`] lines: its writes, then its verdict when it did
@@ -108,6 +117,11 @@ pub enum Change {
         /// Field by field.
         fields: Vec<FieldDiff>,
     },
+    /// The recorded plan could not be read (a damaged record): nothing to compare.
+    Unreadable {
+        /// Why.
+        error: String,
+    },
 }
 
 impl Change {
@@ -119,6 +133,7 @@ impl Change {
             Change::Changed { kind, .. } => format!("changed {kind}"),
             Change::Verdict { before, after, .. } => format!("verdict {before} -> {after}"),
             Change::State { .. } => "state".into(),
+            Change::Unreadable { .. } => "unreadable record".into(),
         }
     }
 }
@@ -145,8 +160,17 @@ pub struct Replayed {
     pub id: i64,
     /// What the candidate plans.
     pub entries: Vec<PlanEntry>,
+    /// What was recorded, when it is not the same text as `entries`.
+    pub recorded: Option<Vec<PlanEntry>>,
     /// How it differs from the record; empty when it does not.
     pub changes: Vec<Change>,
+}
+
+impl Replayed {
+    /// What was recorded.
+    pub fn recorded(&self) -> &[PlanEntry] {
+        self.recorded.as_deref().unwrap_or(&self.entries)
+    }
 }
 
 /// Plans `run` again with `rules`, at its time, on its context. A pack the
@@ -157,17 +181,38 @@ pub fn replay(run: &RecordedRun, rules: &RuleSet) -> Replayed {
         .iter()
         .find(|p| p.pack.name == run.pack && p.pack.enabled && triggered(&p.pack, &run.event));
     let entries = match pack {
-        Some(pack) => entries(&plan_pack(pack, rules, &run.event, &run.context, run.at)),
+        Some(pack) => entries(&plan_pack_traced(
+            pack,
+            rules,
+            &run.event,
+            &run.context,
+            run.at,
+            false,
+        )),
         None => Vec::new(),
     };
-    let changes = if run.entries == entries {
-        Vec::new()
+    // The same text is the same plan; only a run that differs is read and compared
+    // line by line (a difference in text alone, such as member order, is none).
+    let same = serde_json::to_string(&entries).is_ok_and(|text| text == run.entries_json);
+    let (recorded, changes) = if same {
+        (None, Vec::new())
     } else {
-        diff(&run.entries, &entries)
+        match run.entries() {
+            Ok(before) => {
+                let changes = if before == entries {
+                    Vec::new()
+                } else {
+                    diff(&before, &entries)
+                };
+                (Some(before), changes)
+            }
+            Err(error) => (Some(Vec::new()), vec![Change::Unreadable { error }]),
+        }
     };
     Replayed {
         id: run.id,
         entries,
+        recorded,
         changes,
     }
 }
@@ -386,7 +431,7 @@ pub struct Summary {
 
 impl Summary {
     /// Counts one replayed run.
-    pub fn add(&mut self, run: &RecordedRun, replayed: &Replayed) {
+    pub fn add(&mut self, replayed: &Replayed) {
         self.replayed += 1;
         if replayed.changes.is_empty() {
             self.unchanged += 1;
@@ -396,10 +441,11 @@ impl Summary {
         for c in &replayed.changes {
             *self.by_kind.entry(c.summary_kind()).or_default() += 1;
         }
-        let (vb, va) = (verdict_of(&run.entries), verdict_of(&replayed.entries));
+        let recorded = replayed.recorded();
+        let (vb, va) = (verdict_of(recorded), verdict_of(&replayed.entries));
         self.new_failures += u64::from(va == "fail" && vb != "fail");
         self.new_deferrals += u64::from(va == "defer" && vb != "defer");
-        self.notifications_before += run.entries.iter().filter(|e| notifies(e)).count() as u64;
+        self.notifications_before += recorded.iter().filter(|e| notifies(e)).count() as u64;
         self.notifications_after += replayed.entries.iter().filter(|e| notifies(e)).count() as u64;
     }
 }

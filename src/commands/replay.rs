@@ -47,7 +47,7 @@ fn replay_all(args: &Args) -> Result<ExitCode, String> {
             return;
         }
         let replayed = replay(run, &rules);
-        summary.add(run, &replayed);
+        summary.add(&replayed);
         if summary.replayed.is_multiple_of(1_000) {
             progress.set(summary.replayed);
         }
@@ -243,6 +243,7 @@ fn change_lines(change: &Change) -> Vec<String> {
             out.extend(fields(f));
             out
         }
+        Change::Unreadable { error } => vec![format!("  ? {error}")],
     }
 }
 

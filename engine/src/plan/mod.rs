@@ -82,7 +82,21 @@ pub fn plan_pack(
     ctx: &Context,
     now: Timestamp,
 ) -> PackPlan {
+    plan_pack_traced(pack, rules, event, ctx, now, true)
+}
+
+/// [`plan_pack`] with its trace kept or not (empty): a replay compares plans,
+/// and building each step's words is a good part of planning.
+pub fn plan_pack_traced(
+    pack: &CompiledPack,
+    rules: &RuleSet,
+    event: &Event,
+    ctx: &Context,
+    now: Timestamp,
+    traced: bool,
+) -> PackPlan {
     let mut run = PackRun::new(pack, rules, event, ctx, now);
+    run.traced = traced;
     run.step("/on", "triggered", None, None);
     run.run();
     let verdict = run.verdict.unwrap_or(Verdict::Proceed);
@@ -256,6 +270,8 @@ struct PackRun<'a> {
     verdict: Option<Verdict>,
     state: Option<StateRecord>,
     trace: Vec<TraceStep>,
+    /// Whether the steps are kept (a replay compares plans only).
+    traced: bool,
 }
 
 impl<'a> PackRun<'a> {
@@ -276,6 +292,7 @@ impl<'a> PackRun<'a> {
             verdict: None,
             state: None,
             trace: Vec::new(),
+            traced: true,
         }
     }
 
@@ -288,6 +305,9 @@ impl<'a> PackRun<'a> {
     }
 
     fn step(&mut self, at: &str, decision: &str, input: Option<Value>, output: Option<Value>) {
+        if !self.traced {
+            return;
+        }
         self.trace.push(TraceStep {
             pack: self.name(),
             at: at.to_string(),

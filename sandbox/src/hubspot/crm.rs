@@ -5,6 +5,7 @@
 // every early answer would buy nothing on this path.
 #![allow(clippy::result_large_err)]
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -589,15 +590,13 @@ async fn search(State(hs): Hs, body: Bytes) -> Response {
     };
     // Filtered and sorted in place; only the page is copied out.
     let (total, page) = hs.with_store(|s| {
-        let mut deals: Vec<(Option<std::borrow::Cow<str>>, &Object)> = s
+        let mut deals: Vec<(Sortable<'_>, &Object)> = s
             .deals
             .values()
             .filter(|d| groups.is_empty() || groups.iter().any(|g| g.iter().all(|f| f.matches(d))))
-            .map(|d| (d.value_ref(&sort_by), d))
+            .map(|d| (Sortable::new(d.value_ref(&sort_by)), d))
             .collect();
-        deals.sort_by(|(a, x), (b, y)| {
-            compare(a.as_deref(), b.as_deref()).then_with(|| x.id.cmp(&y.id))
-        });
+        deals.sort_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.id.cmp(&y.id)));
         if descending {
             deals.reverse();
         }
@@ -616,16 +615,31 @@ async fn search(State(hs): Hs, body: Bytes) -> Response {
     axum::Json(out).into_response()
 }
 
-fn compare(a: Option<&str>, b: Option<&str>) -> std::cmp::Ordering {
-    match (
-        a.and_then(|x| x.parse::<f64>().ok()),
-        b.and_then(|x| x.parse::<f64>().ok()),
-    ) {
-        (Some(x), Some(y)) => x.total_cmp(&y),
-        _ => match (a.and_then(millis), b.and_then(millis)) {
-            (Some(x), Some(y)) => x.cmp(&y),
-            _ => a.cmp(&b),
-        },
+/// A value as searches order it, read once: two numbers compare as numbers, two
+/// times (or dates) as times, anything else as text.
+struct Sortable<'a> {
+    text: Option<Cow<'a, str>>,
+    number: Option<f64>,
+    millis: Option<i64>,
+}
+
+impl<'a> Sortable<'a> {
+    fn new(text: Option<Cow<'a, str>>) -> Self {
+        Sortable {
+            number: text.as_deref().and_then(|x| x.parse::<f64>().ok()),
+            millis: text.as_deref().and_then(millis),
+            text,
+        }
+    }
+
+    fn cmp(&self, other: &Sortable<'_>) -> std::cmp::Ordering {
+        match (self.number, other.number) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            _ => match (self.millis, other.millis) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                _ => self.text.as_deref().cmp(&other.text.as_deref()),
+            },
+        }
     }
 }
 
@@ -636,7 +650,9 @@ struct Filter {
     name: String,
     operator: String,
     want: Option<String>,
-    high: Option<String>,
+    /// `want` and `highValue` as orderings read them.
+    low: Sortable<'static>,
+    high: Sortable<'static>,
     values: Vec<String>,
     enumeration: bool,
 }
@@ -648,12 +664,14 @@ impl Filter {
             name.as_str(),
             "dealstage" | "pipeline" | "deal_currency_code" | "dealtype" | "hubspot_owner_id"
         );
+        let want = f["value"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| f["value"].as_number().map(|n| n.to_string()));
         Filter {
-            want: f["value"]
-                .as_str()
-                .map(str::to_string)
-                .or_else(|| f["value"].as_number().map(|n| n.to_string())),
-            high: f["highValue"].as_str().map(str::to_string),
+            low: Sortable::new(want.clone().map(Cow::Owned)),
+            high: Sortable::new(f["highValue"].as_str().map(|h| Cow::Owned(h.to_string()))),
+            want,
             values: f["values"]
                 .as_array()
                 .into_iter()
@@ -679,10 +697,10 @@ impl Filter {
     fn matches(&self, deal: &Object) -> bool {
         let value = deal.value_ref(&self.name);
         let value = value.as_deref();
-        let ord = |w: &Option<String>| {
+        let ord = |w: &Sortable<'_>| {
             value
-                .zip(w.as_deref())
-                .map(|(v, w)| compare(Some(v), Some(w)))
+                .filter(|_| w.text.is_some())
+                .map(|v| Sortable::new(Some(Cow::Borrowed(v))).cmp(w))
         };
         match self.operator.as_str() {
             "EQ" => value
@@ -691,12 +709,12 @@ impl Filter {
             "NEQ" => !value
                 .zip(self.want.as_deref())
                 .is_some_and(|(v, w)| self.eq(v, w)),
-            "LT" => ord(&self.want).is_some_and(|o| o.is_lt()),
-            "LTE" => ord(&self.want).is_some_and(|o| o.is_le()),
-            "GT" => ord(&self.want).is_some_and(|o| o.is_gt()),
-            "GTE" => ord(&self.want).is_some_and(|o| o.is_ge()),
+            "LT" => ord(&self.low).is_some_and(|o| o.is_lt()),
+            "LTE" => ord(&self.low).is_some_and(|o| o.is_le()),
+            "GT" => ord(&self.low).is_some_and(|o| o.is_gt()),
+            "GTE" => ord(&self.low).is_some_and(|o| o.is_ge()),
             "BETWEEN" => {
-                ord(&self.want).is_some_and(|o| o.is_ge())
+                ord(&self.low).is_some_and(|o| o.is_ge())
                     && ord(&self.high).is_some_and(|o| o.is_le())
             }
             "IN" | "NOT_IN" => {

@@ -158,7 +158,11 @@ pub fn read_runs(
     let mut blob = conn
         .prepare("SELECT json FROM run_blob WHERE hash = ?1")
         .map_err(err)?;
-    let mut blobs: HashMap<String, Value> = HashMap::new();
+    // Opportunities and summaries already read, by digest, each kind on its own so
+    // that many distinct summaries never push the opportunities out. Bounded: a long
+    // record holds many distinct summaries, and keeping them all only costs memory.
+    const CACHED: usize = 16_384;
+    let mut blobs: [HashMap<String, Value>; 2] = [HashMap::new(), HashMap::new()];
     let mut rows = q
         .query(params![
             filter
@@ -172,14 +176,21 @@ pub fn read_runs(
         ])
         .map_err(err)?;
     let mut read = 0;
-    let text = |row: &rusqlite::Row<'_>, i: usize| -> Result<String, StoreError> {
-        row.get::<_, String>(i).map_err(err)
-    };
+    // Read in place, not copied out of SQLite's row.
+    fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StoreError> {
+        row.get_ref(i).map_err(err)?.as_str().map_err(|e| {
+            err(rusqlite::Error::FromSqlConversionFailure(
+                i,
+                rusqlite::types::Type::Text,
+                Box::new(e),
+            ))
+        })
+    }
     while let Some(row) = rows.next().map_err(err)? {
         // Taken from the cache for this run, and put back after it.
-        let mut value = |hash: &Option<String>| -> Result<Option<Value>, StoreError> {
+        let mut value = |kind: usize, hash: &Option<String>| -> Result<Option<Value>, StoreError> {
             let Some(hash) = hash else { return Ok(None) };
-            if let Some(v) = blobs.remove(hash) {
+            if let Some(v) = blobs[kind].remove(hash) {
                 return Ok(Some(v));
             }
             let json: String = blob.query_row(params![hash], |r| r.get(0)).map_err(err)?;
@@ -190,34 +201,37 @@ pub fn read_runs(
         let id: i64 = row.get(0).map_err(err)?;
         let at: i64 = row.get(1).map_err(err)?;
         let mut context: pcsync_engine::Context =
-            serde_json::from_str(&text(row, 4)?).map_err(StoreError::Json)?;
+            serde_json::from_str(text(row, 4)?).map_err(StoreError::Json)?;
         let hashes: [Option<String>; 2] = [row.get(5).map_err(err)?, row.get(6).map_err(err)?];
-        context.opportunity = value(&hashes[0])?;
-        context.aws_summary = value(&hashes[1])?;
+        context.opportunity = value(0, &hashes[0])?;
+        context.aws_summary = value(1, &hashes[1])?;
         // Recorded whole (typed, in one pass); the inbox's compact form otherwise.
         let event_text = text(row, 3)?;
-        let event = match serde_json::from_str::<pcsync_engine::Event>(&event_text) {
+        let event = match serde_json::from_str::<pcsync_engine::Event>(event_text) {
             Ok(event) => event,
-            Err(_) => event_of(&event_text)?,
+            Err(_) => event_of(event_text)?,
         };
-        let entries = serde_json::from_str(&text(row, 7)?).map_err(StoreError::Json)?;
         let mut run = RecordedRun {
             id,
             at: jiff::Timestamp::from_nanosecond(i128::from(at)).unwrap_or_default(),
             pack: row.get(2).map_err(err)?,
             event,
             context,
-            entries,
+            entries_json: text(row, 7)?.to_string(),
         };
         each(&run);
         read += 1;
         let [opportunity, summary] = hashes;
-        for (hash, v) in [
-            (opportunity, run.context.opportunity.take()),
-            (summary, run.context.aws_summary.take()),
+        for (kind, hash, v) in [
+            (0, opportunity, run.context.opportunity.take()),
+            (1, summary, run.context.aws_summary.take()),
         ] {
+            let cache = &mut blobs[kind];
             if let (Some(hash), Some(v)) = (hash, v) {
-                blobs.insert(hash, v);
+                if cache.len() >= CACHED {
+                    cache.clear();
+                }
+                cache.insert(hash, v);
             }
         }
     }
