@@ -54,24 +54,28 @@ impl std::fmt::Debug for CompiledPack {
     }
 }
 
-/// A watched JSONPath. One that starts at a variable (`$.aws_summary.Insights…`)
-/// also runs as the rest of the path (`$.Insights…`) on that variable alone, which
-/// selects the same values without copying every variable into one root.
+/// A watched JSONPath, with what planning asks of it worked out once here. One that
+/// starts at a variable (`$.aws_summary.Insights…`) also runs as the rest of the
+/// path (`$.Insights…`) on that variable alone, which selects the same values
+/// without copying every variable into one root.
 pub struct Watch {
     /// The path as written, over the root of all variables.
     pub query: JpQuery,
+    /// The variable it reads (`aws_summary`), when the path names one.
+    pub source: Option<String>,
     /// The variable it starts at, and the rest of the path from there.
     pub within: Option<(&'static str, JpQuery)>,
+    /// Whether it names at most one value (no filter, wildcard, slice or descendant
+    /// step): the watch then holds that value, not a list.
+    pub singular: bool,
 }
 
 impl Watch {
     fn new(path: &str, query: JpQuery) -> Watch {
-        let within = path.strip_prefix("$.").and_then(|rest| {
-            let end = rest
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            let (member, tail) = rest.split_at(end);
+        let (source, _) = crate::check::jsonpath_members(path);
+        let within = source.as_deref().and_then(|member| {
             let member = crate::context::VARIABLES.iter().find(|n| **n == member)?;
+            let tail = &path["$.".len() + member.len()..];
             // Member and index steps only; a descent (`..`) keeps the whole root.
             let simple = tail.is_empty()
                 || tail.starts_with('[')
@@ -82,7 +86,16 @@ impl Watch {
             let query = jsonpath_rust::parser::parse_json_path(&format!("${tail}")).ok()?;
             Some((*member, query))
         });
-        Watch { query, within }
+        let singular = !(path.contains("[?")
+            || path.contains('*')
+            || path.contains("..")
+            || path.contains(':'));
+        Watch {
+            query,
+            source,
+            within,
+            singular,
+        }
     }
 }
 
@@ -949,6 +962,18 @@ mod tests {
                 None => assert_eq!(within, None, "{path}"),
             }
         }
+        // What it reads, even where it needs the whole root; and whether it names
+        // one value or a list.
+        let watch =
+            |path: &str| Watch::new(path, jsonpath_rust::parser::parse_json_path(path).unwrap());
+        assert_eq!(
+            watch("$.aws_summary..Score").source.as_deref(),
+            Some("aws_summary")
+        );
+        assert_eq!(watch("$..Email").source, None);
+        assert!(watch("$.aws_summary.Insights.OpportunityQuality.Score").singular);
+        assert!(!watch("$.aws_summary.OpportunityTeam[*].Email").singular);
+        assert!(!watch("$.aws_summary.OpportunityTeam[?@.BusinessTitle == 'x']").singular);
     }
 
     #[test]

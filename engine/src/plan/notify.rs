@@ -35,11 +35,10 @@ pub fn run(run: &mut PackRun<'_>) {
     .map(|(member, _)| member)
     .collect();
     for (name, watch) in &run.pack.watches {
-        let text = p.watch.get(name).map(|w| w.as_str()).unwrap_or_default();
-        let over_unread = !unread.is_empty()
-            && crate::check::jsonpath_members(text)
-                .0
-                .is_some_and(|source| unread.contains(&source.as_str()));
+        let over_unread = watch
+            .source
+            .as_deref()
+            .is_some_and(|source| unread.contains(&source));
         if over_unread {
             let last = previous.and_then(|s| s.watches.get(name)).cloned();
             if last.is_none() {
@@ -55,7 +54,7 @@ pub fn run(run: &mut PackRun<'_>) {
         let found: Vec<Value> = selected
             .map(|r| r.into_iter().map(|q| q.val.clone()).collect())
             .unwrap_or_default();
-        let value = if singular(text) {
+        let value = if watch.singular {
             found.into_iter().next().unwrap_or(Value::Null)
         } else {
             Value::Array(found)
@@ -241,12 +240,6 @@ pub fn run(run: &mut PackRun<'_>) {
             sent: new_keys,
         });
     }
-}
-
-/// Whether a JSONPath names at most one value (no filter, wildcard, slice or
-/// descendant step): its watch holds that value, not a list.
-fn singular(path: &str) -> bool {
-    !(path.contains("[?") || path.contains('*') || path.contains("..") || path.contains(':'))
 }
 
 fn present(v: &Value) -> bool {

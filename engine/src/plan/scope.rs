@@ -9,7 +9,7 @@ use rhai::{Dynamic, Engine, Scope};
 use serde_json::{Map, Value};
 
 use crate::compile::CompiledPack;
-use crate::context::Context;
+use crate::context::{Context, VARIABLES};
 use crate::event::Event;
 
 /// The variables of one pack evaluation. Each is built the first time something
@@ -20,12 +20,10 @@ pub struct Vars<'a> {
     event: &'a Event,
     ctx: &'a Context,
     now: Timestamp,
-    built: [OnceCell<Value>; NAMES.len()],
+    built: [OnceCell<Value>; VARIABLES.len()],
     rhai_cache: RefCell<BTreeMap<String, Dynamic>>,
     jinja_cache: RefCell<Option<BTreeMap<String, minijinja::Value>>>,
 }
-
-pub use crate::context::VARIABLES as NAMES;
 
 static NULL: Value = Value::Null;
 
@@ -57,7 +55,7 @@ impl<'a> Vars<'a> {
             "aws_summary" => return self.ctx.aws_summary.as_ref().unwrap_or(&NULL),
             _ => {}
         }
-        match NAMES.iter().position(|n| *n == name) {
+        match VARIABLES.iter().position(|n| *n == name) {
             Some(i) => self.built[i].get_or_init(|| self.build(name)),
             None => &NULL,
         }
@@ -253,7 +251,7 @@ impl<'a> Vars<'a> {
     /// The whole root, for JSONPath.
     pub fn root(&self) -> Value {
         Value::Object(
-            NAMES
+            VARIABLES
                 .iter()
                 .map(|n| (n.to_string(), self.get(n).clone()))
                 .collect(),
@@ -329,7 +327,7 @@ impl<'a> Vars<'a> {
                     name.clone(),
                     minijinja::Value::from(minijinja::value::Serde(v)),
                 );
-            } else if NAMES.contains(&name.as_str()) {
+            } else if VARIABLES.contains(&name.as_str()) {
                 let v = cache
                     .entry(name.clone())
                     .or_insert_with(|| {
