@@ -649,8 +649,8 @@ impl<'a> Sortable<'a> {
 struct Filter {
     name: String,
     operator: String,
-    want: Option<String>,
-    /// `want` and `highValue` as orderings read them.
+    /// `value` (its text is what EQ and the token operators compare with), and
+    /// `highValue`, as orderings read them.
     low: Sortable<'static>,
     high: Sortable<'static>,
     values: Vec<String>,
@@ -664,14 +664,13 @@ impl Filter {
             name.as_str(),
             "dealstage" | "pipeline" | "deal_currency_code" | "dealtype" | "hubspot_owner_id"
         );
-        let want = f["value"]
+        let value = f["value"]
             .as_str()
             .map(str::to_string)
             .or_else(|| f["value"].as_number().map(|n| n.to_string()));
         Filter {
-            low: Sortable::new(want.clone().map(Cow::Owned)),
+            low: Sortable::new(value.map(Cow::Owned)),
             high: Sortable::new(f["highValue"].as_str().map(|h| Cow::Owned(h.to_string()))),
-            want,
             values: f["values"]
                 .as_array()
                 .into_iter()
@@ -704,10 +703,10 @@ impl Filter {
         };
         match self.operator.as_str() {
             "EQ" => value
-                .zip(self.want.as_deref())
+                .zip(self.low.text.as_deref())
                 .is_some_and(|(v, w)| self.eq(v, w)),
             "NEQ" => !value
-                .zip(self.want.as_deref())
+                .zip(self.low.text.as_deref())
                 .is_some_and(|(v, w)| self.eq(v, w)),
             "LT" => ord(&self.low).is_some_and(|o| o.is_lt()),
             "LTE" => ord(&self.low).is_some_and(|o| o.is_le()),
@@ -724,7 +723,7 @@ impl Filter {
             "HAS_PROPERTY" => value.is_some(),
             "NOT_HAS_PROPERTY" => value.is_none(),
             "CONTAINS_TOKEN" | "NOT_CONTAINS_TOKEN" => {
-                let pattern = self.want.as_deref().unwrap_or_default().to_lowercase();
+                let pattern = self.low.text.as_deref().unwrap_or_default().to_lowercase();
                 let found = value.is_some_and(|v| {
                     v.to_lowercase().split_whitespace().any(|token| {
                         match pattern.strip_suffix('*') {
