@@ -136,6 +136,10 @@ pub fn read_runs(
     .map_err(opening)?;
     conn.pragma_update(None, "busy_timeout", 5000)
         .map_err(opening)?;
+    // Pages straight from the file mapping, not copied by a read(2) each: a
+    // replay walks the whole record and looks its summaries up at random.
+    conn.pragma_update(None, "mmap_size", 1i64 << 32)
+        .map_err(opening)?;
     let has_runs: bool = conn
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'run')",
