@@ -173,6 +173,9 @@ fn main() {
             let took = began.elapsed();
             assert_eq!(read as usize, written, "every run read");
             times[k].push(read as f64 / took.as_secs_f64());
+            if std::env::var_os("PCSYNC_BENCH_EACH").is_some() {
+                eprintln!("  {name}: {:.0} runs/s", read as f64 / took.as_secs_f64());
+            }
             if times[k].len() == 1 {
                 let by_kind: Value = serde_json::to_value(&summary.by_kind).unwrap();
                 match rules {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use jsonpath_rust::parser::model::JpQuery;
+use jsonpath_rust::parser::model::{JpQuery, Segment, Selector};
 use minijinja::Environment;
 use rhai::{AST, Dynamic, Engine, ParseErrorType, Scope};
 use serde_json::Value;
@@ -65,6 +65,10 @@ pub struct Watch {
     pub source: Option<String>,
     /// The variable it starts at, and the rest of the path from there.
     pub within: Option<(&'static str, JpQuery)>,
+    /// That rest as plain member and index steps, when it is only those
+    /// (`.Insights.OpportunityQuality.Score`, `[0]`): walked directly, with no
+    /// query engine and no result paths built.
+    pub steps: Option<Vec<Step>>,
     /// Whether it names at most one value (no filter, wildcard, slice or descendant
     /// step): the watch then holds that value, not a list.
     pub singular: bool,
@@ -90,13 +94,52 @@ impl Watch {
             || path.contains('*')
             || path.contains("..")
             || path.contains(':'));
+        let steps = within.as_ref().and_then(|(_, rest)| {
+            rest.segments
+                .iter()
+                .map(|segment| match segment {
+                    Segment::Selector(Selector::Name(name)) => Some(Step::Member(name.clone())),
+                    Segment::Selector(Selector::Index(i)) => Some(Step::Index(*i)),
+                    _ => None,
+                })
+                .collect()
+        });
         Watch {
             query,
             source,
             within,
+            steps,
             singular,
         }
     }
+}
+
+/// One step of a plain path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// An object's member.
+    Member(String),
+    /// An array's item; a negative index counts from the end.
+    Index(i64),
+}
+
+/// The value `steps` lead to from `value`, as JSONPath's member and index
+/// selectors find it (RFC 9535 2.3.1, 2.3.3), or `None`.
+pub fn walk<'v>(steps: &[Step], value: &'v Value) -> Option<&'v Value> {
+    steps.iter().try_fold(value, |v, step| match step {
+        Step::Member(name) => v.as_object()?.get(name),
+        Step::Index(i) => {
+            let items = v.as_array()?;
+            let at = if *i >= 0 {
+                usize::try_from(*i).ok()?
+            } else {
+                items
+                    .len()
+                    .checked_sub(usize::try_from(i.unsigned_abs()).ok()?)?
+            };
+            items.get(at)
+        }
+    })
 }
 
 /// A compiled Rhai script and the variables it refers to (only those are converted
@@ -907,7 +950,7 @@ impl RuleSet {
 
 #[cfg(test)]
 mod tests {
-    use super::{Watch, deal_fields};
+    use super::{Watch, deal_fields, walk};
     use jsonpath_rust::query::js_path_process;
     use serde_json::{Value, json};
 
@@ -930,26 +973,64 @@ mod tests {
                 .map(|r| r.into_iter().map(|x| x.val.clone()).collect())
                 .unwrap_or_default()
         };
-        for (path, within) in [
+        for (path, within, plain) in [
             (
                 "$.aws_summary.Insights.OpportunityQuality.Score",
                 Some("aws_summary"),
+                true,
             ),
             (
                 "$.aws_summary.OpportunityTeam[?@.BusinessTitle == 'AWSSalesRep'].Email",
                 Some("aws_summary"),
+                false,
             ),
             (
                 "$.aws_summary.OpportunityTeam[*].Email",
                 Some("aws_summary"),
+                false,
             ),
-            ("$.aws_summary['Insights']", Some("aws_summary")),
-            ("$.opportunity.LifeCycle.ReviewStatus", Some("opportunity")),
-            ("$.opportunity", Some("opportunity")),
-            ("$.company.name", Some("company")),
-            ("$.aws_summary..Score", None),
-            ("$.elsewhere.x", None),
-            ("$..Email", None),
+            (
+                "$.aws_summary.OpportunityTeam[1].Email",
+                Some("aws_summary"),
+                true,
+            ),
+            (
+                "$.aws_summary.OpportunityTeam[-2].Email",
+                Some("aws_summary"),
+                true,
+            ),
+            (
+                "$.aws_summary.OpportunityTeam[-3].Email",
+                Some("aws_summary"),
+                true,
+            ),
+            (
+                "$.aws_summary.OpportunityTeam[2]",
+                Some("aws_summary"),
+                true,
+            ),
+            ("$.aws_summary.Insights[0]", Some("aws_summary"), true),
+            (
+                "$.aws_summary.OpportunityTeam.Email",
+                Some("aws_summary"),
+                true,
+            ),
+            ("$.aws_summary['Insights']", Some("aws_summary"), true),
+            (
+                "$.aws_summary['Insights', 'OpportunityTeam']",
+                Some("aws_summary"),
+                false,
+            ),
+            (
+                "$.opportunity.LifeCycle.ReviewStatus",
+                Some("opportunity"),
+                true,
+            ),
+            ("$.opportunity", Some("opportunity"), true),
+            ("$.company.name", Some("company"), true),
+            ("$.aws_summary..Score", None, false),
+            ("$.elsewhere.x", None, false),
+            ("$..Email", None, false),
         ] {
             let query = jsonpath_rust::parser::parse_json_path(path).unwrap();
             let watch = Watch::new(path, query);
@@ -961,6 +1042,12 @@ mod tests {
                 }
                 None => assert_eq!(within, None, "{path}"),
             }
+            if let (Some(steps), Some((member, _))) = (&watch.steps, &watch.within) {
+                assert!(watch.singular, "{path}");
+                let walked: Vec<Value> = walk(steps, &root[*member]).cloned().into_iter().collect();
+                assert_eq!(walked, whole, "{path}");
+            }
+            assert_eq!(watch.steps.is_some(), plain, "{path}");
         }
         // What it reads, even where it needs the whole root; and whether it names
         // one value or a list.

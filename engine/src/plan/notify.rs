@@ -2,12 +2,15 @@
 //! decide which notification rules fire (once per change), and render them into
 //! tasks, notes and messages.
 
+use std::cell::OnceCell;
+
 use indexmap::IndexMap;
 use jsonpath_rust::query::js_path_process;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::{Effect, PackRun};
+use crate::compile::walk;
 use crate::context::StateRecord;
 use crate::model::{ChannelKind, Condition, Notification, NumberRef, Priority, PrioritySpec};
 
@@ -45,6 +48,11 @@ pub fn run(run: &mut PackRun<'_>) {
                 unknown.push(name.clone());
             }
             now_values.insert(name.clone(), last.unwrap_or(Value::Null));
+            continue;
+        }
+        if let (Some(steps), Some((member, _))) = (&watch.steps, &watch.within) {
+            let value = walk(steps, run.vars.get(member)).cloned();
+            now_values.insert(name.clone(), value.unwrap_or(Value::Null));
             continue;
         }
         let selected = match &watch.within {
@@ -91,31 +99,28 @@ pub fn run(run: &mut PackRun<'_>) {
     // A watch the last-known state lacks (added to the pack since, or left unread
     // until now) starts from its first value, as a first sighting does: a new watch
     // does not fire for every opportunity at once.
-    let before = |name: &str, now: &Value| {
-        previous
-            .and_then(|s| s.watches.get(name))
-            .cloned()
-            .unwrap_or_else(|| now.clone())
-    };
-    let mark = |name: &str, now: &Value| {
-        previous
-            .and_then(|s| s.marks.get(name))
-            .cloned()
-            .unwrap_or_else(|| before(name, now))
-    };
-    let watch_vars: Vec<(String, Value)> = now_values
+    let seen: Vec<Seen<'_>> = now_values
         .iter()
         .map(|(name, now)| {
-            (
-                name.clone(),
-                watch_var(&before(name, now), now, &mark(name, now)),
-            )
+            let before = previous.and_then(|s| s.watches.get(name)).unwrap_or(now);
+            let since = previous.and_then(|s| s.marks.get(name)).unwrap_or(before);
+            Seen {
+                name,
+                now,
+                before,
+                since,
+            }
         })
         .collect();
-    let mut marks: IndexMap<String, Value> = now_values
+    let mut marks: IndexMap<String, Value> = seen
         .iter()
-        .map(|(name, now)| (name.clone(), mark(name, now)))
+        .map(|w| (w.name.clone(), w.since.clone()))
         .collect();
+    // The watches as variables for conditions and templates, built when a rule
+    // first needs them: most runs fire nothing and run no script.
+    let watch_vars: OnceCell<Vec<(String, Value)>> = OnceCell::new();
+    let watch_vars =
+        || watch_vars.get_or_init(|| seen.iter().map(|w| (w.name.clone(), w.var())).collect());
 
     let mut sent: Vec<String> = previous.map(|s| s.sent.clone()).unwrap_or_default();
     let mut new_keys: Vec<String> = Vec::new();
@@ -130,15 +135,26 @@ pub fn run(run: &mut PackRun<'_>) {
             None => vec![None],
         };
         for item in items {
-            let mut extras: Vec<(&str, &Value)> =
-                watch_vars.iter().map(|(k, v)| (k.as_str(), v)).collect();
-            if let Some(item) = &item {
-                extras.push(("item", item));
-            }
-            let fires = match &rule.when {
+            let watched = match &rule.when {
                 None => Ok(true),
-                Some(c) => condition(run, &at, c, &watch_vars, &extras),
+                Some(c) => watch_holds(run, c, &seen),
             };
+            let mut extras: Vec<(&str, &Value)> = Vec::new();
+            let fires = watched.and_then(|holds| {
+                if !holds {
+                    return Ok(false);
+                }
+                extras = watch_vars().iter().map(|(k, v)| (k.as_str(), v)).collect();
+                if let Some(item) = &item {
+                    extras.push(("item", item));
+                }
+                match &rule.when {
+                    Some(c) if c.condition.is_some() => {
+                        run.vars.eval_bool(&format!("{at}/when/if"), &extras)
+                    }
+                    _ => Ok(true),
+                }
+            });
             match fires {
                 Ok(false) => {
                     run.step(&at, "not fired", None, None);
@@ -147,7 +163,7 @@ pub fn run(run: &mut PackRun<'_>) {
                 Err(e) => return run.fail(&at, &e),
                 Ok(true) => {}
             }
-            let key = match dedupe_key(run, &at, rule, &watch_vars, item.as_ref(), &extras) {
+            let key = match dedupe_key(run, &at, rule, &seen, item.as_ref(), &extras) {
                 Ok(k) => k,
                 Err(e) => return run.fail(&format!("{at}/key"), &e),
             };
@@ -250,9 +266,24 @@ fn present(v: &Value) -> bool {
     }
 }
 
-/// The variable a watch is in conditions and templates: `now`, `before` (last seen),
-/// `since` (when last notified about, or first seen), `changed`, `delta` (`now -
-/// since`, for numbers), `appeared`, `disappeared`.
+/// One watch in one run: its value now, when last seen (`before`), and when last
+/// notified about, or first seen (`since`).
+struct Seen<'a> {
+    name: &'a String,
+    now: &'a Value,
+    before: &'a Value,
+    since: &'a Value,
+}
+
+impl Seen<'_> {
+    /// The watch as a variable in conditions and templates: `now`, `before`,
+    /// `since`, `changed`, `delta` (`now - since`, for numbers), `appeared`,
+    /// `disappeared`.
+    fn var(&self) -> Value {
+        watch_var(self.before, self.now, self.since)
+    }
+}
+
 fn watch_var(before: &Value, now: &Value, since: &Value) -> Value {
     let mut m = Map::new();
     m.insert("now".into(), now.clone());
@@ -288,24 +319,19 @@ fn number(run: &PackRun<'_>, r: &NumberRef) -> f64 {
     }
 }
 
-fn condition(
-    run: &PackRun<'_>,
-    at: &str,
-    c: &Condition,
-    watches: &[(String, Value)],
-    extras: &[(&str, &Value)],
-) -> Result<bool, String> {
+/// Whether a condition's watch tests hold (true when it names no watch); its
+/// script, if any, is the caller's to run.
+fn watch_holds(run: &PackRun<'_>, c: &Condition, watches: &[Seen<'_>]) -> Result<bool, String> {
     if let Some(name) = &c.watch {
         let w = watches
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v)
+            .find(|w| w.name == name)
             .ok_or_else(|| format!("no watch `{name}`"))?;
-        let (before, now) = (&w["before"], &w["now"]);
+        let (before, now) = (w.before, w.now);
         let changed = before != now;
         let text = |v: &Value| super::mapping::text_of(v);
         let (b, n) = (before.as_f64(), now.as_f64());
-        let since = w["since"].as_f64();
+        let since = w.since.as_f64();
         let checks = [
             c.changed.map(|want| changed == want),
             (!c.changed_to.is_empty()).then(|| changed && c.changed_to.contains(&text(now))),
@@ -325,9 +351,6 @@ fn condition(
             return Ok(false);
         }
     }
-    if c.condition.is_some() {
-        return run.vars.eval_bool(&format!("{at}/when/if"), extras);
-    }
     Ok(true)
 }
 
@@ -335,7 +358,7 @@ fn dedupe_key(
     run: &PackRun<'_>,
     at: &str,
     rule: &Notification,
-    watches: &[(String, Value)],
+    watches: &[Seen<'_>],
     item: Option<&Value>,
     extras: &[(&str, &Value)],
 ) -> Result<String, String> {
@@ -344,13 +367,9 @@ fn dedupe_key(
     }
     let mut key = rule.name.clone();
     if let Some(name) = rule.when.as_ref().and_then(|c| c.watch.as_ref())
-        && let Some((_, w)) = watches.iter().find(|(n, _)| n == name)
+        && let Some(w) = watches.iter().find(|w| w.name == name)
     {
-        key.push_str(&format!(
-            ":{}->{}",
-            compact(&w["before"]),
-            compact(&w["now"])
-        ));
+        key.push_str(&format!(":{}->{}", compact(w.before), compact(w.now)));
     }
     if let Some(item) = item {
         let digest = Sha256::digest(item.to_string().as_bytes());
