@@ -7,6 +7,9 @@
 //!
 //!   cargo bench --bench replay
 //!   cargo bench --bench replay -- --only unchanged     (one kind of pass, to profile)
+//!
+//! `PCSYNC_BENCH_RUNS=N` records N runs instead (a smaller corpus for callgrind);
+//! `PCSYNC_BENCH_EACH=1` prints every pass.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -56,7 +59,11 @@ fn main() {
     let mut batch = Vec::new();
     let mut written = 0;
     let mut i = 0usize;
-    while written < RUNS {
+    let runs = std::env::var("PCSYNC_BENCH_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(RUNS);
+    while written < runs {
         let n = i % OPPORTUNITIES;
         let round = i / OPPORTUNITIES;
         let at = start + SignedDuration::from_secs((i * 6) as i64);

@@ -211,7 +211,7 @@ impl Checker<'_> {
                             values,
                             shape,
                             v,
-                            &format!("{at}/table/{}", escape(k)),
+                            &pointer_join(&format!("{at}/table"), k),
                             to.as_str(),
                         );
                     }
@@ -254,7 +254,7 @@ impl Checker<'_> {
                     let values = enum_values_of(shape);
                     if let Some(table) = &m.table {
                         for k in table.keys() {
-                            let pointer = format!("{at}/table/{}", escape(k));
+                            let pointer = pointer_join(&format!("{at}/table"), k);
                             if !values.is_empty() && !values.contains(&k.as_str()) {
                                 let mut d = invalid_enum(k, shape, from.as_str());
                                 d.help = did_you_mean(k, values.iter().copied()).or(d.help);
@@ -736,10 +736,6 @@ fn enum_values_of(shape: &Shape) -> &'static [&'static str] {
         ShapeKind::String(rules) => rules.enum_values,
         _ => &[],
     }
-}
-
-fn escape(segment: &str) -> String {
-    segment.replace('~', "~0").replace('/', "~1")
 }
 
 /// The root variable and the plain member names after it, for a JSONPath like

@@ -56,7 +56,7 @@ pub struct DealSnapshot {
     pub id: String,
     /// Property values. HubSpot sends text; numbers and booleans are accepted and
     /// read as text.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "presized::<_, _, 16>")]
     pub properties: IndexMap<String, Value>,
 }
 
@@ -78,12 +78,16 @@ impl DealSnapshot {
 #[serde(deny_unknown_fields)]
 pub struct PackState {
     /// The watched values when last seen.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "presized::<_, _, 8>")]
     pub watches: IndexMap<String, Value>,
     /// Per watch, the value when a notification about it last fired (or the first
     /// value seen). Thresholds such as `increased_by` measure from here, so a score
     /// that climbs a little at every poll still notifies once it has climbed enough.
-    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "IndexMap::is_empty",
+        deserialize_with = "presized::<_, _, 8>"
+    )]
     pub marks: IndexMap<String, Value>,
     /// Keys of notifications already sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -104,6 +108,36 @@ pub struct StateRecord {
     /// Notification keys sent by this run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sent: Vec<String>,
+}
+
+/// Reads a map with room for `N` members made first. JSON does not say how many
+/// members a map has, so a map read member by member grows (a reallocation and a
+/// rehash at 3, 7 and 14 members); a deal's properties and a pack's watches are
+/// read for every recorded run a replay plans, and a few at a time is most of
+/// their cost. Later members win, as with any map.
+fn presized<'de, D, V, const N: usize>(d: D) -> Result<IndexMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    struct Members<V, const N: usize>(std::marker::PhantomData<V>);
+    impl<'de, V: Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for Members<V, N> {
+        type Value = IndexMap<String, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = IndexMap::with_capacity(map.size_hint().unwrap_or(N).min(1024));
+            while let Some((k, v)) = map.next_entry()? {
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Members::<V, N>(std::marker::PhantomData))
 }
 
 impl PackState {

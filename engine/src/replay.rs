@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::compile::RuleSet;
-use crate::context::Context;
+use crate::context::{Context, StateRecord};
 use crate::event::Event;
-use crate::plan::{Decision, PackPlan, PlanEntry, plan_pack_traced, triggered};
+use crate::plan::{Decision, Effect, PackPlan, PlanEntry, plan_pack_traced, triggered};
 
 /// One pack run as the service recorded it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,15 +48,54 @@ impl RecordedRun {
 /// A pack's plan as [`PlanEntry`] lines: its writes, then its verdict when it did
 /// not proceed, then the state it would record (what the record keeps).
 pub fn entries(plan: &PackPlan) -> Vec<PlanEntry> {
-    let mut out: Vec<PlanEntry> = plan.writes.iter().cloned().map(PlanEntry::Write).collect();
-    out.extend(plan.decision().map(PlanEntry::Decision));
-    if let Some(record) = &plan.state {
-        out.push(PlanEntry::Decision(Decision::RecordState {
-            pack: plan.pack.clone(),
-            record: record.clone(),
-        }));
+    lines(
+        plan.pack.clone(),
+        plan.writes.clone(),
+        plan.decision(),
+        plan.state.clone(),
+    )
+}
+
+/// [`entries`], taking the plan rather than copying out of it.
+fn into_entries(plan: PackPlan) -> Vec<PlanEntry> {
+    let decision = plan.decision();
+    lines(plan.pack, plan.writes, decision, plan.state)
+}
+
+fn lines(
+    pack: String,
+    writes: Vec<Effect>,
+    decision: Option<Decision>,
+    state: Option<StateRecord>,
+) -> Vec<PlanEntry> {
+    let mut out: Vec<PlanEntry> = writes.into_iter().map(PlanEntry::Write).collect();
+    out.extend(decision.map(PlanEntry::Decision));
+    if let Some(record) = state {
+        out.push(PlanEntry::Decision(Decision::RecordState { pack, record }));
     }
     out
+}
+
+/// Whether `value` serializes to exactly `text`, compared as it is written: no
+/// copy of the text is made, and the first differing byte ends it.
+fn serializes_to<T: Serialize>(value: &T, text: &str) -> bool {
+    struct Against<'a>(&'a [u8]);
+    impl std::io::Write for Against<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            match self.0.strip_prefix(buf) {
+                Some(rest) => {
+                    self.0 = rest;
+                    Ok(buf.len())
+                }
+                None => Err(std::io::ErrorKind::InvalidData.into()),
+            }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut against = Against(text.as_bytes());
+    serde_json::to_writer(&mut against, value).is_ok() && against.0.is_empty()
 }
 
 /// How a run ended: `proceed`, `skip`, `defer` or `fail`.
@@ -181,7 +220,7 @@ pub fn replay(run: &RecordedRun, rules: &RuleSet) -> Replayed {
         .iter()
         .find(|p| p.pack.name == run.pack && p.pack.enabled && triggered(&p.pack, &run.event));
     let entries = match pack {
-        Some(pack) => entries(&plan_pack_traced(
+        Some(pack) => into_entries(plan_pack_traced(
             pack,
             rules,
             &run.event,
@@ -193,7 +232,7 @@ pub fn replay(run: &RecordedRun, rules: &RuleSet) -> Replayed {
     };
     // The same text is the same plan; only a run that differs is read and compared
     // line by line (a difference in text alone, such as member order, is none).
-    let same = serde_json::to_string(&entries).is_ok_and(|text| text == run.entries_json);
+    let same = serializes_to(&entries, &run.entries_json);
     let (recorded, changes) = if same {
         (None, Vec::new())
     } else {
@@ -453,7 +492,15 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Effect;
+
+    #[test]
+    fn text_is_compared_as_it_is_written() {
+        let value = serde_json::json!({"a": [1, "two"]});
+        assert!(serializes_to(&value, r#"{"a":[1,"two"]}"#));
+        assert!(!serializes_to(&value, r#"{"a":[1,"two"]}  "#), "longer");
+        assert!(!serializes_to(&value, r#"{"a":[1,"tw"#), "shorter");
+        assert!(!serializes_to(&value, r#"{"a":[1,"twO"]}"#), "different");
+    }
 
     fn note(body: &str) -> PlanEntry {
         PlanEntry::Write(Effect::CreateNote {

@@ -70,7 +70,17 @@ impl Document {
 
 /// Appends one JSON-pointer segment, escaped as RFC 6901 requires.
 pub fn pointer_join(base: &str, segment: &str) -> String {
-    format!("{base}/{}", segment.replace('~', "~0").replace('/', "~1"))
+    let mut out = String::with_capacity(base.len() + 1 + segment.len());
+    out.push_str(base);
+    out.push('/');
+    for c in segment.chars() {
+        match c {
+            '~' => out.push_str("~0"),
+            '/' => out.push_str("~1"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Parses `text` as one YAML document. Syntax errors and duplicate keys come back as
@@ -449,6 +459,13 @@ impl LineStarts {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn pointer_segments_are_escaped_as_rfc_6901_says() {
+        assert_eq!(pointer_join("/map", "dealname"), "/map/dealname");
+        assert_eq!(pointer_join("/map", "a/b~c"), "/map/a~1b~0c");
+        assert_eq!(pointer_join("", "~1"), "/~01");
+    }
 
     fn doc(text: &str) -> Document {
         let (doc, diags) = parse(FileId(0), text);

@@ -82,12 +82,28 @@ pub enum PathError {
 
 /// Splits `Project.ExpectedCustomerSpend[0].Amount` into steps.
 pub fn parse_path(path: &str) -> Result<Vec<PathStep>, PathError> {
+    path_steps(path)
+        .map(|step| {
+            step.map(|(name, index)| PathStep {
+                name: name.to_string(),
+                index,
+            })
+        })
+        .collect()
+}
+
+/// [`parse_path`]'s steps as they are read, borrowed from `path`: a member name
+/// and its list index, if any. For walking a path without allocating.
+pub fn path_steps(
+    path: &str,
+) -> impl Iterator<Item = Result<(&str, Option<usize>), PathError>> + '_ {
     let syntax = || PathError::Syntax(path.to_string());
-    if path.is_empty() {
-        return Err(syntax());
-    }
-    path.split('.')
-        .map(|part| {
+    let empty = path.is_empty().then(|| Err(syntax()));
+    let steps = (!path.is_empty())
+        .then(|| path.split('.'))
+        .into_iter()
+        .flatten()
+        .map(move |part| {
             let (name, index) = match part.split_once('[') {
                 Some((name, rest)) => {
                     let digits = rest.strip_suffix(']').ok_or_else(syntax)?;
@@ -100,12 +116,9 @@ pub fn parse_path(path: &str) -> Result<Vec<PathStep>, PathError> {
             if !valid {
                 return Err(syntax());
             }
-            Ok(PathStep {
-                name: name.to_string(),
-                index,
-            })
-        })
-        .collect()
+            Ok((name, index))
+        });
+    empty.into_iter().chain(steps)
 }
 
 /// Walks `path` from the shape `root` and returns the shape it names. Lists are
@@ -206,5 +219,33 @@ mod tests {
             parse_path("Project..Title"),
             Err(PathError::Syntax(_))
         ));
+    }
+
+    #[test]
+    fn path_steps_borrow_what_parse_path_copies() {
+        let path = "Project.ExpectedCustomerSpend[1].Amount";
+        let borrowed: Vec<_> = path_steps(path).collect::<Result<_, _>>().unwrap();
+        assert_eq!(
+            borrowed,
+            [
+                ("Project", None),
+                ("ExpectedCustomerSpend", Some(1)),
+                ("Amount", None)
+            ]
+        );
+        let copied = parse_path(path).unwrap();
+        assert!(
+            copied
+                .iter()
+                .zip(&borrowed)
+                .all(|(c, (name, index))| c.name == *name && c.index == *index)
+        );
+        for bad in ["", "Project.", "Project[x]", "1Project"] {
+            assert!(
+                path_steps(bad).any(|s| s.is_err()),
+                "`{bad}` has a step in error"
+            );
+            assert!(parse_path(bad).is_err(), "`{bad}` does not parse");
+        }
     }
 }

@@ -28,7 +28,7 @@ pub fn apply(run: &mut PackRun<'_>, mut changes: Vec<FieldChange>) -> Verdict {
     let status = lifecycle("ReviewStatus").unwrap_or_default();
     let stage = lifecycle("Stage").unwrap_or_default();
     for (i, rule) in run.p().immutable.iter().enumerate() {
-        let at = format!("/immutable/{i}");
+        let at = || format!("/immutable/{i}");
         let status_match = rule.review_status.is_empty()
             || rule.review_status.iter().any(|s| s.as_str() == status);
         let stage_match = rule.stage.is_empty() || rule.stage.iter().any(|s| s.as_str() == stage);
@@ -50,12 +50,14 @@ pub fn apply(run: &mut PackRun<'_>, mut changes: Vec<FieldChange>) -> Verdict {
             .map(|c| c.field.clone())
             .collect();
         if covered.is_empty() {
-            run.step(
-                &at,
-                &format!("applies ({status}), covers none of the changes"),
-                None,
-                None,
-            );
+            if run.traced {
+                run.step(
+                    &at(),
+                    &format!("applies ({status}), covers none of the changes"),
+                    None,
+                    None,
+                );
+            }
             continue;
         }
         let reason = rule.reason.clone().unwrap_or_else(|| {
@@ -68,7 +70,7 @@ pub fn apply(run: &mut PackRun<'_>, mut changes: Vec<FieldChange>) -> Verdict {
             ImmutableAction::SkipField => {
                 for field in &covered {
                     run.step(
-                        &at,
+                        &at(),
                         &format!("field skipped: {field} ({reason})"),
                         None,
                         None,
@@ -76,7 +78,7 @@ pub fn apply(run: &mut PackRun<'_>, mut changes: Vec<FieldChange>) -> Verdict {
                 }
                 changes.retain(|c| !covered.contains(&c.field));
             }
-            action => return Verdict::Stop(action, reason, at),
+            action => return Verdict::Stop(action, reason, at()),
         }
     }
     Verdict::Proceed(changes)

@@ -594,35 +594,36 @@ impl<'a> PackRun<'a> {
         creating: bool,
     ) {
         let old = if creating { None } else { self.current(field) };
-        if old.as_ref().is_some_and(|o| same_value(o, &new)) {
+        if old.is_some_and(|o| same_value(o, &new)) {
             self.step(at, "unchanged", input, Some(new));
             return;
         }
-        self.step(at, &format!("mapped to {field}"), input, Some(new.clone()));
+        if self.traced {
+            self.step(at, &format!("mapped to {field}"), input, Some(new.clone()));
+        }
         changes.retain(|c| c.field != field);
         changes.push(FieldChange {
             field: field.to_string(),
             old: if creating {
                 None
             } else {
-                Some(old.unwrap_or(Value::Null))
+                Some(old.cloned().unwrap_or(Value::Null))
             },
             new,
         });
     }
 
     /// The opportunity's current value at a field path.
-    fn current(&self, field: &str) -> Option<Value> {
-        let opportunity = self.ctx.opportunity.as_ref()?;
-        let steps = partner_central::parse_path(field).ok()?;
-        let mut v = opportunity;
-        for step in steps {
-            v = v.get(&step.name)?;
-            if let Some(i) = step.index {
+    fn current(&self, field: &str) -> Option<&'a Value> {
+        let mut v = self.ctx.opportunity.as_ref()?;
+        for step in partner_central::path_steps(field) {
+            let (name, index) = step.ok()?;
+            v = v.get(name)?;
+            if let Some(i) = index {
                 v = v.get(i)?;
             }
         }
-        Some(v.clone())
+        Some(v)
     }
 
     fn create(&mut self, changes: Vec<FieldChange>) -> bool {
@@ -790,9 +791,9 @@ impl<'a> PackRun<'a> {
                 None => ("opportunity", from.as_str()),
             };
             let mut v = self.vars.get(source);
-            for step in partner_central::parse_path(path).unwrap_or_default() {
-                v = v.get(&step.name).unwrap_or(&Value::Null);
-                if let Some(i) = step.index {
+            for (name, index) in partner_central::path_steps(path).map_while(Result::ok) {
+                v = v.get(name).unwrap_or(&Value::Null);
+                if let Some(i) = index {
                     v = v.get(i).unwrap_or(&Value::Null);
                 }
             }

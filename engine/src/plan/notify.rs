@@ -2,7 +2,7 @@
 //! decide which notification rules fire (once per change), and render them into
 //! tasks, notes and messages.
 
-use std::cell::OnceCell;
+use std::cell::{LazyCell, OnceCell};
 
 use indexmap::IndexMap;
 use jsonpath_rust::query::js_path_process;
@@ -70,16 +70,15 @@ pub fn run(run: &mut PackRun<'_>) {
         now_values.insert(name.clone(), value);
     }
     let opportunity_id = run.opportunity_id();
-    let known = |values: &IndexMap<String, Value>| -> IndexMap<String, Value> {
+    let known = |mut values: IndexMap<String, Value>| -> IndexMap<String, Value> {
+        if !unknown.is_empty() {
+            values.retain(|name, _| !unknown.contains(name));
+        }
         values
-            .iter()
-            .filter(|(name, _)| !unknown.contains(name))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
     };
     if !p.watch.is_empty() && previous.is_none() {
         // First sighting: record a baseline, notify nothing (no flood on first deploy).
-        let baseline = known(&now_values);
+        let baseline = known(now_values);
         run.step(
             "/watch",
             "first sighting: baseline recorded, nothing notified",
@@ -126,7 +125,8 @@ pub fn run(run: &mut PackRun<'_>) {
     let mut new_keys: Vec<String> = Vec::new();
     let mut remembered: IndexMap<String, Vec<String>> = IndexMap::new();
     for (i, rule) in p.notify.iter().enumerate() {
-        let at = format!("/notify/{i}");
+        // Made when first needed: most rules do not fire in most runs.
+        let at = LazyCell::new(|| format!("/notify/{i}"));
         let items: Vec<Option<Value>> = match &rule.for_each {
             Some(list) => match run.vars.get(list) {
                 Value::Array(items) => items.iter().cloned().map(Some).collect(),
@@ -150,20 +150,23 @@ pub fn run(run: &mut PackRun<'_>) {
                 }
                 match &rule.when {
                     Some(c) if c.condition.is_some() => {
-                        run.vars.eval_bool(&format!("{at}/when/if"), &extras)
+                        run.vars.eval_bool(&format!("{}/when/if", *at), &extras)
                     }
                     _ => Ok(true),
                 }
             });
             match fires {
                 Ok(false) => {
-                    run.step(&at, "not fired", None, None);
+                    if run.traced {
+                        run.step(&at, "not fired", None, None);
+                    }
                     continue;
                 }
                 Err(e) => return run.fail(&at, &e),
                 Ok(true) => {}
             }
-            let key = match dedupe_key(run, &at, rule, &seen, item.as_ref(), &extras) {
+            let at: &str = &at;
+            let key = match dedupe_key(run, at, rule, &seen, item.as_ref(), &extras) {
                 Ok(k) => k,
                 Err(e) => return run.fail(&format!("{at}/key"), &e),
             };
@@ -175,10 +178,10 @@ pub fn run(run: &mut PackRun<'_>) {
                     .is_some_and(|list| list.split(',').any(|k| k.trim() == key))
             });
             if sent.contains(&key) || remembered_in_deal || new_keys.contains(&key) {
-                run.step(&at, &format!("already sent ({key})"), None, None);
+                run.step(at, &format!("already sent ({key})"), None, None);
                 continue;
             }
-            let priority = match priority(run, &at, &rule.priority, &extras) {
+            let priority = match priority(run, at, &rule.priority, &extras) {
                 Ok(p) => p,
                 Err(e) => return run.fail(&format!("{at}/priority"), &e),
             };
@@ -196,7 +199,7 @@ pub fn run(run: &mut PackRun<'_>) {
                 None => String::new(),
             };
             run.step(
-                &at,
+                at,
                 &format!("fired ({}, key {key})", priority.as_str()),
                 None,
                 Some(Value::String(title.clone())),
@@ -244,7 +247,7 @@ pub fn run(run: &mut PackRun<'_>) {
             properties,
         });
     }
-    let (now_values, marks) = (known(&now_values), known(&marks));
+    let (now_values, marks) = (known(now_values), known(marks));
     let changed = previous.is_none_or(|s| s.watches != now_values || s.marks != marks);
     if let Some(id) = opportunity_id
         && (changed || !new_keys.is_empty())

@@ -190,54 +190,72 @@ pub fn read_runs(
             ))
         })
     }
+    // Buffers lent to each run in turn, so that reading a run allocates only what
+    // it parses.
+    let (mut pack, mut entries_json) = (String::new(), String::new());
     while let Some(row) = rows.next().map_err(err)? {
-        // Taken from the cache for this run, and put back after it.
-        let mut value = |kind: usize, hash: &Option<String>| -> Result<Option<Value>, StoreError> {
+        let hashes = [row.get_ref(5).map_err(err)?, row.get_ref(6).map_err(err)?]
+            .map(|h| h.as_str_or_null().ok().flatten());
+        // Taken from the cache for this run (its slot left empty), and put back
+        // after it.
+        let mut value = |kind: usize, hash: Option<&str>| -> Result<Option<Value>, StoreError> {
             let Some(hash) = hash else { return Ok(None) };
-            if let Some(v) = blobs[kind].remove(hash) {
-                return Ok(Some(v));
+            if let Some(v) = blobs[kind].get_mut(hash) {
+                return Ok(Some(std::mem::take(v)));
             }
-            let json: String = blob.query_row(params![hash], |r| r.get(0)).map_err(err)?;
-            serde_json::from_str(&json)
-                .map(Some)
-                .map_err(StoreError::Json)
+            let v = blob
+                .query_row(params![hash], |r| {
+                    let json = r.get_ref(0)?.as_str()?;
+                    Ok(serde_json::from_str(json))
+                })
+                .map_err(err)?
+                .map_err(StoreError::Json)?;
+            Ok(Some(v))
         };
         let id: i64 = row.get(0).map_err(err)?;
         let at: i64 = row.get(1).map_err(err)?;
         let mut context: pcsync_engine::Context =
             serde_json::from_str(text(row, 4)?).map_err(StoreError::Json)?;
-        let hashes: [Option<String>; 2] = [row.get(5).map_err(err)?, row.get(6).map_err(err)?];
-        context.opportunity = value(0, &hashes[0])?;
-        context.aws_summary = value(1, &hashes[1])?;
+        context.opportunity = value(0, hashes[0])?;
+        context.aws_summary = value(1, hashes[1])?;
         // Recorded whole (typed, in one pass); the inbox's compact form otherwise.
         let event_text = text(row, 3)?;
         let event = match serde_json::from_str::<pcsync_engine::Event>(event_text) {
             Ok(event) => event,
             Err(_) => event_of(event_text)?,
         };
+        pack.clear();
+        pack.push_str(text(row, 2)?);
+        entries_json.clear();
+        entries_json.push_str(text(row, 7)?);
         let mut run = RecordedRun {
             id,
             at: jiff::Timestamp::from_nanosecond(i128::from(at)).unwrap_or_default(),
-            pack: row.get(2).map_err(err)?,
+            pack: std::mem::take(&mut pack),
             event,
             context,
-            entries_json: text(row, 7)?.to_string(),
+            entries_json: std::mem::take(&mut entries_json),
         };
         each(&run);
         read += 1;
-        let [opportunity, summary] = hashes;
         for (kind, hash, v) in [
-            (0, opportunity, run.context.opportunity.take()),
-            (1, summary, run.context.aws_summary.take()),
+            (0, hashes[0], run.context.opportunity.take()),
+            (1, hashes[1], run.context.aws_summary.take()),
         ] {
             let cache = &mut blobs[kind];
             if let (Some(hash), Some(v)) = (hash, v) {
-                if cache.len() >= CACHED {
-                    cache.clear();
+                match cache.get_mut(hash) {
+                    Some(slot) => *slot = v,
+                    None => {
+                        if cache.len() >= CACHED {
+                            cache.clear();
+                        }
+                        cache.insert(hash.to_string(), v);
+                    }
                 }
-                cache.insert(hash, v);
             }
         }
+        (pack, entries_json) = (run.pack, run.entries_json);
     }
     Ok(read)
 }
