@@ -89,7 +89,11 @@ pub fn row_named(crm_name: &str) -> Option<&'static FieldRow> {
 /// does not enumerate (`Customer.Account.Address.StateOrRegion`, `Project.CustomerUseCase`,
 /// `Project.ApnPrograms`, `Marketing.UseCases`); empty for others.
 pub fn documented_values(api_path: &str) -> &'static [&'static str] {
-    let plain = without_indexes(api_path);
+    let plain: std::borrow::Cow<'_, str> = if api_path.contains('[') {
+        without_indexes(api_path).into()
+    } else {
+        api_path.into()
+    };
     crate::matrix_data::DOCUMENTED_VALUES
         .iter()
         .find(|(p, _)| *p == plain)

@@ -144,7 +144,13 @@ fn transform(
             Value::String(decimal_text(parse_decimal(&text)? * ratio))
         }
         Transform::Trim => Value::String(text.trim().to_string()),
-        Transform::Truncate(n) => Value::String(text.chars().take(*n).collect()),
+        Transform::Truncate(n) => {
+            let mut text = text;
+            if let Some((end, _)) = text.char_indices().nth(*n) {
+                text.truncate(end);
+            }
+            Value::String(text)
+        }
         Transform::Upper => Value::String(text.to_uppercase()),
         Transform::Lower => Value::String(text.to_lowercase()),
         Transform::Default(d) if text.is_empty() => Value::String(d.clone()),
@@ -174,9 +180,9 @@ pub fn documented(field: &str, value: &Value) -> Result<(), String> {
     if allowed.is_empty() {
         return Ok(());
     }
-    let items: Vec<&Value> = match value {
-        Value::Array(items) => items.iter().collect(),
-        other => vec![other],
+    let items = match value {
+        Value::Array(items) => items.as_slice(),
+        other => std::slice::from_ref(other),
     };
     for item in items {
         let text = text_of(item);
@@ -308,6 +314,23 @@ fn pattern_regex(pattern: &'static str) -> Option<&'static Regex> {
 mod tests {
     use super::*;
     use crate::partner_central::{UPDATE_OPPORTUNITY, resolve};
+
+    #[test]
+    fn truncate_counts_characters_not_bytes() {
+        let cut = |text: &str, n| {
+            transform(
+                &Transform::Truncate(n),
+                Value::String(text.into()),
+                &Default::default(),
+            )
+            .unwrap()
+        };
+        assert_eq!(cut("Zürich café", 6), "Zürich");
+        assert_eq!(cut("Zürich", 6), "Zürich");
+        assert_eq!(cut("Zü", 6), "Zü");
+        assert_eq!(cut("日本語のテキスト", 3), "日本語");
+        assert_eq!(cut("abc", 0), "");
+    }
 
     #[test]
     fn dates_from_iso_epoch_and_plain_days() {
