@@ -97,28 +97,23 @@ pub fn parse_path(path: &str) -> Result<Vec<PathStep>, PathError> {
 pub fn path_steps(
     path: &str,
 ) -> impl Iterator<Item = Result<(&str, Option<usize>), PathError>> + '_ {
+    // An empty path, or an empty part, fails the name test below.
     let syntax = || PathError::Syntax(path.to_string());
-    let empty = path.is_empty().then(|| Err(syntax()));
-    let steps = (!path.is_empty())
-        .then(|| path.split('.'))
-        .into_iter()
-        .flatten()
-        .map(move |part| {
-            let (name, index) = match part.split_once('[') {
-                Some((name, rest)) => {
-                    let digits = rest.strip_suffix(']').ok_or_else(syntax)?;
-                    (name, Some(digits.parse::<usize>().map_err(|_| syntax())?))
-                }
-                None => (part, None),
-            };
-            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !valid {
-                return Err(syntax());
+    path.split('.').map(move |part| {
+        let (name, index) = match part.split_once('[') {
+            Some((name, rest)) => {
+                let digits = rest.strip_suffix(']').ok_or_else(syntax)?;
+                (name, Some(digits.parse::<usize>().map_err(|_| syntax())?))
             }
-            Ok((name, index))
-        });
-    empty.into_iter().chain(steps)
+            None => (part, None),
+        };
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(syntax());
+        }
+        Ok((name, index))
+    })
 }
 
 /// Walks `path` from the shape `root` and returns the shape it names. Lists are

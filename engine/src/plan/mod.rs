@@ -615,15 +615,7 @@ impl<'a> PackRun<'a> {
 
     /// The opportunity's current value at a field path.
     fn current(&self, field: &str) -> Option<&'a Value> {
-        let mut v = self.ctx.opportunity.as_ref()?;
-        for step in partner_central::path_steps(field) {
-            let (name, index) = step.ok()?;
-            v = v.get(name)?;
-            if let Some(i) = index {
-                v = v.get(i)?;
-            }
-        }
-        Some(v)
+        at_field(self.ctx.opportunity.as_ref()?, field)
     }
 
     fn create(&mut self, changes: Vec<FieldChange>) -> bool {
@@ -790,13 +782,7 @@ impl<'a> PackRun<'a> {
                 Some(rest) => ("aws_summary", rest),
                 None => ("opportunity", from.as_str()),
             };
-            let mut v = self.vars.get(source);
-            for (name, index) in partner_central::path_steps(path).map_while(Result::ok) {
-                v = v.get(name).unwrap_or(&Value::Null);
-                if let Some(i) = index {
-                    v = v.get(i).unwrap_or(&Value::Null);
-                }
-            }
+            let v = at_field(self.vars.get(source), path).unwrap_or(&Value::Null);
             let input = Some(v.clone());
             match mapping::apply(&self.vars, &at, m, input.clone(), None, &p.thresholds) {
                 Mapped::Value(v) => {
@@ -843,6 +829,19 @@ impl<'a> PackRun<'a> {
 
 /// Whether two field values are the same for change detection: equal JSON, or the
 /// same number written differently (`"2000"` and `"2000.00"`).
+/// The value at a Partner Central field path (`Project.ExpectedCustomerSpend[0].Amount`)
+/// in `root`, or `None` where a member or item is missing.
+fn at_field<'v>(root: &'v Value, field: &str) -> Option<&'v Value> {
+    partner_central::path_steps(field).try_fold(root, |v, step| {
+        let (name, index) = step.ok()?;
+        let v = v.get(name)?;
+        match index {
+            Some(i) => v.get(i),
+            None => Some(v),
+        }
+    })
+}
+
 fn same_value(a: &Value, b: &Value) -> bool {
     if a == b {
         return true;
