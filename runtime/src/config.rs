@@ -374,6 +374,8 @@ fn min_score_default() -> f64 {
 pub struct WorkerConfig {
     /// How long to wait after an event for more about the same deal, so that a
     /// burst of edits becomes one Partner Central write (it allows one per second).
+    /// The run then covers every event of the deal already waiting, however long
+    /// ago the others arrived.
     #[serde(default = "coalesce_default")]
     pub coalesce: pcsync_engine::model::DurationSpec,
     /// Tries before an event that keeps failing for a passing reason (throttling,

@@ -289,7 +289,9 @@ impl<E: Executor> Worker<E> {
         unsettled: &mut Vec<i64>,
     ) -> Result<(), crate::store::StoreError> {
         use futures_util::stream::{FuturesUnordered, StreamExt};
+        // A batch may hold a key's whole backlog: linear, not events × events.
         let settled = |unsettled: &mut Vec<i64>, seqs: &[i64]| {
+            let seqs: std::collections::HashSet<i64> = seqs.iter().copied().collect();
             unsettled.retain(|s| !seqs.contains(s));
         };
         let mut untouched = Vec::new();

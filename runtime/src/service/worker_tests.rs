@@ -49,6 +49,8 @@ struct Recording {
     answer: Mutex<Option<Value>>,
     /// An opportunity whose updates hang until the gate opens (a slow endpoint).
     hold: Mutex<Option<(String, Arc<tokio::sync::Notify>)>>,
+    /// Every read of a deal or an opportunity (`deal:ID`, `opportunity:ID`), in order.
+    reads: Mutex<Vec<String>>,
 }
 
 impl Recording {
@@ -161,6 +163,7 @@ impl Executor for Recording {
                 waits_for_quota: false,
             });
         }
+        self.reads.lock().unwrap().push(format!("deal:{id}"));
         let world = self.world.lock().unwrap();
         Ok(world.deals.get(id).map(|d| only(d, properties)))
     }
@@ -198,6 +201,7 @@ impl Executor for Recording {
     }
 
     async fn opportunity(&self, id: &str) -> Result<Option<Value>, ExecError> {
+        self.reads.lock().unwrap().push(format!("opportunity:{id}"));
         Ok(self.world.lock().unwrap().opportunities.get(id).cloned())
     }
 
@@ -377,6 +381,47 @@ async fn quick_edits_of_one_deal_are_one_write_once_the_window_has_passed() {
     assert_eq!(updates.len(), 1, "{updates:?}");
     assert_eq!(h.stage(), "Technical Validation");
     assert_eq!(h.store.stats().unwrap().done, 2);
+}
+
+#[tokio::test]
+async fn a_backlog_of_one_deal_is_one_run_with_one_read_of_each_side_and_one_write() {
+    let h = Harness::shipped("Approved");
+    // Ten minutes of amount edits, one every 2 s, waiting while the worker was busy
+    // elsewhere (an import, a workflow over many deals): far more than one window.
+    for i in 0..300u64 {
+        h.edit(i + 1, "amount", &(20_000 + i).to_string());
+        h.later(Duration::from_secs(2));
+    }
+    assert_eq!(h.tick().await, 1, "one batch");
+    let stats = h.store.stats().unwrap();
+    assert_eq!((stats.pending, stats.done), (0, 300), "{stats:?}");
+    let reads = h.worker.executor.reads.lock().unwrap().clone();
+    assert_eq!(
+        reads.iter().filter(|r| *r == "deal:101").count(),
+        1,
+        "{reads:?}"
+    );
+    assert_eq!(
+        reads
+            .iter()
+            .filter(|r| *r == "opportunity:O1234567")
+            .count(),
+        1,
+        "{reads:?}"
+    );
+    let updates = h
+        .worker
+        .executor
+        .asked_kinds()
+        .into_iter()
+        .filter(|k| *k == "UpdateOpportunity")
+        .count();
+    assert_eq!(updates, 1);
+    let world = h.worker.executor.world.lock().unwrap();
+    assert_eq!(
+        world.opportunities["O1234567"]["Project"]["ExpectedCustomerSpend"][0]["Amount"], "20299",
+        "the last edit is what lands"
+    );
 }
 
 #[tokio::test]

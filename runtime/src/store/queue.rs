@@ -38,7 +38,14 @@ impl Item {
 #[derive(Debug, Default)]
 struct Line {
     items: VecDeque<Item>,
-    running: bool,
+    /// How many of them are claimed: a line with claimed events is not due.
+    claimed: usize,
+}
+
+impl Line {
+    fn running(&self) -> bool {
+        self.claimed > 0
+    }
 }
 
 /// What became of claimed events.
@@ -92,9 +99,12 @@ impl Queue {
             };
             q.lines.entry(key).or_default().items.push_back(item);
         }
-        let running_keys: HashSet<Arc<str>> = q.running.values().cloned().collect();
+        let mut claimed: HashMap<Arc<str>, usize> = HashMap::new();
+        for key in q.running.values() {
+            *claimed.entry(Arc::clone(key)).or_default() += 1;
+        }
         for (key, line) in &mut q.lines {
-            line.running = running_keys.contains(key);
+            line.claimed = claimed.get(key).copied().unwrap_or(0);
         }
         let keys: Vec<Arc<str>> = q.lines.keys().cloned().collect();
         for key in keys {
@@ -122,7 +132,7 @@ impl Queue {
         let Some(line) = self.lines.get(key) else {
             return;
         };
-        if line.running {
+        if line.running() {
             return;
         }
         match line.items.front() {
@@ -152,8 +162,15 @@ impl Queue {
     }
 
     /// Claims up to `limit` keys whose head is due (`not_before <= now - coalesce`),
-    /// in order of due time, each with the events that arrived within `coalesce` of
-    /// its head (at most `per_key`), stopping once `rows` events are claimed.
+    /// in order of due time, each with every event of its line that had arrived by
+    /// `now` (at most `per_key`), stopping once `rows` events are claimed.
+    ///
+    /// The coalescing window decides only *when* a key is worked (its oldest event
+    /// has waited `coalesce`), not how much of its line: a run reads the deal and the
+    /// opportunity fresh, so it covers every event already waiting, however long the
+    /// line. Taking only the events within the window of the oldest one made a
+    /// backlog (an import, a workflow over thousands of deals) cost a run, with its
+    /// reads, for each half-second of events.
     pub fn claim(
         &mut self,
         now: i64,
@@ -177,15 +194,15 @@ impl Queue {
             };
             let (_, _, key) = set.pop_first().expect("the first entry exists");
             let line = self.lines.get_mut(&key).expect("a due key has a line");
-            line.running = true;
             let head = line.items[0];
             let items: Vec<Item> = line
                 .items
                 .iter()
-                .take(per_key)
-                .take_while(|i| i.seq == head.seq || i.received_at <= head.received_at + coalesce)
+                .take(per_key.max(1))
+                .take_while(|i| i.seq == head.seq || i.received_at <= now)
                 .copied()
                 .collect();
+            line.claimed = items.len();
             for item in &items {
                 self.running.insert(item.seq, Arc::clone(&key));
             }
@@ -197,61 +214,55 @@ impl Queue {
 
     /// Settles claimed events. False when one of them was not claimed here: the
     /// caller should rebuild the queue from the database.
+    ///
+    /// Linear in the events settled and the lines they are in: a batch may hold a
+    /// key's whole backlog.
     pub fn settle(&mut self, seqs: &[i64], outcome: Outcome) -> bool {
         let mut known = true;
-        let mut keys: Vec<Arc<str>> = Vec::new();
-        let mut gone: HashMap<Arc<str>, HashSet<i64>> = HashMap::new();
+        let mut by_key: HashMap<Arc<str>, HashSet<i64>> = HashMap::new();
         for seq in seqs {
-            let Some(key) = self.running.remove(seq) else {
-                known = false;
-                continue;
-            };
+            match self.running.remove(seq) {
+                Some(key) => {
+                    by_key.entry(key).or_default().insert(*seq);
+                }
+                None => known = false,
+            }
+        }
+        for (key, seqs) in by_key {
             let Some(line) = self.lines.get_mut(&key) else {
                 continue;
             };
+            line.claimed = line.claimed.saturating_sub(seqs.len());
             match outcome {
                 Outcome::Gone => {
-                    gone.entry(Arc::clone(&key)).or_default().insert(*seq);
+                    // Claims take a line's oldest events, so the gone ones are
+                    // usually its front: popped, not searched for, however long
+                    // the line behind them.
+                    let mut removed = 0;
+                    while line.items.front().is_some_and(|i| seqs.contains(&i.seq)) {
+                        line.items.pop_front();
+                        removed += 1;
+                    }
+                    if removed < seqs.len() {
+                        line.items.retain(|i| !seqs.contains(&i.seq));
+                    }
                 }
                 Outcome::Released => {}
                 Outcome::Retry { not_before } => {
-                    if let Some(i) = line.items.iter_mut().find(|i| i.seq == *seq) {
+                    for i in line.items.iter_mut().filter(|i| seqs.contains(&i.seq)) {
                         i.not_before = not_before;
                         i.attempts += 1;
                         i.deferred = false;
                     }
                 }
                 Outcome::Defer { recheck } => {
-                    if let Some(i) = line.items.iter_mut().find(|i| i.seq == *seq) {
+                    for i in line.items.iter_mut().filter(|i| seqs.contains(&i.seq)) {
                         i.not_before = recheck;
                         i.deferred = true;
                     }
                 }
             }
-            if !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
-        // Claims take a line's oldest events, so the gone ones are usually its front:
-        // popped, not searched for, however long the line behind them.
-        for (key, seqs) in gone {
-            if let Some(line) = self.lines.get_mut(&key) {
-                let mut removed = 0;
-                while line.items.front().is_some_and(|i| seqs.contains(&i.seq)) {
-                    line.items.pop_front();
-                    removed += 1;
-                }
-                if removed < seqs.len() {
-                    line.items.retain(|i| !seqs.contains(&i.seq));
-                }
-            }
-        }
-        for key in keys {
-            let still_running = self.running.values().any(|k| *k == key);
-            if let Some(line) = self.lines.get_mut(&key)
-                && !still_running
-            {
-                line.running = false;
+            if !line.running() {
                 self.schedule(&key);
             }
         }
@@ -282,11 +293,15 @@ impl Queue {
         self.running.len() as u64
     }
 
-    /// Unfinished events by state: (pending, deferred, claimed).
+    /// Unfinished events by state: (pending, deferred, claimed). Claimed events
+    /// are still in their lines and count as claimed only.
     pub fn tally(&self) -> (u64, u64, u64) {
         let (mut pending, mut deferred) = (0u64, 0u64);
         for line in self.lines.values() {
             for item in &line.items {
+                if line.running() && self.running.contains_key(&item.seq) {
+                    continue;
+                }
                 if item.deferred {
                     deferred += 1;
                 } else {
@@ -294,26 +309,7 @@ impl Queue {
                 }
             }
         }
-        let running = self.running.len() as u64;
-        // Claimed events are still in their lines, as what they were before.
-        let (mut was_pending, mut was_deferred) = (0, 0);
-        for (seq, key) in &self.running {
-            let deferred = self
-                .lines
-                .get(key)
-                .and_then(|l| l.items.iter().find(|i| i.seq == *seq))
-                .is_some_and(|i| i.deferred);
-            if deferred {
-                was_deferred += 1;
-            } else {
-                was_pending += 1;
-            }
-        }
-        (
-            pending.saturating_sub(was_pending),
-            deferred.saturating_sub(was_deferred),
-            running,
-        )
+        (pending, deferred, self.running.len() as u64)
     }
 
     /// Keys with deferred events, by their first: (key, events, earliest recheck,
@@ -393,6 +389,37 @@ mod tests {
         let next = q.claim(5_000, 1_000, 10, 100, 100);
         assert_eq!(shape(&next), [("a".into(), vec![4])]);
         assert!(!q.settle(&[99], Outcome::Gone), "not claimed here");
+    }
+
+    #[test]
+    fn a_claim_takes_every_event_its_key_has_waiting_not_only_its_window() {
+        let mut q = Queue::default();
+        // A backlog: an event of key a every 300 ms for a minute, one of b among them.
+        for seq in 0..200 {
+            q.push("a", Item::arrived(seq, seq * 300));
+        }
+        q.push("b", Item::arrived(1_000, 30_000));
+        q.push("a", Item::arrived(1_001, 70_000));
+        let c = q.claim(60_000, 500, 10, 10_000, 10_000);
+        let a: Vec<i64> = (0..200).collect();
+        assert_eq!(
+            shape(&c),
+            [("a".into(), a.clone()), ("b".into(), vec![1_000])],
+            "one batch per key with all it had waiting, nothing that arrived later"
+        );
+        assert_eq!(q.tally(), (1, 0, 201));
+        assert!(q.settle(&a, Outcome::Retry { not_before: 80_000 }));
+        assert_eq!(q.tally(), (201, 0, 1));
+        let c = q.claim(80_500, 500, 10, 10_000, 10_000);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].1.len(), 201, "the retry takes the later event along");
+        assert!(c[0].1[..200].iter().all(|i| i.attempts == 1));
+        // The bound per key still holds.
+        assert!(q.settle(
+            &c[0].1.iter().map(|i| i.seq).collect::<Vec<_>>(),
+            Outcome::Released
+        ));
+        assert_eq!(q.claim(80_500, 500, 10, 10_000, 50)[0].1.len(), 50);
     }
 
     #[test]

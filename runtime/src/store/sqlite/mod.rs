@@ -254,11 +254,14 @@ const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(5
 /// Frames (pages) the WAL may hold before it is made to start over: 64 MiB.
 const WAL_FRAMES: i64 = 16_384;
 
-/// Rows one claim takes at most (after the first batch).
-const CLAIM_ROWS: usize = 256;
+/// Rows one claim takes at most (after the first batch): reading their text holds
+/// the connection, so ingest waits behind it.
+const CLAIM_ROWS: usize = 2_048;
 
-/// Events of one key that one claim takes at most.
-const BATCH_ROWS: usize = 200;
+/// Events of one key that one claim takes at most. A run covers every event of its
+/// key already waiting (it reads both sides fresh), so a backlog of a key is one run
+/// up to this many events; the bound only keeps one batch's memory in check.
+const BATCH_ROWS: usize = 5_000;
 
 /// An event ready to insert: id, occurred time ('' when unknown), ordering key, JSON.
 type Row = (String, String, String, String);
