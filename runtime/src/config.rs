@@ -167,8 +167,10 @@ pub struct ServiceConfig {
     pub admin_token: Option<String>,
     /// Without `admin_token`: let peers on the loopback interface use the operator's
     /// routes, as long as no proxy forwarded the request (`Forwarded`,
-    /// `X-Forwarded-For`, `X-Real-IP`, `Via`). For a laptop; a local reverse proxy
-    /// that adds none of those would lend its address to anyone it serves.
+    /// `X-Forwarded-For`, `X-Real-IP`, `Via`), its `Host` is `localhost`, `127.x.x.x`
+    /// or `[::1]`, and its `Origin`, if any, is too (so a web page in the operator's
+    /// browser cannot use them). For a laptop; a local reverse proxy that adds none
+    /// of those would lend its address to anyone it serves.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin_loopback: bool,
     /// Limits on the connections the HTTP listener serves: how long a client may
