@@ -219,7 +219,7 @@ struct Open {
 
 impl Open {
     fn new(permit: OwnedSemaphorePermit, metrics: Arc<Metrics>) -> Self {
-        metrics.connection_open(true);
+        metrics.connection_opened();
         Open {
             _permit: permit,
             metrics,
@@ -229,7 +229,7 @@ impl Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.metrics.connection_open(false);
+        self.metrics.connection_closed();
     }
 }
 

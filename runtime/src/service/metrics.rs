@@ -176,13 +176,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// An HTTP connection was accepted (`true`) or has closed (`false`).
-    pub fn connection_open(&self, open: bool) {
-        if open {
-            self.connections_open.inc();
-        } else {
-            self.connections_open.dec();
-        }
+    /// An HTTP connection was accepted.
+    pub fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    /// An HTTP connection has closed.
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
     }
 
     /// An HTTP connection was refused: `http.max_connections` were open.
