@@ -1218,3 +1218,60 @@ fn a_relative_state_file_is_the_config_files_wherever_serve_starts() {
         "no new state file where it started"
     );
 }
+
+/// The status line of the answer to one keep-alive `GET /healthz` on a new
+/// connection, which stays open.
+async fn healthz_on_a_new_connection(addr: &str) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0_u8; 1024];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk)).await {
+            Ok(Ok(n @ 1..)) => answer.extend_from_slice(&chunk[..n]),
+            other => panic!("no status line: {other:?}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.lines().next().unwrap_or_default().to_string();
+    (stream, status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_configured_cap_are_answered_503() {
+    let (_sb, _dir, service, _config) = start(
+        |_| {},
+        "http:\n  max_connections: 8\n  header_timeout: 1h\n  idle_timeout: 1h\n",
+    )
+    .await;
+    let addr = service.url.trim_start_matches("http://").to_string();
+    // Served connections stay open (keep-alive, no timer near); the cap is reached
+    // by the ninth at the latest (sooner when the test's other clients hold one).
+    let mut held = Vec::new();
+    let refused = loop {
+        let (stream, status) = healthz_on_a_new_connection(&addr).await;
+        if status.starts_with("HTTP/1.1 503") {
+            break held.len();
+        }
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        held.push(stream);
+        assert!(held.len() <= 8, "nine connections served under a cap of 8");
+    };
+    assert!(refused > 0, "{refused}");
+    drop(held);
+    let http = reqwest::Client::new();
+    // Once the server has seen the closes, /metrics answers (and counts them).
+    let refusals = eventually("the refusals in /metrics", &service, || async {
+        let text = metrics(&http, &service).await?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("pcsync_http_connections_refused_total "))?;
+        line.rsplit(' ').next()?.parse::<u64>().ok()
+    })
+    .await;
+    assert!(refusals >= 1, "{refusals}");
+}

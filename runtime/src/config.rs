@@ -167,10 +167,16 @@ pub struct ServiceConfig {
     pub admin_token: Option<String>,
     /// Without `admin_token`: let peers on the loopback interface use the operator's
     /// routes, as long as no proxy forwarded the request (`Forwarded`,
-    /// `X-Forwarded-For`, `X-Real-IP`, `Via`). For a laptop; a local reverse proxy
-    /// that adds none of those would lend its address to anyone it serves.
+    /// `X-Forwarded-For`, `X-Real-IP`, `Via`), its `Host` is `localhost`, `127.x.x.x`
+    /// or `[::1]`, and its `Origin`, if any, is too (so a web page in the operator's
+    /// browser cannot use them). For a laptop; a local reverse proxy that adds none
+    /// of those would lend its address to anyone it serves.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin_loopback: bool,
+    /// Limits on the connections the HTTP listener serves: how long a client may
+    /// take, how long an idle connection stays open, how many may be open at once.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// HubSpot connection.
     pub hubspot: HubSpotConfig,
     /// Partner Central connection. AWS credentials come from the standard AWS chain
@@ -191,6 +197,90 @@ pub struct ServiceConfig {
     /// The record of pack runs `pcsync replay` plans again with candidate rules.
     #[serde(default)]
     pub recorded_runs: RecordedRunsConfig,
+}
+
+/// Limits on the HTTP listener's connections, so that slow, idle or numerous clients
+/// cannot hold the service's file descriptors and tasks. HubSpot and EventBridge send
+/// a whole batch in milliseconds; the defaults leave them ample room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// How long a request's line and headers may take to arrive, counted from when
+    /// the connection opens or its previous answer was sent. A connection that sends
+    /// no whole request head within it is closed.
+    #[serde(default = "header_timeout_default")]
+    pub header_timeout: pcsync_engine::model::DurationSpec,
+    /// How long a request's whole body may take to arrive once its headers are in.
+    /// A deadline, not a pause between pieces: a body trickled a byte at a time is
+    /// cut off when it passes.
+    #[serde(default = "body_timeout_default")]
+    pub body_timeout: pcsync_engine::model::DurationSpec,
+    /// How long a connection may stay open with no request in hand after its first
+    /// one; HTTP/2 connections are sent GOAWAY and closed. (An HTTP/1 connection
+    /// waits for its next request head no longer than `header_timeout`.)
+    #[serde(default = "idle_timeout_default")]
+    pub idle_timeout: pcsync_engine::model::DurationSpec,
+    /// How many connections may be open at once. Beyond it a new connection is
+    /// answered `503 Service Unavailable` with the reason and closed at once (counted
+    /// as `pcsync_http_connections_refused`). Keep it well under the process's file
+    /// descriptor limit (`ulimit -n`): the state file, the rule watcher and outbound
+    /// calls need some too.
+    #[serde(default = "max_connections_default")]
+    #[schemars(range(min = 1))]
+    pub max_connections: usize,
+    /// HTTP/2: how often a connection with nothing arriving is sent a PING.
+    #[serde(default = "http2_keep_alive_interval_default")]
+    pub http2_keep_alive_interval: pcsync_engine::model::DurationSpec,
+    /// HTTP/2: how long the answer to a PING may take before the connection is
+    /// closed as dead.
+    #[serde(default = "http2_keep_alive_timeout_default")]
+    pub http2_keep_alive_timeout: pcsync_engine::model::DurationSpec,
+    /// HTTP/2: how many requests one connection may have open at once.
+    #[serde(default = "http2_max_concurrent_streams_default")]
+    #[schemars(range(min = 1))]
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout: header_timeout_default(),
+            body_timeout: body_timeout_default(),
+            idle_timeout: idle_timeout_default(),
+            max_connections: max_connections_default(),
+            http2_keep_alive_interval: http2_keep_alive_interval_default(),
+            http2_keep_alive_timeout: http2_keep_alive_timeout_default(),
+            http2_max_concurrent_streams: http2_max_concurrent_streams_default(),
+        }
+    }
+}
+
+fn header_timeout_default() -> pcsync_engine::model::DurationSpec {
+    pcsync_engine::model::DurationSpec(std::time::Duration::from_secs(10))
+}
+
+fn body_timeout_default() -> pcsync_engine::model::DurationSpec {
+    pcsync_engine::model::DurationSpec(std::time::Duration::from_secs(10))
+}
+
+fn idle_timeout_default() -> pcsync_engine::model::DurationSpec {
+    pcsync_engine::model::DurationSpec(std::time::Duration::from_secs(30))
+}
+
+fn max_connections_default() -> usize {
+    512
+}
+
+fn http2_keep_alive_interval_default() -> pcsync_engine::model::DurationSpec {
+    pcsync_engine::model::DurationSpec(std::time::Duration::from_secs(20))
+}
+
+fn http2_keep_alive_timeout_default() -> pcsync_engine::model::DurationSpec {
+    pcsync_engine::model::DurationSpec(std::time::Duration::from_secs(10))
+}
+
+fn http2_max_concurrent_streams_default() -> u32 {
+    100
 }
 
 /// Recorded runs: per pack run, the event, the context its plan saw (deal, company,

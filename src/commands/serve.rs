@@ -280,7 +280,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         .merge(admin::router(Arc::new(admin::Admin {
             store: Arc::clone(&store),
             rules: Arc::clone(&rules),
-            metrics,
+            metrics: Arc::clone(&metrics),
             admin_token: config.admin_token.clone(),
             admin_loopback: config.admin_loopback,
             now_ms: || jiff::Timestamp::now().as_millisecond(),
@@ -308,7 +308,8 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     let served = pcsync_runtime::service::http::serve(
         listener,
         app,
-        pcsync_runtime::service::http::ReadTimeouts::default(),
+        &config.http,
+        metrics,
         shutdown_signal(),
     )
     .await

@@ -13,7 +13,10 @@
 //! `Authorization: Bearer <admin_token>`. Without one they answer only when the
 //! config says to trust loopback peers (`admin_loopback: true`), and then only a
 //! peer on the loopback interface that no proxy forwarded (a local reverse proxy
-//! would otherwise lend its own address to anyone it serves).
+//! would otherwise lend its own address to anyone it serves), addressed by a
+//! loopback name (`Host`: a page that rebinds its own DNS name to 127.0.0.1 sends
+//! that name) and not sent by a web page of another origin (`Origin`: a cross-site
+//! form POST comes from the user's own browser, on loopback).
 
 use std::sync::Arc;
 
@@ -97,7 +100,7 @@ async fn operator_only(
     request: Request,
     next: Next,
 ) -> Response {
-    match a.refuse(peer, request.headers()) {
+    match a.refuse(peer, request.uri(), request.headers()) {
         Some(refused) => refused,
         None => next.run(request).await,
     }
@@ -114,7 +117,12 @@ const FORWARDING: [&str; 5] = [
 
 impl Admin {
     /// `None` when the request may use an operator's route, else the refusal.
-    fn refuse(&self, peer: std::net::SocketAddr, headers: &HeaderMap) -> Option<Response> {
+    fn refuse(
+        &self,
+        peer: std::net::SocketAddr,
+        uri: &axum::http::Uri,
+        headers: &HeaderMap,
+    ) -> Option<Response> {
         use subtle::ConstantTimeEq;
         let (allowed, message) = match &self.admin_token {
             Some(token) => (
@@ -125,10 +133,26 @@ impl Admin {
                     .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes()))),
                 "this route needs `Authorization: Bearer <admin_token>`",
             ),
-            None if self.admin_loopback => (
-                peer.ip().is_loopback() && !FORWARDING.iter().any(|h| headers.contains_key(*h)),
-                "without admin_token this route answers only a loopback peer that no proxy forwarded",
-            ),
+            None if self.admin_loopback => {
+                if !peer.ip().is_loopback() || FORWARDING.iter().any(|h| headers.contains_key(*h)) {
+                    (
+                        false,
+                        "without admin_token this route answers only a loopback peer that no proxy forwarded",
+                    )
+                } else if !addressed_to_loopback(uri, headers) {
+                    (
+                        false,
+                        "without admin_token this route answers only a request whose `Host` is localhost, 127.0.0.1 or [::1] (another name is how a web page reaches it by DNS rebinding)",
+                    )
+                } else if !from_loopback_origin(headers) {
+                    (
+                        false,
+                        "without admin_token this route answers no web page of another origin (`Origin` must be http://localhost, 127.0.0.1 or [::1])",
+                    )
+                } else {
+                    (true, "")
+                }
+            }
             None => (
                 false,
                 "this route needs admin_token in the config (or admin_loopback: true to trust loopback peers)",
@@ -142,6 +166,48 @@ impl Admin {
                 .into_response()
         })
     }
+}
+
+/// Whether every name the request is addressed by (`Host`, and HTTP/2's
+/// `:authority`) is a loopback one, and there is one.
+fn addressed_to_loopback(uri: &axum::http::Uri, headers: &HeaderMap) -> bool {
+    let mut names = headers
+        .get_all(header::HOST)
+        .iter()
+        .map(|v| v.to_str().ok().and_then(|v| v.parse().ok()))
+        .chain(uri.authority().cloned().map(Some))
+        .peekable();
+    names.peek().is_some()
+        && names.all(|name: Option<axum::http::uri::Authority>| {
+            name.is_some_and(|name| !name.as_str().contains('@') && is_loopback_host(name.host()))
+        })
+}
+
+/// Whether the request came from no web page, or from one served on loopback.
+fn from_loopback_origin(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ORIGIN).iter().all(|origin| {
+        origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.parse::<axum::http::Uri>().ok())
+            .is_some_and(|o| {
+                matches!(o.scheme_str(), Some("http" | "https"))
+                    && o.path_and_query().is_none_or(|p| p.as_str() == "/")
+                    && o.authority()
+                        .is_some_and(|a| !a.as_str().contains('@') && is_loopback_host(a.host()))
+            })
+    })
+}
+
+/// `localhost`, an address in 127.0.0.0/8, or `[::1]` (a host without its port).
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host)
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `GET /readyz`: 503 while starting (the sandbox's demo records its baselines
@@ -487,5 +553,78 @@ mod tests {
         );
         // Health and metrics stay open (probes and scrapers carry no token).
         assert_eq!(get(&token, "/healthz", &[]).await.0, 200);
+    }
+
+    async fn reload(r: &Running, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut request = reqwest::Client::new().post(format!("{}/admin/reload", r.url));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let answer = request.send().await.unwrap();
+        (
+            answer.status().as_u16(),
+            answer.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn loopback_trust_refuses_web_pages_of_other_sites() {
+        let open = start(None, true).await;
+        let port = open.url.rsplit(':').next().unwrap().to_string();
+        // DNS rebinding: a page's own name, resolved to 127.0.0.1, arrives as `Host`.
+        for host in [
+            "evil.example",
+            &format!("evil.example:{port}"),
+            "127.0.0.1.evil.example",
+        ] {
+            let (status, body) = get(&open, "/rules", &[("host", host)]).await;
+            assert_eq!(status, 403, "{host}: {body}");
+            assert!(
+                body["message"].as_str().unwrap().contains("`Host`"),
+                "{body}"
+            );
+        }
+        // Loopback names, with or without the port, are this machine.
+        for host in [
+            format!("localhost:{port}"),
+            "localhost".to_string(),
+            format!("127.0.0.1:{port}"),
+            format!("[::1]:{port}"),
+        ] {
+            let (status, body) = get(&open, "/rules", &[("host", &host)]).await;
+            assert_eq!(status, 200, "{host}: {body}");
+        }
+
+        // A cross-site form POST: the user's browser, on loopback, says whose page.
+        for origin in [
+            "https://evil.example",
+            "null",
+            "http://localhost.evil.example",
+        ] {
+            let (status, body) = reload(&open, &[("origin", origin)]).await;
+            assert_eq!(status, 403, "{origin}: {body}");
+            assert!(
+                body["message"].as_str().unwrap().contains("`Origin`"),
+                "{body}"
+            );
+        }
+        // A page served on loopback, and curl (no `Origin`), may reload.
+        for headers in [&[("origin", "http://localhost:3000")][..], &[]] {
+            let (status, body) = reload(&open, headers).await;
+            assert_eq!(status, 200, "{headers:?}: {body}");
+        }
+
+        // The token is enough whatever the request says it is addressed by or from.
+        let token = start(Some("operator-token-0123456789"), true).await;
+        let (status, body) = reload(
+            &token,
+            &[
+                ("authorization", "Bearer operator-token-0123456789"),
+                ("host", "sync.example.com"),
+                ("origin", "https://app.hubspot.com"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
     }
 }

@@ -33,6 +33,8 @@ pub struct Metrics {
     remote_attempts: Family<Labels, Counter>,
     remote_seconds: Timings,
     limiter_waits: Timings,
+    connections_open: Gauge,
+    connections_refused: Counter,
     quotas: std::sync::OnceLock<std::sync::Arc<pcsync_adapters::quota::DailyQuotas>>,
 }
 
@@ -94,6 +96,8 @@ impl Default for Metrics {
             remote_attempts: Family::default(),
             remote_seconds: Family::new_with_constructor(seconds),
             limiter_waits: Family::new_with_constructor(seconds),
+            connections_open: Gauge::default(),
+            connections_refused: Counter::default(),
             quotas: std::sync::OnceLock::new(),
         };
         registry.register(
@@ -157,11 +161,36 @@ impl Default for Metrics {
             "Time calls waited for pcsync's own rate limiter before going out, by API",
             m.limiter_waits.clone(),
         );
+        registry.register(
+            "http_connections_open",
+            "HTTP connections open now",
+            m.connections_open.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections answered 503 and closed because http.max_connections were open",
+            m.connections_refused.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
 
 impl Metrics {
+    /// An HTTP connection was accepted.
+    pub fn connection_opened(&self) {
+        self.connections_open.inc();
+    }
+
+    /// An HTTP connection has closed.
+    pub fn connection_closed(&self) {
+        self.connections_open.dec();
+    }
+
+    /// An HTTP connection was refused: `http.max_connections` were open.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
+    }
+
     /// Events committed, from `source`.
     pub fn accepted(&self, source: &str, n: usize) {
         self.accepted
