@@ -156,15 +156,27 @@ struct Counts {
 /// The embedded store.
 pub struct SqliteStore {
     db: std::sync::Arc<Mutex<Db>>,
-    /// The WAL file, synced by the group commits themselves.
-    wal: std::sync::OnceLock<std::fs::File>,
+    /// What the store and its checkpoint thread share besides the database.
+    shared: std::sync::Arc<Shared>,
     wal_path: std::path::PathBuf,
     group: Mutex<Group>,
     turn: Condvar,
     /// Ends the checkpoint thread when the store goes.
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Kept apart from [`Db`] so that syncing the WAL and noting how writes went never
+/// wait for the connection.
+#[derive(Debug, Default)]
+struct Shared {
+    /// The WAL file, synced by the group commits themselves; replaced when the
+    /// connections are opened again ([`renew`]).
+    wal: Mutex<Option<std::sync::Arc<std::fs::File>>>,
     /// How the last writes went, for [`Inbox::check_writable`].
     writes: Mutex<Writes>,
+    /// The connection could not open the file for writing (a read-only file or
+    /// file system at start-up): the checkpoint thread opens it again until it can.
+    read_only: std::sync::atomic::AtomicBool,
 }
 
 /// The outcome of the latest writes: when one last succeeded, and the latest
@@ -187,7 +199,8 @@ impl Drop for SqliteStore {
 
 /// Checkpoints the WAL every `CHECKPOINT_EVERY` until `stop`, without holding up
 /// commits: PASSIVE, on its own connection, copies what was committed since the last
-/// time, and this thread then flushes the database file.
+/// time, and this thread then flushes the database file. It also opens the
+/// connections again when they cannot go on as they are ([`renew`]).
 ///
 /// The log starts over (the file is written from its beginning again) only when a
 /// write begins after a checkpoint that copied every frame; under a steady flood of
@@ -199,7 +212,7 @@ impl Drop for SqliteStore {
 /// a commit that meets it sleeps in the busy handler's growing steps: the ingest
 /// bench saw 20-370 ms stalls.)
 fn checkpoint(
-    ckpt: Connection,
+    mut keeper: renew::Keeper,
     db: std::sync::Weak<Mutex<Db>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
@@ -219,11 +232,14 @@ fn checkpoint(
             }
         }
     };
-    let file = ckpt.path().and_then(|p| std::fs::File::open(p).ok());
     let mut flushed = 0;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         std::thread::sleep(CHECKPOINT_EVERY);
-        let (log, copied) = passive(&ckpt);
+        let Some(db) = db.upgrade() else { break };
+        if keeper.renew_if_needed(&db) {
+            flushed = 0;
+        }
+        let (log, copied) = passive(&keeper.conn);
         // The checkpoint that copies the last frames flushes the database file, and
         // with it every page the earlier ones copied; a large flush holds up the
         // commits' own WAL syncs on the same disk. Flushed here, a little at a time,
@@ -231,7 +247,7 @@ fn checkpoint(
         if copied != flushed {
             flushed = copied;
             let started = std::time::Instant::now();
-            if let Some(file) = &file
+            if let Some(file) = &keeper.file
                 && let Err(e) = file.sync_data()
             {
                 tracing::debug!(error = %e, "flushing the database file");
@@ -239,13 +255,14 @@ fn checkpoint(
             tracing::trace!(took = ?started.elapsed(), "database file flushed");
         }
         if log > WAL_FRAMES {
-            let Some(db) = db.upgrade() else { break };
             let _held = db.lock().unwrap_or_else(|e| e.into_inner());
-            passive(&ckpt);
+            passive(&keeper.conn);
             flushed = 0;
         }
     }
-    let _ = ckpt.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    let _ = keeper
+        .conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 /// How often the WAL is copied into the database file.
@@ -495,21 +512,7 @@ impl SqliteStore {
                 path: path.to_path_buf(),
             });
         }
-        let mut conn = Connection::open(path).map_err(opening)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(opening)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(opening)?;
-        conn.pragma_update(None, "busy_timeout", 5000)
-            .map_err(opening)?;
-        // 16 MiB of page cache (the default is 2 MiB): the tables' recent pages and
-        // the dedupe index stay in memory instead of being re-read from the OS.
-        conn.pragma_update(None, "cache_size", -16_000)
-            .map_err(opening)?;
-        // Checkpoints (copying the WAL back into the database file) run on their
-        // own connection and thread, not inside a commit an HTTP request waits for.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(opening)?;
+        let mut conn = connect(path).map_err(opening)?;
         let tx = conn.transaction().map_err(opening)?;
         tx.execute_batch(SCHEMA).map_err(opening)?;
         let old: bool = tx
@@ -529,11 +532,29 @@ impl SqliteStore {
                 })?;
         }
         tx.commit().map_err(opening)?;
+        // SQLite opens a file it may not write read-only, and that connection stays
+        // so: the store refuses writes (health says 503) until the checkpoint thread
+        // manages to open it for writing.
+        let read_only = conn.is_readonly(rusqlite::MAIN_DB).map_err(opening)?;
+        if read_only {
+            tracing::warn!(
+                path = %path.display(),
+                "the state file cannot be written (a read-only file or file system): \
+                 writes are refused until it can, tried again every second"
+            );
+        }
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let checkpointer = Connection::open(path).map_err(opening)?;
-        checkpointer
-            .pragma_update(None, "busy_timeout", 5000)
-            .map_err(opening)?;
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let wal_path: std::path::PathBuf = wal_path.into();
+        let shared = std::sync::Arc::new(Shared {
+            // Opened now, while it is the file SQLite has open: the checkpoint thread
+            // compares the two to notice that it was deleted.
+            wal: Mutex::new(std::fs::File::open(&wal_path).ok().map(std::sync::Arc::new)),
+            writes: Mutex::default(),
+            read_only: read_only.into(),
+        });
+        let keeper = renew::Keeper::new(path, std::sync::Arc::clone(&shared)).map_err(opening)?;
         let db = std::sync::Arc::new(Mutex::new(Db {
             conn,
             queue: Queue::default(),
@@ -544,21 +565,18 @@ impl SqliteStore {
         let (stopping, held) = (std::sync::Arc::clone(&stop), std::sync::Arc::downgrade(&db));
         std::thread::Builder::new()
             .name("pcsync-checkpoint".into())
-            .spawn(move || checkpoint(checkpointer, held, stopping))
+            .spawn(move || checkpoint(keeper, held, stopping))
             .map_err(|source| StoreError::Io {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let mut wal_path = path.as_os_str().to_owned();
-        wal_path.push("-wal");
         Ok(SqliteStore {
             db,
-            wal: std::sync::OnceLock::new(),
-            wal_path: wal_path.into(),
+            shared,
+            wal_path,
             group: Mutex::default(),
             turn: Condvar::new(),
             stop,
-            writes: Mutex::default(),
         })
     }
 
@@ -569,7 +587,7 @@ impl SqliteStore {
     /// Notes how a write went (for health checks) and passes its result on.
     fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         let now = jiff::Timestamp::now().as_millisecond();
-        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut writes = self.shared.writes.lock().unwrap_or_else(|e| e.into_inner());
         match &result {
             Ok(_) => writes.ok_at = now,
             Err(e) => writes.failed = Some((now, e.to_string())),
@@ -593,7 +611,7 @@ impl SqliteStore {
                 .map(|_| ())
                 .map_err(err)
         })?;
-        let writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let writes = self.shared.writes.lock().unwrap_or_else(|e| e.into_inner());
         match &writes.failed {
             Some((at, cause)) if *at >= writes.ok_at && now_ms - at < FAILURE_HOLDS_MS => {
                 Err(StoreError::Unwritable {
@@ -681,15 +699,28 @@ impl SqliteStore {
 
     /// Makes everything written to the WAL so far durable.
     fn sync_wal(&self) -> Result<(), StoreError> {
-        let file = match self.wal.get() {
+        let held = self
+            .shared
+            .wal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let file = match held {
             Some(file) => file,
             None => {
                 let file =
-                    std::fs::File::open(&self.wal_path).map_err(|source| StoreError::Io {
-                        path: self.wal_path.clone(),
-                        source,
-                    })?;
-                self.wal.get_or_init(|| file)
+                    std::sync::Arc::new(std::fs::File::open(&self.wal_path).map_err(|source| {
+                        StoreError::Io {
+                            path: self.wal_path.clone(),
+                            source,
+                        }
+                    })?);
+                self.shared
+                    .wal
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(file)
+                    .clone()
             }
         };
         let started = std::time::Instant::now();
@@ -702,6 +733,22 @@ impl SqliteStore {
     }
 }
 
+/// A connection to the state file as the store writes it: WAL, each commit synced
+/// (`synchronous=FULL`), checkpoints left to the checkpoint thread.
+fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    // 16 MiB of page cache (the default is 2 MiB): the tables' recent pages and
+    // the dedupe index stay in memory instead of being re-read from the OS.
+    conn.pragma_update(None, "cache_size", -16_000)?;
+    // Checkpoints (copying the WAL back into the database file) run on their
+    // own connection and thread, not inside a commit an HTTP request waits for.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    Ok(conn)
+}
+
 fn event_of(text: &str) -> Result<Event, StoreError> {
     Event::from_stored_json(text).map_err(StoreError::Event)
 }
@@ -710,6 +757,7 @@ mod echo;
 mod inbox;
 mod journal;
 mod quota;
+mod renew;
 mod runs;
 pub use runs::read_runs;
 mod seen;
