@@ -145,6 +145,9 @@ struct Db {
     /// table); kept up to date by the writes here, and counted again after a
     /// change from elsewhere.
     counts: Option<Counts>,
+    /// The connection refuses writes (`query_only`): the WAL index could not be
+    /// written ([`wal_index`]).
+    refusing: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -158,6 +161,8 @@ pub struct SqliteStore {
     db: std::sync::Arc<Mutex<Db>>,
     /// What the store and its checkpoint thread share besides the database.
     shared: std::sync::Arc<Shared>,
+    /// The state file.
+    path: std::path::PathBuf,
     wal_path: std::path::PathBuf,
     group: Mutex<Group>,
     turn: Condvar,
@@ -239,6 +244,12 @@ fn checkpoint(
         if keeper.renew_if_needed(&db) {
             flushed = 0;
         }
+        if wal_index::lost() {
+            // Its own copy of the index may say more than the file others read:
+            // copying frames by it could put pages in the database file that
+            // their view of the log does not account for.
+            continue;
+        }
         let (log, copied) = passive(&keeper.conn);
         // The checkpoint that copies the last frames flushes the database file, and
         // with it every page the earlier ones copied; a large flush holds up the
@@ -260,9 +271,11 @@ fn checkpoint(
             flushed = 0;
         }
     }
-    let _ = keeper
-        .conn
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    if !wal_index::lost() {
+        let _ = keeper
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    }
 }
 
 /// How often the WAL is copied into the database file.
@@ -512,6 +525,7 @@ impl SqliteStore {
                 path: path.to_path_buf(),
             });
         }
+        wal_index::guard();
         let mut conn = connect(path).map_err(opening)?;
         let tx = conn.transaction().map_err(opening)?;
         tx.execute_batch(SCHEMA).map_err(opening)?;
@@ -561,6 +575,7 @@ impl SqliteStore {
             fresh: false,
             version: 0,
             counts: None,
+            refusing: false,
         }));
         let (stopping, held) = (std::sync::Arc::clone(&stop), std::sync::Arc::downgrade(&db));
         std::thread::Builder::new()
@@ -573,6 +588,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             db,
             shared,
+            path: path.to_path_buf(),
             wal_path,
             group: Mutex::default(),
             turn: Condvar::new(),
@@ -581,7 +597,37 @@ impl SqliteStore {
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Db> {
-        self.db.lock().expect("the store lock is never poisoned")
+        let mut db = self.db.lock().expect("the store lock is never poisoned");
+        if wal_index::lost() && !db.refusing {
+            db.refusing = true;
+            tracing::error!(
+                path = %self.index_path().display(),
+                "the WAL index cannot be written (made immutable, or its file system went \
+                 read-only): the store refuses writes until it can, and reads meanwhile"
+            );
+            if let Err(e) = db.conn.pragma_update(None, "query_only", true) {
+                tracing::warn!(error = %e, "the store could not be set to refuse writes");
+            }
+        }
+        db
+    }
+
+    /// The WAL index, beside the state file.
+    fn index_path(&self) -> std::path::PathBuf {
+        let mut path = self.path.as_os_str().to_owned();
+        path.push("-shm");
+        path.into()
+    }
+
+    /// Refuses a write that met a WAL index that cannot be written: the commit may
+    /// be in this process's copy of the index only, so it is not acknowledged.
+    fn index_written<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if wal_index::lost() {
+            return Err(StoreError::IndexUnwritable {
+                path: self.index_path(),
+            });
+        }
+        result
     }
 
     /// Notes how a write went (for health checks) and passes its result on.
@@ -597,6 +643,11 @@ impl SqliteStore {
 
     /// [`Inbox::check_writable`].
     fn writable(&self, now_ms: i64) -> Result<(), StoreError> {
+        if wal_index::lost() {
+            return Err(StoreError::IndexUnwritable {
+                path: self.index_path(),
+            });
+        }
         // A write the size of one row: fails at once on a read-only file system.
         // Left unsynced; it matters only that it can be written. Not noted: a full
         // disk may take one row and still refuse a batch, so only real writes say
@@ -635,7 +686,8 @@ impl SqliteStore {
         let db = &mut *guard;
         let started = std::time::Instant::now();
         // The caller syncs the WAL after letting go of the database (see `accept`).
-        let (counts, arrived_at) = db.unsynced(|db| Self::insert_group(db, jobs))?;
+        let (counts, arrived_at) =
+            self.index_written(db.unsynced(|db| Self::insert_group(db, jobs)))?;
         tracing::trace!(
             requests = jobs.len(),
             lock_us = (started - waited).as_micros() as u64,
@@ -759,6 +811,7 @@ mod journal;
 mod quota;
 mod renew;
 mod runs;
+mod wal_index;
 pub use runs::read_runs;
 mod seen;
 mod snapshot;

@@ -11,6 +11,11 @@
 //!   once the store closes the deleted file. Its frames are copied into the database
 //!   file first (a TRUNCATE checkpoint, which also empties the index), then the
 //!   connections open a new log.
+//! - The WAL index could not be written ([`super::wal_index`]): the store reads
+//!   through its own copy of some of its pages. Once the index file can be written,
+//!   its header on disk is cleared, so that whoever reads it next (this process or
+//!   another) rebuilds it from the log, and every connection of the store is
+//!   closed, taking the copy with it, before new ones open.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -32,6 +37,7 @@ pub(super) struct Keeper {
     pub(super) file: Option<std::fs::File>,
     path: PathBuf,
     wal_path: PathBuf,
+    index_path: PathBuf,
     shared: Arc<Shared>,
     /// When a read-only store last tried to open the file for writing.
     tried: Option<Instant>,
@@ -44,6 +50,7 @@ pub(super) struct Keeper {
 enum Why {
     ReadOnly,
     WalDeleted,
+    IndexLost,
 }
 
 /// Why they could not be, this time.
@@ -55,6 +62,8 @@ enum NotYet {
     Busy,
     #[error("the file still opens read-only")]
     ReadOnly,
+    #[error("the WAL index cannot be written yet: {0}")]
+    Index(#[from] std::io::Error),
 }
 
 fn checkpoint_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
@@ -65,9 +74,12 @@ fn checkpoint_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
 
 impl Keeper {
     pub(super) fn new(path: &Path, shared: Arc<Shared>) -> Result<Keeper, rusqlite::Error> {
-        let mut wal_path = path.as_os_str().to_owned();
+        let (mut wal_path, mut index_path) =
+            (path.as_os_str().to_owned(), path.as_os_str().to_owned());
         wal_path.push("-wal");
+        index_path.push("-shm");
         Ok(Keeper {
+            index_path: index_path.into(),
             conn: checkpoint_connection(path)?,
             file: std::fs::File::open(path).ok(),
             path: path.to_path_buf(),
@@ -91,14 +103,21 @@ impl Keeper {
                 );
             }
             Why::WalDeleted
-        } else if self
-            .shared
-            .read_only
-            .load(std::sync::atomic::Ordering::Relaxed)
-            && self.tried.is_none_or(|t| t.elapsed() >= RETRY_EVERY)
+        } else if self.tried.is_none_or(|t| t.elapsed() >= RETRY_EVERY)
+            && let Some(why) = if super::wal_index::lost() {
+                Some(Why::IndexLost)
+            } else if self
+                .shared
+                .read_only
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                Some(Why::ReadOnly)
+            } else {
+                None
+            }
         {
             self.tried = Some(Instant::now());
-            Why::ReadOnly
+            why
         } else {
             return false;
         };
@@ -106,7 +125,7 @@ impl Keeper {
             Ok(()) => {
                 self.wal_deleted = false;
                 match why {
-                    Why::ReadOnly => tracing::info!(
+                    Why::ReadOnly | Why::IndexLost => tracing::info!(
                         path = %self.path.display(),
                         "the state file can be written again: the store takes writes"
                     ),
@@ -159,6 +178,36 @@ impl Keeper {
             if busy? != 0 {
                 return Err(NotYet::Busy);
             }
+        }
+        if why == Why::IndexLost {
+            // Both copies of the index's header zeroed: not valid, so the next
+            // reader rebuilds the index from the log, under SQLite's own locks.
+            #[cfg(unix)]
+            std::os::unix::fs::FileExt::write_all_at(
+                &std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&self.index_path)?,
+                &[0; 96],
+                0,
+            )?;
+            // Closed, every one of them, so that the copy goes with the mapping
+            // (connections in one process share it); until new ones open, the
+            // store answers from nothing and tries again every second.
+            self.shared
+                .read_only
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            drop(std::mem::replace(
+                &mut db.conn,
+                Connection::open_in_memory()?,
+            ));
+            drop(std::mem::replace(
+                &mut self.conn,
+                Connection::open_in_memory()?,
+            ));
+            super::wal_index::reset();
+            db.refusing = false;
+            db.fresh = false;
+            db.counts = None;
         }
         let conn = super::connect(&self.path)?;
         if conn.is_readonly(rusqlite::MAIN_DB)? {
