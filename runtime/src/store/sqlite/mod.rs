@@ -510,9 +510,68 @@ impl Update<'_> {
     }
 }
 
+/// Creates the tables a store needs (or a newer pcsync added) and moves a state file
+/// of the old layout to the current one.
+fn set_up(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let opening = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tx = conn.transaction().map_err(opening)?;
+    tx.execute_batch(SCHEMA).map_err(opening)?;
+    let old: bool = tx
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(opening)?
+        .is_some();
+    if old {
+        tx.execute_batch(MIGRATE_INBOX)
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_path_buf(),
+                source,
+            })?;
+    }
+    tx.commit().map_err(opening)
+}
+
+/// Whether opening failed only because the file, its directory or its file system
+/// cannot be written (SQLite cannot create the WAL beside it).
+fn unwritable(e: &StoreError) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(e, StoreError::Open { source, .. }
+        if matches!(source.sqlite_error_code(), Some(CannotOpen | ReadOnly | PermissionDenied | SystemIoFailure)))
+}
+
+/// The connection of a store waiting for its file ([`SqliteStore::open_or_wait`]):
+/// empty tables in memory, refusing writes.
+fn waiting() -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_in_memory()?;
+    conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
+}
+
 impl SqliteStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::opened(path, false)
+    }
+
+    /// [`SqliteStore::open`] for the service, which should start (and say 503) on a
+    /// read-only directory or file system rather than exit: when the file cannot
+    /// be opened only because nothing there can be written, the store starts
+    /// empty, refusing writes, and opens the file as soon as it can (tried every
+    /// second). Any other failure (an empty or foreign file, a failed move to the
+    /// current layout) is still an error.
+    pub fn open_or_wait(path: &Path) -> Result<Self, StoreError> {
+        Self::opened(path, true)
+    }
+
+    fn opened(path: &Path, wait: bool) -> Result<Self, StoreError> {
         let opening = |source| StoreError::Open {
             path: path.to_path_buf(),
             source,
@@ -526,30 +585,23 @@ impl SqliteStore {
             });
         }
         wal_index::guard();
-        let mut conn = connect(path).map_err(opening)?;
-        let tx = conn.transaction().map_err(opening)?;
-        tx.execute_batch(SCHEMA).map_err(opening)?;
-        let old: bool = tx
-            .query_row(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox'",
-                [],
-                |_| Ok(()),
-            )
-            .optional()
-            .map_err(opening)?
-            .is_some();
-        if old {
-            tx.execute_batch(MIGRATE_INBOX)
-                .map_err(|source| StoreError::Migrate {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
-        }
-        tx.commit().map_err(opening)?;
-        // SQLite opens a file it may not write read-only, and that connection stays
-        // so: the store refuses writes (health says 503) until the checkpoint thread
-        // manages to open it for writing.
-        let read_only = conn.is_readonly(rusqlite::MAIN_DB).map_err(opening)?;
+        let opened = connect(path)
+            .map_err(opening)
+            .and_then(|mut conn| set_up(&mut conn, path).map(|()| conn));
+        let (conn, read_only, waits) = match opened {
+            // SQLite opens a file it may not write read-only, and that connection
+            // stays so: the store refuses writes (health says 503) until the
+            // checkpoint thread manages to open it for writing.
+            Ok(conn) => {
+                let read_only = conn.is_readonly(rusqlite::MAIN_DB).map_err(opening)?;
+                (conn, read_only, false)
+            }
+            Err(e) if wait && unwritable(&e) => {
+                tracing::warn!(error = %e, "the state file cannot be opened where nothing can be written");
+                (waiting().map_err(opening)?, true, true)
+            }
+            Err(e) => return Err(e),
+        };
         if read_only {
             tracing::warn!(
                 path = %path.display(),
@@ -568,7 +620,8 @@ impl SqliteStore {
             writes: Mutex::default(),
             read_only: read_only.into(),
         });
-        let keeper = renew::Keeper::new(path, std::sync::Arc::clone(&shared)).map_err(opening)?;
+        let keeper =
+            renew::Keeper::new(path, std::sync::Arc::clone(&shared), waits).map_err(opening)?;
         let db = std::sync::Arc::new(Mutex::new(Db {
             conn,
             queue: Queue::default(),

@@ -60,6 +60,8 @@ enum NotYet {
     Sqlite(#[from] rusqlite::Error),
     #[error("a reader holds the log, so it cannot be copied into the database file yet")]
     Busy,
+    #[error("{0}")]
+    SetUp(#[from] crate::store::StoreError),
     #[error("the file still opens read-only")]
     ReadOnly,
     #[error("the WAL index cannot be written yet: {0}")]
@@ -73,14 +75,23 @@ fn checkpoint_connection(path: &Path) -> Result<Connection, rusqlite::Error> {
 }
 
 impl Keeper {
-    pub(super) fn new(path: &Path, shared: Arc<Shared>) -> Result<Keeper, rusqlite::Error> {
+    /// `waiting`: the store could not open the file at all (yet).
+    pub(super) fn new(
+        path: &Path,
+        shared: Arc<Shared>,
+        waiting: bool,
+    ) -> Result<Keeper, rusqlite::Error> {
         let (mut wal_path, mut index_path) =
             (path.as_os_str().to_owned(), path.as_os_str().to_owned());
         wal_path.push("-wal");
         index_path.push("-shm");
         Ok(Keeper {
             index_path: index_path.into(),
-            conn: checkpoint_connection(path)?,
+            conn: if waiting {
+                Connection::open_in_memory()?
+            } else {
+                checkpoint_connection(path)?
+            },
             file: std::fs::File::open(path).ok(),
             path: path.to_path_buf(),
             wal_path: wal_path.into(),
@@ -209,10 +220,12 @@ impl Keeper {
             db.fresh = false;
             db.counts = None;
         }
-        let conn = super::connect(&self.path)?;
+        let mut conn = super::connect(&self.path)?;
         if conn.is_readonly(rusqlite::MAIN_DB)? {
             return Err(NotYet::ReadOnly);
         }
+        // A store that could not open the file at all has not set it up.
+        super::set_up(&mut conn, &self.path)?;
         // A write the size of one row: a read-only file system refuses it.
         conn.execute(
             "INSERT INTO heartbeat (id, at) VALUES (1, ?1)

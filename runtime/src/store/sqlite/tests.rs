@@ -551,9 +551,9 @@ fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// A file nothing may write until this is dropped: immutable (`chattr +i`) where
-/// that works (root on ext4, xfs, tmpfs), else read-only by its mode (which root
-/// would ignore).
+/// A file or directory nothing may write until this is dropped: immutable
+/// (`chattr +i`) where that works (root on ext4, xfs, tmpfs), else read-only by its
+/// mode (which root would ignore).
 struct Unwritable(std::path::PathBuf);
 
 impl Unwritable {
@@ -566,7 +566,8 @@ impl Unwritable {
             .is_ok_and(|s| s.success());
         if !immutable {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).unwrap();
+            let mode = if path.is_dir() { 0o555 } else { 0o444 };
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
         }
         Unwritable(path.to_path_buf())
     }
@@ -580,7 +581,8 @@ impl Drop for Unwritable {
             .stderr(std::process::Stdio::null())
             .status();
         use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o644));
+        let mode = if self.0.is_dir() { 0o755 } else { 0o644 };
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(mode));
     }
 }
 
@@ -639,5 +641,35 @@ fn a_wal_file_deleted_while_open_is_copied_in_and_replaced_so_other_processes_re
         (again.pending, again.dead),
         (3, 1),
         "nothing acknowledged is lost"
+    );
+}
+
+#[test]
+fn the_service_store_starts_in_a_read_only_directory_and_opens_its_file_once_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let path = state.join("state.db");
+    SqliteStore::open(&path)
+        .unwrap()
+        .accept(&[change(1, 1, "a")], 10)
+        .unwrap();
+    assert!(!state.join("state.db-wal").exists(), "closed cleanly");
+    let locked = Unwritable::make(&state);
+    assert!(
+        SqliteStore::open(&path).is_err(),
+        "not even the log can be created there"
+    );
+    let s = SqliteStore::open_or_wait(&path).unwrap();
+    assert!(s.check_writable(20).is_err());
+    assert!(s.accept(&[change(2, 2, "a")], 20).is_err());
+    drop(locked);
+    eventually("the store to take writes", || s.check_writable(30).ok());
+    assert_eq!(s.stats().unwrap().pending, 1, "what the file held");
+    assert_eq!(s.accept(&[change(2, 2, "a")], 40).unwrap().new, 1);
+    drop(s);
+    assert_eq!(
+        SqliteStore::open(&path).unwrap().stats().unwrap().pending,
+        2
     );
 }
