@@ -92,7 +92,8 @@ impl Keeper {
             } else {
                 checkpoint_connection(path)?
             },
-            file: std::fs::File::open(path).ok(),
+            // A store waiting for its file has none yet.
+            file: (!waiting).then(|| std::fs::File::open(path).ok()).flatten(),
             path: path.to_path_buf(),
             wal_path: wal_path.into(),
             shared,
@@ -104,6 +105,11 @@ impl Keeper {
     /// Opens the connections again when they need it and can be; true when they
     /// were.
     pub(super) fn renew_if_needed(&mut self, db: &Mutex<Db>) -> bool {
+        if self.state_file_moved() {
+            // Deleted or replaced (`serve --sandbox` removes its state as it stops):
+            // opening the path again would start a new, empty store.
+            return false;
+        }
         let why = if self.wal_is_deleted() {
             if !self.wal_deleted {
                 self.wal_deleted = true;
@@ -152,6 +158,21 @@ impl Keeper {
                 false
             }
         }
+    }
+
+    /// Whether the state file the store opened is no longer the one at its path.
+    fn state_file_moved(&self) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let Some(held) = self.file.as_ref().and_then(|f| f.metadata().ok()) else {
+                return false;
+            };
+            std::fs::metadata(&self.path)
+                .map_or(true, |m| m.ino() != held.ino() || m.dev() != held.dev())
+        }
+        #[cfg(not(unix))]
+        false
     }
 
     /// Whether the WAL file the store writes is no longer the one at its path.
