@@ -338,3 +338,82 @@ async fn kills_and_faults_lose_nothing_duplicate_nothing_and_leave_nothing_stuck
     assert_eq!((stuck, dead), (0, 0), "{h}\n{}", service.stderr());
     assert!(health_lies.is_empty(), "{health_lies:?}");
 }
+
+/// Makes a directory read-only until dropped: immutable (`chattr +i`) where that
+/// works (root on ext4, xfs, tmpfs), else by its mode (which root would ignore).
+struct ReadOnlyDir(std::path::PathBuf);
+
+impl ReadOnlyDir {
+    fn make(dir: &std::path::Path) -> ReadOnlyDir {
+        let immutable = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !immutable {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        ReadOnlyDir(dir.to_path_buf())
+    }
+}
+
+impl Drop for ReadOnlyDir {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .stderr(std::process::Stdio::null())
+            .status();
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+    }
+}
+
+/// Started on a read-only state directory (SQLite cannot even create its log
+/// there), the service answers 503 instead of exiting, and takes writes within
+/// seconds of the directory becoming writable, without a restart: what HubSpot
+/// delivered meanwhile (retried after the 503s) is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_on_a_read_only_state_directory_the_service_recovers_by_itself() {
+    let (sb, dir, mut service, config) = start(|_| {}, "").await;
+    let stopped = std::process::Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    service.child.wait().unwrap();
+    let state_dir = dir.path().join("state");
+    std::fs::create_dir(&state_dir).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let old = format!("state: {}", dir.path().join("state.db").display());
+    assert!(text.contains(&old));
+    let new = format!("state: {}", state_dir.join("state.db").display());
+    std::fs::write(&config, text.replace(&old, &new)).unwrap();
+    let read_only = ReadOnlyDir::make(&state_dir);
+    service.child = spawn(&config, &service.stderr);
+    let http = reqwest::Client::new();
+    let said = eventually("health to report the store", &service, || async {
+        health_status(&http, &service).await
+    })
+    .await;
+    assert_eq!(said, 503, "{}", service.stderr());
+    edit_deal(&http, &sb, DEALS[0].0, json!({ "amount": "54321" })).await;
+
+    drop(read_only);
+    let lifted = Instant::now();
+    eventually("health to recover", &service, || async {
+        health_status(&http, &service).await.filter(|s| *s == 200)
+    })
+    .await;
+    println!(
+        "read-only state directory: 200 {:?} after it became writable",
+        lifted.elapsed()
+    );
+    eventually("the edit made meanwhile to land", &service, || async {
+        let o = opportunity(&http, &sb, DEALS[0].1).await?;
+        (o.pointer("/Project/ExpectedCustomerSpend/0/Amount")? == "54321").then_some(())
+    })
+    .await;
+}

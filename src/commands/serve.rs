@@ -99,7 +99,10 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         "rules loaded"
     );
 
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&state).map_err(|e| e.to_string())?);
+    // On a read-only directory the service starts all the same, saying 503 until
+    // the file can be written.
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open_or_wait(&state).map_err(|e| e.to_string())?);
     let waiting = store
         .recover(jiff::Timestamp::now().as_millisecond())
         .map_err(|e| format!("reading {}: {e}", state.display()))?;

@@ -68,6 +68,17 @@ pub enum StoreError {
     /// group gets the same cause.
     #[error(transparent)]
     Shared(std::sync::Arc<StoreError>),
+    /// The WAL index beside the state file (`-shm`, shared memory) could not be
+    /// written: made immutable, or on a file system gone read-only. The store
+    /// refuses writes until it can be written and the store is opened afresh.
+    #[error(
+        "state store: {path} cannot be written (immutable, or on a read-only file system); \
+         writes are refused until it can"
+    )]
+    IndexUnwritable {
+        /// The WAL index file.
+        path: std::path::PathBuf,
+    },
     /// A write failed moments ago (a full disk, a read-only file system) and none
     /// has succeeded since: the store is not taking writes.
     #[error("state store: not taking writes since {since} ms ago: {cause}")]

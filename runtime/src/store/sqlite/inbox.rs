@@ -4,6 +4,35 @@
 use super::*;
 use crate::store::Inbox;
 
+impl SqliteStore {
+    /// Writes events straight into the dead-letter list; how many were new.
+    fn park_rows(db: &mut Db, events: &[(Event, String)], now_ms: i64) -> Result<u64, StoreError> {
+        let tx = db.conn.transaction().map_err(err)?;
+        let mut parked = 0;
+        for (event, reason) in events {
+            let (id, occurred, key, text) =
+                row(Arrival::new(event.clone(), format!("event:{}", event.id))?);
+            let new = tx
+                .execute(
+                    "INSERT OR IGNORE INTO events (event_id, occurred, ordering_key, received_at, event)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![id, occurred, key, now_ms, text],
+                )
+                .map_err(err)?;
+            if new == 1 {
+                tx.execute(
+                    "INSERT INTO work (seq, status, not_before, last_error, updated_at) VALUES (?1, 'dead', ?2, ?3, ?2)",
+                    params![tx.last_insert_rowid(), now_ms, reason],
+                )
+                .map_err(err)?;
+                parked += 1;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(parked)
+    }
+}
+
 impl Inbox for SqliteStore {
     fn accept_arrivals(&self, arrivals: Vec<Arrival>, now_ms: i64) -> Result<Accepted, StoreError> {
         let rows: Vec<Row> = arrivals.into_iter().map(row).collect();
@@ -55,28 +84,7 @@ impl Inbox for SqliteStore {
 
     fn park(&self, events: &[(Event, String)], now_ms: i64) -> Result<(), StoreError> {
         let mut db = self.db();
-        let tx = db.conn.transaction().map_err(err)?;
-        let mut parked = 0;
-        for (event, reason) in events {
-            let (id, occurred, key, text) =
-                row(Arrival::new(event.clone(), format!("event:{}", event.id))?);
-            let new = tx
-                .execute(
-                    "INSERT OR IGNORE INTO events (event_id, occurred, ordering_key, received_at, event)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![id, occurred, key, now_ms, text],
-                )
-                .map_err(err)?;
-            if new == 1 {
-                tx.execute(
-                    "INSERT INTO work (seq, status, not_before, last_error, updated_at) VALUES (?1, 'dead', ?2, ?3, ?2)",
-                    params![tx.last_insert_rowid(), now_ms, reason],
-                )
-                .map_err(err)?;
-                parked += 1;
-            }
-        }
-        tx.commit().map_err(err)?;
+        let parked = self.index_written(Self::park_rows(&mut db, events, now_ms))?;
         if let Some(c) = &mut db.counts {
             c.events += parked;
             c.dead += parked;
@@ -358,6 +366,10 @@ impl Inbox for SqliteStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.sync_wal()?;
+        if super::wal_index::lost() {
+            // Left to the next start, which rebuilds the index from the log.
+            return Ok(());
+        }
         // Settled: copy the log into the database file and start it over, so the
         // next start reads one file. A reader elsewhere (`pcsync dlq`) may hold it
         // back; then the log simply stays.

@@ -145,6 +145,9 @@ struct Db {
     /// table); kept up to date by the writes here, and counted again after a
     /// change from elsewhere.
     counts: Option<Counts>,
+    /// The connection refuses writes (`query_only`): the WAL index could not be
+    /// written ([`wal_index`]).
+    refusing: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -156,15 +159,29 @@ struct Counts {
 /// The embedded store.
 pub struct SqliteStore {
     db: std::sync::Arc<Mutex<Db>>,
-    /// The WAL file, synced by the group commits themselves.
-    wal: std::sync::OnceLock<std::fs::File>,
+    /// What the store and its checkpoint thread share besides the database.
+    shared: std::sync::Arc<Shared>,
+    /// The state file.
+    path: std::path::PathBuf,
     wal_path: std::path::PathBuf,
     group: Mutex<Group>,
     turn: Condvar,
     /// Ends the checkpoint thread when the store goes.
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Kept apart from [`Db`] so that syncing the WAL and noting how writes went never
+/// wait for the connection.
+#[derive(Debug, Default)]
+struct Shared {
+    /// The WAL file, synced by the group commits themselves; replaced when the
+    /// connections are opened again ([`renew`]).
+    wal: Mutex<Option<std::sync::Arc<std::fs::File>>>,
     /// How the last writes went, for [`Inbox::check_writable`].
     writes: Mutex<Writes>,
+    /// The connection could not open the file for writing (a read-only file or
+    /// file system at start-up): the checkpoint thread opens it again until it can.
+    read_only: std::sync::atomic::AtomicBool,
 }
 
 /// The outcome of the latest writes: when one last succeeded, and the latest
@@ -187,7 +204,8 @@ impl Drop for SqliteStore {
 
 /// Checkpoints the WAL every `CHECKPOINT_EVERY` until `stop`, without holding up
 /// commits: PASSIVE, on its own connection, copies what was committed since the last
-/// time, and this thread then flushes the database file.
+/// time, and this thread then flushes the database file. It also opens the
+/// connections again when they cannot go on as they are ([`renew`]).
 ///
 /// The log starts over (the file is written from its beginning again) only when a
 /// write begins after a checkpoint that copied every frame; under a steady flood of
@@ -199,7 +217,7 @@ impl Drop for SqliteStore {
 /// a commit that meets it sleeps in the busy handler's growing steps: the ingest
 /// bench saw 20-370 ms stalls.)
 fn checkpoint(
-    ckpt: Connection,
+    mut keeper: renew::Keeper,
     db: std::sync::Weak<Mutex<Db>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
@@ -219,11 +237,20 @@ fn checkpoint(
             }
         }
     };
-    let file = ckpt.path().and_then(|p| std::fs::File::open(p).ok());
     let mut flushed = 0;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         std::thread::sleep(CHECKPOINT_EVERY);
-        let (log, copied) = passive(&ckpt);
+        let Some(db) = db.upgrade() else { break };
+        if keeper.renew_if_needed(&db) {
+            flushed = 0;
+        }
+        if wal_index::lost() {
+            // Its own copy of the index may say more than the file others read:
+            // copying frames by it could put pages in the database file that
+            // their view of the log does not account for.
+            continue;
+        }
+        let (log, copied) = passive(&keeper.conn);
         // The checkpoint that copies the last frames flushes the database file, and
         // with it every page the earlier ones copied; a large flush holds up the
         // commits' own WAL syncs on the same disk. Flushed here, a little at a time,
@@ -231,7 +258,7 @@ fn checkpoint(
         if copied != flushed {
             flushed = copied;
             let started = std::time::Instant::now();
-            if let Some(file) = &file
+            if let Some(file) = &keeper.file
                 && let Err(e) = file.sync_data()
             {
                 tracing::debug!(error = %e, "flushing the database file");
@@ -239,13 +266,16 @@ fn checkpoint(
             tracing::trace!(took = ?started.elapsed(), "database file flushed");
         }
         if log > WAL_FRAMES {
-            let Some(db) = db.upgrade() else { break };
             let _held = db.lock().unwrap_or_else(|e| e.into_inner());
-            passive(&ckpt);
+            passive(&keeper.conn);
             flushed = 0;
         }
     }
-    let _ = ckpt.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    if !wal_index::lost() {
+        let _ = keeper
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    }
 }
 
 /// How often the WAL is copied into the database file.
@@ -483,9 +513,68 @@ impl Update<'_> {
     }
 }
 
+/// Creates the tables a store needs (or a newer pcsync added) and moves a state file
+/// of the old layout to the current one.
+fn set_up(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let opening = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tx = conn.transaction().map_err(opening)?;
+    tx.execute_batch(SCHEMA).map_err(opening)?;
+    let old: bool = tx
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(opening)?
+        .is_some();
+    if old {
+        tx.execute_batch(MIGRATE_INBOX)
+            .map_err(|source| StoreError::Migrate {
+                path: path.to_path_buf(),
+                source,
+            })?;
+    }
+    tx.commit().map_err(opening)
+}
+
+/// Whether opening failed only because the file, its directory or its file system
+/// cannot be written (SQLite cannot create the WAL beside it).
+fn unwritable(e: &StoreError) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(e, StoreError::Open { source, .. }
+        if matches!(source.sqlite_error_code(), Some(CannotOpen | ReadOnly | PermissionDenied | SystemIoFailure)))
+}
+
+/// The connection of a store waiting for its file ([`SqliteStore::open_or_wait`]):
+/// empty tables in memory, refusing writes.
+fn waiting() -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open_in_memory()?;
+    conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "query_only", true)?;
+    Ok(conn)
+}
+
 impl SqliteStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::opened(path, false)
+    }
+
+    /// [`SqliteStore::open`] for the service, which should start (and say 503) on a
+    /// read-only directory or file system rather than exit: when the file cannot
+    /// be opened only because nothing there can be written, the store starts
+    /// empty, refusing writes, and opens the file as soon as it can (tried every
+    /// second). Any other failure (an empty or foreign file, a failed move to the
+    /// current layout) is still an error.
+    pub fn open_or_wait(path: &Path) -> Result<Self, StoreError> {
+        Self::opened(path, true)
+    }
+
+    fn opened(path: &Path, wait: bool) -> Result<Self, StoreError> {
         let opening = |source| StoreError::Open {
             path: path.to_path_buf(),
             source,
@@ -498,81 +587,109 @@ impl SqliteStore {
                 path: path.to_path_buf(),
             });
         }
-        let mut conn = Connection::open(path).map_err(opening)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(opening)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(opening)?;
-        conn.pragma_update(None, "busy_timeout", 5000)
-            .map_err(opening)?;
-        // 16 MiB of page cache (the default is 2 MiB): the tables' recent pages and
-        // the dedupe index stay in memory instead of being re-read from the OS.
-        conn.pragma_update(None, "cache_size", -16_000)
-            .map_err(opening)?;
-        // Checkpoints (copying the WAL back into the database file) run on their
-        // own connection and thread, not inside a commit an HTTP request waits for.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(opening)?;
-        let tx = conn.transaction().map_err(opening)?;
-        tx.execute_batch(SCHEMA).map_err(opening)?;
-        let old: bool = tx
-            .query_row(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox'",
-                [],
-                |_| Ok(()),
-            )
-            .optional()
-            .map_err(opening)?
-            .is_some();
-        if old {
-            tx.execute_batch(MIGRATE_INBOX)
-                .map_err(|source| StoreError::Migrate {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
+        wal_index::guard();
+        let opened = connect(path)
+            .map_err(opening)
+            .and_then(|mut conn| set_up(&mut conn, path).map(|()| conn));
+        let (conn, read_only, waits) = match opened {
+            // SQLite opens a file it may not write read-only, and that connection
+            // stays so: the store refuses writes (health says 503) until the
+            // checkpoint thread manages to open it for writing.
+            Ok(conn) => {
+                let read_only = conn.is_readonly(rusqlite::MAIN_DB).map_err(opening)?;
+                (conn, read_only, false)
+            }
+            Err(e) if wait && unwritable(&e) => {
+                tracing::warn!(error = %e, "the state file cannot be opened where nothing can be written");
+                (waiting().map_err(opening)?, true, true)
+            }
+            Err(e) => return Err(e),
+        };
+        if read_only {
+            tracing::warn!(
+                path = %path.display(),
+                "the state file cannot be written (a read-only file or file system): \
+                 writes are refused until it can, tried again every second"
+            );
         }
-        tx.commit().map_err(opening)?;
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let checkpointer = Connection::open(path).map_err(opening)?;
-        checkpointer
-            .pragma_update(None, "busy_timeout", 5000)
-            .map_err(opening)?;
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let wal_path: std::path::PathBuf = wal_path.into();
+        let shared = std::sync::Arc::new(Shared {
+            // Opened now, while it is the file SQLite has open: the checkpoint thread
+            // compares the two to notice that it was deleted.
+            wal: Mutex::new(std::fs::File::open(&wal_path).ok().map(std::sync::Arc::new)),
+            writes: Mutex::default(),
+            read_only: read_only.into(),
+        });
+        let keeper =
+            renew::Keeper::new(path, std::sync::Arc::clone(&shared), waits).map_err(opening)?;
         let db = std::sync::Arc::new(Mutex::new(Db {
             conn,
             queue: Queue::default(),
             fresh: false,
             version: 0,
             counts: None,
+            refusing: false,
         }));
         let (stopping, held) = (std::sync::Arc::clone(&stop), std::sync::Arc::downgrade(&db));
         std::thread::Builder::new()
             .name("pcsync-checkpoint".into())
-            .spawn(move || checkpoint(checkpointer, held, stopping))
+            .spawn(move || checkpoint(keeper, held, stopping))
             .map_err(|source| StoreError::Io {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let mut wal_path = path.as_os_str().to_owned();
-        wal_path.push("-wal");
         Ok(SqliteStore {
             db,
-            wal: std::sync::OnceLock::new(),
-            wal_path: wal_path.into(),
+            shared,
+            path: path.to_path_buf(),
+            wal_path,
             group: Mutex::default(),
             turn: Condvar::new(),
             stop,
-            writes: Mutex::default(),
         })
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Db> {
-        self.db.lock().expect("the store lock is never poisoned")
+        let mut db = self.db.lock().expect("the store lock is never poisoned");
+        if wal_index::lost() && !db.refusing {
+            db.refusing = true;
+            tracing::error!(
+                path = %self.index_path().display(),
+                "the WAL index cannot be written (made immutable, or its file system went \
+                 read-only): the store refuses writes until it can, and reads meanwhile"
+            );
+            if let Err(e) = db.conn.pragma_update(None, "query_only", true) {
+                tracing::warn!(error = %e, "the store could not be set to refuse writes");
+            }
+        }
+        db
+    }
+
+    /// The WAL index, beside the state file.
+    fn index_path(&self) -> std::path::PathBuf {
+        let mut path = self.path.as_os_str().to_owned();
+        path.push("-shm");
+        path.into()
+    }
+
+    /// Refuses a write that met a WAL index that cannot be written: the commit may
+    /// be in this process's copy of the index only, so it is not acknowledged.
+    fn index_written<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if wal_index::lost() {
+            return Err(StoreError::IndexUnwritable {
+                path: self.index_path(),
+            });
+        }
+        result
     }
 
     /// Notes how a write went (for health checks) and passes its result on.
     fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         let now = jiff::Timestamp::now().as_millisecond();
-        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut writes = self.shared.writes.lock().unwrap_or_else(|e| e.into_inner());
         match &result {
             Ok(_) => writes.ok_at = now,
             Err(e) => writes.failed = Some((now, e.to_string())),
@@ -582,6 +699,11 @@ impl SqliteStore {
 
     /// [`Inbox::check_writable`].
     fn writable(&self, now_ms: i64) -> Result<(), StoreError> {
+        if wal_index::lost() {
+            return Err(StoreError::IndexUnwritable {
+                path: self.index_path(),
+            });
+        }
         // A write the size of one row: fails at once on a read-only file system.
         // Left unsynced; it matters only that it can be written. Not noted: a full
         // disk may take one row and still refuse a batch, so only real writes say
@@ -596,7 +718,7 @@ impl SqliteStore {
                 .map(|_| ())
                 .map_err(err)
         })?;
-        let writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let writes = self.shared.writes.lock().unwrap_or_else(|e| e.into_inner());
         match &writes.failed {
             Some((at, cause)) if *at >= writes.ok_at && now_ms - at < FAILURE_HOLDS_MS => {
                 Err(StoreError::Unwritable {
@@ -620,7 +742,8 @@ impl SqliteStore {
         let db = &mut *guard;
         let started = std::time::Instant::now();
         // The caller syncs the WAL after letting go of the database (see `accept`).
-        let (counts, arrived_at) = db.unsynced(|db| Self::insert_group(db, jobs))?;
+        let (counts, arrived_at) =
+            self.index_written(db.unsynced(|db| Self::insert_group(db, jobs)))?;
         tracing::trace!(
             requests = jobs.len(),
             lock_us = (started - waited).as_micros() as u64,
@@ -684,15 +807,28 @@ impl SqliteStore {
 
     /// Makes everything written to the WAL so far durable.
     fn sync_wal(&self) -> Result<(), StoreError> {
-        let file = match self.wal.get() {
+        let held = self
+            .shared
+            .wal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let file = match held {
             Some(file) => file,
             None => {
                 let file =
-                    std::fs::File::open(&self.wal_path).map_err(|source| StoreError::Io {
-                        path: self.wal_path.clone(),
-                        source,
-                    })?;
-                self.wal.get_or_init(|| file)
+                    std::sync::Arc::new(std::fs::File::open(&self.wal_path).map_err(|source| {
+                        StoreError::Io {
+                            path: self.wal_path.clone(),
+                            source,
+                        }
+                    })?);
+                self.shared
+                    .wal
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(file)
+                    .clone()
             }
         };
         let started = std::time::Instant::now();
@@ -705,6 +841,22 @@ impl SqliteStore {
     }
 }
 
+/// A connection to the state file as the store writes it: WAL, each commit synced
+/// (`synchronous=FULL`), checkpoints left to the checkpoint thread.
+fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    // 16 MiB of page cache (the default is 2 MiB): the tables' recent pages and
+    // the dedupe index stay in memory instead of being re-read from the OS.
+    conn.pragma_update(None, "cache_size", -16_000)?;
+    // Checkpoints (copying the WAL back into the database file) run on their
+    // own connection and thread, not inside a commit an HTTP request waits for.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    Ok(conn)
+}
+
 fn event_of(text: &str) -> Result<Event, StoreError> {
     Event::from_stored_json(text).map_err(StoreError::Event)
 }
@@ -713,7 +865,9 @@ mod echo;
 mod inbox;
 mod journal;
 mod quota;
+mod renew;
 mod runs;
+mod wal_index;
 pub use runs::read_runs;
 mod seen;
 mod snapshot;

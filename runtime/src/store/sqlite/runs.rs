@@ -129,6 +129,8 @@ pub fn read_runs(
         path: path.to_path_buf(),
         source,
     };
+    // A reader writes the WAL index too (its read marks).
+    super::wal_index::guard();
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,

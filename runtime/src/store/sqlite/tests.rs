@@ -546,3 +546,141 @@ fn recorded_runs_read_back_share_their_opportunity_and_are_pruned_by_age_and_siz
         .unwrap();
     assert_eq!(blobs, 0, "an opportunity no run refers to is forgotten");
 }
+
+/// Polls `check` until it gives a value (for up to 10 s).
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A file or directory nothing may write until this is dropped: immutable
+/// (`chattr +i`) where that works (root on ext4, xfs, tmpfs), else read-only by its
+/// mode (which root would ignore).
+struct Unwritable(std::path::PathBuf);
+
+impl Unwritable {
+    fn make(path: &std::path::Path) -> Unwritable {
+        let immutable = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !immutable {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = if path.is_dir() { 0o555 } else { 0o444 };
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        Unwritable(path.to_path_buf())
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .stderr(std::process::Stdio::null())
+            .status();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if self.0.is_dir() { 0o755 } else { 0o644 };
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(mode));
+    }
+}
+
+#[test]
+fn a_store_opened_on_a_read_only_file_takes_writes_once_it_can_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    SqliteStore::open(&path)
+        .unwrap()
+        .accept(&[change(1, 1, "a")], 10)
+        .unwrap();
+    let locked = Unwritable::make(&path);
+    let s = SqliteStore::open(&path).unwrap();
+    assert!(s.check_writable(20).is_err(), "the file is read-only");
+    assert!(s.accept(&[change(2, 2, "a")], 20).is_err());
+    assert_eq!(s.stats().unwrap().pending, 1, "it is read all the same");
+    drop(locked);
+    eventually("the store to take writes", || s.check_writable(30).ok());
+    assert_eq!(s.accept(&[change(2, 2, "a")], 40).unwrap().new, 1);
+    drop(s);
+    assert_eq!(
+        SqliteStore::open(&path).unwrap().stats().unwrap().pending,
+        2
+    );
+}
+
+#[test]
+fn a_wal_file_deleted_while_open_is_copied_in_and_replaced_so_other_processes_read() {
+    let (dir, s) = store();
+    let path = dir.path().join("state.db");
+    s.accept(&[change(1, 1, "a"), change(2, 2, "a")], 10)
+        .unwrap();
+    let parked = s.claim(1_000, 0, 10).unwrap()[0].items[0].seq;
+    s.dead_letter(&[parked], "no", 1_000).unwrap();
+    std::fs::remove_file(dir.path().join("state.db-wal")).unwrap();
+    // Accepted while the store still writes to the deleted file.
+    s.accept(&[change(3, 3, "a")], 2_000).unwrap();
+    // `pcsync dlq list` beside the running store: a second store on the file.
+    let letters = eventually("another store to read the dead letters", || {
+        SqliteStore::open(&path)
+            .and_then(|other| other.dead_letters())
+            .ok()
+    });
+    assert_eq!(letters.iter().map(|l| l.seq).collect::<Vec<_>>(), [parked]);
+    assert!(dir.path().join("state.db-wal").exists());
+    s.accept(&[change(4, 4, "a")], 3_000).unwrap();
+    let other = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        (other.stats().unwrap().pending, other.stats().unwrap().dead),
+        (3, 1),
+        "what the store accepted before and after, as another process sees it"
+    );
+    drop((s, other));
+    let again = SqliteStore::open(&path).unwrap().stats().unwrap();
+    assert_eq!(
+        (again.pending, again.dead),
+        (3, 1),
+        "nothing acknowledged is lost"
+    );
+}
+
+#[test]
+fn the_service_store_starts_in_a_read_only_directory_and_opens_its_file_once_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let path = state.join("state.db");
+    SqliteStore::open(&path)
+        .unwrap()
+        .accept(&[change(1, 1, "a")], 10)
+        .unwrap();
+    assert!(!state.join("state.db-wal").exists(), "closed cleanly");
+    let locked = Unwritable::make(&state);
+    assert!(
+        SqliteStore::open(&path).is_err(),
+        "not even the log can be created there"
+    );
+    let s = SqliteStore::open_or_wait(&path).unwrap();
+    assert!(s.check_writable(20).is_err());
+    assert!(s.accept(&[change(2, 2, "a")], 20).is_err());
+    drop(locked);
+    eventually("the store to take writes", || s.check_writable(30).ok());
+    assert_eq!(s.stats().unwrap().pending, 1, "what the file held");
+    assert_eq!(s.accept(&[change(2, 2, "a")], 40).unwrap().new, 1);
+    drop(s);
+    assert_eq!(
+        SqliteStore::open(&path).unwrap().stats().unwrap().pending,
+        2
+    );
+}
