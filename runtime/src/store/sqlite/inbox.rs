@@ -53,7 +53,7 @@ impl Inbox for SqliteStore {
         }
     }
 
-    fn park(&self, events: &[(Event, String)], now_ms: i64) -> Result<(), StoreError> {
+    fn park(&self, events: &[(Event, String)], now_ms: i64) -> Result<u64, StoreError> {
         let mut db = self.db();
         let tx = db.conn.transaction().map_err(err)?;
         let mut parked = 0;
@@ -81,7 +81,7 @@ impl Inbox for SqliteStore {
             c.events += parked;
             c.dead += parked;
         }
-        Ok(())
+        Ok(parked)
     }
 
     fn claim(&self, now_ms: i64, coalesce_ms: i64, limit: usize) -> Result<Vec<Batch>, StoreError> {
