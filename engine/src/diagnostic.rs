@@ -69,6 +69,7 @@ codes! {
     WrongType => "wrong-type", "a value of the wrong type (a list where a string belongs, say)";
     InvalidValue => "invalid-value", "a value outside the allowed set or format";
     DuplicatePack => "duplicate-pack", "two packs share a name";
+    NoPacks => "no-packs", "a rules directory without a pack in it: pcsync would sync nothing";
     TriggerShape => "trigger-shape", "a trigger that names no source, several, or a filter that does not apply";
     RhaiSyntax => "rhai-syntax", "a Rhai script or expression that does not compile";
     RhaiUnknownVariable => "rhai-unknown-variable", "a Rhai script uses a variable the pack's context does not provide";

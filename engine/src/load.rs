@@ -80,6 +80,22 @@ pub fn load_rules(paths: &[PathBuf]) -> Loaded<RuleSet> {
             };
         }
     };
+    if files.is_empty() {
+        // A directory emptied by a bad deploy or a wrong `rules:` path loads as a
+        // rule set that does nothing; it is an error, so the service does not
+        // start (or reload) on it and sync nothing in silence.
+        let dirs: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        diagnostics.push(
+            Diagnostic::error(
+                Code::NoPacks,
+                format!("no rule packs in `{}`", dirs.join("`, `")),
+            )
+            .with_help(
+                "a pack is a `*.yaml` file in the directory itself; add one, or point \
+                 `rules` at the directory that holds them",
+            ),
+        );
+    }
     let mut texts = Vec::with_capacity(files.len());
     let all = files.len();
     for path in files {
