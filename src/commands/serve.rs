@@ -403,14 +403,15 @@ async fn shutdown_signal() {
 }
 
 /// Logs go to stderr as text or one JSON object per line; `PCSYNC_LOG` filters them
-/// (`info` by default, `pcsync=debug` adds each plan).
+/// (`info` by default, `pcsync=debug` adds each plan). Access key ids the AWS SDK
+/// logs at debug and trace are masked ([`crate::redact`]).
 fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PCSYNC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(crate::redact::Redacting(std::io::stderr));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
