@@ -808,6 +808,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn unreadable_eventbridge_events_are_known_by_their_text() {
+        let bad = |n: u32| {
+            format!(
+                r#"{{"source": "aws.partnercentral-selling", "detail-type": "Opportunity Updated", "n": {n}}}"#
+            )
+        };
+        let ids = |body: String| -> Vec<String> {
+            let read = read_eventbridge(body.as_bytes(), "Sandbox").unwrap();
+            read.unreadable.into_iter().map(|(e, _)| e.id).collect()
+        };
+        let listed = ids(format!("[{}, {}]", bad(1), bad(2)));
+        assert_eq!(listed.len(), 2);
+        assert_ne!(listed[0], listed[1], "two events, two dead letters");
+        // The same event alone (an API destination's form), delivered again.
+        assert_eq!(ids(format!("  {}\n", bad(2))), [listed[1].clone()]);
+        assert!(read_eventbridge(b"[1, 2]", "Sandbox").is_ok_and(|r| r.foreign.len() == 2));
+        assert!(read_eventbridge(b"\"x\"", "Sandbox").is_err());
+    }
+
     #[tokio::test]
     async fn eventbridge_events_need_the_shared_secret() {
         let r = start(false).await;
