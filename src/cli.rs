@@ -47,6 +47,10 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
         format: CheckFormat,
+        /// Accept a rules directory with no pack in it (a warning instead of an
+        /// error). `pcsync serve` still refuses to start on one.
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Run rule-pack golden tests.
     Test {

@@ -206,6 +206,48 @@ fn missing_paths_are_usage_errors() {
 }
 
 #[test]
+fn an_empty_rules_directory_is_an_error_unless_allowed_and_serve_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    // Not a pack: only `*.yaml` files directly in the directory are.
+    std::fs::write(rules.join("README.md"), "packs go here\n").unwrap();
+    let shown = rules.display().to_string();
+
+    let out = pcsync(&["check", &shown]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("error[no-packs]: no rule packs in `{shown}`")),
+        "{stderr}"
+    );
+
+    let out = pcsync(&["check", "--allow-empty", &shown]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("warning[no-packs]"), "{stderr}");
+
+    // The config's `rules` names it: `check --config` and `serve` say so.
+    let config = dir.path().join("pcsync.yaml");
+    let state = dir.path().join("state.db");
+    std::fs::write(
+        &config,
+        format!(
+            "public_url: https://sync.example.com\nrules: ./rules\nstate: {}\nhubspot:\n  token: t\n  client_secret: s\npartner_central:\n  catalog: Sandbox\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let out = pcsync(&["check", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = pcsync(&["serve", "--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("error[no-packs]"), "{stderr}");
+    assert!(!state.exists(), "refused before it opened the state file");
+}
+
+#[test]
 fn serve_and_dlq_explain_a_config_they_cannot_use() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("absent.yaml");

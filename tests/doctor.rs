@@ -69,7 +69,8 @@ async fn doctor_passes_a_sound_setup_and_names_each_fault_with_its_fix() {
                 .find(|l| l.starts_with("public_url:"))
                 .unwrap()
                 .to_string(),
-            &format!("public_url: http://127.0.0.1:{port}"),
+            // With user info, which no message shows.
+            &format!("public_url: http://ops:doctor-pass@127.0.0.1:{port}"),
         );
     let broken_config = dir.path().join("broken.yaml");
     std::fs::write(&broken_config, broken).unwrap();
@@ -78,6 +79,8 @@ async fn doctor_passes_a_sound_setup_and_names_each_fault_with_its_fix() {
     assert!(out.contains("FAIL  hubspot token:"), "{out}");
     assert!(out.contains("scopes"), "{out}");
     assert!(out.contains("FAIL  public url:"), "{out}");
+    assert!(!out.contains("doctor-pass"), "{out}");
+    assert!(out.contains("http://***@127.0.0.1"), "{out}");
     // What does not depend on those still passes.
     assert!(out.contains("ok    partner central"), "{out}");
 }

@@ -104,6 +104,24 @@ impl PcError {
     }
 }
 
+impl PcError {
+    /// A call not sent because its count against the daily quota could not be
+    /// recorded (the state file refuses writes): worth retrying once it takes them.
+    fn unrecorded(e: crate::quota::UnrecordedCount) -> PcError {
+        PcError {
+            code: QUOTA_UNRECORDED.to_string(),
+            message: format!("{e}; the call was not sent"),
+            retryable: true,
+            body: None,
+            retry_after: None,
+        }
+    }
+}
+
+/// [`PcError::code`] of a call not sent because its daily quota count could not be
+/// recorded.
+pub const QUOTA_UNRECORDED: &str = "DailyQuotaUnrecorded";
+
 /// [`PcError::code`] of a call a spent daily quota held back.
 pub const QUOTA_SPENT: &str = "DailyQuotaSpent";
 
@@ -392,8 +410,12 @@ impl PartnerCentralClient {
             let queued = std::time::Instant::now();
             limiter.until_ready().await;
             waited += queued.elapsed();
-            if let Some(class) = class {
-                self.quotas.count(class, now_ms());
+            // Counted (durably, with a journal) before it is sent; a call whose
+            // count cannot be kept is not sent.
+            if let Some(class) = class
+                && let Err(e) = self.quotas.count(class, now_ms())
+            {
+                break Err(PcError::unrecorded(e));
             }
             match request().await.map_err(error) {
                 Err(e) if e.says_daily_quota() => {

@@ -69,6 +69,7 @@ codes! {
     WrongType => "wrong-type", "a value of the wrong type (a list where a string belongs, say)";
     InvalidValue => "invalid-value", "a value outside the allowed set or format";
     DuplicatePack => "duplicate-pack", "two packs share a name";
+    NoPacks => "no-packs", "a rules directory without a pack in it: pcsync would sync nothing";
     TriggerShape => "trigger-shape", "a trigger that names no source, several, or a filter that does not apply";
     RhaiSyntax => "rhai-syntax", "a Rhai script or expression that does not compile";
     RhaiUnknownVariable => "rhai-unknown-variable", "a Rhai script uses a variable the pack's context does not provide";
@@ -220,12 +221,24 @@ impl Sources {
     /// times as it has bytes, so every other span stays where it was): a secret
     /// written in a config file must not appear in an error's source snippet.
     pub fn mask(&mut self, file: FileId, spans: &[Span]) {
+        self.mask_each(|id, _| {
+            if id == file {
+                spans.to_vec()
+            } else {
+                Vec::new()
+            }
+        });
+    }
+
+    /// [`Sources::mask`] in every file, at the spans `find` gives for its text.
+    pub fn mask_each(&mut self, find: impl Fn(FileId, &str) -> Vec<Span>) {
         let mut files = SimpleFiles::new();
         let mut id = 0;
         while let Ok(f) = self.files.get(id) {
             let mut text = f.source().clone();
-            if id == file.0 {
-                for span in spans {
+            let spans = find(FileId(id), &text);
+            {
+                for span in &spans {
                     let Some(hidden) = text.get(span.start..span.end) else {
                         continue;
                     };

@@ -13,6 +13,7 @@ pub mod model;
 /// The Partner Central model table (generated from AWS's service model).
 pub use pcsync_pc_model as partner_central;
 pub mod readiness;
+pub mod redact;
 pub mod schema;
 pub mod script;
 pub mod source;

@@ -80,6 +80,22 @@ pub fn load_rules(paths: &[PathBuf]) -> Loaded<RuleSet> {
             };
         }
     };
+    if files.is_empty() {
+        // A directory emptied by a bad deploy or a wrong `rules:` path loads as a
+        // rule set that does nothing; it is an error, so the service does not
+        // start (or reload) on it and sync nothing in silence.
+        let dirs: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        diagnostics.push(
+            Diagnostic::error(
+                Code::NoPacks,
+                format!("no rule packs in `{}`", dirs.join("`, `")),
+            )
+            .with_help(
+                "a pack is a `*.yaml` file in the directory itself; add one, or point \
+                 `rules` at the directory that holds them",
+            ),
+        );
+    }
     let mut texts = Vec::with_capacity(files.len());
     let all = files.len();
     for path in files {
@@ -149,6 +165,7 @@ fn load_texts(
             }
         }
     }
+    mask_url_user_info(&mut sources, &mut diagnostics);
     diagnostic::sort(&mut diagnostics);
     let failed = diagnostics.iter().any(Diagnostic::is_error);
     let version = hasher
@@ -262,6 +279,7 @@ pub fn load_document<T: serde::de::DeserializeOwned>(
             let spans = secret_lines(sources.text(file), secrets);
             sources.mask(file, &spans);
         }
+        mask_url_user_info(&mut sources, &mut diagnostics);
         return Loaded {
             sources,
             diagnostics,
@@ -273,10 +291,20 @@ pub fn load_document<T: serde::de::DeserializeOwned>(
         MissingEnv::Error => Severity::Error,
         MissingEnv::Warning => Severity::Warning,
     };
+    // The secrets: the ones named, and whatever is under a key that names one (a
+    // misspelt `client_secert`, a key the config does not have).
+    let mut secrets: Vec<String> = secrets.iter().map(|p| p.to_string()).collect();
+    secrets.extend(crate::redact::secret_pointers(&doc.value));
+    secrets.sort();
+    secrets.dedup();
     // Secrets written in the file itself (not `${VAR}` references) are masked.
     let written: Vec<Span> = secrets
         .iter()
-        .filter(|p| doc.value.pointer(p).is_some_and(Value::is_string))
+        .filter(|p| {
+            doc.value
+                .pointer(p)
+                .is_some_and(|v| !v.is_object() && !v.is_array())
+        })
         .map(|p| doc.value_span(p))
         .filter(|span| {
             sources
@@ -289,9 +317,12 @@ pub fn load_document<T: serde::de::DeserializeOwned>(
     interpolate(&mut doc.value, String::new(), env, &mut unset);
     let hidden: Vec<String> = secrets
         .iter()
-        .filter_map(|p| doc.value.pointer(p).and_then(Value::as_str))
+        .filter_map(|p| match doc.value.pointer(p)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
         .filter(|v| !v.is_empty())
-        .map(str::to_string)
         .collect();
     for (pointer, var) in unset {
         let mut d = Diagnostic::error(
@@ -326,6 +357,7 @@ pub fn load_document<T: serde::de::DeserializeOwned>(
         }
     }
     sources.mask(file, &written);
+    mask_url_user_info(&mut sources, &mut diagnostics);
     diagnostic::sort(&mut diagnostics);
     let failed = diagnostics.iter().any(Diagnostic::is_error);
     Loaded {
@@ -337,7 +369,8 @@ pub fn load_document<T: serde::de::DeserializeOwned>(
 }
 
 /// In a file that does not parse: the values on lines that set a secret's key
-/// (`  shared_secret: abc`), unless they are a `${VAR}` reference.
+/// (`  shared_secret: abc`, or any key that names a secret), unless they are a
+/// `${VAR}` reference.
 fn secret_lines(text: &str, secrets: &[&str]) -> Vec<Span> {
     let keys: Vec<&str> = secrets
         .iter()
@@ -348,21 +381,42 @@ fn secret_lines(text: &str, secrets: &[&str]) -> Vec<Span> {
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
-        for key in &keys {
-            if let Some(rest) = trimmed.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
-                let value = rest.trim_end_matches(['\n', '\r']);
-                if !value.trim().is_empty() && !value.contains("${") {
-                    let at = start + indent + key.len() + 1;
-                    spans.push(Span {
-                        start: at,
-                        end: at + value.len(),
-                    });
-                }
+        if let Some((key, rest)) = trimmed.split_once(':') {
+            let name = key
+                .trim_start_matches("- ")
+                .trim()
+                .trim_matches(['"', '\'']);
+            let value = rest.trim_end_matches(['\n', '\r']);
+            if (keys.contains(&name) || crate::redact::secret_key(name))
+                && !value.trim().is_empty()
+                && !value.contains("${")
+            {
+                let at = start + indent + key.len() + 1;
+                spans.push(Span {
+                    start: at,
+                    end: at + value.len(),
+                });
             }
         }
         start += line.len();
     }
     spans
+}
+
+/// Masks the user info of every URL (`https://user:pass@host`) in the sources'
+/// snippets and in the diagnostics' text.
+fn mask_url_user_info(sources: &mut Sources, diagnostics: &mut [Diagnostic]) {
+    sources.mask_each(|_, text| crate::redact::url_user_info(text));
+    for d in diagnostics {
+        for text in [Some(&mut d.message), d.label.as_mut(), d.help.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if let std::borrow::Cow::Owned(masked) = crate::redact::mask_urls(text) {
+                *text = masked;
+            }
+        }
+    }
 }
 
 /// `text` with each of `secrets` replaced by `(hidden)`: quoted (as schema errors

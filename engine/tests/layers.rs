@@ -15,6 +15,7 @@ const LAYERS: &[&str] = &[
     "script",
     "model",
     "source",
+    "redact",
     "embed",
     "readiness",
     "template",

@@ -858,6 +858,77 @@ mod tests {
     }
 
     #[test]
+    fn misspelt_secret_keys_and_url_user_info_never_appear_in_a_diagnostic() {
+        // A secret under a misspelt key (an unknown field: its line is the snippet),
+        // one under a key the config does not have, and URLs with user info, one of
+        // them refused (its message quotes it).
+        let (_dir, path) = write(
+            "public_url: htp://deploy:url-pass-1234@sync.example.com\n\
+             hubspot:\n  token: t\n  client_secret: s\n  client_secert: hunter2hunter2\n  apiKey: key-0000-1111\n\
+             \x20 base_url: https://ops:base-pass-5678@api.hubapi.com\n\
+             partner_central:\n  catalog: Sandbox\n  endpoint_url: ftp://u:ftp-pass-9@x\n",
+        );
+        let shown = rendered(&path, &|_| None);
+        for secret in [
+            "hunter2hunter2",
+            "key-0000-1111",
+            "url-pass-1234",
+            "base-pass-5678",
+            "ftp-pass-9",
+            "deploy:",
+        ] {
+            assert!(!shown.contains(secret), "`{secret}` shown:\n{shown}");
+        }
+        assert!(
+            shown.contains("client_secert"),
+            "the key is shown:\n{shown}"
+        );
+        assert!(shown.contains("htp://***@sync.example.com"), "{shown}");
+
+        // The same in a file that is not YAML.
+        let (_dir, path) = write(
+            "public_url: https://a:url-pass-1234@sync.example.com\nhubspot:\n  client_secert: hunter2hunter2, bad: 1\n",
+        );
+        let shown = rendered(&path, &|_| None);
+        assert!(shown.contains("invalid YAML"), "{shown}");
+        for secret in ["hunter2hunter2", "url-pass-1234"] {
+            assert!(!shown.contains(secret), "`{secret}` shown:\n{shown}");
+        }
+    }
+
+    #[test]
+    fn only_the_secrets_among_the_configs_keys_look_like_secrets() {
+        fn keys(value: &serde_json::Value, found: &mut std::collections::BTreeSet<String>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    if let Some(serde_json::Value::Object(properties)) = map.get("properties") {
+                        found.extend(properties.keys().cloned());
+                    }
+                    map.values().for_each(|v| keys(v, found));
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| keys(v, found)),
+                _ => {}
+            }
+        }
+        let mut found = Default::default();
+        keys(
+            &serde_json::to_value(schemars::schema_for!(ServiceConfig)).unwrap(),
+            &mut found,
+        );
+        let looks: std::collections::BTreeSet<&str> = found
+            .iter()
+            .map(String::as_str)
+            .filter(|k| pcsync_engine::redact::secret_key(k))
+            .collect();
+        let declared = SECRETS
+            .iter()
+            .filter_map(|p| p.rsplit('/').next())
+            .collect();
+        assert!(found.len() > 40, "{found:?}");
+        assert_eq!(looks, declared);
+    }
+
+    #[test]
     fn urls_that_cannot_be_called_and_missing_folders_are_errors() {
         let (dir, path) = write(
             "public_url: https://sync.example.com\nstate: data/pcsync.db\n\

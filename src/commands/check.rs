@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use pcsync_engine::diagnostic::{self, Diagnostic, Sources};
+use pcsync_engine::diagnostic::{self, Diagnostic, Severity, Sources};
 use pcsync_engine::{Code, MissingEnv, load_rules};
 use pcsync_runtime::config::load_config;
 
@@ -16,7 +16,12 @@ struct Report {
     files: usize,
 }
 
-pub fn run(paths: Vec<PathBuf>, config: Option<PathBuf>, format: CheckFormat) -> ExitCode {
+pub fn run(
+    paths: Vec<PathBuf>,
+    config: Option<PathBuf>,
+    format: CheckFormat,
+    allow_empty: bool,
+) -> ExitCode {
     let mut report = Report {
         sources: Vec::new(),
         diagnostics: Vec::new(),
@@ -42,7 +47,14 @@ pub fn run(paths: Vec<PathBuf>, config: Option<PathBuf>, format: CheckFormat) ->
             eprintln!("pcsync check: `{}` does not exist", missing.display());
             return ExitCode::from(super::EXIT_USAGE);
         }
-        let loaded = load_rules(&rule_paths);
+        let mut loaded = load_rules(&rule_paths);
+        if allow_empty {
+            for d in &mut loaded.diagnostics {
+                if d.code == Code::NoPacks {
+                    d.severity = Severity::Warning;
+                }
+            }
+        }
         report.files += loaded.files_checked;
         report.diagnostics.push(loaded.diagnostics);
         report.sources.push(loaded.sources);

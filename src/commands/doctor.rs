@@ -135,7 +135,7 @@ pub fn run(config_path: &Path) -> ExitCode {
         "hubspot webhooks",
         Outcome::Skip(format!(
             "HubSpot's subscription API needs the developer account's key, which pcsync does not hold; `pcsync setup hubspot` lists the subscriptions the packs need (target {}/webhooks/hubspot)",
-            config.public_url
+            pcsync_engine::redact::mask_urls(&config.public_url)
         )),
     );
 
@@ -261,6 +261,7 @@ async fn check_clock(base_url: &str) -> Outcome {
         .and_then(|d| d.to_str().ok().map(str::to_string))
         .and_then(|d| jiff::fmt::rfc2822::parse(&d).ok().map(|z| z.timestamp()));
     let Some(theirs) = date else {
+        let base_url = pcsync_engine::redact::mask_urls(base_url);
         return Outcome::Skip(format!("{base_url} gave no Date to compare with"));
     };
     let skew = theirs.duration_since(asked).unsigned_abs();
@@ -283,6 +284,8 @@ async fn check_public_url(public_url: &str) -> Outcome {
         .timeout(Duration::from_secs(10))
         .send()
         .await;
+    // Shown without its user info (a password in the URL).
+    let url = pcsync_engine::redact::mask_urls(&url).into_owned();
     match answer {
         Ok(r) => {
             let status = r.status();

@@ -25,7 +25,8 @@ pub fn run(cli: Cli) -> ExitCode {
             paths,
             config,
             format,
-        } => check::run(paths, config, format),
+            allow_empty,
+        } => check::run(paths, config, format, allow_empty),
         Command::Schema { out } => schema::run(&out),
         Command::Serve {
             config,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use pcsync_adapters::hubspot::client::HubSpotClient;
 use pcsync_adapters::partner_central::PartnerCentralClient;
-use pcsync_adapters::quota::{DailyLimits, DailyQuotas, QuotaClass};
+use pcsync_adapters::quota::{DailyLimits, QuotaClass};
 use pcsync_adapters::sns::SnsPublisher;
 use pcsync_engine::MissingEnv;
 use pcsync_runtime::config::ServiceConfig;
@@ -153,10 +153,13 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     );
     // The day's Partner Central calls, as the last run left them: the allowance is
     // per rolling 24 hours, whoever restarted in between.
-    let quotas = Arc::new(DailyQuotas::new(DailyLimits {
-        reads: pc.daily_quota.reads,
-        writes: pc.daily_quota.writes,
-    }));
+    let quotas = Arc::new(quota::journaled(
+        DailyLimits {
+            reads: pc.daily_quota.reads,
+            writes: pc.daily_quota.writes,
+        },
+        Arc::clone(&store) as Arc<dyn pcsync_runtime::store::QuotaLog>,
+    ));
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let counted = quota::restore(&quotas, &*store, now_ms)
         .map_err(|e| format!("reading {}: {e}", state.display()))?;
@@ -329,6 +332,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     }
     // The last second's recorded runs, for replay.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), worker.recorder.flush()).await;
+    quotas.release();
     if let Err(e) = quota::save(&quotas, &*store, jiff::Timestamp::now().as_millisecond()) {
         tracing::warn!(error = %e, "the last daily quota counts were not saved");
     }
@@ -403,14 +407,15 @@ async fn shutdown_signal() {
 }
 
 /// Logs go to stderr as text or one JSON object per line; `PCSYNC_LOG` filters them
-/// (`info` by default, `pcsync=debug` adds each plan).
+/// (`info` by default, `pcsync=debug` adds each plan). Access key ids the AWS SDK
+/// logs at debug and trace are masked ([`crate::redact`]).
 fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PCSYNC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(crate::redact::Redacting(std::io::stderr));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

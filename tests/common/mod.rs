@@ -109,6 +109,12 @@ pub fn dlq(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
 
 /// Starts `pcsync serve --config` with its log appended to `stderr`.
 pub fn spawn(config: &Path, stderr: &Path) -> Child {
+    spawn_with_env(config, stderr, &[])
+}
+
+/// [`spawn`], with `env` set for the service (after, and over, the test AWS
+/// credentials).
+pub fn spawn_with_env(config: &Path, stderr: &Path, env: &[(&str, &str)]) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -119,6 +125,7 @@ pub fn spawn(config: &Path, stderr: &Path) -> Child {
         .arg(config)
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -139,6 +146,16 @@ pub async fn start_with(
     tweak: fn(&Path),
     extra_config: &str,
     before: fn(&Sandbox),
+) -> (Sandbox, tempfile::TempDir, Service, PathBuf) {
+    start_with_env(tweak, extra_config, before, &[]).await
+}
+
+/// [`start_with`], with `env` set for the service ([`spawn_with_env`]).
+pub async fn start_with_env(
+    tweak: fn(&Path),
+    extra_config: &str,
+    before: fn(&Sandbox),
+    env: &[(&str, &str)],
 ) -> (Sandbox, tempfile::TempDir, Service, PathBuf) {
     let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
         .await
@@ -172,7 +189,7 @@ pub async fn start_with(
     .unwrap();
     let stderr = dir.path().join("stderr.log");
     let service = Service {
-        child: spawn(&config, &stderr),
+        child: spawn_with_env(&config, &stderr, env),
         stderr,
         url,
     };

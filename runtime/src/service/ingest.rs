@@ -159,9 +159,18 @@ pub fn ordering_key(event: &Event) -> String {
 
 /// An event pcsync could not read, kept so that nothing accepted is lost: it goes
 /// straight to the dead-letter list with the reason.
-fn unreadable(source: Source, index: usize, raw: &Value, reason: &str, batch_id: &str) -> Event {
+///
+/// Its id is the SHA-256 of the event's text as received (the first 128 bits, in
+/// hex): every different event is kept, while the same text delivered again (HubSpot
+/// retries a batch, signed anew) is a duplicate, as a readable event's redelivery
+/// is. An id from the request (its timestamp) and the event's place in it was not
+/// unique: two batches signed in the same millisecond kept one dead letter.
+fn unreadable(source: Source, text: &str, raw: &Value, reason: &str) -> Event {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     Event {
-        id: format!("unreadable:{batch_id}:{index}"),
+        id: format!("unreadable:{hex}"),
         source,
         kind: "unreadable".into(),
         occurred_at: None,
@@ -198,7 +207,7 @@ async fn accept(
         Ok(batch) => batch,
         Err(e) => return reject(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
     };
-    let parked = unreadable.len();
+    let unreadable_count = unreadable.len() as u64;
     let sources: Vec<&'static str> = batch
         .iter()
         .map(|a| match a.event.source {
@@ -214,20 +223,24 @@ async fn accept(
     // which moved every request to a pool thread and back: p99 9 -> 8 ms).
     let result = crate::service::blocking(move || -> Result<_, crate::store::StoreError> {
         let accepted = store.accept_arrivals(batch, now)?;
-        if !unreadable.is_empty() {
-            store.park(&unreadable, now)?;
-        }
-        Ok(accepted)
+        let parked = if unreadable.is_empty() {
+            0
+        } else {
+            store.park(&unreadable, now)?
+        };
+        Ok((accepted, parked))
     });
     match result {
-        Ok(accepted) => {
+        Ok((accepted, parked)) => {
             if let Some(source) = sources.first() {
                 ingest.metrics.accepted(source, accepted.new);
             }
             if parked > 0 {
-                ingest.metrics.rejected("unreadable", parked);
+                ingest.metrics.rejected("unreadable", parked as usize);
             }
-            Json(json!({ "accepted": accepted.new, "duplicates": accepted.duplicates, "dead_lettered": parked })).into_response()
+            // An unreadable event already parked is a redelivery, like any other.
+            let duplicates = accepted.duplicates + (unreadable_count - parked) as usize;
+            Json(json!({ "accepted": accepted.new, "duplicates": duplicates, "dead_lettered": parked })).into_response()
         }
         // HubSpot and EventBridge retry a 503: nothing is lost.
         Err(e) => reject(StatusCode::SERVICE_UNAVAILABLE, "store", e.to_string()),
@@ -269,10 +282,7 @@ async fn hubspot(
     ) {
         return reject(StatusCode::UNAUTHORIZED, "signature", e.to_string());
     }
-    let batch_id = header("x-hubspot-request-timestamp")
-        .unwrap_or("0")
-        .to_string();
-    match read_hubspot_batch(&body, &batch_id) {
+    match read_hubspot(&body) {
         Ok(read) => accept(&ingest, read.events, read.unreadable).await,
         Err(why) => reject(StatusCode::BAD_REQUEST, "malformed", why),
     }
@@ -295,10 +305,6 @@ pub struct Read {
 /// Reads a HubSpot webhook body (after its signature was checked): an error says
 /// why the whole body is refused.
 pub fn read_hubspot(body: &[u8]) -> Result<Read, String> {
-    read_hubspot_batch(body, "0")
-}
-
-fn read_hubspot_batch(body: &[u8], batch_id: &str) -> Result<Read, String> {
     if let Some(why) = unparsable(body) {
         return Err(why);
     }
@@ -337,7 +343,7 @@ fn read_hubspot_batch(body: &[u8], batch_id: &str) -> Result<Read, String> {
                     .unwrap_or_else(|_| Value::String(raw.get().chars().take(4096).collect()));
                 let reason = format!("event {i} of the batch cannot be read: {e}");
                 read.unreadable.push((
-                    unreadable(Source::Hubspot, i, &item, &reason, batch_id),
+                    unreadable(Source::Hubspot, raw.get(), &item, &reason),
                     reason,
                 ));
             }
@@ -369,13 +375,12 @@ async fn partnercentral(
             "missing or wrong X-Pcsync-Secret",
         );
     }
-    let batch_id = (ingest.now_ms)().to_string();
     let Read {
         events,
         unreadable: bad,
         other_catalog,
         foreign,
-    } = match read_eventbridge_batch(&body, &ingest.catalog, &batch_id) {
+    } = match read_eventbridge(&body, &ingest.catalog) {
         Ok(read) => read,
         Err(why) => return reject(StatusCode::BAD_REQUEST, "malformed", why),
     };
@@ -408,20 +413,21 @@ async fn partnercentral(
 /// Reads an EventBridge request body (after its secret was checked) for a service in
 /// `catalog`: an error says why the whole body is refused.
 pub fn read_eventbridge(body: &[u8], catalog: &str) -> Result<Read, String> {
-    read_eventbridge_batch(body, catalog, "0")
-}
-
-fn read_eventbridge_batch(body: &[u8], catalog: &str, batch_id: &str) -> Result<Read, String> {
     if let Some(why) = unparsable(body) {
         return Err(why);
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
-    let items: Vec<Value> = match value {
-        Value::Array(items) => items,
-        one @ Value::Object(_) => vec![one],
+    // Each event's text as received too: an unreadable one is known by it.
+    let not_json = |e: serde_json::Error| format!("the body is not JSON: {e}");
+    let whole: &serde_json::value::RawValue = serde_json::from_slice(body).map_err(not_json)?;
+    let texts: Vec<&serde_json::value::RawValue> = match whole.get().as_bytes().first() {
+        Some(b'[') => serde_json::from_str(whole.get()).map_err(not_json)?,
+        Some(b'{') => vec![whole],
         _ => return Err("expected an EventBridge event or a list of them".into()),
     };
+    let items: Vec<(&str, Value)> = texts
+        .into_iter()
+        .map(|t| Ok((t.get(), serde_json::from_str(t.get()).map_err(not_json)?)))
+        .collect::<Result<_, String>>()?;
     if items.len() > MAX_EVENTBRIDGE_EVENTS {
         return Err(format!(
             "{} events in one request; an EventBridge API destination sends one, and at most {MAX_EVENTBRIDGE_EVENTS} are taken",
@@ -429,7 +435,7 @@ fn read_eventbridge_batch(body: &[u8], catalog: &str, batch_id: &str) -> Result<
         ));
     }
     let mut read = Read::default();
-    for (i, item) in items.iter().enumerate() {
+    for (i, (text, item)) in items.iter().enumerate() {
         // One EventBridge rule may forward both catalogs (reference §9: "catalog":
         // "<Sandbox | AWS>"); changes in the other one are dropped, and counted.
         let event_catalog = item.pointer("/detail/catalog").and_then(Value::as_str);
@@ -457,7 +463,7 @@ fn read_eventbridge_batch(body: &[u8], catalog: &str, batch_id: &str) -> Result<
             Err(e) => {
                 let reason = format!("event {i} cannot be read: {e}");
                 read.unreadable.push((
-                    unreadable(Source::Partnercentral, i, item, &reason, batch_id),
+                    unreadable(Source::Partnercentral, text, item, &reason),
                     reason,
                 ));
             }
@@ -713,6 +719,65 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn every_unreadable_event_is_kept_and_only_a_redelivery_is_dropped() {
+        let r = start(false).await;
+        // Two batches signed at the same millisecond, each with a different event
+        // that cannot be read at the same index.
+        let timestamp = now();
+        let unreadable = |event_id: u64| {
+            json!([{"objectId": 101, "subscriptionType": "deal.propertyChange", "eventId": event_id}])
+                .to_string()
+        };
+        for event_id in [7, 8] {
+            let (status, body) = send(
+                &r,
+                "/webhooks/hubspot",
+                &unreadable(event_id),
+                SECRET,
+                timestamp,
+            )
+            .await;
+            assert_eq!(
+                (status, body["dead_lettered"].as_u64()),
+                (200, Some(1)),
+                "{body}"
+            );
+        }
+        let kept = |r: &Running| {
+            let mut ids: Vec<u64> = r
+                .store
+                .dead_letters()
+                .unwrap()
+                .iter()
+                .filter_map(|d| d.event.payload["event"]["eventId"].as_u64())
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        assert_eq!(kept(&r), [7, 8], "both dead letters are kept");
+
+        // HubSpot redelivering the first batch (signed anew) adds nothing.
+        let (status, body) = send(
+            &r,
+            "/webhooks/hubspot",
+            &unreadable(7),
+            SECRET,
+            timestamp + 1,
+        )
+        .await;
+        assert_eq!(
+            (
+                status,
+                body["dead_lettered"].as_u64(),
+                body["duplicates"].as_u64()
+            ),
+            (200, Some(0), Some(1)),
+            "{body}"
+        );
+        assert_eq!(kept(&r), [7, 8]);
+    }
+
+    #[tokio::test]
     async fn an_object_id_with_a_path_in_it_is_parked_not_followed() {
         let r = start(false).await;
         let mut events: Vec<Value> = serde_json::from_str(&batch(&[1, 2])).unwrap();
@@ -741,6 +806,26 @@ mod tests {
             dead.iter().all(|d| d.reason.contains("objectId")),
             "{dead:?}"
         );
+    }
+
+    #[test]
+    fn unreadable_eventbridge_events_are_known_by_their_text() {
+        let bad = |n: u32| {
+            format!(
+                r#"{{"source": "aws.partnercentral-selling", "detail-type": "Opportunity Updated", "n": {n}}}"#
+            )
+        };
+        let ids = |body: String| -> Vec<String> {
+            let read = read_eventbridge(body.as_bytes(), "Sandbox").unwrap();
+            read.unreadable.into_iter().map(|(e, _)| e.id).collect()
+        };
+        let listed = ids(format!("[{}, {}]", bad(1), bad(2)));
+        assert_eq!(listed.len(), 2);
+        assert_ne!(listed[0], listed[1], "two events, two dead letters");
+        // The same event alone (an API destination's form), delivered again.
+        assert_eq!(ids(format!("  {}\n", bad(2))), [listed[1].clone()]);
+        assert!(read_eventbridge(b"[1, 2]", "Sandbox").is_ok_and(|r| r.foreign.len() == 2));
+        assert!(read_eventbridge(b"\"x\"", "Sandbox").is_err());
     }
 
     #[tokio::test]

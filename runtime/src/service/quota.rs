@@ -1,21 +1,46 @@
-//! Partner Central's daily quotas in the service: the counts come back from the state
-//! file at start-up and go to it every few seconds and at shutdown, scheduled runs
-//! stay within their share of the reads, and health and metrics say where each class
-//! stands. The counting itself is the client's ([`pcsync_adapters::quota`]).
+//! Partner Central's daily quotas in the service: each attempt is recorded in the
+//! state file before it is sent (a block of attempts at a time, see
+//! [`pcsync_adapters::quota`]), the counts come back from it at start-up, scheduled
+//! runs stay within their share of the reads, and health and metrics say where each
+//! class stands. The counting itself is the client's.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use pcsync_adapters::quota::{DailyQuotas, QuotaClass, WINDOW};
+use pcsync_adapters::quota::{
+    DailyLimits, DailyQuotas, QuotaClass, QuotaJournal, UnrecordedCount, WINDOW,
+};
 
 use crate::store::{QuotaLog, StoreError};
 
 /// The API name the counts are kept under in the state file.
 const API: &str = "partnercentral";
 
-/// How often the counts are saved. A crash forgets at most this long's calls (at
-/// most 11 calls a second).
+/// How often the counts are saved besides the journal's writes: the exact counts of
+/// minutes whose reservation was given back, and old minutes forgotten.
 pub const SAVE_EVERY: Duration = Duration::from_secs(5);
+
+/// The daily quotas the service counts in: each attempt is recorded in `store`
+/// before it is sent, so a crash never forgets one. Restore the saved counts into it
+/// ([`restore`]) before the first call.
+pub fn journaled(limits: DailyLimits, store: Arc<dyn QuotaLog>) -> DailyQuotas {
+    DailyQuotas::new(limits).with_journal(Arc::new(Journal(store)))
+}
+
+/// Records reservations in the state file, synced (one SQLite transaction).
+struct Journal(Arc<dyn QuotaLog>);
+
+impl QuotaJournal for Journal {
+    fn record(&self, buckets: &[(QuotaClass, i64, u64)]) -> Result<(), UnrecordedCount> {
+        let rows: Vec<(&str, &str, i64, u64)> = buckets
+            .iter()
+            .map(|(class, minute, n)| (API, class.name(), *minute, *n))
+            .collect();
+        // Old minutes are forgotten by the periodic save.
+        super::blocking(|| self.0.save_calls(&rows, i64::MIN))
+            .map_err(|e| UnrecordedCount(Box::new(e)))
+    }
+}
 
 /// Puts the counts of the last 24 hours from the state file back into `quotas`.
 pub fn restore(quotas: &DailyQuotas, store: &dyn QuotaLog, now_ms: i64) -> Result<u64, StoreError> {
@@ -32,7 +57,8 @@ pub fn restore(quotas: &DailyQuotas, store: &dyn QuotaLog, now_ms: i64) -> Resul
 }
 
 /// Saves the minutes counted since the last save; kept for the next save when the
-/// store refuses.
+/// store refuses. At shutdown, [`DailyQuotas::release`] first, so the unused rest of
+/// the reservations is not counted by the next start.
 pub fn save(quotas: &DailyQuotas, store: &dyn QuotaLog, now_ms: i64) -> Result<(), StoreError> {
     let unsaved = quotas.unsaved();
     if unsaved.is_empty() {
@@ -98,13 +124,15 @@ mod tests {
         {
             let store = SqliteStore::open(&path).unwrap();
             for i in 0..40 {
-                quotas.count(QuotaClass::Read, 10 * H + i * 20_000);
+                quotas.count(QuotaClass::Read, 10 * H + i * 20_000).unwrap();
             }
             save(&quotas, &store, 11 * H).unwrap();
             // Counted after the save, saved again: the minute's count replaces the
             // saved one instead of adding to it.
-            quotas.count(QuotaClass::Read, 10 * H + 40 * 20_000);
-            quotas.count(QuotaClass::Write, 11 * H);
+            quotas
+                .count(QuotaClass::Read, 10 * H + 40 * 20_000)
+                .unwrap();
+            quotas.count(QuotaClass::Write, 11 * H).unwrap();
             save(&quotas, &store, 11 * H).unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
@@ -118,16 +146,63 @@ mod tests {
     }
 
     #[test]
+    fn a_crash_never_forgets_an_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let (reads, writes) = (137, 23);
+        {
+            let store = Arc::new(SqliteStore::open(&path).unwrap());
+            let quotas = journaled(DailyLimits::default(), store);
+            // Over three minutes, as a worker would spend them.
+            for i in 0..reads {
+                quotas.count(QuotaClass::Read, 10 * H + i * 1_300).unwrap();
+            }
+            for i in 0..writes {
+                quotas.count(QuotaClass::Write, 10 * H + i * 7_000).unwrap();
+            }
+            // Killed: no save, no release; what was in memory is gone.
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let next = DailyQuotas::new(DailyLimits::default());
+        restore(&next, &store, 10 * H + 200_000).unwrap();
+        let (read, written) = (
+            next.used(QuotaClass::Read, 10 * H + 200_000),
+            next.used(QuotaClass::Write, 10 * H + 200_000),
+        );
+        let block = |c| next.block(c) as i64;
+        assert!(
+            (reads..reads + block(QuotaClass::Read)).contains(&(read as i64)),
+            "{read} reads counted of {reads} sent"
+        );
+        assert!(
+            (writes..writes + block(QuotaClass::Write)).contains(&(written as i64)),
+            "{written} writes counted of {writes} sent"
+        );
+
+        // Stopped cleanly, the rest of the reservation is given back.
+        let later = 10 * H + 200_000;
+        let store = Arc::new(store);
+        let quotas = journaled(DailyLimits::default(), store.clone());
+        restore(&quotas, &*store, later).unwrap();
+        quotas.count(QuotaClass::Read, later).unwrap();
+        quotas.release();
+        save(&quotas, &*store, later).unwrap();
+        let exact = DailyQuotas::new(DailyLimits::default());
+        restore(&exact, &*store, later).unwrap();
+        assert_eq!(exact.used(QuotaClass::Read, later), read + 1);
+    }
+
+    #[test]
     fn schedules_stop_at_their_share_of_the_reads() {
         let quotas = DailyQuotas::new(DailyLimits {
             reads: 10,
             writes: 10,
         });
         for _ in 0..4 {
-            quotas.count(QuotaClass::Read, 0);
+            quotas.count(QuotaClass::Read, 0).unwrap();
         }
         assert_eq!(schedules_may_read(&quotas, 0.5, H), Ok(()));
-        quotas.count(QuotaClass::Read, 0);
+        quotas.count(QuotaClass::Read, 0).unwrap();
         let refused = schedules_may_read(&quotas, 0.5, H).unwrap_err();
         assert!(refused.contains("5 reads"), "{refused}");
         assert_eq!(schedules_may_read(&quotas, 0.5, 25 * H), Ok(()));

@@ -389,6 +389,21 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    #[test]
+    fn a_rules_directory_emptied_is_refused_and_the_packs_stay_in_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules");
+        write_pack(&rules, "one");
+        let host = RuleHost::load(&rules, Arc::new(super::super::metrics::Metrics::default()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let packs = host.current().packs.len();
+        std::fs::remove_file(rules.join("mapping.yaml")).unwrap();
+        let refused = host.reload().unwrap_err();
+        assert!(refused.contains("error[no-packs]"), "{refused}");
+        assert_eq!(host.current().packs.len(), packs);
+        assert!(RuleHost::load(&rules, Default::default()).is_err());
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_editors_write_and_rename_is_in_force_without_a_poll() {
         let dir = tempfile::tempdir().unwrap();

@@ -202,8 +202,9 @@ pub trait Inbox: Send + Sync {
     }
 
     /// Commits events straight into the dead-letter list, each with its reason
-    /// (events that arrived but cannot be read: kept, not lost).
-    fn park(&self, events: &[(Event, String)], now_ms: i64) -> Result<(), StoreError>;
+    /// (events that arrived but cannot be read: kept, not lost). Returns how many
+    /// were new: an event whose id is parked already is a redelivery.
+    fn park(&self, events: &[(Event, String)], now_ms: i64) -> Result<u64, StoreError>;
 
     /// Claims up to `limit` batches that are due: per ordering key, only the oldest
     /// unfinished event (so a key's events apply in order), once `coalesce_ms` has

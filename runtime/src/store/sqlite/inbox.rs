@@ -82,14 +82,14 @@ impl Inbox for SqliteStore {
         }
     }
 
-    fn park(&self, events: &[(Event, String)], now_ms: i64) -> Result<(), StoreError> {
+    fn park(&self, events: &[(Event, String)], now_ms: i64) -> Result<u64, StoreError> {
         let mut db = self.db();
         let parked = self.index_written(Self::park_rows(&mut db, events, now_ms))?;
         if let Some(c) = &mut db.counts {
             c.events += parked;
             c.dead += parked;
         }
-        Ok(())
+        Ok(parked)
     }
 
     fn claim(&self, now_ms: i64, coalesce_ms: i64, limit: usize) -> Result<Vec<Batch>, StoreError> {
