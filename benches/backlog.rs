@@ -316,7 +316,7 @@ async fn soak_run(seconds: u64, scale: u32) {
     };
     let began = Instant::now();
     let mut next = 0usize;
-    let mut last = vec![0usize; DEALS];
+    let mut last = [0usize; DEALS];
     let mut ticker = tokio::time::interval(Duration::from_millis(1_000 / 3));
     println!("soak: t (s), pending, open descriptors, RSS (MiB)");
     while began.elapsed() < Duration::from_secs(seconds) {
