@@ -494,9 +494,22 @@ impl<E: Executor> Worker<E> {
                     return Settled::Retry(e.to_string(), None);
                 }
             }
+            // A pack that wrote (a create and its link on the deal, an update) leaves
+            // the context behind it stale: the next pack of the group plans on a
+            // fresh read, as it would in a batch of its own. A batch takes every
+            // event its key has waiting, so a new deal's create and the rep's edit
+            // after it often run together.
+            let mut stale = false;
             for (i, event) in work.iter().filter(|(i, _)| fetch.packs.contains(i)) {
                 let pack = &rules.packs[*i];
-                let mut ended = self.run_pack(pack, rules, event, &ctx).await;
+                if stale {
+                    ctx = match self.resolve(latest, &fetch).await {
+                        Ok(ctx) => ctx,
+                        Err(e) => return after_error(&e, e.message.clone()),
+                    };
+                    stale = false;
+                }
+                let mut ended = self.run_pack(pack, rules, event, &ctx, &mut stale).await;
                 for _ in 1..CONFLICT_ATTEMPTS {
                     let Settled::Replan(reason) = &ended else {
                         break;
@@ -506,7 +519,7 @@ impl<E: Executor> Worker<E> {
                         Ok(ctx) => ctx,
                         Err(e) => return after_error(&e, e.message.clone()),
                     };
-                    ended = self.run_pack(pack, rules, event, &ctx).await;
+                    ended = self.run_pack(pack, rules, event, &ctx, &mut stale).await;
                 }
                 if let Settled::Replan(reason) = ended {
                     ended = Settled::Retry(
@@ -538,16 +551,20 @@ impl<E: Executor> Worker<E> {
         Ok(written.is_some() && written == change.value)
     }
 
+    /// Plans and performs one pack; `wrote` becomes true when it sent a write (or
+    /// finished an earlier try's follow-ups), so that the context is stale.
     async fn run_pack(
         &self,
         pack: &CompiledPack,
         rules: &RuleSet,
         event: &Event,
         ctx: &Context,
+        wrote: &mut bool,
     ) -> Settled {
         let key = settle_key(event, pack);
         match super::blocking(|| self.store.pending_settle(&key)) {
             Ok(Some(saved)) => {
+                *wrote = true;
                 if let Some(settled) = self.finish_settle(pack, rules, event, ctx, &saved).await {
                     return settled;
                 }
@@ -568,6 +585,7 @@ impl<E: Executor> Worker<E> {
         );
         let mut result = Value::Null;
         let mut failure = None;
+        *wrote |= !plan.writes.is_empty();
         for (index, write) in plan.writes.iter().enumerate() {
             let performed = match self
                 .perform_once(event, &plan.pack, index, write, now)

@@ -796,7 +796,7 @@ fn drive(rules: &RuleSet, event: &Event, ctx: &Context, now: Timestamp, outcome:
                     *h.worker.executor.answer.lock().unwrap() = Some(result.clone())
                 }
             }
-            let settled = h.worker.run_pack(pack, rules, event, ctx).await;
+            let settled = h.worker.run_pack(pack, rules, event, ctx, &mut false).await;
             h.worker.executor.failures.lock().unwrap().clear();
             let asked = h.worker.executor.take();
             let (writes, follow_ups) = asked.split_at(planned.writes.len().min(asked.len()));
