@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{free_port, get, opportunity_input, serve_for_bench};
+use common::{free_port, get, seed_linked, serve_for_bench};
 use pcsync_engine::Event;
 use pcsync_runtime::service::ingest::ordering_key;
 use pcsync_runtime::store::{Inbox, SqliteStore};
@@ -79,40 +79,6 @@ fn main() {
         Some(seconds) => runtime.block_on(soak_run(seconds, scale.unwrap_or(1))),
         None => runtime.block_on(run(events, deals, scale.unwrap_or(10))),
     }
-}
-
-/// `deals` opportunities (Prospect, so every edit is allowed) and their linked deals,
-/// each deal holding `last(i)`, the amount of its last queued edit.
-fn seed(sb: &Sandbox, deals: usize, last: impl Fn(usize) -> usize) -> Vec<(String, String)> {
-    let opportunities: Vec<String> = sb.partner_central.with_store(|s| {
-        (0..deals)
-            .map(|i| {
-                let created = s
-                    .create(&opportunity_input("backlog", "Backlog", i, "Prospect"))
-                    .expect("valid opportunity");
-                created["Id"].as_str().unwrap().to_string()
-            })
-            .collect()
-    });
-    sb.hubspot.with_store(|s| {
-        opportunities
-            .into_iter()
-            .enumerate()
-            .map(|(i, opportunity)| {
-                let deal = s.insert(
-                    "deals",
-                    BTreeMap::from([
-                        ("dealname".to_string(), format!("Backlog {i} on AWS")),
-                        ("dealstage".to_string(), "appointmentscheduled".to_string()),
-                        ("amount".to_string(), last(i).to_string()),
-                        ("deal_currency_code".to_string(), "USD".to_string()),
-                        ("aws_opportunity_id".to_string(), opportunity.clone()),
-                    ]),
-                );
-                (deal.id, opportunity)
-            })
-            .collect()
-    })
 }
 
 /// The sandbox with Partner Central's per-second quotas `scale` times AWS's.
@@ -172,7 +138,7 @@ async fn run(events: usize, deals: usize, scale: u32) {
     let sb = sandbox(scale).await;
     // Edit `e` is about deal `e % deals` and sets its amount to 2,000 + e.
     let last = |i: usize| 2_000 + i + deals * ((events - 1 - i) / deals);
-    let pairs = seed(&sb, deals, last);
+    let pairs = seed_linked(&sb, "backlog", "Backlog", deals, |i| last(i).to_string());
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.db");
 
@@ -301,7 +267,7 @@ async fn soak_run(seconds: u64, scale: u32) {
     const DEALS: usize = 8;
     const PER_SECOND: usize = 300;
     let sb = sandbox(scale).await;
-    let pairs = seed(&sb, DEALS, |_| 1_000);
+    let pairs = seed_linked(&sb, "backlog", "Backlog", DEALS, |_| "1000".to_string());
     let dir = tempfile::tempdir().unwrap();
     let (config, url) = write_config(&sb, dir.path(), &dir.path().join("state.db"), scale);
     let mut service = serve_for_bench(&config, &url, "error", None).await;

@@ -14,45 +14,12 @@ use std::time::{Duration, Instant};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{SendOk, edit_deal, free_port, get, opportunity_input, serve_for_bench};
+use common::{SendOk, edit_deal, free_port, get, seed_linked, serve_for_bench};
 use pcsync_sandbox::{Options, Sandbox};
 use serde_json::json;
 
 const DEALS: usize = 200;
 const ROUNDS: usize = 5;
-
-/// `DEALS` opportunities (Prospect, so every edit is allowed) and their linked deals.
-fn seed(sb: &Sandbox) -> Vec<(String, String)> {
-    let opportunities: Vec<String> = sb.partner_central.with_store(|s| {
-        (0..DEALS)
-            .map(|i| {
-                let created = s
-                    .create(&opportunity_input("burst", "Burst", i, "Prospect"))
-                    .expect("valid opportunity");
-                created["Id"].as_str().unwrap().to_string()
-            })
-            .collect()
-    });
-    sb.hubspot.with_store(|s| {
-        opportunities
-            .into_iter()
-            .enumerate()
-            .map(|(i, opportunity)| {
-                let deal = s.insert(
-                    "deals",
-                    BTreeMap::from([
-                        ("dealname".to_string(), format!("Burst {i} on AWS")),
-                        ("dealstage".to_string(), "appointmentscheduled".to_string()),
-                        ("amount".to_string(), "1000".to_string()),
-                        ("deal_currency_code".to_string(), "USD".to_string()),
-                        ("aws_opportunity_id".to_string(), opportunity.clone()),
-                    ]),
-                );
-                (deal.id, opportunity)
-            })
-            .collect()
-    })
-}
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -69,7 +36,7 @@ async fn run() {
         .unwrap();
     // The demo's custom deal properties (the follow-ups write them) and its deals.
     pcsync_sandbox::demo::seed(&sb);
-    let pairs = seed(&sb);
+    let pairs = seed_linked(&sb, "burst", "Burst", DEALS, |_| "1000".to_string());
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");

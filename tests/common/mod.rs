@@ -268,6 +268,46 @@ pub fn o5000002_scored_40(sb: &Sandbox) {
         .unwrap();
 }
 
+/// `n` opportunities at `Prospect` (so every edit is allowed), each linked from a deal
+/// (`{name} {i} on AWS`, USD) that holds `amount(i)`: a bench's (deal, opportunity) pairs.
+pub fn seed_linked(
+    sb: &Sandbox,
+    tag: &str,
+    name: &str,
+    n: usize,
+    amount: impl Fn(usize) -> String,
+) -> Vec<(String, String)> {
+    let opportunities: Vec<String> = sb.partner_central.with_store(|s| {
+        (0..n)
+            .map(|i| {
+                let created = s
+                    .create(&opportunity_input(tag, name, i, "Prospect"))
+                    .expect("valid opportunity");
+                created["Id"].as_str().unwrap().to_string()
+            })
+            .collect()
+    });
+    sb.hubspot.with_store(|s| {
+        opportunities
+            .into_iter()
+            .enumerate()
+            .map(|(i, opportunity)| {
+                let deal = s.insert(
+                    "deals",
+                    std::collections::BTreeMap::from([
+                        ("dealname".to_string(), format!("{name} {i} on AWS")),
+                        ("dealstage".to_string(), "appointmentscheduled".to_string()),
+                        ("amount".to_string(), amount(i)),
+                        ("deal_currency_code".to_string(), "USD".to_string()),
+                        ("aws_opportunity_id".to_string(), opportunity.clone()),
+                    ]),
+                );
+                (deal.id, opportunity)
+            })
+            .collect()
+    })
+}
+
 /// A CreateOpportunity body for a bench's `i`th opportunity (`tag`: `burst-7`,
 /// `name`: `Burst 7`) at `stage`, with everything AWS requires.
 #[allow(dead_code)]
