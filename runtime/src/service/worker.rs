@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::execute::{ApiExecutor, ExecError, Executor};
 use super::reload::RuleHost;
 use crate::clock::Clock;
-use crate::store::{Batch, EffectJournal, Store};
+use crate::store::{Batch, Claimed, EffectJournal, Store};
 
 /// How long a cached snapshot revision stays when no run reads it.
 pub const SNAPSHOTS_UNUSED: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -349,23 +349,32 @@ impl<E: Executor> Worker<E> {
         });
         match settled {
             Settled::Done | Settled::Untouched => self.store.complete(&seqs, now),
-            Settled::Retry(reason, _) if attempts >= self.max_attempts => self.store.dead_letter(
-                &seqs,
-                &format!("gave up after {attempts} attempts: {reason}"),
-                now,
-            ),
+            Settled::Retry(reason, asked) if attempts >= self.max_attempts => {
+                // A batch holds its key's whole backlog: only the events that have
+                // had their tries are parked; the edits that joined them during the
+                // backoff keep theirs.
+                let (spent, rest): (Vec<&Claimed>, Vec<&Claimed>) = batch
+                    .items
+                    .iter()
+                    .partition(|c| c.attempts + 1 >= self.max_attempts);
+                let spent: Vec<i64> = spent.iter().map(|c| c.seq).collect();
+                self.store.dead_letter(
+                    &spent,
+                    &format!("gave up after {attempts} attempts: {reason}"),
+                    now,
+                )?;
+                if rest.is_empty() {
+                    return Ok(());
+                }
+                let attempts = rest.iter().map(|c| c.attempts).max().unwrap_or(0) + 1;
+                let rest: Vec<i64> = rest.iter().map(|c| c.seq).collect();
+                let backoff = self.backoff(attempts, rest[0], *asked);
+                tracing::warn!(key = %batch.key, attempts, retry_in_ms = backoff, reason = %reason, "will retry the later events");
+                self.store.retry(&rest, now + backoff, reason, now)
+            }
             Settled::Replan(reason) => self.store.retry(&seqs, now, reason, now),
             Settled::Retry(reason, asked) => {
-                // About 2 s, 4 s, 8 s … capped at ten minutes, each shortened by up
-                // to a quarter at random so that retries after an outage spread out.
-                // When the API said how long to wait (Retry-After, x-amz-retry-after),
-                // at least that long (at most an hour).
-                let ceiling = (1_000i64 << attempts.min(10)).min(600_000);
-                let backoff = ceiling - super::random_below(ceiling / 4, batch.items[0].seq);
-                let backoff = match asked {
-                    Some(wait) => backoff.max((wait.as_millis() as i64).min(3_600_000)),
-                    None => backoff,
-                };
+                let backoff = self.backoff(attempts, batch.items[0].seq, *asked);
                 tracing::warn!(key = %batch.key, attempts, retry_in_ms = backoff, reason = %reason, "will retry");
                 self.store.retry(&seqs, now + backoff, reason, now)
             }
@@ -384,6 +393,20 @@ impl<E: Executor> Worker<E> {
                 tracing::error!(key = %batch.key, reason = %reason, "dead-lettered");
                 self.store.dead_letter(&seqs, reason, now)
             }
+        }
+    }
+
+    /// How long a batch waits before its `attempts`th try (in ms): about 2 s, 4 s,
+    /// 8 s … capped at ten minutes, each shortened by up to a quarter at random
+    /// (seeded by `seq`) so that retries after an outage spread out; when the API
+    /// said how long to wait (Retry-After, x-amz-retry-after), at least that long (at
+    /// most an hour).
+    fn backoff(&self, attempts: u32, seq: i64, asked: Option<Duration>) -> i64 {
+        let ceiling = (1_000i64 << attempts.min(10)).min(600_000);
+        let backoff = ceiling - super::random_below(ceiling / 4, seq);
+        match asked {
+            Some(wait) => backoff.max((wait.as_millis() as i64).min(3_600_000)),
+            None => backoff,
         }
     }
 

@@ -664,6 +664,39 @@ async fn retries_that_exhaust_max_attempts_end_in_the_dead_letter_list() {
 }
 
 #[tokio::test]
+async fn edits_that_joined_a_failing_batch_keep_their_own_tries() {
+    let h = Harness::shipped("Approved");
+    for _ in 0..3 {
+        h.worker
+            .executor
+            .fail_next("UpdateOpportunity", retryable("HTTP 503"));
+    }
+    h.edit(1, "dealstage", "qualifiedtobuy");
+    h.later(Duration::from_secs(600));
+    h.tick().await;
+    // During the backoff the rep edits the amount; the retry takes it along.
+    h.edit(2, "amount", "25000");
+    for _ in 0..2 {
+        h.later(Duration::from_secs(600));
+        h.tick().await;
+    }
+    // The first edit had its three tries; the second only two, and is still in line.
+    let dead = h.store.dead_letters().unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].reason.starts_with("gave up after 3 attempts"));
+    assert_eq!(h.store.stats().unwrap().pending, 1);
+    h.later(Duration::from_secs(600));
+    h.tick().await;
+    let stats = h.store.stats().unwrap();
+    assert_eq!((stats.pending, stats.dead), (0, 1), "{stats:?}");
+    let world = h.worker.executor.world.lock().unwrap();
+    assert_eq!(
+        world.opportunities["O1234567"]["Project"]["ExpectedCustomerSpend"][0]["Amount"],
+        "25000"
+    );
+}
+
+#[tokio::test]
 async fn pcsyncs_own_writes_coming_back_are_dropped() {
     let h = Harness::shipped("Approved");
     // From the app itself.

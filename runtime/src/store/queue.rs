@@ -99,12 +99,15 @@ impl Queue {
             };
             q.lines.entry(key).or_default().items.push_back(item);
         }
-        let mut claimed: HashMap<Arc<str>, usize> = HashMap::new();
-        for key in q.running.values() {
-            *claimed.entry(Arc::clone(key)).or_default() += 1;
-        }
-        for (key, line) in &mut q.lines {
-            line.claimed = claimed.get(key).copied().unwrap_or(0);
+        // A line counts only its own claimed events: a claimed event the rows no
+        // longer hold (another process removed it) is settled without touching a
+        // line that was made again for its key.
+        for line in q.lines.values_mut() {
+            line.claimed = line
+                .items
+                .iter()
+                .filter(|i| q.running.contains_key(&i.seq))
+                .count();
         }
         let keys: Vec<Arc<str>> = q.lines.keys().cloned().collect();
         for key in keys {
@@ -232,7 +235,8 @@ impl Queue {
             let Some(line) = self.lines.get_mut(&key) else {
                 continue;
             };
-            line.claimed = line.claimed.saturating_sub(seqs.len());
+            let found = line.items.iter().filter(|i| seqs.contains(&i.seq)).count();
+            line.claimed = line.claimed.saturating_sub(found);
             match outcome {
                 Outcome::Gone => {
                     // Claims take a line's oldest events, so the gone ones are
@@ -481,6 +485,24 @@ mod tests {
             shape(&q.claim(0, 0, 10, 100, 100)),
             [("a".into(), vec![2, 6])]
         );
+    }
+
+    #[test]
+    fn a_claim_whose_events_left_the_rows_does_not_free_its_keys_new_line() {
+        let mut q = Queue::default();
+        q.push("a", Item::arrived(1, 0));
+        assert_eq!(shape(&q.claim(0, 0, 10, 100, 100)), [("a".into(), vec![1])]);
+        // Another process removed event 1; a new event of the key arrives.
+        let mut q = Queue::rebuilt([], q);
+        q.push("a", Item::arrived(2, 0));
+        let c = q.claim(0, 0, 10, 100, 100);
+        assert_eq!(shape(&c), [("a".into(), vec![2])]);
+        // The old claim ends: event 2's claim still holds the key.
+        assert!(q.settle(&[1], Outcome::Gone));
+        q.push("a", Item::arrived(3, 0));
+        assert!(q.claim(0, 0, 10, 100, 100).is_empty(), "a is still running");
+        assert!(q.settle(&[2], Outcome::Gone));
+        assert_eq!(shape(&q.claim(0, 0, 10, 100, 100)), [("a".into(), vec![3])]);
     }
 
     #[test]

@@ -103,23 +103,36 @@ impl Inbox for SqliteStore {
         let claims = db
             .queue
             .claim(now_ms, coalesce_ms, limit, CLAIM_ROWS, BATCH_ROWS);
-        let mut claimed: Vec<(String, Vec<(Item, String)>)> = Vec::with_capacity(claims.len());
-        {
+        let all: Vec<i64> = claims
+            .iter()
+            .flat_map(|(_, items)| items.iter().map(|i| i.seq))
+            .collect();
+        let read = |db: &mut Db| -> Result<Vec<(String, Vec<(Item, String)>)>, StoreError> {
+            let mut claimed = Vec::with_capacity(claims.len());
             let mut read = db
                 .conn
                 .prepare_cached("SELECT event FROM events WHERE seq = ?1")
                 .map_err(err)?;
-            for (key, items) in claims {
+            for (key, items) in &claims {
                 let mut rows = Vec::with_capacity(items.len());
                 for item in items {
                     let text: String = read
                         .query_row(params![item.seq], |r| r.get(0))
                         .map_err(err)?;
-                    rows.push((item, text));
+                    rows.push((*item, text));
                 }
                 claimed.push((key.to_string(), rows));
             }
-        }
+            Ok(claimed)
+        };
+        // A claim that cannot be read goes back in line, not held for ever.
+        let claimed = match read(db) {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                db.queue.settle(&all, Outcome::Released);
+                return Err(e);
+            }
+        };
         drop(guard);
         // Parsed after the database is free for ingest. A stored event that no
         // longer parses (written by another version, say) is parked with the reason
