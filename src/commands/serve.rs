@@ -332,8 +332,9 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     }
     // The last second's recorded runs, for replay.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), worker.recorder.flush()).await;
-    quotas.release();
-    if let Err(e) = quota::save(&quotas, &*store, jiff::Timestamp::now().as_millisecond()) {
+    if let Err(e) =
+        quota::release_and_save(&quotas, &*store, jiff::Timestamp::now().as_millisecond())
+    {
         tracing::warn!(error = %e, "the last daily quota counts were not saved");
     }
     match pcsync_runtime::service::blocking(|| store.flush()) {

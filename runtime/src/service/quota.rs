@@ -37,7 +37,9 @@ impl QuotaJournal for Journal {
             .map(|(class, minute, n)| (API, class.name(), *minute, *n))
             .collect();
         // Old minutes are forgotten by the periodic save.
-        super::blocking(|| self.0.save_calls(&rows, i64::MIN))
+        // The journal is the one writer of a reservation, in order (under the
+        // quota's lock): its rows replace, so a minute's unused rest is given back.
+        super::blocking(|| self.0.save_calls(&rows, i64::MIN, true))
             .map_err(|e| UnrecordedCount(Box::new(e)))
     }
 }
@@ -60,6 +62,28 @@ pub fn restore(quotas: &DailyQuotas, store: &dyn QuotaLog, now_ms: i64) -> Resul
 /// store refuses. At shutdown, [`DailyQuotas::release`] first, so the unused rest of
 /// the reservations is not counted by the next start.
 pub fn save(quotas: &DailyQuotas, store: &dyn QuotaLog, now_ms: i64) -> Result<(), StoreError> {
+    save_counts(quotas, store, now_ms, false)
+}
+
+/// At shutdown, once nothing counts any more: gives back the unused rest of each
+/// reservation ([`DailyQuotas::release`]) and saves the exact counts.
+pub fn release_and_save(
+    quotas: &DailyQuotas,
+    store: &dyn QuotaLog,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    quotas.release();
+    save_counts(quotas, store, now_ms, true)
+}
+
+/// The periodic save only raises a minute's count: it reads the counts, then writes
+/// them, and a reservation the journal wrote in between must stay.
+fn save_counts(
+    quotas: &DailyQuotas,
+    store: &dyn QuotaLog,
+    now_ms: i64,
+    replace: bool,
+) -> Result<(), StoreError> {
     let unsaved = quotas.unsaved();
     if unsaved.is_empty() {
         return Ok(());
@@ -69,7 +93,7 @@ pub fn save(quotas: &DailyQuotas, store: &dyn QuotaLog, now_ms: i64) -> Result<(
         .map(|(class, minute, n)| (API, class.name(), *minute, *n))
         .collect();
     let forget = now_ms - WINDOW.as_millis() as i64;
-    super::blocking(|| store.save_calls(&rows, forget)).inspect_err(|_| {
+    super::blocking(|| store.save_calls(&rows, forget, replace)).inspect_err(|_| {
         quotas.unsaved_again(unsaved);
     })
 }
@@ -115,6 +139,23 @@ mod tests {
     use pcsync_adapters::quota::DailyLimits;
 
     const H: i64 = 3600 * 1000;
+
+    #[test]
+    fn a_periodic_save_that_raced_a_reservation_does_not_lower_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        // The save read 10 for the minute; meanwhile the journal reserved 20 and
+        // the calls up to it were sent. The save's write lands last.
+        store
+            .save_calls(&[(API, "read", 10 * H, 20)], i64::MIN, true)
+            .unwrap();
+        store
+            .save_calls(&[(API, "read", 10 * H, 10)], i64::MIN, false)
+            .unwrap();
+        let next = DailyQuotas::new(DailyLimits::default());
+        restore(&next, &store, 10 * H).unwrap();
+        assert_eq!(next.used(QuotaClass::Read, 10 * H), 20);
+    }
 
     #[test]
     fn a_restart_keeps_the_days_counts() {
@@ -185,8 +226,7 @@ mod tests {
         let quotas = journaled(DailyLimits::default(), store.clone());
         restore(&quotas, &*store, later).unwrap();
         quotas.count(QuotaClass::Read, later).unwrap();
-        quotas.release();
-        save(&quotas, &*store, later).unwrap();
+        release_and_save(&quotas, &*store, later).unwrap();
         let exact = DailyQuotas::new(DailyLimits::default());
         restore(&exact, &*store, later).unwrap();
         assert_eq!(exact.used(QuotaClass::Read, later), read + 1);

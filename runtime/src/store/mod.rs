@@ -372,12 +372,14 @@ pub trait SnapshotCache: Send + Sync {
 /// not forget the day ([`pcsync_adapters::quota`]).
 pub trait QuotaLog: Send + Sync {
     /// Records the calls of these minutes (api, class, minute start in ms, calls in
-    /// that minute; a later save of a minute replaces it) and forgets minutes that
-    /// started before `forget_before_ms`.
+    /// that minute) and forgets minutes that started before `forget_before_ms`. With
+    /// `replace`, a minute takes the count given; without, it only grows (a save
+    /// that raced a later reservation must not lower it).
     fn save_calls(
         &self,
         minutes: &[(&str, &str, i64, u64)],
         forget_before_ms: i64,
+        replace: bool,
     ) -> Result<(), StoreError>;
 
     /// The minutes of `api` recorded since `since_ms`: (class, minute start, calls).

@@ -8,15 +8,19 @@ impl QuotaLog for SqliteStore {
         &self,
         minutes: &[(&str, &str, i64, u64)],
         forget_before_ms: i64,
+        replace: bool,
     ) -> Result<(), StoreError> {
         let mut db = self.db();
         let tx = db.conn.transaction().map_err(err)?;
         {
             let mut put = tx
-                .prepare_cached(
+                .prepare_cached(if replace {
                     "INSERT INTO api_calls (api, class, minute, calls) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT DO UPDATE SET calls = excluded.calls",
-                )
+                     ON CONFLICT DO UPDATE SET calls = excluded.calls"
+                } else {
+                    "INSERT INTO api_calls (api, class, minute, calls) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO UPDATE SET calls = MAX(calls, excluded.calls)"
+                })
                 .map_err(err)?;
             for (api, class, minute, calls) in minutes {
                 put.execute(params![api, class, minute, *calls as i64])
