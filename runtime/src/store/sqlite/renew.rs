@@ -200,6 +200,7 @@ impl Keeper {
             // the shared index emptied, so that the new log starts from nothing.
             // Ingest waits meanwhile: a reader elsewhere holding the log makes this
             // wait only briefly, and it is tried again 50 ms later.
+            db.conn.pragma_update(None, "query_only", false)?;
             db.conn.busy_timeout(Duration::from_millis(100))?;
             let busy = db
                 .conn
@@ -208,6 +209,19 @@ impl Keeper {
                 });
             db.conn.busy_timeout(Duration::from_secs(5))?;
             if busy? != 0 {
+                // A reader elsewhere holds the deleted log. Until it can be copied
+                // in, a commit would go only to a file no one can open again, so
+                // that a crash would lose it: writes are refused (503, which HubSpot
+                // and EventBridge retry) rather than acknowledged.
+                if !db.refusing {
+                    tracing::warn!(
+                        path = %self.wal_path.display(),
+                        "the deleted WAL file cannot be copied in yet (a reader holds it): \
+                         the store refuses writes until it can"
+                    );
+                }
+                db.refusing = true;
+                db.conn.pragma_update(None, "query_only", true)?;
                 return Err(NotYet::Busy);
             }
         }
@@ -259,6 +273,7 @@ impl Keeper {
         // closing them is not the last close (which would delete the new log).
         drop(std::mem::replace(&mut db.conn, conn));
         drop(std::mem::replace(&mut self.conn, ckpt));
+        db.refusing = false;
         // Another connection: its `data_version` starts elsewhere.
         db.fresh = false;
         db.counts = None;

@@ -656,6 +656,32 @@ fn a_wal_file_deleted_while_open_is_copied_in_and_replaced_so_other_processes_re
 }
 
 #[test]
+fn a_deleted_wal_that_a_reader_holds_refuses_writes_until_it_is_copied_in() {
+    let (dir, s) = store();
+    let path = dir.path().join("state.db");
+    s.accept(&[change(1, 1, "a")], 10).unwrap();
+    // `pcsync replay` elsewhere, in a read transaction on the log.
+    let reader = rusqlite::Connection::open(&path).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    std::fs::remove_file(dir.path().join("state.db-wal")).unwrap();
+    // Once the store has seen it, a commit would go only to the deleted file.
+    eventually("the store to refuse writes", || {
+        s.accept(&[change(2, 2, "a")], 20).is_err().then_some(())
+    });
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    eventually("the store to take writes again", || {
+        s.accept(&[change(3, 3, "a")], 30).ok()
+    });
+    drop(s);
+    let again = SqliteStore::open(&path).unwrap().stats().unwrap();
+    assert!(again.pending >= 2, "{again:?}");
+}
+
+#[test]
 fn the_service_store_starts_in_a_read_only_directory_and_opens_its_file_once_writable() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
