@@ -19,11 +19,14 @@ const SECRET_WORDS: &[&str] = &[
     "credentials",
     "private",
     "apikey",
+    "authorization",
+    "bearer",
+    "cookie",
 ];
 
 /// Short words that name a secret only when spelt exactly (a typo of `key` is
 /// `keep`, `kex`…).
-const SHORT_WORDS: &[&str] = &["key", "pat", "pwd", "pass", "auth"];
+const SHORT_WORDS: &[&str] = &["key", "pat", "pwd", "pass", "auth", "dsn"];
 
 /// Whether `key` (a mapping key) names a secret: one of its words (split at `_`,
 /// `-`, `.` and at a capital) is one of [`SECRET_WORDS`] within one edit (two for
@@ -149,6 +152,10 @@ mod tests {
             "password",
             "db_passwrod",
             "aws_credentials",
+            "authorization",
+            "bearer_token",
+            "session_cookie",
+            "sentry_dsn",
         ] {
             assert!(secret_key(key), "`{key}` names a secret");
         }
