@@ -4,6 +4,9 @@
 use super::*;
 use crate::store::Inbox;
 
+/// A claimed key's events with their stored text, read before they are parsed.
+type ClaimedText = (String, Vec<(Item, String)>);
+
 impl SqliteStore {
     /// Writes events straight into the dead-letter list; how many were new.
     fn park_rows(db: &mut Db, events: &[(Event, String)], now_ms: i64) -> Result<u64, StoreError> {
@@ -107,7 +110,7 @@ impl Inbox for SqliteStore {
             .iter()
             .flat_map(|(_, items)| items.iter().map(|i| i.seq))
             .collect();
-        let read = |db: &mut Db| -> Result<Vec<(String, Vec<(Item, String)>)>, StoreError> {
+        let read = |db: &mut Db| -> Result<Vec<ClaimedText>, StoreError> {
             let mut claimed = Vec::with_capacity(claims.len());
             let mut read = db
                 .conn
