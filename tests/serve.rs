@@ -1042,8 +1042,16 @@ async fn retry_after_hints_set_the_retry_time_and_remote_calls_are_measured() {
     .await;
 
     // Every remote call is counted by API, operation and outcome, timed, and its
-    // wait for pcsync's own rate limiter recorded.
-    let text = metrics(&http, &service).await.unwrap();
+    // wait for pcsync's own rate limiter recorded. The sandbox holds the update
+    // before pcsync has its answer and counts it: wait for the count.
+    let text = eventually("the update to be counted", &service, || async {
+        let text = metrics(&http, &service).await?;
+        text.contains(
+            "pcsync_remote_calls_total{api=\"partnercentral\",operation=\"UpdateOpportunity\",outcome=\"ok\"} 1",
+        )
+        .then_some(text)
+    })
+    .await;
     for expected in [
         "pcsync_remote_calls_total{api=\"hubspot\",operation=\"GET /crm/v3/objects/deals/{id}\",outcome=\"429\"} 1",
         "pcsync_remote_calls_total{api=\"partnercentral\",operation=\"UpdateOpportunity\",outcome=\"ok\"} 1",
