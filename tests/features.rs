@@ -462,12 +462,16 @@ async fn without_an_sns_topic_each_notification_is_a_task_and_a_note_once() {
     let rules = get(&http, &format!("{}/rules", service.url)).await.unwrap();
     let warnings = rules["warnings"].as_array().cloned().unwrap_or_default();
     assert!(
-        warnings.iter().any(|w| w.as_str().is_some_and(|w| w.contains("smart-notifications")
-            && w.contains("notifications.sns_topic_arn"))),
+        warnings.iter().any(|w| w.as_str().is_some_and(
+            |w| w.contains("smart-notifications") && w.contains("notifications.sns_topic_arn")
+        )),
         "{rules}"
     );
     assert_eq!(
-        service.stderr().matches("no notifications.sns_topic_arn").count(),
+        service
+            .stderr()
+            .matches("no notifications.sns_topic_arn")
+            .count(),
         1,
         "{}",
         service.stderr()
