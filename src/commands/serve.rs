@@ -20,11 +20,11 @@ use serde_json::json;
 use super::EXIT_USAGE;
 use crate::cli::LogFormat;
 use pcsync_runtime::service::admin;
+use pcsync_runtime::service::channels::Channels;
 use pcsync_runtime::service::execute::ApiExecutor;
 use pcsync_runtime::service::ingest::{self, Ingest};
 use pcsync_runtime::service::metrics::Metrics;
 use pcsync_runtime::service::quota;
-use pcsync_runtime::service::channels::Channels;
 use pcsync_runtime::service::reload::RuleHost;
 use pcsync_runtime::service::solutions::Solutions;
 use pcsync_runtime::service::worker::Worker;
@@ -156,6 +156,12 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
             config.hubspot.rate_limit_per_10s,
         )
         .with_search_rate(config.hubspot.search_per_second)
+        .with_time_zone(
+            config
+                .hubspot
+                .time_zone()
+                .unwrap_or(jiff::tz::TimeZone::UTC),
+        )
         .with_observer(observer.clone()),
     );
     // The day's Partner Central calls, as the last run left them: the allowance is

@@ -932,3 +932,66 @@ async fn batches_about_one_opportunity_take_turns_and_read_again() {
             .is_ok()
     );
 }
+
+/// HubSpot's answer when the account's daily limit is spent (reference §5.3), as
+/// the client reads it at `now`, the account's time zone being UTC.
+fn hubspot_daily_limit(now: Timestamp) -> ExecError {
+    ExecError::from(pcsync_adapters::hubspot::client::HubSpotError::Status {
+        status: 429,
+        category: Some("RATE_LIMIT".into()),
+        message: "You have reached your daily limit.".into(),
+        retryable: false,
+        retry_after: Some(pcsync_adapters::hubspot::client::until_midnight(
+            now,
+            &jiff::tz::TimeZone::UTC,
+        )),
+        policy: Some("DAILY".into()),
+    })
+}
+
+#[tokio::test]
+async fn hubspots_daily_limit_waits_for_midnight_without_counting_an_attempt() {
+    let h = Harness::shipped("Approved");
+    h.edit(1, "dealstage", "qualifiedtobuy");
+    h.later(COALESCE);
+    // The follow-up on the deal meets the daily limit at every reset, more often
+    // than max_attempts (3): it waits each time, and is never dead-lettered.
+    for round in 0..4 {
+        h.worker
+            .executor
+            .fail_next("UpdateDeal", hubspot_daily_limit(h.clock.now()));
+        assert_eq!(h.tick().await, 1, "round {round}: {:?}", h.store.stats());
+        let deferred = h.store.deferred(10).unwrap();
+        assert_eq!(deferred.len(), 1, "{:?}", h.store.stats());
+        assert!(
+            deferred[0].reason.contains("daily limit"),
+            "{}",
+            deferred[0].reason
+        );
+        let midnight = h
+            .clock
+            .now()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .date()
+            .tomorrow()
+            .unwrap()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .unwrap()
+            .timestamp();
+        assert_eq!(deferred[0].recheck_at, midnight.as_millisecond());
+        // Not before the reset.
+        let wait = Duration::try_from(h.clock.now().duration_until(midnight)).unwrap();
+        h.later(wait - Duration::from_secs(1));
+        assert_eq!(h.tick().await, 0);
+        // Then, as any event due again, once the coalescing window has passed.
+        h.later(Duration::from_secs(1) + COALESCE);
+    }
+    assert!(h.store.dead_letters().unwrap().is_empty());
+    assert_eq!(h.tick().await, 1);
+    assert_eq!(h.store.stats().unwrap().done, 1);
+    let world = h.worker.executor.world.lock().unwrap();
+    assert_eq!(
+        world.deals["101"].property("aws_sync_status").as_deref(),
+        Some("synced")
+    );
+}
