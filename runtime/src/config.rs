@@ -856,6 +856,27 @@ mod tests {
     }
 
     #[test]
+    fn the_accounts_time_zone_must_be_one_the_system_knows() {
+        let config = |zone: &str| {
+            format!(
+                "public_url: https://sync.example.com\nhubspot:\n  token: t\n  client_secret: s\n  \
+                 time_zone: {zone}\npartner_central:\n  catalog: Sandbox\n"
+            )
+        };
+        let (_dir, path) = write(&config("Mars/Olympus_Mons"));
+        let shown = rendered(&path, &|_| None);
+        assert!(
+            shown.contains("`Mars/Olympus_Mons` is not a time zone this system knows"),
+            "{shown}"
+        );
+        assert!(shown.contains("pcsync.yaml:5:14"), "{shown}");
+        let (_dir, path) = write(&config("UTC"));
+        let loaded = load_config(&path, &|_| None, MissingEnv::Error);
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        assert!(loaded.value.unwrap().hubspot.time_zone().is_some());
+    }
+
+    #[test]
     fn secrets_never_appear_in_a_diagnostic() {
         // Values the schema refuses, written in the file and from the environment,
         // and a secret in a flow mapping whose line has another error.
