@@ -995,3 +995,87 @@ async fn hubspots_daily_limit_waits_for_midnight_without_counting_an_attempt() {
         Some("synced")
     );
 }
+
+#[tokio::test]
+async fn without_an_sns_topic_notifications_are_tasks_and_notes_and_the_state_is_recorded() {
+    let mut h = Harness::shipped("Approved");
+    let dir = repo("rules");
+    let rules = load_dir(&dir).unwrap();
+    h.worker.rules = Arc::new(
+        RuleHost::new(&dir, load_dir(&dir).unwrap(), Arc::clone(&h.worker.metrics))
+            .with_channels(crate::service::channels::Channels { sns: false }),
+    );
+    let pack = rules
+        .packs
+        .iter()
+        .find(|p| p.pack.name == "smart-notifications")
+        .unwrap();
+    // Since the last run: the score went 60 → 90, the engagement level Low → High,
+    // and AWS approved.
+    let watches: IndexMap<String, Value> = [
+        ("score", json!(60)),
+        ("engagement", json!("Low")),
+        ("review", json!("Submitted")),
+        ("seller", json!([])),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let world = h.worker.executor.world.lock().unwrap();
+    let ctx = Context {
+        deal: Some(world.deals["101"].clone()),
+        opportunity: Some(world.opportunities["O1234567"].clone()),
+        aws_summary: Some(json!({"Insights": {"OpportunityQuality": {"Score": 90},
+            "EngagementScore": "High"}, "OpportunityTeam": []})),
+        previous: [(
+            "smart-notifications".to_string(),
+            pcsync_engine::PackState {
+                marks: watches.clone(),
+                watches,
+                sent: Vec::new(),
+            },
+        )]
+        .into_iter()
+        .collect(),
+        ..Context::default()
+    };
+    drop(world);
+    // As the API executor without a topic answers a message it is asked to send.
+    h.worker.executor.fail_next(
+        "Publish",
+        ExecError::permanent(
+            "a pack publishes a notification but the config has no notifications.sns_topic_arn",
+        ),
+    );
+    let event = Event::from_value(
+        &json!({"eventbridge": {"version": "0", "id": "eb-1", "source": "aws.partnercentral-selling",
+            "detail-type": "Opportunity Updated", "time": "2026-11-28T12:00:00Z",
+            "detail": {"catalog": "Sandbox", "opportunity": {"identifier": "O1234567"}}}}),
+        h.clock.now(),
+    )
+    .unwrap();
+    let settled = h
+        .worker
+        .run_pack(pack, &rules, &event, &ctx, &mut false)
+        .await;
+    assert_eq!(settled, Settled::Done);
+    // Each notification once, as a task and a note; no message was asked for.
+    let kinds = h.worker.executor.asked_kinds();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "CreateTask").count(),
+        3,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "CreateNote").count(),
+        3,
+        "{kinds:?}"
+    );
+    assert!(!kinds.contains(&"Publish"), "{kinds:?}");
+    // The state is recorded: the next run sees no change.
+    let states = h.store.pack_states("O1234567").unwrap();
+    let state = &states["smart-notifications"];
+    assert_eq!(state.watches["review"], "Approved");
+    assert_eq!(state.watches["score"], 90);
+    assert_eq!(state.sent.len(), 3, "{:?}", state.sent);
+}
