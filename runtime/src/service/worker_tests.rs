@@ -1021,10 +1021,16 @@ async fn without_an_sns_topic_notifications_are_tasks_and_notes_and_the_state_is
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let world = h.worker.executor.world.lock().unwrap();
+    let (deal, opportunity) = {
+        let world = h.worker.executor.world.lock().unwrap();
+        (
+            world.deals["101"].clone(),
+            world.opportunities["O1234567"].clone(),
+        )
+    };
     let ctx = Context {
-        deal: Some(world.deals["101"].clone()),
-        opportunity: Some(world.opportunities["O1234567"].clone()),
+        deal: Some(deal),
+        opportunity: Some(opportunity),
         aws_summary: Some(json!({"Insights": {"OpportunityQuality": {"Score": 90},
             "EngagementScore": "High"}, "OpportunityTeam": []})),
         previous: [(
@@ -1039,7 +1045,6 @@ async fn without_an_sns_topic_notifications_are_tasks_and_notes_and_the_state_is
         .collect(),
         ..Context::default()
     };
-    drop(world);
     // As the API executor without a topic answers a message it is asked to send.
     h.worker.executor.fail_next(
         "Publish",
