@@ -449,3 +449,86 @@ async fn a_retry_after_a_partial_success_repeats_no_task_or_note() {
     );
     assert!(service.stderr().contains("will retry"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_sns_topic_each_notification_is_a_task_and_a_note_once() {
+    // The README's config: no `notifications.sns_topic_arn`.
+    let (sb, _dir, service, _config) = start_without_topic(notifications_after_one_sweep, "").await;
+    let http = reqwest::Client::new();
+    drained(&http, &service, 4).await;
+    let (submitted, deal) = demo_pair(&http, &sb, "Submitted").await;
+
+    // The topic's absence is said at load and on `/rules`.
+    let rules = get(&http, &format!("{}/rules", service.url)).await.unwrap();
+    let warnings = rules["warnings"].as_array().cloned().unwrap_or_default();
+    assert!(
+        warnings.iter().any(|w| w.as_str().is_some_and(
+            |w| w.contains("smart-notifications") && w.contains("notifications.sns_topic_arn")
+        )),
+        "{rules}"
+    );
+    assert_eq!(
+        service
+            .stderr()
+            .matches("no notifications.sns_topic_arn")
+            .count(),
+        1,
+        "{}",
+        service.stderr()
+    );
+
+    // Two changes in a row: each its task and note, and the state recorded, so the
+    // second is not the first again.
+    aws(
+        &http,
+        &sb,
+        &format!("{submitted}/review"),
+        json!({ "status": "Approved" }),
+    )
+    .await;
+    first_task(&http, &sb, &service, "the approval task", &deal).await;
+    aws(
+        &http,
+        &sb,
+        &format!("{submitted}/insights"),
+        json!({ "engagement_score": "High" }),
+    )
+    .await;
+    eventually("the engagement-level task", &service, || async {
+        tasks_on(&http, &sb, &deal)
+            .await
+            .into_iter()
+            .find(|t| t["properties"]["hs_task_subject"] == "🎯 AWS Engagement Score is now High")
+    })
+    .await;
+    let health = drained(&http, &service, 0).await;
+    assert_eq!(health["inbox"]["dead"], 0, "{health}");
+    let subjects: Vec<Value> = tasks_on(&http, &sb, &deal)
+        .await
+        .iter()
+        .map(|t| t["properties"]["hs_task_subject"].clone())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            json!("✅ AWS Approved Opportunity"),
+            json!("🎯 AWS Engagement Score is now High")
+        ]
+    );
+    let notes: Vec<Value> = hubspot_objects(&http, &sb, "notes")
+        .await
+        .into_iter()
+        .filter(|n| n["associations"]["deals"][0] == deal.as_str())
+        .filter(|n| {
+            n["shown"].as_str().is_some_and(|b| {
+                b.contains("AWS Approved Opportunity") || b.contains("Engagement Score")
+            })
+        })
+        .collect();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    let text = metrics(&http, &service).await.unwrap();
+    assert!(
+        text.contains("pcsync_effects_total{kind=\"Publish\",outcome=\"no_topic\"} 2"),
+        "{text}"
+    );
+}

@@ -365,3 +365,81 @@ async fn hubspot_locked_and_migrating_answers_are_retried() {
         .collect();
     assert_eq!(answers, [423, 477, 201]);
 }
+
+/// The next midnight in UTC after `t`.
+fn next_utc_midnight(t: jiff::Timestamp) -> jiff::Timestamp {
+    let utc = jiff::tz::TimeZone::UTC;
+    t.to_zoned_datetime(utc.clone())
+        .date()
+        .tomorrow()
+        .unwrap()
+        .to_zoned_datetime(utc)
+        .unwrap()
+        .timestamp()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspots_daily_limit_waits_for_its_reset_and_is_counted_on_healthz() {
+    // The account's time zone is UTC (`hubspot.time_zone` unset): the limit resets
+    // at UTC midnight.
+    let (sb, _dir, service, _config) = start(|_| {}, "worker:\n  coalesce: 100ms\n").await;
+    let http = reqwest::Client::new();
+    drained(&http, &service, 0).await;
+    inject(
+        &http,
+        &sb,
+        json!({ "service": "hubspot", "operation": "POST /crm/v3/objects/notes",
+                "status": 429, "policy_name": "DAILY" }),
+    )
+    .await;
+    let before = jiff::Timestamp::now();
+    edit_deal(
+        &http,
+        &sb,
+        "40000000001",
+        json!({ "closedate": "2031-09-30" }),
+    )
+    .await;
+    let health = eventually("the wait on /healthz", &service, || async {
+        let h = get(&http, &format!("{}/healthz", service.url)).await?;
+        (h["inbox"]["deferred"] == 1).then_some(h)
+    })
+    .await;
+    let after = jiff::Timestamp::now();
+    assert_eq!(health["inbox"]["dead"], 0, "{health}");
+    assert_eq!(health["hubspot_daily_limit"]["waits"], 1, "{health}");
+    let paused: jiff::Timestamp = health["hubspot_daily_limit"]["paused_until"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Until the reset: the next UTC midnight as the 429 came (the test may straddle
+    // one).
+    let resets = [next_utc_midnight(before), next_utc_midnight(after)];
+    let near_reset = |t: jiff::Timestamp| {
+        resets
+            .iter()
+            .any(|r| t >= *r && t < *r + jiff::SignedDuration::from_secs(60))
+    };
+    assert!(near_reset(paused), "{paused} {resets:?}");
+    let rules = get(&http, &format!("{}/rules", service.url)).await.unwrap();
+    let deferred = &rules["deferred"][0];
+    assert_eq!(deferred["key"], "deal:40000000001", "{rules}");
+    assert!(
+        deferred["reason"]
+            .as_str()
+            .unwrap()
+            .contains("You have reached your daily limit."),
+        "{deferred}"
+    );
+    let recheck: jiff::Timestamp = deferred["recheck_at"].as_str().unwrap().parse().unwrap();
+    assert!(near_reset(recheck), "{recheck} {resets:?}");
+    let answers: Vec<u16> = sb
+        .journal
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "POST /crm/v3/objects/notes")
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(answers, [429], "one try, then the wait");
+}

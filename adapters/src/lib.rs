@@ -221,6 +221,11 @@ pub trait Observer: Send + Sync + std::fmt::Debug {
     fn attempted(&self, api: &'static str, operation: &str, outcome: &str) {
         let _ = (api, operation, outcome);
     }
+    /// `api` refused a call for the day (HubSpot's daily limit); it resets at
+    /// `resets_at`.
+    fn daily_limit(&self, api: &'static str, resets_at: jiff::Timestamp) {
+        let _ = (api, resets_at);
+    }
 }
 
 #[cfg(test)]

@@ -207,3 +207,62 @@ async fn every_linked_deal_is_listed_past_searchs_10000_results() {
         "a search paged past 10,000 results"
     );
 }
+
+#[tokio::test]
+async fn the_daily_limit_is_told_apart_and_waits_until_the_accounts_midnight() {
+    let sb = sandbox(None).await;
+    // The account's time zone: UTC-05:00 all year (a fixed offset needs no tz database).
+    let tz = jiff::tz::offset(-5).to_time_zone();
+    let c = HubSpotClient::new(&sb.hubspot_url, "sandbox-token", 100).with_time_zone(tz.clone());
+    for policy in ["DAILY", "TEN_SECONDLY_ROLLING"] {
+        sb.journal.inject(
+            serde_json::from_value(serde_json::json!({"service": "hubspot",
+                "operation": "GET /crm/v3/objects/deals", "status": 429, "policy_name": policy}))
+            .unwrap(),
+        );
+    }
+    let before = jiff::Timestamp::now();
+    let daily = c.get_deal("40000000001", &[]).await.unwrap_err();
+    let after = jiff::Timestamp::now();
+    assert!(daily.is_daily_limit(), "{daily:?}");
+    assert!(
+        daily
+            .to_string()
+            .contains("You have reached your daily limit.")
+    );
+    let wait = daily.retry_after().unwrap();
+    let ends = |from: jiff::Timestamp| from + jiff::SignedDuration::try_from(wait).unwrap();
+    let midnights =
+        [before, after].map(|t| pcsync_adapters::hubspot::client::next_midnight(t, &tz));
+    assert!(
+        midnights
+            .iter()
+            .any(|m| ends(before) >= *m && ends(before) <= *m + jiff::SignedDuration::from_secs(1)),
+        "{wait:?} from {before} is not the account's midnight {midnights:?}"
+    );
+    // The 10-second limit is not the daily one: it is retried.
+    let rolling = c.get_deal("40000000001", &[]).await.unwrap_err();
+    assert!(
+        !rolling.is_daily_limit() && rolling.retryable(),
+        "{rolling:?}"
+    );
+}
+
+#[test]
+fn the_accounts_midnight_is_in_its_time_zone() {
+    use pcsync_adapters::hubspot::client::{next_midnight, until_midnight};
+    let tz = jiff::tz::offset(-5).to_time_zone();
+    // 22:30 UTC is 17:30 at UTC-05:00: the limit resets at 05:00 UTC next day.
+    let now: jiff::Timestamp = "2026-12-08T22:30:00Z".parse().unwrap();
+    assert_eq!(
+        next_midnight(now, &tz),
+        "2026-12-09T05:00:00Z".parse::<jiff::Timestamp>().unwrap()
+    );
+    assert_eq!(
+        until_midnight(now, &tz),
+        std::time::Duration::from_secs(6 * 3600 + 30 * 60)
+    );
+    // A moment before midnight waits a whole second, never less than the reset.
+    let late: jiff::Timestamp = "2026-12-09T04:59:59.5Z".parse().unwrap();
+    assert_eq!(until_midnight(late, &tz), std::time::Duration::from_secs(1));
+}

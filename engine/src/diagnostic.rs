@@ -85,6 +85,7 @@ codes! {
     RequiredField => "required-field", "a pack that creates opportunities writes no value for a field AWS requires of every new one";
     ScriptFile => "script-file", "a referenced `.rhai` file that cannot be read";
     EnvVar => "env-var", "a `${VAR}` in the config that is not set";
+    ChannelUnavailable => "channel-unavailable", "a pack's notification channel that the service config does not provide (`sns` without `notifications.sns_topic_arn`): it is skipped";
     SchemaInternal => "schema-internal", "the built-in schema could not be applied (a bug in pcsync)";
 }
 

@@ -50,7 +50,8 @@ pub fn load_config(
     )
 }
 
-/// What the schema cannot say: an address to listen on, a rules directory that exists.
+/// What the schema cannot say: an address to listen on, a rules directory that
+/// exists, a time zone the system knows.
 fn check(
     path: &Path,
     config: &ServiceConfig,
@@ -100,6 +101,18 @@ fn check(
                 .with_help("write the whole URL, e.g. `https://api.hubapi.com`"),
             );
         }
+    }
+    if let Some(name) = &config.hubspot.time_zone
+        && config.hubspot.time_zone().is_none()
+    {
+        diagnostics.push(
+            Diagnostic::error(
+                Code::InvalidValue,
+                format!("`{name}` is not a time zone this system knows"),
+            )
+            .at(file, doc.value_span("/hubspot/time_zone"))
+            .with_help("write an IANA time zone name, e.g. `America/New_York` or `Europe/Berlin`"),
+        );
     }
     let state = config.state_path(path);
     if let Some(folder) = state.parent().filter(|f| !f.as_os_str().is_empty())
@@ -602,6 +615,22 @@ pub struct HubSpotConfig {
     /// v1 cannot reject replays.
     #[serde(default)]
     pub accept_v1_signatures: bool,
+    /// The HubSpot account's time zone (Settings → Account defaults), as an IANA name
+    /// (`America/New_York`); UTC when unset. HubSpot's daily API limit resets at its
+    /// midnight: an event refused for the daily limit waits until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+impl HubSpotConfig {
+    /// The account's time zone (UTC when unset); `None` for a name the system's
+    /// time zone database does not know.
+    pub fn time_zone(&self) -> Option<jiff::tz::TimeZone> {
+        match &self.time_zone {
+            None => Some(jiff::tz::TimeZone::UTC),
+            Some(name) => jiff::tz::TimeZone::get(name).ok(),
+        }
+    }
 }
 
 fn hubspot_base_url_default() -> String {
@@ -824,6 +853,27 @@ mod tests {
         let json = pcsync_engine::diagnostic::render_json(&loaded.sources, &loaded.diagnostics, 1);
         let github = pcsync_engine::diagnostic::render_github(&loaded.sources, &loaded.diagnostics);
         format!("{human}\n{json}\n{github}")
+    }
+
+    #[test]
+    fn the_accounts_time_zone_must_be_one_the_system_knows() {
+        let config = |zone: &str| {
+            format!(
+                "public_url: https://sync.example.com\nhubspot:\n  token: t\n  client_secret: s\n  \
+                 time_zone: {zone}\npartner_central:\n  catalog: Sandbox\n"
+            )
+        };
+        let (_dir, path) = write(&config("Mars/Olympus_Mons"));
+        let shown = rendered(&path, &|_| None);
+        assert!(
+            shown.contains("`Mars/Olympus_Mons` is not a time zone this system knows"),
+            "{shown}"
+        );
+        assert!(shown.contains("pcsync.yaml:5:14"), "{shown}");
+        let (_dir, path) = write(&config("UTC"));
+        let loaded = load_config(&path, &|_| None, MissingEnv::Error);
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        assert!(loaded.value.unwrap().hubspot.time_zone().is_some());
     }
 
     #[test]

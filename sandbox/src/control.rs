@@ -56,6 +56,10 @@ pub struct Fault {
     /// `x-amz-retry-after` on a Partner Central throttle.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub headers: std::collections::BTreeMap<String, String>,
+    /// HubSpot only: the limit a 429 names in its body's `policyName` (`DAILY`, or
+    /// `TEN_SECONDLY_ROLLING` when left out), with HubSpot's message for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_name: Option<String>,
 }
 
 fn one() -> u32 {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use pcsync_engine::diagnostic::{self, Diagnostic, Severity, Sources};
 use pcsync_engine::{Code, MissingEnv, load_rules};
 use pcsync_runtime::config::load_config;
+use pcsync_runtime::service::channels::Channels;
 
 use crate::cli::CheckFormat;
 
@@ -28,9 +29,11 @@ pub fn run(
         files: 0,
     };
     let mut rule_paths = paths;
+    let mut service = None;
     if let Some(config_path) = &config {
         let env = |name: &str| std::env::var(name).ok();
         let loaded = load_config(config_path, &env, MissingEnv::Warning);
+        service = loaded.value.clone();
         if rule_paths.is_empty()
             && let Some(cfg) = &loaded.value
         {
@@ -48,6 +51,30 @@ pub fn run(
             return ExitCode::from(super::EXIT_USAGE);
         }
         let mut loaded = load_rules(&rule_paths);
+        // A channel the config does not provide is skipped at run time: said here.
+        if let (Some(cfg), Some(rules)) = (&service, &loaded.value) {
+            let channels = Channels::of(&cfg.notifications);
+            let skipped: Vec<Diagnostic> = channels
+                .missing(rules)
+                .map(|pack| {
+                    Diagnostic::warning(
+                        Code::ChannelUnavailable,
+                        format!(
+                            "pack `{}` has an `sns` channel but the config has no \
+                             `notifications.sns_topic_arn`",
+                            pack.pack.name
+                        ),
+                    )
+                    .in_file(pack.file)
+                    .with_pointer("/channels/sns")
+                    .with_help(
+                        "its SNS messages are skipped (tasks and notes are still made); \
+                         set `notifications.sns_topic_arn` to send them",
+                    )
+                })
+                .collect();
+            loaded.diagnostics.extend(skipped);
+        }
         if allow_empty {
             for d in &mut loaded.diagnostics {
                 if d.code == Code::NoPacks {

@@ -20,6 +20,7 @@ use serde_json::json;
 use super::EXIT_USAGE;
 use crate::cli::LogFormat;
 use pcsync_runtime::service::admin;
+use pcsync_runtime::service::channels::Channels;
 use pcsync_runtime::service::execute::ApiExecutor;
 use pcsync_runtime::service::ingest::{self, Ingest};
 use pcsync_runtime::service::metrics::Metrics;
@@ -83,13 +84,16 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     };
 
     let metrics = Arc::new(Metrics::default());
+    let channels = Channels::of(&config.notifications);
     let rules = Arc::new(
-        RuleHost::load(&rules_dir, Arc::clone(&metrics)).map_err(|shown| {
-            format!(
-                "the rule packs in {} do not check:\n{shown}",
-                rules_dir.display()
-            )
-        })?,
+        RuleHost::load(&rules_dir, Arc::clone(&metrics))
+            .map_err(|shown| {
+                format!(
+                    "the rule packs in {} do not check:\n{shown}",
+                    rules_dir.display()
+                )
+            })?
+            .with_channels(channels),
     );
     let in_force = rules.current();
     tracing::info!(
@@ -98,6 +102,9 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         version = %in_force.version,
         "rules loaded"
     );
+    for warning in channels.warnings(&in_force) {
+        tracing::warn!("{warning}");
+    }
 
     // On a read-only directory the service starts all the same, saying 503 until
     // the file can be written.
@@ -149,6 +156,12 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
             config.hubspot.rate_limit_per_10s,
         )
         .with_search_rate(config.hubspot.search_per_second)
+        .with_time_zone(
+            config
+                .hubspot
+                .time_zone()
+                .unwrap_or(jiff::tz::TimeZone::UTC),
+        )
         .with_observer(observer.clone()),
     );
     // The day's Partner Central calls, as the last run left them: the allowance is

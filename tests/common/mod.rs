@@ -157,12 +157,39 @@ pub async fn start_with_env(
     before: fn(&Sandbox),
     env: &[(&str, &str)],
 ) -> (Sandbox, tempfile::TempDir, Service, PathBuf) {
+    launch(tweak, extra_config, before, env, true).await
+}
+
+/// [`start`] with a config that names no SNS topic (`notifications.sns_topic_arn`
+/// unset, as in the README's example).
+pub async fn start_without_topic(
+    tweak: fn(&Path),
+    extra_config: &str,
+) -> (Sandbox, tempfile::TempDir, Service, PathBuf) {
+    launch(tweak, extra_config, |_| {}, &[], false).await
+}
+
+async fn launch(
+    tweak: fn(&Path),
+    extra_config: &str,
+    before: fn(&Sandbox),
+    env: &[(&str, &str)],
+    with_topic: bool,
+) -> (Sandbox, tempfile::TempDir, Service, PathBuf) {
     let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
         .await
         .unwrap();
     demo::seed(&sb);
     before(&sb);
-    let topic = sb.sns.create_topic("pcsync-notifications");
+    let notifications = if with_topic {
+        format!(
+            "notifications:\n  sns_topic_arn: {topic}\n  sns_endpoint_url: {sns}\n",
+            topic = sb.sns.create_topic("pcsync-notifications"),
+            sns = sb.sns_url,
+        )
+    } else {
+        String::new()
+    };
     let dir = tempfile::tempdir().unwrap();
     copy_dir(
         &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules"),
@@ -178,12 +205,11 @@ pub async fn start_with_env(
             "listen: 127.0.0.1:{port}\npublic_url: {url}\nrules: rules\nstate: {state}\n\
              hubspot:\n  base_url: {hs}\n  token: sandbox-token\n  client_secret: test-secret\n  app_id: 777\n\
              partner_central:\n  catalog: Sandbox\n  endpoint_url: {pc}\n\
-             notifications:\n  sns_topic_arn: {topic}\n  sns_endpoint_url: {sns}\n\
+             {notifications}\
              eventbridge:\n  shared_secret: events-secret-0123456789\nadmin_loopback: true\n{extra_config}",
             state = dir.path().join("state.db").display(),
             hs = sb.hubspot_url,
             pc = sb.partner_central_url,
-            sns = sb.sns_url,
         ),
     )
     .unwrap();

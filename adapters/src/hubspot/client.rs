@@ -24,8 +24,11 @@ pub enum HubSpotError {
         message: String,
         /// Whether trying again later may succeed (429 other than the daily limit, 5xx).
         retryable: bool,
-        /// How long HubSpot asked callers to wait (`Retry-After`, in seconds), if it said.
+        /// How long HubSpot asked callers to wait (`Retry-After`, in seconds), if it
+        /// said; for the daily limit, the time until it resets.
         retry_after: Option<Duration>,
+        /// The limit a 429 names (`policyName`: `DAILY`, `TEN_SECONDLY_ROLLING`).
+        policy: Option<String>,
     },
     /// The request did not get an answer (connection, timeout).
     #[error("HubSpot could not be reached: {0}")]
@@ -48,6 +51,13 @@ impl HubSpotError {
         }
     }
 
+    /// Whether this is HubSpot's daily limit (a 429 with `policyName` `DAILY`): no
+    /// retry helps before it resets, at midnight in the account's time zone
+    /// (reference §5.1, §5.4), which [`HubSpotError::retry_after`] then says.
+    pub fn is_daily_limit(&self) -> bool {
+        matches!(self, HubSpotError::Status { status: 429, policy: Some(p), .. } if p == "DAILY")
+    }
+
     /// Whether trying again later may succeed.
     pub fn retryable(&self) -> bool {
         match self {
@@ -56,6 +66,26 @@ impl HubSpotError {
             HubSpotError::Decode(_) | HubSpotError::InvalidId(_) => false,
         }
     }
+}
+
+/// The next midnight in `tz` after `now`: when HubSpot's daily limit resets ("at
+/// midnight based on your time zone setting", reference §5.1).
+pub fn next_midnight(now: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> jiff::Timestamp {
+    now.to_zoned_datetime(tz.clone())
+        .date()
+        .tomorrow()
+        .ok()
+        .and_then(|d| d.to_zoned_datetime(tz.clone()).ok())
+        .map(|midnight| midnight.timestamp())
+        .unwrap_or_else(|| now + jiff::SignedDuration::from_hours(24))
+}
+
+/// How long from `now` until [`next_midnight`], in whole seconds rounded up (a wait
+/// counted from a moment later still ends after the reset).
+pub fn until_midnight(now: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> Duration {
+    let wait = Duration::try_from(now.duration_until(next_midnight(now, tz)))
+        .unwrap_or(Duration::from_secs(24 * 3600));
+    Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
 }
 
 /// A deal as read: its id and the requested properties (`None` when unset).
@@ -95,6 +125,7 @@ pub struct HubSpotClient {
     requests: DefaultDirectRateLimiter,
     searches: DefaultDirectRateLimiter,
     observer: Option<std::sync::Arc<dyn crate::Observer>>,
+    time_zone: jiff::tz::TimeZone,
 }
 
 impl HubSpotClient {
@@ -116,7 +147,15 @@ impl HubSpotClient {
             requests: crate::drained_limiter(requests),
             searches: crate::drained_limiter(searches),
             observer: None,
+            time_zone: jiff::tz::TimeZone::UTC,
         }
+    }
+
+    /// The account's time zone (HubSpot's Account defaults), UTC unless set: the daily
+    /// limit resets at its midnight.
+    pub fn with_time_zone(mut self, time_zone: jiff::tz::TimeZone) -> Self {
+        self.time_zone = time_zone;
+        self
     }
 
     /// Allows `per_second` CRM searches a second instead of HubSpot's 5.
@@ -200,16 +239,19 @@ impl HubSpotClient {
             .as_str()
             .or_else(|| body["errorType"].as_str())
             .map(str::to_string);
-        let daily = body["policyName"] == "DAILY";
+        let now = jiff::Timestamp::now();
+        let policy = body["policyName"].as_str().map(str::to_string);
+        let daily = status == StatusCode::TOO_MANY_REQUESTS && policy.as_deref() == Some("DAILY");
         // 423 Locked: "Locks will last for 2 seconds … include a delay of at least 2
         // seconds"; 477 Migration in Progress comes with Retry-After in seconds
         // (reference §4.3).
         let locked = status.as_u16() == 423;
         let retry_after = match retry_after {
             None if locked => Some(Duration::from_secs(2)),
+            None if daily => Some(until_midnight(now, &self.time_zone)),
             other => other,
         };
-        Err(HubSpotError::Status {
+        let error = Err(HubSpotError::Status {
             status: status.as_u16(),
             message: body["message"]
                 .as_str()
@@ -221,7 +263,12 @@ impl HubSpotClient {
                 || status.as_u16() == 477
                 || status.is_server_error(),
             retry_after,
-        })
+            policy,
+        });
+        if daily && let Some(o) = &self.observer {
+            o.daily_limit("hubspot", next_midnight(now, &self.time_zone));
+        }
+        error
     }
 
     /// Reads a deal with `properties`; `None` when it does not exist.

@@ -238,6 +238,7 @@ async fn health(State(a): State<Arc<Admin>>) -> Response {
             "rules_version": version,
             "inbox": s,
             "partner_central_quota": quotas(&a, now),
+            "hubspot_daily_limit": hubspot_daily_limit(&a, now),
             "aws_summaries": super::blocking(|| a.store.summary_ages(now)).ok(),
         }))
         .into_response(),
@@ -287,6 +288,18 @@ fn quotas(a: &Admin, now_ms: i64) -> serde_json::Value {
         })
         .collect::<serde_json::Map<_, _>>()
         .into()
+}
+
+/// HubSpot's daily limit: the calls it refused for it (each event waits for the
+/// reset, no attempt counted), and until when, while that is ahead.
+fn hubspot_daily_limit(a: &Admin, now_ms: i64) -> serde_json::Value {
+    let (waits, until) = a.metrics.hubspot_daily_limit(now_ms);
+    let until = until.and_then(|t| {
+        jiff::Timestamp::from_millisecond(t)
+            .ok()
+            .map(|t| t.to_string())
+    });
+    json!({ "waits": waits, "paused_until": until })
 }
 
 /// `GET /metrics`.

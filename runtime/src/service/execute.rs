@@ -70,11 +70,13 @@ impl From<PcError> for ExecError {
 impl From<HubSpotError> for ExecError {
     fn from(e: HubSpotError) -> Self {
         ExecError {
-            retryable: e.retryable(),
+            retryable: e.retryable() || e.is_daily_limit(),
             retry_after: e.retry_after(),
             message: e.to_string(),
             replan: false,
-            waits_for_quota: false,
+            // HubSpot's daily limit waits for its reset, as a spent Partner Central
+            // quota does, without counting an attempt.
+            waits_for_quota: e.is_daily_limit(),
         }
     }
 }

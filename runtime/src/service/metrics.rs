@@ -36,6 +36,9 @@ pub struct Metrics {
     connections_open: Gauge,
     connections_refused: Counter,
     quotas: std::sync::OnceLock<std::sync::Arc<pcsync_adapters::quota::DailyQuotas>>,
+    hubspot_daily_waits: Counter,
+    /// When HubSpot's daily limit last met resets (ms since the epoch; 0 never met).
+    hubspot_daily_resets_at: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -71,6 +74,16 @@ impl pcsync_adapters::Observer for Metrics {
             .inc();
     }
 
+    fn daily_limit(&self, api: &'static str, resets_at: jiff::Timestamp) {
+        if api == "hubspot" {
+            self.hubspot_daily_waits.inc();
+            self.hubspot_daily_resets_at.store(
+                resets_at.as_millisecond(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
+
     fn waited(&self, api: &'static str, waited: std::time::Duration) {
         self.limiter_waits
             .get_or_create(&vec![("api", api.to_string())])
@@ -99,7 +112,14 @@ impl Default for Metrics {
             connections_open: Gauge::default(),
             connections_refused: Counter::default(),
             quotas: std::sync::OnceLock::new(),
+            hubspot_daily_waits: Counter::default(),
+            hubspot_daily_resets_at: std::sync::atomic::AtomicI64::new(0),
         };
+        registry.register(
+            "hubspot_daily_limit_waits",
+            "Calls HubSpot refused for its daily limit (429 DAILY): their events wait for the reset",
+            m.hubspot_daily_waits.clone(),
+        );
         registry.register(
             "events_accepted",
             "Events committed to the inbox, by source",
@@ -260,6 +280,15 @@ impl Metrics {
     /// Where Partner Central's daily quotas stand, when watched.
     pub fn quota_status(&self, now_ms: i64) -> Option<Vec<pcsync_adapters::quota::QuotaStatus>> {
         self.quotas.get().map(|q| q.status(now_ms))
+    }
+
+    /// HubSpot's daily limit as met so far: how many calls it refused, and when it
+    /// resets while that is still ahead of `now_ms`.
+    pub fn hubspot_daily_limit(&self, now_ms: i64) -> (u64, Option<i64>) {
+        let at = self
+            .hubspot_daily_resets_at
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (self.hubspot_daily_waits.get(), (at > now_ms).then_some(at))
     }
 
     /// The text exposition, with the inbox and quota gauges appended.

@@ -4,6 +4,7 @@
 //! rule host hot-reloads the packs; the Solutions API serves the cached catalog.
 
 pub mod admin;
+pub mod channels;
 pub mod execute;
 pub mod http;
 pub mod ingest;

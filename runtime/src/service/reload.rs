@@ -19,6 +19,7 @@ pub struct RuleHost {
     metrics: Arc<super::metrics::Metrics>,
     current: RwLock<Arc<RuleSet>>,
     status: Mutex<Status>,
+    channels: super::channels::Channels,
 }
 
 #[derive(Default)]
@@ -54,7 +55,20 @@ impl RuleHost {
                 loaded_at: jiff::Timestamp::now().to_string(),
                 ..Status::default()
             }),
+            channels: super::channels::Channels::default(),
         }
+    }
+
+    /// The host, for a service that delivers to `channels` only: runs skip the
+    /// others, and `/rules` names the packs that use one.
+    pub fn with_channels(mut self, channels: super::channels::Channels) -> Self {
+        self.channels = channels;
+        self
+    }
+
+    /// The channels the service delivers to.
+    pub fn channels(&self) -> super::channels::Channels {
+        self.channels
     }
 
     /// The rule set in force.
@@ -113,6 +127,7 @@ impl RuleHost {
                 "at": at,
                 "diagnostics": text.replace(&format!("{}{}", self.dir.display(), std::path::MAIN_SEPARATOR), ""),
             })),
+            "warnings": self.channels.warnings(&rules),
         })
     }
 

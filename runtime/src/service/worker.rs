@@ -742,7 +742,8 @@ impl<E: Executor> Worker<E> {
 
     /// Performs one write of a pack run, at most once where repeating it would show:
     /// notes, tasks and messages are not idempotent, so one an earlier try of this
-    /// batch carried out (its journal key is remembered) is skipped, and `None` says so.
+    /// batch carried out (its journal key is remembered) is skipped, and `None` says so
+    /// (as it does for a message to a channel the service does not have).
     /// A store error is the caller's to retry.
     async fn perform_once(
         &self,
@@ -752,6 +753,13 @@ impl<E: Executor> Worker<E> {
         effect: &Effect,
         now: jiff::Timestamp,
     ) -> Result<Option<Result<Value, ExecError>>, crate::store::StoreError> {
+        // A channel the service does not have (SNS without a topic) is skipped, not
+        // failed: the pack's other writes and its state go ahead (said once at load).
+        if !self.rules.channels().delivers(effect) {
+            tracing::debug!(event = %event.id, pack, kind = effect.kind(), "skipped: the config names no SNS topic");
+            self.metrics.effect(effect.kind(), "no_topic");
+            return Ok(None);
+        }
         let journal = JournalKey::of(event, pack, index, effect);
         if let Some(key) = &journal
             && super::blocking(|| key.done(&*self.store))?

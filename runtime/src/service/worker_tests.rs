@@ -965,3 +965,155 @@ async fn batches_about_one_opportunity_take_turns_and_read_again() {
             .is_ok()
     );
 }
+
+/// HubSpot's answer when the account's daily limit is spent (reference §5.3), as
+/// the client reads it at `now`, the account's time zone being UTC.
+fn hubspot_daily_limit(now: Timestamp) -> ExecError {
+    ExecError::from(pcsync_adapters::hubspot::client::HubSpotError::Status {
+        status: 429,
+        category: Some("RATE_LIMIT".into()),
+        message: "You have reached your daily limit.".into(),
+        retryable: false,
+        retry_after: Some(pcsync_adapters::hubspot::client::until_midnight(
+            now,
+            &jiff::tz::TimeZone::UTC,
+        )),
+        policy: Some("DAILY".into()),
+    })
+}
+
+#[tokio::test]
+async fn hubspots_daily_limit_waits_for_midnight_without_counting_an_attempt() {
+    let h = Harness::shipped("Approved");
+    h.edit(1, "dealstage", "qualifiedtobuy");
+    h.later(COALESCE);
+    // The follow-up on the deal meets the daily limit at every reset, more often
+    // than max_attempts (3): it waits each time, and is never dead-lettered.
+    for round in 0..4 {
+        h.worker
+            .executor
+            .fail_next("UpdateDeal", hubspot_daily_limit(h.clock.now()));
+        assert_eq!(h.tick().await, 1, "round {round}: {:?}", h.store.stats());
+        let deferred = h.store.deferred(10).unwrap();
+        assert_eq!(deferred.len(), 1, "{:?}", h.store.stats());
+        assert!(
+            deferred[0].reason.contains("daily limit"),
+            "{}",
+            deferred[0].reason
+        );
+        let midnight = h
+            .clock
+            .now()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .date()
+            .tomorrow()
+            .unwrap()
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .unwrap()
+            .timestamp();
+        assert_eq!(deferred[0].recheck_at, midnight.as_millisecond());
+        // Not before the reset.
+        let wait = Duration::try_from(h.clock.now().duration_until(midnight)).unwrap();
+        h.later(wait - Duration::from_secs(1));
+        assert_eq!(h.tick().await, 0);
+        // Then, as any event due again, once the coalescing window has passed.
+        h.later(Duration::from_secs(1) + COALESCE);
+    }
+    assert!(h.store.dead_letters().unwrap().is_empty());
+    assert_eq!(h.tick().await, 1);
+    assert_eq!(h.store.stats().unwrap().done, 1);
+    let world = h.worker.executor.world.lock().unwrap();
+    assert_eq!(
+        world.deals["101"].property("aws_sync_status").as_deref(),
+        Some("synced")
+    );
+}
+
+#[tokio::test]
+async fn without_an_sns_topic_notifications_are_tasks_and_notes_and_the_state_is_recorded() {
+    let mut h = Harness::shipped("Approved");
+    let dir = repo("rules");
+    let rules = load_dir(&dir).unwrap();
+    h.worker.rules = Arc::new(
+        RuleHost::new(&dir, load_dir(&dir).unwrap(), Arc::clone(&h.worker.metrics))
+            .with_channels(crate::service::channels::Channels { sns: false }),
+    );
+    let pack = rules
+        .packs
+        .iter()
+        .find(|p| p.pack.name == "smart-notifications")
+        .unwrap();
+    // Since the last run: the score went 60 → 90, the engagement level Low → High,
+    // and AWS approved.
+    let watches: IndexMap<String, Value> = [
+        ("score", json!(60)),
+        ("engagement", json!("Low")),
+        ("review", json!("Submitted")),
+        ("seller", json!([])),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let (deal, opportunity) = {
+        let world = h.worker.executor.world.lock().unwrap();
+        (
+            world.deals["101"].clone(),
+            world.opportunities["O1234567"].clone(),
+        )
+    };
+    let ctx = Context {
+        deal: Some(deal),
+        opportunity: Some(opportunity),
+        aws_summary: Some(json!({"Insights": {"OpportunityQuality": {"Score": 90},
+            "EngagementScore": "High"}, "OpportunityTeam": []})),
+        previous: [(
+            "smart-notifications".to_string(),
+            pcsync_engine::PackState {
+                marks: watches.clone(),
+                watches,
+                sent: Vec::new(),
+            },
+        )]
+        .into_iter()
+        .collect(),
+        ..Context::default()
+    };
+    // As the API executor without a topic answers a message it is asked to send.
+    h.worker.executor.fail_next(
+        "Publish",
+        ExecError::permanent(
+            "a pack publishes a notification but the config has no notifications.sns_topic_arn",
+        ),
+    );
+    let event = Event::from_value(
+        &json!({"eventbridge": {"version": "0", "id": "eb-1", "source": "aws.partnercentral-selling",
+            "detail-type": "Opportunity Updated", "time": "2026-11-28T12:00:00Z",
+            "detail": {"catalog": "Sandbox", "opportunity": {"identifier": "O1234567"}}}}),
+        h.clock.now(),
+    )
+    .unwrap();
+    let settled = h
+        .worker
+        .run_pack(pack, &rules, &event, &ctx, &mut false)
+        .await;
+    assert_eq!(settled, Settled::Done);
+    // Each notification once, as a task and a note; no message was asked for.
+    let kinds = h.worker.executor.asked_kinds();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "CreateTask").count(),
+        3,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "CreateNote").count(),
+        3,
+        "{kinds:?}"
+    );
+    assert!(!kinds.contains(&"Publish"), "{kinds:?}");
+    // The state is recorded: the next run sees no change.
+    let states = h.store.pack_states("O1234567").unwrap();
+    let state = &states["smart-notifications"];
+    assert_eq!(state.watches["review"], "Approved");
+    assert_eq!(state.watches["score"], 90);
+    assert_eq!(state.sent.len(), 3, "{:?}", state.sent);
+}

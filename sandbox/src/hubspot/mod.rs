@@ -150,9 +150,22 @@ async fn guard(State(hs): State<Arc<HubSpot>>, request: Request, next: Next) -> 
     if let Some(fault) = hs.journal.take_fault("hubspot", &operation) {
         // HubSpot's error guide (reference §4.3): 423 Locked "Locks will last for 2
         // seconds"; 477 Migration in Progress comes with Retry-After in seconds.
+        let policy = fault.policy_name.clone();
         let error_body = |status: u16| {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             match status.as_u16() {
+                // A 429 in HubSpot's shape, naming its limit (reference §5.3).
+                429 => match policy.as_deref() {
+                    Some("DAILY") => rate_limited("You have reached your daily limit.", "DAILY"),
+                    Some(other) => rate_limited(
+                        &format!("You have reached your {} limit.", other.to_lowercase()),
+                        other,
+                    ),
+                    None => rate_limited(
+                        "You have reached your ten_secondly_rolling limit.",
+                        "TEN_SECONDLY_ROLLING",
+                    ),
+                },
                 423 => error(
                     status,
                     "LOCKED",
