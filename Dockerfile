@@ -10,10 +10,11 @@ COPY . .
 RUN cargo build --release --locked --bin pcsync
 
 FROM debian:bookworm-slim
-# ca-certificates only, from the release the base image pins.
+# ca-certificates, and tzdata for `hubspot.time_zone` (HubSpot's daily limit resets at
+# the account's midnight), from the release the base image pins.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates tzdata \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 pcsync \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/pcsync \
