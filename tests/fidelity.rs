@@ -252,10 +252,10 @@ async fn a_conflict_is_read_again_and_meets_the_review_that_began_meanwhile() {
     };
     let before = reads();
     edit_deal(&http, &sb, deal_id, json!({ "closedate": "2031-06-30" })).await;
-    // pcsync read the opportunity (twice: to plan, then to write); AWS starts its
-    // review before the delayed update arrives.
+    // pcsync read the opportunity to plan, and writes with that read's version; AWS
+    // starts its review before the delayed update arrives.
     eventually("pcsync to read the opportunity", &service, || async {
-        (reads() >= before + 2).then_some(())
+        (reads() > before).then_some(())
     })
     .await;
     http.post(format!(
@@ -282,6 +282,53 @@ async fn a_conflict_is_read_again_and_meets_the_review_that_began_meanwhile() {
     assert!(updates(&sb, 400).is_empty());
     let dead = dlq(&config, &["list"]).1;
     assert!(!dead.contains(deal_id), "{dead}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_is_sent_with_the_version_it_was_planned_on_after_one_read() {
+    let (sb, _dir, service, _config) = start(|_| {}, "worker:\n  coalesce: 100ms\n").await;
+    let http = reqwest::Client::new();
+    let calls_about = |id: &str| {
+        sb.journal
+            .calls()
+            .into_iter()
+            .filter(|c| c.request["Identifier"] == id)
+            .map(|c| (c.operation, c.request))
+            .collect::<Vec<_>>()
+    };
+    let before = calls_about("O5000001").len();
+    edit_deal(
+        &http,
+        &sb,
+        "40000000001",
+        json!({ "closedate": "2031-06-30" }),
+    )
+    .await;
+    eventually("the update", &service, || async {
+        (!updates(&sb, 200).is_empty()).then_some(())
+    })
+    .await;
+    let calls = calls_about("O5000001");
+    let since: Vec<&(String, Value)> = calls[before..].iter().collect();
+    let update = since
+        .iter()
+        .position(|(op, _)| op == "UpdateOpportunity")
+        .unwrap();
+    let reads: Vec<&Value> = since[..update]
+        .iter()
+        .filter(|(op, _)| op == "GetOpportunity")
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(
+        reads.len(),
+        1,
+        "one read to plan, none again to write: {since:?}"
+    );
+    let planned_on = sb.partner_central.with_store(|s| {
+        s.opportunity("O5000001")
+            .map(|o| o.record["LifeCycle"]["TargetCloseDate"].clone())
+    });
+    assert_eq!(planned_on, Some(json!("2031-06-30")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

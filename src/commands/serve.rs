@@ -204,6 +204,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         partner_central,
         sns,
         snapshot_turns: Default::default(),
+        planned: Default::default(),
     };
     let busy = Arc::new(pcsync_runtime::service::Busy::default());
     let worker = Arc::new(Worker {

@@ -1,10 +1,11 @@
 //! Carrying out a plan's effects against the real APIs.
 //!
-//! UpdateOpportunity replaces the whole record, so an update reads the opportunity,
-//! applies the plan's field changes to it and sends it all back with the
-//! `LastModifiedDate` it read. A `ConflictException` (someone wrote in between) asks
-//! the worker to plan again from a fresh read: the opportunity may have moved into a
-//! review status in which the pack's immutability rules defer or skip the change.
+//! UpdateOpportunity replaces the whole record, so an update takes the opportunity
+//! as the run's context read found it ([`PlannedReads`]), applies the plan's field
+//! changes to it and sends it all back with that `LastModifiedDate`. A
+//! `ConflictException` (someone wrote since the plan's read) asks the worker to plan
+//! again from a fresh read: the opportunity may have moved into a review status in
+//! which the pack's immutability rules defer or skip the change.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -181,6 +182,37 @@ pub struct ApiExecutor {
     pub sns: Option<(SnsPublisher, String)>,
     /// Snapshot reads take turns per opportunity.
     pub snapshot_turns: Turns,
+    /// The opportunities as the last context read found them, for the update
+    /// planned on them.
+    pub planned: PlannedReads,
+}
+
+/// Each opportunity as the last context read found them (GetOpportunity), so that
+/// an UpdateOpportunity sends the record and the `LastModifiedDate` it was planned
+/// on, instead of reading again: a review that began since then makes AWS answer
+/// `ConflictException`, and the worker plans again from a fresh read (which the
+/// immutability rules then see), where a second read would have hidden it from the
+/// plan and cost a read per write. Two runs about one opportunity take turns
+/// (`InFlight`), so the last read is the run's own. Bounded: a read no update
+/// follows is forgotten with the rest once there are [`PlannedReads::MAX`].
+#[derive(Debug, Default)]
+pub struct PlannedReads(std::sync::Mutex<HashMap<String, Value>>);
+
+impl PlannedReads {
+    /// Opportunities held at most.
+    pub const MAX: usize = 1_024;
+
+    fn keep(&self, id: &str, record: &Value) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if held.len() >= Self::MAX && !held.contains_key(id) {
+            held.clear();
+        }
+        held.insert(id.to_string(), record.clone());
+    }
+
+    fn take(&self, id: &str) -> Option<Value> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id)
+    }
 }
 
 /// One at a time per key. Two runs about one opportunity (a deal's scheduled run
@@ -269,7 +301,10 @@ impl Executor for ApiExecutor {
 
     async fn opportunity(&self, id: &str) -> Result<Option<Value>, ExecError> {
         match self.partner_central.get_opportunity(id).await {
-            Ok(o) => Ok(Some(o)),
+            Ok(o) => {
+                self.planned.keep(id, &o);
+                Ok(Some(o))
+            }
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -330,7 +365,12 @@ impl Executor for ApiExecutor {
         let now_ms = now.as_millisecond();
         match effect {
             Effect::UpdateOpportunity { id, changes, .. } => {
-                let mut record = self.partner_central.get_opportunity(id).await?;
+                // The record the plan was made on; read only when no context read
+                // left one (an update planned elsewhere).
+                let mut record = match self.planned.take(id) {
+                    Some(record) => record,
+                    None => self.partner_central.get_opportunity(id).await?,
+                };
                 let modified = record["LastModifiedDate"]
                     .as_str()
                     .unwrap_or_default()
