@@ -223,6 +223,31 @@ async fn aws(http: &reqwest::Client, sb: &Sandbox, path: &str, body: Value) {
 }
 
 /// A task's due time, in hours from now.
+/// AWS raises the engagement score of the opportunity at `opportunity` (its control
+/// path) to High; returns the task that tells the deal's owner.
+async fn engagement_rises_to_high(
+    http: &reqwest::Client,
+    sb: &Sandbox,
+    service: &Service,
+    opportunity: &str,
+    deal: &str,
+) -> Value {
+    aws(
+        http,
+        sb,
+        &format!("{opportunity}/insights"),
+        json!({ "engagement_score": "High" }),
+    )
+    .await;
+    eventually("the engagement-level task", service, || async {
+        tasks_on(http, sb, deal)
+            .await
+            .into_iter()
+            .find(|t| t["properties"]["hs_task_subject"] == "🎯 AWS Engagement Score is now High")
+    })
+    .await
+}
+
 fn due_in_hours(task: &Value) -> f64 {
     let due: jiff::Timestamp = task["properties"]["hs_timestamp"]
         .as_str()
@@ -361,20 +386,7 @@ async fn review_decisions_sellers_and_engagement_levels_reach_the_deal_team_once
     // Stored as HTML, shown as the rep reads it.
     let body = seller["shown"].as_str().unwrap();
     assert!(body.contains("Ada Lovelace (ada@amazon.example)"), "{body}");
-    aws(
-        &http,
-        &sb,
-        &format!("{submitted}/insights"),
-        json!({ "engagement_score": "High" }),
-    )
-    .await;
-    eventually("the engagement-level task", &service, || async {
-        tasks_on(&http, &sb, &submitted_deal)
-            .await
-            .into_iter()
-            .find(|t| t["properties"]["hs_task_subject"] == "🎯 AWS Engagement Score is now High")
-    })
-    .await;
+    engagement_rises_to_high(&http, &sb, &service, &submitted, &submitted_deal).await;
 
     // More events with nothing new (the same decision again, the same level): no
     // notification is repeated.
@@ -487,20 +499,7 @@ async fn without_an_sns_topic_each_notification_is_a_task_and_a_note_once() {
     )
     .await;
     first_task(&http, &sb, &service, "the approval task", &deal).await;
-    aws(
-        &http,
-        &sb,
-        &format!("{submitted}/insights"),
-        json!({ "engagement_score": "High" }),
-    )
-    .await;
-    eventually("the engagement-level task", &service, || async {
-        tasks_on(&http, &sb, &deal)
-            .await
-            .into_iter()
-            .find(|t| t["properties"]["hs_task_subject"] == "🎯 AWS Engagement Score is now High")
-    })
-    .await;
+    engagement_rises_to_high(&http, &sb, &service, &submitted, &deal).await;
     let health = drained(&http, &service, 0).await;
     assert_eq!(health["inbox"]["dead"], 0, "{health}");
     let subjects: Vec<Value> = tasks_on(&http, &sb, &deal)
