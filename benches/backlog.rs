@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{free_port, get, seed_linked, serve_for_bench};
+use common::{
+    free_port, get, opportunities_hold_amounts, post_signed, seed_linked, serve_for_bench,
+};
 use pcsync_engine::Event;
 use pcsync_runtime::service::ingest::ordering_key;
 use pcsync_runtime::store::{Inbox, SqliteStore};
@@ -186,15 +188,8 @@ async fn run(events: usize, deals: usize, scale: u32) {
         .map(|(i, (_, o))| (o.as_str(), last(i).to_string()))
         .collect();
     loop {
-        let current = sb.partner_central.with_store(|s| {
-            want.iter().all(|(id, amount)| {
-                s.opportunity(id).is_some_and(|o| {
-                    o.record["Project"]["ExpectedCustomerSpend"][0]["Amount"]
-                        .as_str()
-                        .is_some_and(|a| a.parse::<f64>().ok() == amount.parse::<f64>().ok())
-                })
-            })
-        });
+        let current =
+            opportunities_hold_amounts(&sb, want.iter().map(|(id, amount)| (*id, amount.as_str())));
         let health = get(&http, &format!("{url}/healthz")).await;
         let drained = health.as_ref().is_some_and(|h| {
             h["inbox"]["pending"] == 0 && h["inbox"]["running"] == 0 && h["inbox"]["deferred"] == 0
@@ -308,18 +303,9 @@ async fn soak_run(seconds: u64, scale: u32) {
                 }
             }
         });
+        // A refusal (the connection cap, a full inbox) is part of what a soak shows.
         let body = serde_json::to_string(&events).unwrap();
-        let ts = now.to_string();
-        let sig =
-            pcsync_adapters::hubspot::signature::v3(SECRET, "POST", &hook, body.as_bytes(), &ts);
-        let _ = http
-            .post(&hook)
-            .header("content-type", "application/json")
-            .header("X-HubSpot-Signature-v3", sig)
-            .header("X-HubSpot-Request-Timestamp", ts)
-            .body(body)
-            .send()
-            .await;
+        let _ = post_signed(&http, &hook, SECRET, &body).await;
         let t = began.elapsed().as_secs();
         if next % (30 * PER_SECOND) < PER_SECOND / 3 {
             let (fds, rss) = process_use(pid);

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{SendOk, edit_deal, free_port, get, seed_linked, serve_for_bench};
+use common::{
+    SendOk, edit_deal, free_port, get, opportunities_hold_amounts, seed_linked, serve_for_bench,
+};
 use pcsync_sandbox::{Options, Sandbox};
 use serde_json::json;
 
@@ -78,16 +80,11 @@ async fn run() {
         .map(|(i, (_, o))| (o.clone(), (1000 + ROUNDS * 1000 + i).to_string()))
         .collect();
     loop {
-        let done = sb.partner_central.with_store(|s| {
-            want.iter().all(|(id, amount)| {
-                s.opportunity(id).is_some_and(|o| {
-                    o.record["Project"]["ExpectedCustomerSpend"][0]["Amount"]
-                        .as_str()
-                        .is_some_and(|a| a.parse::<f64>().ok() == amount.parse::<f64>().ok())
-                })
-            })
-        });
-        if done {
+        if opportunities_hold_amounts(
+            &sb,
+            want.iter()
+                .map(|(id, amount)| (id.as_str(), amount.as_str())),
+        ) {
             break;
         }
         assert!(

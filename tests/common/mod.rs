@@ -383,17 +383,43 @@ pub async fn deliver_signed(
     body: &str,
 ) -> reqwest::Response {
     let url = format!("{}/webhooks/hubspot", service.url);
+    post_signed(http, &url, "test-secret", body).await.unwrap()
+}
+
+/// POSTs `body` to the webhook endpoint `url` as HubSpot would, signed (v3) with
+/// `secret` at the current time; the answer, or why there was none.
+pub async fn post_signed(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    body: &str,
+) -> reqwest::Result<reqwest::Response> {
     let ts = jiff::Timestamp::now().as_millisecond().to_string();
-    let sig =
-        pcsync_adapters::hubspot::signature::v3("test-secret", "POST", &url, body.as_bytes(), &ts);
-    http.post(&url)
+    let sig = pcsync_adapters::hubspot::signature::v3(secret, "POST", url, body.as_bytes(), &ts);
+    http.post(url)
         .header("content-type", "application/json")
         .header("X-HubSpot-Signature-v3", sig)
         .header("X-HubSpot-Request-Timestamp", ts)
         .body(body.to_string())
         .send()
         .await
-        .unwrap()
+}
+
+/// Whether every opportunity in `want` (id → amount) holds that amount as its
+/// first expected monthly spend (compared as numbers: `1000` and `1000.00` agree).
+pub fn opportunities_hold_amounts<'a>(
+    sb: &Sandbox,
+    want: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> bool {
+    sb.partner_central.with_store(|s| {
+        want.into_iter().all(|(id, amount)| {
+            s.opportunity(id).is_some_and(|o| {
+                o.record["Project"]["ExpectedCustomerSpend"][0]["Amount"]
+                    .as_str()
+                    .is_some_and(|a| a.parse::<f64>().ok() == amount.parse::<f64>().ok())
+            })
+        })
+    })
 }
 
 /// Waits until the inbox has nothing pending or running and at least `done` events

@@ -184,6 +184,13 @@ struct Shared {
     read_only: std::sync::atomic::AtomicBool,
 }
 
+impl Shared {
+    /// The WAL file held open, when it is.
+    fn held_wal(&self) -> Option<std::sync::Arc<std::fs::File>> {
+        self.wal.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// The outcome of the latest writes: when one last succeeded, and the latest
 /// failure.
 #[derive(Debug, Default)]
@@ -807,13 +814,7 @@ impl SqliteStore {
 
     /// Makes everything written to the WAL so far durable.
     fn sync_wal(&self) -> Result<(), StoreError> {
-        let held = self
-            .shared
-            .wal
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let file = match held {
+        let file = match self.shared.held_wal() {
             Some(file) => file,
             None => {
                 let file =

@@ -180,13 +180,9 @@ impl Keeper {
         #[cfg(unix)]
         {
             use std::os::unix::fs::MetadataExt;
-            let held = self
-                .shared
-                .wal
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            held.and_then(|f| f.metadata().ok())
+            self.shared
+                .held_wal()
+                .and_then(|f| f.metadata().ok())
                 .is_some_and(|m| m.nlink() == 0)
         }
         #[cfg(not(unix))]
