@@ -417,6 +417,58 @@ async fn review_decisions_sellers_and_engagement_levels_reach_the_deal_team_once
     assert_eq!(messages["messages"].as_array().unwrap().len(), before);
 }
 
+/// AWS keeps no summary of an opportunity it was never sent (GetAwsOpportunitySummary
+/// answers ResourceNotFoundException): a review decision on it still reaches the deal
+/// team, since the review status is the opportunity's, not the summary's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_review_decision_is_noticed_while_aws_has_no_summary() {
+    let (sb, _dir, service) = start_after_baseline().await;
+    let http = reqwest::Client::new();
+    let (opportunity, deal) = demo_pair(&http, &sb, "Pending Submission").await;
+    assert!(
+        sb.partner_central
+            .with_store(|s| s.aws_summary(
+                &json!({ "Catalog": "Sandbox", "RelatedOpportunityIdentifier": opportunity })
+            ))
+            .is_err(),
+        "the demo's unsubmitted opportunity has no AWS summary"
+    );
+    aws(
+        &http,
+        &sb,
+        &format!("{opportunity}/review"),
+        json!({ "status": "Action Required", "comments": "Add the customer's website.",
+                "reason": "Missing customer information" }),
+    )
+    .await;
+    let task = first_task(&http, &sb, &service, "the action-required task", &deal).await;
+    assert_eq!(
+        task["properties"]["hs_task_subject"],
+        "⚠️ AWS Requires Action"
+    );
+    assert!(
+        task["shown"]
+            .as_str()
+            .unwrap()
+            .contains("Add the customer's website."),
+        "{task}"
+    );
+    // Once: the same decision again notifies nothing.
+    let done = drained(&http, &service, 0).await["inbox"]["done"]
+        .as_u64()
+        .unwrap();
+    aws(
+        &http,
+        &sb,
+        &format!("{opportunity}/review"),
+        json!({ "status": "Action Required", "comments": "Add the customer's website.",
+                "reason": "Missing customer information" }),
+    )
+    .await;
+    drained(&http, &service, done + 1).await;
+    assert_eq!(tasks_on(&http, &sb, &deal).await.len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_a_partial_success_repeats_no_task_or_note() {
     let (sb, _dir, service) = start_after_baseline().await;

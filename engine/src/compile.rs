@@ -41,6 +41,11 @@ pub struct CompiledPack {
     /// The variables each template reads, by template pointer (only those are
     /// converted when it renders).
     pub template_uses: HashMap<String, Vec<String>>,
+    /// Whether anything but a watch over it reads the AWS summary (a mapping from
+    /// `aws_summary.…`, a script, a template, a watch over the whole context): only
+    /// then does a run without one stop at `needs`. Watches over the summary alone
+    /// keep their last-known values, and the pack's other watches run.
+    pub summary_outside_watches: bool,
 }
 
 impl std::fmt::Debug for CompiledPack {
@@ -305,8 +310,20 @@ pub fn compile(
                 .map(|shape| (path, shape))
         })
         .collect();
+    const SUMMARY: &str = "aws_summary";
+    let summary_outside_watches = pack
+        .map
+        .values()
+        .filter_map(|m| m.from.as_ref())
+        .any(|from| from.as_str().starts_with("aws_summary."))
+        || scripts
+            .values()
+            .any(|s| s.uses.iter().any(|u| u == SUMMARY))
+        || template_uses.values().flatten().any(|u| u == SUMMARY)
+        || watches.values().any(|w| w.source.is_none());
     let compiled = CompiledPack {
         template_uses,
+        summary_outside_watches,
         targets,
         pack,
         file,

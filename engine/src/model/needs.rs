@@ -22,6 +22,9 @@ pub struct Needs {
     pub opportunity: bool,
     /// Load the AWS-side view with GetAwsOpportunitySummary
     /// (`aws_summary.Insights.EngagementScore`, `aws_summary.OpportunityTeam`…).
+    /// AWS keeps none before submission: a run without one is skipped only when
+    /// something other than a watch reads it (a mapping, a script, a template);
+    /// watches over it keep their last-known values and the others run.
     #[serde(default)]
     pub aws_summary: bool,
     /// Load the last-known state pcsync stored for this opportunity (`previous`), for

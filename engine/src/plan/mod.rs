@@ -390,7 +390,10 @@ impl<'a> PackRun<'a> {
                 "the opportunity",
             ),
             (
-                p.needs.aws_summary && self.ctx.aws_summary.is_none() && !unread("aws_summary"),
+                p.needs.aws_summary
+                    && self.ctx.aws_summary.is_none()
+                    && !unread("aws_summary")
+                    && self.pack.summary_outside_watches,
                 "the AWS summary",
             ),
         ];

@@ -24,8 +24,9 @@ pub fn run(run: &mut PackRun<'_>) {
     let mut root: Option<Value> = None;
     let previous = run.ctx.previous.get(&p.name);
     let mut now_values: IndexMap<String, Value> = IndexMap::new();
-    // Watches over what this run left unread (`schedule.reads`) and that have no
-    // last-known value: they stay unknown, unchanged here and not recorded.
+    // Watches over what this run left unread (`schedule.reads`), or over an AWS
+    // summary AWS has none of yet (before submission, or not yet made), and that
+    // have no last-known value: they stay unknown, unchanged here and not recorded.
     let mut unknown: Vec<String> = Vec::new();
     // Found once per run: most runs read everything, and then no watch's path is
     // looked at for its source.
@@ -34,9 +35,19 @@ pub fn run(run: &mut PackRun<'_>) {
         ("aws_summary", run.ctx.aws_summary.is_some()),
     ]
     .into_iter()
-    .filter(|(member, loaded)| !loaded && run.event.leaves_unread(member))
+    .filter(|(member, loaded)| {
+        !loaded && (*member == "aws_summary" || run.event.leaves_unread(member))
+    })
     .map(|(member, _)| member)
     .collect();
+    if unread.contains(&"aws_summary") && !run.event.leaves_unread("aws_summary") {
+        run.step(
+            "/needs/aws_summary",
+            "the AWS summary is not available: watches over it keep their last-known values",
+            None,
+            None,
+        );
+    }
     for (name, watch) in &run.pack.watches {
         let over_unread = watch
             .source
