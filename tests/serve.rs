@@ -1119,6 +1119,111 @@ async fn a_changed_opportunities_schedule_notices_changes_without_events() {
     );
 }
 
+/// What one edit in HubSpot costs of Partner Central's daily quotas with the shipped
+/// packs, as README.md's arithmetic counts it ("Partner Central's daily quotas"): the
+/// GetOpportunity the update is planned and sent on, the write, and the reads of the
+/// `Opportunity Updated` AWS announces it with (GetOpportunity and the AWS summary,
+/// read once for every pack the event runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hubspot_edit_costs_the_reads_the_readme_counts() {
+    let (sb, _dir, service, _config) = start(|_| {}, "").await;
+    let http = reqwest::Client::new();
+    drained(&http, &service, 0).await;
+    let count = |sb: &Sandbox, operation: &str| {
+        sb.journal
+            .calls()
+            .iter()
+            .filter(|c| c.operation == operation)
+            .count()
+    };
+    let quota = [
+        "GetOpportunity",
+        "GetAwsOpportunitySummary",
+        "ListOpportunities",
+        "UpdateOpportunity",
+    ];
+    let before: Vec<usize> = quota.iter().map(|op| count(&sb, op)).collect();
+    // The demo's approved opportunity: submitted, so AWS keeps a summary of it.
+    edit_deal(&http, &sb, "40000000003", json!({ "amount": "99000" })).await;
+    eventually("the announced change to be read", &service, || async {
+        (count(&sb, "GetAwsOpportunitySummary") > before[1]).then_some(())
+    })
+    .await;
+    drained(&http, &service, 0).await;
+    let spent: Vec<usize> = quota
+        .iter()
+        .zip(&before)
+        .map(|(op, b)| count(&sb, op) - b)
+        .collect();
+    assert_eq!(spent, [2, 1, 0, 1], "{quota:?}");
+}
+
+/// Opportunities of the catalog no deal links, changed as the service starts.
+fn three_unlinked_opportunities(sb: &Sandbox) {
+    sb.partner_central.with_store(|s| {
+        for i in 0..3 {
+            s.create(&opportunity_input("unlinked", "Unlinked", i, "Prospect"))
+                .expect("valid opportunity");
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_opportunities_schedule_reads_only_the_opportunities_deals_link() {
+    let (sb, _dir, service, _config) = start_with(
+        |rules| {
+            edit_pack(
+                rules,
+                "smart-notifications.yaml",
+                &format!("  - partnercentral: Opportunity Updated\n{NOTIFICATION_SCHEDULES}"),
+                "  - schedule: { every: 2s, jitter: 0s, for_each: changed_opportunities }\n",
+            )
+        },
+        "",
+        three_unlinked_opportunities,
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let unlinked: Vec<String> = opportunities(&http, &sb)
+        .await
+        .iter()
+        .filter(|o| {
+            o["PartnerOpportunityIdentifier"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("unlinked-"))
+        })
+        .map(|o| o["Id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(unlinked.len(), 3);
+    let reads = |sb: &Sandbox, operation: &str| {
+        sb.journal
+            .calls()
+            .into_iter()
+            .filter(|c| c.operation == operation)
+            .collect::<Vec<_>>()
+    };
+    // Two runs have listed the catalog's changes, the first with every opportunity.
+    eventually("two runs", &service, || async {
+        (reads(&sb, "ListOpportunities").len() >= 2).then_some(())
+    })
+    .await;
+    drained(&http, &service, 1).await;
+    let read: Vec<String> = reads(&sb, "GetOpportunity")
+        .iter()
+        .filter_map(|c| c.request["Identifier"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        read.iter().any(|id| id == "O5000002"),
+        "the linked opportunities are read: {read:?}"
+    );
+    for id in &unlinked {
+        assert!(
+            !read.contains(id),
+            "{id}, which no deal links, was read: {read:?}"
+        );
+    }
+}
+
 async fn aws_insights(http: &reqwest::Client, sb: &Sandbox, id: &str, body: Value) {
     http.post(format!(
         "{}/_sandbox/partnercentral/opportunities/{id}/insights",

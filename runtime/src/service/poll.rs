@@ -265,6 +265,18 @@ pub fn new_changes(
         .collect()
 }
 
+/// The deal properties a listing asks for: the link and what the pack needs, or the
+/// link alone when they would not fit a search body ([`MAX_LISTED`]; the runs then
+/// read their deals).
+fn listed_properties(link: &str, needed: &[String]) -> Vec<String> {
+    let mut properties = vec![link.to_string()];
+    properties.extend(needed.iter().filter(|p| *p != link).cloned());
+    if properties.iter().map(|p| p.len() + 3).sum::<usize>() > MAX_LISTED {
+        properties.truncate(1);
+    }
+    properties
+}
+
 /// One scheduled run's event for a listed deal.
 fn scheduled(
     pack: &str,
@@ -404,12 +416,7 @@ pub async fn run(
                         let link = &pack.pack.needs.link_property;
                         // The listing reads the properties the run needs, 200 deals a
                         // search, so the runs need not read each deal again.
-                        let mut properties = vec![link.clone()];
-                        properties
-                            .extend(pack.pack.needs.deal.iter().filter(|p| *p != link).cloned());
-                        if properties.iter().map(|p| p.len() + 3).sum::<usize>() > MAX_LISTED {
-                            properties.truncate(1);
-                        }
+                        let properties = listed_properties(link, &pack.pack.needs.deal);
                         let mut deals = match hubspot.deals_with(link, &properties).await {
                             Ok(deals) => deals,
                             Err(e) => {
@@ -534,15 +541,48 @@ pub async fn run(
                                 let fresh = new_changes(seen, changed);
                                 let floor = (from - OVERLAP).to_string();
                                 seen.retain(|_, at| *at >= floor);
-                                let events: Vec<(Event, String)> = fresh
-                                    .into_iter()
-                                    .map(|id| {
-                                        let event =
-                                            Event::schedule(&pack.pack.name, None, Some(id), now);
-                                        let key = super::ingest::ordering_key(&event);
-                                        (event, key)
+                                // ListOpportunities reports the whole catalog's
+                                // changes: only those a deal links are read, one
+                                // search per 50 instead of a GetOpportunity each,
+                                // and the runs get the deal as listed.
+                                let link = &pack.pack.needs.link_property;
+                                let properties = listed_properties(link, &pack.pack.needs.deal);
+                                let linked = if fresh.is_empty() {
+                                    Vec::new()
+                                } else {
+                                    match hubspot.deals_in(link, &fresh, &properties).await {
+                                        Ok(deals) => deals,
+                                        Err(e) => {
+                                            tracing::warn!(pack = %pack.pack.name, error = %e, "scheduled run cannot find the deals that link the changed opportunities");
+                                            for id in &fresh {
+                                                seen.remove(id);
+                                            }
+                                            continue;
+                                        }
+                                    }
+                                };
+                                let events: Vec<(Event, String)> = linked
+                                    .iter()
+                                    .filter_map(|d| {
+                                        let opportunity =
+                                            d.properties.get(link).cloned().flatten()?;
+                                        // The search matched without case; the
+                                        // opportunity's id is as AWS spells it.
+                                        let id = fresh
+                                            .iter()
+                                            .find(|f| f.eq_ignore_ascii_case(&opportunity))?;
+                                        Some(scheduled(
+                                            &pack.pack.name,
+                                            d,
+                                            Some(id.clone()),
+                                            None,
+                                            now,
+                                        ))
                                     })
                                     .collect();
+                                if fresh.len() > events.len() {
+                                    tracing::debug!(pack = %pack.pack.name, changed = fresh.len(), linked = events.len(), "changed opportunities no deal links are not read");
+                                }
                                 if !queue(&*store, &pack.pack.name, &events, now_ms) {
                                     continue;
                                 }
