@@ -20,13 +20,27 @@ fn creates(sb: &Sandbox, status: u16) -> Vec<Value> {
 
 /// A deal the rep creates in HubSpot for `company`.
 async fn new_deal(http: &reqwest::Client, sb: &Sandbox, company: &str, name: &str) -> String {
+    new_deal_with(http, sb, company, json!({ "dealname": name })).await
+}
+
+/// [`new_deal`] with `properties` over the usual ones (a currency, a close date).
+async fn new_deal_with(
+    http: &reqwest::Client,
+    sb: &Sandbox,
+    company: &str,
+    properties: Value,
+) -> String {
+    let mut all = json!({
+        "dealstage": "qualifiedtobuy",
+        "closedate": "2031-03-31T00:00:00Z", "amount": "9000", "deal_currency_code": "USD",
+        "description": "The customer moves its order system onto AWS this year",
+    });
+    for (k, v) in properties.as_object().expect("properties are an object") {
+        all[k] = v.clone();
+    }
     let created: Value = http
         .post(format!("{}/_sandbox/hubspot/deals", sb.hubspot_url))
-        .json(&json!({ "company": company, "properties": {
-            "dealname": name, "dealstage": "qualifiedtobuy",
-            "closedate": "2031-03-31T00:00:00Z", "amount": "9000", "deal_currency_code": "USD",
-            "description": "The customer moves its order system onto AWS this year",
-        }}))
+        .json(&json!({ "company": company, "properties": all }))
         .send()
         .await
         .unwrap()
@@ -148,6 +162,218 @@ async fn closed_lost_carries_the_reason_aws_requires() {
     drained(&http, &service, 0).await;
     assert_eq!(updates(&sb, 200).len(), before);
     assert!(updates(&sb, 400).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_in_a_currency_aws_does_not_take_waits_and_is_created_once_it_changes() {
+    let (sb, _dir, service, config) = start(|_| {}, "worker:\n  coalesce: 100ms\n").await;
+    let http = reqwest::Client::new();
+    let company = create_company(&http, &sb, acme("02110")).await;
+    let id = new_deal_with(
+        &http,
+        &sb,
+        &company,
+        json!({ "dealname": "Acme order system", "deal_currency_code": "GBP" }),
+    )
+    .await;
+    let status = eventually("the waiting status", &service, || async {
+        let d = deal(&http, &sb, &id).await;
+        d["properties"]["aws_sync_status"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .await;
+    assert_eq!(status, "waiting for: Currency (GBP is not one of USD, EUR)");
+    // An unrelated edit: still waiting, told once, and AWS was never asked.
+    edit_deal(&http, &sb, &id, json!({ "amount": "9500" })).await;
+    drained(&http, &service, 0).await;
+    let notes = notes_on(&http, &sb, &id).await;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains("\n- Currency (GBP"), "{notes:?}");
+    assert!(creates(&sb, 200).is_empty() && creates(&sb, 400).is_empty());
+    assert!(!dlq(&config, &["list"]).1.contains(&id));
+
+    // The rep sets a currency AWS takes: the opportunity is created in it.
+    edit_deal(&http, &sb, &id, json!({ "deal_currency_code": "EUR" })).await;
+    linked(&http, &sb, &service, &id).await;
+    let made = creates(&sb, 200);
+    assert_eq!(made.len(), 1);
+    assert_eq!(
+        made[0]["Project"]["ExpectedCustomerSpend"][0],
+        json!({ "Amount": "9500", "CurrencyCode": "EUR", "Frequency": "Monthly", "TargetCompany": "AWS" })
+    );
+    assert_eq!(
+        deal(&http, &sb, &id).await["properties"]["aws_sync_status"],
+        "created"
+    );
+    assert!(creates(&sb, 400).is_empty());
+}
+
+/// `convert_currency` in both shipped packs, at 1.25 USD to the pound.
+fn with_pound_rates(rules: &std::path::Path) {
+    let rates = "convert_currency:\n  to: USD\n  rates: { GBP: 1.25 }\n\nmap:\n";
+    for pack in ["deal-creation.yaml", "deal-update-sync.yaml"] {
+        edit_pack(rules, pack, "\nmap:\n", &format!("\n{rates}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_rates_a_deal_in_pounds_is_created_and_updated_in_dollars() {
+    let (sb, _dir, service, _config) =
+        start(with_pound_rates, "worker:\n  coalesce: 100ms\n").await;
+    let http = reqwest::Client::new();
+    let company = create_company(&http, &sb, acme("02110")).await;
+    let id = new_deal_with(
+        &http,
+        &sb,
+        &company,
+        json!({ "dealname": "Acme order system", "deal_currency_code": "GBP", "amount": "8000" }),
+    )
+    .await;
+    let opportunity_id = linked(&http, &sb, &service, &id).await;
+    let made = creates(&sb, 200);
+    assert_eq!(made.len(), 1);
+    assert_eq!(
+        made[0]["Project"]["ExpectedCustomerSpend"][0],
+        json!({ "Amount": "10000", "CurrencyCode": "USD", "Frequency": "Monthly", "TargetCompany": "AWS" })
+    );
+    edit_deal(&http, &sb, &id, json!({ "amount": "8800" })).await;
+    let o = eventually(
+        "the converted amount on the opportunity",
+        &service,
+        || async {
+            let o = opportunity(&http, &sb, &opportunity_id).await?;
+            (o["Project"]["ExpectedCustomerSpend"][0]["Amount"] == "11000").then_some(o)
+        },
+    )
+    .await;
+    assert_eq!(
+        o["Project"]["ExpectedCustomerSpend"][0]["CurrencyCode"],
+        "USD"
+    );
+    assert!(updates(&sb, 400).is_empty() && creates(&sb, 400).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_in_a_currency_aws_does_not_take_sends_the_rest_and_not_the_amount() {
+    let (sb, _dir, service, config) = start(|_| {}, "worker:\n  coalesce: 100ms\n").await;
+    let http = reqwest::Client::new();
+    // The demo's first deal: its opportunity holds 12500 USD at Prospect.
+    let (deal_id, opportunity_id) = ("40000000001", "O5000001");
+    edit_deal(&http, &sb, deal_id, json!({ "deal_currency_code": "GBP" })).await;
+    let note = eventually("the currency note", &service, || async {
+        let n = notes_on(&http, &sb, deal_id).await;
+        n.into_iter()
+            .find(|n| n.contains("Currency GBP is not accepted"))
+    })
+    .await;
+    assert!(
+        note.contains("the currency and the amount were not synced"),
+        "{note}"
+    );
+    edit_deal(
+        &http,
+        &sb,
+        deal_id,
+        json!({ "amount": "200000", "dealstage": "qualifiedtobuy" }),
+    )
+    .await;
+    let o = eventually("the stage on the opportunity", &service, || async {
+        let o = opportunity(&http, &sb, opportunity_id).await?;
+        (o["LifeCycle"]["Stage"] == "Qualified").then_some(o)
+    })
+    .await;
+    // The pounds were not sent as dollars.
+    assert_eq!(
+        o["Project"]["ExpectedCustomerSpend"][0],
+        json!({ "Amount": "12500", "CurrencyCode": "USD", "Frequency": "Monthly", "TargetCompany": "AWS" })
+    );
+    drained(&http, &service, 0).await;
+    let status = deal(&http, &sb, deal_id).await["properties"]["aws_sync_status"].clone();
+    assert_eq!(
+        status,
+        "synced; not sent: Currency (GBP is not one of USD, EUR); \
+         Estimated AWS Monthly Recurring Revenue (its currency is not sent)"
+    );
+    let told = notes_on(&http, &sb, deal_id)
+        .await
+        .into_iter()
+        .filter(|n| n.contains("Currency GBP"))
+        .count();
+    assert_eq!(told, 1);
+    assert!(updates(&sb, 400).is_empty(), "{:?}", updates(&sb, 400));
+    assert!(!dlq(&config, &["list"]).1.contains(deal_id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_date_in_the_past_is_not_sent_and_later_edits_still_sync() {
+    let (sb, _dir, service, config) = start(|_| {}, "worker:\n  coalesce: 100ms\n").await;
+    let http = reqwest::Client::new();
+    let (deal_id, opportunity_id) = ("40000000001", "O5000001");
+    edit_deal(
+        &http,
+        &sb,
+        deal_id,
+        json!({ "closedate": "2024-01-15T00:00:00Z" }),
+    )
+    .await;
+    let note = eventually("the close date note", &service, || async {
+        let n = notes_on(&http, &sb, deal_id).await;
+        n.into_iter().find(|n| n.contains("close date"))
+    })
+    .await;
+    assert!(note.contains("2024-01-15 is in the past"), "{note}");
+    // The next edit syncs; the past date stays unsent, and the deal says why.
+    edit_deal(&http, &sb, deal_id, json!({ "amount": "175000" })).await;
+    let o = eventually("the amount on the opportunity", &service, || async {
+        let o = opportunity(&http, &sb, opportunity_id).await?;
+        (o["Project"]["ExpectedCustomerSpend"][0]["Amount"] == "175000").then_some(o)
+    })
+    .await;
+    assert_eq!(o["LifeCycle"]["TargetCloseDate"], "2030-06-30");
+    drained(&http, &service, 0).await;
+    assert_eq!(
+        deal(&http, &sb, deal_id).await["properties"]["aws_sync_status"],
+        "synced; not sent: Target Close Date (2024-01-15 is in the past; AWS takes no target close date before today)"
+    );
+    let told = notes_on(&http, &sb, deal_id)
+        .await
+        .into_iter()
+        .filter(|n| n.contains("close date"))
+        .count();
+    assert_eq!(told, 1);
+    assert!(updates(&sb, 400).is_empty(), "{:?}", updates(&sb, 400));
+    assert!(!dlq(&config, &["list"]).1.contains(deal_id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_closed_won_with_a_past_close_date_still_launches() {
+    let (sb, _dir, service, config) = start(|_| {}, "worker:\n  coalesce: 100ms\n").await;
+    let http = reqwest::Client::new();
+    let (deal_id, opportunity_id) = ("40000000001", "O5000001");
+    edit_deal(
+        &http,
+        &sb,
+        deal_id,
+        json!({ "dealstage": "closedwon", "closedate": "2024-01-15T00:00:00Z" }),
+    )
+    .await;
+    let o = eventually("the opportunity launched", &service, || async {
+        let o = opportunity(&http, &sb, opportunity_id).await?;
+        (o["LifeCycle"]["Stage"] == "Launched").then_some(o)
+    })
+    .await;
+    assert_eq!(o["LifeCycle"]["TargetCloseDate"], "2030-06-30");
+    drained(&http, &service, 0).await;
+    let status = deal(&http, &sb, deal_id).await["properties"]["aws_sync_status"].clone();
+    assert!(
+        status
+            .as_str()
+            .is_some_and(|s| s.starts_with("synced; not sent: Target Close Date (2024-01-15")),
+        "{status}"
+    );
+    assert!(updates(&sb, 400).is_empty(), "{:?}", updates(&sb, 400));
+    assert!(!dlq(&config, &["list"]).1.contains(deal_id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,7 @@ pub fn check_pack(file: FileId, doc: &Document, pack: &RulePack) -> Vec<Diagnost
     c.mappings();
     c.set_values();
     c.required_fields();
+    c.currency_conversion();
     c.immutability();
     let watch_shapes = c.watches();
     c.notifications(&watch_shapes);
@@ -348,6 +349,50 @@ impl Checker<'_> {
                     )),
                     self.at_key("/create"),
                 );
+            }
+        }
+    }
+
+    /// `convert_currency` names currencies of the model's `CurrencyCode` list, and
+    /// has a spend currency mapping to read the deal's currency from.
+    fn currency_conversion(&mut self) {
+        let Some(conversion) = &self.pack.convert_currency else {
+            return;
+        };
+        let maps_currency = self.pack.map.values().any(|m| {
+            m.to.as_ref().is_some_and(|t| {
+                crate::partner_central::matrix::without_indexes(t.as_str())
+                    == "Project.ExpectedCustomerSpend.CurrencyCode"
+            })
+        });
+        if !maps_currency {
+            self.push(
+                Diagnostic::error(
+                    Code::MissingField,
+                    "`convert_currency` needs a mapping to `Project.ExpectedCustomerSpend[0].CurrencyCode` to read the deal's currency from",
+                )
+                .with_help("map the deal's currency property, e.g. `deal_currency_code: { to: \"Project.ExpectedCustomerSpend[0].CurrencyCode\", allow: [USD, EUR] }`"),
+                self.at_key("/convert_currency"),
+            );
+        }
+        let Ok(shape) = partner_central::resolve(
+            self.write_root(),
+            "Project.ExpectedCustomerSpend[0].CurrencyCode",
+        ) else {
+            return;
+        };
+        let codes = enum_values_of(shape);
+        for currency in conversion.rates.keys() {
+            let pointer = pointer_join("/convert_currency/rates", currency);
+            if !codes.contains(&currency.as_str()) {
+                let mut d = Diagnostic::error(
+                    Code::InvalidValue,
+                    format!("`{currency}` is not an ISO 4217 currency code Partner Central knows"),
+                );
+                d.help = did_you_mean(currency, codes.iter().copied()).or(Some(
+                    "write the three capital letters of the currency, e.g. `GBP`".into(),
+                ));
+                self.push(d, self.at_key(&pointer));
             }
         }
     }

@@ -224,6 +224,7 @@ const PLACE_VARIABLES: &[(&str, &str)] = &[
         "`item` exists in notification rules that have `for_each`, and in channel templates",
     ),
     ("changes", "`changes` exists in `on_success`"),
+    ("not_sent", "`not_sent` exists in `on_success`"),
     ("result", "`result` exists in `on_success`"),
     ("error", "`error` exists in `on_error`"),
     ("missing", "`missing` exists in `create.incomplete`"),
@@ -553,7 +554,7 @@ impl Compiler<'_> {
         for (section, extra, effects) in [
             (
                 "on_success",
-                &["changes", "result"][..],
+                &["changes", "not_sent", "result"][..],
                 Some(&pack.on_success),
             ),
             ("on_error", &["error"][..], Some(&pack.on_error)),

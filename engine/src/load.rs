@@ -508,4 +508,32 @@ mod tests {
         );
         assert_eq!(unset, vec![("/d".to_string(), "NOPE".to_string())]);
     }
+
+    // `check::currency_conversion`, through the whole pipeline.
+    #[test]
+    fn a_conversion_names_known_currencies_and_reads_a_mapped_one() {
+        let pack = |rates: &str, currency_mapping: &str| {
+            let text = format!(
+                "pack: p\non: {{ hubspot: deal.propertyChange }}\nneeds: {{ deal: [amount, deal_currency_code], opportunity: true }}\n\
+                 convert_currency: {{ to: USD, rates: {{ {rates} }} }}\nmap:\n  amount: {{ to: \"Project.ExpectedCustomerSpend[0].Amount\" }}\n{currency_mapping}"
+            );
+            load_pack_texts(vec![("p.yaml".into(), text)])
+                .diagnostics
+                .into_iter()
+                .map(|d| d.message)
+                .collect::<Vec<_>>()
+        };
+        let currency = "  deal_currency_code: { to: \"Project.ExpectedCustomerSpend[0].CurrencyCode\", allow: [USD, EUR] }\n";
+        assert_eq!(pack("GBP: 1.27", currency), Vec::<String>::new());
+        let typo = pack("GPB: 1.27", currency);
+        assert!(
+            typo.iter().any(|m| m.contains("`GPB` is not an ISO 4217")),
+            "{typo:?}"
+        );
+        let unread = pack("GBP: 1.27", "");
+        assert!(
+            unread.iter().any(|m| m.contains("needs a mapping to")),
+            "{unread:?}"
+        );
+    }
 }

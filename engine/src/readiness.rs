@@ -95,8 +95,20 @@ fn text<'a>(root: &'a Value, path: &str) -> Option<&'a str> {
         .filter(|s| !s.trim().is_empty())
 }
 
-fn label(path: &str) -> String {
-    matrix::row(path).map_or_else(|| path.to_string(), |r| r.label.to_string())
+/// The currencies Partner Central takes for an expected spend: the model's
+/// `CurrencyCode` lists 168, but its documentation says "Accepted values are USD and
+/// EUR" (reference §5.2).
+pub const ACCEPTED_CURRENCIES: &[&str] = &["USD", "EUR"];
+
+/// What a sales rep calls a Partner Central field: its matrix row's label, else the
+/// spend item's members by name, else the path.
+pub fn label(path: &str) -> String {
+    let plain = matrix::without_indexes(path);
+    match (matrix::row(path), plain.as_str()) {
+        (Some(row), _) => row.label.to_string(),
+        (None, "Project.ExpectedCustomerSpend.CurrencyCode") => "Currency".to_string(),
+        (None, _) => path.to_string(),
+    }
 }
 
 /// What `body` (a partner-originated CreateOpportunity's members) lacks for AWS to
@@ -161,6 +173,24 @@ pub fn missing(body: &Value, today: Date) -> Vec<Missing> {
         .any(|a| a.parse::<f64>().is_ok_and(|a| a > 0.0));
     if !positive {
         need(spend, label(spend));
+    }
+    // Every spend item in a currency AWS takes: the model requires `CurrencyCode` in
+    // each item, and AWS accepts only USD and EUR (reference §5.2).
+    let currency = "Project.ExpectedCustomerSpend.CurrencyCode";
+    let items = values(body, "Project.ExpectedCustomerSpend");
+    for item in &items {
+        match item.get("CurrencyCode").and_then(Value::as_str) {
+            Some(code) if ACCEPTED_CURRENCIES.contains(&code) => {}
+            Some(code) if !code.trim().is_empty() => need(
+                currency,
+                format!(
+                    "{} ({code} is not accepted: {})",
+                    label(currency),
+                    ACCEPTED_CURRENCIES.join(" or ")
+                ),
+            ),
+            _ => need(currency, label(currency)),
+        }
     }
     // Row `targetCloseDate`: "Date cannot be in the past".
     let close = "LifeCycle.TargetCloseDate";
@@ -231,9 +261,41 @@ mod tests {
                 json!(["Initialized discussions with customer"]),
             ),
             change("Project.ExpectedCustomerSpend[0].Amount", json!("100")),
+            change(
+                "Project.ExpectedCustomerSpend[0].CurrencyCode",
+                json!("EUR"),
+            ),
             change("Marketing.Source", json!("None")),
         ];
         assert_eq!(missing(&body(&changes), today()), vec![]);
+    }
+
+    #[test]
+    fn a_spend_needs_a_currency_aws_takes() {
+        let spend = |code: Option<&str>| {
+            let mut changes = vec![change(
+                "Project.ExpectedCustomerSpend[0].Amount",
+                json!("100"),
+            )];
+            if let Some(code) = code {
+                changes.push(change(
+                    "Project.ExpectedCustomerSpend[0].CurrencyCode",
+                    json!(code),
+                ));
+            }
+            missing(&body(&changes), today())
+                .into_iter()
+                .filter(|m| m.field == "Project.ExpectedCustomerSpend.CurrencyCode")
+                .map(|m| m.label)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(spend(Some("USD")), Vec::<String>::new());
+        assert_eq!(spend(Some("EUR")), Vec::<String>::new());
+        assert_eq!(spend(None), ["Currency"]);
+        assert_eq!(
+            spend(Some("GBP")),
+            ["Currency (GBP is not accepted: USD or EUR)"]
+        );
     }
 
     #[test]

@@ -394,3 +394,36 @@ async fn read_only_members_cannot_change_in_the_aws_catalog() {
     .await;
     assert_eq!(status, 200, "{out}");
 }
+
+#[tokio::test]
+async fn update_refuses_a_changed_close_date_in_the_past_and_a_currency_aws_does_not_take() {
+    let sb = sandbox(Quotas::OFF).await;
+    let id = create(&sb, complete_opportunity("t")).await;
+    // Row `targetCloseDate`: "Date cannot be in the past", on update as on create.
+    let (status, out) = update(&sb, &id, |r| {
+        r["LifeCycle"]["TargetCloseDate"] = json!("2024-01-15");
+        r["LifeCycle"]["Stage"] = json!("Launched");
+    })
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        pairs(&field_errors(&out, "BUSINESS_VALIDATION_FAILED")),
+        [("LifeCycle.TargetCloseDate", "INVALID_VALUE")]
+    );
+    // Reference §5.2: "Accepted values are USD and EUR", though the model lists 168.
+    let (status, out) = update(&sb, &id, |r| {
+        r["Project"]["ExpectedCustomerSpend"][0]["CurrencyCode"] = json!("GBP");
+    })
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        pairs(&field_errors(&out, "BUSINESS_VALIDATION_FAILED")),
+        [(
+            "Project.ExpectedCustomerSpend[0].CurrencyCode",
+            "INVALID_VALUE"
+        )]
+    );
+    // The same move to Launched without the past date is taken.
+    let (status, out) = update(&sb, &id, |r| r["LifeCycle"]["Stage"] = json!("Launched")).await;
+    assert_eq!(status, 200, "{out}");
+}

@@ -9,7 +9,9 @@ use super::{Rhai, Template};
 #[serde(deny_unknown_fields)]
 pub struct Effects {
     /// Deal properties to set, each a template (`aws_sync_status: synced`,
-    /// `aws_last_sync_date: "{{ now }}"`).
+    /// `aws_last_sync_date: "{{ now }}"`). After a sync, `not_sent` lists the mapped
+    /// fields left out because Partner Central would refuse them (`field`, `label`,
+    /// `reason`: a currency other than USD or EUR, a close date in the past).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub set_deal: IndexMap<String, Template>,
     /// A note to add to the deal. After a sync, `changes` lists what changed

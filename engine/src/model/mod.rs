@@ -2,6 +2,7 @@
 //! same types and their doc comments into `schemas/rule-pack.schema.json`, so the
 //! descriptions here are what RevOps editors see in their editor: write them for them.
 
+mod currency;
 mod duration;
 mod effects;
 mod immutability;
@@ -13,6 +14,7 @@ mod text;
 mod trigger;
 mod watch;
 
+pub use currency::{AcceptedCurrency, CurrencyConversion, Rate};
 pub use duration::{DURATION_PATTERN, DurationSpec};
 pub use effects::{CreateOpportunity, Effects, InvolvementType, StartEngagement, Visibility};
 pub use immutability::{ImmutabilityRule, ImmutableAction};

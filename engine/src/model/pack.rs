@@ -3,8 +3,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Channels, CreateOpportunity, Effects, FieldPath, ImmutabilityRule, JsonPathExpr, Mapping,
-    Needs, Notification, Rhai, Triggers,
+    Channels, CreateOpportunity, CurrencyConversion, Effects, FieldPath, ImmutabilityRule,
+    JsonPathExpr, Mapping, Needs, Notification, Rhai, Triggers,
 };
 
 /// A rule pack: one flow of pcsync (deal creation, deal update sync, snapshot sync,
@@ -60,6 +60,12 @@ pub struct RulePack {
     /// property.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub map: IndexMap<String, Mapping>,
+
+    /// Convert amounts in currencies Partner Central does not take, at rates RevOps
+    /// maintain, instead of leaving them unsent. Applies to the mappings to
+    /// `Project.ExpectedCustomerSpend[N].CurrencyCode` and `…[N].Amount`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convert_currency: Option<CurrencyConversion>,
 
     /// Fixed or templated values for Partner Central fields, keyed by field path
     /// (`Origin: Partner Referral`, `Project.Title: "{{ deal.dealname }}"`).

@@ -185,6 +185,19 @@ pub struct FieldChange {
     pub new: Value,
 }
 
+/// A field the pack mapped but does not send, and why (a value Partner Central does
+/// not take, such as a currency other than USD or EUR or a close date in the past).
+/// `on_success` templates read these as `not_sent`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotSent {
+    /// The Partner Central field path (`LifeCycle.TargetCloseDate`).
+    pub field: String,
+    /// What a sales rep calls it (`Target Close Date`).
+    pub label: String,
+    /// Why it was not sent, in words for the rep.
+    pub reason: String,
+}
+
 /// Submission after creation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Submission {
@@ -208,6 +221,9 @@ pub enum Effect {
         id: String,
         /// The changes, in mapping order.
         changes: Vec<FieldChange>,
+        /// Mapped fields left out of the update, with why.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        not_sent: Vec<NotSent>,
     },
     /// Create an opportunity (CreateOpportunity), then associate solutions and
     /// optionally submit it.

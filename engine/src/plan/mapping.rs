@@ -158,6 +158,15 @@ fn transform(
     })
 }
 
+/// An amount converted at `rate` (`convert_currency`), rounded to cents.
+pub fn convert(value: &Value, rate: f64) -> Result<Value, String> {
+    let rate =
+        Decimal::try_from(rate).map_err(|_| format!("rate {rate} is not a usable number"))?;
+    Ok(Value::String(decimal_text(
+        parse_decimal(&text_of(value))? * rate,
+    )))
+}
+
 fn parse_decimal(text: &str) -> Result<Decimal, String> {
     let cleaned: String = text.trim().chars().filter(|c| *c != ',').collect();
     Decimal::from_str(&cleaned)

@@ -19,7 +19,9 @@ use serde_json::Value;
 
 pub use crate::dates::{to_date, to_timestamp};
 pub use conclude::{Conclusion, Ending, Outcome, conclude};
-pub use effect::{Decision, Effect, FieldChange, PackPlan, Plan, PlanEntry, Submission, Verdict};
+pub use effect::{
+    Decision, Effect, FieldChange, NotSent, PackPlan, Plan, PlanEntry, Submission, Verdict,
+};
 pub use fetch::{Fetch, fetches};
 pub use trace::TraceStep;
 
@@ -176,11 +178,24 @@ pub fn settle(
         .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
         .collect();
     let changes = Value::Array(changes);
+    let not_sent: Vec<Value> = planned
+        .iter()
+        .flat_map(|e| match e {
+            Effect::UpdateOpportunity { not_sent, .. } => not_sent.clone(),
+            _ => Vec::new(),
+        })
+        .map(|n| serde_json::to_value(n).unwrap_or(Value::Null))
+        .collect();
+    let not_sent = Value::Array(not_sent);
     let (section, effects, extras): (&str, _, Vec<(&str, Value)>) = match outcome {
         Outcome::Success { result } => (
             "on_success",
             &pack.pack.on_success,
-            vec![("changes", changes), ("result", result.clone())],
+            vec![
+                ("changes", changes),
+                ("not_sent", not_sent),
+                ("result", result.clone()),
+            ],
         ),
         Outcome::Failure { message } => (
             "on_error",
@@ -419,6 +434,12 @@ impl<'a> PackRun<'a> {
             return true;
         }
         let mut changes: Vec<FieldChange> = Vec::new();
+        // Mapped fields that are not sent, and why (`not_sent` in `on_success`).
+        let mut not_sent: Vec<NotSent> = Vec::new();
+        // Spend items whose currency is not sent: their amount is not sent either.
+        let mut unsent_currency: Vec<String> = Vec::new();
+        let today = self.now.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+        let conversions = self.conversions();
         for (prop, m) in &p.map {
             let Some(to) = &m.to else { continue };
             let at = pointer_join("/map", prop);
@@ -445,14 +466,45 @@ impl<'a> PackRun<'a> {
                 Some(name) => self.vars.company_property(name),
                 None => self.vars.deal_property(prop),
             }));
-            let mapped =
-                match mapping::apply(&self.vars, &at, m, input.clone(), shape, &p.thresholds) {
-                    Mapped::Value(v) => match mapping::documented(to.as_str(), &v) {
-                        Ok(()) => Mapped::Value(v),
-                        Err(reason) => Mapped::Unmapped(reason),
-                    },
-                    other => other,
-                };
+            let converted = spend_item(to.as_str(), "CurrencyCode")
+                .and_then(|item| conversions.iter().find(|c| c.item == item));
+            let mapped = match converted {
+                // The deal's currency is converted: the item is sent in the target one.
+                Some(c) => Mapped::Value(Value::String(c.to.to_string())),
+                None => {
+                    match mapping::apply(&self.vars, &at, m, input.clone(), shape, &p.thresholds) {
+                        Mapped::Value(v) => match mapping::documented(to.as_str(), &v) {
+                            Ok(()) => Mapped::Value(v),
+                            Err(reason) => Mapped::Unmapped(reason),
+                        },
+                        other => other,
+                    }
+                }
+            };
+            let mapped = match (mapped, spend_item(to.as_str(), "Amount")) {
+                (Mapped::Value(v), Some(item)) => {
+                    match conversions.iter().find(|c| c.item == item) {
+                        Some(c) => match mapping::convert(&v, c.rate) {
+                            Ok(converted) => {
+                                self.step(
+                                    &at,
+                                    &format!("converted from {} at {}", c.from, c.rate),
+                                    Some(v),
+                                    Some(converted.clone()),
+                                );
+                                Mapped::Value(converted)
+                            }
+                            Err(reason) => Mapped::Unmapped(reason),
+                        },
+                        None => Mapped::Value(v),
+                    }
+                }
+                (mapped, _) => mapped,
+            };
+            let mapped = match mapped {
+                Mapped::Value(v) if !creating => self.not_in_the_past(to.as_str(), v, today),
+                other => other,
+            };
             match mapped {
                 Mapped::Value(v) => self.change(&mut changes, &at, to.as_str(), input, v, creating),
                 Mapped::Skip(reason) => {
@@ -465,6 +517,14 @@ impl<'a> PackRun<'a> {
                         input.clone(),
                         None,
                     );
+                    if let Some(item) = spend_item(to.as_str(), "CurrencyCode") {
+                        unsent_currency.push(item.to_string());
+                    }
+                    not_sent.push(NotSent {
+                        field: to.as_str().to_string(),
+                        label: readiness::label(to.as_str()),
+                        reason: reason.clone(),
+                    });
                     // Note it when this property is what changed (or on creation and
                     // schedules), not on every later sync of other properties.
                     let about_this = self.event.property.as_ref().is_none_or(|c| {
@@ -499,6 +559,28 @@ impl<'a> PackRun<'a> {
                 Mapped::Error(reason) => {
                     self.fail(&at, &format!("`{prop}`: {reason}"));
                     return false;
+                }
+            }
+        }
+        // An amount is only meaningful in its currency: while an item's currency is
+        // not sent, its amount is not changed either (a creation waits for the
+        // currency instead, through readiness).
+        if !creating {
+            for item in &unsent_currency {
+                let amount = format!("{item}.Amount");
+                if let Some(i) = changes.iter().position(|c| c.field == amount) {
+                    changes.remove(i);
+                    self.step(
+                        "/map",
+                        &format!("{amount} not sent: its currency is not sent"),
+                        None,
+                        None,
+                    );
+                    not_sent.push(NotSent {
+                        label: readiness::label(&amount),
+                        field: amount,
+                        reason: "its currency is not sent".into(),
+                    });
                 }
             }
         }
@@ -537,7 +619,7 @@ impl<'a> PackRun<'a> {
         }
 
         if creating {
-            return self.create(changes);
+            return self.create(changes, &not_sent);
         }
         let Some(id) = self.opportunity_id() else {
             self.skip("/map", "no linked opportunity");
@@ -556,6 +638,7 @@ impl<'a> PackRun<'a> {
                     pack: self.name(),
                     id,
                     changes,
+                    not_sent,
                 });
                 true
             }
@@ -621,7 +704,55 @@ impl<'a> PackRun<'a> {
         at_field(self.ctx.opportunity.as_ref()?, field)
     }
 
-    fn create(&mut self, changes: Vec<FieldChange>) -> bool {
+    /// The pack's `convert_currency`, per spend item whose currency mapping reads a
+    /// currency it has a rate for.
+    fn conversions(&self) -> Vec<Conversion> {
+        let Some(conversion) = &self.p().convert_currency else {
+            return Vec::new();
+        };
+        self.p()
+            .map
+            .iter()
+            .filter_map(|(prop, m)| {
+                let item = spend_item(m.to.as_ref()?.as_str(), "CurrencyCode")?;
+                let code = match prop.strip_prefix("company.") {
+                    Some(name) => self.vars.company_property(name),
+                    None => self.vars.deal_property(prop),
+                };
+                let code = code.trim().to_uppercase();
+                let rate = conversion.rates.get(&code)?;
+                Some(Conversion {
+                    item: item.to_string(),
+                    to: conversion.to.code(),
+                    rate: rate.0,
+                    from: code,
+                })
+            })
+            .collect()
+    }
+
+    /// Row `targetCloseDate` of the field matrix: "Date cannot be in the past". AWS
+    /// refuses a changed date before today, so an update leaves it out (the rest of the
+    /// edit goes); an unchanged one travels with the record as it is.
+    fn not_in_the_past(&self, field: &str, value: Value, today: jiff::civil::Date) -> Mapped {
+        let past_refused = partner_central::matrix::row(field)
+            .is_some_and(|r| r.validation == "Date cannot be in the past");
+        let date = value
+            .as_str()
+            .and_then(|d| d.parse::<jiff::civil::Date>().ok());
+        let changed = self
+            .current(field)
+            .is_none_or(|old| !same_value(old, &value));
+        match date {
+            Some(d) if past_refused && changed && d < today => Mapped::Unmapped(format!(
+                "`{d}` is in the past; AWS takes no {} before today",
+                readiness::label(field).to_lowercase()
+            )),
+            _ => Mapped::Value(value),
+        }
+    }
+
+    fn create(&mut self, changes: Vec<FieldChange>, not_sent: &[NotSent]) -> bool {
         let create = self
             .p()
             .create
@@ -633,7 +764,19 @@ impl<'a> PackRun<'a> {
         };
         let today = self.now.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
         let body = readiness::body(changes.iter().map(|c| (c.field.as_str(), &c.new)));
-        let missing = readiness::missing(&body, today);
+        let mut missing = readiness::missing(&body, today);
+        // A value the deal has but the pack could not map: say which and why
+        // (`Currency (GBP is not one of USD, EUR)`), not only that it is missing.
+        for m in &mut missing {
+            let why = not_sent
+                .iter()
+                .find(|n| partner_central::matrix::without_indexes(&n.field) == m.field);
+            if let Some(why) = why
+                && m.label == readiness::label(&m.field)
+            {
+                m.label = format!("{} ({})", m.label, why.reason.replace('`', ""));
+            }
+        }
         if !missing.is_empty() {
             self.incomplete(&deal_id, &missing);
             return false;
@@ -828,6 +971,26 @@ impl<'a> PackRun<'a> {
     fn notifications(&mut self) {
         notify::run(self);
     }
+}
+
+/// A spend item's currency converted by the pack's `convert_currency`.
+struct Conversion {
+    /// The item (`Project.ExpectedCustomerSpend[0]`).
+    item: String,
+    /// The deal's currency.
+    from: String,
+    /// The currency sent.
+    to: &'static str,
+    /// One unit of `from` in `to`.
+    rate: f64,
+}
+
+/// The expected-spend item that `field` is the `member` of
+/// (`Project.ExpectedCustomerSpend[0].Amount`, `Amount` → `Project.ExpectedCustomerSpend[0]`).
+fn spend_item<'f>(field: &'f str, member: &str) -> Option<&'f str> {
+    let item = field.strip_suffix(member)?.strip_suffix('.')?;
+    item.starts_with("Project.ExpectedCustomerSpend")
+        .then_some(item)
 }
 
 /// Whether two field values are the same for change detection: equal JSON, or the
