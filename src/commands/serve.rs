@@ -237,19 +237,20 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     }));
     tokio::spawn(Arc::clone(&rules).on_hangup());
     let (first_pass, first_pass_done) = tokio::sync::oneshot::channel();
-    tokio::spawn(pcsync_runtime::service::poll::run(
+    let poller = pcsync_runtime::service::poll::Poller::new(
         Arc::clone(&rules),
         Arc::clone(&store),
         hubspot,
         poller_pc,
+        Arc::new(pcsync_runtime::clock::SystemClock),
         if _sandbox.is_some() {
             pcsync_runtime::service::poll::FirstRun::Immediately
         } else {
             pcsync_runtime::service::poll::FirstRun::WithinJitter
         },
         config.partner_central.daily_quota.scheduled_share,
-        first_pass,
-    ));
+    );
+    tokio::spawn(poller.run(first_pass));
     // The sandbox's demo compares opportunities with their last-known state: it is
     // ready once the start-up runs recorded it, so that a rescore tried right
     // after start-up notifies as the README says.
@@ -289,7 +290,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         accept_v1: config.hubspot.accept_v1_signatures,
         eventbridge_secret: config.eventbridge.as_ref().map(|e| e.shared_secret.clone()),
         catalog: config.partner_central.catalog.as_str().to_string(),
-        now_ms: || jiff::Timestamp::now().as_millisecond(),
+        clock: Arc::new(pcsync_runtime::clock::SystemClock),
         metrics: Arc::clone(&metrics),
         busy,
     });
@@ -303,7 +304,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
             metrics: Arc::clone(&metrics),
             admin_token: config.admin_token.clone(),
             admin_loopback: config.admin_loopback,
-            now_ms: || jiff::Timestamp::now().as_millisecond(),
+            clock: Arc::new(pcsync_runtime::clock::SystemClock),
             readiness,
             solutions: Some(Arc::clone(&solutions)),
         })));

@@ -44,8 +44,8 @@ pub struct Admin {
     pub admin_token: Option<String>,
     /// Without a token: whether direct loopback peers may use them.
     pub admin_loopback: bool,
-    /// The clock (ms since the epoch).
-    pub now_ms: fn() -> i64,
+    /// The time the service goes by.
+    pub clock: Arc<dyn crate::clock::Clock>,
     /// Whether the service is ready for traffic (`/readyz`).
     pub readiness: Arc<Readiness>,
     /// The Solutions API's catalog, for `POST /admin/solutions/refresh`.
@@ -230,7 +230,7 @@ async fn ready(State(a): State<Arc<Admin>>) -> Response {
 /// `GET /healthz`.
 async fn health(State(a): State<Arc<Admin>>) -> Response {
     let version = a.rules.current().version.clone();
-    let now = (a.now_ms)();
+    let now = a.clock.now_ms();
     let (writable, stats) = super::blocking(|| (a.store.check_writable(now), a.store.stats()));
     match (writable, stats) {
         (Ok(()), Ok(s)) => Json(json!({
@@ -304,7 +304,7 @@ fn hubspot_daily_limit(a: &Admin, now_ms: i64) -> serde_json::Value {
 
 /// `GET /metrics`.
 async fn metrics_text(State(a): State<Arc<Admin>>) -> Response {
-    let now = (a.now_ms)();
+    let now = a.clock.now_ms();
     let (stats, ages) = super::blocking(|| (a.store.stats(), a.store.summary_ages(now)));
     let text = a.metrics.render(stats.ok(), ages.ok());
     (
@@ -428,7 +428,7 @@ mod tests {
             metrics,
             admin_token: admin_token.map(String::from),
             admin_loopback,
-            now_ms: now,
+            clock: Arc::new(crate::clock::SystemClock),
             readiness: Default::default(),
             solutions: None,
         });

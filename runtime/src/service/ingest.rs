@@ -43,8 +43,8 @@ pub struct Ingest {
     /// The Partner Central catalog pcsync works in (`AWS` or `Sandbox`): events carry
     /// the catalog their change happened in, and others are not pcsync's.
     pub catalog: String,
-    /// The clock (ms since the epoch); a function so tests can fix it.
-    pub now_ms: fn() -> i64,
+    /// The time the service goes by.
+    pub clock: Arc<dyn crate::clock::Clock>,
     /// Counters for `/metrics`.
     pub metrics: Arc<crate::service::metrics::Metrics>,
     /// Requests committing now (the worker gives way to them).
@@ -192,7 +192,7 @@ async fn accept(
     events: Vec<(Event, Option<String>)>,
     unreadable: Vec<(Event, String)>,
 ) -> Response {
-    let now = (ingest.now_ms)();
+    let now = ingest.clock.now_ms();
     let batch = match events
         .into_iter()
         .map(|(event, stored)| {
@@ -270,7 +270,7 @@ async fn hubspot(
         accept_v1: ingest.accept_v1,
         ..Policy::default()
     };
-    let now = (ingest.now_ms)();
+    let now = ingest.clock.now_ms();
     if let Err(e) = signature::verify(
         &ingest.client_secret,
         "POST",
@@ -509,7 +509,7 @@ mod tests {
             accept_v1,
             eventbridge_secret: Some("eventbridge-shared-secret".into()),
             catalog: "Sandbox".into(),
-            now_ms: now,
+            clock: Arc::new(crate::clock::SystemClock),
             metrics: Arc::clone(&metrics),
             busy: Default::default(),
         });

@@ -18,6 +18,7 @@ use pcsync_engine::Event;
 use pcsync_engine::model::{PartnerCentralRead, Schedule, ScheduleScope};
 
 use super::reload::RuleHost;
+use crate::clock::Clock;
 use crate::store::{Inbox, Sighting, Store};
 
 /// How often the poller looks for due schedules.
@@ -339,32 +340,97 @@ pub enum FirstRun {
     Immediately,
 }
 
-/// Runs the packs' schedules until the task is dropped.
-pub async fn run(
+/// The schedules' runner: what each schedule last did, and where it goes on from.
+/// [`Poller::tick`] makes one pass over the schedules at the clock's time, so a test
+/// drives it in-process on a [`crate::clock::ManualClock`]; [`Poller::run`] ticks
+/// every few seconds until the task is dropped.
+pub struct Poller {
     rules: Arc<RuleHost>,
     store: Arc<dyn Store>,
     hubspot: Arc<HubSpotClient>,
     partner_central: PartnerCentralClient,
+    clock: Arc<dyn Clock>,
     first_run: FirstRun,
     scheduled_share: f64,
-    first_pass: tokio::sync::oneshot::Sender<()>,
-) {
-    let mut first_pass = Some(first_pass);
-    // Per pack and schedule: when it is next due (ms since the epoch), and for
-    // `changed_opportunities` where the previous run started.
-    let mut due: HashMap<String, i64> = HashMap::new();
-    // Per schedule: the period it last ran at, when the read budget stretched it.
-    let mut stretched: HashMap<String, Duration> = HashMap::new();
-    let mut since: HashMap<String, jiff::Timestamp> = HashMap::new();
-    // Per linked_deals schedule: the reads a day it would spend at its own period.
-    let mut wanted: HashMap<String, f64> = HashMap::new();
-    // Per changed_opportunities schedule: the LastModifiedDate it last queued each
-    // opportunity at.
-    let mut modified: HashMap<String, HashMap<String, String>> = HashMap::new();
-    // Per `schedule.reads` poll: when it last queued each opportunity.
-    let mut polled: HashMap<String, HashMap<String, i64>> = HashMap::new();
-    loop {
-        let now = jiff::Timestamp::now();
+    /// Passes made so far (the first one is not capped for `FirstRun::Immediately`).
+    passes: u64,
+    /// Per pack and schedule: when it is next due (ms since the epoch).
+    due: HashMap<String, i64>,
+    /// Per schedule: the period it last ran at, when the read budget stretched it.
+    stretched: HashMap<String, Duration>,
+    /// Per `changed_opportunities` schedule: where the previous run started.
+    since: HashMap<String, jiff::Timestamp>,
+    /// Per linked_deals schedule: the reads a day it would spend at its own period.
+    wanted: HashMap<String, f64>,
+    /// Per changed_opportunities schedule: the LastModifiedDate it last queued each
+    /// opportunity at.
+    modified: HashMap<String, HashMap<String, String>>,
+    /// Per `schedule.reads` poll: when it last queued each opportunity.
+    polled: HashMap<String, HashMap<String, i64>>,
+}
+
+impl Poller {
+    /// A poller over the packs `rules` holds, queueing into `store`.
+    pub fn new(
+        rules: Arc<RuleHost>,
+        store: Arc<dyn Store>,
+        hubspot: Arc<HubSpotClient>,
+        partner_central: PartnerCentralClient,
+        clock: Arc<dyn Clock>,
+        first_run: FirstRun,
+        scheduled_share: f64,
+    ) -> Poller {
+        Poller {
+            rules,
+            store,
+            hubspot,
+            partner_central,
+            clock,
+            first_run,
+            scheduled_share,
+            passes: 0,
+            due: HashMap::new(),
+            stretched: HashMap::new(),
+            since: HashMap::new(),
+            wanted: HashMap::new(),
+            modified: HashMap::new(),
+            polled: HashMap::new(),
+        }
+    }
+
+    /// Runs the schedules until the task is dropped. `first_pass` is told once every
+    /// schedule due at start-up has queued its work (or failed to).
+    pub async fn run(mut self, first_pass: tokio::sync::oneshot::Sender<()>) {
+        self.tick().await;
+        let _ = first_pass.send(());
+        loop {
+            tokio::time::sleep(TICK).await;
+            self.tick().await;
+        }
+    }
+
+    /// One pass: every schedule due at the clock's time queues its runs.
+    pub async fn tick(&mut self) {
+        let now = self.clock.now();
+        let Poller {
+            rules,
+            store,
+            hubspot,
+            partner_central,
+            clock: _,
+            first_run,
+            scheduled_share,
+            passes,
+            due,
+            stretched,
+            since,
+            wanted,
+            modified,
+            polled,
+        } = self;
+        let (first_run, scheduled_share) = (*first_run, *scheduled_share);
+        let first_pass = *passes == 0;
+        *passes += 1;
         let now_ms = now.as_millisecond();
         let set = rules.current();
         // The schedules' share of the day's reads. When the linked_deals schedules
@@ -436,8 +502,7 @@ pub async fn run(
                             // A poll: each opportunity on its own clock, a sweep at a
                             // time.
                             let queued = polled.entry(key.clone()).or_default();
-                            let capped =
-                                !(first_run == FirstRun::Immediately && first_pass.is_some());
+                            let capped = !(first_run == FirstRun::Immediately && first_pass);
                             let plan = |period| {
                                 sweep(
                                     &deals,
@@ -454,11 +519,11 @@ pub async fn run(
                             let mut swept = plan(schedule.every.0);
                             let deals = swept.weight.ceil() as usize;
                             let own = per_day(schedule.every.0, deals, reads);
-                            let budget = share_of(&wanted, total, &key, own);
+                            let budget = share_of(wanted, total, &key, own);
                             wanted.insert(key.clone(), own);
                             let period = budgeted_period(schedule.every.0, deals, reads, budget);
                             note_stretch(
-                                &mut stretched,
+                                stretched,
                                 &key,
                                 &pack.pack.name,
                                 schedule,
@@ -500,12 +565,12 @@ pub async fn run(
                                 });
                             }
                             let own = per_day(schedule.every.0, deals.len(), reads);
-                            let budget = share_of(&wanted, total, &key, own);
+                            let budget = share_of(wanted, total, &key, own);
                             wanted.insert(key.clone(), own);
                             let period =
                                 budgeted_period(schedule.every.0, deals.len(), reads, budget);
                             note_stretch(
-                                &mut stretched,
+                                stretched,
                                 &key,
                                 &pack.pack.name,
                                 schedule,
@@ -522,7 +587,7 @@ pub async fn run(
                                 })
                                 .collect()
                         };
-                        if !queue(&*store, &pack.pack.name, &events, now_ms) {
+                        if !queue(&**store, &pack.pack.name, &events, now_ms) {
                             continue;
                         }
                     }
@@ -583,7 +648,7 @@ pub async fn run(
                                 if fresh.len() > events.len() {
                                     tracing::debug!(pack = %pack.pack.name, changed = fresh.len(), linked = events.len(), "changed opportunities no deal links are not read");
                                 }
-                                if !queue(&*store, &pack.pack.name, &events, now_ms) {
+                                if !queue(&**store, &pack.pack.name, &events, now_ms) {
                                     continue;
                                 }
                                 since.insert(key.clone(), now);
@@ -602,11 +667,171 @@ pub async fn run(
                 );
             }
         }
-        // Every schedule due at start-up has queued its work (or failed to).
-        if let Some(done) = first_pass.take() {
-            let _ = done.send(());
+    }
+}
+
+#[cfg(test)]
+mod poller_tests {
+    //! The poller in-process: its schedules go by a manual clock, its calls go to the
+    //! sandbox over HTTP.
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::SqliteStore;
+    use pcsync_sandbox::{Options, Quotas, Sandbox, demo};
+    use serde_json::json;
+
+    const PACK: &str = "pack: changed\non:\n  - schedule: { every: 30m, jitter: 0s, for_each: changed_opportunities }\nneeds:\n  deal: [dealname]\n  opportunity: true\n";
+
+    struct Rig {
+        sb: Sandbox,
+        store: Arc<SqliteStore>,
+        clock: Arc<ManualClock>,
+        poller: Poller,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn rig() -> Rig {
+        let sb = Sandbox::start(
+            "127.0.0.1:0".parse().unwrap(),
+            Options {
+                partner_central_quotas: Quotas::OFF,
+                ..Options::default()
+            },
+        )
+        .await
+        .unwrap();
+        demo::seed(&sb);
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules");
+        std::fs::create_dir(&rules).unwrap();
+        std::fs::write(rules.join("changed.yaml"), PACK).unwrap();
+        let metrics = Arc::new(crate::service::metrics::Metrics::default());
+        let host = Arc::new(RuleHost::new(
+            &rules,
+            super::super::reload::load_dir(&rules).unwrap(),
+            metrics,
+        ));
+        let store = Arc::new(SqliteStore::open(&dir.path().join("pcsync.db")).unwrap());
+        let aws = pcsync_adapters::aws_sdk_config(
+            "us-east-1",
+            Some(&sb.partner_central_url),
+            Some(("AKIDEXAMPLE", "sandbox-secret")),
+            pcsync_adapters::AwsTimeouts::default(),
+        )
+        .await;
+        let clock = Arc::new(ManualClock::new(jiff::Timestamp::now()));
+        let poller = Poller::new(
+            host,
+            Arc::clone(&store) as Arc<dyn Store>,
+            Arc::new(HubSpotClient::new(&sb.hubspot_url, "sandbox-token", 100)),
+            PartnerCentralClient::from_config(&aws, "Sandbox"),
+            Arc::clone(&clock) as Arc<dyn Clock>,
+            FirstRun::Immediately,
+            0.5,
+        );
+        Rig {
+            sb,
+            store,
+            clock,
+            poller,
+            _dir: dir,
         }
-        tokio::time::sleep(TICK).await;
+    }
+
+    impl Rig {
+        /// The (deal, opportunity) of every run queued since the last call.
+        fn queued(&self) -> Vec<(Option<String>, Option<String>)> {
+            let now = self.clock.now_ms() + 3_600_000;
+            let batches = self.store.claim(now, 0, 1_000).unwrap();
+            let seqs: Vec<i64> = batches
+                .iter()
+                .flat_map(|b| b.items.iter().map(|c| c.seq))
+                .collect();
+            self.store.complete(&seqs, now).unwrap();
+            let mut runs: Vec<_> = batches
+                .into_iter()
+                .flat_map(|b| b.items)
+                .map(|c| (c.event.deal_id, c.event.opportunity_id))
+                .collect();
+            runs.sort();
+            runs
+        }
+
+        fn listings(&self) -> usize {
+            self.sb
+                .journal
+                .calls()
+                .iter()
+                .filter(|c| c.operation == "ListOpportunities")
+                .count()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_changed_opportunities_schedule_runs_by_the_clock_for_linked_opportunities_only() {
+        let mut rig = rig().await;
+        // The sandbox's catalog also holds opportunities no deal links.
+        rig.sb.partner_central.with_store(|s| {
+            s.create(&json!({
+                "Catalog": "Sandbox", "ClientToken": "unlinked", "Origin": "Partner Referral",
+                "OpportunityType": "Net New Business", "PartnerOpportunityIdentifier": "crm-77",
+                "PrimaryNeedsFromAws": ["Co-Sell - Deal Support"],
+                "Customer": {"Account": {"CompanyName": "Unlinked", "Industry": "Software and Internet",
+                    "WebsiteUrl": "https://unlinked.example",
+                    "Address": {"CountryCode": "US", "PostalCode": "98101", "StateOrRegion": "Washington", "City": "Seattle"}}},
+                "Project": {"Title": "Unlinked on AWS", "CustomerBusinessProblem": "Unlinked needs to move its order system to AWS this year",
+                    "CustomerUseCase": "Migration/Database Migration", "DeliveryModels": ["SaaS or PaaS"],
+                    "SalesActivities": ["Initialized discussions with customer"],
+                    "ExpectedCustomerSpend": [{"Amount": "1000", "CurrencyCode": "USD", "Frequency": "Monthly", "TargetCompany": "AWS"}]},
+                "Marketing": {"Source": "None"},
+                "LifeCycle": {"Stage": "Prospect", "TargetCloseDate": "2030-06-30"},
+            }))
+            .unwrap();
+        });
+        let linked: Vec<(Option<String>, Option<String>)> = rig.sb.hubspot.with_store(|s| {
+            s.table("deals")
+                .values()
+                .filter_map(|d| {
+                    let o = d.properties.get("aws_opportunity_id")?.clone();
+                    Some((Some(d.id.clone()), Some(o)))
+                })
+                .collect()
+        });
+        assert!(!linked.is_empty());
+
+        // The first pass lists the last period's changes: a run per linked deal.
+        rig.poller.tick().await;
+        assert_eq!(rig.listings(), 1);
+        let mut expected = linked.clone();
+        expected.sort();
+        assert_eq!(rig.queued(), expected);
+
+        // Not due again until the clock has moved on by the period.
+        rig.clock.advance(Duration::from_secs(29 * 60));
+        rig.poller.tick().await;
+        assert_eq!(rig.listings(), 1);
+
+        // Due: only what changed since the previous run, and only if a deal links it.
+        rig.clock.advance(Duration::from_secs(2 * 60));
+        let changed = linked[0].1.clone().unwrap();
+        rig.sb.partner_central.with_store(|s| {
+            let ids: Vec<String> = s
+                .opportunities()
+                .filter_map(|o| o.record["Id"].as_str().map(str::to_string))
+                .collect();
+            for id in ids {
+                s.set_review(&id, "Submitted", None, None).unwrap();
+            }
+        });
+        rig.poller.tick().await;
+        assert_eq!(rig.listings(), 2);
+        let queued = rig.queued();
+        assert_eq!(queued.len(), linked.len(), "{queued:?}");
+        assert!(
+            queued
+                .iter()
+                .any(|(_, o)| o.as_deref() == Some(changed.as_str()))
+        );
     }
 }
 
