@@ -37,7 +37,7 @@ use common::{
     free_port, get, opportunities_hold_amounts, post_signed, seed_linked, serve_for_bench,
 };
 use pcsync_engine::Event;
-use pcsync_runtime::service::ingest::ordering_key;
+use pcsync_runtime::store::ordering_key;
 use pcsync_runtime::store::{Inbox, SqliteStore};
 use pcsync_sandbox::{Options, Quotas, Sandbox};
 use serde_json::json;

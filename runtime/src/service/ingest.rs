@@ -141,22 +141,6 @@ fn unparsable(body: &[u8]) -> Option<String> {
     None
 }
 
-/// The key under which an event's work is ordered: its deal, else its opportunity.
-pub fn ordering_key(event: &Event) -> String {
-    let key = match (&event.deal_id, &event.opportunity_id, &event.company_id) {
-        (Some(deal), _, _) => format!("deal:{deal}"),
-        (None, Some(opportunity), _) => format!("opportunity:{opportunity}"),
-        (None, None, Some(company)) => format!("company:{company}"),
-        (None, None, None) => format!("event:{}", event.id),
-    };
-    // Scheduled work waits while live events are due (`queue::BACKGROUND`).
-    if event.source == pcsync_engine::Source::Schedule {
-        format!("{}{key}", crate::store::BACKGROUND)
-    } else {
-        key
-    }
-}
-
 /// An event pcsync could not read, kept so that nothing accepted is lost: it goes
 /// straight to the dead-letter list with the reason.
 ///
@@ -196,7 +180,7 @@ async fn accept(
     let batch = match events
         .into_iter()
         .map(|(event, stored)| {
-            let key = ordering_key(&event);
+            let key = crate::store::ordering_key(&event);
             match stored {
                 Some(stored) => Ok(Arrival { event, key, stored }),
                 None => Arrival::new(event, key),

@@ -288,7 +288,7 @@ fn scheduled(
 ) -> (Event, String) {
     let mut event = Event::schedule(pack, Some(deal.id.clone()), opportunity, now);
     event.payload = listed_deal(deal, now, reads);
-    let key = super::ingest::ordering_key(&event);
+    let key = crate::store::ordering_key(&event);
     (event, key)
 }
 

@@ -19,10 +19,10 @@ use serde_json::{Value, json};
 use super::{Settled, Worker};
 use crate::clock::{Clock, ManualClock};
 use crate::service::execute::{ExecError, Executor, set_path};
-use crate::service::ingest::ordering_key;
 use crate::service::metrics::Metrics;
 use crate::service::reload::{RuleHost, load_dir};
 use crate::store::SqliteStore;
+use crate::store::ordering_key;
 use crate::store::{EchoMemory, Inbox, PackStates, Store};
 
 /// What the in-memory remote holds.

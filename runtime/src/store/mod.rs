@@ -9,7 +9,7 @@ mod sqlite;
 use indexmap::IndexMap;
 use pcsync_engine::{Event, PackState, StateRecord};
 
-pub use queue::BACKGROUND;
+pub use queue::{BACKGROUND, ordering_key};
 pub use sqlite::{SqliteStore, read_runs};
 
 /// A store error, with its cause.

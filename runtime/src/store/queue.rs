@@ -11,6 +11,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use pcsync_engine::Event;
+
 /// An unfinished event as the queue knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Item {
@@ -339,6 +341,22 @@ impl Queue {
     /// Unfinished events in every line, claimed or not.
     pub fn waiting(&self) -> u64 {
         self.lines.values().map(|l| l.items.len() as u64).sum()
+    }
+}
+
+/// The key under which an event's work is ordered: its deal, else its opportunity.
+pub fn ordering_key(event: &Event) -> String {
+    let key = match (&event.deal_id, &event.opportunity_id, &event.company_id) {
+        (Some(deal), _, _) => format!("deal:{deal}"),
+        (None, Some(opportunity), _) => format!("opportunity:{opportunity}"),
+        (None, None, Some(company)) => format!("company:{company}"),
+        (None, None, None) => format!("event:{}", event.id),
+    };
+    // Scheduled work waits while live events are due ([`BACKGROUND`]).
+    if event.source == pcsync_engine::Source::Schedule {
+        format!("{BACKGROUND}{key}")
+    } else {
+        key
     }
 }
 
