@@ -111,10 +111,11 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
     assert!(why["message"].as_str().unwrap().contains("JSON"), "{why}");
     let oversized = signed(vec![b' '; 2 * 1024 * 1024], 0).await.unwrap();
     assert_eq!(oversized.status(), 413);
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(sb.journal.calls().len(), calls_before, "no remote call");
+    // Each was refused before anything was stored, so no work can follow it.
     let after = get(&http, &health).await.unwrap()["inbox"].clone();
     assert_eq!(after["pending"], 0, "nothing refused was stored");
+    assert_eq!(after["running"], 0, "nothing refused was stored");
+    assert_eq!(sb.journal.calls().len(), calls_before, "no remote call");
 
     // A broken edit is reported and the rules in force stay.
     let pack = rules.join("deal-update-sync.yaml");
@@ -448,7 +449,10 @@ async fn scheduled_runs_notice_score_changes_no_event_announces() {
     assert!(subject.contains("Score Increased (+50)"), "{subject}");
     assert_eq!(task["associations"]["deals"][0], "40000000002");
     // Later runs with no change send nothing more.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let done = drained(&http, &service, 0).await["inbox"]["done"]
+        .as_u64()
+        .unwrap();
+    drained(&http, &service, done + 4).await;
     let all = get(&http, &tasks).await.unwrap();
     assert_eq!(all["tasks"].as_array().unwrap().len(), 1, "{all}");
     // The runs took their deals from the listing (200 a search), not a read each.
@@ -551,7 +555,11 @@ async fn each_snapshot_revision_becomes_one_note_on_the_deal() {
             .filter(|t| t.iter().filter(|t| t.contains("(revision 3)")).count() == 2)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Two more scheduled runs find nothing new to note.
+    let done = drained(&http, &service, 0).await["inbox"]["done"]
+        .as_u64()
+        .unwrap();
+    drained(&http, &service, done + 2).await;
     let all = titles().await.unwrap_or(all);
     let mut unique = all.clone();
     unique.sort();
@@ -960,7 +968,11 @@ async fn stop_mid_write(
         (h["inbox"]["running"].as_u64()? > 0).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The update has reached Partner Central, which holds its answer.
+    eventually("the update to be in flight", service, || async {
+        (sb.journal.pending_faults() == 0).then_some(())
+    })
+    .await;
     let stopping = std::time::Instant::now();
     let killed = Command::new("kill")
         .args(["-TERM", &service.child.id().to_string()])

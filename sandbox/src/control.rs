@@ -84,6 +84,13 @@ impl Journal {
         self.calls.lock().expect("journal lock").clone()
     }
 
+    /// How many uses of injected faults are left: 0 once every matching request has
+    /// arrived (a delayed one is then being held).
+    pub fn pending_faults(&self) -> u32 {
+        let faults = self.faults.lock().expect("journal lock");
+        faults.iter().map(|f| f.count).sum()
+    }
+
     /// Adds a fault.
     pub fn inject(&self, fault: Fault) {
         self.faults.lock().expect("journal lock").push(fault);
