@@ -534,6 +534,9 @@ impl<E: Executor> Worker<E> {
             // event its key has waiting, so a new deal's create and the rep's edit
             // after it often run together.
             let mut stale = false;
+            // The packs whose run ended done: only their creations' steps go on (a
+            // link that is still to be written goes first).
+            let mut done = Vec::new();
             for (i, event) in work.iter().filter(|(i, _)| fetch.packs.contains(i)) {
                 let pack = &rules.packs[*i];
                 if stale {
@@ -563,12 +566,15 @@ impl<E: Executor> Worker<E> {
                         None,
                     );
                 }
+                if ended == Settled::Done {
+                    done.push(*i);
+                }
                 outcome = worse(outcome, ended);
             }
             // A creation's steps go on after every pack of the group ran: an edit that
             // moved the opportunity's stage (the update sync) may be what a waiting
             // submission needs.
-            for (i, event) in work.iter().filter(|(i, _)| fetch.packs.contains(i)) {
+            for (i, event) in work.iter().filter(|(i, _)| done.contains(i)) {
                 let pack = &rules.packs[*i];
                 let Some(deal) = &event.deal_id else { continue };
                 let key = creation::key(deal, &pack.pack.name);

@@ -1438,6 +1438,39 @@ async fn a_submission_waits_at_prospect_and_starts_after_the_edit_that_qualifies
 
 #[tokio::test]
 async fn a_failed_association_leaves_the_link_is_retried_alone_and_a_refusal_reaches_the_deal() {
+    // The link's write fails first: no step is taken before it is on the deal.
+    let (_rules, h) = submitting("qualifiedtobuy");
+    h.worker
+        .executor
+        .fail_next("UpdateDeal", retryable("HubSpot 502"));
+    h.deal_created(1);
+    h.later(COALESCE);
+    h.tick().await;
+    assert_eq!(
+        h.worker
+            .executor
+            .take()
+            .iter()
+            .map(Effect::kind)
+            .collect::<Vec<_>>(),
+        ["CreateOpportunity", "UpdateDeal"]
+    );
+    h.later(Duration::from_secs(3) + COALESCE);
+    h.tick().await;
+    assert_eq!(
+        h.worker
+            .executor
+            .take()
+            .iter()
+            .map(Effect::kind)
+            .collect::<Vec<_>>(),
+        ["UpdateDeal", "AssociateOpportunity", "StartEngagement"]
+    );
+    assert_eq!(
+        h.deal_102("aws_opportunity_id").as_deref(),
+        Some("O9000001")
+    );
+
     let (_rules, h) = submitting("qualifiedtobuy");
     h.worker
         .executor
