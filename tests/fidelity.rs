@@ -18,9 +18,53 @@ fn creates(sb: &Sandbox, status: u16) -> Vec<Value> {
         .collect()
 }
 
+/// How many `operation` calls the sandbox answered with `status`.
+fn answered(sb: &Sandbox, operation: &str, status: u16) -> usize {
+    sb.journal
+        .calls()
+        .iter()
+        .filter(|c| c.operation == operation && c.status == status)
+        .count()
+}
+
+/// The deal's `aws_sync_status` once `done` says it is the one awaited.
+async fn status_when(
+    http: &reqwest::Client,
+    sb: &Sandbox,
+    service: &Service,
+    id: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    eventually("the deal's status", service, || async {
+        let d = deal(http, sb, id).await;
+        d["properties"]["aws_sync_status"]
+            .as_str()
+            .filter(|s| done(s))
+            .map(str::to_string)
+    })
+    .await
+}
+
 /// A deal the rep creates in HubSpot for `company`.
 async fn new_deal(http: &reqwest::Client, sb: &Sandbox, company: &str, name: &str) -> String {
     new_deal_with(http, sb, company, json!({ "dealname": name })).await
+}
+
+/// [`new_deal`] at a deal stage of the rep's choosing.
+async fn new_deal_at(
+    http: &reqwest::Client,
+    sb: &Sandbox,
+    company: &str,
+    name: &str,
+    stage: &str,
+) -> String {
+    new_deal_with(
+        http,
+        sb,
+        company,
+        json!({ "dealname": name, "dealstage": stage }),
+    )
+    .await
 }
 
 /// [`new_deal`] with `properties` over the usual ones (a currency, a close date).
@@ -576,8 +620,8 @@ async fn a_failed_submission_reaches_the_deal_with_aws_reason() {
     // No solution is configured: AWS fails the submission task.
     let id = new_deal(&http, &sb, &company, "Acme order system").await;
     linked(&http, &sb, &service, &id).await;
-    let d = deal(&http, &sb, &id).await;
-    let status = d["properties"]["aws_sync_status"].as_str().unwrap();
+    // The id is on the deal first; the task's end reaches it once AWS ends it.
+    let status = status_when(&http, &sb, &service, &id, |s| s != "created").await;
     assert!(
         status.starts_with("created; submission failed: RelatedEntityIdentifiers.Solutions"),
         "{status}"
@@ -715,4 +759,140 @@ async fn hubspots_daily_limit_waits_for_its_reset_and_is_counted_on_healthz() {
         .map(|c| c.status)
         .collect();
     assert_eq!(answers, [429], "one try, then the wait");
+}
+
+/// deal-creation with the sandbox's default solution, submitting when `submit`.
+fn with_solution(rules: &std::path::Path, submit: bool) {
+    edit_pack(
+        rules,
+        "deal-creation.yaml",
+        r#"solution_id: """#,
+        r#"solution_id: "S-1234567""#,
+    );
+    if submit {
+        edit_pack(
+            rules,
+            "deal-creation.yaml",
+            "submit_to_aws: false",
+            "submit_to_aws: true",
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_association_leaves_the_opportunity_on_its_deal_and_is_retried_alone() {
+    let (sb, _dir, service, _config) = start(
+        |rules| with_solution(rules, false),
+        "worker:\n  coalesce: 100ms\n",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    // AWS fails the association (each of the client's three tries): the batch is
+    // retried, and the retry associates without creating again.
+    inject(
+        &http,
+        &sb,
+        json!({ "service": "partnercentral", "operation": "AssociateOpportunity", "count": 3, "status": 500 }),
+    )
+    .await;
+    let company = create_company(&http, &sb, acme("02110")).await;
+    let id = new_deal(&http, &sb, &company, "Acme order system").await;
+    let opportunity = linked(&http, &sb, &service, &id).await;
+    eventually("the association", &service, || async {
+        (answered(&sb, "AssociateOpportunity", 200) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(answered(&sb, "AssociateOpportunity", 500), 3);
+    assert_eq!(answered(&sb, "CreateOpportunity", 200), 1, "created once");
+    let solutions = sb.partner_central.with_store(|s| {
+        s.opportunity(&opportunity)
+            .map(|o| o.record["RelatedEntityIdentifiers"]["Solutions"].clone())
+    });
+    assert_eq!(solutions, Some(json!(["S-1234567"])));
+    let status = status_when(&http, &sb, &service, &id, |s| s == "created").await;
+    assert_eq!(status, "created");
+
+    // A refusal for good: the deal keeps its opportunity and says what failed; the
+    // next edit neither creates nor fails again.
+    inject(
+        &http,
+        &sb,
+        json!({ "service": "partnercentral", "operation": "AssociateOpportunity", "status": 400 }),
+    )
+    .await;
+    let other = new_deal(&http, &sb, &company, "Acme data lake").await;
+    let second = linked(&http, &sb, &service, &other).await;
+    assert_ne!(second, opportunity);
+    let status = status_when(&http, &sb, &service, &other, |s| s.starts_with("error")).await;
+    assert!(
+        status.starts_with(
+            "error: AssociateOpportunity S-1234567: Partner Central: ValidationException"
+        ),
+        "{status}"
+    );
+    assert_eq!(answered(&sb, "CreateOpportunity", 200), 2);
+    edit_deal(
+        &http,
+        &sb,
+        &other,
+        json!({ "closedate": "2031-09-30T00:00:00Z" }),
+    )
+    .await;
+    eventually("the edit's update", &service, || async {
+        (answered(&sb, "UpdateOpportunity", 200) >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        answered(&sb, "CreateOpportunity", 200),
+        2,
+        "no third create"
+    );
+    let d = deal(&http, &sb, &other).await;
+    assert_eq!(d["properties"]["aws_opportunity_id"], second.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_waits_for_qualified_and_starts_at_the_edit_that_qualifies_it() {
+    let (sb, _dir, service, _config) = start(
+        |rules| with_solution(rules, true),
+        "worker:\n  coalesce: 100ms\n",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let company = create_company(&http, &sb, acme("02110")).await;
+    let id = new_deal_at(
+        &http,
+        &sb,
+        &company,
+        "Acme order system",
+        "appointmentscheduled",
+    )
+    .await;
+    let opportunity = linked(&http, &sb, &service, &id).await;
+    let status = status_when(&http, &sb, &service, &id, |s| s != "created").await;
+    assert!(
+        status.starts_with("created; submission waits: AWS takes a submission from stage Qualified on; the opportunity is at Prospect"),
+        "{status}"
+    );
+    assert_eq!(answered(&sb, "AssociateOpportunity", 200), 1);
+    assert_eq!(
+        answered(&sb, "StartEngagementFromOpportunityTask", 200)
+            + answered(&sb, "StartEngagementFromOpportunityTask", 400),
+        0,
+        "no submission at Prospect"
+    );
+    // The rep qualifies the deal: the stage moves on AWS, then it is submitted.
+    edit_deal(&http, &sb, &id, json!({ "dealstage": "qualifiedtobuy" })).await;
+    let status = status_when(&http, &sb, &service, &id, |s| s == "submitted").await;
+    assert_eq!(status, "submitted");
+    assert_eq!(answered(&sb, "StartEngagementFromOpportunityTask", 200), 1);
+    assert_eq!(answered(&sb, "StartEngagementFromOpportunityTask", 400), 0);
+    assert_eq!(answered(&sb, "CreateOpportunity", 200), 1);
+    let review = sb.partner_central.with_store(|s| {
+        s.opportunity(&opportunity)
+            .map(|o| o.record["LifeCycle"].clone())
+    });
+    let review = review.unwrap();
+    assert_eq!(review["Stage"], "Qualified", "{review}");
+    assert_ne!(review["ReviewStatus"], "Pending Submission", "{review}");
 }

@@ -218,8 +218,67 @@ pub fn always_required() -> impl Iterator<Item = &'static matrix::FieldRow> {
     })
 }
 
+/// Whether AWS takes a submission (StartEngagementFromOpportunityTask) of an
+/// opportunity at a stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmissionGate {
+    /// The stage allows it.
+    Open,
+    /// Not yet: the opportunity must mature first; the submission waits for an edit
+    /// that moves it on.
+    Waits {
+        /// Why, as a rep reads it.
+        reason: String,
+    },
+    /// Never: the opportunity is closed.
+    Refused {
+        /// Why, as a rep reads it.
+        reason: String,
+    },
+}
+
+/// What the model says of a submission at `stage` (the `LifeCycle.Stage` doc of
+/// `partnercentral-selling-service-2.json`): "A lead and a prospect must be further
+/// matured to a `Qualified` opportunity before submission. Opportunities that were
+/// closed/lost before submission aren't suitable for submission."
+pub fn submission(stage: &str) -> SubmissionGate {
+    match stage {
+        "Prospect" | "" => SubmissionGate::Waits {
+            reason: format!(
+                "AWS takes a submission from stage Qualified on; the opportunity is at {}",
+                if stage.is_empty() { "no stage" } else { stage }
+            ),
+        },
+        "Closed Lost" => SubmissionGate::Refused {
+            reason: "AWS takes no submission of an opportunity that is Closed Lost".into(),
+        },
+        _ => SubmissionGate::Open,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_submission_waits_for_qualified_and_never_follows_closed_lost() {
+        use super::{SubmissionGate, submission};
+        assert!(matches!(
+            submission("Prospect"),
+            SubmissionGate::Waits { .. }
+        ));
+        assert!(matches!(
+            submission("Closed Lost"),
+            SubmissionGate::Refused { .. }
+        ));
+        for open in [
+            "Qualified",
+            "Technical Validation",
+            "Business Validation",
+            "Committed",
+        ] {
+            assert_eq!(submission(open), SubmissionGate::Open, "{open}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

@@ -76,7 +76,10 @@ async fn actions_raise_the_documented_events() {
         .await
         .unwrap();
 
-    let created = call(&sb, "CreateOpportunity", common::complete_opportunity("t")).await;
+    // Qualified: AWS takes no submission of a prospect (model, `LifeCycle.Stage`).
+    let mut opportunity = common::complete_opportunity("t");
+    opportunity["LifeCycle"]["Stage"] = json!("Qualified");
+    let created = call(&sb, "CreateOpportunity", opportunity).await;
     let id = created["Id"]
         .as_str()
         .unwrap_or_else(|| panic!("{created}"))

@@ -660,6 +660,20 @@ async fn submission_creates_engagement_summary_and_snapshots() {
             )
             .send()
     };
+    // A prospect is not submitted: "A lead and a prospect must be further matured to
+    // a Qualified opportunity before submission" (model, `LifeCycle.Stage`).
+    let err = submit("submit-prospect").await.unwrap_err();
+    match err.into_service_error() {
+        pc::operation::start_engagement_from_opportunity_task::StartEngagementFromOpportunityTaskError::ValidationException(v) => {
+            assert_eq!(v.error_list()[0].field_name(), Some("LifeCycle.Stage"), "{v:?}");
+        }
+        other => panic!("expected a ValidationException, got {other:?}"),
+    }
+    update_with(&c, &id, |l, p| {
+        (l.stage(Stage::Qualified).build(), p.build())
+    })
+    .await
+    .unwrap();
     // The task is asynchronous; without a solution (matrix row solutionOffered) it
     // fails, with AWS's reason.
     let started = submit("submit-0").await.unwrap();

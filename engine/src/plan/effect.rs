@@ -225,8 +225,10 @@ pub enum Effect {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         not_sent: Vec<NotSent>,
     },
-    /// Create an opportunity (CreateOpportunity), then associate solutions and
-    /// optionally submit it.
+    /// Create an opportunity (CreateOpportunity). Its solutions and its submission are
+    /// steps of their own ([`Effect::AssociateOpportunity`], [`Effect::StartEngagement`]),
+    /// taken by the runtime after the new id is on the deal, so that a step that fails
+    /// never leaves an opportunity without its deal.
     CreateOpportunity {
         /// The pack.
         pack: String,
@@ -278,6 +280,33 @@ pub enum Effect {
         /// Property values.
         properties: IndexMap<String, String>,
     },
+    /// Associate a solution with an opportunity pcsync created (AssociateOpportunity).
+    /// Never planned by a pack: the runtime takes it from a [`Effect::CreateOpportunity`]'s
+    /// `associate_solutions` once the create answered with the opportunity's id, and
+    /// performs it as a step of its own after the id is on the deal.
+    AssociateOpportunity {
+        /// The pack.
+        pack: String,
+        /// The opportunity id.
+        opportunity_id: String,
+        /// The solution (`S-…`).
+        solution: String,
+    },
+    /// Submit an opportunity pcsync created (StartEngagementFromOpportunityTask).
+    /// Never planned by a pack: the runtime takes it from a [`Effect::CreateOpportunity`]'s
+    /// `start_engagement` once the opportunity's stage allows a submission
+    /// ([`crate::readiness::submission`]), and follows the task it starts to its end.
+    StartEngagement {
+        /// The pack.
+        pack: String,
+        /// The opportunity id.
+        opportunity_id: String,
+        /// The idempotency token: the create's, with `-submit`. A retry sends it with
+        /// the same body, so AWS answers the task it started before.
+        client_token: String,
+        /// How to submit.
+        submission: Submission,
+    },
     /// Publish a message (SNS).
     Publish {
         /// The pack.
@@ -302,6 +331,8 @@ impl Effect {
             | Effect::CreateNote { pack, .. }
             | Effect::CreateTask { pack, .. }
             | Effect::UpdateDeal { pack, .. }
+            | Effect::AssociateOpportunity { pack, .. }
+            | Effect::StartEngagement { pack, .. }
             | Effect::Publish { pack, .. } => pack,
         }
     }
@@ -314,6 +345,8 @@ impl Effect {
             Effect::CreateNote { .. } => "CreateNote",
             Effect::CreateTask { .. } => "CreateTask",
             Effect::UpdateDeal { .. } => "UpdateDeal",
+            Effect::AssociateOpportunity { .. } => "AssociateOpportunity",
+            Effect::StartEngagement { .. } => "StartEngagement",
             Effect::Publish { .. } => "Publish",
         }
     }

@@ -154,6 +154,13 @@ pub trait Executor: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<Option<Value>, ExecError>> + Send;
 
+    /// A submission task as ListEngagementFromOpportunityTasks lists it now; `None`
+    /// when AWS lists no such task.
+    fn engagement_task(
+        &self,
+        task_id: &str,
+    ) -> impl Future<Output = Result<Option<Value>, ExecError>> + Send;
+
     /// GetAwsOpportunitySummary; `None` when AWS keeps none.
     fn aws_summary(
         &self,
@@ -314,6 +321,10 @@ impl Executor for ApiExecutor {
         Ok(self.partner_central.get_aws_summary(id).await?)
     }
 
+    async fn engagement_task(&self, task_id: &str) -> Result<Option<Value>, ExecError> {
+        Ok(self.partner_central.engagement_task(task_id).await?)
+    }
+
     async fn snapshots(
         &self,
         id: &str,
@@ -396,8 +407,6 @@ impl Executor for ApiExecutor {
             Effect::CreateOpportunity {
                 client_token,
                 fields,
-                associate_solutions,
-                start_engagement,
                 ..
             } => {
                 let mut body = Value::Object(Map::new());
@@ -428,27 +437,34 @@ impl Executor for ApiExecutor {
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let id = created["Id"].as_str().unwrap_or_default().to_string();
-                for solution in associate_solutions {
-                    self.partner_central
-                        .associate_solution(&id, solution)
-                        .await?;
-                }
-                let mut created = created;
-                if let Some(submission) = start_engagement {
-                    let task = self
-                        .partner_central
-                        .start_engagement(
-                            &id,
-                            &format!("{client_token}-submit"),
-                            &submission.involvement_type,
-                            &submission.visibility,
-                        )
-                        .await?;
-                    created["Submission"] = self.follow_task(task).await?;
-                }
+                // The solutions and the submission are steps of their own, taken by
+                // the worker once the id is on the deal.
                 Ok(created)
             }
+            Effect::AssociateOpportunity {
+                opportunity_id,
+                solution,
+                ..
+            } => {
+                self.partner_central
+                    .associate_solution(opportunity_id, solution)
+                    .await?;
+                Ok(Value::Null)
+            }
+            Effect::StartEngagement {
+                opportunity_id,
+                client_token,
+                submission,
+                ..
+            } => Ok(self
+                .partner_central
+                .start_engagement(
+                    opportunity_id,
+                    client_token,
+                    &submission.involvement_type,
+                    &submission.visibility,
+                )
+                .await?),
             Effect::CreateNote { deal_id, body, .. } => {
                 let id = self
                     .hubspot
@@ -502,29 +518,6 @@ impl Executor for ApiExecutor {
                 Ok(json!({ "MessageId": id }))
             }
         }
-    }
-}
-
-impl ApiExecutor {
-    /// Follows a submission task until it ends (COMPLETE or FAILED, with AWS's
-    /// `ReasonCode` and `Message`), polling ListEngagementFromOpportunityTasks at
-    /// 0.25 s, doubling to 2 s, for up to about 20 s; a task still running then is
-    /// answered as it stands (`IN_PROGRESS`), for the pack to report.
-    async fn follow_task(&self, mut task: Value) -> Result<Value, ExecError> {
-        let Some(task_id) = task["TaskId"].as_str().map(str::to_string) else {
-            return Ok(task);
-        };
-        let mut wait = std::time::Duration::from_millis(250);
-        let mut waited = std::time::Duration::ZERO;
-        while task["TaskStatus"] == "IN_PROGRESS" && waited < std::time::Duration::from_secs(20) {
-            tokio::time::sleep(wait).await;
-            waited += wait;
-            wait = (wait * 2).min(std::time::Duration::from_secs(2));
-            if let Some(listed) = self.partner_central.engagement_task(&task_id).await? {
-                task = listed;
-            }
-        }
-        Ok(task)
     }
 }
 

@@ -12,10 +12,12 @@ use pcsync_engine::{
 };
 use serde_json::Value;
 
+use super::creation::{self, Creation, Ended};
 use super::execute::{ApiExecutor, ExecError, Executor};
 use super::reload::RuleHost;
 use crate::clock::Clock;
 use crate::store::{Batch, Claimed, EffectJournal, Store};
+use pcsync_engine::readiness::SubmissionGate;
 
 /// How long a cached snapshot revision stays when no run reads it.
 pub const SNAPSHOTS_UNUSED: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -166,6 +168,9 @@ pub enum Settled {
     Deferred(String),
     /// A daily API quota is spent: held this long, without counting an attempt.
     Wait(String, Duration),
+    /// A step AWS runs on its own (a submission task) is not over: the batch is
+    /// looked at again after this long, without counting an attempt.
+    Following(String, Duration),
     /// Parked in the dead-letter list.
     Dead(String),
     /// The opportunity changed while the pack wrote (`ConflictException`): plan again
@@ -345,6 +350,7 @@ impl<E: Executor> Worker<E> {
             Settled::Retry(_, _) | Settled::Replan(_) => "retry",
             Settled::Deferred(_) => "deferred",
             Settled::Wait(_, _) => "waiting",
+            Settled::Following(_, _) => "deferred",
             Settled::Dead(_) => "dead",
         });
         match settled {
@@ -386,6 +392,11 @@ impl<E: Executor> Worker<E> {
             ),
             Settled::Wait(reason, wait) => {
                 tracing::warn!(key = %batch.key, wait_s = wait.as_secs(), reason = %reason, "waiting for a daily quota");
+                self.store
+                    .defer(&seqs, now + wait.as_millis() as i64, reason, now)
+            }
+            Settled::Following(reason, wait) => {
+                tracing::debug!(key = %batch.key, wait_ms = wait.as_millis() as u64, reason = %reason, "following a task");
                 self.store
                     .defer(&seqs, now + wait.as_millis() as i64, reason, now)
             }
@@ -523,6 +534,9 @@ impl<E: Executor> Worker<E> {
             // event its key has waiting, so a new deal's create and the rep's edit
             // after it often run together.
             let mut stale = false;
+            // The packs whose run ended done: only their creations' steps go on (a
+            // link that is still to be written goes first).
+            let mut done = Vec::new();
             for (i, event) in work.iter().filter(|(i, _)| fetch.packs.contains(i)) {
                 let pack = &rules.packs[*i];
                 if stale {
@@ -552,6 +566,37 @@ impl<E: Executor> Worker<E> {
                         None,
                     );
                 }
+                if ended == Settled::Done {
+                    done.push(*i);
+                }
+                outcome = worse(outcome, ended);
+            }
+            // A creation's steps go on after every pack of the group ran: an edit that
+            // moved the opportunity's stage (the update sync) may be what a waiting
+            // submission needs.
+            for (i, event) in work.iter().filter(|(i, _)| done.contains(i)) {
+                let pack = &rules.packs[*i];
+                let Some(deal) = &event.deal_id else { continue };
+                let key = creation::key(deal, &pack.pack.name);
+                let saved = match super::blocking(|| self.store.pending_settle(&key)) {
+                    Ok(Some(saved)) => saved,
+                    Ok(None) => continue,
+                    Err(e) => return worse(outcome, Settled::Retry(e.to_string(), None)),
+                };
+                let Some(steps) = Creation::decode(&saved) else {
+                    tracing::warn!(key = %key, "a creation's steps in a format this pcsync does not read are left alone");
+                    continue;
+                };
+                if stale {
+                    ctx = match self.resolve(latest, &fetch).await {
+                        Ok(ctx) => ctx,
+                        Err(e) => return worse(outcome, after_error(&e, e.message.clone())),
+                    };
+                }
+                let ended = self
+                    .follow_creation(pack, rules, event, &ctx, &key, steps)
+                    .await;
+                stale = true;
                 outcome = worse(outcome, ended);
             }
         }
@@ -595,6 +640,16 @@ impl<E: Executor> Worker<E> {
             Ok(None) => {}
             Err(e) => return Settled::Retry(e.to_string(), None),
         }
+        // A creation whose steps are not over is not planned again (its opportunity
+        // exists): the steps go on once the batch's packs ran (`run_subject`).
+        if let Some(deal) = &event.deal_id {
+            let key = creation::key(deal, &pack.pack.name);
+            match super::blocking(|| self.store.pending_settle(&key)) {
+                Ok(Some(_)) => return Settled::Done,
+                Ok(None) => {}
+                Err(e) => return Settled::Retry(e.to_string(), None),
+            }
+        }
         let now = self.clock.now();
         let plan = plan_pack(pack, rules, event, ctx, now);
         self.metrics.planned(&plan.pack);
@@ -620,6 +675,19 @@ impl<E: Executor> Worker<E> {
             };
             match performed {
                 Ok(answer) => {
+                    // The creation's steps are written down before its id goes on
+                    // the deal: whatever stops this run, they are taken later.
+                    if let Effect::CreateOpportunity { deal_id, .. } = write
+                        && let Some(steps) = Creation::after(&plan.writes, write, &answer)
+                    {
+                        let key = creation::key(deal_id, &plan.pack);
+                        let now_ms = now.as_millisecond();
+                        if let Err(e) = super::blocking(|| {
+                            self.store.save_settle(&key, &steps.encode(), now_ms)
+                        }) {
+                            return Settled::Retry(e.to_string(), None);
+                        }
+                    }
                     if !answer.is_null() {
                         result = answer;
                     }
@@ -696,6 +764,200 @@ impl<E: Executor> Worker<E> {
             Outcome::Failure { message } => ending(&pack.pack.name, Ending::Failed(message)),
             Outcome::Success { .. } => Settled::Done,
         })
+    }
+
+    /// Takes a creation's steps from where they stopped (see [`creation`]): each
+    /// solution, then the submission once the stage allows it, then its task until
+    /// AWS ends it; then the pack settles with how they ended.
+    async fn follow_creation(
+        &self,
+        pack: &CompiledPack,
+        rules: &RuleSet,
+        event: &Event,
+        ctx: &Context,
+        key: &str,
+        mut steps: Creation,
+    ) -> Settled {
+        let now = self.clock.now();
+        let name = pack.pack.name.as_str();
+        let id = steps.opportunity_id().to_string();
+        let save = |steps: &Creation| {
+            super::blocking(|| {
+                self.store
+                    .save_settle(key, &steps.encode(), now.as_millisecond())
+            })
+            .map_err(|e| Settled::Retry(e.to_string(), None))
+        };
+        let mut started = false;
+        while steps.ended.is_none() {
+            if let Some(solution) = steps.associate.first().cloned() {
+                let step = Effect::AssociateOpportunity {
+                    pack: name.to_string(),
+                    opportunity_id: id.clone(),
+                    solution: solution.clone(),
+                };
+                match self.step(event, name, &step, now).await {
+                    Err(settled) => return settled,
+                    Ok(Ok(_)) => {
+                        steps.associate.remove(0);
+                    }
+                    Ok(Err(message)) => {
+                        steps.ended = Some(Ended::Failure(format!(
+                            "AssociateOpportunity {solution}: {message}"
+                        )))
+                    }
+                }
+                if let Err(settled) = save(&steps) {
+                    return settled;
+                }
+                continue;
+            }
+            let Some(submission) = steps.submission.as_mut() else {
+                steps.ended = Some(Ended::Success(steps.created.clone()));
+                break;
+            };
+            let Some(task) = &submission.task else {
+                let stage = match self.executor.opportunity(&id).await {
+                    Ok(Some(o)) => o
+                        .pointer("/LifeCycle/Stage")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    Ok(None) => {
+                        steps.ended = Some(Ended::Failure(format!(
+                            "opportunity {id} is no longer in Partner Central"
+                        )));
+                        continue;
+                    }
+                    Err(e) => return after_error(&e, format!("{name}: {}", e.message)),
+                };
+                match pcsync_engine::readiness::submission(&stage) {
+                    SubmissionGate::Open => {
+                        let step = Effect::StartEngagement {
+                            pack: name.to_string(),
+                            opportunity_id: id.clone(),
+                            client_token: submission.client_token.clone(),
+                            submission: submission.submission.clone(),
+                        };
+                        match self.step(event, name, &step, now).await {
+                            Err(settled) => return settled,
+                            Ok(Ok(task)) => {
+                                submission.task = Some(task);
+                                started = true;
+                            }
+                            Ok(Err(message)) => {
+                                steps.ended = Some(Ended::Failure(format!(
+                                    "StartEngagementFromOpportunityTask: {message}"
+                                )))
+                            }
+                        }
+                    }
+                    SubmissionGate::Refused { reason } => {
+                        steps.ended = Some(Ended::Failure(reason));
+                    }
+                    SubmissionGate::Waits { reason } => {
+                        // Said once on the deal; the steps wait for an edit of the
+                        // deal that starts the pack again.
+                        if !steps.told_waiting {
+                            let mut result = steps.created.clone();
+                            result["Submission"] =
+                                serde_json::json!({ "TaskStatus": "WAITING", "Message": reason });
+                            let waiting = Outcome::Success { result };
+                            if let Err(settled) = self
+                                .follow_up(pack, rules, event, ctx, &steps.planned, &waiting, now)
+                                .await
+                            {
+                                return settled;
+                            }
+                            steps.told_waiting = true;
+                            if let Err(settled) = save(&steps) {
+                                return settled;
+                            }
+                        }
+                        tracing::info!(pack = name, opportunity = %id, reason = %reason, "the submission waits");
+                        return Settled::Done;
+                    }
+                }
+                if let Err(settled) = save(&steps) {
+                    return settled;
+                }
+                continue;
+            };
+            let running = task["TaskStatus"] == "IN_PROGRESS";
+            let task_id = task["TaskId"].as_str().map(str::to_string);
+            match task_id {
+                Some(task_id) if running => {
+                    if !started {
+                        match self.executor.engagement_task(&task_id).await {
+                            Ok(Some(listed)) => submission.task = Some(listed),
+                            Ok(None) => {}
+                            Err(e) => return after_error(&e, format!("{name}: {}", e.message)),
+                        }
+                    }
+                    if submission
+                        .task
+                        .as_ref()
+                        .is_some_and(|t| t["TaskStatus"] == "IN_PROGRESS")
+                    {
+                        let wait = creation::task_recheck(submission.looks);
+                        submission.looks += 1;
+                        if let Err(settled) = save(&steps) {
+                            return settled;
+                        }
+                        return Settled::Following(
+                            format!("{name}: submission task {task_id} of {id} is in progress"),
+                            wait,
+                        );
+                    }
+                }
+                _ => {
+                    let mut result = steps.created.clone();
+                    result["Submission"] = task.clone();
+                    steps.ended = Some(Ended::Success(result));
+                    if let Err(settled) = save(&steps) {
+                        return settled;
+                    }
+                }
+            }
+        }
+        let outcome = match steps.ended.clone().expect("the loop ends with an ending") {
+            Ended::Success(result) => Outcome::Success { result },
+            Ended::Failure(message) => Outcome::Failure { message },
+        };
+        if let Err(settled) = self
+            .follow_up(pack, rules, event, ctx, &steps.planned, &outcome, now)
+            .await
+        {
+            return settled;
+        }
+        if let Err(e) = super::blocking(|| self.store.clear_settle(key)) {
+            return Settled::Retry(e.to_string(), None);
+        }
+        match outcome {
+            Outcome::Failure { message } => ending(name, Ending::Failed(message)),
+            Outcome::Success { .. } => Settled::Done,
+        }
+    }
+
+    /// Performs one step of a creation: its answer, or the message of a failure
+    /// retries cannot fix; `Err` is how the batch ends when a retry may help.
+    async fn step(
+        &self,
+        event: &Event,
+        pack: &str,
+        effect: &Effect,
+        now: jiff::Timestamp,
+    ) -> Result<Result<Value, String>, Settled> {
+        match self.perform_once(event, pack, 0, effect, now).await {
+            Err(e) => Err(Settled::Retry(e.to_string(), None)),
+            Ok(None) => Ok(Ok(Value::Null)),
+            Ok(Some(Ok(answer))) => Ok(Ok(answer)),
+            Ok(Some(Err(e))) if e.retryable || e.waits_for_quota => Err(after_error(
+                &e,
+                format!("{pack}: {}: {}", effect.kind(), e.message),
+            )),
+            Ok(Some(Err(e))) => Ok(Err(e.message)),
+        }
     }
 
     /// Performs the pack's `on_success` or `on_error` effects. Follow-ups (the new
@@ -1039,7 +1301,7 @@ fn worse(a: Settled, b: Settled) -> Settled {
     fn rank(s: &Settled) -> u8 {
         match s {
             Settled::Untouched | Settled::Done => 0,
-            Settled::Deferred(_) | Settled::Wait(_, _) => 1,
+            Settled::Deferred(_) | Settled::Wait(_, _) | Settled::Following(_, _) => 1,
             Settled::Retry(_, _) | Settled::Replan(_) => 2,
             Settled::Dead(_) => 3,
         }

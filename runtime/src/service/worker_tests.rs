@@ -34,6 +34,8 @@ struct World {
     opportunities: HashMap<String, Value>,
     summaries: HashMap<String, Value>,
     snapshots: HashMap<String, Vec<Value>>,
+    /// Submission tasks by id, as ListEngagementFromOpportunityTasks lists them.
+    tasks: HashMap<String, Value>,
 }
 
 /// An executor over a [`World`] that records each write it is asked for (done or
@@ -121,7 +123,25 @@ impl Executor for Recording {
                 }
                 json!({ "LastModifiedDate": now.to_string() })
             }
-            Effect::CreateOpportunity { .. } => json!({ "Id": "O9000001" }),
+            Effect::CreateOpportunity { fields, .. } => {
+                let mut record = json!({ "Catalog": "Sandbox", "Id": "O9000001",
+                    "LastModifiedDate": now.to_string(),
+                    "LifeCycle": { "ReviewStatus": "Pending Submission" } });
+                for f in fields {
+                    set_path(&mut record, &f.field, f.new.clone())?;
+                }
+                world.opportunities.insert("O9000001".into(), record);
+                json!({ "Id": "O9000001" })
+            }
+            Effect::AssociateOpportunity { .. } => Value::Null,
+            Effect::StartEngagement { opportunity_id, .. } => {
+                let task = json!({ "TaskId": "task-0000000000001", "TaskStatus": "IN_PROGRESS",
+                    "OpportunityId": opportunity_id });
+                world
+                    .tasks
+                    .insert("task-0000000000001".into(), task.clone());
+                task
+            }
             Effect::UpdateDeal {
                 deal_id,
                 properties,
@@ -207,6 +227,11 @@ impl Executor for Recording {
 
     async fn aws_summary(&self, id: &str) -> Result<Option<Value>, ExecError> {
         Ok(self.world.lock().unwrap().summaries.get(id).cloned())
+    }
+
+    async fn engagement_task(&self, task_id: &str) -> Result<Option<Value>, ExecError> {
+        self.reads.lock().unwrap().push(format!("task:{task_id}"));
+        Ok(self.world.lock().unwrap().tasks.get(task_id).cloned())
     }
 
     async fn snapshots(
@@ -1116,4 +1141,380 @@ async fn without_an_sns_topic_notifications_are_tasks_and_notes_and_the_state_is
     assert_eq!(state.watches["review"], "Approved");
     assert_eq!(state.watches["score"], 90);
     assert_eq!(state.sent.len(), 3, "{:?}", state.sent);
+}
+
+/// The shipped packs with deal-creation associating `S-1234567` and submitting, and
+/// deal 102 (at `stage`) of a complete company, not yet in Partner Central.
+fn submitting(stage: &str) -> (tempfile::TempDir, Harness) {
+    let rules = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo("rules")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = text
+                .replace("submit_to_aws: false", "submit_to_aws: true")
+                .replace(r#"solution_id: """#, r#"solution_id: "S-1234567""#);
+            std::fs::write(rules.path().join(path.file_name().unwrap()), text).unwrap();
+        }
+    }
+    let h = harness(
+        rules.path(),
+        load_dir(rules.path()).unwrap(),
+        "2026-11-28T12:00:00Z".parse().unwrap(),
+    );
+    let mut world = h.worker.executor.world.lock().unwrap();
+    world.deals.insert(
+        "102".into(),
+        serde_json::from_value(json!({"id": "102", "properties": {
+            "dealname": "Acme order system", "dealstage": stage,
+            "closedate": "2027-06-30T00:00:00.000Z", "amount": "9000",
+            "description": "The customer moves its order system onto AWS this year",
+            "deal_currency_code": "USD", "aws_opportunity_id": "", "hubspot_owner_id": "77"}}))
+        .unwrap(),
+    );
+    world.companies.insert(
+        "102".into(),
+        serde_json::from_value(json!({"id": "9002", "properties": {
+            "name": "Acme Corporation", "domain": "acme.example", "industry": "RETAIL",
+            "country": "United States", "state": "MA", "city": "Boston", "zip": "02110",
+            "address": "1 Federal St"}}))
+        .unwrap(),
+    );
+    drop(world);
+    (rules, h)
+}
+
+impl Harness {
+    /// HubSpot reports deal 102 created.
+    fn deal_created(&self, event_id: u64) {
+        let hook = json!({"subscriptionType": "deal.creation", "objectId": 102,
+            "eventId": event_id, "occurredAt": self.clock.now_ms()});
+        let event = Event::from_hubspot(&hook).unwrap();
+        let key = ordering_key(&event);
+        self.store
+            .accept(&[(event, key)], self.clock.now_ms())
+            .unwrap();
+    }
+
+    /// HubSpot reports `property` of deal 102 changed to `value`.
+    fn edit_102(&self, event_id: u64, property: &str, value: &str) {
+        self.worker
+            .executor
+            .world
+            .lock()
+            .unwrap()
+            .deals
+            .get_mut("102")
+            .unwrap()
+            .properties
+            .insert(property.into(), json!(value));
+        let hook = json!({"subscriptionType": "deal.propertyChange", "objectId": 102,
+            "propertyName": property, "propertyValue": value, "eventId": event_id,
+            "occurredAt": self.clock.now_ms()});
+        let event = Event::from_hubspot(&hook).unwrap();
+        let key = ordering_key(&event);
+        self.store
+            .accept(&[(event, key)], self.clock.now_ms())
+            .unwrap();
+    }
+
+    fn deal_102(&self, property: &str) -> Option<String> {
+        self.worker.executor.world.lock().unwrap().deals["102"].property(property)
+    }
+
+    /// The service stops and starts again on the same state file: a new store and
+    /// worker, the same remote world and time.
+    fn restart(self) -> Harness {
+        let Harness {
+            dir,
+            store,
+            clock,
+            worker,
+        } = self;
+        let Worker {
+            executor,
+            rules,
+            metrics,
+            ..
+        } = worker;
+        drop(store);
+        let store = Arc::new(SqliteStore::open(&dir.path().join("pcsync.db")).unwrap());
+        store.recover(clock.now_ms()).unwrap();
+        let worker = Worker {
+            store: Arc::clone(&store) as Arc<dyn Store>,
+            rules,
+            executor,
+            clock: Arc::clone(&clock) as Arc<dyn Clock>,
+            app_id: Some(4242),
+            coalesce: COALESCE,
+            max_attempts: 3,
+            defer_recheck: DEFER_RECHECK,
+            keep_done: Duration::from_secs(3600),
+            metrics,
+            busy: Arc::new(super::super::Busy::default()),
+            concurrency: 4,
+            in_flight: Default::default(),
+            recorder: Default::default(),
+        };
+        Harness {
+            dir,
+            store,
+            clock,
+            worker,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_submission_task_is_followed_across_batches_and_a_restart_and_a_late_failure_reaches_the_deal()
+ {
+    let (_rules, h) = submitting("qualifiedtobuy");
+    h.deal_created(1);
+    h.later(COALESCE);
+    assert_eq!(h.tick().await, 1);
+    // The id is on the deal before the steps; the task AWS started is running.
+    assert_eq!(
+        h.worker
+            .executor
+            .take()
+            .iter()
+            .map(Effect::kind)
+            .collect::<Vec<_>>(),
+        [
+            "CreateOpportunity",
+            "UpdateDeal",
+            "AssociateOpportunity",
+            "StartEngagement"
+        ]
+    );
+    assert_eq!(
+        h.deal_102("aws_opportunity_id").as_deref(),
+        Some("O9000001")
+    );
+    assert_eq!(h.deal_102("aws_sync_status").as_deref(), Some("created"));
+    assert_eq!(
+        h.store.stats().unwrap().deferred,
+        1,
+        "the event waits for the task"
+    );
+
+    // A restart: the task is followed from the store, not started again.
+    let h = h.restart();
+    h.later(Duration::from_secs(1) + COALESCE);
+    assert_eq!(h.tick().await, 1);
+    assert!(
+        h.worker.executor.take().is_empty(),
+        "still running: nothing written"
+    );
+    let looked = |h: &Harness| {
+        h.worker
+            .executor
+            .reads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| *r == "task:task-0000000000001")
+            .count()
+    };
+    assert_eq!(looked(&h), 1);
+    assert_eq!(h.deal_102("aws_sync_status").as_deref(), Some("created"));
+
+    // Much later than any in-batch polling would wait, AWS fails it.
+    h.later(Duration::from_secs(45));
+    {
+        let mut world = h.worker.executor.world.lock().unwrap();
+        let task = world.tasks.get_mut("task-0000000000001").unwrap();
+        task["TaskStatus"] = json!("FAILED");
+        task["ReasonCode"] = json!("OpportunitySubmissionFailed");
+        task["Message"] = json!("AWS could not verify the customer's website");
+    }
+    h.later(COALESCE);
+    assert_eq!(h.tick().await, 1);
+    assert_eq!(looked(&h), 2);
+    let asked = h.worker.executor.take();
+    assert_eq!(
+        asked.iter().map(Effect::kind).collect::<Vec<_>>(),
+        ["UpdateDeal", "CreateNote"],
+        "{asked:?}"
+    );
+    assert_eq!(
+        h.deal_102("aws_sync_status").as_deref(),
+        Some("created; submission failed: AWS could not verify the customer's website")
+    );
+    let Effect::CreateNote { body, .. } = &asked[1] else {
+        unreachable!()
+    };
+    assert!(body.contains("OpportunitySubmissionFailed"), "{body}");
+    let stats = h.store.stats().unwrap();
+    assert_eq!(
+        (stats.deferred, stats.pending, stats.done),
+        (0, 0, 1),
+        "{stats:?}"
+    );
+    // Nothing is left to follow: a later edit of the deal makes no call to AWS.
+    h.edit_102(
+        2,
+        "description",
+        "The customer moves its order system and its data",
+    );
+    h.later(COALESCE);
+    h.tick().await;
+    assert!(!h.worker.executor.take().iter().any(|e| matches!(
+        e,
+        Effect::CreateOpportunity { .. } | Effect::StartEngagement { .. }
+    )),);
+}
+
+#[tokio::test]
+async fn a_submission_waits_at_prospect_and_starts_after_the_edit_that_qualifies_it() {
+    let (_rules, h) = submitting("appointmentscheduled");
+    h.deal_created(1);
+    h.later(COALESCE);
+    h.tick().await;
+    assert_eq!(
+        h.worker
+            .executor
+            .take()
+            .iter()
+            .map(Effect::kind)
+            .collect::<Vec<_>>(),
+        [
+            "CreateOpportunity",
+            "UpdateDeal",
+            "AssociateOpportunity",
+            "UpdateDeal"
+        ]
+    );
+    let status = h.deal_102("aws_sync_status").unwrap();
+    assert!(
+        status.starts_with(
+            "created; submission waits: AWS takes a submission from stage Qualified on"
+        ),
+        "{status}"
+    );
+    let stats = h.store.stats().unwrap();
+    assert_eq!(
+        (stats.deferred, stats.done),
+        (0, 1),
+        "nothing holds the deal's edits"
+    );
+    // An edit that does not move the stage: the submission still waits, told once.
+    h.edit_102(2, "amount", "9500");
+    h.later(COALESCE);
+    h.tick().await;
+    let asked = h.worker.executor.take();
+    assert!(
+        !asked.iter().any(|e| matches!(
+            e,
+            Effect::StartEngagement { .. } | Effect::CreateOpportunity { .. }
+        )),
+        "{asked:?}"
+    );
+    // The rep qualifies the deal: the update sync moves the stage, then the
+    // submission starts, once.
+    h.edit_102(3, "dealstage", "qualifiedtobuy");
+    h.later(COALESCE);
+    h.tick().await;
+    let kinds: Vec<&str> = h.worker.executor.take().iter().map(Effect::kind).collect();
+    let update = kinds
+        .iter()
+        .position(|k| *k == "UpdateOpportunity")
+        .unwrap();
+    let start = kinds.iter().position(|k| *k == "StartEngagement").unwrap();
+    assert!(update < start, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "StartEngagement").count(), 1);
+    h.worker
+        .executor
+        .world
+        .lock()
+        .unwrap()
+        .tasks
+        .get_mut("task-0000000000001")
+        .unwrap()["TaskStatus"] = json!("COMPLETE");
+    h.later(Duration::from_secs(1) + COALESCE);
+    h.tick().await;
+    assert_eq!(h.deal_102("aws_sync_status").as_deref(), Some("submitted"));
+}
+
+#[tokio::test]
+async fn a_failed_association_leaves_the_link_is_retried_alone_and_a_refusal_reaches_the_deal() {
+    // The link's write fails first: no step is taken before it is on the deal.
+    let (_rules, h) = submitting("qualifiedtobuy");
+    h.worker
+        .executor
+        .fail_next("UpdateDeal", retryable("HubSpot 502"));
+    h.deal_created(1);
+    h.later(COALESCE);
+    h.tick().await;
+    assert_eq!(
+        h.worker
+            .executor
+            .take()
+            .iter()
+            .map(Effect::kind)
+            .collect::<Vec<_>>(),
+        ["CreateOpportunity", "UpdateDeal"]
+    );
+    h.later(Duration::from_secs(3) + COALESCE);
+    h.tick().await;
+    assert_eq!(
+        h.worker
+            .executor
+            .take()
+            .iter()
+            .map(Effect::kind)
+            .collect::<Vec<_>>(),
+        ["UpdateDeal", "AssociateOpportunity", "StartEngagement"]
+    );
+    assert_eq!(
+        h.deal_102("aws_opportunity_id").as_deref(),
+        Some("O9000001")
+    );
+
+    let (_rules, h) = submitting("qualifiedtobuy");
+    h.worker
+        .executor
+        .fail_next("AssociateOpportunity", retryable("InternalServerException"));
+    h.deal_created(1);
+    h.later(COALESCE);
+    h.tick().await;
+    assert_eq!(
+        h.deal_102("aws_opportunity_id").as_deref(),
+        Some("O9000001")
+    );
+    h.worker.executor.take();
+    // The retry associates and submits; it creates nothing.
+    h.later(Duration::from_secs(3) + COALESCE);
+    h.tick().await;
+    assert_eq!(
+        h.worker
+            .executor
+            .take()
+            .iter()
+            .map(Effect::kind)
+            .collect::<Vec<_>>(),
+        ["AssociateOpportunity", "StartEngagement"]
+    );
+
+    // A solution AWS refuses for good: the status says so and the link stays.
+    let (_rules, h) = submitting("qualifiedtobuy");
+    h.worker.executor.fail_next(
+        "AssociateOpportunity",
+        ExecError::permanent("ResourceNotFoundException: Solution S-1234567 was not found"),
+    );
+    h.deal_created(1);
+    h.later(COALESCE);
+    h.tick().await;
+    assert_eq!(
+        h.deal_102("aws_opportunity_id").as_deref(),
+        Some("O9000001")
+    );
+    assert_eq!(
+        h.deal_102("aws_sync_status").as_deref(),
+        Some(
+            "error: AssociateOpportunity S-1234567: ResourceNotFoundException: Solution S-1234567 was not found"
+        )
+    );
+    assert!(!h.worker.executor.asked_kinds().contains(&"StartEngagement"));
+    assert_eq!(h.store.dead_letters().unwrap().len(), 1);
 }

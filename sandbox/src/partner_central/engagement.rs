@@ -222,7 +222,8 @@ impl Store {
     /// ListEngagementFromOpportunityTasks then lists it. A submission fails when the
     /// opportunity has no solution: the field matrix makes
     /// `RelatedEntityIdentifiers.Solutions` mandatory (row `solutionOffered`), and
-    /// only AssociateOpportunity sets it.
+    /// only AssociateOpportunity sets it. An opportunity before `Qualified` (or
+    /// `Closed Lost`) is refused at once, as the model's `LifeCycle.Stage` doc says.
     pub fn start_engagement(&mut self, input: &Value) -> Result<Value, ServiceError> {
         let token = input["ClientToken"]
             .as_str()
@@ -238,6 +239,24 @@ impl Store {
         }
         let stored = self.find(input, "Identifier")?.clone();
         let id = stored.record["Id"].as_str().unwrap_or_default().to_string();
+        // "A lead and a prospect must be further matured to a Qualified opportunity
+        // before submission. Opportunities that were closed/lost before submission
+        // aren't suitable for submission." (model, `LifeCycle.Stage` doc)
+        let stage = stored
+            .record
+            .pointer("/LifeCycle/Stage")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if matches!(stage, "" | "Prospect" | "Closed Lost") {
+            return Err(business(
+                "LifeCycle.Stage",
+                &format!(
+                    "is {}: an opportunity is submitted from stage Qualified on, and not once Closed Lost",
+                    if stage.is_empty() { "not set" } else { stage }
+                ),
+                "INVALID_RESOURCE_STATE",
+            ));
+        }
         let catalog = stored.record["Catalog"]
             .as_str()
             .unwrap_or_default()
