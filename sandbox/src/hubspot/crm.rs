@@ -55,6 +55,9 @@ pub fn routes() -> Router<Arc<HubSpot>> {
         )
         .route("/crm/v3/properties/deals/{name}", get(get_property))
         .route("/crm/v3/owners", get(list_owners))
+        // HubSpot's owners guide, and so its own clients, ask for the list with a
+        // trailing slash (`GET /crm/v3/owners/`), which HubSpot answers.
+        .route("/crm/v3/owners/", get(list_owners))
         .route("/crm/v3/owners/{id}", get(get_owner))
         .route("/crm/v3/pipelines/deals", get(pipelines))
         .route("/crm/v3/pipelines/deals/{id}/stages", get(stages))
