@@ -25,7 +25,10 @@ async fn hubspots_python_client_is_answered_on_every_route_pcsync_uses() {
         .hubspot
         .with_store(|s| s.primary_company.get(&deal).cloned())
         .unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hubspot_official_client.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/hubspot_official_client.py"
+    );
     let args = [
         script.to_string(),
         sb.hubspot_url.clone(),
@@ -44,11 +47,21 @@ async fn hubspots_python_client_is_answered_on_every_route_pcsync_uses() {
         !stderr.contains("No module named 'hubspot'"),
         "HubSpot's Python client is not installed: `python3 -m pip install 'hubspot-api-client==12.*'` (.ci/run does)"
     );
-    assert!(output.status.success(), "the official client failed:\n{stderr}");
+    assert!(
+        output.status.success(),
+        "the official client failed:\n{stderr}"
+    );
     let out: Value = serde_json::from_slice(&output.stdout).unwrap();
 
-    assert_eq!(out["get_deal"]["aws_opportunity_id"], opportunity.as_str(), "{out}");
-    assert_eq!(out["update_deal"]["dealname"], "Renamed by the official client");
+    assert_eq!(
+        out["get_deal"]["aws_opportunity_id"],
+        opportunity.as_str(),
+        "{out}"
+    );
+    assert_eq!(
+        out["update_deal"]["dealname"],
+        "Renamed by the official client"
+    );
     assert_eq!(
         sb.hubspot
             .with_store(|s| s.deals[&deal].properties["dealname"].clone()),
@@ -71,8 +84,14 @@ async fn hubspots_python_client_is_answered_on_every_route_pcsync_uses() {
             d.associations.get("tasks").cloned().unwrap_or_default(),
         )
     });
-    assert_eq!(notes, vec![out["create_note"].as_str().unwrap().to_string()]);
-    assert_eq!(tasks, vec![out["create_task"].as_str().unwrap().to_string()]);
+    assert_eq!(
+        notes,
+        vec![out["create_note"].as_str().unwrap().to_string()]
+    );
+    assert_eq!(
+        tasks,
+        vec![out["create_task"].as_str().unwrap().to_string()]
+    );
     assert!(
         out["deal_property_names"]
             .as_array()
