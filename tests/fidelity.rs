@@ -896,3 +896,50 @@ async fn a_submission_waits_for_qualified_and_starts_at_the_edit_that_qualifies_
     assert_eq!(review["Stage"], "Qualified", "{review}");
     assert_ne!(review["ReviewStatus"], "Pending Submission", "{review}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubspots_enforced_daily_limit_waits_for_the_accounts_midnight() {
+    // No injected fault: the sandbox's own daily limit is spent, as an account's is
+    // when other apps share it (reference §5.1). The account's time zone is UTC on
+    // both sides.
+    let (sb, _dir, service, _config) = start(|_| {}, "worker:\n  coalesce: 100ms\n").await;
+    let http = reqwest::Client::new();
+    drained(&http, &service, 0).await;
+    let before = jiff::Timestamp::now();
+    sb.hubspot.set_daily_limit(0);
+    edit_deal(
+        &http,
+        &sb,
+        "40000000001",
+        json!({ "closedate": "2031-09-30" }),
+    )
+    .await;
+    let health = eventually("the wait on /healthz", &service, || async {
+        let h = get(&http, &format!("{}/healthz", service.url)).await?;
+        (h["inbox"]["deferred"] == 1).then_some(h)
+    })
+    .await;
+    let after = jiff::Timestamp::now();
+    assert_eq!(health["inbox"]["dead"], 0, "{health}");
+    assert_eq!(health["hubspot_daily_limit"]["waits"], 1, "{health}");
+    let paused: jiff::Timestamp = health["hubspot_daily_limit"]["paused_until"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let resets = [next_utc_midnight(before), next_utc_midnight(after)];
+    assert!(
+        resets
+            .iter()
+            .any(|r| paused >= *r && paused < *r + jiff::SignedDuration::from_secs(60)),
+        "{paused} {resets:?}"
+    );
+    let refused: Vec<String> = sb
+        .journal
+        .calls()
+        .into_iter()
+        .filter(|c| c.service == "hubspot" && c.status == 429)
+        .map(|c| c.operation)
+        .collect();
+    assert_eq!(refused.len(), 1, "one try, then the wait: {refused:?}");
+}

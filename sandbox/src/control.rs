@@ -190,6 +190,8 @@ pub fn router(
         )
         .route("/_sandbox/hubspot/{kind}", get(hubspot_objects))
         .route("/_sandbox/hubspot/owners", post(hubspot_owner))
+        .route("/_sandbox/hubspot/clock", post(hubspot_clock))
+        .route("/_sandbox/hubspot/limits", post(hubspot_limits))
         .route(
             "/_sandbox/hubspot/webhooks",
             post(hubspot_webhooks).delete(hubspot_webhooks_off),
@@ -491,6 +493,30 @@ fn properties(body: &Value) -> std::collections::BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// Moves the HubSpot account's clock forward (`{"advance_ms": N}`): search catches
+/// up with the writes whose lag has passed, and the daily limit resets past the
+/// account's midnight.
+async fn hubspot_clock(State(c): State<Control>, Json(body): Json<Value>) -> Response {
+    let ms = body["advance_ms"].as_u64().unwrap_or(0);
+    c.hs.advance_clock(Duration::from_millis(ms));
+    Json(json!({ "now": c.hs.clock.now().to_string() })).into_response()
+}
+
+/// Sets the HubSpot account's daily allowance from now on (`{"daily": N}`).
+async fn hubspot_limits(State(c): State<Control>, Json(body): Json<Value>) -> Response {
+    match body["daily"].as_u64().and_then(|n| u32::try_from(n).ok()) {
+        Some(n) => {
+            c.hs.set_daily_limit(n);
+            Json(json!({ "daily": n })).into_response()
+        }
+        None => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "`daily` is the number of requests allowed a day" })),
+        )
+            .into_response(),
+    }
+}
+
 /// A sales rep creates a deal in HubSpot's UI.
 async fn hubspot_create_deal(State(c): State<Control>, Json(body): Json<Value>) -> Response {
     let mut props = properties(&body);
@@ -505,6 +531,7 @@ async fn hubspot_create_deal(State(c): State<Control>, Json(body): Json<Value>) 
         }
         deal
     });
+    c.hs.index.written(c.hs.clock.now(), None, &deal);
     c.hs.webhooks.deal_created(&deal.id, &user());
     (StatusCode::CREATED, Json(full(&deal, "deals"))).into_response()
 }
@@ -563,6 +590,7 @@ async fn hubspot_edit_deal(
     let props = properties(&body);
     let edited = c.hs.with_store(|s| {
         let deal = s.deals.get_mut(&id)?;
+        let before = deal.clone();
         let changes: Vec<(String, String)> = props
             .iter()
             .filter(|(k, v)| deal.properties.get(*k) != Some(*v))
@@ -570,10 +598,11 @@ async fn hubspot_edit_deal(
             .collect();
         deal.properties.extend(props);
         deal.updated_at = jiff::Timestamp::now();
-        Some((deal.clone(), changes))
+        Some((before, deal.clone(), changes))
     });
     match edited {
-        Some((d, changes)) => {
+        Some((before, d, changes)) => {
+            c.hs.index.written(c.hs.clock.now(), Some(before), &d);
             c.hs.webhooks.deal_changed(&d.id, &changes, &user());
             Json(full(&d, "deals")).into_response()
         }

@@ -241,3 +241,50 @@ async fn delays_and_dropped_connections_can_be_injected() {
         "a dropped connection is not a service answer: {err:?}"
     );
 }
+
+#[tokio::test]
+async fn the_hubspot_accounts_clock_and_daily_allowance_are_set_over_http() {
+    let sb = sandbox(Quotas::OFF).await;
+    let http = reqwest::Client::new();
+    let hubspot = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{}{path}", sb.hubspot_url))
+            .bearer_auth("sandbox-token")
+    };
+    // A rep creates a deal in HubSpot's UI: search does not find it yet.
+    let (status, _) = post(
+        &sb,
+        "/_sandbox/hubspot/deals",
+        json!({"properties": {"dealname": "Fresh", "dealstage": "qualifiedtobuy"}}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let total = || async {
+        let found: Value = hubspot(reqwest::Method::POST, "/crm/v3/objects/deals/search")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        found["total"].clone()
+    };
+    assert_eq!(total().await, 0);
+    let lag = pcsync_sandbox::hubspot::SEARCH_LAG.as_millis() as u64;
+    let (status, _) = post(&sb, "/_sandbox/hubspot/clock", json!({"advance_ms": lag})).await;
+    assert_eq!(status, 200);
+    assert_eq!(total().await, 1);
+
+    // The day's allowance spent: HubSpot's daily 429.
+    let (status, _) = post(&sb, "/_sandbox/hubspot/limits", json!({"daily": 0})).await;
+    assert_eq!(status, 200);
+    let refused = hubspot(reqwest::Method::GET, "/crm/v3/pipelines/deals")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["policyName"], "DAILY");
+    let (status, _) = post(&sb, "/_sandbox/hubspot/limits", json!({"daily": -1})).await;
+    assert_eq!(status, 400);
+}

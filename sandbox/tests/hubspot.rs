@@ -312,6 +312,9 @@ async fn search_filters_sorts_and_pages() {
         }
         ids.push(a.deal(props).await);
     }
+    // Search sees the new deals once its lag has passed.
+    sb.hubspot
+        .advance_clock(pcsync_sandbox::hubspot::SEARCH_LAG);
     let search = |body: Value| a.call(Method::POST, "/crm/v3/objects/deals/search", Some(body));
     let (_, headers, linked) = search(json!({"filterGroups": [{"filters": [{"propertyName": "aws_opportunity_id", "operator": "HAS_PROPERTY"}]}], "properties": ["aws_opportunity_id"]})).await;
     assert_eq!(linked["total"], 2);
@@ -447,4 +450,97 @@ async fn owners_and_the_default_pipeline() {
             "closedlost"
         ]
     );
+}
+
+#[tokio::test]
+async fn the_daily_limit_is_enforced_until_the_accounts_midnight() {
+    // An account in Auckland: its day ends at its own midnight, not UTC's.
+    let zone = jiff::tz::TimeZone::get("Pacific/Auckland").unwrap();
+    let sb = sandbox(HubSpotOptions {
+        daily_limit: 2,
+        time_zone: zone.clone(),
+        ..HubSpotOptions::unlimited()
+    })
+    .await;
+    let a = api(&sb);
+    let pipelines = || a.call(Method::GET, "/crm/v3/pipelines/deals", None);
+    assert_eq!(pipelines().await.0, StatusCode::OK);
+    assert_eq!(pipelines().await.0, StatusCode::OK);
+    let (status, headers, body) = pipelines().await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // HubSpot's documented DAILY body (reference §5.3).
+    assert_eq!(body["errorType"], "RATE_LIMIT");
+    assert_eq!(body["policyName"], "DAILY");
+    assert_eq!(body["message"], "You have reached your daily limit.");
+    assert_eq!(headers["x-hubspot-ratelimit-daily"], "2");
+    assert_eq!(headers["x-hubspot-ratelimit-daily-remaining"], "0");
+    // Still refused a moment before the account's midnight…
+    let now = sb.hubspot.clock.now();
+    let midnight = now
+        .to_zoned_datetime(zone.clone())
+        .date()
+        .tomorrow()
+        .unwrap()
+        .to_zoned_datetime(zone)
+        .unwrap()
+        .timestamp();
+    let before_midnight = now.duration_until(midnight) - jiff::SignedDuration::from_secs(60);
+    sb.hubspot
+        .advance_clock(before_midnight.try_into().unwrap());
+    assert_eq!(pipelines().await.0, StatusCode::TOO_MANY_REQUESTS);
+    // …and answered again after it.
+    sb.hubspot
+        .advance_clock(std::time::Duration::from_secs(120));
+    assert_eq!(pipelines().await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn search_lags_writes_while_reads_by_id_see_them_at_once() {
+    let sb = sandbox(HubSpotOptions::unlimited()).await;
+    let a = api(&sb);
+    a.call(Method::POST, "/crm/v3/properties/deals", Some(json!({"name": "aws_opportunity_id", "label": "AWS", "type": "string", "fieldType": "text", "groupName": "dealinformation"}))).await;
+    let linked_to = |opportunity: &'static str| {
+        a.call(
+            Method::POST,
+            "/crm/v3/objects/deals/search",
+            Some(json!({"filterGroups": [{"filters": [{"propertyName": "aws_opportunity_id", "operator": "EQ", "value": opportunity}]}], "properties": ["aws_opportunity_id"]})),
+        )
+    };
+    let id = a
+        .deal(json!({"dealname": "Lagging", "dealstage": "qualifiedtobuy", "aws_opportunity_id": "O1"}))
+        .await;
+    // A new deal is not found by search at once…
+    let (_, _, found) = linked_to("O1").await;
+    assert_eq!(found["total"], 0, "{found}");
+    // …though a read by id has it.
+    let (status, _, _) = a
+        .call(Method::GET, &format!("/crm/v3/objects/deals/{id}"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    sb.hubspot
+        .advance_clock(pcsync_sandbox::hubspot::SEARCH_LAG);
+    let (_, _, found) = linked_to("O1").await;
+    assert_eq!(found["total"], 1, "{found}");
+
+    // A change is searched as it was until the lag has passed: the old value still
+    // finds the deal, the new one not yet.
+    let (status, _, _) = a
+        .call(
+            Method::PATCH,
+            &format!("/crm/v3/objects/deals/{id}"),
+            Some(json!({"properties": {"aws_opportunity_id": "O2"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(linked_to("O2").await.2["total"], 0);
+    let (_, _, stale) = linked_to("O1").await;
+    assert_eq!(stale["total"], 1);
+    assert_eq!(
+        stale["results"][0]["properties"]["aws_opportunity_id"],
+        "O1"
+    );
+    sb.hubspot
+        .advance_clock(pcsync_sandbox::hubspot::SEARCH_LAG);
+    assert_eq!(linked_to("O1").await.2["total"], 0);
+    assert_eq!(linked_to("O2").await.2["total"], 1);
 }

@@ -854,3 +854,117 @@ async fn submission_creates_engagement_summary_and_snapshots() {
         Some(&ReasonCode::OpportunitySubmissionFailed)
     );
 }
+
+#[tokio::test]
+async fn a_submission_client_token_reused_with_another_body_is_a_conflict() {
+    let sb = sandbox(Quotas::OFF).await;
+    let c = client(&sb, 1).await;
+    let id = create(&c, "resubmit").await;
+    update_with(&c, &id, |l, p| {
+        (l.stage(Stage::Qualified).build(), p.build())
+    })
+    .await
+    .unwrap();
+    let submit = |involvement: SalesInvolvementType| {
+        c.start_engagement_from_opportunity_task()
+            .catalog("Sandbox")
+            .client_token("submit-once")
+            .identifier(&id)
+            .aws_submission(
+                AwsSubmission::builder()
+                    .involvement_type(involvement)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+    };
+    let first = submit(SalesInvolvementType::CoSell).await.unwrap();
+    // The same request again is a replay of the same task…
+    let again = submit(SalesInvolvementType::CoSell).await.unwrap();
+    assert_eq!(again.task_id(), first.task_id());
+    // …but the same token with another body is refused (the model declares
+    // ConflictException and makes ClientToken an idempotency token).
+    let err = submit(SalesInvolvementType::ForVisibilityOnly)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ConflictException"), "{err:?}");
+    assert_eq!(
+        err.message(),
+        Some("Conflicting client token submitted for a new request body.")
+    );
+    let tasks = c
+        .list_engagement_from_opportunity_tasks()
+        .catalog("Sandbox")
+        .opportunity_identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tasks.task_summaries().len(), 1);
+}
+
+#[tokio::test]
+async fn only_an_active_solution_can_be_associated() {
+    let sb = sandbox(Quotas::OFF).await;
+    let c = client(&sb, 1).await;
+    let id = create(&c, "inactive-solution").await;
+    sb.partner_central.with_store(|s| {
+        s.add_solution(
+            "Sandbox",
+            "S-0000008",
+            "Retired tool",
+            "Software Product",
+            "Inactive",
+        );
+        s.add_solution(
+            "Sandbox",
+            "S-0000009",
+            "Unpublished tool",
+            "Software Product",
+            "Draft",
+        );
+        s.add_solution(
+            "Sandbox",
+            "S-0000010",
+            "Current tool",
+            "Software Product",
+            "Active",
+        );
+    });
+    let associate = |solution: &'static str| {
+        c.associate_opportunity()
+            .catalog("Sandbox")
+            .opportunity_identifier(&id)
+            .related_entity_type(RelatedEntityType::Solutions)
+            .related_entity_identifier(solution)
+            .send()
+    };
+    for solution in ["S-0000008", "S-0000009"] {
+        let err = associate(solution).await.unwrap_err();
+        assert_eq!(err.code(), Some("ValidationException"), "{err:?}");
+        let pc::operation::associate_opportunity::AssociateOpportunityError::ValidationException(v) =
+            err.into_service_error()
+        else {
+            panic!("not a validation error");
+        };
+        assert_eq!(
+            v.reason(),
+            &ValidationExceptionReason::BusinessValidationFailed
+        );
+        assert_eq!(
+            v.error_list()[0].field_name(),
+            Some("RelatedEntityIdentifier")
+        );
+    }
+    associate("S-0000010").await.unwrap();
+    let got = c
+        .get_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.related_entity_identifiers().unwrap().solutions(),
+        ["S-0000010".to_string()]
+    );
+}

@@ -248,6 +248,23 @@ pub fn budgeted_period(every: Duration, deals: usize, reads: u64, budget_per_day
 /// How long a listed deal stands for a fresh read.
 pub const LISTING_FRESH: Duration = Duration::from_secs(10 * 60);
 
+/// How long after pcsync writes a deal a listing may still show it as it was: CRM
+/// search "may take a few moments" to see a write (HubSpot reference §3.4), and
+/// HubSpot gives no bound, so this is generous.
+pub const SEARCH_CATCH_UP: Duration = Duration::from_secs(10 * 60);
+
+/// Whether a listed deal holds what pcsync last wrote to it: `written` are the
+/// properties pcsync wrote within [`SEARCH_CATCH_UP`] before the listing, with the
+/// values written. A listed value that differs may be search's index not having
+/// caught up with pcsync's own write, so the deal is then read by id (and when a
+/// person changed it since, that read costs one call and is right too).
+pub fn listing_holds(listed: &pcsync_engine::DealSnapshot, written: &[(String, String)]) -> bool {
+    written.iter().all(|(property, value)| {
+        !listed.properties.contains_key(property)
+            || listed.property(property).unwrap_or_default() == *value
+    })
+}
+
 /// Of `changed` (id and `LastModifiedDate`, as ListOpportunities reports them), the
 /// opportunities modified since `seen` last noted them, which it then notes.
 pub fn new_changes(
@@ -838,6 +855,34 @@ mod poller_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_that_does_not_show_pcsyncs_own_write_yet_is_not_used() {
+        let listed = pcsync_engine::DealSnapshot {
+            id: "40000000001".into(),
+            properties: [
+                ("aws_synced_resources".to_string(), serde_json::json!("r1")),
+                ("aws_sync_status".to_string(), serde_json::Value::Null),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let wrote = |p: &str, v: &str| vec![(p.to_string(), v.to_string())];
+        assert!(listing_holds(&listed, &[]));
+        assert!(listing_holds(&listed, &wrote("aws_synced_resources", "r1")));
+        assert!(listing_holds(&listed, &wrote("aws_sync_status", "")));
+        // Not listed: nothing to contradict.
+        assert!(listing_holds(
+            &listed,
+            &wrote("aws_last_sync_date", "2026-12-08")
+        ));
+        // Search still shows the deal as before pcsync's write.
+        assert!(!listing_holds(
+            &listed,
+            &wrote("aws_synced_resources", "r1;r2")
+        ));
+        assert!(!listing_holds(&listed, &wrote("aws_sync_status", "synced")));
+    }
 
     fn listed(at: jiff::Timestamp) -> Event {
         let deal = Deal {

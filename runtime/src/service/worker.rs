@@ -1071,6 +1071,25 @@ impl<E: Executor> Worker<E> {
         }
     }
 
+    /// Whether a copy of a deal that CRM search answered at `searched_ms` (a
+    /// schedule's listing, or a deal found by its link) holds pcsync's own writes to
+    /// it. Search lags writes (HubSpot reference §3.4), so it is never how pcsync
+    /// reads its own write back: the copy does not stand for the deal when pcsync
+    /// wrote the deal after the search, or shortly before and the copy shows other
+    /// values ([`super::poll::listing_holds`]); the deal is then read by id.
+    fn search_copy_holds(&self, copy: &pcsync_engine::DealSnapshot, searched_ms: i64) -> bool {
+        let key = format!("deal:{}", copy.id);
+        let catch_up = super::poll::SEARCH_CATCH_UP.as_millis() as i64;
+        let holds = super::blocking(|| -> Result<bool, crate::store::StoreError> {
+            if self.store.written_since(&key, searched_ms)? {
+                return Ok(false);
+            }
+            let recent = self.store.writes_since(&key, searched_ms - catch_up)?;
+            Ok(super::poll::listing_holds(copy, &recent))
+        });
+        matches!(holds, Ok(true))
+    }
+
     /// Loads what `fetch` names for `event`: the deal, its company, the opportunity,
     /// the AWS view, snapshots, the last-known state.
     async fn resolve(&self, event: &Event, fetch: &Fetch) -> Result<Context, ExecError> {
@@ -1078,16 +1097,12 @@ impl<E: Executor> Worker<E> {
         let link = &fetch.link_property;
         let mut deal = match &event.deal_id {
             Some(id) => {
-                // The listing's copy, unless pcsync wrote the deal since (another
-                // run's `remember_in` keys, say).
+                // The listing's copy, unless it may miss pcsync's own writes
+                // (another run's `remember_in` keys, say).
                 let listed = super::poll::deal_from_listing(event, &fetch.deal, self.clock.now())
-                    .filter(|_| {
-                        let since = super::poll::listed_at(event).map_or(0, |t| t.as_millisecond());
-                        let key = format!("deal:{id}");
-                        matches!(
-                            super::blocking(|| self.store.written_since(&key, since)),
-                            Ok(false)
-                        )
+                    .filter(|listed| {
+                        let at = super::poll::listed_at(event).map_or(0, |t| t.as_millisecond());
+                        self.search_copy_holds(listed, at)
                     });
                 match listed {
                     Some(listed) => Some(listed),
@@ -1120,6 +1135,12 @@ impl<E: Executor> Worker<E> {
             }
             if deal.is_none() {
                 deal = x.deal_linked_to(link, id, &fetch.deal).await?;
+                // Search found the deal; its copy may predate pcsync's own writes.
+                if let Some(found) = &deal
+                    && !self.search_copy_holds(found, self.clock.now().as_millisecond())
+                {
+                    deal = x.deal(&found.id.clone(), &fetch.deal).await?;
+                }
             }
         }
         // AWS keeps no summary of an opportunity it was never sent: before submission

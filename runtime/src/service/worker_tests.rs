@@ -53,6 +53,9 @@ struct Recording {
     hold: Mutex<Option<(String, Arc<tokio::sync::Notify>)>>,
     /// Every read of a deal or an opportunity (`deal:ID`, `opportunity:ID`), in order.
     reads: Mutex<Vec<String>>,
+    /// The deals as CRM search's index holds them while it lags writes; `None`:
+    /// search sees the world as it is.
+    searched: Mutex<Option<IndexMap<String, DealSnapshot>>>,
 }
 
 impl Recording {
@@ -195,8 +198,10 @@ impl Executor for Recording {
         properties: &[String],
     ) -> Result<Option<DealSnapshot>, ExecError> {
         let world = self.world.lock().unwrap();
-        Ok(world
-            .deals
+        let searched = self.searched.lock().unwrap();
+        Ok(searched
+            .as_ref()
+            .unwrap_or(&world.deals)
             .values()
             .find(|d| d.property(link).as_deref() == Some(opportunity_id))
             .map(|d| only(d, properties)))
@@ -1517,4 +1522,84 @@ async fn a_failed_association_leaves_the_link_is_retried_alone_and_a_refusal_rea
     );
     assert!(!h.worker.executor.asked_kinds().contains(&"StartEngagement"));
     assert_eq!(h.store.dead_letters().unwrap().len(), 1);
+}
+
+/// An AWS event for O1234567, whose partner identifier is no deal id: its deal is
+/// found through CRM search by its link.
+fn found_through_search(h: &Harness) {
+    h.worker
+        .executor
+        .world
+        .lock()
+        .unwrap()
+        .opportunities
+        .get_mut("O1234567")
+        .unwrap()["PartnerOpportunityIdentifier"] = json!("partner-crm-7");
+    let event = Event::from_eventbridge(&json!({"id": "e-1", "detail-type": "Opportunity Updated",
+        "time": "2026-11-28T12:00:00Z", "source": "aws.partnercentral-selling",
+        "detail": {"catalog": "Sandbox", "opportunity": {"identifier": "O1234567"}}}))
+    .unwrap();
+    let key = ordering_key(&event);
+    h.store.accept(&[(event, key)], h.clock.now_ms()).unwrap();
+}
+
+#[tokio::test]
+async fn a_deal_found_through_search_that_misses_pcsyncs_own_write_is_read_by_id() {
+    let h = Harness::shipped("Approved");
+    // pcsync renamed the deal a moment ago; search's index still has the old name.
+    let mut stale = h.worker.executor.world.lock().unwrap().deals.clone();
+    h.worker.executor.world.lock().unwrap().deals["101"]
+        .properties
+        .insert("dealname".into(), json!("Acme data platform v2"));
+    h.store
+        .remember_write(
+            "deal:101",
+            "dealname",
+            "Acme data platform v2",
+            h.clock.now_ms(),
+        )
+        .unwrap();
+    *h.worker.executor.searched.lock().unwrap() = Some(stale.clone());
+    found_through_search(&h);
+    h.later(COALESCE);
+    h.tick().await;
+    assert!(
+        h.worker
+            .executor
+            .reads
+            .lock()
+            .unwrap()
+            .contains(&"deal:101".to_string()),
+        "{:?}",
+        h.worker.executor.reads.lock().unwrap()
+    );
+
+    // Once search has caught up, the copy it found stands for the deal.
+    let h2 = Harness::shipped("Approved");
+    h2.store
+        .remember_write(
+            "deal:101",
+            "dealname",
+            "Acme data platform v2",
+            h2.clock.now_ms(),
+        )
+        .unwrap();
+    stale["101"]
+        .properties
+        .insert("dealname".into(), json!("Acme data platform v2"));
+    h2.worker.executor.world.lock().unwrap().deals = stale.clone();
+    *h2.worker.executor.searched.lock().unwrap() = Some(stale);
+    found_through_search(&h2);
+    h2.later(COALESCE);
+    h2.tick().await;
+    assert!(
+        !h2.worker
+            .executor
+            .reads
+            .lock()
+            .unwrap()
+            .contains(&"deal:101".to_string()),
+        "{:?}",
+        h2.worker.executor.reads.lock().unwrap()
+    );
 }

@@ -332,6 +332,14 @@ pub trait EchoMemory: Send + Sync {
     /// Whether pcsync wrote any property of the object at or after `since_ms`: a
     /// copy of it read before then is out of date.
     fn written_since(&self, object: &str, since_ms: i64) -> Result<bool, StoreError>;
+
+    /// The properties of the object pcsync last wrote at or after `since_ms`, with
+    /// the values it wrote.
+    fn writes_since(
+        &self,
+        object: &str,
+        since_ms: i64,
+    ) -> Result<Vec<(String, String)>, StoreError>;
 }
 
 /// Which revision of which resource snapshot: AWS never changes a revision once made.

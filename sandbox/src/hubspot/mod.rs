@@ -2,8 +2,10 @@
 //! pipelines, with Bearer authentication, HubSpot's error bodies and its rate limits
 //! (reference §3–§5; §8 is the checklist this follows).
 
+pub mod clock;
 pub mod companies;
 mod crm;
+pub mod index;
 mod limits;
 pub mod store;
 pub mod webhooks;
@@ -33,9 +35,23 @@ pub struct HubSpotOptions {
     pub rate_limit_per_10s: Option<u32>,
     /// CRM search requests per second (5); `None` for no limit.
     pub search_per_second: Option<u32>,
-    /// Requests allowed per day, reported in `X-HubSpot-RateLimit-Daily`.
+    /// Requests allowed per day, reported in `X-HubSpot-RateLimit-Daily` and
+    /// enforced: once they are spent, requests get HubSpot's daily 429 until the
+    /// account's midnight (reference §5.1, §5.3).
     pub daily_limit: u32,
+    /// The account's time zone (HubSpot's Account defaults): the daily limit resets
+    /// at its midnight.
+    pub time_zone: jiff::tz::TimeZone,
+    /// How long a deal's write takes to reach CRM search ("a few moments",
+    /// reference §3.4); zero for none.
+    pub search_lag: Duration,
 }
+
+/// The strict sandbox's search lag: longer than any flow takes from a write to its
+/// next step, so a flow that looks for its own write through search finds nothing,
+/// and short enough that "a few moments" holds. Tests that need search to catch up
+/// advance the account's clock ([`HubSpot::advance_clock`]) instead of waiting.
+pub const SEARCH_LAG: Duration = Duration::from_secs(5);
 
 impl HubSpotOptions {
     /// The default token, with no rate limit: for tests that are not about them.
@@ -55,6 +71,8 @@ impl Default for HubSpotOptions {
             rate_limit_per_10s: Some(100),
             search_per_second: Some(5),
             daily_limit: 250_000,
+            time_zone: jiff::tz::TimeZone::UTC,
+            search_lag: SEARCH_LAG,
         }
     }
 }
@@ -68,7 +86,19 @@ pub struct HubSpot {
     options: HubSpotOptions,
     window: Option<RollingWindow>,
     search: Option<RollingWindow>,
-    daily_used: Mutex<u32>,
+    daily: Mutex<Daily>,
+    /// The account's time, for the daily limit and search's lag.
+    pub clock: clock::Clock,
+    /// What CRM search sees of the deals.
+    pub index: index::SearchIndex,
+}
+
+/// Requests counted against the daily limit on one day of the account's calendar.
+#[derive(Debug)]
+struct Daily {
+    limit: u32,
+    day: Option<jiff::civil::Date>,
+    used: u32,
 }
 
 /// A HubSpot error response (reference §4.3).
@@ -101,11 +131,54 @@ impl HubSpot {
             store: Mutex::new(Store::default()),
             webhooks,
             journal,
-            options,
             window,
             search,
-            daily_used: Mutex::new(0),
+            daily: Mutex::new(Daily {
+                limit: options.daily_limit,
+                day: None,
+                used: 0,
+            }),
+            clock: clock::Clock::default(),
+            index: index::SearchIndex::new(
+                jiff::SignedDuration::try_from(options.search_lag)
+                    .unwrap_or(jiff::SignedDuration::MAX),
+            ),
+            options,
         })
+    }
+
+    /// Moves the account's clock forward by `by`: search sees the writes whose lag
+    /// has passed, and the daily limit resets if that crosses the account's midnight.
+    pub fn advance_clock(&self, by: Duration) {
+        self.clock
+            .advance(jiff::SignedDuration::try_from(by).unwrap_or(jiff::SignedDuration::MAX));
+    }
+
+    /// Sets the daily allowance from now on (the requests already made today still
+    /// count): a test spends it without making that many requests.
+    pub fn set_daily_limit(&self, limit: u32) {
+        self.daily.lock().expect("daily counter lock").limit = limit;
+    }
+
+    /// Counts a request against today's allowance in the account's time zone:
+    /// `(limit, remaining)`, or the limit when it is spent (the request is not
+    /// counted).
+    fn take_daily(&self) -> Result<(u32, u32), u32> {
+        let today = self
+            .clock
+            .now()
+            .to_zoned_datetime(self.options.time_zone.clone())
+            .date();
+        let mut daily = self.daily.lock().expect("daily counter lock");
+        if daily.day != Some(today) {
+            daily.day = Some(today);
+            daily.used = 0;
+        }
+        if daily.used >= daily.limit {
+            return Err(daily.limit);
+        }
+        daily.used += 1;
+        Ok((daily.limit, daily.limit - daily.used))
     }
 
     /// Direct access to the data, for the control API and tests.
@@ -216,6 +289,20 @@ async fn guard(State(hs): State<Arc<HubSpot>>, request: Request, next: Next) -> 
         record(response.status());
         return response;
     }
+    // The daily limit, shared by the account's private apps, resets at midnight in
+    // the account's time zone; once spent, HubSpot answers its DAILY 429 (reference
+    // §5.1, §5.3).
+    let daily = match hs.take_daily() {
+        Ok(daily) => daily,
+        Err(limit) => {
+            record(StatusCode::TOO_MANY_REQUESTS);
+            let mut response = rate_limited("You have reached your daily limit.", "DAILY");
+            let h = response.headers_mut();
+            h.insert("x-hubspot-ratelimit-daily", HeaderValue::from(limit));
+            h.insert("x-hubspot-ratelimit-daily-remaining", HeaderValue::from(0));
+            return response;
+        }
+    };
     let remaining = match &hs.window {
         None => None,
         Some(w) => match w.hit() {
@@ -226,25 +313,26 @@ async fn guard(State(hs): State<Arc<HubSpot>>, request: Request, next: Next) -> 
                     "You have reached your ten_secondly_rolling limit.",
                     "TEN_SECONDLY_ROLLING",
                 );
-                add_headers(&mut response, w.max(), 0, w.window(), &hs);
+                add_headers(&mut response, w.max(), 0, w.window(), daily);
                 return response;
             }
         },
     };
-    {
-        let mut used = hs.daily_used.lock().expect("daily counter lock");
-        *used = used.saturating_add(1);
-    }
     let mut response = next.run(request).await;
     if let Some((max, left, window)) = remaining {
-        add_headers(&mut response, max, left, window, &hs);
+        add_headers(&mut response, max, left, window, daily);
     }
     record(response.status());
     response
 }
 
-fn add_headers(response: &mut Response, max: u32, left: u32, window: Duration, hs: &HubSpot) {
-    let used = *hs.daily_used.lock().expect("daily counter lock");
+fn add_headers(
+    response: &mut Response,
+    max: u32,
+    left: u32,
+    window: Duration,
+    (daily_limit, daily_left): (u32, u32),
+) {
     let h = response.headers_mut();
     for (name, value) in [
         ("x-hubspot-ratelimit-max", max.to_string()),
@@ -253,13 +341,10 @@ fn add_headers(response: &mut Response, max: u32, left: u32, window: Duration, h
             "x-hubspot-ratelimit-interval-milliseconds",
             window.as_millis().to_string(),
         ),
-        (
-            "x-hubspot-ratelimit-daily",
-            hs.options.daily_limit.to_string(),
-        ),
+        ("x-hubspot-ratelimit-daily", daily_limit.to_string()),
         (
             "x-hubspot-ratelimit-daily-remaining",
-            hs.options.daily_limit.saturating_sub(used).to_string(),
+            daily_left.to_string(),
         ),
     ] {
         if let Ok(v) = HeaderValue::from_str(&value) {

@@ -158,16 +158,29 @@ impl Store {
             .as_str()
             .unwrap_or_default();
         let catalog = stored.record["Catalog"].as_str().unwrap_or_default();
-        if kind == "Solutions"
-            && entity != "Other"
-            && !self
+        if kind == "Solutions" && entity != "Other" {
+            let Some(solution) = self
                 .solutions
                 .iter()
-                .any(|s| s["Id"] == entity && s["Catalog"] == catalog)
-        {
-            return Err(ServiceError::not_found(format!(
-                "Solution {entity} was not found in catalog {catalog}"
-            )));
+                .find(|s| s["Id"] == entity && s["Catalog"] == catalog)
+            else {
+                return Err(ServiceError::not_found(format!(
+                    "Solution {entity} was not found in catalog {catalog}"
+                )));
+            };
+            // Model: SolutionStatus "Inactive means it is no longer available, and
+            // Draft means it isn't published yet"; SolutionBase.Status "Filter for
+            // Active solutions for association to an opportunity".
+            let status = solution["Status"].as_str().unwrap_or_default();
+            if status != "Active" {
+                return Err(business(
+                    "RelatedEntityIdentifier",
+                    &format!(
+                        "solution {entity} is {status}: only an Active solution can be associated"
+                    ),
+                    "INVALID_RESOURCE_STATE",
+                ));
+            }
         }
         let limit = match kind {
             "AwsProducts" => 20,
@@ -229,7 +242,19 @@ impl Store {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        if let Some(task_id) = self.task_tokens.get(&token) {
+        let mut body = input.clone();
+        if let Some(obj) = body.as_object_mut() {
+            obj.remove("ClientToken");
+        }
+        if let Some((earlier, task_id)) = self.task_tokens.get(&token) {
+            // The model makes ClientToken an idempotency token and declares
+            // ConflictException: the same token with another body is one, as for
+            // CreateOpportunity (ref §2.2).
+            if *earlier != body {
+                return Err(ServiceError::conflict(
+                    "Conflicting client token submitted for a new request body.",
+                ));
+            }
             let task = task_id
                 .as_str()
                 .and_then(|id| self.task_at.get(id))
@@ -281,7 +306,7 @@ impl Store {
         self.task_at.insert(task_id.clone(), self.tasks.len());
         self.tasks_of.entry(id).or_default().push(self.tasks.len());
         self.tasks.push(task.clone());
-        self.task_tokens.insert(token, json!(task_id));
+        self.task_tokens.insert(token, (body, json!(task_id)));
         Ok(task)
     }
 

@@ -50,7 +50,9 @@ pub struct Store {
     /// Lookups only: a listing still applies every filter it was given.
     pub(super) engagement_at: HashMap<String, usize>,
     pub(super) engagements_of: HashMap<String, Vec<usize>>,
-    pub(super) task_tokens: HashMap<String, Value>,
+    /// Submission tasks by ClientToken: the request they were started with (without
+    /// the token) and the task id.
+    pub(super) task_tokens: HashMap<String, (Value, Value)>,
     /// Submission tasks as ListEngagementFromOpportunityTasks lists them.
     pub(super) tasks: Vec<Value>,
     /// Where each task is in `tasks`, by its id and by its opportunity's.

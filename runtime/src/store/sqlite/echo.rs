@@ -35,6 +35,24 @@ impl EchoMemory for SqliteStore {
             .map_err(err)
     }
 
+    fn writes_since(
+        &self,
+        object: &str,
+        since_ms: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let db = self.db();
+        let mut query = db
+            .conn
+            .prepare_cached(
+                "SELECT property, value FROM written WHERE object = ?1 AND written_at >= ?2",
+            )
+            .map_err(err)?;
+        let rows = query
+            .query_map(params![object, since_ms], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+
     fn written_since(&self, object: &str, since_ms: i64) -> Result<bool, StoreError> {
         self.db()
             .conn

@@ -363,6 +363,15 @@ fn pack_state_accumulates_sent_keys_and_writes_are_remembered() {
     assert!(s.written_since("deal:1", 0).unwrap());
     assert!(!s.written_since("deal:1", 1).unwrap());
     assert!(!s.written_since("deal:2", 0).unwrap());
+    // What was written since a moment, with the values written.
+    s.remember_write("deal:1", "aws_synced_resources", "r1", 5)
+        .unwrap();
+    assert_eq!(
+        s.writes_since("deal:1", 1).unwrap(),
+        [("aws_synced_resources".to_string(), "r1".to_string())]
+    );
+    assert_eq!(s.writes_since("deal:1", 0).unwrap().len(), 2);
+    assert!(s.writes_since("deal:2", 0).unwrap().is_empty());
 }
 
 #[test]
