@@ -111,6 +111,8 @@ async fn serve_syncs_deal_edits_refuses_forgeries_and_survives_bad_rule_edits() 
     assert!(why["message"].as_str().unwrap().contains("JSON"), "{why}");
     let oversized = signed(vec![b' '; 2 * 1024 * 1024], 0).await.unwrap();
     assert_eq!(oversized.status(), 413);
+    // Its body was left unread: the connection is not used again.
+    assert_eq!(oversized.headers()["connection"], "close");
     // Each was refused before anything was stored, so no work can follow it.
     let after = get(&http, &health).await.unwrap()["inbox"].clone();
     assert_eq!(after["pending"], 0, "nothing refused was stored");

@@ -70,9 +70,17 @@ pub fn router(ingest: Arc<Ingest>) -> Router {
 }
 
 /// Counts refused requests by reason (413s come from the body limit, before any
-/// handler runs).
-async fn count_refusals(State(ingest): State<Arc<Ingest>>, response: Response) -> Response {
+/// handler runs). A 413 leaves the body unread, so the connection cannot carry
+/// another request: it says `Connection: close`, or a client that pools connections
+/// would send its next request on one the server is closing.
+async fn count_refusals(State(ingest): State<Arc<Ingest>>, mut response: Response) -> Response {
     let status = response.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     if status.is_client_error() || status.is_server_error() {
         let reason = match response.extensions().get::<Refused>() {
             Some(Refused(r)) => r.clone(),
