@@ -97,7 +97,14 @@ fn main() {
             0 => {
                 let mut e =
                     Event::schedule("smart-notifications", Some(deal.clone()), Some(id.clone()), at);
-                e.payload = json!({ "reads": ["aws_summary"] });
+                e.scheduled = Some(pcsync_engine::ScheduledRun {
+                    listed_at: at,
+                    deal: pcsync_engine::DealSnapshot {
+                        id: deal.clone(),
+                        properties: Default::default(),
+                    },
+                    reads: Some(vec![pcsync_engine::model::PartnerCentralRead::AwsSummary]),
+                });
                 e
             }
             1 => Event::from_value(

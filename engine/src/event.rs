@@ -54,9 +54,46 @@ pub struct Event {
     /// For scheduled runs: the pack the run belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pack: Option<String>,
+    /// For scheduled runs: what the poller's listing gave the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<ScheduledRun>,
     /// The payload as received.
     #[serde(default)]
     pub payload: Value,
+}
+
+/// What a scheduled run may read from Partner Central (`schedule.reads`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PartnerCentralRead {
+    /// GetOpportunity.
+    Opportunity,
+    /// GetAwsOpportunitySummary.
+    AwsSummary,
+}
+
+impl PartnerCentralRead {
+    /// The context member it fills, as rules name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartnerCentralRead::Opportunity => "opportunity",
+            PartnerCentralRead::AwsSummary => "aws_summary",
+        }
+    }
+}
+
+/// What the poller's listing gave a scheduled run: the deal as CRM search read it,
+/// and when, and for a `schedule.reads` poll what the run reads of Partner Central.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledRun {
+    /// When the listing read the deal.
+    pub listed_at: Timestamp,
+    /// The deal, with the properties the listing asked for.
+    pub deal: crate::DealSnapshot,
+    /// The Partner Central reads the run makes, when it makes only these of what its
+    /// pack needs (`schedule.reads`); `None`: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads: Option<Vec<PartnerCentralRead>>,
 }
 
 /// A property change carried by a HubSpot event.
@@ -93,14 +130,13 @@ pub enum EventError {
 
 impl Event {
     /// For a scheduled run that reads only part of what its pack needs
-    /// (`schedule.reads`; the poller writes them in the payload's `reads`), the
-    /// Partner Central reads it makes, as context members (`opportunity`,
-    /// `aws_summary`). `None` for every other event: it reads all.
-    pub fn scheduled_reads(&self) -> Option<Vec<String>> {
+    /// (`schedule.reads`), the Partner Central reads it makes. `None` for every other
+    /// event: it reads all.
+    pub fn scheduled_reads(&self) -> Option<&[PartnerCentralRead]> {
         if self.source != Source::Schedule {
             return None;
         }
-        serde_json::from_value(self.payload.get("reads")?.clone()).ok()
+        self.scheduled.as_ref()?.reads.as_deref()
     }
 
     /// Whether this event's run leaves `member` (`opportunity`, `aws_summary`) unread
@@ -109,7 +145,7 @@ impl Event {
         matches!(member, "opportunity" | "aws_summary")
             && self
                 .scheduled_reads()
-                .is_some_and(|reads| !reads.iter().any(|r| r == member))
+                .is_some_and(|reads| !reads.iter().any(|r| r.as_str() == member))
     }
 
     /// Reads any supported shape: `{hubspot: {...}}`, `{eventbridge: {...}}`,
@@ -244,6 +280,7 @@ impl Event {
             change_source: text("changeSource"),
             source_id: text("sourceId"),
             pack: None,
+            scheduled: None,
             payload: Value::Null,
         })
     }
@@ -298,6 +335,7 @@ impl Event {
             change_source: None,
             source_id: None,
             pack: None,
+            scheduled: None,
             payload: Value::Null,
         })
     }
@@ -350,6 +388,7 @@ impl Event {
             && self.change_source == other.change_source
             && self.source_id == other.source_id
             && self.pack == other.pack
+            && self.scheduled == other.scheduled
     }
 
     /// A scheduled run of `pack` for one deal or opportunity.
@@ -375,6 +414,7 @@ impl Event {
             change_source: None,
             source_id: None,
             pack: Some(pack.to_string()),
+            scheduled: None,
             payload: Value::Null,
         }
     }

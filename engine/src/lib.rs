@@ -28,7 +28,7 @@ pub mod event;
 pub mod plan;
 
 pub use context::{Context, DealSnapshot, PackState, StateRecord};
-pub use event::{Event, Source};
+pub use event::{Event, ScheduledRun, Source};
 pub use plan::{
     Conclusion, Decision, Effect, Ending, Outcome, PackPlan, Plan, PlanEntry, Verdict, conclude,
     plan, settle, simulate,

@@ -172,25 +172,7 @@ pub struct Schedule {
     pub reads: Option<Vec<PartnerCentralRead>>,
 }
 
-/// What a scheduled run may read from Partner Central (`schedule.reads`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum PartnerCentralRead {
-    /// GetOpportunity.
-    Opportunity,
-    /// GetAwsOpportunitySummary.
-    AwsSummary,
-}
-
-impl PartnerCentralRead {
-    /// The context member it fills, as rules name it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PartnerCentralRead::Opportunity => "opportunity",
-            PartnerCentralRead::AwsSummary => "aws_summary",
-        }
-    }
-}
+pub use crate::event::PartnerCentralRead;
 
 /// What a scheduled run goes over.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -595,14 +595,21 @@ channels:
     /// The 6-hourly summary poll of deal 1 (opportunity O1).
     fn poll() -> Event {
         let mut e = Event::schedule("watcher", Some("1".into()), Some("O1".into()), now());
-        e.payload = json!({ "reads": ["aws_summary"] });
+        e.scheduled = Some(crate::ScheduledRun {
+            listed_at: now(),
+            deal: DealSnapshot {
+                id: "1".into(),
+                properties: Default::default(),
+            },
+            reads: Some(vec![crate::model::PartnerCentralRead::AwsSummary]),
+        });
         e
     }
 
     /// A full read: what `Opportunity Updated` brings.
     fn updated() -> Event {
         let mut e = poll();
-        e.payload = Value::Null;
+        e.scheduled = None;
         e
     }
 

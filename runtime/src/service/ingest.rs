@@ -173,6 +173,7 @@ fn unreadable(source: Source, text: &str, raw: &Value, reason: &str) -> Event {
         change_source: None,
         source_id: None,
         pack: None,
+        scheduled: None,
         payload: json!({ "event": raw, "reason": reason }),
     }
 }

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use pcsync_adapters::hubspot::client::{Deal, HubSpotClient};
 use pcsync_adapters::partner_central::PartnerCentralClient;
-use pcsync_engine::Event;
 use pcsync_engine::model::{PartnerCentralRead, Schedule, ScheduleScope};
+use pcsync_engine::{Event, ScheduledRun};
+use serde_json::Value;
 
 use super::reload::RuleHost;
 use crate::clock::Clock;
@@ -32,32 +33,36 @@ const OVERLAP: Duration = Duration::from_secs(60);
 /// a body over 3,000 characters, and the filters and sorts take some.
 const MAX_LISTED: usize = 2_400;
 
-/// A scheduled run's payload: the deal as the listing read it, and when; and for a
-/// `schedule.reads` poll, what the run reads of Partner Central
+/// What a scheduled run carries: the deal as the listing read it, and when; and for
+/// a `schedule.reads` poll, what the run reads of Partner Central
 /// ([`pcsync_engine::Event::scheduled_reads`]).
 pub fn listed_deal(
     deal: &Deal,
     now: jiff::Timestamp,
     reads: Option<&[PartnerCentralRead]>,
-) -> serde_json::Value {
-    let mut payload = serde_json::json!({
-        "listed_at": now.to_string(),
-        "deal": { "id": deal.id, "properties": deal.properties },
-    });
-    if let Some(reads) = reads {
-        payload["reads"] = serde_json::json!(reads);
+) -> ScheduledRun {
+    ScheduledRun {
+        listed_at: now,
+        deal: pcsync_engine::DealSnapshot {
+            id: deal.id.clone(),
+            properties: deal
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().map_or(Value::Null, Value::String)))
+                .collect(),
+        },
+        reads: reads.map(<[PartnerCentralRead]>::to_vec),
     }
-    payload
 }
 
 /// When a scheduled run's listing read its deal.
 pub fn listed_at(event: &Event) -> Option<jiff::Timestamp> {
-    event.payload["listed_at"].as_str()?.parse().ok()
+    Some(event.scheduled.as_ref()?.listed_at)
 }
 
-/// The deal a scheduled run's payload carries ([`listed_deal`]), when it has every
-/// property in `properties` and was listed less than [`LISTING_FRESH`] before `now`:
-/// a run that waited longer reads the deal afresh.
+/// The deal a scheduled run carries ([`listed_deal`]), when it has every property in
+/// `properties` and was listed less than [`LISTING_FRESH`] before `now`: a run that
+/// waited longer reads the deal afresh.
 pub fn deal_from_listing(
     event: &Event,
     properties: &[String],
@@ -66,24 +71,22 @@ pub fn deal_from_listing(
     if event.source != pcsync_engine::Source::Schedule {
         return None;
     }
-    let listed = listed_at(event)?;
-    if now.duration_since(listed).unsigned_abs() > LISTING_FRESH {
+    let run = event.scheduled.as_ref()?;
+    if now.duration_since(run.listed_at).unsigned_abs() > LISTING_FRESH {
         return None;
     }
-    let deal = &event.payload["deal"];
-    let id = deal["id"].as_str()?;
-    if event.deal_id.as_deref() != Some(id) {
+    let deal = &run.deal;
+    if event.deal_id.as_deref() != Some(deal.id.as_str()) {
         return None;
     }
-    let listed = deal["properties"].as_object()?;
-    if !properties.iter().all(|p| listed.contains_key(p)) {
+    if !properties.iter().all(|p| deal.properties.contains_key(p)) {
         return None;
     }
     Some(pcsync_engine::DealSnapshot {
-        id: id.to_string(),
+        id: deal.id.clone(),
         properties: properties
             .iter()
-            .map(|p| (p.clone(), listed[p].clone()))
+            .map(|p| (p.clone(), deal.properties[p].clone()))
             .collect(),
     })
 }
@@ -304,7 +307,7 @@ fn scheduled(
     now: jiff::Timestamp,
 ) -> (Event, String) {
     let mut event = Event::schedule(pack, Some(deal.id.clone()), opportunity, now);
-    event.payload = listed_deal(deal, now, reads);
+    event.scheduled = Some(listed_deal(deal, now, reads));
     let key = crate::store::ordering_key(&event);
     (event, key)
 }
@@ -904,7 +907,7 @@ mod tests {
             Some("O5000001".into()),
             at,
         );
-        event.payload = listed_deal(&deal, at, None);
+        event.scheduled = Some(listed_deal(&deal, at, None));
         // Through the inbox and back, as the worker gets it.
         Event::from_stored_json(&event.to_stored_json().unwrap()).unwrap()
     }
@@ -1099,7 +1102,7 @@ mod tests {
         assert!(deal_from_listing(&event, &wanted, late).is_none());
         let more = ["dealname".to_string(), "amount".to_string()];
         assert!(deal_from_listing(&event, &more, at).is_none());
-        // Only a schedule's own payload counts.
+        // Only a schedule's own listing counts.
         let mut forged = event.clone();
         forged.source = pcsync_engine::Source::Hubspot;
         assert!(deal_from_listing(&forged, &wanted, at).is_none());
