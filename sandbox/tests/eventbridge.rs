@@ -4,56 +4,15 @@
 
 mod common;
 
-use std::time::Duration;
-
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::post;
 use pcsync_sandbox::{Quotas, Sandbox};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
-async fn receiver() -> (String, mpsc::UnboundedReceiver<(HeaderMap, Value)>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let app = Router::new()
-        .route(
-            "/events/partnercentral",
-            post(
-                |State(tx): State<mpsc::UnboundedSender<(HeaderMap, Value)>>,
-                 headers: HeaderMap,
-                 body: Bytes| async move {
-                    let _ = tx.send((
-                        headers,
-                        serde_json::from_slice(&body).unwrap_or(Value::Null),
-                    ));
-                    "ok"
-                },
-            ),
-        )
-        .with_state(tx);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/events/partnercentral",
-        listener.local_addr().unwrap()
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, rx)
-}
-
-async fn drain(
-    rx: &mut mpsc::UnboundedReceiver<(HeaderMap, Value)>,
-    n: usize,
-) -> Vec<(HeaderMap, Value)> {
+async fn drain(rx: &mut common::Received, n: usize) -> Vec<(HeaderMap, Value)> {
     let mut out = Vec::new();
     while out.len() < n {
-        out.push(
-            tokio::time::timeout(Duration::from_secs(5), rx.recv())
-                .await
-                .expect("an event within 5 s")
-                .unwrap(),
-        );
+        let (headers, body) = common::next(rx).await;
+        out.push((headers, serde_json::from_str(&body).unwrap_or(Value::Null)));
     }
     out
 }
@@ -64,7 +23,7 @@ async fn call(sb: &Sandbox, op: &str, body: Value) -> Value {
 
 #[tokio::test]
 async fn actions_raise_the_documented_events() {
-    let (url, mut rx) = receiver().await;
+    let common::Receiver { url, mut rx, .. } = common::receiver("/events/partnercentral").await;
     let sb = common::sandbox(Quotas::OFF).await;
     reqwest::Client::new()
         .post(format!(

@@ -1,62 +1,16 @@
 //! The webhook emitter: batches, both signatures (checked by pcsync's own verifier,
 //! which shares no code with the sandbox's signer), change sources and retries.
 
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::http::HeaderMap;
 use pcsync_adapters::hubspot::signature::{Policy, SignatureHeaders, Verified, verify};
 use pcsync_sandbox::{HubSpotOptions, Options, Quotas, Sandbox};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
-type Received = mpsc::UnboundedReceiver<(HeaderMap, String)>;
-type ReceiverState = (
-    mpsc::UnboundedSender<(HeaderMap, String)>,
-    Arc<Mutex<Vec<u16>>>,
-);
-
-struct Receiver {
-    url: String,
-    rx: Received,
-    statuses: Arc<Mutex<Vec<u16>>>,
-}
-
-/// A stand-in for pcsync's endpoint that records what arrives and answers with the
-/// queued statuses (then 200).
-async fn receiver() -> Receiver {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let statuses = Arc::new(Mutex::new(Vec::new()));
-    let state = (tx, Arc::clone(&statuses));
-    let app =
-        Router::new()
-            .route(
-                "/webhooks/hubspot",
-                post(
-                    |State((tx, statuses)): State<ReceiverState>,
-                     headers: HeaderMap,
-                     body: Bytes| async move {
-                        let _ = tx.send((headers, String::from_utf8_lossy(&body).into_owned()));
-                        let next = {
-                            let mut s = statuses.lock().unwrap();
-                            if s.is_empty() { 200 } else { s.remove(0) }
-                        };
-                        StatusCode::from_u16(next).unwrap()
-                    },
-                ),
-            )
-            .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/webhooks/hubspot", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Receiver { url, rx, statuses }
-}
-
-async fn setup(receiver: &Receiver) -> Sandbox {
+async fn setup(receiver: &common::Receiver) -> Sandbox {
     let options = Options {
         partner_central_quotas: Quotas::OFF,
         hubspot: HubSpotOptions::unlimited(),
@@ -72,13 +26,6 @@ async fn setup(receiver: &Receiver) -> Sandbox {
         .unwrap();
     assert!(r.status().is_success());
     sb
-}
-
-async fn next(rx: &mut Received) -> (HeaderMap, String) {
-    tokio::time::timeout(Duration::from_secs(5), rx.recv())
-        .await
-        .expect("a delivery within 5 s")
-        .unwrap()
 }
 
 fn verified(
@@ -116,7 +63,7 @@ fn verified(
 
 #[tokio::test]
 async fn a_user_created_deal_arrives_signed_with_v1_and_v3() {
-    let mut rcv = receiver().await;
+    let mut rcv = common::receiver("/webhooks/hubspot").await;
     let sb = setup(&rcv).await;
     let created: Value = reqwest::Client::new()
         .post(format!("{}/_sandbox/hubspot/deals", sb.hubspot_url))
@@ -127,7 +74,7 @@ async fn a_user_created_deal_arrives_signed_with_v1_and_v3() {
         .json()
         .await
         .unwrap();
-    let (headers, body) = next(&mut rcv.rx).await;
+    let (headers, body) = common::next(&mut rcv.rx).await;
     assert_eq!(verified(&rcv.url, &headers, &body, false), Ok(Verified::V3));
     assert_eq!(verified(&rcv.url, &headers, &body, true), Ok(Verified::V1));
     let events: Vec<Value> = serde_json::from_str(&body).unwrap();
@@ -148,7 +95,7 @@ async fn a_user_created_deal_arrives_signed_with_v1_and_v3() {
 
 #[tokio::test]
 async fn api_writes_batch_one_event_per_property_from_the_app() {
-    let mut rcv = receiver().await;
+    let mut rcv = common::receiver("/webhooks/hubspot").await;
     let sb = setup(&rcv).await;
     let http = reqwest::Client::new();
     let id = http
@@ -164,14 +111,14 @@ async fn api_writes_batch_one_event_per_property_from_the_app() {
         .as_str()
         .unwrap()
         .to_string();
-    let _creation = next(&mut rcv.rx).await;
+    let _creation = common::next(&mut rcv.rx).await;
     http.patch(format!("{}/crm/v3/objects/deals/{id}", sb.hubspot_url))
         .bearer_auth("sandbox-token")
         .json(&json!({"properties": {"dealstage": "closedwon", "amount": "2000", "dealname": "Acme"}}))
         .send()
         .await
         .unwrap();
-    let (_, body) = next(&mut rcv.rx).await;
+    let (_, body) = common::next(&mut rcv.rx).await;
     let events: Vec<Value> = serde_json::from_str(&body).unwrap();
     let mut changed: Vec<(String, String)> = events
         .iter()
@@ -202,7 +149,7 @@ async fn api_writes_batch_one_event_per_property_from_the_app() {
 
 #[tokio::test]
 async fn failed_deliveries_are_retried_with_a_higher_attempt_number_and_a_fresh_signature() {
-    let mut rcv = receiver().await;
+    let mut rcv = common::receiver("/webhooks/hubspot").await;
     rcv.statuses.lock().unwrap().extend([500, 503]);
     let sb = setup(&rcv).await;
     reqwest::Client::new()
@@ -213,7 +160,7 @@ async fn failed_deliveries_are_retried_with_a_higher_attempt_number_and_a_fresh_
         .unwrap();
     let mut attempts = Vec::new();
     for _ in 0..3 {
-        let (headers, body) = next(&mut rcv.rx).await;
+        let (headers, body) = common::next(&mut rcv.rx).await;
         assert_eq!(verified(&rcv.url, &headers, &body, false), Ok(Verified::V3));
         let events: Vec<Value> = serde_json::from_str(&body).unwrap();
         attempts.push(events[0]["attemptNumber"].as_u64().unwrap());

@@ -127,3 +127,54 @@ pub async fn settled_task(
     }
     panic!("task {task_id} never ended");
 }
+
+/// A stand-in for pcsync's endpoint at `path` (`/webhooks/hubspot`,
+/// `/events/partnercentral`): each request's headers and body text arrive on `rx`,
+/// and it answers with the statuses queued in `statuses`, then 200.
+pub struct Receiver {
+    pub url: String,
+    pub rx: Received,
+    pub statuses: std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
+}
+
+/// What a [`Receiver`] hands on.
+pub type Received = tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, String)>;
+
+/// Starts a [`Receiver`] on a free loopback port.
+pub async fn receiver(path: &str) -> Receiver {
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::{Arc, Mutex};
+    type Sent = tokio::sync::mpsc::UnboundedSender<(HeaderMap, String)>;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let app = axum::Router::new()
+        .route(
+            path,
+            axum::routing::post(
+                |State((tx, statuses)): State<(Sent, Arc<Mutex<Vec<u16>>>)>,
+                 headers: HeaderMap,
+                 body: axum::body::Bytes| async move {
+                    let _ = tx.send((headers, String::from_utf8_lossy(&body).into_owned()));
+                    let next = {
+                        let mut s = statuses.lock().unwrap();
+                        if s.is_empty() { 200 } else { s.remove(0) }
+                    };
+                    StatusCode::from_u16(next).unwrap()
+                },
+            ),
+        )
+        .with_state((tx, Arc::clone(&statuses)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}{path}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Receiver { url, rx, statuses }
+}
+
+/// The next request a [`Receiver`] got, within 5 s.
+pub async fn next(rx: &mut Received) -> (axum::http::HeaderMap, String) {
+    tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a request within 5 s")
+        .unwrap()
+}
