@@ -14,7 +14,10 @@ mod trigger;
 mod watch;
 
 pub use duration::{DURATION_PATTERN, DurationSpec};
-pub use effects::{CreateOpportunity, Effects, InvolvementType, StartEngagement, Visibility};
+pub use effects::{
+    CreateOpportunity, Effects, InvolvementType, PartnerType, StartEngagement, UpdateOpportunity,
+    Visibility,
+};
 pub use immutability::{ImmutabilityRule, ImmutableAction};
 pub use mapping::{Mapping, NumberRef, Transform, Unmapped};
 pub use needs::Needs;

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Channels, CreateOpportunity, Effects, FieldPath, ImmutabilityRule, JsonPathExpr, Mapping,
-    Needs, Notification, Rhai, Triggers,
+    Needs, Notification, Rhai, Triggers, UpdateOpportunity,
 };
 
 /// A rule pack: one flow of pcsync (deal creation, deal update sync, snapshot sync,
@@ -71,6 +71,12 @@ pub struct RulePack {
     /// updating the linked one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create: Option<CreateOpportunity>,
+
+    /// For a pack that updates the linked opportunity: your partner type and what to
+    /// do while an update lacks a value AWS requires of it. Without it, such an
+    /// update is skipped (the trace and logs say what is missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateOpportunity>,
 
     /// What may not be written while the opportunity is in a given review status or
     /// stage, and what to do instead. Checked in order; every matching rule applies.
