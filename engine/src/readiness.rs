@@ -318,6 +318,15 @@ fn partial_items(root: &str, body: &Value, lists: &[String]) -> Vec<Missing> {
     out
 }
 
+/// Fields the matrix asks for only under a condition ([`out_of_place`] reads them).
+const CONDITIONAL: &[&str] = &["Customer.Account.OtherIndustry"];
+
+/// Whether the matrix asks for `field` only under a condition: a write of it is
+/// checked by [`out_of_place`].
+pub fn conditional(field: &str) -> bool {
+    CONDITIONAL.contains(&field)
+}
+
 /// Fields of `body` (a request, or the record an update sends) that the matrix asks
 /// for only under a condition that does not hold there, with why: row `industryOther`
 /// describes the industry "when the selected value in the industry field is Other".

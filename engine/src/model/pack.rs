@@ -62,7 +62,8 @@ pub struct RulePack {
     pub map: IndexMap<String, Mapping>,
 
     /// Fixed or templated values for Partner Central fields, keyed by field path
-    /// (`Origin: Partner Referral`, `Project.Title: "{{ deal.dealname }}"`).
+    /// (`Origin: Partner Referral`, `Project.Title: "{{ deal.dealname }}"`). A
+    /// template that renders empty sends nothing.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     #[schemars(with = "IndexMap<FieldPath, serde_json::Value>")]
     pub set: IndexMap<String, serde_json::Value>,

@@ -513,9 +513,11 @@ impl<'a> PackRun<'a> {
                 }
                 other => other.clone(),
             };
-            // A template that renders empty sends nothing to a new opportunity (an
-            // optional field the deal has no value for).
-            if creating && rendered.as_str().is_some_and(|s| s.trim().is_empty()) {
+            // A template that renders empty sends nothing (an optional field the deal
+            // has no value for, a spend item's members when there is no amount); to a
+            // new opportunity, neither does an empty value.
+            let templated = value.as_str().is_some_and(crate::template::is_template);
+            if (creating || templated) && rendered.as_str().is_some_and(|s| s.trim().is_empty()) {
                 self.step(&at, "empty, not sent", None, None);
                 continue;
             }
@@ -714,6 +716,9 @@ impl<'a> PackRun<'a> {
     /// Fields the matrix asks for only under a condition that the body (a create) or
     /// the record the update sends does not meet: not sent.
     fn drop_out_of_place(&mut self, changes: &mut Vec<FieldChange>, creating: bool) {
+        if !changes.iter().any(|c| readiness::conditional(&c.field)) {
+            return;
+        }
         let written = changes.iter().map(|c| (c.field.as_str(), &c.new));
         let body = match (&self.ctx.opportunity, creating) {
             (Some(record), false) => readiness::applied(record.clone(), written),
@@ -729,11 +734,8 @@ impl<'a> PackRun<'a> {
 
     /// What the update these changes make lacks for AWS to accept it.
     fn missing_on_update(&self, changes: &[FieldChange]) -> Vec<readiness::Missing> {
-        let before = self
-            .ctx
-            .opportunity
-            .clone()
-            .unwrap_or_else(|| Value::Object(Default::default()));
+        let none = Value::Object(Default::default());
+        let before = self.ctx.opportunity.as_ref().unwrap_or(&none);
         let after = readiness::applied(
             before.clone(),
             changes.iter().map(|c| (c.field.as_str(), &c.new)),
@@ -745,7 +747,7 @@ impl<'a> PackRun<'a> {
             .as_ref()
             .map(|u| u.partner_type)
             .unwrap_or_default();
-        readiness::missing_on_update(&before, &after, &changed, partner)
+        readiness::missing_on_update(before, &after, &changed, partner)
     }
 
     /// `create.incomplete` or `update.incomplete`: the write lacks what AWS requires,
