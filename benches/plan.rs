@@ -24,7 +24,8 @@ fn bench(c: &mut Criterion) {
     let rules = rules();
     let now = Timestamp::from_str("2026-11-28T12:00:00Z").unwrap();
     let opportunity = json!({
-        "Catalog": "Sandbox", "Id": "O1234567", "LastModifiedDate": "2026-11-01T00:00:00Z",
+        "Catalog": "Sandbox", "Id": "O1234567", "PartnerOpportunityIdentifier": "101",
+        "LastModifiedDate": "2026-11-01T00:00:00Z",
         "LifeCycle": {"Stage": "Prospect", "ReviewStatus": "Approved", "TargetCloseDate": "2026-12-31"},
         "Project": {"Title": "Acme data platform",
             "CustomerBusinessProblem": "Acme needs to consolidate five data silos into one governed lake",

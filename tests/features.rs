@@ -83,11 +83,12 @@ async fn a_new_deal_becomes_one_opportunity_however_often_it_is_announced() {
         request["Project"]["ExpectedCustomerSpend"][0],
         json!({ "Amount": "4200.5", "CurrencyCode": "EUR", "Frequency": "Monthly", "TargetCompany": "AWS" })
     );
-    // The customer is the deal's company, in AWS's terms; no placeholder.
+    // The customer is the deal's company, in AWS's terms; no placeholder, and no
+    // OtherIndustry beside an industry that is not Other (matrix row industryOther).
     assert_eq!(
         request["Customer"]["Account"],
         json!({ "CompanyName": "Vandelay Industries", "WebsiteUrl": "https://vandelay.example",
-                "Industry": "Wholesale and Distribution", "OtherIndustry": "import and export",
+                "Industry": "Wholesale and Distribution",
                 "Address": { "CountryCode": "US", "StateOrRegion": "New York", "City": "New York",
                              "PostalCode": "10001", "StreetAddress": "129 W 81st St" } })
     );

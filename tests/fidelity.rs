@@ -943,3 +943,198 @@ async fn hubspots_enforced_daily_limit_waits_for_the_accounts_midnight() {
         .collect();
     assert_eq!(refused.len(), 1, "one try, then the wait: {refused:?}");
 }
+
+/// An opportunity AWS referred, with no expected spend, that a rep links from a new
+/// deal (`Wonka on AWS`) by pasting its id; `partner_id` is its
+/// PartnerOpportunityIdentifier, if any.
+fn referred_opportunity(sb: &Sandbox, partner_id: Option<&str>, spend: bool) {
+    let mut input = json!({
+        "Catalog": "Sandbox", "ClientToken": "aws-referral-1", "Origin": "AWS Referral",
+        "OpportunityType": "Net New Business",
+        "Customer": {"Account": {"CompanyName": "Wonka Industries", "Industry": "Retail",
+            "WebsiteUrl": "https://wonka.example",
+            "Address": {"CountryCode": "US", "PostalCode": "60601", "StateOrRegion": "Illinois"}}},
+        "Project": {"Title": "Wonka on AWS",
+            "CustomerBusinessProblem": "Wonka wants to move its factory systems onto AWS"},
+        "LifeCycle": {"Stage": "Prospect", "TargetCloseDate": "2030-06-30"},
+    });
+    if let Some(partner_id) = partner_id {
+        input["PartnerOpportunityIdentifier"] = json!(partner_id);
+    }
+    if spend {
+        input["Project"]["ExpectedCustomerSpend"] = json!([{"Amount": "3000",
+            "CurrencyCode": "USD", "Frequency": "Monthly", "TargetCompany": "AWS"}]);
+    }
+    let created = sb
+        .partner_central
+        .with_store(|s| s.seed(&input))
+        .expect("a referral as AWS holds it");
+    let id = created["Id"].as_str().unwrap().to_string();
+    sb.hubspot.with_store(|s| {
+        s.insert(
+            "deals",
+            std::collections::BTreeMap::from([
+                ("dealname".to_string(), "Wonka on AWS".to_string()),
+                ("dealstage".to_string(), "appointmentscheduled".to_string()),
+                ("amount".to_string(), "3000".to_string()),
+                ("deal_currency_code".to_string(), "USD".to_string()),
+                ("aws_opportunity_id".to_string(), id),
+            ]),
+        );
+    });
+}
+
+/// The deal and opportunity ids of the Wonka referral.
+async fn wonka(http: &reqwest::Client, sb: &Sandbox) -> (String, String) {
+    let d = hubspot_objects(http, sb, "deals")
+        .await
+        .into_iter()
+        .find(|d| d["properties"]["dealname"] == "Wonka on AWS")
+        .unwrap();
+    (
+        d["id"].as_str().unwrap().to_string(),
+        d["properties"]["aws_opportunity_id"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opportunity_with_no_spend_gets_a_whole_spend_item_on_update() {
+    let (sb, _dir, service, _config) = start_with(
+        |_| {},
+        "worker:\n  coalesce: 100ms\n",
+        |sb| referred_opportunity(sb, Some("crm-wonka"), false),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let (deal_id, opportunity_id) = wonka(&http, &sb).await;
+    edit_deal(&http, &sb, &deal_id, json!({ "amount": "4000" })).await;
+    let sent = eventually("the update of the referral", &service, || async {
+        updates(&sb, 200)
+            .into_iter()
+            .find(|u| u["Identifier"] == opportunity_id.as_str())
+    })
+    .await;
+    assert!(updates(&sb, 400).is_empty(), "{:?}", updates(&sb, 400));
+    assert_eq!(
+        sent["Project"]["ExpectedCustomerSpend"],
+        json!([{"Amount": "4000", "CurrencyCode": "USD", "Frequency": "Monthly", "TargetCompany": "AWS"}])
+    );
+    // The CRM id the opportunity had is kept.
+    assert_eq!(sent["PartnerOpportunityIdentifier"], "crm-wonka");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opportunity_pcsync_did_not_create_gets_its_partner_crm_id_on_the_first_update() {
+    let (sb, _dir, service, _config) = start_with(
+        |_| {},
+        "worker:\n  coalesce: 100ms\n",
+        |sb| referred_opportunity(sb, None, true),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let (deal_id, opportunity_id) = wonka(&http, &sb).await;
+    edit_deal(&http, &sb, &deal_id, json!({ "amount": "4000" })).await;
+    let o = eventually("the referral updated", &service, || async {
+        let o = opportunity(&http, &sb, &opportunity_id).await?;
+        (o["Project"]["ExpectedCustomerSpend"][0]["Amount"] == "4000").then_some(o)
+    })
+    .await;
+    assert_eq!(o["PartnerOpportunityIdentifier"], deal_id.as_str());
+    assert!(updates(&sb, 400).is_empty(), "{:?}", updates(&sb, 400));
+    assert_eq!(
+        deal(&http, &sb, &deal_id).await["properties"]["aws_sync_status"],
+        "synced"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consulting_partners_move_to_launched_waits_for_the_customers_aws_account() {
+    let (sb, _dir, service, _config) = start_with(
+        |rules| {
+            edit_pack(
+                rules,
+                "deal-update-sync.yaml",
+                "partner_type: isv",
+                "partner_type: consulting",
+            )
+        },
+        "worker:\n  coalesce: 100ms\n",
+        |sb| {
+            sb.partner_central.with_store(|s| {
+                s.partner_type = pcsync_sandbox::partner_central::PartnerType::Consulting;
+            })
+        },
+    )
+    .await;
+    let http = reqwest::Client::new();
+    // The demo's first deal: its opportunity is Pending Submission at Prospect.
+    let (deal_id, opportunity_id) = ("40000000001", "O5000001");
+    edit_deal(&http, &sb, deal_id, json!({ "dealstage": "closedwon" })).await;
+    let status = eventually("the waiting status", &service, || async {
+        let d = deal(&http, &sb, deal_id).await;
+        d["properties"]["aws_sync_status"]
+            .as_str()
+            .filter(|s| s.starts_with("waiting"))
+            .map(str::to_string)
+    })
+    .await;
+    assert_eq!(status, "waiting for: Customer AWS Account ID");
+    assert!(updates(&sb, 400).is_empty(), "{:?}", updates(&sb, 400));
+    let o = opportunity(&http, &sb, opportunity_id).await.unwrap();
+    assert_eq!(o["LifeCycle"]["Stage"], "Prospect");
+    eventually("the note saying what is missing", &service, || async {
+        let notes = notes_on(&http, &sb, deal_id).await;
+        notes
+            .iter()
+            .any(|n| n.contains("Not yet synced") && n.contains("Customer AWS Account ID"))
+            .then_some(())
+    })
+    .await;
+
+    // The rep fills in the customer's account: the move happens with it.
+    edit_deal(
+        &http,
+        &sb,
+        deal_id,
+        json!({ "aws_customer_account_id": "123456789012" }),
+    )
+    .await;
+    let o = eventually("the opportunity launched", &service, || async {
+        let o = opportunity(&http, &sb, opportunity_id).await?;
+        (o["LifeCycle"]["Stage"] == "Launched").then_some(o)
+    })
+    .await;
+    assert_eq!(o["Customer"]["Account"]["AwsAccountId"], "123456789012");
+    assert!(updates(&sb, 400).is_empty(), "{:?}", updates(&sb, 400));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_industry_is_sent_only_when_the_industry_is_other() {
+    let (sb, _dir, service, _config) = start(|_| {}, "worker:\n  coalesce: 100ms\n").await;
+    let http = reqwest::Client::new();
+    let retail = create_company(&http, &sb, acme("02110")).await;
+    let retail_deal = new_deal(&http, &sb, &retail, "Acme order system").await;
+    let mut vet = acme("02110");
+    vet["name"] = json!("Acme Pet Clinics");
+    vet["industry"] = json!("VETERINARY");
+    let vet = create_company(&http, &sb, vet).await;
+    let vet_deal = new_deal(&http, &sb, &vet, "Acme clinic records").await;
+    linked(&http, &sb, &service, &retail_deal).await;
+    linked(&http, &sb, &service, &vet_deal).await;
+    let made = creates(&sb, 200);
+    let body = |deal: &str| {
+        made.iter()
+            .find(|c| c["PartnerOpportunityIdentifier"] == deal)
+            .unwrap()["Customer"]["Account"]
+            .clone()
+    };
+    let retail = body(&retail_deal);
+    assert_eq!(retail["Industry"], "Retail");
+    assert!(retail.get("OtherIndustry").is_none(), "{retail}");
+    let vet = body(&vet_deal);
+    assert_eq!(vet["Industry"], "Other");
+    assert_eq!(vet["OtherIndustry"], "veterinary");
+}

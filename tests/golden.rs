@@ -58,7 +58,7 @@ cases:
     event: {hubspot: {subscriptionType: deal.propertyChange, objectId: 101, propertyName: dealstage, propertyValue: closedwon, occurredAt: 0}}
     context:
       deal: {id: "101", properties: {dealstage: closedwon, aws_opportunity_id: O1}}
-      opportunity: {Id: O1, LifeCycle: {Stage: Prospect, ReviewStatus: Approved}}
+      opportunity: {Id: O1, PartnerOpportunityIdentifier: "101", LifeCycle: {Stage: Prospect, ReviewStatus: Approved}}
     expect:
       contains:
         - UpdateOpportunity: {changes: [{field: LifeCycle.Stage, old: Prospect, new: Committed}]}

@@ -44,10 +44,11 @@ async fn setup_creates_the_packs_properties_once() {
         "aws_last_sync_date",
         "aws_synced_resources",
         "aws_last_resource_sync",
+        "aws_customer_account_id",
     ] {
         assert!(stdout.contains(&format!("created  {name}")), "{stdout}");
     }
-    assert!(stdout.contains("5 created, 0 already there"), "{stdout}");
+    assert!(stdout.contains("6 created, 0 already there"), "{stdout}");
     let kind = sb
         .hubspot
         .with_store(|s| s.deal_properties["aws_last_sync_date"].definition["type"].clone());
@@ -55,5 +56,5 @@ async fn setup_creates_the_packs_properties_once() {
 
     let (code, stdout, _) = tokio::task::spawn_blocking(run).await.unwrap();
     assert_eq!(code, Some(0));
-    assert!(stdout.contains("0 created, 5 already there"), "{stdout}");
+    assert!(stdout.contains("0 created, 6 already there"), "{stdout}");
 }

@@ -424,6 +424,13 @@ impl Checker<'_> {
                 );
             }
         }
+        if self.pack.update.is_some() && self.pack.create.is_some() {
+            self.push(
+                Diagnostic::error(Code::InvalidValue, "`update` applies to packs that update the linked opportunity, and this pack creates one")
+                    .with_help("say what a create waits for under `create.incomplete`, and remove `update`"),
+                self.at_key("/update"),
+            );
+        }
         if !self.pack.immutable.is_empty()
             && !self.pack.needs.opportunity
             && self.pack.create.is_none()

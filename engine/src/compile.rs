@@ -227,10 +227,13 @@ const PLACE_VARIABLES: &[(&str, &str)] = &[
     ("not_sent", "`not_sent` exists in `on_success`"),
     ("result", "`result` exists in `on_success`"),
     ("error", "`error` exists in `on_error`"),
-    ("missing", "`missing` exists in `create.incomplete`"),
+    (
+        "missing",
+        "`missing` exists in `create.incomplete` and `update.incomplete`",
+    ),
     (
         "missing_fields",
-        "`missing_fields` exists in `create.incomplete`",
+        "`missing_fields` exists in `create.incomplete` and `update.incomplete`",
     ),
     (
         "priority",
@@ -551,6 +554,7 @@ impl Compiler<'_> {
         }
 
         let incomplete = pack.create.as_ref().map(|c| &c.incomplete);
+        let update_incomplete = pack.update.as_ref().map(|u| &u.incomplete);
         for (section, extra, effects) in [
             (
                 "on_success",
@@ -562,6 +566,11 @@ impl Compiler<'_> {
                 "create/incomplete",
                 &["missing", "missing_fields"][..],
                 incomplete,
+            ),
+            (
+                "update/incomplete",
+                &["missing", "missing_fields"][..],
+                update_incomplete,
             ),
         ] {
             let Some(effects) = effects else { continue };

@@ -4,13 +4,21 @@
 //! AWS refuses an incomplete create with a ValidationException; pcsync instead waits,
 //! tells the rep what is missing, and creates once an edit supplies the rest.
 //!
+//! An update has its own requirements ([`missing_on_update`]): the partner's CRM id
+//! on every update, and a consulting partner's customer AWS account id at Launched.
+//! On both, every list item written must be whole (the service model's required
+//! members of an `ExpectedCustomerSpend` item), and a field the matrix asks for only
+//! under a condition that does not hold is not sent ([`out_of_place`]).
+//!
 //! This is the engine's own reading of the matrix's conditions; the sandbox reads them
 //! separately, so that one misreading cannot pass on both sides.
 
 use jiff::civil::Date;
+use pcsync_pc_model::ShapeKind;
 use pcsync_pc_model::matrix::{self, FIELD_MATRIX, Requirement};
 use serde_json::{Map, Value};
 
+use crate::model::PartnerType;
 use crate::partner_central;
 
 /// One thing a create still lacks.
@@ -28,7 +36,14 @@ const NO_POSTAL_CODE: &[&str] = &["BQ"];
 
 /// The request body the changes make.
 pub fn body<'a>(changes: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Value {
-    let mut root = Value::Object(Map::new());
+    applied(Value::Object(Map::new()), changes)
+}
+
+/// `record` with the changes written into it: what an update sends.
+pub fn applied<'a>(
+    mut root: Value,
+    changes: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) -> Value {
     for (field, new) in changes {
         let Ok(steps) = partner_central::parse_path(field) else {
             continue;
@@ -200,6 +215,164 @@ pub fn missing(body: &Value, today: Date) -> Vec<Missing> {
     {
         need(close, format!("{} (in the past)", label(close)));
     }
+    // A member said missing above (the currency, with why) is not said again.
+    let partial = partial_items(partner_central::CREATE_OPPORTUNITY, body, &lists_in(body));
+    for p in partial {
+        if !out.iter().any(|m| m.field == p.field) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// What the update `after` (the opportunity `before` with the planned `changed`
+/// fields written into it) lacks for AWS to accept it from a `partner` of that type,
+/// in the matrix's order, then the items that are not whole.
+pub fn missing_on_update(
+    before: &Value,
+    after: &Value,
+    changed: &[&str],
+    partner: PartnerType,
+) -> Vec<Missing> {
+    let mut out = Vec::new();
+    let stage = |r: &Value| {
+        r.pointer("/LifeCycle/Stage")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    for row in FIELD_MATRIX {
+        let Some(path) = row.api_path else { continue };
+        let required = match (row.inbound, row.crm_name) {
+            // "For all updates".
+            (Requirement::Conditional, "partnerCrmUniqueIdentifier") => true,
+            // "For Consulting Partners, When Stage = Launched"; its "Update - After
+            // Launched" column is No, so it comes with the move or before it.
+            (Requirement::Conditional, "awsAccountId") => {
+                partner == PartnerType::Consulting
+                    && stage(after).as_deref() == Some("Launched")
+                    && stage(before).as_deref() != Some("Launched")
+            }
+            _ => false,
+        };
+        if required && !values(after, path).into_iter().any(filled) {
+            out.push(Missing {
+                field: path.to_string(),
+                label: row.label.to_string(),
+            });
+        }
+    }
+    let lists: Vec<String> = changed
+        .iter()
+        .filter(|f| f.contains('['))
+        .filter_map(|f| {
+            f.rsplit_once('[')
+                .map(|(list, _)| matrix::without_indexes(list))
+        })
+        .collect();
+    out.extend(partial_items(
+        partner_central::UPDATE_OPPORTUNITY,
+        after,
+        &lists,
+    ));
+    out
+}
+
+/// The list members (`Project.ExpectedCustomerSpend`) of a request body whose items
+/// are records.
+fn lists_in(body: &Value) -> Vec<String> {
+    fn walk(v: &Value, at: &str, out: &mut Vec<String>) {
+        let Some(obj) = v.as_object() else { return };
+        for (k, v) in obj {
+            let path = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            match v {
+                Value::Array(items) if items.iter().any(Value::is_object) => out.push(path),
+                Value::Object(_) => walk(v, &path, out),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(body, "", &mut out);
+    out
+}
+
+/// The members the service model requires of every item of the `lists` of `body`
+/// (a request of shape `root`) that some item lacks: `ExpectedCustomerSpend` items
+/// need `CurrencyCode`, `Frequency` and `TargetCompany`, and AWS refuses a request
+/// with a partial one.
+fn partial_items(root: &str, body: &Value, lists: &[String]) -> Vec<Missing> {
+    let mut out: Vec<Missing> = Vec::new();
+    for list in lists {
+        let Ok(item) = partner_central::resolve(root, list) else {
+            continue;
+        };
+        let ShapeKind::Structure(members) = &item.kind else {
+            continue;
+        };
+        let (parent, last) = list.rsplit_once('.').unwrap_or(("", list));
+        let holders = if parent.is_empty() {
+            vec![body]
+        } else {
+            values(body, parent)
+        };
+        let items: Vec<&Value> = holders
+            .iter()
+            .filter_map(|h| h.get(last).and_then(Value::as_array))
+            .flatten()
+            .collect();
+        for m in members.iter().filter(|m| m.required) {
+            let field = format!("{list}.{}", m.name);
+            let lacking = items
+                .iter()
+                .any(|i| i.get(m.name).is_none_or(|v| !filled(v)));
+            if lacking && !out.iter().any(|o| o.field == field) {
+                // What a rep calls the list (the label of the matrix row about it or
+                // its members), and the member as AWS names it.
+                let within = format!("{list}.");
+                let list_label = FIELD_MATRIX
+                    .iter()
+                    .find(|r| {
+                        r.api_path
+                            .is_some_and(|p| p == list.as_str() || p.starts_with(&within))
+                    })
+                    .map_or(list.as_str(), |r| r.label);
+                out.push(Missing {
+                    field,
+                    label: format!("{list_label}: {}", m.name),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Fields the matrix asks for only under a condition ([`out_of_place`] reads them).
+const CONDITIONAL: &[&str] = &["Customer.Account.OtherIndustry"];
+
+/// Whether the matrix asks for `field` only under a condition: a write of it is
+/// checked by [`out_of_place`].
+pub fn conditional(field: &str) -> bool {
+    CONDITIONAL.contains(&field)
+}
+
+/// Fields of `body` (a request, or the record an update sends) that the matrix asks
+/// for only under a condition that does not hold there, with why: row `industryOther`
+/// describes the industry "when the selected value in the industry field is Other".
+pub fn out_of_place(body: &Value) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    let other = "Customer.Account.OtherIndustry";
+    if values(body, other).into_iter().any(filled)
+        && text(body, "Customer.Account.Industry") != Some("Other")
+    {
+        out.push((
+            other,
+            "sent only when the industry is Other (matrix row `industryOther`)",
+        ));
+    }
     out
 }
 
@@ -324,6 +497,14 @@ mod tests {
                 "Project.ExpectedCustomerSpend[0].CurrencyCode",
                 json!("EUR"),
             ),
+            change(
+                "Project.ExpectedCustomerSpend[0].Frequency",
+                json!("Monthly"),
+            ),
+            change(
+                "Project.ExpectedCustomerSpend[0].TargetCompany",
+                json!("AWS"),
+            ),
             change("Marketing.Source", json!("None")),
         ];
         assert_eq!(missing(&body(&changes), today()), vec![]);
@@ -389,5 +570,104 @@ mod tests {
         let got = missing(&body(&changes), today());
         assert!(!got.iter().any(|m| m.field.ends_with("PostalCode")));
         assert!(!got.iter().any(|m| m.field.ends_with("StateOrRegion")));
+    }
+    fn record() -> Value {
+        json!({
+            "PartnerOpportunityIdentifier": "101",
+            "LifeCycle": {"Stage": "Committed"},
+            "Customer": {"Account": {"Industry": "Retail"}},
+            "Project": {"ExpectedCustomerSpend": [{"Amount": "100", "CurrencyCode": "USD", "Frequency": "Monthly", "TargetCompany": "AWS"}]}
+        })
+    }
+
+    fn labels(missing: Vec<Missing>) -> Vec<String> {
+        missing.into_iter().map(|m| m.label).collect()
+    }
+
+    #[test]
+    fn every_update_carries_the_partner_crm_id() {
+        let before = record();
+        let mut after = record();
+        after
+            .as_object_mut()
+            .unwrap()
+            .remove("PartnerOpportunityIdentifier");
+        assert_eq!(
+            labels(missing_on_update(&before, &after, &[], PartnerType::Isv)),
+            ["Partner CRM Unique Identifier"]
+        );
+        assert_eq!(
+            missing_on_update(&before, &before, &[], PartnerType::Isv),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn a_consulting_partner_launches_with_the_customers_aws_account() {
+        let before = record();
+        let mut after = record();
+        after["LifeCycle"]["Stage"] = json!("Launched");
+        let changed = ["LifeCycle.Stage"];
+        assert_eq!(
+            missing_on_update(&before, &after, &changed, PartnerType::Isv),
+            vec![]
+        );
+        assert_eq!(
+            labels(missing_on_update(
+                &before,
+                &after,
+                &changed,
+                PartnerType::Consulting
+            )),
+            ["Customer AWS Account ID"]
+        );
+        after["Customer"]["Account"]["AwsAccountId"] = json!("123456789012");
+        assert_eq!(
+            missing_on_update(&before, &after, &changed, PartnerType::Consulting),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn a_spend_item_is_written_whole() {
+        let before = json!({"PartnerOpportunityIdentifier": "101"});
+        let changed = ["Project.ExpectedCustomerSpend[0].Amount"];
+        let after = applied(before.clone(), [(changed[0], &json!("100"))]);
+        let got = missing_on_update(&before, &after, &changed, PartnerType::Isv);
+        let fields: Vec<&str> = got.iter().map(|m| m.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "Project.ExpectedCustomerSpend.CurrencyCode",
+                "Project.ExpectedCustomerSpend.Frequency",
+                "Project.ExpectedCustomerSpend.TargetCompany"
+            ]
+        );
+        assert_eq!(
+            got[0].label,
+            "Estimated AWS Monthly Recurring Revenue: CurrencyCode"
+        );
+        // On create too.
+        let partial = body(&[change(
+            "Project.ExpectedCustomerSpend[0].Amount",
+            json!("100"),
+        )]);
+        assert!(
+            missing(&partial, today())
+                .iter()
+                .any(|m| m.field == "Project.ExpectedCustomerSpend.Frequency")
+        );
+    }
+
+    #[test]
+    fn other_industry_belongs_with_the_industry_other() {
+        let mut b =
+            json!({"Customer": {"Account": {"Industry": "Retail", "OtherIndustry": "retail"}}});
+        assert_eq!(
+            out_of_place(&b).iter().map(|o| o.0).collect::<Vec<_>>(),
+            ["Customer.Account.OtherIndustry"]
+        );
+        b["Customer"]["Account"]["Industry"] = json!("Other");
+        assert!(out_of_place(&b).is_empty());
     }
 }

@@ -29,6 +29,12 @@ pub const CUSTOM_PROPERTIES: &[(&str, &str, &str, &str)] = &[
         "datetime",
         "date",
     ),
+    (
+        "aws_customer_account_id",
+        "Customer AWS account ID",
+        "string",
+        "text",
+    ),
 ];
 
 /// Seeds the demo data. Returns `(deal id, opportunity id)` pairs.

@@ -427,3 +427,88 @@ async fn update_refuses_a_changed_close_date_in_the_past_and_a_currency_aws_does
     let (status, out) = update(&sb, &id, |r| r["LifeCycle"]["Stage"] = json!("Launched")).await;
     assert_eq!(status, 200, "{out}");
 }
+
+#[tokio::test]
+async fn a_spend_item_is_refused_unless_whole() {
+    let sb = sandbox(Quotas::OFF).await;
+    let id = create(&sb, complete_opportunity("t")).await;
+    let (status, out) = update(&sb, &id, |r| {
+        r["Project"]["ExpectedCustomerSpend"] = json!([{"Amount": "900"}]);
+    })
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        pairs(&field_errors(&out, "REQUEST_VALIDATION_FAILED")),
+        [
+            (
+                "Project.ExpectedCustomerSpend[0].CurrencyCode",
+                "REQUIRED_FIELD_MISSING"
+            ),
+            (
+                "Project.ExpectedCustomerSpend[0].Frequency",
+                "REQUIRED_FIELD_MISSING"
+            ),
+            (
+                "Project.ExpectedCustomerSpend[0].TargetCompany",
+                "REQUIRED_FIELD_MISSING"
+            )
+        ]
+    );
+    let mut partial = complete_opportunity("u");
+    partial["Project"]["ExpectedCustomerSpend"] = json!([{"Amount": "900", "CurrencyCode": "USD"}]);
+    let (status, out) = call(&sb, "CreateOpportunity", partial).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        pairs(&field_errors(&out, "REQUEST_VALIDATION_FAILED")),
+        [
+            (
+                "Project.ExpectedCustomerSpend[0].Frequency",
+                "REQUIRED_FIELD_MISSING"
+            ),
+            (
+                "Project.ExpectedCustomerSpend[0].TargetCompany",
+                "REQUIRED_FIELD_MISSING"
+            )
+        ]
+    );
+}
+
+#[tokio::test]
+async fn every_update_carries_the_partner_crm_id() {
+    let sb = sandbox(Quotas::OFF).await;
+    let id = create(&sb, complete_opportunity("t")).await;
+    let (status, out) = update(&sb, &id, |r| {
+        r.as_object_mut()
+            .unwrap()
+            .remove("PartnerOpportunityIdentifier");
+    })
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        pairs(&field_errors(&out, "BUSINESS_VALIDATION_FAILED")),
+        [("PartnerOpportunityIdentifier", "REQUIRED_FIELD_MISSING")]
+    );
+    let (status, out) = update(&sb, &id, |_| {}).await;
+    assert_eq!(status, 200, "{out}");
+}
+
+#[tokio::test]
+async fn a_consulting_partner_launches_with_the_customers_aws_account() {
+    let sb = sandbox(Quotas::OFF).await;
+    sb.partner_central.with_store(|s| {
+        s.partner_type = pcsync_sandbox::partner_central::PartnerType::Consulting;
+    });
+    let id = create(&sb, complete_opportunity("t")).await;
+    let (status, out) = update(&sb, &id, |r| r["LifeCycle"]["Stage"] = json!("Launched")).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        pairs(&field_errors(&out, "BUSINESS_VALIDATION_FAILED")),
+        [("Customer.Account.AwsAccountId", "REQUIRED_FIELD_MISSING")]
+    );
+    let (status, out) = update(&sb, &id, |r| {
+        r["LifeCycle"]["Stage"] = json!("Launched");
+        r["Customer"]["Account"]["AwsAccountId"] = json!("123456789012");
+    })
+    .await;
+    assert_eq!(status, 200, "{out}");
+}

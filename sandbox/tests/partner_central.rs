@@ -192,12 +192,25 @@ async fn update_replaces_the_whole_record_and_bumps_last_modified() {
         .send()
         .await
         .unwrap();
-    // Send only Project: Customer, LifeCycle and the identifier become null.
+    // Without the partner's CRM id, which every update carries (matrix row
+    // `partnerCrmUniqueIdentifier`), the update is refused and changes nothing.
+    let err = c
+        .update_opportunity()
+        .catalog("Sandbox")
+        .identifier(&id)
+        .last_modified_date(before.last_modified_date)
+        .project(project("A different business problem, long enough"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ValidationException"));
+    // Send only Project and the CRM id: Customer and LifeCycle become null.
     let out = c
         .update_opportunity()
         .catalog("Sandbox")
         .identifier(&id)
         .last_modified_date(before.last_modified_date)
+        .partner_opportunity_identifier("crm-2")
         .project(project("A different business problem, long enough"))
         .send()
         .await
@@ -211,7 +224,7 @@ async fn update_replaces_the_whole_record_and_bumps_last_modified() {
         .await
         .unwrap();
     assert!(after.customer().is_none(), "omitted members become null");
-    assert!(after.partner_opportunity_identifier().is_none());
+    assert_eq!(after.partner_opportunity_identifier(), Some("crm-2"));
     assert_eq!(
         after.project().unwrap().customer_business_problem(),
         Some("A different business problem, long enough")

@@ -45,6 +45,13 @@ const KNOWN: &[(&str, &str, &str, &str, &str)] = &[
         "date",
         "When pcsync last looked for new Partner Central snapshots.",
     ),
+    (
+        "aws_customer_account_id",
+        "Customer AWS account ID",
+        "string",
+        "text",
+        "The customer's 12-digit AWS account id, sent to Partner Central (a consulting partner's opportunity needs it at Launched).",
+    ),
 ];
 
 /// HubSpot's own deal properties, never created.

@@ -47,6 +47,42 @@ pub struct CreateOpportunity {
     pub incomplete: Effects,
 }
 
+/// How the pack's updates meet what AWS's field matrix asks of an UpdateOpportunity
+/// in some situations: the partner's CRM id on every update (row
+/// `partnerCrmUniqueIdentifier`), every spend item whole (the service model), and, from
+/// a consulting partner, the customer's AWS account id when the opportunity moves to
+/// Launched (row `awsAccountId`). While an update lacks one of these, pcsync sends
+/// nothing (AWS would refuse it) and does `incomplete` instead; the update is sent at
+/// the first event that finds nothing missing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOpportunity {
+    /// Your AWS partner account's kind, as the field matrix tells them apart: a
+    /// `consulting` partner must give the customer's AWS account id
+    /// (`Customer.Account.AwsAccountId`) when an opportunity moves to Launched.
+    #[serde(default)]
+    pub partner_type: PartnerType,
+    /// While an update lacks a value AWS requires of it, pcsync makes no call and does
+    /// this instead: sets these deal properties and adds this note, with `missing`
+    /// (as a rep reads it: `Customer AWS Account ID`) and `missing_fields` (the
+    /// Partner Central fields). The note is added only when a `set_deal` value
+    /// changes, so a rep hears once per new list, not per edit.
+    #[serde(default)]
+    pub incomplete: Effects,
+}
+
+/// The kind of AWS partner account, where AWS's field matrix tells them apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PartnerType {
+    /// An independent software vendor.
+    #[default]
+    Isv,
+    /// A consulting partner (services): AWS asks it for the customer's AWS account
+    /// id at Launched.
+    Consulting,
+}
+
 fn client_token_default() -> Template {
     Template("hubspot-deal-{{ deal.id }}".to_string())
 }

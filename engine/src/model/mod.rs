@@ -16,7 +16,10 @@ mod watch;
 
 pub use currency::{AcceptedCurrency, CurrencyConversion, Rate};
 pub use duration::{DURATION_PATTERN, DurationSpec};
-pub use effects::{CreateOpportunity, Effects, InvolvementType, StartEngagement, Visibility};
+pub use effects::{
+    CreateOpportunity, Effects, InvolvementType, PartnerType, StartEngagement, UpdateOpportunity,
+    Visibility,
+};
 pub use immutability::{ImmutabilityRule, ImmutableAction};
 pub use mapping::{Mapping, NumberRef, Transform, Unmapped};
 pub use needs::Needs;

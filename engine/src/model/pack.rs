@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     Channels, CreateOpportunity, CurrencyConversion, Effects, FieldPath, ImmutabilityRule,
-    JsonPathExpr, Mapping, Needs, Notification, Rhai, Triggers,
+    JsonPathExpr, Mapping, Needs, Notification, Rhai, Triggers, UpdateOpportunity,
 };
 
 /// A rule pack: one flow of pcsync (deal creation, deal update sync, snapshot sync,
@@ -68,7 +68,8 @@ pub struct RulePack {
     pub convert_currency: Option<CurrencyConversion>,
 
     /// Fixed or templated values for Partner Central fields, keyed by field path
-    /// (`Origin: Partner Referral`, `Project.Title: "{{ deal.dealname }}"`).
+    /// (`Origin: Partner Referral`, `Project.Title: "{{ deal.dealname }}"`). A
+    /// template that renders empty sends nothing.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     #[schemars(with = "IndexMap<FieldPath, serde_json::Value>")]
     pub set: IndexMap<String, serde_json::Value>,
@@ -77,6 +78,12 @@ pub struct RulePack {
     /// updating the linked one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create: Option<CreateOpportunity>,
+
+    /// For a pack that updates the linked opportunity: your partner type and what to
+    /// do while an update lacks a value AWS requires of it. Without it, such an
+    /// update is skipped (the trace and logs say what is missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateOpportunity>,
 
     /// What may not be written while the opportunity is in a given review status or
     /// stage, and what to do instead. Checked in order; every matching rule applies.

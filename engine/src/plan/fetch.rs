@@ -8,8 +8,8 @@ use crate::compile::CompiledPack;
 pub struct Fetch {
     /// The deal property that holds the opportunity id.
     pub link_property: String,
-    /// Deal properties, the link property and the properties `create.incomplete`
-    /// sets (read to tell whether what is missing changed) among them.
+    /// Deal properties, the link property and the properties `create.incomplete` and
+    /// `update.incomplete` set (read to tell whether what is missing changed) among them.
     pub deal: Vec<String>,
     /// Properties of the deal's primary company; none means no company read.
     pub company: Vec<String>,
@@ -48,7 +48,9 @@ pub fn fetches<'a>(packs: impl IntoIterator<Item = (usize, &'a CompiledPack)>) -
             .pack
             .create
             .iter()
-            .flat_map(|c| c.incomplete.set_deal.keys());
+            .map(|c| &c.incomplete)
+            .chain(pack.pack.update.iter().map(|u| &u.incomplete))
+            .flat_map(|e| e.set_deal.keys());
         for p in needs
             .deal
             .iter()

@@ -598,9 +598,11 @@ impl<'a> PackRun<'a> {
                 }
                 other => other.clone(),
             };
-            // A template that renders empty sends nothing to a new opportunity (an
-            // optional field the deal has no value for).
-            if creating && rendered.as_str().is_some_and(|s| s.trim().is_empty()) {
+            // A template that renders empty sends nothing (an optional field the deal
+            // has no value for, a spend item's members when there is no amount); to a
+            // new opportunity, neither does an empty value.
+            let templated = value.as_str().is_some_and(crate::template::is_template);
+            if (creating || templated) && rendered.as_str().is_some_and(|s| s.trim().is_empty()) {
                 self.step(&at, "empty, not sent", None, None);
                 continue;
             }
@@ -618,6 +620,7 @@ impl<'a> PackRun<'a> {
             }
         }
 
+        self.drop_out_of_place(&mut changes, creating);
         if creating {
             return self.create(changes, &not_sent);
         }
@@ -634,6 +637,11 @@ impl<'a> PackRun<'a> {
                 false
             }
             immutability::Verdict::Proceed(changes) => {
+                let missing = self.missing_on_update(&changes);
+                if !missing.is_empty() {
+                    self.incomplete(Incomplete::Update, &missing);
+                    return false;
+                }
                 self.push(Effect::UpdateOpportunity {
                     pack: self.name(),
                     id,
@@ -778,7 +786,7 @@ impl<'a> PackRun<'a> {
             }
         }
         if !missing.is_empty() {
-            self.incomplete(&deal_id, &missing);
+            self.incomplete(Incomplete::Create, &missing);
             return false;
         }
         let client_token = match self.vars.render("/create/client_token", &[]) {
@@ -851,14 +859,51 @@ impl<'a> PackRun<'a> {
         true
     }
 
-    /// `create.incomplete`: the deal lacks what AWS requires, so nothing is created;
-    /// the rep is told what is missing when that list changes.
-    fn incomplete(&mut self, deal_id: &str, missing: &[readiness::Missing]) {
+    /// Fields the matrix asks for only under a condition that the body (a create) or
+    /// the record the update sends does not meet: not sent.
+    fn drop_out_of_place(&mut self, changes: &mut Vec<FieldChange>, creating: bool) {
+        if !changes.iter().any(|c| readiness::conditional(&c.field)) {
+            return;
+        }
+        let written = changes.iter().map(|c| (c.field.as_str(), &c.new));
+        let body = match (&self.ctx.opportunity, creating) {
+            (Some(record), false) => readiness::applied(record.clone(), written),
+            _ => readiness::body(written),
+        };
+        for (field, why) in readiness::out_of_place(&body) {
+            if changes.iter().any(|c| c.field == field) {
+                changes.retain(|c| c.field != field);
+                self.step("/map", &format!("{field} not sent: {why}"), None, None);
+            }
+        }
+    }
+
+    /// What the update these changes make lacks for AWS to accept it.
+    fn missing_on_update(&self, changes: &[FieldChange]) -> Vec<readiness::Missing> {
+        let none = Value::Object(Default::default());
+        let before = self.ctx.opportunity.as_ref().unwrap_or(&none);
+        let after = readiness::applied(
+            before.clone(),
+            changes.iter().map(|c| (c.field.as_str(), &c.new)),
+        );
+        let changed: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+        let partner = self
+            .p()
+            .update
+            .as_ref()
+            .map(|u| u.partner_type)
+            .unwrap_or_default();
+        readiness::missing_on_update(before, &after, &changed, partner)
+    }
+
+    /// `create.incomplete` or `update.incomplete`: the write lacks what AWS requires,
+    /// so nothing is sent; the rep is told what is missing when that list changes.
+    fn incomplete(&mut self, place: Incomplete, missing: &[readiness::Missing]) {
         let labels: Vec<&str> = missing.iter().map(|m| m.label.as_str()).collect();
         let reason = format!("waiting for {}", labels.join(", "));
         self.step(
-            "/create",
-            &format!("not created: {reason}"),
+            place.at(),
+            &format!("{}: {reason}", place.not_done()),
             None,
             Some(Value::from(
                 missing.iter().map(|m| m.field.clone()).collect::<Vec<_>>(),
@@ -870,15 +915,17 @@ impl<'a> PackRun<'a> {
             ("missing", &missing_value),
             ("missing_fields", &fields_value),
         ];
-        let effects = &self
-            .p()
-            .create
-            .as_ref()
-            .expect("only called for create packs")
-            .incomplete;
+        let Some(effects) = place.effects(self.p()) else {
+            return self.decide(Verdict::Skip { reason });
+        };
+        let Some(deal_id) = self.deal_id() else {
+            return self.decide(Verdict::Skip { reason });
+        };
+        let deal_id = deal_id.as_str();
+        let section = format!("{}/incomplete", place.at());
         let mut properties = IndexMap::new();
         for prop in effects.set_deal.keys() {
-            let at = pointer_join("/create/incomplete/set_deal", prop);
+            let at = pointer_join(&format!("{section}/set_deal"), prop);
             match self.vars.render(&at, &extras) {
                 Ok(v) => {
                     let current = self.ctx.deal.as_ref().and_then(|d| d.property(prop));
@@ -900,18 +947,14 @@ impl<'a> PackRun<'a> {
             });
         }
         if effects.note.is_some() && news {
-            match self.vars.render("/create/incomplete/note", &extras) {
+            let at = format!("{section}/note");
+            match self.vars.render(&at, &extras) {
                 Ok(body) => self.push(Effect::CreateNote {
                     pack: self.name(),
                     deal_id: deal_id.to_string(),
                     body,
                 }),
-                Err(e) => self.step(
-                    "/create/incomplete/note",
-                    &format!("not rendered: {e}"),
-                    None,
-                    None,
-                ),
+                Err(e) => self.step(&at, &format!("not rendered: {e}"), None, None),
             }
         }
         self.decide(Verdict::Skip { reason });
@@ -991,6 +1034,39 @@ fn spend_item<'f>(field: &'f str, member: &str) -> Option<&'f str> {
     let item = field.strip_suffix(member)?.strip_suffix('.')?;
     item.starts_with("Project.ExpectedCustomerSpend")
         .then_some(item)
+}
+
+/// Which write lacks what AWS requires of it, and so which pack section says what to
+/// do instead.
+#[derive(Clone, Copy)]
+enum Incomplete {
+    /// `create.incomplete`.
+    Create,
+    /// `update.incomplete`.
+    Update,
+}
+
+impl Incomplete {
+    fn at(self) -> &'static str {
+        match self {
+            Incomplete::Create => "/create",
+            Incomplete::Update => "/update",
+        }
+    }
+
+    fn not_done(self) -> &'static str {
+        match self {
+            Incomplete::Create => "not created",
+            Incomplete::Update => "not updated",
+        }
+    }
+
+    fn effects(self, pack: &RulePack) -> Option<&crate::model::Effects> {
+        match self {
+            Incomplete::Create => pack.create.as_ref().map(|c| &c.incomplete),
+            Incomplete::Update => pack.update.as_ref().map(|u| &u.incomplete),
+        }
+    }
 }
 
 /// Whether two field values are the same for change detection: equal JSON, or the

@@ -336,7 +336,8 @@ impl Harness {
         );
         world.opportunities.insert(
             "O1234567".into(),
-            json!({"Catalog": "Sandbox", "Id": "O1234567", "LastModifiedDate": "2026-11-01T00:00:00Z",
+            json!({"Catalog": "Sandbox", "Id": "O1234567", "PartnerOpportunityIdentifier": "101",
+                "LastModifiedDate": "2026-11-01T00:00:00Z",
                 "LifeCycle": {"Stage": "Prospect", "ReviewStatus": review, "TargetCloseDate": "2026-12-31"},
                 "Project": {"Title": "Acme data platform",
                     "CustomerBusinessProblem": "Acme needs to consolidate five data silos into one governed lake",

@@ -5,18 +5,31 @@
 //! read here, in the sandbox's own words, so that the engine's reading of them cannot
 //! hide a mistake on both sides of the wire.
 //!
-//! The sandbox plays an ISV partner that takes part in no special program: the matrix
-//! gives such a partner `Project.DeliveryModels` and `Project.AdditionalComments` after
-//! Launched (row `deliveryModel`, `additionalComments`), no software-revenue fields
-//! (rows `contract*`, `customerSoftwareValue*`, `procurementType`: "For special
-//! programs"), and does not ask it for an AWS account id at Launched (row
-//! `awsAccountId`: "For Consulting Partners").
+//! The sandbox plays a partner that takes part in no special program (no
+//! software-revenue fields: rows `contract*`, `customerSoftwareValue*`,
+//! `procurementType`, "For special programs"), an ISV partner unless a test makes it
+//! a consulting partner ([`PartnerType`]): the matrix gives an ISV partner
+//! `Project.DeliveryModels` and `Project.AdditionalComments` after Launched (rows
+//! `deliveryModel`, `additionalComments`: "Yes (ISV Partners Only)"), and asks a
+//! consulting partner for the customer's AWS account id at Launched (row
+//! `awsAccountId`: "For Consulting Partners, When Stage = Launched").
 
 use jiff::Timestamp;
 use pcsync_pc_model::matrix::{self, FIELD_MATRIX, Requirement, Update};
 use serde_json::Value;
 
 use super::FieldError;
+
+/// The kind of partner account the sandbox plays, where the field matrix tells them
+/// apart (rows `awsAccountId`, `deliveryModel`, `additionalComments`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PartnerType {
+    /// An independent software vendor (the default).
+    #[default]
+    Isv,
+    /// A consulting partner.
+    Consulting,
+}
 
 /// Countries the matrix names as having no postal code (row `postalCode`: "Exception:
 /// Not mandatory for countries without a postal code. Includes: Bonaire, Sint
@@ -396,6 +409,7 @@ pub fn update(
     next: &Value,
     changed: &[String],
     today: jiff::civil::Date,
+    partner: PartnerType,
 ) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let phase = phase(stored);
@@ -424,9 +438,12 @@ pub fn update(
                 })
             }
             Phase::Launched => {
-                // An ISV partner outside special programs: "Yes (ISV Partners Only)".
-                let allowed = row.is_some_and(|r| {
-                    matches!(r.after_launched, Update::Yes | Update::IsvPartnersOnly)
+                // A partner outside special programs: "Yes", and "Yes (ISV Partners
+                // Only)" for an ISV partner.
+                let allowed = row.is_some_and(|r| match r.after_launched {
+                    Update::Yes => true,
+                    Update::IsvPartnersOnly => partner == PartnerType::Isv,
+                    _ => false,
                 });
                 (!allowed).then(|| {
                     format!(
@@ -458,6 +475,18 @@ pub fn update(
             "when the stage changes to Closed Lost (matrix row `closedLostReason`)",
         ));
     }
+    // Row `awsAccountId`: "For Consulting Partners, When Stage = Launched". Its
+    // "Update - After Launched" column is No, so it comes with the move or before.
+    if partner == PartnerType::Consulting
+        && stage(next).as_deref() == Some("Launched")
+        && stage(stored).as_deref() != Some("Launched")
+        && !present(next, "Customer.Account.AwsAccountId")
+    {
+        errors.push(missing(
+            "Customer.Account.AwsAccountId",
+            "from a consulting partner when the stage is Launched (matrix row `awsAccountId`)",
+        ));
+    }
     // Row `industryOther` and the state and marketing rules hold on update as on create.
     if text(next, "Customer.Account.Industry") == Some("Other")
         && !present(next, "Customer.Account.OtherIndustry")
@@ -469,6 +498,20 @@ pub fn update(
     }
     values(next, Some(stored), today, &mut errors);
     errors
+}
+
+/// What every UpdateOpportunity must carry, whatever it changes: the partner's CRM
+/// id (row `partnerCrmUniqueIdentifier`: "Conditionally Mandatory", "For all
+/// updates"; the row `apnCrmUniqueIdentifier`, `Identifier`, is the model's own
+/// required member).
+pub fn every_update(input: &Value) -> Vec<FieldError> {
+    if present(input, "PartnerOpportunityIdentifier") {
+        return Vec::new();
+    }
+    vec![missing(
+        "PartnerOpportunityIdentifier",
+        "in every update (matrix row `partnerCrmUniqueIdentifier`, \"For all updates\")",
+    )]
 }
 
 /// Today's date in UTC, as the service judges "not in the past".
@@ -585,7 +628,7 @@ mod tests {
             "Customer.Account.CompanyName".to_string(),
             "LifeCycle.Stage".to_string(),
         ];
-        let got = update(&approved, &approved, &changed, today());
+        let got = update(&approved, &approved, &changed, today(), PartnerType::Isv);
         assert_eq!(
             fields(&got),
             vec![("Customer.Account.CompanyName", "ACTION_NOT_PERMITTED")]
@@ -597,7 +640,7 @@ mod tests {
             "Project.DeliveryModels[0]".to_string(),
             "LifeCycle.TargetCloseDate".to_string(),
         ];
-        let got = update(&launched, &launched, &changed, today());
+        let got = update(&launched, &launched, &changed, today(), PartnerType::Isv);
         assert_eq!(
             fields(&got),
             vec![("LifeCycle.TargetCloseDate", "ACTION_NOT_PERMITTED")]
@@ -605,15 +648,90 @@ mod tests {
 
         let mut lost = approved.clone();
         lost["LifeCycle"]["Stage"] = json!("Closed Lost");
-        let got = update(&approved, &lost, &["LifeCycle.Stage".to_string()], today());
+        let got = update(
+            &approved,
+            &lost,
+            &["LifeCycle.Stage".to_string()],
+            today(),
+            PartnerType::Isv,
+        );
         assert_eq!(
             fields(&got),
             vec![("LifeCycle.ClosedLostReason", "REQUIRED_FIELD_MISSING")]
         );
         lost["LifeCycle"]["ClosedLostReason"] = json!("Price");
         assert_eq!(
-            update(&approved, &lost, &["LifeCycle.Stage".to_string()], today()),
+            update(
+                &approved,
+                &lost,
+                &["LifeCycle.Stage".to_string()],
+                today(),
+                PartnerType::Isv
+            ),
             vec![]
+        );
+    }
+    #[test]
+    fn every_update_carries_the_partner_crm_id() {
+        let mut o = complete();
+        o["PartnerOpportunityIdentifier"] = json!("40000000001");
+        assert_eq!(every_update(&o), vec![]);
+        o.as_object_mut()
+            .unwrap()
+            .remove("PartnerOpportunityIdentifier");
+        assert_eq!(
+            fields(&every_update(&o)),
+            vec![("PartnerOpportunityIdentifier", "REQUIRED_FIELD_MISSING")]
+        );
+    }
+
+    #[test]
+    fn a_consulting_partner_gives_the_customers_aws_account_at_launched() {
+        let mut approved = complete();
+        approved["LifeCycle"] = json!({"Stage": "Committed", "ReviewStatus": "Approved", "TargetCloseDate": "2031-01-01"});
+        let mut launched = approved.clone();
+        launched["LifeCycle"]["Stage"] = json!("Launched");
+        let changed = vec!["LifeCycle.Stage".to_string()];
+        assert_eq!(
+            update(&approved, &launched, &changed, today(), PartnerType::Isv),
+            vec![]
+        );
+        assert_eq!(
+            fields(&update(
+                &approved,
+                &launched,
+                &changed,
+                today(),
+                PartnerType::Consulting
+            )),
+            vec![("Customer.Account.AwsAccountId", "REQUIRED_FIELD_MISSING")]
+        );
+        launched["Customer"]["Account"]["AwsAccountId"] = json!("123456789012");
+        let changed = vec![
+            "LifeCycle.Stage".to_string(),
+            "Customer.Account.AwsAccountId".to_string(),
+        ];
+        assert_eq!(
+            update(
+                &approved,
+                &launched,
+                &changed,
+                today(),
+                PartnerType::Consulting
+            ),
+            vec![]
+        );
+        // After Launched, the ISV-only columns are not a consulting partner's.
+        let delivery = vec!["Project.DeliveryModels[0]".to_string()];
+        assert_eq!(
+            fields(&update(
+                &launched,
+                &launched,
+                &delivery,
+                today(),
+                PartnerType::Consulting
+            )),
+            vec![("Project.DeliveryModels[0]", "ACTION_NOT_PERMITTED")]
         );
     }
 }

@@ -21,6 +21,7 @@ use axum::routing::post;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::{Value, json};
 
+pub use business::PartnerType;
 pub use engagement::Engagement;
 pub use opportunity::{ACCOUNT, Store};
 pub use validate::{FieldError, validate};

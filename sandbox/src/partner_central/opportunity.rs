@@ -63,6 +63,9 @@ pub struct Store {
     /// EventBridge events raised by changes, waiting to be delivered.
     pub(super) events: Vec<Value>,
     pub(super) next_event: u64,
+    /// The kind of partner the sandbox plays (the matrix's rows for consulting and
+    /// ISV partners); an ISV partner unless a test says otherwise.
+    pub partner_type: super::business::PartnerType,
 }
 
 impl Store {
@@ -369,19 +372,25 @@ impl Store {
         }
         coerce_target_company(&mut next);
 
-        // The matrix's lifecycle columns for what the partner changed (a review
-        // simulation alone changes nothing of the partner's).
+        // What every update carries, and the matrix's lifecycle columns for what the
+        // partner changed (a review simulation alone changes nothing of the partner's).
+        let mut errors = super::business::every_update(input);
         let changed = changed_fields(&stored.record, &next);
         if !changed.is_empty() {
-            let errors =
-                super::business::update(&stored.record, &next, &changed, super::business::today());
-            if !errors.is_empty() {
-                return Err(ServiceError::validation(
-                    "BUSINESS_VALIDATION_FAILED",
-                    format!("Business validation failed for an opportunity that is {status}"),
-                    errors,
-                ));
-            }
+            errors.extend(super::business::update(
+                &stored.record,
+                &next,
+                &changed,
+                super::business::today(),
+                self.partner_type,
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(ServiceError::validation(
+                "BUSINESS_VALIDATION_FAILED",
+                format!("Business validation failed for an opportunity that is {status}"),
+                errors,
+            ));
         }
         let id = stored.record["Id"].clone();
         let now = self.tick(id.as_str().unwrap_or_default()).to_string();
