@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use pcsync_engine::plan::{Fetch, fetches, plan_pack, settle, triggered};
-use pcsync_engine::{
-    CompiledPack, Context, Effect, Ending, Event, Outcome, PlanEntry, RuleSet, conclude,
-};
+use pcsync_engine::{CompiledPack, Context, Effect, Ending, Event, Outcome, RuleSet, conclude};
 use serde_json::Value;
 
 use super::creation::{self, Creation, Ended};
@@ -1205,12 +1203,9 @@ fn ending(pack: &str, ending: Ending) -> Settled {
 ///
 /// The digest is SHA-256 (its first 16 bytes, hex) over the kind, deal and title
 /// joined by NUL: a specified function, so a key written by one build is found by
-/// the next. Journals written before v2 used std's `DefaultHasher`, whose output may
-/// change between Rust releases; `legacy` is that key, still honoured when a batch
-/// retried across the upgrade.
+/// the next (std's `DefaultHasher` may change between Rust releases).
 struct JournalKey {
     key: String,
-    legacy: String,
 }
 
 impl JournalKey {
@@ -1236,21 +1231,14 @@ impl JournalKey {
             .chain_update(title)
             .finalize();
         let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-        let legacy = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::hash::DefaultHasher::new();
-            (kind, deal, title).hash(&mut h);
-            format!("{}|{pack}|{index}|{:016x}", event.id, h.finish())
-        };
         Some(JournalKey {
             key: format!("v2|{}|{pack}|{index}|{hex}", event.id),
-            legacy,
         })
     }
 
     /// Whether an earlier try carried the effect out.
     fn done(&self, store: &dyn EffectJournal) -> Result<bool, crate::store::StoreError> {
-        Ok(store.effect_done(&self.key)? || store.effect_done(&self.legacy)?)
+        store.effect_done(&self.key)
     }
 }
 
@@ -1279,16 +1267,7 @@ fn decode_settle(text: &str) -> Option<(Vec<Effect>, Outcome)> {
     if v["v"] != 1 {
         return None;
     }
-    // Before the engine's verdicts were typed, plans were saved with their
-    // decisions among the writes: keep the writes.
-    let entries: Vec<PlanEntry> = serde_json::from_value(v["effects"].clone()).ok()?;
-    let effects = entries
-        .into_iter()
-        .filter_map(|e| match e {
-            PlanEntry::Write(effect) => Some(effect),
-            PlanEntry::Decision(_) => None,
-        })
-        .collect();
+    let effects: Vec<Effect> = serde_json::from_value(v["effects"].clone()).ok()?;
     let outcome = if v["ok"].as_bool()? {
         Outcome::Success {
             result: v["value"].clone(),

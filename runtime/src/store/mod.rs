@@ -34,15 +34,6 @@ pub enum StoreError {
         /// The file.
         path: std::path::PathBuf,
     },
-    /// A database from an older pcsync cannot be brought to the current layout.
-    #[error("state store: cannot move {path} to the current layout: {source}")]
-    Migrate {
-        /// The file.
-        path: std::path::PathBuf,
-        /// Why.
-        #[source]
-        source: rusqlite::Error,
-    },
     /// A query failed (I/O, a full disk, a locked or corrupt file).
     #[error("state store: {0}")]
     Sqlite(#[from] rusqlite::Error),

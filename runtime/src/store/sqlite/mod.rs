@@ -119,18 +119,6 @@ CREATE TABLE IF NOT EXISTS snapshot (
 ) WITHOUT ROWID;
 ";
 
-/// State files written before the `events`/`work` split kept one `inbox` table with
-/// every event's status: its rows move over once, claims in progress becoming pending.
-const MIGRATE_INBOX: &str = "
-INSERT INTO events (seq, occurred, event_id, ordering_key, received_at, event)
-    SELECT seq, COALESCE(json_extract(event, '$.occurred_at'), ''), event_id, ordering_key, received_at, event
-    FROM inbox ORDER BY seq;
-INSERT INTO work (seq, status, attempts, not_before, last_error, updated_at)
-    SELECT seq, CASE status WHEN 'running' THEN 'pending' ELSE status END, attempts, not_before, last_error, updated_at
-    FROM inbox WHERE status <> 'done';
-DROP TABLE inbox;
-";
-
 /// The connection and the in-memory lines it serves, behind one lock.
 struct Db {
     conn: Connection,
@@ -520,8 +508,7 @@ impl Update<'_> {
     }
 }
 
-/// Creates the tables a store needs (or a newer pcsync added) and moves a state file
-/// of the old layout to the current one.
+/// Creates the tables a store needs (or a newer pcsync added).
 fn set_up(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let opening = |source| StoreError::Open {
         path: path.to_path_buf(),
@@ -529,22 +516,6 @@ fn set_up(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     };
     let tx = conn.transaction().map_err(opening)?;
     tx.execute_batch(SCHEMA).map_err(opening)?;
-    let old: bool = tx
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'inbox'",
-            [],
-            |_| Ok(()),
-        )
-        .optional()
-        .map_err(opening)?
-        .is_some();
-    if old {
-        tx.execute_batch(MIGRATE_INBOX)
-            .map_err(|source| StoreError::Migrate {
-                path: path.to_path_buf(),
-                source,
-            })?;
-    }
     tx.commit().map_err(opening)
 }
 

@@ -245,54 +245,6 @@ fn a_dead_letter_requeued_by_another_process_is_claimed_by_the_running_one() {
 }
 
 #[test]
-fn a_state_file_with_the_old_single_inbox_table_moves_to_the_new_layout() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("state.db");
-    {
-        let db = Connection::open(&path).unwrap();
-        db.execute_batch(
-            "CREATE TABLE inbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
-                 ordering_key TEXT NOT NULL, received_at INTEGER NOT NULL, event TEXT NOT NULL,
-                 status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, not_before INTEGER NOT NULL,
-                 last_error TEXT, updated_at INTEGER NOT NULL);",
-        )
-        .unwrap();
-        for (deal, status, error) in [
-            (1, "done", None),
-            (2, "running", None),
-            (3, "dead", Some("bad")),
-        ] {
-            let (event, key) = change(deal, deal, "amount");
-            db.execute(
-                "INSERT INTO inbox (event_id, ordering_key, received_at, event, status, attempts, not_before, last_error, updated_at)
-                 VALUES (?1, ?2, 5, ?3, ?4, 1, 5, ?5, 5)",
-                params![event.id, key, serde_json::to_string(&event).unwrap(), status, error],
-            )
-            .unwrap();
-        }
-    }
-    let s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.recover(10).unwrap(), 1);
-    let stats = s.stats().unwrap();
-    assert_eq!((stats.done, stats.pending, stats.dead), (1, 1, 1));
-    let claimed = s.claim(10, 0, 10).unwrap();
-    assert_eq!(claimed.len(), 1);
-    assert_eq!(
-        (claimed[0].key.as_str(), claimed[0].items[0].attempts),
-        ("deal:2", 1)
-    );
-    assert_eq!(s.dead_letters().unwrap()[0].reason, "bad");
-    // The applied event is still recognised when delivered again.
-    assert_eq!(
-        s.accept(&[change(1, 1, "amount")], 20).unwrap().duplicates,
-        1
-    );
-    drop(s);
-    // Opening again finds nothing left to move.
-    assert_eq!(SqliteStore::open(&path).unwrap().stats().unwrap().done, 1);
-}
-
-#[test]
 fn counts_follow_every_change_without_recounting_and_after_another_process() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
