@@ -39,44 +39,52 @@ pub fn body<'a>(changes: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Valu
     applied(Value::Object(Map::new()), changes)
 }
 
-/// `record` with the changes written into it: what an update sends.
+/// `record` with the changes written into it: what an update sends. A change whose
+/// field is not a path is left out.
 pub fn applied<'a>(
     mut root: Value,
     changes: impl IntoIterator<Item = (&'a str, &'a Value)>,
 ) -> Value {
     for (field, new) in changes {
-        let Ok(steps) = partner_central::parse_path(field) else {
-            continue;
-        };
-        let mut at = &mut root;
-        for (i, step) in steps.iter().enumerate() {
-            if !at.is_object() {
-                *at = Value::Object(Map::new());
-            }
-            let slot = at
-                .as_object_mut()
-                .expect("made an object")
-                .entry(step.name.clone())
-                .or_insert(Value::Null);
-            at = match step.index {
-                Some(n) => {
-                    if !slot.is_array() {
-                        *slot = Value::Array(Vec::new());
-                    }
-                    let list = slot.as_array_mut().expect("made a list");
-                    while list.len() <= n {
-                        list.push(Value::Object(Map::new()));
-                    }
-                    &mut list[n]
-                }
-                None => slot,
-            };
-            if i + 1 == steps.len() {
-                *at = new.clone();
-            }
-        }
+        let _ = set_path(&mut root, field, new.clone());
     }
     root
+}
+
+/// Sets `value` at a Partner Central field path (`Project.ExpectedCustomerSpend[0].Amount`)
+/// in `root`, creating the structures and list items on the way.
+pub fn set_path(
+    root: &mut Value,
+    path: &str,
+    value: Value,
+) -> Result<(), partner_central::PathError> {
+    let steps = partner_central::parse_path(path)?;
+    let mut at = root;
+    for step in &steps {
+        if !at.is_object() {
+            *at = Value::Object(Map::new());
+        }
+        let slot = at
+            .as_object_mut()
+            .expect("made an object")
+            .entry(step.name.clone())
+            .or_insert(Value::Null);
+        at = match step.index {
+            Some(n) => {
+                if !slot.is_array() {
+                    *slot = Value::Array(Vec::new());
+                }
+                let list = slot.as_array_mut().expect("made a list");
+                while list.len() <= n {
+                    list.push(Value::Object(Map::new()));
+                }
+                &mut list[n]
+            }
+            None => slot,
+        };
+    }
+    *at = value;
+    Ok(())
 }
 
 fn values<'a>(root: &'a Value, path: &str) -> Vec<&'a Value> {

@@ -15,7 +15,6 @@ use jiff::Timestamp;
 use pcsync_adapters::hubspot::client::{Deal, HubSpotClient, HubSpotError};
 use pcsync_adapters::partner_central::{PartnerCentralClient, PcError};
 use pcsync_adapters::sns::{PublishError, SnsPublisher};
-use pcsync_engine::partner_central::parse_path;
 use pcsync_engine::{DealSnapshot, Effect};
 use serde_json::{Map, Value, json};
 
@@ -521,40 +520,12 @@ impl Executor for ApiExecutor {
     }
 }
 
-/// Sets `value` at a Partner Central field path (`Project.ExpectedCustomerSpend[0].Amount`)
-/// in `root`, creating the structures and list items on the way.
+/// Sets `value` at a Partner Central field path in `root`
+/// ([`pcsync_engine::readiness::set_path`]); a field that is not a path is a
+/// permanent error.
 pub fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), ExecError> {
-    let steps = parse_path(path).map_err(|e| ExecError::permanent(e.to_string()))?;
-    let mut at = root;
-    for (i, step) in steps.iter().enumerate() {
-        let last = i + 1 == steps.len();
-        if !at.is_object() {
-            *at = Value::Object(Map::new());
-        }
-        let slot = at
-            .as_object_mut()
-            .expect("made an object")
-            .entry(step.name.clone())
-            .or_insert(Value::Null);
-        at = match step.index {
-            Some(n) => {
-                if !slot.is_array() {
-                    *slot = Value::Array(Vec::new());
-                }
-                let list = slot.as_array_mut().expect("made a list");
-                while list.len() <= n {
-                    list.push(Value::Object(Map::new()));
-                }
-                &mut list[n]
-            }
-            None => slot,
-        };
-        if last {
-            *at = value;
-            return Ok(());
-        }
-    }
-    Ok(())
+    pcsync_engine::readiness::set_path(root, path, value)
+        .map_err(|e| ExecError::permanent(e.to_string()))
 }
 
 /// Deal properties as the engine reads them.
