@@ -84,6 +84,8 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     };
 
     let metrics = Arc::new(Metrics::default());
+    // The one clock every part of the service tells the time by.
+    let clock: Arc<dyn pcsync_runtime::clock::Clock> = Arc::new(pcsync_runtime::clock::SystemClock);
     let channels = Channels::of(&config.notifications);
     let rules = Arc::new(
         RuleHost::load(&rules_dir, Arc::clone(&metrics))
@@ -93,7 +95,8 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
                     rules_dir.display()
                 )
             })?
-            .with_channels(channels),
+            .with_channels(channels)
+            .with_clock(Arc::clone(&clock)),
     );
     let in_force = rules.current();
     tracing::info!(
@@ -111,7 +114,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open_or_wait(&state).map_err(|e| e.to_string())?);
     let waiting = store
-        .recover(jiff::Timestamp::now().as_millisecond())
+        .recover(clock.now_ms())
         .map_err(|e| format!("reading {}: {e}", state.display()))?;
     if waiting > 0 {
         tracing::info!(waiting, "unfinished events from the last run are in line");
@@ -173,7 +176,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         },
         Arc::clone(&store) as Arc<dyn pcsync_runtime::store::QuotaLog>,
     ));
-    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let now_ms = clock.now_ms();
     let counted = quota::restore(&quotas, &*store, now_ms)
         .map_err(|e| format!("reading {}: {e}", state.display()))?;
     tracing::info!(
@@ -186,17 +189,21 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     tokio::spawn(quota::keep_saved(
         Arc::clone(&quotas),
         Arc::clone(&store) as Arc<dyn pcsync_runtime::store::QuotaLog>,
+        Arc::clone(&clock),
     ));
     let partner_central = PartnerCentralClient::from_config(&aws, pc.catalog.as_str())
         .with_rates(pc.rate.reads_per_second, pc.rate.writes_per_second)
         .with_observer(observer)
         .with_daily_quotas(Arc::clone(&quotas));
     // The Solutions API shares the client, and so its read quota, with the sync.
-    let solutions = Arc::new(Solutions::new(
-        partner_central.clone(),
-        config.solutions.clone(),
-        Arc::clone(&metrics),
-    ));
+    let solutions = Arc::new(
+        Solutions::new(
+            partner_central.clone(),
+            config.solutions.clone(),
+            Arc::clone(&metrics),
+        )
+        .with_clock(Arc::clone(&clock)),
+    );
     tokio::spawn(Arc::clone(&solutions).run());
     let poller_pc = partner_central.clone();
     let executor = ApiExecutor {
@@ -211,7 +218,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         store: Arc::clone(&store),
         rules: Arc::clone(&rules),
         executor,
-        clock: Arc::new(pcsync_runtime::clock::SystemClock),
+        clock: Arc::clone(&clock),
         app_id: config.hubspot.app_id,
         coalesce: config.worker.coalesce.0,
         max_attempts: config.worker.max_attempts,
@@ -224,6 +231,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         recorder: Arc::new(pcsync_runtime::service::record::Recorder::start(
             &config.recorded_runs,
             Arc::clone(&store) as Arc<dyn pcsync_runtime::store::RunLog>,
+            Arc::clone(&clock),
         )),
     });
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -242,7 +250,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         Arc::clone(&store),
         hubspot,
         poller_pc,
-        Arc::new(pcsync_runtime::clock::SystemClock),
+        Arc::clone(&clock),
         if _sandbox.is_some() {
             pcsync_runtime::service::poll::FirstRun::Immediately
         } else {
@@ -290,7 +298,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         accept_v1: config.hubspot.accept_v1_signatures,
         eventbridge_secret: config.eventbridge.as_ref().map(|e| e.shared_secret.clone()),
         catalog: config.partner_central.catalog.as_str().to_string(),
-        clock: Arc::new(pcsync_runtime::clock::SystemClock),
+        clock: Arc::clone(&clock),
         metrics: Arc::clone(&metrics),
         busy,
     });
@@ -304,7 +312,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
             metrics: Arc::clone(&metrics),
             admin_token: config.admin_token.clone(),
             admin_loopback: config.admin_loopback,
-            clock: Arc::new(pcsync_runtime::clock::SystemClock),
+            clock: Arc::clone(&clock),
             readiness,
             solutions: Some(Arc::clone(&solutions)),
         })));
@@ -347,9 +355,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
     }
     // The last second's recorded runs, for replay.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), worker.recorder.flush()).await;
-    if let Err(e) =
-        quota::release_and_save(&quotas, &*store, jiff::Timestamp::now().as_millisecond())
-    {
+    if let Err(e) = quota::release_and_save(&quotas, &*store, clock.now_ms()) {
         tracing::warn!(error = %e, "the last daily quota counts were not saved");
     }
     match pcsync_runtime::service::blocking(|| store.flush()) {

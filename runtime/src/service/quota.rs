@@ -99,12 +99,16 @@ fn save_counts(
 }
 
 /// Saves the counts every [`SAVE_EVERY`] until the task is dropped.
-pub async fn keep_saved(quotas: Arc<DailyQuotas>, store: Arc<dyn QuotaLog>) {
+pub async fn keep_saved(
+    quotas: Arc<DailyQuotas>,
+    store: Arc<dyn QuotaLog>,
+    clock: Arc<dyn crate::clock::Clock>,
+) {
     let mut tick = tokio::time::interval(SAVE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = save(&quotas, &*store, jiff::Timestamp::now().as_millisecond()) {
+        if let Err(e) = save(&quotas, &*store, clock.now_ms()) {
             tracing::warn!(error = %e, "cannot save the daily quota counts; trying again");
         }
     }

@@ -42,7 +42,11 @@ impl Recorder {
     }
 
     /// Records into `store` as `config` says, from a task on the current runtime.
-    pub fn start(config: &RecordedRunsConfig, store: Arc<dyn RunLog>) -> Self {
+    pub fn start(
+        config: &RecordedRunsConfig,
+        store: Arc<dyn RunLog>,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Self {
         if !config.enabled {
             return Recorder::off();
         }
@@ -50,6 +54,7 @@ impl Recorder {
         tokio::spawn(write(
             rx,
             store,
+            clock,
             config.keep.0,
             config.max_mb.saturating_mul(1 << 20),
         ));
@@ -155,6 +160,7 @@ pub fn redact(value: &mut Value, path: &[String]) {
 async fn write(
     mut rx: mpsc::Receiver<Message>,
     store: Arc<dyn RunLog>,
+    clock: Arc<dyn crate::clock::Clock>,
     keep: Duration,
     max_bytes: u64,
 ) {
@@ -190,7 +196,7 @@ async fn write(
         }
         if pruned.elapsed() >= PRUNE {
             pruned = tokio::time::Instant::now();
-            let before = jiff::Timestamp::now().as_millisecond() - keep.as_millis() as i64;
+            let before = clock.now_ms() - keep.as_millis() as i64;
             match super::blocking(|| store.prune_runs(before, max_bytes)) {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(runs = n, "recorded runs pruned"),

@@ -20,6 +20,7 @@ pub struct RuleHost {
     current: RwLock<Arc<RuleSet>>,
     status: Mutex<Status>,
     channels: super::channels::Channels,
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 #[derive(Default)]
@@ -56,7 +57,15 @@ impl RuleHost {
                 ..Status::default()
             }),
             channels: super::channels::Channels::default(),
+            clock: Arc::new(crate::clock::SystemClock),
         }
+    }
+
+    /// The host, telling the time of loads by `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn crate::clock::Clock>) -> Self {
+        self.status.get_mut().expect("status lock").loaded_at = clock.now().to_string();
+        self.clock = clock;
+        self
     }
 
     /// The host, for a service that delivers to `channels` only: runs skip the
@@ -89,7 +98,7 @@ impl RuleHost {
             Ok(new) => {
                 let version = new.version.clone();
                 *self.current.write().expect("rules lock") = Arc::new(new);
-                status.loaded_at = jiff::Timestamp::now().to_string();
+                status.loaded_at = self.clock.now().to_string();
                 status.last_error = None;
                 status.reloads_ok += 1;
                 self.metrics.reload("changed");
@@ -99,7 +108,7 @@ impl RuleHost {
             Err(shown) => {
                 status.reloads_failed += 1;
                 self.metrics.reload("error");
-                status.last_error = Some((jiff::Timestamp::now().to_string(), shown.clone()));
+                status.last_error = Some((self.clock.now().to_string(), shown.clone()));
                 tracing::error!(
                     version = %in_force,
                     diagnostics = %shown,

@@ -137,6 +137,8 @@ pub struct Solutions {
     last_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// When the latest lookup of an unknown id began; one lookup at a time.
     last_lookup: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// The time a catalog is loaded at, and aged by.
+    clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Solutions {
@@ -155,7 +157,14 @@ impl Solutions {
             reading: tokio::sync::Mutex::new(()),
             last_read: std::sync::Mutex::new(None),
             last_lookup: tokio::sync::Mutex::new(None),
+            clock: Arc::new(crate::clock::SystemClock),
         }
+    }
+
+    /// The catalog, dated and aged by `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn crate::clock::Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Looks up a solution id the copy does not hold, unless a lookup happened less
@@ -227,7 +236,7 @@ impl Solutions {
                 let n = solutions.len();
                 *self.current.write().expect("catalog lock") = Some(Arc::new(Catalog {
                     solutions,
-                    loaded_at: jiff::Timestamp::now(),
+                    loaded_at: self.clock.now(),
                 }));
                 *self.last_error.write().expect("catalog lock") = None;
                 self.metrics.solution_refresh(Some(n));
@@ -383,7 +392,7 @@ async fn validators(
 /// Reads the catalog again in the background when it is older than
 /// `solutions.revalidate_after`.
 fn revalidate(solutions: &Arc<Solutions>, catalog: &Catalog) {
-    let age = jiff::Timestamp::now().duration_since(catalog.loaded_at);
+    let age = solutions.clock.now().duration_since(catalog.loaded_at);
     let after = solutions.config.revalidate_after.0;
     if age.unsigned_abs() < after {
         return;
