@@ -90,17 +90,12 @@ async fn sandbox(scale: u32) -> Sandbox {
         writes_per_second: Some(scale),
         ..Quotas::default()
     };
-    let sb = Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Options {
-            partner_central_quotas: quotas,
-            ..Options::default()
-        },
-    )
+    Sandbox::demo_on_loopback(Options {
+        partner_central_quotas: quotas,
+        ..Options::default()
+    })
     .await
-    .unwrap();
-    pcsync_sandbox::demo::seed(&sb);
-    sb
+    .unwrap()
 }
 
 /// pcsync's config against `sb`, pacing at `scale` times AWS's quotas; the config's

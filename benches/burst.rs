@@ -33,9 +33,7 @@ fn main() {
 }
 
 async fn run() {
-    let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
-        .await
-        .unwrap();
+    let sb = Sandbox::on_loopback(Options::default()).await.unwrap();
     // The demo's custom deal properties (the follow-ups write them) and its deals.
     pcsync_sandbox::demo::seed(&sb);
     let pairs = seed_linked(&sb, "burst", "Burst", DEALS, |_| "1000".to_string());

@@ -234,13 +234,10 @@ async fn day(n: usize, scale: u32) {
         search_per_second: Some(5 * scale),
         ..HubSpotOptions::default()
     };
-    let sb = Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Options {
-            partner_central_quotas: quotas,
-            hubspot,
-        },
-    )
+    let sb = Sandbox::on_loopback(Options {
+        partner_central_quotas: quotas,
+        hubspot,
+    })
     .await
     .unwrap();
     // The demo's custom deal properties (the packs write them), then the day's deals.

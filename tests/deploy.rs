@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::*;
-use pcsync_sandbox::{Options, Sandbox, demo};
+use pcsync_sandbox::{Options, Sandbox};
 use serde_json::json;
 
 fn root() -> std::path::PathBuf {
@@ -27,10 +27,7 @@ fn healthcheck(url: &str) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_image_entrypoint_runs_the_service_from_the_environment_alone() {
-    let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
-        .await
-        .unwrap();
-    demo::seed(&sb);
+    let sb = Sandbox::demo_on_loopback(Options::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");

@@ -8,9 +8,7 @@ use pcsync_sandbox::{Options, Sandbox};
 
 #[tokio::test]
 async fn setup_creates_the_packs_properties_once() {
-    let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
-        .await
-        .unwrap();
+    let sb = Sandbox::on_loopback(Options::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules");
     let config = dir.path().join("pcsync.yaml");

@@ -2,24 +2,19 @@
 
 use indexmap::IndexMap;
 use pcsync_adapters::hubspot::client::{HubSpotClient, HubSpotError, PropertySpec};
-use pcsync_sandbox::{HubSpotOptions, Options, Sandbox, demo};
+use pcsync_sandbox::{HubSpotOptions, Options, Sandbox};
 
 async fn sandbox(limit: Option<u32>) -> Sandbox {
     let hubspot = HubSpotOptions {
         rate_limit_per_10s: limit,
         ..HubSpotOptions::default()
     };
-    let sb = Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Options {
-            hubspot,
-            ..Options::default()
-        },
-    )
+    Sandbox::demo_on_loopback(Options {
+        hubspot,
+        ..Options::default()
+    })
     .await
-    .unwrap();
-    demo::seed(&sb);
-    sb
+    .unwrap()
 }
 
 #[tokio::test]

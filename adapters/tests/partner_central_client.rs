@@ -4,21 +4,16 @@
 
 use pcsync_adapters::AwsTimeouts;
 use pcsync_adapters::partner_central::PartnerCentralClient;
-use pcsync_sandbox::{Options, Quotas, Sandbox, demo};
+use pcsync_sandbox::{Options, Quotas, Sandbox};
 
 /// A seeded sandbox counting `quotas`.
 async fn sandbox(quotas: Quotas) -> Sandbox {
-    let sb = Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Options {
-            partner_central_quotas: quotas,
-            ..Options::default()
-        },
-    )
+    Sandbox::demo_on_loopback(Options {
+        partner_central_quotas: quotas,
+        ..Options::default()
+    })
     .await
-    .unwrap();
-    demo::seed(&sb);
-    sb
+    .unwrap()
 }
 
 /// The SDK configuration the service builds, pointed at `sb`.

@@ -36,9 +36,7 @@ fn attributes() -> IndexMap<String, String> {
 
 #[tokio::test]
 async fn publishes_with_attributes_and_an_sns_safe_subject_to_the_sandbox() {
-    let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
-        .await
-        .unwrap();
+    let sb = Sandbox::on_loopback(Options::default()).await.unwrap();
     let client = sdk_client(&sb.sns_url).await;
     let topic = client
         .create_topic()
@@ -74,9 +72,7 @@ async fn publishes_with_attributes_and_an_sns_safe_subject_to_the_sandbox() {
 
 #[tokio::test]
 async fn an_unknown_topic_is_a_permanent_error() {
-    let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
-        .await
-        .unwrap();
+    let sb = Sandbox::on_loopback(Options::default()).await.unwrap();
     let publisher = SnsPublisher::from_client(sdk_client(&sb.sns_url).await);
     let err = publisher
         .publish(

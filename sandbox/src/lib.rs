@@ -55,6 +55,18 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// Starts the sandbox on free loopback ports, as tests and benches do.
+    pub async fn on_loopback(options: Options) -> std::io::Result<Sandbox> {
+        Sandbox::start(SocketAddr::from(([127, 0, 0, 1], 0)), options).await
+    }
+
+    /// [`Sandbox::on_loopback`], seeded with the demo's data ([`demo::seed`]).
+    pub async fn demo_on_loopback(options: Options) -> std::io::Result<Sandbox> {
+        let sb = Sandbox::on_loopback(options).await?;
+        demo::seed(&sb);
+        Ok(sb)
+    }
+
     /// Starts the sandbox: Partner Central on `addr` (port 0 picks free ports),
     /// HubSpot on the next port and SNS on the one after. The control API answers on
     /// all three.

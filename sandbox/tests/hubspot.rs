@@ -9,9 +9,7 @@ async fn sandbox(hubspot: HubSpotOptions) -> Sandbox {
         partner_central_quotas: Quotas::OFF,
         hubspot,
     };
-    Sandbox::start("127.0.0.1:0".parse().unwrap(), options)
-        .await
-        .unwrap()
+    Sandbox::on_loopback(options).await.unwrap()
 }
 
 struct Api<'a> {

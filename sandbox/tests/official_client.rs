@@ -11,13 +11,10 @@ use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hubspots_python_client_is_answered_on_every_route_pcsync_uses() {
-    let sb = Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Options {
-            partner_central_quotas: Quotas::OFF,
-            hubspot: HubSpotOptions::default(),
-        },
-    )
+    let sb = Sandbox::on_loopback(Options {
+        partner_central_quotas: Quotas::OFF,
+        hubspot: HubSpotOptions::default(),
+    })
     .await
     .unwrap();
     let (deal, opportunity) = demo::seed(&sb).into_iter().next().unwrap();

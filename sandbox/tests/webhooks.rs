@@ -15,9 +15,7 @@ async fn setup(receiver: &common::Receiver) -> Sandbox {
         partner_central_quotas: Quotas::OFF,
         hubspot: HubSpotOptions::unlimited(),
     };
-    let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), options)
-        .await
-        .unwrap();
+    let sb = Sandbox::on_loopback(options).await.unwrap();
     let r = reqwest::Client::new()
         .post(format!("{}/_sandbox/hubspot/webhooks", sb.hubspot_url))
         .json(&json!({"url": receiver.url, "client_secret": "test-client-secret", "app_id": 39522895, "retry_base_ms": 50}))

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pcsync_sandbox::{Options, Sandbox, demo};
+use pcsync_sandbox::{Options, Sandbox};
 use serde_json::{Value, json};
 
 /// Sends a request that must succeed.
@@ -176,10 +176,7 @@ async fn launch(
     env: &[(&str, &str)],
     with_topic: bool,
 ) -> (Sandbox, tempfile::TempDir, Service, PathBuf) {
-    let sb = Sandbox::start("127.0.0.1:0".parse().unwrap(), Options::default())
-        .await
-        .unwrap();
-    demo::seed(&sb);
+    let sb = Sandbox::demo_on_loopback(Options::default()).await.unwrap();
     before(&sb);
     let notifications = if with_topic {
         format!(

@@ -697,7 +697,7 @@ mod poller_tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::store::SqliteStore;
-    use pcsync_sandbox::{Options, Quotas, Sandbox, demo};
+    use pcsync_sandbox::{Options, Quotas, Sandbox};
     use serde_json::json;
 
     const PACK: &str = "pack: changed\non:\n  - schedule: { every: 30m, jitter: 0s, for_each: changed_opportunities }\nneeds:\n  deal: [dealname]\n  opportunity: true\n";
@@ -711,16 +711,12 @@ mod poller_tests {
     }
 
     async fn rig() -> Rig {
-        let sb = Sandbox::start(
-            "127.0.0.1:0".parse().unwrap(),
-            Options {
-                partner_central_quotas: Quotas::OFF,
-                ..Options::default()
-            },
-        )
+        let sb = Sandbox::demo_on_loopback(Options {
+            partner_central_quotas: Quotas::OFF,
+            ..Options::default()
+        })
         .await
         .unwrap();
-        demo::seed(&sb);
         let dir = tempfile::tempdir().unwrap();
         let rules = dir.path().join("rules");
         std::fs::create_dir(&rules).unwrap();

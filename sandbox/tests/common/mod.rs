@@ -7,13 +7,10 @@ use pcsync_sandbox::{Options, Quotas, Sandbox};
 
 /// A sandbox on a free port with these Partner Central quotas.
 pub async fn sandbox(quotas: Quotas) -> Sandbox {
-    Sandbox::start(
-        "127.0.0.1:0".parse().unwrap(),
-        Options {
-            partner_central_quotas: quotas,
-            ..Options::default()
-        },
-    )
+    Sandbox::on_loopback(Options {
+        partner_central_quotas: quotas,
+        ..Options::default()
+    })
     .await
     .unwrap()
 }
