@@ -9,6 +9,7 @@
 // No unsafe code but one module: the SIGBUS handler that keeps a WAL index that
 // cannot be written from killing the process (`store/sqlite/wal_index.rs`).
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod clock;
 pub mod config;

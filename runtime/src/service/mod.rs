@@ -5,7 +5,7 @@
 
 pub mod admin;
 pub mod channels;
-pub mod creation;
+mod creation;
 pub mod execute;
 pub mod http;
 pub mod ingest;
