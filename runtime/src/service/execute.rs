@@ -8,7 +8,6 @@
 //! which the pack's immutability rules defer or skip the change.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use indexmap::IndexMap;
 use jiff::Timestamp;
@@ -186,8 +185,11 @@ pub struct ApiExecutor {
     pub partner_central: PartnerCentralClient,
     /// SNS and the topic notifications go to, when configured.
     pub sns: Option<(SnsPublisher, String)>,
-    /// Snapshot reads take turns per opportunity.
-    pub snapshot_turns: Turns,
+    /// Snapshot reads take turns per opportunity. Two runs about one opportunity (a
+    /// deal's scheduled run and an event about its opportunity) may read their
+    /// contexts at once; taking turns at its snapshots, the second finds the
+    /// revisions the first read in the cache instead of reading them from AWS again.
+    pub snapshot_turns: super::in_flight::InFlight,
     /// The opportunities as the last context read found them, for the update
     /// planned on them.
     pub planned: PlannedReads,
@@ -218,45 +220,6 @@ impl PlannedReads {
 
     fn take(&self, id: &str) -> Option<Value> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id)
-    }
-}
-
-/// One at a time per key. Two runs about one opportunity (a deal's scheduled run
-/// and an event about its opportunity) may read their contexts at once; taking
-/// turns at its snapshots, the second finds the revisions the first read in the
-/// cache instead of reading them from AWS again.
-#[derive(Debug, Default)]
-pub struct Turns(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
-
-/// A key's turn, until dropped.
-struct Turn<'a> {
-    turns: &'a Turns,
-    key: String,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl Turns {
-    async fn take(&self, key: &str) -> Turn<'_> {
-        let lock = Arc::clone(self.0.lock().unwrap().entry(key.to_string()).or_default());
-        Turn {
-            turns: self,
-            key: key.to_string(),
-            guard: Some(lock.lock_owned().await),
-        }
-    }
-}
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        let mut map = self.turns.0.lock().unwrap();
-        self.guard = None;
-        // Nobody else holds or waits for the key: forget it.
-        if map
-            .get(&self.key)
-            .is_some_and(|l| Arc::strong_count(l) == 1)
-        {
-            map.remove(&self.key);
-        }
     }
 }
 
@@ -332,7 +295,7 @@ impl Executor for ApiExecutor {
         now: Timestamp,
     ) -> Result<Vec<Value>, ExecError> {
         let now_ms = now.as_millisecond();
-        let _turn = self.snapshot_turns.take(id).await;
+        let _turn = self.snapshot_turns.turn(id).await;
         let mut snapshots = Vec::new();
         for r in self
             .partner_central
@@ -539,21 +502,6 @@ pub fn deal_properties(properties: &IndexMap<String, Option<String>>) -> IndexMa
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn turns_for_one_key_come_one_at_a_time_and_leave_nothing_behind() {
-        let turns = Turns::default();
-        let first = turns.take("O1").await;
-        // Another key goes at once; the same key waits for the first turn to end.
-        drop(turns.take("O2").await);
-        let second = turns.take("O1");
-        tokio::pin!(second);
-        assert!(futures_util::poll!(second.as_mut()).is_pending());
-        drop(first);
-        let second = second.await;
-        drop(second);
-        assert!(turns.0.lock().unwrap().is_empty());
-    }
 
     #[test]
     fn set_path_writes_into_existing_records_and_builds_missing_parts() {

@@ -8,6 +8,7 @@ pub mod channels;
 mod creation;
 pub mod execute;
 pub mod http;
+pub mod in_flight;
 pub mod ingest;
 pub mod metrics;
 pub mod poll;
