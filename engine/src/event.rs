@@ -57,6 +57,11 @@ pub struct Event {
     /// For scheduled runs: what the poller's listing gave the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled: Option<ScheduledRun>,
+    /// The property changes of the earlier events this run also covers (a batch is
+    /// planned on its newest event, with a fresh read of the deal), so that what the
+    /// run says about "the edit that changed it" holds for every edit of the batch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_changed: Vec<PropertyChange>,
     /// The payload as received.
     #[serde(default)]
     pub payload: Value,
@@ -137,6 +142,12 @@ impl Event {
             return None;
         }
         self.scheduled.as_ref()?.reads.as_deref()
+    }
+
+    /// The property changes this run covers: its event's and the earlier ones of
+    /// its batch ([`Event::also_changed`]).
+    pub fn changed_properties(&self) -> impl Iterator<Item = &PropertyChange> {
+        self.property.iter().chain(&self.also_changed)
     }
 
     /// Whether this event's run leaves `member` (`opportunity`, `aws_summary`) unread
@@ -281,6 +292,7 @@ impl Event {
             source_id: text("sourceId"),
             pack: None,
             scheduled: None,
+            also_changed: Vec::new(),
             payload: Value::Null,
         })
     }
@@ -336,6 +348,7 @@ impl Event {
             source_id: None,
             pack: None,
             scheduled: None,
+            also_changed: Vec::new(),
             payload: Value::Null,
         })
     }
@@ -389,6 +402,7 @@ impl Event {
             && self.source_id == other.source_id
             && self.pack == other.pack
             && self.scheduled == other.scheduled
+            && self.also_changed == other.also_changed
     }
 
     /// A scheduled run of `pack` for one deal or opportunity.
@@ -415,6 +429,7 @@ impl Event {
             source_id: None,
             pack: Some(pack.to_string()),
             scheduled: None,
+            also_changed: Vec::new(),
             payload: Value::Null,
         }
     }

@@ -327,7 +327,7 @@ async fn serve(config_path: Option<&Path>, sandbox: Option<SandboxAddrs>) -> Res
         println!("sandbox hubspot:         {}", sandbox.hubspot_url);
         println!("sandbox sns:             {}", sandbox.sns_url);
         println!(
-            "try: curl -X PATCH {}/_sandbox/hubspot/deals/<id> -d '{{\"properties\":{{\"dealstage\":\"qualifiedtobuy\"}}}}'",
+            "try: curl -X PATCH {}/_sandbox/hubspot/deals/<id> -H 'content-type: application/json' -d '{{\"properties\":{{\"dealstage\":\"qualifiedtobuy\"}}}}'",
             sandbox.hubspot_url
         );
     }

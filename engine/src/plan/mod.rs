@@ -527,16 +527,19 @@ impl<'a> PackRun<'a> {
                     });
                     // Note it when this property is what changed (or on creation and
                     // schedules), not on every later sync of other properties.
-                    let about_this = self.event.property.as_ref().is_none_or(|c| {
-                        match (
-                            self.event.kind.starts_with("company."),
-                            prop.strip_prefix("company."),
-                        ) {
-                            (true, Some(name)) => c.name == name,
-                            (false, None) => c.name == *prop,
-                            _ => false,
-                        }
-                    });
+                    // Any edit of the batch counts (its earlier events are covered
+                    // by this run).
+                    let about_this = self.event.property.is_none()
+                        || self.event.changed_properties().any(|c| {
+                            match (
+                                self.event.kind.starts_with("company."),
+                                prop.strip_prefix("company."),
+                            ) {
+                                (true, Some(name)) => c.name == name,
+                                (false, None) => c.name == *prop,
+                                _ => false,
+                            }
+                        });
                     if m.unmapped_note.is_some() && about_this {
                         let note_at = format!("{at}/unmapped_note");
                         let value = input.clone().unwrap_or_default();
@@ -620,6 +623,24 @@ impl<'a> PackRun<'a> {
             }
         }
 
+        // A spend item whose currency is not sent is not written in part either: its
+        // frequency and target company describe an amount that is not sent, and a
+        // partial item would hold the whole update back.
+        if !creating {
+            for item in &unsent_currency {
+                let members = format!("{item}.");
+                let before = changes.len();
+                changes.retain(|c| !c.field.starts_with(&members));
+                if changes.len() < before {
+                    self.step(
+                        "/set",
+                        &format!("{item} not written: its currency is not sent"),
+                        None,
+                        None,
+                    );
+                }
+            }
+        }
         self.drop_out_of_place(&mut changes, creating);
         if creating {
             return self.create(changes, &not_sent);

@@ -174,6 +174,7 @@ fn unreadable(source: Source, text: &str, raw: &Value, reason: &str) -> Event {
         source_id: None,
         pack: None,
         scheduled: None,
+        also_changed: Vec::new(),
         payload: json!({ "event": raw, "reason": reason }),
     }
 }

@@ -329,6 +329,9 @@ impl<E: Executor> Worker<E> {
         // context is read fresh, so one run covers the events before it. An event
         // no pack wants needs no echo check (a store read each).
         let mut work: IndexMap<usize, &Event> = IndexMap::new();
+        // Per pack, the property changes of the earlier events its run covers.
+        let mut covered: IndexMap<usize, Vec<pcsync_engine::event::PropertyChange>> =
+            IndexMap::new();
         let mut latest = None;
         for item in &batch.items {
             let starts: Vec<usize> = (0..rules.packs.len())
@@ -350,8 +353,11 @@ impl<E: Executor> Worker<E> {
                         // full read; the full read covers the poll.
                         let narrower = item.event.scheduled_reads().is_some()
                             && work.get(&i).is_some_and(|e| e.scheduled_reads().is_none());
-                        if !narrower {
-                            work.insert(i, &item.event);
+                        if !narrower && let Some(earlier) = work.insert(i, &item.event) {
+                            covered
+                                .entry(i)
+                                .or_default()
+                                .extend(earlier.changed_properties().cloned());
                         }
                     }
                 }
@@ -378,7 +384,16 @@ impl<E: Executor> Worker<E> {
                 }
                 e
             };
-            let work: Vec<(usize, Event)> = work.iter().map(|(i, e)| (*i, about(e))).collect();
+            let work: Vec<(usize, Event)> = work
+                .iter()
+                .map(|(i, e)| {
+                    let mut e = about(e);
+                    if let Some(c) = covered.get(i) {
+                        e.also_changed.extend(c.iter().cloned());
+                    }
+                    (*i, e)
+                })
+                .collect();
             let ended = self.run_subject(batch, &rules, &about(latest), &work).await;
             outcome = worse(outcome, ended);
         }

@@ -1603,3 +1603,33 @@ async fn a_deal_found_through_search_that_misses_pcsyncs_own_write_is_read_by_id
         h2.worker.executor.reads.lock().unwrap()
     );
 }
+
+/// A batch is planned on its newest event; what a run says about "the edit that
+/// brought it" holds for the batch's earlier edits too.
+#[tokio::test]
+async fn a_held_back_close_date_is_noted_when_a_later_edit_of_the_batch_is_planned() {
+    let h = Harness::shipped("Pending Submission");
+    h.edit(1, "closedate", "2024-01-15T00:00:00.000Z");
+    h.edit(
+        2,
+        "description",
+        "Acme needs to consolidate six data silos into one governed lake",
+    );
+    h.later(COALESCE + Duration::from_millis(10));
+    h.tick().await;
+    let asked = h.worker.executor.asked();
+    let notes: Vec<&String> = asked
+        .iter()
+        .filter_map(|e| match e {
+            Effect::CreateNote { body, .. } if body.contains("in the past") => Some(body),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notes.len(), 1, "{asked:#?}");
+    assert!(
+        asked
+            .iter()
+            .any(|e| matches!(e, Effect::UpdateOpportunity { changes, .. }
+        if changes.iter().any(|c| c.field == "Project.CustomerBusinessProblem")))
+    );
+}
