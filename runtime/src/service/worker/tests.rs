@@ -823,7 +823,7 @@ fn the_journal_key_is_a_specified_digest() {
         deal_id: "101".into(),
         body: "🔄 Synced\nmore".into(),
     };
-    let key = super::JournalKey::of(&event, "p", 3, &note).unwrap();
+    let key = super::run::JournalKey::of(&event, "p", 3, &note).unwrap();
     // SHA-256 of "note\0101\0🔄 Synced", first 16 bytes: the same in every build.
     use sha2::Digest;
     let digest = sha2::Sha256::digest("note\u{0}101\u{0}🔄 Synced".as_bytes());
