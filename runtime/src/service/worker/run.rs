@@ -62,8 +62,9 @@ impl<E: Executor> Worker<E> {
                 .perform_once(event, &plan.pack, index, write, now)
                 .await
             {
-                Ok(Some(performed)) => performed,
-                Ok(None) => continue,
+                Ok(Performed::Skipped) => continue,
+                Ok(Performed::Answered(answer)) => Ok(answer),
+                Ok(Performed::Failed(e)) => Err(e),
                 Err(e) => return Settled::Retry(e.to_string(), None),
             };
             match performed {
@@ -184,8 +185,9 @@ impl<E: Executor> Worker<E> {
                 .perform_once(event, &pack.pack.name, index, effect, now)
                 .await
             {
-                Ok(Some(performed)) => performed,
-                Ok(None) => continue,
+                Ok(Performed::Skipped) => continue,
+                Ok(Performed::Answered(answer)) => Ok(answer),
+                Ok(Performed::Failed(e)) => Err(e),
                 Err(e) => return Err(Settled::Retry(e.to_string(), None)),
             };
             let failed = |e: &ExecError| {
@@ -206,8 +208,9 @@ impl<E: Executor> Worker<E> {
 
     /// Performs one write of a pack run, at most once where repeating it would show:
     /// notes, tasks and messages are not idempotent, so one an earlier try of this
-    /// batch carried out (its journal key is remembered) is skipped, and `None` says so
-    /// (as it does for a message to a channel the service does not have).
+    /// batch carried out (its journal key is remembered) is skipped, and
+    /// [`Performed::Skipped`] says so (as it does for a message to a channel the
+    /// service does not have).
     /// A store error is the caller's to retry.
     pub(super) async fn perform_once(
         &self,
@@ -216,20 +219,20 @@ impl<E: Executor> Worker<E> {
         index: usize,
         effect: &Effect,
         now: jiff::Timestamp,
-    ) -> Result<Option<Result<Value, ExecError>>, crate::store::StoreError> {
+    ) -> Result<Performed, crate::store::StoreError> {
         // A channel the service does not have (SNS without a topic) is skipped, not
         // failed: the pack's other writes and its state go ahead (said once at load).
         if !self.rules.channels().delivers(effect) {
             tracing::debug!(event = %event.id, pack, kind = effect.kind(), "skipped: the config names no SNS topic");
             self.metrics.effect(effect.kind(), "no_topic");
-            return Ok(None);
+            return Ok(Performed::Skipped);
         }
         let journal = JournalKey::of(event, pack, index, effect);
         if let Some(key) = &journal
             && crate::service::blocking(|| key.done(&*self.store))?
         {
             self.metrics.effect(effect.kind(), "already_done");
-            return Ok(None);
+            return Ok(Performed::Skipped);
         }
         let performed = self.executor.perform(effect, &*self.store, now).await;
         if let (Some(key), Ok(_)) = (&journal, &performed) {
@@ -245,8 +248,21 @@ impl<E: Executor> Worker<E> {
                 Err(_) => "error",
             },
         );
-        Ok(Some(performed))
+        Ok(match performed {
+            Ok(answer) => Performed::Answered(answer),
+            Err(e) => Performed::Failed(e),
+        })
     }
+}
+
+/// What became of one write ([`Worker::perform_once`]).
+pub(super) enum Performed {
+    /// Not sent: an earlier try carried it out, or the service has no channel for it.
+    Skipped,
+    /// Sent, with the API's answer.
+    Answered(Value),
+    /// Refused, or failed on the way.
+    Failed(ExecError),
 }
 
 /// The effect journal's key for a note, task or message: the event the pack ran on,

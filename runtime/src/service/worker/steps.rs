@@ -6,6 +6,7 @@ use pcsync_engine::readiness::SubmissionGate;
 use pcsync_engine::{CompiledPack, Context, Effect, Ending, Event, Outcome, RuleSet};
 use serde_json::Value;
 
+use super::run::Performed;
 use super::{Settled, Worker, after_error, ending};
 use crate::service::creation::{self, Creation, Ended};
 use crate::service::execute::Executor;
@@ -195,13 +196,13 @@ impl<E: Executor> Worker<E> {
     ) -> Result<Result<Value, String>, Settled> {
         match self.perform_once(event, pack, 0, effect, now).await {
             Err(e) => Err(Settled::Retry(e.to_string(), None)),
-            Ok(None) => Ok(Ok(Value::Null)),
-            Ok(Some(Ok(answer))) => Ok(Ok(answer)),
-            Ok(Some(Err(e))) if e.retryable || e.waits_for_quota => Err(after_error(
+            Ok(Performed::Skipped) => Ok(Ok(Value::Null)),
+            Ok(Performed::Answered(answer)) => Ok(Ok(answer)),
+            Ok(Performed::Failed(e)) if e.retryable || e.waits_for_quota => Err(after_error(
                 &e,
                 format!("{pack}: {}: {}", effect.kind(), e.message),
             )),
-            Ok(Some(Err(e))) => Ok(Err(e.message)),
+            Ok(Performed::Failed(e)) => Ok(Err(e.message)),
         }
     }
 }
