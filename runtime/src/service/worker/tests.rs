@@ -290,11 +290,29 @@ fn harness(rules_dir: &Path, rules: RuleSet, now: Timestamp) -> Harness {
     let store = Arc::new(SqliteStore::open(&dir.path().join("pcsync.db")).unwrap());
     let clock = Arc::new(ManualClock::new(now));
     let metrics = Arc::new(Metrics::default());
-    let worker = Worker {
-        store: Arc::clone(&store) as Arc<dyn Store>,
-        rules: Arc::new(RuleHost::new(rules_dir, rules, Arc::clone(&metrics))),
-        executor: Recording::default(),
-        clock: Arc::clone(&clock) as Arc<dyn Clock>,
+    let rules = Arc::new(RuleHost::new(rules_dir, rules, Arc::clone(&metrics)));
+    let worker = test_worker(&store, rules, Recording::default(), &clock, metrics);
+    Harness {
+        dir,
+        store,
+        clock,
+        worker,
+    }
+}
+
+/// The worker the tests drive: over `store` and `rules`, on the manual clock.
+fn test_worker(
+    store: &Arc<SqliteStore>,
+    rules: Arc<RuleHost>,
+    executor: Recording,
+    clock: &Arc<ManualClock>,
+    metrics: Arc<Metrics>,
+) -> Worker<Recording> {
+    Worker {
+        store: Arc::clone(store) as Arc<dyn Store>,
+        rules,
+        executor,
+        clock: Arc::clone(clock) as Arc<dyn Clock>,
         app_id: Some(4242),
         coalesce: COALESCE,
         max_attempts: 3,
@@ -305,12 +323,6 @@ fn harness(rules_dir: &Path, rules: RuleSet, now: Timestamp) -> Harness {
         concurrency: 4,
         in_flight: Default::default(),
         recorder: Default::default(),
-    };
-    Harness {
-        dir,
-        store,
-        clock,
-        worker,
     }
 }
 
@@ -1245,22 +1257,7 @@ impl Harness {
         drop(store);
         let store = Arc::new(SqliteStore::open(&dir.path().join("pcsync.db")).unwrap());
         store.recover(clock.now_ms()).unwrap();
-        let worker = Worker {
-            store: Arc::clone(&store) as Arc<dyn Store>,
-            rules,
-            executor,
-            clock: Arc::clone(&clock) as Arc<dyn Clock>,
-            app_id: Some(4242),
-            coalesce: COALESCE,
-            max_attempts: 3,
-            defer_recheck: DEFER_RECHECK,
-            keep_done: Duration::from_secs(3600),
-            metrics,
-            busy: Arc::new(super::super::Busy::default()),
-            concurrency: 4,
-            in_flight: Default::default(),
-            recorder: Default::default(),
-        };
+        let worker = test_worker(&store, rules, executor, &clock, metrics);
         Harness {
             dir,
             store,
