@@ -1077,19 +1077,23 @@ async fn retry_after_hints_set_the_retry_time_and_remote_calls_are_measured() {
     }
 }
 
+/// Smart notifications driven by ListOpportunities' change filter alone, every 2 s:
+/// no EventBridge trigger, no linked-deal sweep.
+fn changed_opportunities_alone(rules: &std::path::Path) {
+    edit_pack(
+        rules,
+        "smart-notifications.yaml",
+        &format!("  - partnercentral: Opportunity Updated\n{NOTIFICATION_SCHEDULES}"),
+        "  - schedule: { every: 2s, jitter: 0s, for_each: changed_opportunities }\n",
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_opportunities_schedule_notices_changes_without_events() {
     // Notifications driven by ListOpportunities' change filter alone: no EventBridge
     // trigger, no linked-deal sweep.
     let (sb, _dir, service, _config) = start_with(
-        |rules| {
-            edit_pack(
-                rules,
-                "smart-notifications.yaml",
-                &format!("  - partnercentral: Opportunity Updated\n{NOTIFICATION_SCHEDULES}"),
-                "  - schedule: { every: 2s, jitter: 0s, for_each: changed_opportunities }\n",
-            )
-        },
+        changed_opportunities_alone,
         "",
         // AWS has scored the opportunity before pcsync first looks.
         o5000002_scored_40,
@@ -1185,14 +1189,7 @@ fn three_unlinked_opportunities(sb: &Sandbox) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_opportunities_schedule_reads_only_the_opportunities_deals_link() {
     let (sb, _dir, service, _config) = start_with(
-        |rules| {
-            edit_pack(
-                rules,
-                "smart-notifications.yaml",
-                &format!("  - partnercentral: Opportunity Updated\n{NOTIFICATION_SCHEDULES}"),
-                "  - schedule: { every: 2s, jitter: 0s, for_each: changed_opportunities }\n",
-            )
-        },
+        changed_opportunities_alone,
         "",
         three_unlinked_opportunities,
     )
