@@ -434,14 +434,17 @@ async fn a_review_decision_is_noticed_while_aws_has_no_summary() {
             .is_err(),
         "the demo's unsubmitted opportunity has no AWS summary"
     );
-    aws(
-        &http,
-        &sb,
-        &format!("{opportunity}/review"),
-        json!({ "status": "Action Required", "comments": "Add the customer's website.",
-                "reason": "Missing customer information" }),
-    )
-    .await;
+    let review = format!("{opportunity}/review");
+    let action_required = || {
+        aws(
+            &http,
+            &sb,
+            &review,
+            json!({ "status": "Action Required", "comments": "Add the customer's website.",
+                    "reason": "Missing customer information" }),
+        )
+    };
+    action_required().await;
     let task = first_task(&http, &sb, &service, "the action-required task", &deal).await;
     assert_eq!(
         task["properties"]["hs_task_subject"],
@@ -458,14 +461,7 @@ async fn a_review_decision_is_noticed_while_aws_has_no_summary() {
     let done = drained(&http, &service, 0).await["inbox"]["done"]
         .as_u64()
         .unwrap();
-    aws(
-        &http,
-        &sb,
-        &format!("{opportunity}/review"),
-        json!({ "status": "Action Required", "comments": "Add the customer's website.",
-                "reason": "Missing customer information" }),
-    )
-    .await;
+    action_required().await;
     drained(&http, &service, done + 1).await;
     assert_eq!(tasks_on(&http, &sb, &deal).await.len(), 1);
 }

@@ -694,6 +694,46 @@ async fn hubspot_locked_and_migrating_answers_are_retried() {
     assert_eq!(synced, 1);
 }
 
+/// A rep's edit of deal 40000000001 while HubSpot's daily limit is spent: the edit
+/// waits (deferred, not dead) until the limit's reset, the next UTC midnight, as
+/// `/healthz` shows. Returns whether a time is at that reset (the test may straddle
+/// a midnight).
+async fn edit_waits_for_the_daily_reset(
+    http: &reqwest::Client,
+    sb: &Sandbox,
+    service: &Service,
+) -> impl Fn(jiff::Timestamp) -> bool {
+    let before = jiff::Timestamp::now();
+    edit_deal(
+        http,
+        sb,
+        "40000000001",
+        json!({ "closedate": "2031-09-30" }),
+    )
+    .await;
+    let health = eventually("the wait on /healthz", service, || async {
+        let h = get(http, &format!("{}/healthz", service.url)).await?;
+        (h["inbox"]["deferred"] == 1).then_some(h)
+    })
+    .await;
+    let after = jiff::Timestamp::now();
+    assert_eq!(health["inbox"]["dead"], 0, "{health}");
+    assert_eq!(health["hubspot_daily_limit"]["waits"], 1, "{health}");
+    let paused: jiff::Timestamp = health["hubspot_daily_limit"]["paused_until"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let resets = [next_utc_midnight(before), next_utc_midnight(after)];
+    let near_reset = move |t: jiff::Timestamp| {
+        resets
+            .iter()
+            .any(|r| t >= *r && t < *r + jiff::SignedDuration::from_secs(60))
+    };
+    assert!(near_reset(paused), "{paused} {resets:?}");
+    near_reset
+}
+
 /// The next midnight in UTC after `t`.
 fn next_utc_midnight(t: jiff::Timestamp) -> jiff::Timestamp {
     let utc = jiff::tz::TimeZone::UTC;
@@ -720,36 +760,7 @@ async fn hubspots_daily_limit_waits_for_its_reset_and_is_counted_on_healthz() {
                 "status": 429, "policy_name": "DAILY" }),
     )
     .await;
-    let before = jiff::Timestamp::now();
-    edit_deal(
-        &http,
-        &sb,
-        "40000000001",
-        json!({ "closedate": "2031-09-30" }),
-    )
-    .await;
-    let health = eventually("the wait on /healthz", &service, || async {
-        let h = get(&http, &format!("{}/healthz", service.url)).await?;
-        (h["inbox"]["deferred"] == 1).then_some(h)
-    })
-    .await;
-    let after = jiff::Timestamp::now();
-    assert_eq!(health["inbox"]["dead"], 0, "{health}");
-    assert_eq!(health["hubspot_daily_limit"]["waits"], 1, "{health}");
-    let paused: jiff::Timestamp = health["hubspot_daily_limit"]["paused_until"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    // Until the reset: the next UTC midnight as the 429 came (the test may straddle
-    // one).
-    let resets = [next_utc_midnight(before), next_utc_midnight(after)];
-    let near_reset = |t: jiff::Timestamp| {
-        resets
-            .iter()
-            .any(|r| t >= *r && t < *r + jiff::SignedDuration::from_secs(60))
-    };
-    assert!(near_reset(paused), "{paused} {resets:?}");
+    let near_reset = edit_waits_for_the_daily_reset(&http, &sb, &service).await;
     let rules = get(&http, &format!("{}/rules", service.url)).await.unwrap();
     let deferred = &rules["deferred"][0];
     assert_eq!(deferred["key"], "deal:40000000001", "{rules}");
@@ -761,7 +772,7 @@ async fn hubspots_daily_limit_waits_for_its_reset_and_is_counted_on_healthz() {
         "{deferred}"
     );
     let recheck: jiff::Timestamp = deferred["recheck_at"].as_str().unwrap().parse().unwrap();
-    assert!(near_reset(recheck), "{recheck} {resets:?}");
+    assert!(near_reset(recheck), "{recheck}");
     let answers: Vec<u16> = sb
         .journal
         .calls()
@@ -916,35 +927,8 @@ async fn hubspots_enforced_daily_limit_waits_for_the_accounts_midnight() {
     let (sb, _dir, service, _config) = start(|_| {}, "worker:\n  coalesce: 100ms\n").await;
     let http = reqwest::Client::new();
     drained(&http, &service, 0).await;
-    let before = jiff::Timestamp::now();
     sb.hubspot.set_daily_limit(0);
-    edit_deal(
-        &http,
-        &sb,
-        "40000000001",
-        json!({ "closedate": "2031-09-30" }),
-    )
-    .await;
-    let health = eventually("the wait on /healthz", &service, || async {
-        let h = get(&http, &format!("{}/healthz", service.url)).await?;
-        (h["inbox"]["deferred"] == 1).then_some(h)
-    })
-    .await;
-    let after = jiff::Timestamp::now();
-    assert_eq!(health["inbox"]["dead"], 0, "{health}");
-    assert_eq!(health["hubspot_daily_limit"]["waits"], 1, "{health}");
-    let paused: jiff::Timestamp = health["hubspot_daily_limit"]["paused_until"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let resets = [next_utc_midnight(before), next_utc_midnight(after)];
-    assert!(
-        resets
-            .iter()
-            .any(|r| paused >= *r && paused < *r + jiff::SignedDuration::from_secs(60)),
-        "{paused} {resets:?}"
-    );
+    let _at_reset = edit_waits_for_the_daily_reset(&http, &sb, &service).await;
     let refused: Vec<String> = sb
         .journal
         .calls()
