@@ -454,17 +454,9 @@ impl HubSpotClient {
                 if let Some(a) = &after {
                     body["after"] = json!(a);
                 }
-                let (_, page) = self
-                    .call(Method::POST, "/crm/v3/objects/deals/search", Some(body))
-                    .await?;
-                let results = page["results"].as_array().cloned().unwrap_or_default();
-                for d in &results {
-                    deals.push(deal(d)?);
-                }
-                after = page["paging"]["next"]["after"]
-                    .as_str()
-                    .map(str::to_string)
-                    .filter(|_| !results.is_empty());
+                let (found, next) = self.search_page(body).await?;
+                after = next.filter(|_| !found.is_empty());
+                deals.extend(found);
                 if after.is_none() {
                     break;
                 }
@@ -504,19 +496,12 @@ impl HubSpotClient {
             if after > 0 {
                 body["after"] = json!(after.to_string());
             }
-            let (_, page) = self
-                .call(Method::POST, "/crm/v3/objects/deals/search", Some(body))
-                .await?;
-            let results = page["results"].as_array().cloned().unwrap_or_default();
-            for d in &results {
-                deals.push(deal(d)?);
-            }
-            let next = page["paging"]["next"]["after"]
-                .as_str()
-                .and_then(|a| a.parse::<u64>().ok());
-            match next {
+            let (found, next) = self.search_page(body).await?;
+            let empty = found.is_empty();
+            deals.extend(found);
+            match next.and_then(|a| a.parse::<u64>().ok()) {
                 None => return Ok(deals),
-                Some(_) if results.is_empty() => return Ok(deals),
+                Some(_) if empty => return Ok(deals),
                 // The next page would pass what one query may return: start a new
                 // query above the last id.
                 Some(next) if next + PAGE > QUERY_RESULTS => {
@@ -526,6 +511,21 @@ impl HubSpotClient {
                 Some(next) => after = next,
             }
         }
+    }
+
+    /// One page of a deal search: its deals, and the `after` token of the next page.
+    async fn search_page(&self, body: Value) -> Result<(Vec<Deal>, Option<String>), HubSpotError> {
+        let (_, page) = self
+            .call(Method::POST, "/crm/v3/objects/deals/search", Some(body))
+            .await?;
+        let deals = page["results"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(deal)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = page["paging"]["next"]["after"].as_str().map(str::to_string);
+        Ok((deals, next))
     }
 
     /// Adds a note to a deal (association type 214, note → deal). `body` is Markdown,
