@@ -502,20 +502,7 @@ async fn a_store_error_mid_pass_puts_the_claimed_events_back_in_line() {
 #[tokio::test]
 async fn a_partner_identifier_that_is_no_deal_id_is_not_followed() {
     let h = Harness::shipped("Approved");
-    h.worker
-        .executor
-        .world
-        .lock()
-        .unwrap()
-        .opportunities
-        .get_mut("O1234567")
-        .unwrap()["PartnerOpportunityIdentifier"] = json!("1/../../../../crm/v3/owners/");
-    let event = Event::from_eventbridge(&json!({"id": "e-1", "detail-type": "Opportunity Updated",
-        "time": "2026-11-28T12:00:00Z", "source": "aws.partnercentral-selling",
-        "detail": {"catalog": "Sandbox", "opportunity": {"identifier": "O1234567"}}}))
-    .unwrap();
-    let key = ordering_key(&event);
-    h.store.accept(&[(event, key)], h.clock.now_ms()).unwrap();
+    updated_with_partner_id(&h, "1/../../../../crm/v3/owners/");
     h.later(COALESCE);
     h.tick().await;
     // The deal is found by its link instead, and the event is applied.
@@ -1524,6 +1511,12 @@ async fn a_failed_association_leaves_the_link_is_retried_alone_and_a_refusal_rea
 /// An AWS event for O1234567, whose partner identifier is no deal id: its deal is
 /// found through CRM search by its link.
 fn found_through_search(h: &Harness) {
+    updated_with_partner_id(h, "partner-crm-7");
+}
+
+/// AWS announces `Opportunity Updated` for O1234567, which now has `partner_id` as
+/// its PartnerOpportunityIdentifier.
+fn updated_with_partner_id(h: &Harness, partner_id: &str) {
     h.worker
         .executor
         .world
@@ -1531,7 +1524,7 @@ fn found_through_search(h: &Harness) {
         .unwrap()
         .opportunities
         .get_mut("O1234567")
-        .unwrap()["PartnerOpportunityIdentifier"] = json!("partner-crm-7");
+        .unwrap()["PartnerOpportunityIdentifier"] = json!(partner_id);
     let event = Event::from_eventbridge(&json!({"id": "e-1", "detail-type": "Opportunity Updated",
         "time": "2026-11-28T12:00:00Z", "source": "aws.partnercentral-selling",
         "detail": {"catalog": "Sandbox", "opportunity": {"identifier": "O1234567"}}}))
